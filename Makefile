@@ -1,0 +1,27 @@
+# The two commands of the README. Both bootstrap .venv when it is missing or stale, and do
+# nothing more on a second call (the stamp file records a finished install).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.neopain-installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: run test clean-venv
+
+run: $(STAMP)
+	$(BIN)/neopain demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# Stale: pyproject.toml or this Makefile changed since the last install, or the venv's
+# interpreter no longer runs (a moved or deleted base Python).
+$(STAMP): pyproject.toml Makefile
+	@$(BIN)/python -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	@# torch first and pinned: the CPU wheel is provided; an unpinned one pulls CUDA.
+	$(PIP) install -q --progress-bar off torch==2.13.0
+	$(PIP) install -q --progress-bar off -e ".[dev]"
+	@touch $(STAMP)
+
+clean-venv:
+	rm -rf $(VENV)

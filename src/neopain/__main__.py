@@ -1,0 +1,3 @@
+from neopain.cli.app import main
+
+main()

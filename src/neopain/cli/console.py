@@ -1,0 +1,59 @@
+"""Terminal output shared by the commands: one Console, progress bars, error exits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Callable, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def setup_logging(level: str) -> None:
+    """Route the library's log records to stderr through Rich."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+
+
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    """Print a user-facing error (no traceback) and exit."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def progress_bar(description: str, *, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar; yields ``update(done, total)`` for library ``on_progress`` hooks."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+
+        def update(done: int, total_: int) -> None:
+            progress.update(task, completed=done, total=total_)
+
+        yield update
