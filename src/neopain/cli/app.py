@@ -1,0 +1,50 @@
+"""The ``neopain`` Typer application: command groups are added here as their stages land."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from neopain import __version__
+from neopain.cli import dataset, demo, synth
+from neopain.cli.console import console, err_console, setup_logging
+from neopain.config import get_settings
+from neopain.errors import NeopainError
+
+app = typer.Typer(
+    name="neopain",
+    help="Objective, explained pain assessment for newborns from facial expressions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.command("synth")(synth.synth)
+app.command("demo")(demo.demo)
+app.add_typer(dataset.app, name="dataset")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"neopain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    setup_logging(get_settings().log_level)
+
+
+def main() -> None:
+    """Console-script entry point: user errors end with a message and exit 1, not a traceback."""
+    try:
+        app()
+    except NeopainError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(1)
