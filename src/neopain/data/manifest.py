@@ -8,9 +8,7 @@ kept and written back after the known ones.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import math
@@ -23,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neopain.errors import NeopainError
+from neopain.data.tables import Problem, TableError, read_table, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -38,56 +36,13 @@ N_KEYPOINTS = 5
 NO_SOURCE = "(none)"
 
 _FILE_COLUMNS = ("image", "video", "landmarks")
-_MAX_VALUE_CHARS = 60
-_MAX_LISTED = 50
 _BOX_FORM = "JSON [x1, y1, x2, y2] with x2 > x1 and y2 > y1"
 _KEYPOINTS_FORM = f"JSON list of {N_KEYPOINTS} [x, y] pairs"
+_NO_HEADER = f"a manifest starts with a header naming at least: {', '.join(REQUIRED_COLUMNS)}"
 
 
-def _shorten(text: str) -> str:
-    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a manifest.
-
-    ``line`` is the line in the CSV file as an editor shows it (the header is usually line 1;
-    blank lines and cells spanning lines are counted), None for problems of the whole file or
-    header. ``value`` is the offending cell, shortened to 60 characters; None when empty.
-    """
-
-    line: int | None
-    column: str | None
-    value: str | None
-    message: str
-
-    def __post_init__(self) -> None:
-        if self.value is not None:
-            object.__setattr__(self, "value", _shorten(self.value))
-
-    def __str__(self) -> str:
-        where = []
-        if self.line is not None:
-            where.append(f"line {self.line}")
-        if self.column is not None:
-            where.append(f"column {self.column!r}")
-        what = self.message if self.value is None else f"{self.value!r} {self.message}"
-        return f"{', '.join(where)}: {what}" if where else what
-
-
-class ManifestError(NeopainError):
+class ManifestError(TableError):
     """A manifest that cannot be used; ``problems`` lists everything wrong with it."""
-
-    def __init__(self, path: str | os.PathLike[str], problems: Sequence[Problem]) -> None:
-        self.path = Path(path)
-        self.problems = list(problems)
-        n = len(self.problems)
-        lines = [f"{self.path}: {n} problem{'' if n == 1 else 's'}"]
-        lines += [f"  {problem}" for problem in self.problems[:_MAX_LISTED]]
-        if n > _MAX_LISTED:
-            lines.append(f"  ... and {n - _MAX_LISTED} more")
-        super().__init__("\n".join(lines))
 
 
 def _is_empty(text: str) -> bool:
@@ -376,77 +331,6 @@ def validate_table(
     return problems
 
 
-def _read_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
-    """Read a manifest CSV into a text table and each row's file line; structural errors raise."""
-
-    def error(message: str, line: int | None = None) -> ManifestError:
-        return ManifestError(path, [Problem(line, None, None, message)])
-
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise error("file not found") from None
-    except IsADirectoryError:
-        raise error("is a folder; expected a manifest CSV file") from None
-    except OSError as exc:
-        raise error(f"cannot be read: {exc.strerror}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        message = f"is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as CSV UTF-8"
-        raise error(message, line) from None
-    no_header = f"a manifest starts with a header naming at least: {', '.join(REQUIRED_COLUMNS)}"
-    if _is_empty(text):
-        raise error(f"file is empty; {no_header}")
-
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header: list[str] | None = None
-    header_line, last_line = 1, 0
-    records: list[list[str]] = []
-    lines: list[int] = []
-    problems: list[Problem] = []
-    try:
-        for record in reader:
-            start, last_line = last_line + 1, reader.line_num
-            if not any(cell.strip() for cell in record):
-                continue
-            if header is None:
-                header, header_line = [cell.strip() for cell in record], start
-            else:
-                records.append(record)
-                lines.append(start)
-    except csv.Error as exc:
-        message = f"is not valid CSV ({exc}); check the quotes"
-        problems.append(Problem(last_line + 1, None, None, message))
-    if header is None:
-        problems = problems or [Problem(None, None, None, f"no header; {no_header}")]
-        raise ManifestError(path, problems)
-
-    width = len(header)
-    for line, record in zip(lines, records):
-        if len(record) > width and any(cell.strip() for cell in record[width:]):
-            message = f"has {len(record)} cells but the header has {width}"
-            problems.append(Problem(line, None, None, message + "; quote cells with commas"))
-        record[:] = (record + [""] * width)[:width]
-    keep = [i for i, name in enumerate(header) if name]
-    for i in sorted(set(range(width)) - set(keep)):  # nameless columns: dropped when empty
-        used = [line for line, record in zip(lines, records) if record[i].strip()]
-        if used:
-            message = f"header cell {i + 1} is empty but line {used[0]} has a value under it"
-            problems.append(Problem(header_line, None, None, message + "; name the column"))
-    counts = Counter(header[i] for i in keep)
-    for name, n in counts.items():
-        if n > 1:
-            message = f"appears {n} times in the header; keep one column per name"
-            problems.append(Problem(header_line, name, None, message))
-    if problems:
-        raise ManifestError(path, sorted(problems, key=lambda p: p.line or 0))
-    rows = [[record[i] for i in keep] for record in records]
-    table = pd.DataFrame(rows, columns=[header[i] for i in keep], dtype=str)
-    return table, lines
-
-
 def load_manifest(path: str | os.PathLike[str], *, check_files: bool = False) -> Manifest:
     """Read and validate a manifest CSV (UTF-8, comma-separated, a header line first).
 
@@ -458,20 +342,16 @@ def load_manifest(path: str | os.PathLike[str], *, check_files: bool = False) ->
         ManifestError: with every problem found (unreadable file, bad CSV, bad cells).
     """
     path = Path(path)
-    table, lines = _read_table(path)
+    try:
+        table, lines = read_table(path, required_hint=_NO_HEADER, what="a manifest CSV file")
+    except TableError as error:
+        raise ManifestError(error.path, error.problems) from None
     root = path.absolute().parent
     problems = validate_table(table, root=root, check_files=check_files, lines=lines)
     if problems:
         raise ManifestError(path, problems)
     logger.debug("loaded manifest %s: %d rows", path, len(table))
     return Manifest(table=table, root=root)
-
-
-def _csv_cell(text: str) -> str:
-    """Quote a cell that holds a comma, quote or line break (csv.writer leaves a lone \\r bare)."""
-    if any(char in text for char in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
 
 
 def save_manifest(manifest: Manifest | pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -481,11 +361,7 @@ def save_manifest(manifest: Manifest | pd.DataFrame, path: str | os.PathLike[str
     Equal tables give identical bytes, and ``load_manifest`` reads a valid one back equal.
     """
     table = manifest.table if isinstance(manifest, Manifest) else normalize_table(manifest)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [table.columns, *table.itertuples(index=False, name=None)]
-    text = "".join(",".join(map(_csv_cell, row)) + "\n" for row in rows)
-    path.write_bytes(text.encode("utf-8"))
+    path = write_table(table, path)
     logger.debug("saved manifest %s: %d rows", path, len(table))
     return path
 
