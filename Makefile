@@ -12,6 +12,7 @@ run: $(STAMP)
 	$(BIN)/neopain demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Stale: pyproject.toml or this Makefile changed since the last install, or the venv's

@@ -28,7 +28,8 @@ def main() -> None:
             result = generate_cohort(out, spec, workers=workers)
             seconds[workers] = time.perf_counter() - start
         print(f"{workers:>7} {result.images:>7} {seconds[workers]:>8.1f} "
-              f"{result.images / seconds[workers]:>9.1f} {1000 * seconds[workers] / result.images:>9.1f}")
+              f"{result.images / seconds[workers]:>9.1f} "
+              f"{1000 * seconds[workers] / result.images:>9.1f}")
     print(f"speed-up with 2 workers: {seconds[1] / seconds[2]:.2f}x")
 
 

@@ -73,7 +73,8 @@ def test_a_valid_manifest_exits_0_and_prints_the_summary(tmp_path):
 
 BAD_CASES = {
     "missing column": (
-        dict(header="image,label,source,face_box", rows=[r.replace(",s1", "") for r in GOOD_ROWS[:2]]),
+        dict(header="image,label,source,face_box",
+             rows=[r.replace(",s1", "") for r in GOOD_ROWS[:2]]),
         (None, "subject"),
     ),
     "bad label": (dict(rows=[*GOOD_ROWS[:2], "faces/c.png,s2,Pain?,unifesp,"]), (4, "label")),

@@ -46,7 +46,8 @@ def test_synth_bad_options_exit_1_with_a_clear_message(neopain_script, tmp_path,
 def test_demo_runs_every_landed_stage_and_leaves_pictures(neopain_script, tmp_path):
     done = _run(neopain_script, "demo", "--out", str(tmp_path / "demo"), "--subjects", "4")
     assert done.returncode == 0, done.stderr
-    for step in ("step 1: synthesize a cohort", "step 2: look at the ground truth", "demo complete"):
+    steps = ("step 1: synthesize a cohort", "step 2: look at the ground truth", "demo complete")
+    for step in steps:
         assert step in done.stdout
     assert "synthetic" in done.stdout and "not real" in " ".join(done.stdout.split())
     for picture in ("overview.png", "timeline.png"):

@@ -40,7 +40,8 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def progress_bar(description: str, *, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(description: str, *,
+                 total: int | None = None) -> Iterator[Callable[[int, int], None]]:
     """A Rich progress bar; yields ``update(done, total)`` for library ``on_progress`` hooks."""
     columns = (
         TextColumn("[bold]{task.description}"),

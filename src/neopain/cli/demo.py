@@ -34,8 +34,8 @@ def _ground_truth_table(manifest: pd.DataFrame) -> Table:
     for action in ACTIONS:
         cells = []
         for label in ("pain", "nopain"):
-            rows = manifest[manifest["label"] == label]
-            share = rows["actions"].str.split(";").apply(lambda a: action in a).mean()
+            actions = manifest.loc[manifest["label"] == label, "actions"].str.split(";")
+            share = sum(action in a for a in actions) / max(len(actions), 1)
             cells.append(f"{share:.0%}")
         table.add_row(action.replace("_", " "), *cells)
     return table

@@ -47,8 +47,10 @@ def synth(
     min_images: Annotated[int, typer.Option(help="Fewest images per subject.")] = 10,
     max_images: Annotated[int, typer.Option(help="Most images per subject.")] = 16,
     occluder_share: Annotated[float, typer.Option(help="Share of images with an occluder.")] = 0.2,
-    video: Annotated[bool, typer.Option("--video", help="Also render clips with pain episodes.")] = False,
-    clips: Annotated[int, typer.Option(help="Clips to render with --video (plus one without a face).")] = 4,
+    video: Annotated[bool, typer.Option(
+        "--video", help="Also render clips with pain episodes.")] = False,
+    clips: Annotated[int, typer.Option(
+        help="Clips to render with --video (plus one without a face).")] = 4,
     clip_seconds: Annotated[float, typer.Option(help="Length of each clip.")] = 20.0,
     fps: Annotated[float, typer.Option(help="Frame rate of the clips.")] = 10.0,
     workers: Annotated[int, typer.Option(help="Processes drawing images.")] = default_workers(),

@@ -143,7 +143,8 @@ def _plan(spec: CohortSpec, subjects: list[Subject]) -> list[_Job]:
     jobs = []
     for s, subject in enumerate(subjects):
         rng = np.random.default_rng([spec.seed, 2, s])
-        for i in range(int(rng.integers(spec.images_per_subject[0], spec.images_per_subject[1] + 1))):
+        lo, hi = spec.images_per_subject
+        for i in range(int(rng.integers(lo, hi + 1))):
             if rng.random() < spec.pain_share:
                 stimulus = "pain"
             else:
@@ -158,7 +159,8 @@ def _render(job: _Job, spec: CohortSpec, out: Path) -> dict[str, str]:
     subject, source = job.subject, job.subject.source
     width, height = source.render_size
     expr = sample_expression(rng, job.stimulus)
-    canvas = Canvas(background(rng, height, width, clutter=spec.clutter), sample_pose(rng, source, subject.identity))
+    canvas = Canvas(background(rng, height, width, clutter=spec.clutter),
+                    sample_pose(rng, source, subject.identity))
     draw_body(canvas, rng, subject.identity)
     layout = draw_face(canvas, subject.identity, expr)
     occluder = str(rng.choice(OCCLUDERS)) if rng.random() < spec.occluder_share else ""
@@ -174,7 +176,8 @@ def _render(job: _Job, spec: CohortSpec, out: Path) -> dict[str, str]:
         "image": Path("images", source.name, subject.id, f"{stem}.jpg"),
         "mask": Path("masks", source.name, subject.id, f"{stem}.png"),
     }
-    _write(out / rel["image"], cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, source.jpeg_quality])[1])
+    jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, source.jpeg_quality])[1]
+    _write(out / rel["image"], jpeg)
     _write(out / rel["mask"], cv2.imencode(".png", mask)[1])
     heatmaps = {}
     for p, persona in enumerate(PERSONAS):

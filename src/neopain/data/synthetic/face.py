@@ -225,7 +225,8 @@ def _draw_eyes(canvas: Canvas, who: Identity, expr: Expression) -> None:
             continue
         # Closed: a lash line; squeezed: tighter, thicker, shorter, with wrinkles around it.
         sag = 0.03 * (1.0 - t)
-        line = curve([[cu - s * w, cv], [cu, cv + sag + 0.015 - 0.03 * t], [cu + s * w, cv - 0.01 * t]])
+        line = curve([[cu - s * w, cv], [cu, cv + sag + 0.015 - 0.03 * t],
+                      [cu + s * w, cv - 0.01 * t]])
         canvas.stroke(line, lid, width=0.014 + 0.02 * t, alpha=0.9)
         if t > 0:
             outer = np.array([cu + s * w, cv])

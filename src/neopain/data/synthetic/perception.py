@@ -80,7 +80,8 @@ def perception_heatmap(persona: Persona, mask: np.ndarray, keypoints: np.ndarray
                         interpolation=cv2.INTER_CUBIC)
     centre = keypoints.mean(axis=0)
     ys, xs = np.ogrid[0:height, 0:width]
-    near_face = np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * (1.5 * face_px) ** 2))
+    distance2 = (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2
+    near_face = np.exp(-distance2 / (2 * (1.5 * face_px) ** 2))
     heat += persona.noise * np.clip(smooth, 0.0, None) * near_face * max(float(heat.max()), 0.3)
     dx, dy = rng.normal(0.0, persona.shift * face_px, 2)
     heat = cv2.warpAffine(heat, np.float32([[1, 0, dx], [0, 1, dy]]), (width, height),

@@ -21,7 +21,8 @@ def _rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def contact_sheet(root: Path, out: Path, *, per_stimulus: int = 3, persona: str = "physician") -> Path:
+def contact_sheet(root: Path, out: Path, *, per_stimulus: int = 3,
+                  persona: str = "physician") -> Path:
     """One row per example: the image with keypoints and box, its action mask, a perception map.
 
     Examples are the first ``per_stimulus`` images of each stimulus in the manifest.
@@ -40,7 +41,8 @@ def contact_sheet(root: Path, out: Path, *, per_stimulus: int = 3, persona: str 
         ax_row[0].scatter(kps[:, 0], kps[:, 1], s=8, c="lime")
         x1, y1, x2, y2 = json.loads(row["face_box"])
         ax_row[0].plot([x1, x2, x2, x1, x1], [y1, y1, y2, y2, y1], c="deepskyblue", lw=1)
-        ax_row[0].set_title(f"{row['subject']}  {row['label']} ({row['stimulus']}, NFCS {row['score']})"
+        ax_row[0].set_title(f"{row['subject']}  {row['label']} "
+                            f"({row['stimulus']}, NFCS {row['score']})"
                             + (f", {row['occluder']}" if row["occluder"] else ""), fontsize=8)
         overlay = image.copy()
         active = (mask & 0x3F) > 0

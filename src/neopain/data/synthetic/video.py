@@ -63,8 +63,8 @@ def plan_episodes(rng: np.random.Generator, clip: ClipSpec) -> list[Episode]:
     for _ in range(int(rng.integers(1, 3))):  # a yawn or a frown: one action, not pain
         start = rng.uniform(0.5, clip.seconds - 2.0)
         if not any(e.start_s - 2.0 < start < e.end_s + 0.5 for e in episodes):
-            episodes.append(Episode(start, start + rng.uniform(1.0, 1.6),
-                                    (str(rng.choice(ACTIONS)),), (round(rng.uniform(0.7, 0.9), 2),)))
+            action, peak = str(rng.choice(ACTIONS)), round(rng.uniform(0.7, 0.9), 2)
+            episodes.append(Episode(start, start + rng.uniform(1.0, 1.6), (action,), (peak,)))
     return sorted(episodes, key=lambda e: e.start_s)
 
 
@@ -96,7 +96,8 @@ def write_clip(path: Path, subject: Subject | None, clip: ClipSpec, seed: tuple[
             t = frame / clip.fps
             frame_rng = np.random.default_rng([*seed, frame])
             canvas = Canvas(scene.copy(), Pose(
-                width / 2 + 12 * np.sin(0.4 * t + phase[0]), height * 0.45 + 6 * np.sin(0.3 * t + phase[1]),
+                width / 2 + 12 * np.sin(0.4 * t + phase[0]),
+                height * 0.45 + 6 * np.sin(0.3 * t + phase[1]),
                 0.165 * width, 10 * np.sin(0.25 * t + phase[2]), 0.95))
             row = {"frame": frame, "time_s": round(t, 3), "face": 0, "label": "", "score": ""}
             level = dict.fromkeys(ACTIONS, 0.0)
@@ -107,7 +108,8 @@ def write_clip(path: Path, subject: Subject | None, clip: ClipSpec, seed: tuple[
                 layout = draw_face(canvas, subject.identity, expr)
                 score = len(expr.present())
                 row.update(face=1, label="pain" if score >= PAIN_THRESHOLD else "nopain",
-                           score=score, face_box=format_box(face_box_px(canvas.pose, layout, VIDEO_SOURCE)),
+                           score=score,
+                           face_box=format_box(face_box_px(canvas.pose, layout, VIDEO_SOURCE)),
                            keypoints=format_keypoints(canvas.pose.to_px(layout.keypoints)))
             row.update({a: round(v, 3) for a, v in level.items()})
             rows.append(row)
