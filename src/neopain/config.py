@@ -22,6 +22,6 @@ class Settings(BaseSettings):
     log_level: str = Field(default="WARNING", description="Python logging level name.")
 
 
-def get_settings(**overrides: object) -> Settings:
-    """Build settings from the environment; keyword overrides win (used by the CLI and tests)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+def get_settings() -> Settings:
+    """Build settings from the environment, afresh on every call."""
+    return Settings()
