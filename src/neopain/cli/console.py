@@ -40,8 +40,7 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def progress_bar(description: str, *,
-                 total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """A Rich progress bar; yields ``update(done, total)`` for library ``on_progress`` hooks."""
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -52,9 +51,9 @@ def progress_bar(description: str, *,
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=None)
 
-        def update(done: int, total_: int) -> None:
-            progress.update(task, completed=done, total=total_)
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
 
         yield update

@@ -133,7 +133,7 @@ class Canvas:
         self.mask[y0:y1, x0:x1] |= (cov > 0.5).astype(np.uint8) << bit
 
     def clear(self, points: np.ndarray) -> None:
-        """Clear all action bits under a polygon (an occluder hides what lies beneath)."""
+        """Clear every bit (actions and face) under a polygon: an occluder hides what is beneath."""
         got = self._coverage(points, width=None, antialias=False)
         if got is None:
             return

@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from neopain.data.synthetic.canvas import Canvas
 from neopain.data.synthetic.face import ACTIONS, FACE_BIT, PRESENT, Expression, Identity, draw_face
 from neopain.data.synthetic.perception import PERSONAS, perception_heatmap
 from neopain.data.synthetic.scene import (
-    NOISY, OCCLUDERS, SHARP, SOURCES, Source, background, draw_body, face_box_px, finish, occlude,
+    NOISY, OCCLUDERS, SHARP, SOURCES, Source, background, clothing, draw_body, face_box_px, finish,
+    occlude,
     sample_pose,
 )
 from neopain.errors import NeopainError
@@ -153,15 +155,18 @@ def _plan(spec: CohortSpec, subjects: list[Subject]) -> list[_Job]:
     return jobs
 
 
-def _render(job: _Job, spec: CohortSpec, out: Path) -> dict[str, str]:
-    """Draw one image with its mask and perception heatmaps; write them; return its manifest row."""
+def _render(job: _Job, spec: CohortSpec, out: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Draw one image with its mask and perception heatmaps and write them.
+
+    Returns its manifest row and its heatmap path per persona.
+    """
     rng = np.random.default_rng(list(job.seed))
     subject, source = job.subject, job.subject.source
     width, height = source.render_size
     expr = sample_expression(rng, job.stimulus)
     canvas = Canvas(background(rng, height, width, clutter=spec.clutter),
                     sample_pose(rng, source, subject.identity))
-    draw_body(canvas, rng, subject.identity)
+    draw_body(canvas, subject.identity, color=clothing(rng))
     layout = draw_face(canvas, subject.identity, expr)
     occluder = str(rng.choice(OCCLUDERS)) if rng.random() < spec.occluder_share else ""
     if occluder:
@@ -201,8 +206,7 @@ def _render(job: _Job, spec: CohortSpec, out: Path) -> dict[str, str]:
         "actions": ";".join(present),
         "intensity": json.dumps({a: round(expr.level(a), 2) for a in ACTIONS}),
         "occluder": occluder,
-        "_heatmaps": json.dumps({n: h.as_posix() for n, h in heatmaps.items()}),
-    }
+    }, {name: path.as_posix() for name, path in heatmaps.items()}
 
 
 def _write(path: Path, data: np.ndarray) -> None:
@@ -241,24 +245,17 @@ def generate_cohort(out: str | os.PathLike[str], spec: CohortSpec = CohortSpec()
     root.mkdir(parents=True, exist_ok=True)
     jobs = _plan(spec, make_subjects(spec))
     rows: list[dict[str, str]] = []
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_render, jobs, [spec] * len(jobs), [root] * len(jobs), chunksize=4)
-            for row in results:
-                rows.append(row)
-                if on_progress:
-                    on_progress(len(rows), len(jobs))
-    else:
-        for job in jobs:
-            rows.append(_render(job, spec, root))
+    perception: list[dict[str, str]] = []
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
+        mapper = pool.map if pool else map
+        for row, heatmaps in mapper(_render, jobs, [spec] * len(jobs), [root] * len(jobs)):
+            rows.append(row)
+            perception += [{"file_name": Path(row["image"]).name, "heatmap_file_name": Path(h).name,
+                            "persona": name, "new_percep_file_name": h,
+                            "new_file_name": row["image"]} for name, h in heatmaps.items()]
             if on_progress:
                 on_progress(len(rows), len(jobs))
 
-    perception = [
-        {"file_name": Path(r["image"]).name, "heatmap_file_name": Path(h).name, "persona": name,
-         "new_percep_file_name": h, "new_file_name": r["image"]}
-        for r in rows for name, h in json.loads(r.pop("_heatmaps")).items()
-    ]
     table = pd.DataFrame(rows)
     result = CohortResult(root, save_manifest(table, root / "manifest.csv"),
                           root / "perception.csv", root / "cohort.json", len(rows), spec.subjects)

@@ -106,9 +106,13 @@ def sample_pose(rng: np.random.Generator, source: Source, who: Identity) -> Pose
                 float(rng.uniform(0.86, 1.0)))
 
 
-def draw_body(canvas: Canvas, rng: np.random.Generator, who: Identity) -> None:
-    """The baby's shoulders in a onesie below the head."""
-    color = _CLOTHES[rng.integers(len(_CLOTHES))]
+def clothing(rng: np.random.Generator) -> np.ndarray:
+    """An RGB colour for the baby's onesie."""
+    return _CLOTHES[rng.integers(len(_CLOTHES))]
+
+
+def draw_body(canvas: Canvas, who: Identity, *, color: np.ndarray) -> None:
+    """The baby's shoulders in a onesie of ``color`` below the head."""
     canvas.fill(ellipse_points(0.0, who.aspect + 1.0, 1.7, 1.05), color)
     canvas.stroke(ellipse_points(0.0, who.aspect + 0.15, 0.55, 0.18, start=0, end=180),
                   color * 0.85, width=0.08)

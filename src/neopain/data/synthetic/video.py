@@ -15,7 +15,9 @@ from neopain.data.manifest import format_box, format_keypoints
 from neopain.data.synthetic.canvas import Canvas, Pose
 from neopain.data.synthetic.cohort import ACTION_PREVALENCE, PAIN_THRESHOLD, Subject
 from neopain.data.synthetic.face import ACTIONS, Expression, draw_face
-from neopain.data.synthetic.scene import Source, background, draw_body, face_box_px, finish
+from neopain.data.synthetic.scene import (
+    Source, background, clothing, draw_body, face_box_px, finish,
+)
 from neopain.errors import NeopainError
 
 VIDEO_SOURCE = Source("synth-video", (320, 240), (320, 240), (0.15, 0.18), 0.0, 0.01, 90, 0.02)
@@ -84,6 +86,7 @@ def write_clip(path: Path, subject: Subject | None, clip: ClipSpec, seed: tuple[
     rng = np.random.default_rng(list(seed))
     width, height = VIDEO_SOURCE.render_size
     scene = background(rng, height, width, clutter=True)
+    onesie = clothing(rng)
     episodes = plan_episodes(rng, clip) if subject else []
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), clip.fps, (width, height))
@@ -104,7 +107,7 @@ def write_clip(path: Path, subject: Subject | None, clip: ClipSpec, seed: tuple[
             if subject is not None:
                 level = intensities_at(t, episodes)
                 expr = Expression(level, eyes_closed=bool(np.sin(0.5 * t + phase[0]) > 0.3))
-                draw_body(canvas, np.random.default_rng(list(seed)), subject.identity)
+                draw_body(canvas, subject.identity, color=onesie)
                 layout = draw_face(canvas, subject.identity, expr)
                 score = len(expr.present())
                 row.update(face=1, label="pain" if score >= PAIN_THRESHOLD else "nopain",
