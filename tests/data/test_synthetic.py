@@ -128,6 +128,22 @@ def test_occluders_hide_the_mask_beneath_them(cohort30, table):
         assert face_share(hidden) < face_share(same)
 
 
+def test_an_occluder_only_clears_mask_bits_and_always_hides_some_face(tmp_path):
+    """Same seed with and without occluders: identical faces, so the masks differ only by what
+    the occluder hides (a no-op ``Canvas.clear`` passes the share test above but fails here)."""
+    spec = dict(subjects=3, seed=11, images_per_subject=(6, 6))
+    clean = generate_cohort(tmp_path / "clean", CohortSpec(**spec, occluder_share=0.0))
+    hidden = generate_cohort(tmp_path / "hidden", CohortSpec(**spec, occluder_share=1.0))
+    rows = pd.read_csv(hidden.manifest, dtype=str, keep_default_na=False)
+    assert (rows["occluder"] != "").all()
+    for _, row in rows.iterrows():
+        before, after = _mask(clean.root, row), _mask(hidden.root, row)
+        assert not (after & ~before).any(), row["image"]  # no bit appears
+        face_before = ((before >> FACE_BIT) & 1).sum()
+        face_after = ((after >> FACE_BIT) & 1).sum()
+        assert face_after < face_before, (row["image"], row["occluder"])
+
+
 def test_keypoints_lie_in_the_face_box_image_left_eye_first(cohort30):
     manifest = load_manifest(cohort30.manifest)
     boxes, keypoints = manifest.boxes(), manifest.keypoints()
