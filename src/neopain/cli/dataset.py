@@ -13,6 +13,7 @@ from rich.text import Text
 
 from neopain.cli.console import console, err_console, fail
 from neopain.data.manifest import Manifest, ManifestError, load_manifest
+from neopain.data.tables import TableError
 
 app = typer.Typer(help="Import, check and summarize datasets (manifests).", no_args_is_help=True)
 
@@ -34,8 +35,8 @@ def validate(
     try:
         loaded = load_manifest(manifest, check_files=check_files)
     except ManifestError as error:
-        _print_problems(error)
-        fail(f"{escape(str(manifest))} is not a valid manifest: {_count(error)}")
+        print_problems(error)
+        fail(f"{escape(str(manifest))} is not a valid manifest: {count_problems(error)}")
     print_summary(loaded, path=manifest, checked_files=check_files)
 
 
@@ -55,8 +56,9 @@ def print_summary(manifest: Manifest, *, path: Path, checked_files: bool) -> Non
     console.print(f"[bold green]valid[/] ({files}): {escape(str(path))}", highlight=False)
 
 
-def _print_problems(error: ManifestError) -> None:
-    table = Table(title=Text(f"{error.path}: {_count(error)}"))
+def print_problems(error: TableError) -> None:
+    """Every problem of a table file as a line/column/value/problem table on stderr."""
+    table = Table(title=Text(f"{error.path}: {count_problems(error)}"))
     table.add_column("line", justify="right", no_wrap=True)
     table.add_column("column", no_wrap=True)
     table.add_column("value", overflow="fold")
@@ -76,6 +78,8 @@ def _print_problems(error: ManifestError) -> None:
         err_console.print(Text(f"... and {len(rest)} more ({detail})"))
 
 
-def _count(error: ManifestError) -> str:
+def count_problems(error: TableError) -> str:
+    """'1 problem' / 'N problems'."""
     n = len(error.problems)
     return f"{n} problem{'' if n == 1 else 's'}"
+
