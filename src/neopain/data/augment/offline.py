@@ -1,0 +1,202 @@
+"""Offline augmentation: N copies of each training image of one fold, with their manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from neopain.data.augment.transform import (
+    JPEG_QUALITY,
+    AugmentedSample,
+    Augmenter,
+    AugmentSpec,
+    ProgressHook,
+    check_count,
+    copy_rng,
+    read_image,
+)
+from neopain.data.manifest import Manifest, format_box, format_keypoints, save_manifest
+from neopain.errors import NeopainError
+
+if TYPE_CHECKING:
+    from neopain.data.folds import FoldPlan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AugmentResult:
+    """What ``augment_fold`` wrote.
+
+    ``skipped``: rows of validation, test or other subjects (never augmented); ``redraws``:
+    draws rejected because a keypoint left the image; ``fallbacks``: copies for which no draw of
+    ``max_attempts`` kept the keypoints inside.
+    """
+
+    root: Path
+    manifest: Path
+    fold: int
+    subjects: int
+    source_images: int
+    images: int
+    skipped: int
+    redraws: int
+    fallbacks: int
+
+
+@dataclass(frozen=True)
+class _Job:
+    line: int
+    source: str
+    image: str
+    outputs: tuple[str, ...]
+    keypoints: np.ndarray | None
+    box: tuple[float, float, float, float] | None
+
+
+def _train_subjects(plan: FoldPlan, fold: int) -> set[str]:
+    """The training subjects of fold ``fold``, after checking that none is also held out."""
+    folds = {f.index: f for f in plan.folds}
+    if fold not in folds:
+        indices = sorted(folds)
+        valid = ("none (the plan has no folds)" if not indices
+                 else f"{indices[0]} to {indices[-1]}"
+                 if indices == list(range(indices[0], indices[-1] + 1))
+                 else ", ".join(map(str, indices)))
+        raise NeopainError(f"fold={fold} is out of range; valid: {valid}")
+    train = set(folds[fold].train)
+    leaked = sorted(train & (set(folds[fold].val) | set(folds[fold].test)))
+    if leaked:
+        raise NeopainError(f"fold {fold} lists subjects both in train and in validation or test "
+                           f"({', '.join(leaked[:5])}); remake the folds (`neopain folds make`)")
+    return train
+
+
+def _safe_name(text: str) -> str:
+    """A file or folder name from a subject id or file stem: ASCII letters, digits, ``._-``."""
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
+    return name.strip(".") or "_"
+
+
+def _output_stems(images: Sequence[str], subjects: Sequence[str]) -> list[str]:
+    """``images/<subject>/<stem>`` per row; where two would collide, a hash of the path is added."""
+    stems = [f"images/{_safe_name(s)}/{_safe_name(Path(i).stem)}" for i, s in zip(images, subjects)]
+    keys = [stem.lower() for stem in stems]  # case-insensitive file systems
+    return [stem if keys.count(key) == 1
+            else f"{stem}_{hashlib.sha256(image.encode()).hexdigest()[:8]}"
+            for stem, key, image in zip(stems, keys, images)]
+
+
+def _augment_job(job: _Job, spec: AugmentSpec, seed: int, out: Path) -> list[AugmentedSample]:
+    """Write one image's copies; returns their samples without pixels (cheap to send back)."""
+    where = f"manifest line {job.line}, image {job.image!r}"
+    image = read_image(job.source)
+    if image is None:
+        raise NeopainError(f"{where}: cannot read {job.source}; valid: an image file (JPEG, PNG)")
+    augmenter = Augmenter(spec)
+    samples = []
+    for copy, output in enumerate(job.outputs, start=1):
+        try:
+            sample = augmenter(image, job.keypoints, job.box, rng=copy_rng(seed, job.image, copy))
+        except NeopainError as error:
+            raise NeopainError(f"{where}, column 'keypoints': {error}") from None
+        _, data = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        (out / output).parent.mkdir(parents=True, exist_ok=True)
+        (out / output).write_bytes(data.tobytes())
+        samples.append(replace(sample, image=np.empty(0, np.uint8)))
+    return samples
+
+
+def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os.PathLike[str],
+                 n: int = 20, spec: AugmentSpec = AugmentSpec(), seed: int = 0, workers: int = 1,
+                 overwrite: bool = False,
+                 on_progress: ProgressHook | None = None) -> AugmentResult:
+    """Write ``n`` augmented copies of every training image of one fold, and their manifest.
+
+    Only rows of the fold's training subjects are augmented, never validation or test ones.
+    Writes ``out/images/<subject>/<stem>_augNN.jpg`` (NN = 01..n) and ``out/manifest.csv``, a
+    valid manifest of the copies: image, subject, label, source, stimulus, score, scale, video,
+    time_s, the moved face_box and keypoints, plus ``augmented_from`` (the original image,
+    relative to ``out``), ``fold`` and ``copy``. Landmarks and other per-image files are not
+    transformed, so they are left out. The same seed gives the same bytes for any ``workers``.
+
+    Args:
+        manifest: the manifest the folds were made from.
+        plan: its folds (``neopain.data.folds.load_folds(path, manifest=manifest)``).
+        fold: the index of the fold.
+        out: a new or empty folder; not the manifest's own folder.
+        n: augmented copies per training image.
+        spec: the random transform.
+        seed: the seed; each copy's randomness comes from (seed, image path, copy number).
+        workers: processes augmenting images (the output does not depend on it).
+        overwrite: allow a non-empty ``out``; files of the same name are replaced.
+        on_progress: called as ``on_progress(done, total)`` in augmented images.
+
+    Raises:
+        NeopainError: bad ``fold``, ``n``, ``workers`` or ``out``; a fold without training
+            images; an unreadable image or keypoints outside it (naming the manifest line).
+    """
+    check_count("n", n)
+    check_count("workers", workers)
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise NeopainError(f"out={str(root)!r} is a file; valid: a new or empty folder")
+    if os.path.abspath(root) == os.path.abspath(manifest.root):
+        raise NeopainError(f"out={str(root)!r} is the manifest's own folder, whose manifest.csv "
+                           "would be replaced; choose another folder")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise NeopainError(f"out={str(root)!r} is not empty; choose a new folder, or allow "
+                           "replacing its files (--overwrite)")
+    train = _train_subjects(plan, fold)
+    table = manifest.table
+    picked = [i for i, subject in enumerate(table["subject"]) if subject in train]
+    if not picked:
+        raise NeopainError(f"fold {fold} has no training images in this manifest ({len(train)} "
+                           "training subjects); were the folds made from another manifest?")
+    images = [table["image"].iat[i] for i in picked]
+    stems = _output_stems(images, [table["subject"].iat[i] for i in picked])
+    digits = max(2, len(str(n)))
+    boxes, points = manifest.boxes(), manifest.keypoints()
+    jobs = [_Job(line=i + 2, source=os.path.abspath(manifest.image_path(i)), image=image,
+                 outputs=tuple(f"{stem}_aug{copy:0{digits}d}.jpg" for copy in range(1, n + 1)),
+                 keypoints=None if np.isnan(points[i]).any() else points[i],
+                 box=None if np.isnan(boxes[i]).any() else tuple(boxes[i].tolist()))
+            for i, image, stem in zip(picked, images, stems)]
+    root.mkdir(parents=True, exist_ok=True)
+    if on_progress:
+        on_progress(0, n * len(jobs))
+    kept = ["subject", "label", "source", "stimulus", "score", "scale", "video", "time_s"]
+    rows: list[dict[str, str]] = []
+    redraws = fallbacks = 0
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
+        results = (pool.map if pool else map)(_augment_job, jobs, [spec] * len(jobs),
+                                              [seed] * len(jobs), [root] * len(jobs))
+        for i, job, samples in zip(picked, jobs, results):
+            original = Path(os.path.relpath(job.source, os.path.abspath(root))).as_posix()
+            for copy, (output, sample) in enumerate(zip(job.outputs, samples), start=1):
+                rows.append({"image": output, **{c: table[c].iat[i] for c in kept},
+                             "face_box": format_box(sample.box),
+                             "keypoints": format_keypoints(sample.keypoints),
+                             "augmented_from": original, "fold": str(fold), "copy": str(copy)})
+                redraws += sample.attempts - (not sample.fallback)
+                fallbacks += sample.fallback
+            if on_progress:
+                on_progress(len(rows), n * len(jobs))
+    path = save_manifest(pd.DataFrame(rows), root / "manifest.csv")
+    logger.info("fold %d: %d augmented images of %d training images, %d fallbacks", fold,
+                len(rows), len(jobs), fallbacks)
+    return AugmentResult(root=root, manifest=path, fold=fold,
+                         subjects=len({table["subject"].iat[i] for i in picked}),
+                         source_images=len(jobs), images=len(rows),
+                         skipped=len(table) - len(picked), redraws=redraws, fallbacks=fallbacks)
