@@ -11,20 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from neopain.cli import dataset
 
-try:
-    from neopain.cli.app import app as neopain_app
-except ImportError:  # the other command groups are still being written
-    neopain_app = typer.Typer()
-    neopain_app.add_typer(dataset.app, name="dataset")
-
-    @neopain_app.callback()
-    def _group() -> None:
-        """Keeps ``dataset`` a sub-command when it is the only group."""
+from neopain.cli.app import app as neopain_app
 
 
 def run(*args: str) -> tuple[int, str]:

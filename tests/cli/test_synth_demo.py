@@ -7,6 +7,7 @@ import subprocess
 import pandas as pd
 import pytest
 
+from neopain.data.folds import check_folds, load_folds
 from neopain.data.manifest import load_manifest
 
 
@@ -46,9 +47,19 @@ def test_synth_bad_options_exit_1_with_a_clear_message(neopain_script, tmp_path,
 def test_demo_runs_every_landed_stage_and_leaves_pictures(neopain_script, tmp_path):
     done = _run(neopain_script, "demo", "--out", str(tmp_path / "demo"), "--subjects", "4")
     assert done.returncode == 0, done.stderr
-    steps = ("step 1: synthesize a cohort", "step 2: look at the ground truth", "demo complete")
+    steps = ("step 1: synthesize a cohort", "step 2: look at the ground truth",
+             "step 3: extract frames", "step 4: split subjects into folds",
+             "step 5: augment fold 0", "demo complete")
     for step in steps:
         assert step in done.stdout
     assert "synthetic" in done.stdout and "not real" in " ".join(done.stdout.split())
-    for picture in ("overview.png", "timeline.png"):
-        assert (tmp_path / "demo" / picture).stat().st_size > 10_000
+    demo = tmp_path / "demo"
+    for picture in ("overview.png", "timeline.png", "augmented.png"):
+        assert (demo / picture).stat().st_size > 10_000
+    frames = load_manifest(demo / "frames" / "manifest.csv", check_files=True)
+    assert set(frames.table["scale"]) == {"DAN"}
+    assert set(frames.table["label"]) == {"pain", "nopain"}
+    plan = load_folds(demo / "folds.json", manifest=demo / "manifest.csv")
+    assert check_folds(plan, load_manifest(demo / "manifest.csv")).ok
+    augmented = load_manifest(demo / "augmented" / "manifest.csv", check_files=True)
+    assert set(augmented.subjects) == set(plan.folds[0].train)  # never val or test subjects

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from neopain import __version__
-from neopain.cli import dataset, demo, synth
+from neopain.cli import augment, dataset, demo, folds, frames, importing, synth
 from neopain.cli.console import console, err_console, setup_logging
 from neopain.config import get_settings
 from neopain.errors import NeopainError
@@ -23,6 +23,10 @@ app = typer.Typer(
 app.command("synth")(synth.synth)
 app.command("demo")(demo.demo)
 app.add_typer(dataset.app, name="dataset")
+dataset.app.command("import")(importing.import_dataset)
+dataset.app.command("frames")(frames.frames)
+app.add_typer(folds.app, name="folds")
+app.command("augment")(augment.augment)
 
 
 def _show_version(value: bool) -> None:

@@ -13,12 +13,19 @@ from rich.panel import Panel
 from rich.rule import Rule
 from rich.table import Table
 
+from neopain.cli import augment, folds, frames
 from neopain.cli.console import console
 from neopain.cli.synth import default_workers, synthesize
 from neopain.config import get_settings
+from neopain.data.augment.preview import augment_sheet
 from neopain.data.synthetic import ACTIONS, PERSONAS, CohortSpec
 from neopain.data.synthetic.preview import contact_sheet, timeline_plot
 from neopain.data.synthetic.video import ClipSpec
+from neopain.data.tables import write_table
+
+DEMO_FOLDS = 5
+DEMO_COPIES = 4
+PAIN_DAN, REST_DAN = 3, 0  # the synthetic rater's DAN face item inside and outside pain episodes
 
 
 def _step(number: int, title: str, what: str) -> None:
@@ -39,6 +46,34 @@ def _ground_truth_table(manifest: pd.DataFrame) -> Table:
             cells.append(f"{share:.0%}")
         table.add_row(action.replace("_", " "), *cells)
     return table
+
+
+def _rating_windows(videos: Path) -> Path:
+    """A videos table as a rater would score the clips: DAN face 3 in episodes, 0 between."""
+    clips = pd.read_csv(videos / "videos.csv", dtype=str, keep_default_na=False)
+    episodes = pd.read_csv(videos / "episodes.csv", keep_default_na=False)
+    rows = []
+    for clip in clips[clips["subject"] != ""].itertuples():
+        edges = [0.0]
+        for episode in episodes[episodes["video"] == clip.video].itertuples():
+            edges += [episode.start_s, episode.end_s]
+        edges.append(float(clip.duration_s))
+        for i, (start, end) in enumerate(zip(edges, edges[1:])):
+            score = PAIN_DAN if i % 2 else REST_DAN
+            if end > start:
+                rows.append([Path(clip.video).name, clip.subject, str(score), "DAN",
+                             f"{start:.3f}", f"{end:.3f}", "demo-rater"])
+    table = pd.DataFrame(rows, columns=["video", "subject", "score", "scale", "start_s",
+                                        "end_s", "source"], dtype=str)
+    return write_table(table, videos / "ratings.csv")
+
+
+def _fold_count(manifest: pd.DataFrame) -> tuple[int, str]:
+    """Folds for the demo and the column they balance: every source must fill every fold."""
+    per_source = manifest.groupby("source")["subject"].nunique()
+    if per_source.min() >= 2:
+        return min(DEMO_FOLDS, int(per_source.min())), "source"
+    return min(DEMO_FOLDS, manifest["subject"].nunique()), "none"
 
 
 def demo(
@@ -78,6 +113,33 @@ def demo(
                   highlight=False)
     console.print(f"clip timelines with pain episodes: {escape(str(timeline))}", highlight=False)
 
+    _step(3, "extract frames from the clips (DAN policy)",
+          "A synthetic rater scores each clip's pain episodes DAN face 3 and the time between "
+          "them 0; frames are taken at 1 per second in pain windows and 1 per 2 s elsewhere, at "
+          "the container's timestamps (the M-PAIN protocol).")
+    ratings = _rating_windows(result.root / "videos")
+    frames.frames(ratings, out=out / "frames")
+
+    _step(4, "split subjects into folds",
+          "Leave-some-subjects-out k-fold, each test fold taking its share of "
+          "subjects from each source; every fold also has validation subjects. No subject is "
+          "ever in two of a fold's train, validation and test sets.")
+    folds_file = out / "folds.json"
+    k, balance_by = _fold_count(manifest)
+    folds.make(result.manifest, out=folds_file, protocol="lsso", k=k, balance_by=balance_by)
+
+    _step(5, "augment fold 0's training images",
+          f"{DEMO_COPIES} copies per training image (the published protocol uses 20): rotation, "
+          "shear, shift, zoom, brightness and flips, the keypoints moving with the pixels. "
+          "Validation and test subjects are never augmented.")
+    augmented = out / "augmented"
+    augment.augment(result.manifest, folds=folds_file, fold=0, out=augmented, n=DEMO_COPIES,
+                    workers=workers, overwrite=True)
+    sheet = augment_sheet(augmented / "manifest.csv", out / "augmented.png")
+    console.print("originals and copies, keypoints coloured by index (red is always the "
+                  f"image-left eye): {escape(str(sheet))}", highlight=False)
+
     console.print(Rule("[bold green]demo complete"))
     console.print(f"Everything is in [bold]{escape(str(out))}[/]. Next: "
-                  f"`neopain dataset validate {escape(str(result.manifest))}`.", highlight=False)
+                  f"`neopain folds check {escape(str(result.manifest))} "
+                  f"{escape(str(folds_file))}`.", highlight=False)
