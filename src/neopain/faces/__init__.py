@@ -1,0 +1,1 @@
+"""Faces: detectors (one family per module), dense landmarks, crops, and the detector comparison."""
