@@ -1,0 +1,101 @@
+"""How fast the face detectors and the face mesh run per 640×360 frame (issue 4's targets:
+``mediapipe-short`` median <= 5 ms, face mesh <= 8 ms per frame, on this machine).
+
+The frames are scikit-image's astronaut (head and shoulders) moving smoothly through a 640×360
+frame, growing and shrinking, with changing brightness, as a face drifts in a bedside video.
+Every registered detector runs except ``manifest`` (it reads boxes, it does not detect) and
+``onnx`` unless ``NEOPAIN_YUNET_MODEL`` names a YuNet model file. The face mesh runs in video
+(tracking) mode over the frames in order, and in image mode (a face search every frame).
+
+Usage: .venv/bin/python benchmarks/bench_faces.py [--frames 300] [--repeats 1] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+
+import cv2
+import numpy as np
+import skimage.data
+
+from neopain.faces.base import list_detectors
+from neopain.faces.benchmark import BenchmarkImage, DetectorFigures, benchmark_detectors
+
+TARGETS_MS = {"mediapipe-short": 5.0, "face mesh": 8.0, "face mesh (video)": 8.0}
+
+
+def moving_face_frames(count: int) -> list[BenchmarkImage]:
+    """``count`` 640×360 frames of the astronaut drifting, scaling and changing brightness."""
+    photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 75:375]
+    frames = []
+    for i in range(count):
+        phase = 2 * np.pi * i / max(count, 1)
+        side = int(round(330 + 30 * np.sin(2 * phase)))  # 300 to 360 px
+        face = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)
+        x = int(round((640 - side) / 2 + 120 * np.sin(phase)))
+        y = (360 - side) // 2
+        frame = np.full((360, 640, 3), 40, np.uint8)
+        frame[y:y + side, x:x + side] = face
+        frame = cv2.convertScaleAbs(frame, alpha=1.0 + 0.15 * np.sin(3 * phase), beta=0)
+        frames.append(BenchmarkImage(f"frame {i}", frame))
+    return frames
+
+
+def detectors_to_run() -> tuple[list[str], dict[str, dict[str, object]]]:
+    model = os.environ.get("NEOPAIN_YUNET_MODEL")
+    names = [name for name in list_detectors()
+             if name != "manifest" and (name != "onnx" or model)]
+    return names, ({"onnx": {"model": model}} if model else {})
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            names = [line.split(":", 1)[1].strip() for line in file
+                     if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def verdict(row: DetectorFigures) -> str:
+    target = TARGETS_MS.get(row.detector)
+    if target is None:
+        return ""
+    return f"{'PASS' if row.median_ms <= target else 'FAIL'} (target <= {target:g} ms)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
+    args = parser.parse_args()
+    frames = moving_face_frames(args.frames)
+    names, options = detectors_to_run()
+    rows = benchmark_detectors(frames, detectors=names, detector_options=options,
+                               include_mesh=True, mesh_video=True, repeats=args.repeats,
+                               warmup=5)
+    rows += benchmark_detectors(frames, detectors=[], include_mesh=True, mesh_video=False,
+                                repeats=args.repeats, warmup=5)
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+        return
+    print(f"{args.frames} frames of 640×360, {args.repeats} call(s) each; "
+          f"{cpu_name()}, {os.cpu_count()} CPU(s), "
+          f"OpenCV threads {cv2.getNumThreads()}")
+    if "onnx" not in names:
+        print("onnx skipped: set NEOPAIN_YUNET_MODEL to a YuNet .onnx file to include it")
+    print(f"{'detector':<20} {'no face':>8} {'median ms':>10} {'p95 ms':>8} "
+          f"{'images/s':>9}  target")
+    for row in rows:
+        print(f"{row.detector:<20} {row.no_face_share:>8.1%} {row.median_ms:>10.2f} "
+              f"{row.p95_ms:>8.2f} {row.images_per_s:>9.1f}  {verdict(row)}")
+
+
+if __name__ == "__main__":
+    main()
