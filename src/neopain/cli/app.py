@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from neopain import __version__
-from neopain.cli import augment, dataset, demo, folds, frames, importing, synth
-from neopain.cli.console import console, err_console, setup_logging
+from neopain.cli import augment, dataset, demo, faces, folds, frames, importing, synth
+from neopain.cli.console import console, err_console, setup_logging, silence_native_stderr
 from neopain.config import get_settings
 from neopain.errors import NeopainError
 
@@ -25,6 +25,7 @@ app.command("demo")(demo.demo)
 app.add_typer(dataset.app, name="dataset")
 dataset.app.command("import")(importing.import_dataset)
 dataset.app.command("frames")(frames.frames)
+app.add_typer(faces.app, name="faces")
 app.add_typer(folds.app, name="folds")
 app.command("augment")(augment.augment)
 
@@ -47,6 +48,8 @@ def _root(
 
 def main() -> None:
     """Console-script entry point: user errors end with a message and exit 1, not a traceback."""
+    if get_settings().log_level.upper() != "DEBUG":  # DEBUG keeps the native libraries' lines
+        silence_native_stderr()
     try:
         app()
     except NeopainError as error:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Callable, NoReturn
@@ -31,6 +33,25 @@ def setup_logging(level: str) -> None:
         handlers=[RichHandler(console=err_console, show_path=False)],
         force=True,
     )
+
+
+def silence_native_stderr() -> None:
+    """Send file descriptor 2 to /dev/null while Python's ``sys.stderr`` keeps the terminal.
+
+    MediaPipe and TensorFlow Lite write INFO and warning lines from C++ straight to fd 2 (no
+    environment variable silences them before absl's logging starts), which garbles progress
+    bars; worker processes inherit the quiet fd. neopain's own messages and errors still reach
+    the terminal through ``sys.stderr``. Called by the console script only, never on import.
+    """
+    try:
+        terminal = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding,
+                           errors="backslashreplace")
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:

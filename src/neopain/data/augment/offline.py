@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -27,6 +25,7 @@ from neopain.data.augment.transform import (
     read_image,
 )
 from neopain.data.manifest import Manifest, format_box, format_keypoints, save_manifest
+from neopain.data.outputs import output_stems
 from neopain.errors import NeopainError
 
 if TYPE_CHECKING:
@@ -81,21 +80,6 @@ def _train_subjects(plan: FoldPlan, fold: int) -> set[str]:
         raise NeopainError(f"fold {fold} lists subjects both in train and in validation or test "
                            f"({', '.join(leaked[:5])}); remake the folds (`neopain folds make`)")
     return train
-
-
-def _safe_name(text: str) -> str:
-    """A file or folder name from a subject id or file stem: ASCII letters, digits, ``._-``."""
-    name = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
-    return name.strip(".") or "_"
-
-
-def _output_stems(images: Sequence[str], subjects: Sequence[str]) -> list[str]:
-    """``images/<subject>/<stem>`` per row; where two would collide, a hash of the path is added."""
-    stems = [f"images/{_safe_name(s)}/{_safe_name(Path(i).stem)}" for i, s in zip(images, subjects)]
-    keys = [stem.lower() for stem in stems]  # case-insensitive file systems
-    return [stem if keys.count(key) == 1
-            else f"{stem}_{hashlib.sha256(image.encode()).hexdigest()[:8]}"
-            for stem, key, image in zip(stems, keys, images)]
 
 
 def _augment_job(job: _Job, spec: AugmentSpec, seed: int, out: Path) -> list[AugmentedSample]:
@@ -165,7 +149,8 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
         raise NeopainError(f"fold {fold} has no training images in this manifest ({len(train)} "
                            "training subjects); were the folds made from another manifest?")
     images = [table["image"].iat[i] for i in picked]
-    stems = _output_stems(images, [table["subject"].iat[i] for i in picked])
+    subjects = [table["subject"].iat[i] for i in picked]
+    stems = [f"images/{stem}" for stem in output_stems(images, subjects)]
     digits = max(2, len(str(n)))
     boxes, points = manifest.boxes(), manifest.keypoints()
     jobs = [_Job(line=i + 2, source=os.path.abspath(manifest.image_path(i)), image=image,
