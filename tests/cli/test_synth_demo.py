@@ -48,14 +48,17 @@ def test_demo_runs_every_landed_stage_and_leaves_pictures(neopain_script, tmp_pa
     done = _run(neopain_script, "demo", "--out", str(tmp_path / "demo"), "--subjects", "4")
     assert done.returncode == 0, done.stderr
     steps = ("step 1: synthesize a cohort", "step 2: look at the ground truth",
-             "step 3: extract frames", "step 4: split subjects into folds",
-             "step 5: augment fold 0", "demo complete")
+             "step 3: find and crop the faces", "step 4: extract frames",
+             "step 5: split subjects into folds", "step 6: augment fold 0", "demo complete")
     for step in steps:
         assert step in done.stdout
     assert "synthetic" in done.stdout and "not real" in " ".join(done.stdout.split())
     demo = tmp_path / "demo"
-    for picture in ("overview.png", "timeline.png", "augmented.png"):
+    for picture in ("overview.png", "timeline.png", "augmented.png", "faces.png"):
         assert (demo / picture).stat().st_size > 10_000
+    crops = load_manifest(demo / "faces" / "manifest.csv", check_files=True)
+    assert len(crops) == len(load_manifest(demo / "manifest.csv"))  # every synthetic face cropped
+    assert "mediapipe-short │ 0.9" in done.stdout  # the real photograph's face was found
     frames = load_manifest(demo / "frames" / "manifest.csv", check_files=True)
     assert set(frames.table["scale"]) == {"DAN"}
     assert set(frames.table["label"]) == {"pain", "nopain"}

@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.rule import Rule
 from rich.table import Table
 
-from neopain.cli import augment, folds, frames
+from neopain.cli import augment, faces, folds, frames
 from neopain.cli.console import console
 from neopain.cli.synth import default_workers, synthesize
 from neopain.config import get_settings
@@ -46,6 +46,44 @@ def _ground_truth_table(manifest: pd.DataFrame) -> Table:
             cells.append(f"{share:.0%}")
         table.add_row(action.replace("_", " "), *cells)
     return table
+
+
+REAL_PHOTO_DETECTORS = ("mediapipe-short", "mediapipe-full", "opencv-haar")
+
+
+def _compare_detectors_on_a_photo(out: Path, crops_manifest: Path) -> Path:
+    """Each detector on scikit-image's astronaut (a real face) and coffee (none): a table and
+    faces.png with the chosen faces beside a few synthetic crops."""
+    import time
+
+    import cv2
+    import skimage.data
+
+    from neopain.data.manifest import load_manifest
+    from neopain.faces.base import choose_face, create_detector
+    from neopain.faces.io import read_image
+    from neopain.faces.preview import detections_sheet
+
+    photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    empty = cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR)
+    table = Table(title="detectors on real photographs (scikit-image's astronaut and coffee)")
+    for column in ("detector", "astronaut: face score", "coffee: faces", "ms per image"):
+        table.add_column(column, justify="left" if column == "detector" else "right")
+    found = {}
+    for name in REAL_PHOTO_DETECTORS:
+        with create_detector(name) as detector:
+            detector.detect(photo)  # warm-up: the first call loads the model
+            start = time.perf_counter()
+            faces, none = detector.detect(photo), detector.detect(empty)
+            ms = (time.perf_counter() - start) * 500
+        found[name] = choose_face(faces, image_shape=photo.shape)
+        score = "-" if found[name] is None else f"{found[name].score:.2f}"
+        table.add_row(name, score, str(len(none)), f"{ms:.1f}")
+    console.print(table)
+    crops = load_manifest(crops_manifest)
+    points = crops.keypoints()
+    shown = [(read_image(crops.image_path(i)), points[i]) for i in range(min(3, len(crops)))]
+    return detections_sheet(photo, found, shown, out / "faces.png")
 
 
 def _rating_windows(videos: Path) -> Path:
@@ -113,14 +151,23 @@ def demo(
                   highlight=False)
     console.print(f"clip timelines with pain episodes: {escape(str(timeline))}", highlight=False)
 
-    _step(3, "extract frames from the clips (DAN policy)",
+    _step(3, "find and crop the faces",
+          "Square crops with a margin around each face, from the boxes the synthetic cohort "
+          "knows (--detector manifest), with keypoints in crop pixels. Then the detectors "
+          "that look at pixels, on a real photograph: the drawn faces are for training, not "
+          "for judging detectors.")
+    faces.detect(result.manifest, detector="manifest", out=out / "faces", workers=workers)
+    sheet = _compare_detectors_on_a_photo(out, out / "faces" / "manifest.csv")
+    console.print(f"detections and crops: {escape(str(sheet))}", highlight=False)
+
+    _step(4, "extract frames from the clips (DAN policy)",
           "A synthetic rater scores each clip's pain episodes DAN face 3 and the time between "
           "them 0; frames are taken at 1 per second in pain windows and 1 per 2 s elsewhere, at "
           "the container's timestamps (the M-PAIN protocol).")
     ratings = _rating_windows(result.root / "videos")
     frames.frames(ratings, out=out / "frames")
 
-    _step(4, "split subjects into folds",
+    _step(5, "split subjects into folds",
           "Leave-some-subjects-out k-fold, each test fold taking its share of "
           "subjects from each source; every fold also has validation subjects. No subject is "
           "ever in two of a fold's train, validation and test sets.")
@@ -128,7 +175,7 @@ def demo(
     k, balance_by = _fold_count(manifest)
     folds.make(result.manifest, out=folds_file, protocol="lsso", k=k, balance_by=balance_by)
 
-    _step(5, "augment fold 0's training images",
+    _step(6, "augment fold 0's training images",
           f"{DEMO_COPIES} copies per training image (the published protocol uses 20): rotation, "
           "shear, shift, zoom, brightness and flips, the keypoints moving with the pixels. "
           "Validation and test subjects are never augmented.")

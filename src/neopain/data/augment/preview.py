@@ -5,24 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 from matplotlib.figure import Figure
 
 from neopain.data.augment.transform import read_image
 from neopain.data.manifest import load_manifest
-
-KEYPOINT_COLOURS = ("red", "blue", "yellow", "magenta", "cyan")
-"""Index 0-4: image-left eye, image-right eye, nose, image-left and image-right mouth corner."""
-
-
-def _show(ax, image: np.ndarray, points: np.ndarray, title: str) -> None:
-    ax.imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    if not np.isnan(points).any():
-        ax.scatter(points[:, 0], points[:, 1], s=14, c=list(KEYPOINT_COLOURS), edgecolors="k",
-                   linewidths=0.4)
-    ax.set_title(title, fontsize=7)
-    ax.set_axis_off()
+from neopain.plots import show_face
 
 
 def augment_sheet(manifest: str | os.PathLike[str], out: str | os.PathLike[str], *,
@@ -33,8 +21,8 @@ def augment_sheet(manifest: str | os.PathLike[str], out: str | os.PathLike[str],
         manifest: the manifest ``augment_fold`` wrote (with ``augmented_from`` and ``copy``).
         out: the PNG to write.
 
-    Keypoints keep their colour by index (``KEYPOINT_COLOURS``): after a flip, red is still the
-    image-left eye, which shows that flips re-order the keypoints.
+    Keypoints keep their colour by index (``neopain.plots.KEYPOINT_COLOURS``): after a flip,
+    red is still the image-left eye, which shows that flips re-order the keypoints.
     """
     augmented = load_manifest(manifest)
     table = augmented.table
@@ -48,11 +36,11 @@ def augment_sheet(manifest: str | os.PathLike[str], out: str | os.PathLike[str],
         if source is None:
             raise FileNotFoundError(augmented.root / original)
         first = rows[0]
-        _show(ax_row[0], source, np.full((5, 2), np.nan),
-              f"{table['subject'].iat[first]} {table['label'].iat[first]}: original")
+        show_face(ax_row[0], source,
+                  title=f"{table['subject'].iat[first]} {table['label'].iat[first]}: original")
         for ax, row in zip(ax_row[1:], rows):
-            _show(ax, read_image(augmented.image_path(row)), points[row],
-                  f"copy {table['copy'].iat[row]}")
+            show_face(ax, read_image(augmented.image_path(row)),
+                      title=f"copy {table['copy'].iat[row]}", keypoints=points[row])
         for ax in ax_row[1 + len(rows):]:
             ax.set_axis_off()
     out = Path(out)
