@@ -1,0 +1,137 @@
+"""The model registry: build any architecture by name, read its cfg without building it.
+
+Example:
+    >>> from neopain.models import create_model, list_models
+    >>> model = create_model("ncnn")
+    >>> model.cfg.input_size
+    (120, 120)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from neopain.errors import NeopainError
+from neopain.models.base import PainModel
+from neopain.models.cfg import ModelCfg
+
+Factory = Callable[..., PainModel]
+F = TypeVar("F", bound=Factory)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model without building it.
+
+    Attributes:
+        name: registry name.
+        cfg: the default cfg (the one ``create_model(name)`` sets).
+        summary: one line on the architecture and where it comes from.
+        published_params: the parameter count the literature reports, when it does.
+        published_note: how that count was counted (e.g. Keras, with batch-norm statistics).
+    """
+
+    name: str
+    cfg: ModelCfg | None
+    summary: str = ""
+    published_params: int | None = None
+    published_note: str = ""
+
+
+_FACTORIES: dict[str, Factory] = {}
+_INFO: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    cfg: ModelCfg | None = None,
+    summary: str = "",
+    published_params: int | None = None,
+    published_note: str = "",
+) -> Callable[[F], F]:
+    """Decorator: make a factory ``fn(**kwargs) -> PainModel`` buildable by ``name``.
+
+    The factory must set ``model.cfg``; give ``cfg`` here too so that ``model_cfg(name)``
+    needs no model (without it, ``model_cfg`` builds one).
+
+    Raises:
+        ValueError: ``name`` is registered already (a programming error, not a user's).
+    """
+
+    def add(factory: F) -> F:
+        if name in _FACTORIES:
+            raise ValueError(f"model {name!r} is registered twice")
+        _FACTORIES[name] = factory
+        _INFO[name] = ModelInfo(name, cfg, summary or _first_line(factory.__doc__),
+                                published_params, published_note)
+        return factory
+
+    return add
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n", 1)[0]
+
+
+def _load_families() -> None:
+    # imported here so that each family registers itself on first use, not at package import
+    from neopain.models import mobile, ncnn, resnet, vgg  # noqa: F401
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    _load_families()
+    return sorted(_FACTORIES)
+
+
+def _check_name(name: str) -> None:
+    _load_families()
+    if name not in _FACTORIES:
+        raise NeopainError(f"unknown model {name!r}; valid: {', '.join(sorted(_FACTORIES))}")
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry's record of a model (cfg, summary, published count).
+
+    Raises:
+        NeopainError: unknown name (the valid ones are listed).
+    """
+    _check_name(name)
+    return _INFO[name]
+
+
+def model_cfg(name: str) -> ModelCfg:
+    """The default cfg of a model, without building it where the registry holds one.
+
+    Raises:
+        NeopainError: unknown name (the valid ones are listed).
+    """
+    cfg = model_info(name).cfg
+    return cfg if cfg is not None else create_model(name).cfg
+
+
+def create_model(name: str, **kwargs: object) -> PainModel:
+    """Build a registered model with fresh (random) weights, e.g. ``create_model("vgg16_nb")``.
+
+    Raises:
+        NeopainError: unknown name (the valid ones are listed) or an option the factory does not
+            take (its valid options are listed).
+    """
+    _check_name(name)
+    factory = _FACTORIES[name]
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(**kwargs)
+    except TypeError:
+        options = list(signature.parameters)
+        unknown = sorted(set(kwargs) - set(options)) or sorted(kwargs)
+        raise NeopainError(f"model {name!r}: unknown option(s) {', '.join(unknown)}; "
+                           f"valid: {', '.join(options) or 'none'}") from None
+    model = factory(**kwargs)
+    if not isinstance(getattr(model, "cfg", None), ModelCfg):
+        raise TypeError(f"model factory {name!r} did not set model.cfg")
+    return model

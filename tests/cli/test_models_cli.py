@@ -1,0 +1,88 @@
+"""``neopain models list|show``: the exact published parameter counts reach the terminal, and an
+unknown name exits 1 listing the valid ones (no traceback)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from neopain.cli.app import app as neopain_app
+from neopain.models import list_models
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(neopain_app, ["models", *args], terminal_width=120)
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    return result.exit_code, result.output
+
+
+def row(output: str, label: str) -> str:
+    """The table line whose first cell is ``label``."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line) if c.strip()]
+        if cells and cells[0] == label:
+            return line
+    raise AssertionError(f"no row {label!r} in:\n{output}")
+
+
+# name: (torch total, Keras count or None, published count)
+COUNTS = {
+    "vgg16_nb": ("27,823,938", None, "27,823,938"),
+    "vgg16_avg": ("17,865,538", None, "17,865,538"),
+    "ncnn": ("72,602", None, "72,593"),
+    "resnet50_nb": ("25,559,034", "25,612,154", "25,612,154"),
+    "senet50_nb": ("28,090,026", "28,143,146", "28,143,146"),
+}
+
+
+def test_list_shows_every_model_with_its_input_size_and_exact_counts():
+    code, output = run("list")
+    assert code == 0, output
+    for name in list_models():
+        assert name in output
+    for name, (total, _, _) in COUNTS.items():
+        line = row(output, name)
+        assert line.count(total) == 2, line  # total and trainable, as built
+    assert "224×224" in row(output, "vgg16_nb")
+    assert "120×120" in row(output, "ncnn")
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_show_prints_the_exact_torch_keras_and_published_counts(name):
+    total, keras, published = COUNTS[name]
+    code, output = run("show", name)
+    assert code == 0, output
+    assert total in row(output, "parameters")
+    assert total in row(output, "trainable")
+    assert published in row(output, "published")
+    if keras:
+        assert keras in row(output, "Keras count")
+        assert "53,120" in row(output, "Keras count")
+    else:
+        assert "Keras count" not in output  # VGG and N-CNN have no batch norm: same count
+
+
+def test_show_vgg16_avg_gives_the_trainable_count_with_the_last_block_unfrozen():
+    code, output = run("show", "vgg16_avg")
+    assert code == 0
+    assert "10,230,274" in row(output, "block5")
+    assert "features.conv5_3" in row(output, "CAM layer")
+    assert "BGR" in row(output, "channel order")
+
+
+def test_show_ncnn_gives_both_output_variants():
+    code, output = run("show", "ncnn")
+    assert code == 0
+    assert "72,602" in output and "72,593" in output
+    assert "merge.conv" in row(output, "CAM layer")
+
+
+def test_unknown_model_exits_1_listing_valid_names():
+    code, output = run("show", "vgg19")
+    assert code == 1
+    assert "unknown model 'vgg19'" in output
+    for name in list_models():
+        assert name in output

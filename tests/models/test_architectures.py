@@ -1,0 +1,184 @@
+"""Every registered architecture: exact published parameter counts, (N, 2) logits at its input
+size, forward == head(features), freezing that changes exactly the documented parameters and
+keeps a frozen backbone's features fixed in training mode, and layer names the weight
+importers and Grad-CAM rely on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from neopain.errors import NeopainError
+from neopain.models import PainModel, create_model, list_models
+
+EXACT_COUNTS = {
+    # name: (torch parameters, batch-norm running-statistic values)
+    "vgg16_nb": (27_823_938, 0),
+    "vgg16_avg": (17_865_538, 0),
+    "ncnn": (72_602, 0),
+    "resnet50_nb": (25_559_034, 53_120),
+    "senet50_nb": (28_090_026, 53_120),
+}
+KERAS_COUNTS = {"resnet50_nb": 25_612_154, "senet50_nb": 28_143_146}
+BIG = {"vgg16_nb", "vgg16_avg", "resnet50_nb", "senet50_nb"}
+
+
+def build(name: str) -> PainModel:
+    torch.manual_seed(0)
+    return create_model(name)
+
+
+def small_input(model: PainModel, *, batch: int = 2) -> torch.Tensor:
+    """An input for backbone-only checks: the cfg size, or 64×64 for the big models (their
+    backbones take any size; keeps the tests fast)."""
+    size = (64, 64) if model.cfg.name in BIG else model.cfg.input_size
+    return torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(1))
+
+
+def head_count(model: PainModel) -> int:
+    return sum(p.numel() for p in model.head_parameters())
+
+
+def block_count(model: PainModel, block: str) -> int:
+    return sum(p.numel() for module in model.block_modules()[block] for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_COUNTS))
+def test_published_models_have_exactly_the_published_parameter_counts(name):
+    model = build(name)
+    total, trainable = model.count_parameters()
+    assert (total, model.count_running_statistics()) == EXACT_COUNTS[name]
+    assert trainable == total
+    if name in KERAS_COUNTS:
+        assert total + model.count_running_statistics() == KERAS_COUNTS[name]
+
+
+def test_vgg16_avg_with_only_the_last_block_unfrozen_trains_the_thesis_count():
+    model = build("vgg16_avg")
+    model.freeze()
+    model.unfreeze(model.blocks()[-1:])
+    assert model.frozen_blocks() == ["block1", "block2", "block3", "block4"]
+    assert model.count_parameters() == (17_865_538, 10_230_274)
+
+
+def test_ncnn_single_output_is_the_five_cnn_comparison_count():
+    model = create_model("ncnn", single_output=True)
+    assert model.count_parameters()[0] == 72_593
+    assert model(torch.zeros(3, 3, 120, 120)).shape == (3, 1)
+
+
+def test_ncnn_concatenates_131_channels_into_1600_features():
+    model = build("ncnn").eval()
+    x = torch.randn(1, 3, 120, 120)
+    branches = torch.cat([model.left(x), model.centre(x), model.right(x)], dim=1)
+    assert branches.shape == (1, 131, 12, 12)
+    assert model.forward_features(x).shape == (1, 1600)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_gives_two_logits_and_equals_head_of_features(name):
+    model = build(name).eval()
+    batch = 1 if name in BIG else 3
+    x = torch.randn(batch, 3, *model.cfg.input_size)
+    with torch.no_grad():
+        logits = model(x)
+        split = model.forward_head(model.forward_features(x))
+    assert logits.shape == (batch, 2)
+    assert torch.isfinite(logits).all()
+    assert torch.equal(logits, split)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_freeze_and_unfreeze_change_trainable_counts_as_documented(name):
+    model = build(name)
+    total, _ = model.count_parameters()
+    blocks = model.blocks()
+    assert blocks, "a model needs at least one freezable block"
+    assert sum(block_count(model, b) for b in blocks) + head_count(model) == total
+
+    model.freeze()
+    assert model.count_parameters() == (total, head_count(model))
+    assert all(p.requires_grad for p in model.head_parameters())
+
+    model.unfreeze(blocks[-1:])
+    assert model.count_parameters()[1] == head_count(model) + block_count(model, blocks[-1])
+    model.unfreeze([blocks[0]])
+    assert model.count_parameters()[1] == (head_count(model) + block_count(model, blocks[-1])
+                                           + block_count(model, blocks[0]))
+    model.unfreeze()
+    assert model.count_parameters() == (total, total)
+    assert model.frozen_blocks() == []
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_a_frozen_backbone_gives_fixed_features_in_training_mode(name):
+    # guards the embedding cache: with the backbone frozen, training-mode features (dropout in
+    # N-CNN's branches, batch-norm statistics in ResNet/MobileNet) must equal the cached ones
+    model = build(name)
+    model.freeze()
+    model.train()
+    x = small_input(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = model.forward_features(x)
+    second = model.forward_features(x)
+    model.eval()
+    evaluated = model.forward_features(x)
+    assert torch.equal(first, second)
+    assert torch.allclose(first, evaluated, atol=1e-6)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), f"{key} changed in a frozen backbone"
+    assert model.head.training is False  # eval() reached the head
+    model.train()
+    assert model.head.training is True
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in BIG])
+def test_gradients_reach_only_unfrozen_parameters(name):
+    # the big models share the freezing code; their 224×224 backward pass is slow
+    model = build(name)
+    model.freeze()
+    last = model.blocks()[-1]
+    model.unfreeze([last])
+    model(torch.randn(2, 3, *model.cfg.input_size)).sum().backward()
+    trainable = {id(p) for m in model.block_modules()[last] for p in m.parameters()}
+    trainable |= {id(p) for p in model.head_parameters()}
+    for pname, parameter in model.named_parameters():
+        assert (parameter.grad is not None) == (id(parameter) in trainable), pname
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_unknown_block_names_are_refused_with_the_valid_ones(name):
+    model = build(name)
+    with pytest.raises(NeopainError, match="unknown block.*'blockX'; valid: " + model.blocks()[0]):
+        model.freeze(["blockX"])
+    model.freeze(model.blocks()[0])  # a bare name is one block, not its letters
+    assert model.frozen_blocks() == model.blocks()[:1]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_cam_layer_is_the_last_convolutional_stage(name):
+    model = build(name)
+    layer = model.get_submodule(model.cfg.cam_layer)
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert any(m is convolutions[-1] for m in layer.modules()), \
+        f"{model.cfg.cam_layer} does not hold the last convolution"
+
+
+@pytest.mark.parametrize("name", ["vgg16_nb", "vgg16_avg"])
+def test_vgg_convolutions_carry_vgg_face_names_and_shapes(name):
+    model = build(name)
+    widths = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+              (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    names = [f"conv{b}_{i}" for b, n in enumerate((2, 2, 3, 3, 3), start=1)
+             for i in range(1, n + 1)]
+    convolutions = [n for n, m in model.features.named_children() if isinstance(m, nn.Conv2d)]
+    assert convolutions == names
+    for conv_name, (inputs, outputs) in zip(names, widths):
+        conv = getattr(model.features, conv_name)
+        assert conv.weight.shape == (outputs, inputs, 3, 3)
+    blocks = model.block_modules()
+    assert model.blocks() == ["block1", "block2", "block3", "block4", "block5"]
+    assert model.features.conv5_3 in blocks["block5"]
+    assert model.features.pool5 in blocks["block5"]
+    assert model.features.conv1_1 in blocks["block1"]
