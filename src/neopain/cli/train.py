@@ -1,0 +1,116 @@
+"""``neopain train``: cross-validated training from a YAML run config and/or flags."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from neopain.cli.console import console
+from neopain.training import Callback, CvResult, load_config, oof_leaks, run_cv
+
+
+class ProgressBar(Callback):
+    """Rich progress: one bar for the folds, one for the batches of the current epoch."""
+
+    def __init__(self, progress: Progress, *, fold: int, folds_task, batch_task) -> None:
+        self.progress = progress
+        self.fold = fold
+        self.folds_task = folds_task
+        self.batch_task = batch_task
+        self.epochs = 0
+
+    def on_fit_start(self, trainer) -> None:
+        self.epochs = trainer.epochs
+
+    def on_epoch_start(self, trainer, epoch: int) -> None:
+        self.progress.update(self.batch_task, completed=0, total=None,
+                             description=f"fold {self.fold} epoch {epoch}/{self.epochs}")
+
+    def on_batch_end(self, trainer, batch: int, batches: int, loss: float) -> None:
+        self.progress.update(self.batch_task, completed=batch, total=batches)
+
+    def on_fit_end(self, trainer) -> None:
+        self.progress.advance(self.folds_task)
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def _summary(result: CvResult) -> None:
+    table = Table(title=f"{escape(str(result.out))}: {len(result.folds)} fold(s)")
+    for column in ("fold", "epochs", "accuracy", "auc", "f1", "seconds"):
+        table.add_column(column, justify="right")
+    for fold in result.folds:
+        table.add_row(str(fold.index), str(fold.epochs), _fmt(fold.metrics["accuracy"]),
+                      _fmt(fold.metrics["auc"]), _fmt(fold.metrics["f1"]), f"{fold.seconds:.0f}")
+    accuracy = [a for a in result.metric("accuracy") if not math.isnan(a)]
+    if accuracy:
+        from neopain.evaluation.stats import mean_std  # the same statistics as `evaluate`
+
+        mean, std = mean_std(accuracy)
+        spread = "" if math.isnan(std) else f" ± {std:.3f}"
+        table.add_section()
+        table.add_row("mean", "", f"{mean:.3f}{spread}", "", "", "")
+    console.print(table)
+
+
+def train(
+    config: Annotated[Optional[Path], typer.Option(
+        help="YAML run config; flags given as well override its keys.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (neopain models list).")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="The manifest CSV.")] = None,
+    folds: Annotated[Optional[Path], typer.Option(help="folds.json for that manifest.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder, e.g. runs/ncnn.")] = None,
+    fold: Annotated[Optional[int], typer.Option(help="Train only this fold index.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per fold (at most).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
+    augment: Annotated[Optional[bool], typer.Option(
+        "--augment/--no-augment", help="Online augmentation of the training images.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(
+        help="Pretrained weights loaded before training (Keras h5, VGG-Face .pth, state dict).")
+    ] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+) -> None:
+    """Train a model over the folds of folds.json; writes runs/NAME/fold_K/ and config.yaml.
+
+    Example: neopain train --model ncnn --manifest data/manifest.csv --folds data/folds.json
+    --out runs/ncnn
+    """
+    resolved = load_config(config, model=model, manifest=manifest, folds=folds, out=out,
+                           fold=fold, epochs=epochs, batch_size=batch_size, lr=lr,
+                           augment=augment, weights=weights, device=device, workers=workers,
+                           seed=seed)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        total = 1 if resolved.fold is not None else None
+        folds_task = progress.add_task(f"training {resolved.model}", total=total)
+        batch_task = progress.add_task("epoch", total=None)
+
+        def callbacks(index: int) -> list[Callback]:
+            return [ProgressBar(progress, fold=index, folds_task=folds_task,
+                                batch_task=batch_task)]
+
+        if total is None:
+            from neopain.data.folds import load_folds
+
+            plan = load_folds(resolved.folds)
+            progress.update(folds_task, total=len(plan.folds))
+        result = run_cv(resolved, callbacks=callbacks)
+    _summary(result)
+    leaks = oof_leaks(result.out)
+    if leaks:
+        console.print(f"[bold red]{len(leaks)} out-of-fold leak(s):[/] {escape(leaks[0])}")
+    console.print(f"wrote {escape(str(result.out))}/config.yaml and fold_K/ (model.pt, "
+                  "predictions.csv, metrics.json, history.csv, checkpoint.pt); next: "
+                  f"neopain evaluate {escape(str(result.out))}", highlight=False)

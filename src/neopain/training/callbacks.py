@@ -1,0 +1,243 @@
+"""Callbacks: hooks the ``Trainer`` calls; each does nothing unless overridden.
+
+``EarlyStopping``, ``Unfreeze`` (two-phase fine-tuning), ``Checkpoint`` (best weights, last
+state for resuming) and ``History`` (history.csv) live here; the command line adds its progress
+bar as one more callback. A callback's ``state_dict`` goes into checkpoint.pt, so that a resumed
+run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from neopain.errors import NeopainError
+
+if TYPE_CHECKING:
+    from neopain.training.trainer import Trainer
+
+MONITORS = ("val_loss", "val_accuracy")
+HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr")
+
+
+def _check_monitor(monitor: str) -> str:
+    if monitor not in MONITORS:
+        raise NeopainError(f"monitor={monitor!r} is not valid; valid: {', '.join(MONITORS)}")
+    return monitor
+
+
+def _better(value: float, best: float | None, monitor: str) -> bool:
+    """Whether ``value`` improves on ``best`` (lower loss, higher accuracy)."""
+    if best is None:
+        return True
+    return value < best if monitor == "val_loss" else value > best
+
+
+class Callback:
+    """Hooks called by ``Trainer.fit``; all do nothing by default.
+
+    ``order`` sorts callbacks (stable): ``Checkpoint`` runs last so that it saves what the
+    others changed in the same epoch.
+    """
+
+    order: int = 0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Before the first epoch (also when resuming, before the checkpoint is loaded)."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before epoch ``epoch`` (1-based)."""
+
+    def on_batch_end(self, trainer: Trainer, batch: int, batches: int, loss: float) -> None:
+        """After training batch ``batch`` (1-based) of ``batches``."""
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        """After validation; ``logs`` holds the history.csv columns of this epoch."""
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """After the last epoch."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What must survive an interruption (saved in checkpoint.pt)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict`` output."""
+
+
+class _Monitoring(Callback):
+    """Tracks the best ``monitor`` value and the epochs since it last improved."""
+
+    def __init__(self, *, monitor: str = "val_loss") -> None:
+        self.monitor = _check_monitor(monitor)
+        self.best_: float | None = None
+        self.wait_ = 0
+
+    def _update(self, logs: dict[str, Any]) -> bool | None:
+        """True when improved, False when not, None when there is no validation value."""
+        value = float(logs.get(self.monitor, math.nan))
+        if math.isnan(value):
+            return None
+        if _better(value, self.best_, self.monitor):
+            self.best_, self.wait_ = value, 0
+            return True
+        self.wait_ += 1
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best_, "wait": self.wait_}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_, self.wait_ = state["best"], state["wait"]
+
+
+class EarlyStopping(_Monitoring):
+    """Stop after ``patience`` epochs without improvement (the count restarts with a new phase).
+
+    Raises:
+        NeopainError: ``patience`` < 1 or an unknown ``monitor``.
+    """
+
+    def __init__(self, patience: int = 10, *, monitor: str = "val_loss") -> None:
+        super().__init__(monitor=monitor)
+        if patience < 1:
+            raise NeopainError(f"patience={patience} must be >= 1")
+        self.patience = patience
+        self.phase_ = ""
+        self.stopped_epoch_: int | None = None
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if logs["phase"] != self.phase_:  # a new phase (e.g. unfrozen) gets its own patience
+            self.phase_, self.wait_ = logs["phase"], 0
+            self.best_ = None
+        if self._update(logs) is False and self.wait_ >= self.patience:
+            trainer.stop_training = True
+            self.stopped_epoch_ = logs["epoch"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "phase": self.phase_, "stopped": self.stopped_epoch_}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.phase_, self.stopped_epoch_ = state["phase"], state["stopped"]
+
+
+class Unfreeze(_Monitoring):
+    """Two-phase fine-tuning: head first, then the last ``blocks`` backbone blocks.
+
+    The backbone is frozen when fitting starts (phase ``head``). After ``patience`` epochs
+    without improvement, the last ``blocks`` blocks are unfrozen and training goes on at
+    ``lr_factor`` times the learning rate (phase ``fine-tune``), with a fresh optimizer.
+
+    Raises:
+        NeopainError: ``patience`` or ``blocks`` < 1, ``lr_factor`` outside (0, 1].
+    """
+
+    def __init__(self, patience: int = 5, *, blocks: int = 1, lr_factor: float = 0.1,
+                 monitor: str = "val_loss") -> None:
+        super().__init__(monitor=monitor)
+        if patience < 1 or blocks < 1:
+            raise NeopainError(f"patience={patience} and blocks={blocks} must be >= 1")
+        if not 0 < lr_factor <= 1:
+            raise NeopainError(f"lr_factor={lr_factor} must be in (0, 1]")
+        self.patience = patience
+        self.blocks = blocks
+        self.lr_factor = lr_factor
+        self.unfrozen_epoch_: int | None = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        trainer.model.freeze()
+        trainer.phase_ = "head"
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if self.unfrozen_epoch_ is not None:
+            return
+        if self._update(logs) is False and self.wait_ >= self.patience:
+            model = trainer.model
+            names = model.blocks()[-self.blocks:]
+            model.unfreeze(names)
+            trainer.phase_ = "fine-tune"
+            trainer.configure_optimizer(trainer.lr_ * self.lr_factor)
+            self.unfrozen_epoch_ = logs["epoch"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "unfrozen": self.unfrozen_epoch_}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.unfrozen_epoch_ = state["unfrozen"]
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file, so an interruption never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)
+
+
+class Checkpoint(_Monitoring):
+    """Keep the best weights (by ``monitor``) and write the last state to ``path`` each epoch.
+
+    At the end of fitting the model gets the best weights back (``restore_best``); without
+    validation values, the last ones stay. ``path=None`` keeps everything in memory.
+    """
+
+    order = 100
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 monitor: str = "val_loss", restore_best: bool = True) -> None:
+        super().__init__(monitor=monitor)
+        self.path = None if path is None else Path(path)
+        self.restore_best = restore_best
+        self.best_epoch_: int | None = None
+        self.best_state_: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if self._update(logs):
+            self.best_epoch_ = logs["epoch"]
+            self.best_state_ = copy.deepcopy({k: v.detach().cpu()
+                                              for k, v in trainer.model.state_dict().items()})
+        if self.path is not None:
+            save_atomic(trainer.state_dict(), self.path)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.restore_best and self.best_state_ is not None:
+            trainer.model.load_state_dict(self.best_state_)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "best_epoch": self.best_epoch_,
+                "best_state": self.best_state_}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.best_epoch_, self.best_state_ = state["best_epoch"], state["best_state"]
+
+
+class History(Callback):
+    """One row per epoch (``HISTORY_COLUMNS``) kept in ``rows_`` and written to ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.rows_: list[dict[str, Any]] = []
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        self.rows_.append({column: logs[column] for column in HISTORY_COLUMNS})
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+                writer.writeheader()
+                writer.writerows(self.rows_)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": list(self.rows_)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows_ = list(state["rows"])

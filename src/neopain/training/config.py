@@ -1,0 +1,223 @@
+"""The run config of ``neopain train``: read from YAML and/or flags, checked, saved resolved.
+
+Example run.yaml::
+
+    model: ncnn
+    manifest: data/manifest.csv
+    folds: data/folds.json
+    out: runs/ncnn
+    epochs: 40
+    lr: 0.001
+    augment: false
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neopain.errors import NeopainError
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SOFT_LABELS = ("sigmoid", "linear", "step")
+DEVICES = ("auto", "cpu", "cuda")
+MONITORS = ("val_loss", "val_accuracy")
+_PATHS = ("manifest", "folds", "out", "weights", "cache_dir")
+
+
+class ConfigError(NeopainError):
+    """A run config with a missing, unknown or invalid key."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one cross-validated training run needs.
+
+    Attributes:
+        model: registry name (``neopain models list``).
+        manifest, folds: the manifest CSV and its folds.json.
+        out: the run folder (``runs/NAME``).
+        fold: train only this fold index; None: every fold.
+        epochs, batch_size, lr, optimizer, weight_decay: the usual.
+        class_weights: ``balanced`` (weights n / (2 · count) from the training labels) or None.
+        l1_head: L1 penalty factor on the head's weights.
+        label_smoothing: torch's cross-entropy label smoothing (0–1).
+        soft_labels: targets from the NFCS ``score``: ``sigmoid`` (sigmoid(s − 2.5)),
+            ``linear`` (s / 7, clipped), ``step`` (s >= 3); None: the hard labels.
+        augment: online augmentation (``AugmentSpec()`` defaults) of the training images.
+        crop_to_face: crop each image to its ``face_box`` first.
+        weights: pretrained weights file loaded into every fold's model before training.
+        freeze_backbone: train the head only (the backbone stays frozen throughout unless
+            ``unfreeze_patience`` > 0).
+        unfreeze_patience: two-phase fine-tuning: with the backbone frozen, after this many
+            epochs without validation improvement unfreeze the last ``unfreeze_blocks`` blocks
+            at ``lr * unfreeze_lr_factor``; 0: one phase.
+        early_stopping: stop after this many epochs without improvement; 0: never.
+        monitor: ``val_loss`` or ``val_accuracy``: what "improvement" and "best" mean.
+        cache: train a frozen-backbone head on cached embeddings (only without ``augment``).
+        cache_dir: where embeddings are stored; None: ``out / "cache"``.
+        resume: continue a fold from its checkpoint.pt when one is there.
+        device: ``auto`` (cuda when available), ``cpu`` or ``cuda``.
+        workers: DataLoader worker processes.
+        seed: seeds model initialization, shuffling, dropout and augmentation.
+    """
+
+    model: str
+    manifest: Path
+    folds: Path
+    out: Path
+    fold: int | None = None
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    class_weights: str | None = "balanced"
+    l1_head: float = 0.0
+    label_smoothing: float = 0.0
+    soft_labels: str | None = None
+    augment: bool = False
+    crop_to_face: bool = True
+    weights: Path | None = None
+    freeze_backbone: bool = False
+    unfreeze_patience: int = 0
+    unfreeze_blocks: int = 1
+    unfreeze_lr_factor: float = 0.1
+    early_stopping: int = 10
+    monitor: str = "val_loss"
+    cache: bool = True
+    cache_dir: Path | None = None
+    resume: bool = True
+    device: str = "auto"
+    workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in _PATHS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        problems = _problems(self)
+        if problems:
+            raise ConfigError("invalid run config:\n  " + "\n  ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a mapping; unknown or missing keys are named with the valid ones."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: must be a mapping of keys to values; got {data!r:.60}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key{'s' * (len(unknown) > 1)} "
+                              f"{', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+        required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING]
+        missing = [name for name in required if data.get(name) in (None, "")]
+        if missing:
+            raise ConfigError(f"{source}: missing {', '.join(map(repr, missing))}; give "
+                              "them in the YAML file or as --model, --manifest, --folds, --out")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-ready values (paths as strings), in field order."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+    @property
+    def embedding_dir(self) -> Path:
+        """Where embeddings are cached: ``cache_dir`` or ``out / "cache"``."""
+        return self.cache_dir if self.cache_dir is not None else self.out / "cache"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _problems(config: TrainConfig) -> list[str]:
+    checks: list[tuple[str, bool, str]] = [
+        ("model", isinstance(config.model, str) and bool(config.model), "a model name"),
+        ("fold", config.fold is None or (_is_int(config.fold) and config.fold >= 0),
+         "a fold index >= 0, or empty for every fold"),
+        ("epochs", _is_int(config.epochs) and config.epochs >= 1, "a whole number >= 1"),
+        ("batch_size", _is_int(config.batch_size) and config.batch_size >= 1,
+         "a whole number >= 1"),
+        ("lr", _is_number(config.lr) and config.lr > 0, "a number > 0"),
+        ("optimizer", config.optimizer in OPTIMIZERS, ", ".join(OPTIMIZERS)),
+        ("weight_decay", _is_number(config.weight_decay) and config.weight_decay >= 0,
+         "a number >= 0"),
+        ("class_weights", config.class_weights in ("balanced", None), "balanced, or null"),
+        ("l1_head", _is_number(config.l1_head) and config.l1_head >= 0, "a number >= 0"),
+        ("label_smoothing", _is_number(config.label_smoothing)
+         and 0 <= config.label_smoothing < 1, "a number from 0 to below 1"),
+        ("soft_labels", config.soft_labels in (*SOFT_LABELS, None),
+         f"{', '.join(SOFT_LABELS)}, or null"),
+        ("unfreeze_patience", _is_int(config.unfreeze_patience)
+         and config.unfreeze_patience >= 0, "a whole number >= 0"),
+        ("unfreeze_blocks", _is_int(config.unfreeze_blocks) and config.unfreeze_blocks >= 1,
+         "a whole number >= 1"),
+        ("unfreeze_lr_factor", _is_number(config.unfreeze_lr_factor)
+         and 0 < config.unfreeze_lr_factor <= 1, "a number in (0, 1]"),
+        ("early_stopping", _is_int(config.early_stopping) and config.early_stopping >= 0,
+         "a whole number >= 0"),
+        ("monitor", config.monitor in MONITORS, ", ".join(MONITORS)),
+        ("device", config.device in DEVICES, ", ".join(DEVICES)),
+        ("workers", _is_int(config.workers) and config.workers >= 0, "a whole number >= 0"),
+        ("seed", _is_int(config.seed) and config.seed >= 0, "a whole number >= 0"),
+    ]
+    checks += [(name, isinstance(getattr(config, name), bool), "true or false")
+               for name in ("augment", "crop_to_face", "freeze_backbone", "cache", "resume")]
+    return [f"{name}={getattr(config, name)!r} is not valid; valid: {what}"
+            for name, ok, what in checks if not ok]
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:
+    """Read run.yaml (when given) and apply ``overrides`` that are not None.
+
+    Relative paths in the file are taken from the current folder, as on the command line.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, unknown, missing or invalid keys.
+    """
+    data: dict[str, Any] = {}
+    source = "flags"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: file not found; valid: a YAML run config") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path} cannot be read: {error}") from None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(
+                f"{path} is not valid YAML{where}; valid: key: value lines") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: must hold key: value lines; got {loaded!r:.60}")
+        data.update(loaded)
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    return TrainConfig.from_dict(data, source=source)
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> Path:
+    """Write the resolved config as YAML (every key, defaults included)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    return path

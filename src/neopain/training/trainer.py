@@ -1,0 +1,345 @@
+"""The fit loop: batches, loss, optimizer steps, validation; everything else is a callback.
+
+Deterministic on CPU for a given ``seed``: model initialization is the caller's (seed torch
+before ``create_model``); shuffling uses a generator seeded per epoch, dropout a torch RNG
+seeded at the start of ``fit`` (its state is saved in checkpoints), augmentation the dataset's
+seed and epoch. The global RNG is left as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from neopain.data.dataset import FaceDataset
+from neopain.errors import NeopainError
+from neopain.training.callbacks import Callback
+from neopain.training.embeddings import EmbeddingCache
+from neopain.training.losses import (
+    balanced_class_weights,
+    l1_penalty,
+    pain_loss,
+    soft_targets,
+)
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+PRELOAD_BYTES = 1 << 30
+"""Datasets without augmentation up to this size are read once and kept as one tensor."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What ``fit`` did: epochs completed (in all, resumed ones included), whether early
+    stopping ended it, wall seconds of this call, and one ``logs`` dict per epoch."""
+
+    epochs: int
+    stopped_early: bool
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu; ``cpu``; ``cuda`` (refused when missing)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NeopainError("device='cuda' but torch sees no CUDA GPU; valid here: auto, cpu")
+    if device not in ("cpu", "cuda"):
+        raise NeopainError(f"device={device!r} is not valid; valid: auto, cpu, cuda")
+    return torch.device(device)
+
+
+class Trainer:
+    """Train a ``PainModel`` on ``FaceDataset``s with callbacks.
+
+    Args:
+        model: the model (its frozen blocks stay frozen unless a callback unfreezes them).
+        optimizer: ``adam``, ``rmsprop`` or ``sgd`` (momentum 0.9).
+        lr, weight_decay, epochs, batch_size: the usual.
+        class_weights: ``balanced`` or None (see ``losses.balanced_class_weights``).
+        l1_head: factor of the L1 penalty on the head's weights.
+        label_smoothing: 0–1, as torch's cross-entropy.
+        soft_labels: ``sigmoid``, ``linear`` or ``step`` targets from the manifest ``score``.
+        callbacks: ``Callback``s, run in ``order``.
+        cache: while the whole backbone is frozen and a dataset has no online augmentation,
+            train and predict on cached embeddings (``EmbeddingCache``).
+        cache_dir: where the cache stores embeddings; None: memory only.
+        workers: DataLoader worker processes.
+        seed: see the module docstring.
+        device: ``auto``, ``cpu`` or ``cuda``.
+
+    Example:
+        >>> trainer = Trainer(model, epochs=20, callbacks=[EarlyStopping(5)])
+        >>> trainer.fit(train_data, val_data)
+        >>> prob_pain = trainer.predict(test_data)
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        epochs: int = 30,
+        batch_size: int = 32,
+        class_weights: str | None = "balanced",
+        l1_head: float = 0.0,
+        label_smoothing: float = 0.0,
+        soft_labels: str | None = None,
+        callbacks: Sequence[Callback] = (),
+        cache: bool = True,
+        cache_dir: str | None = None,
+        workers: int = 0,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        if optimizer not in OPTIMIZERS:
+            raise NeopainError(f"optimizer={optimizer!r} is not valid; valid: "
+                               f"{', '.join(OPTIMIZERS)}")
+        if class_weights not in ("balanced", None):
+            raise NeopainError(f"class_weights={class_weights!r} is not valid; valid: "
+                               "'balanced', None")
+        if epochs < 1 or batch_size < 1 or lr <= 0:
+            raise NeopainError(f"epochs={epochs}, batch_size={batch_size} must be >= 1 and "
+                               f"lr={lr} > 0")
+        self.model = model
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.class_weights = class_weights
+        self.l1_head = l1_head
+        self.label_smoothing = label_smoothing
+        self.soft_labels = soft_labels
+        self.callbacks = sorted(callbacks, key=lambda callback: callback.order)
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.workers = workers
+        self.seed = seed
+        self.device = device
+        self.device_ = resolve_device(device)
+        self.embeddings_ = EmbeddingCache(cache_dir)
+        self.stop_training = False
+        self.phase_ = "train"
+        self.lr_ = lr
+        self.epoch_ = 0
+        self.optimizer_: torch.optim.Optimizer | None = None
+        self.history_: list[dict[str, Any]] = []
+        self._images: dict[int, torch.Tensor] = {}
+        self._features: dict[int, torch.Tensor] = {}
+
+    # -- optimizer and state ------------------------------------------------------------------
+
+    def configure_optimizer(self, lr: float) -> None:
+        """A fresh optimizer over the parameters that train now, at ``lr``."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise NeopainError("the model has no trainable parameter; unfreeze some blocks")
+        if self.optimizer == "adam":
+            self.optimizer_ = torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
+        elif self.optimizer == "rmsprop":
+            self.optimizer_ = torch.optim.RMSprop(params, lr=lr, weight_decay=self.weight_decay)
+        else:
+            self.optimizer_ = torch.optim.SGD(params, lr=lr, momentum=0.9,
+                                              weight_decay=self.weight_decay)
+        self.lr_ = lr
+
+    def _callback_keys(self) -> list[str]:
+        names = [type(callback).__name__ for callback in self.callbacks]
+        return [name if names.count(name) == 1 else f"{name}{names[:i].count(name)}"
+                for i, name in enumerate(names)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed ``fit`` needs: weights, optimizer, epoch, callbacks, RNG."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer_.state_dict(),
+            "epoch": self.epoch_,
+            "lr": self.lr_,
+            "phase": self.phase_,
+            "frozen": self.model.frozen_blocks(),
+            "history": list(self.history_),
+            "callbacks": {key: callback.state_dict()
+                          for key, callback in zip(self._callback_keys(), self.callbacks)},
+            "stopped": self.stop_training,
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict`` output (callbacks are matched by class name)."""
+        self.model.load_state_dict(state["model"])
+        self.model.unfreeze()
+        self.model.freeze(state["frozen"])
+        self.phase_, self.epoch_ = state["phase"], state["epoch"]
+        self.history_ = list(state["history"])
+        for key, callback in zip(self._callback_keys(), self.callbacks):
+            if key in state["callbacks"]:
+                callback.load_state_dict(state["callbacks"][key])
+        self.configure_optimizer(state["lr"])
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.stop_training = state["stopped"]
+        torch.set_rng_state(state["rng"])
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def _use_cache(self, data: FaceDataset) -> bool:
+        backbone = getattr(self.model, "blocks", None)
+        frozen = backbone is not None and self.model.frozen_blocks() == self.model.blocks()
+        return self.cache and frozen and data.transform is None
+
+    def _inputs(self, data: FaceDataset) -> tuple[torch.Tensor | None, bool]:
+        """(tensor of all items or None, whether they are features): the fastest source."""
+        if self._use_cache(data):
+            # the key hashes the backbone's weights: once per dataset while they stay frozen
+            if id(data) not in self._features:
+                self._features[id(data)] = self.embeddings_.features(
+                    self.model, data, batch_size=self.batch_size, device=self.device_,
+                    workers=self.workers)
+            return self._features[id(data)], True
+        if data.transform is None:
+            height, width = data.size
+            if len(data) * 3 * height * width * 4 <= PRELOAD_BYTES:
+                if id(data) not in self._images:
+                    loader = DataLoader(data, batch_size=self.batch_size,
+                                        num_workers=self.workers, generator=torch.Generator())
+                    self._images[id(data)] = torch.cat([b["image"] for b in loader])
+                return self._images[id(data)], False
+        return None, False
+
+    def _batches(self, data: FaceDataset, *, epoch: int | None):
+        """Yield (row positions, inputs, whether inputs are features); shuffled with ``epoch``."""
+        n = len(data)
+        if epoch is None:
+            order = torch.arange(n)
+        else:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=generator)
+        batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        inputs, features = self._inputs(data)
+        if inputs is not None:
+            for positions in batches:
+                yield positions, inputs[positions].to(self.device_), features
+            return
+        if epoch is not None:
+            data.set_epoch(epoch)
+        # an own generator: DataLoader would otherwise draw its base seed from the global RNG,
+        # shifting dropout's random numbers and breaking resume equality
+        loader = DataLoader(data, batch_sampler=[b.tolist() for b in batches],
+                            num_workers=self.workers, generator=torch.Generator())
+        for positions, batch in zip(batches, loader):
+            yield positions, batch["image"].to(self.device_), False
+
+    def _logits(self, inputs: torch.Tensor, features: bool) -> torch.Tensor:
+        return self.model.forward_head(inputs) if features else self.model(inputs)
+
+    def _targets(self, data: FaceDataset) -> torch.Tensor | None:
+        if self.soft_labels is None:
+            return None
+        column = data.manifest.table["score"].iloc[data.indices_]
+        scores = np.array([float(s) if str(s).strip() else math.nan for s in column])
+        return torch.tensor(soft_targets(scores, data.labels_, kind=self.soft_labels),
+                            dtype=torch.float32)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def fit(self, train_data: FaceDataset, val_data: FaceDataset | None = None, *,
+            resume_from: str | None = None) -> FitResult:
+        """Train for ``epochs`` (fewer when a callback stops it); validate after each epoch.
+
+        Args:
+            train_data, val_data: ``FaceDataset``s (validation is optional).
+            resume_from: a checkpoint.pt written by ``Checkpoint``; fitting continues after
+                its last epoch, giving what an uninterrupted run would have given.
+
+        Raises:
+            NeopainError: a training set missing a class with ``class_weights="balanced"``.
+        """
+        started = time.perf_counter()
+        self.model.to(self.device_)
+        labels = torch.from_numpy(train_data.labels_)
+        weights = None
+        if self.class_weights == "balanced":
+            weights = torch.tensor(balanced_class_weights(train_data.labels_),
+                                   dtype=torch.float32, device=self.device_)
+        targets = self._targets(train_data)
+        self.stop_training = False
+        self.history_, self.epoch_ = [], 0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for callback in self.callbacks:
+                callback.on_fit_start(self)
+            self.configure_optimizer(self.lr)
+            if resume_from is not None:
+                state = torch.load(resume_from, map_location=self.device_, weights_only=False)
+                self.load_state_dict(state)
+            while self.epoch_ < self.epochs and not self.stop_training:
+                epoch = self.epoch_ + 1
+                for callback in self.callbacks:
+                    callback.on_epoch_start(self, epoch)
+                train_loss = self._train_epoch(train_data, labels, targets, weights, epoch)
+                logs = {"epoch": epoch, "phase": self.phase_, "train_loss": train_loss,
+                        **self._validate(val_data), "lr": self.lr_}
+                self.epoch_ = epoch
+                self.history_.append(logs)
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self, logs)
+            for callback in self.callbacks:
+                callback.on_fit_end(self)
+        self._images.clear()
+        self._features.clear()
+        return FitResult(epochs=self.epoch_, stopped_early=self.stop_training,
+                         seconds=time.perf_counter() - started, history=list(self.history_))
+
+    def _train_epoch(self, data, labels, targets, weights, epoch: int) -> float:
+        self.model.train()
+        total, seen = 0.0, 0
+        batches = math.ceil(len(data) / self.batch_size)
+        for number, (positions, inputs, features) in enumerate(self._batches(data, epoch=epoch),
+                                                               start=1):
+            logits = self._logits(inputs, features)
+            batch_labels = labels[positions].to(self.device_)
+            batch_targets = None if targets is None else targets[positions].to(self.device_)
+            loss = pain_loss(logits, batch_labels, targets=batch_targets, class_weights=weights,
+                             label_smoothing=self.label_smoothing)
+            if self.l1_head:
+                loss = loss + self.l1_head * l1_penalty(self.model.head_parameters())
+            self.optimizer_.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer_.step()
+            total += float(loss.detach()) * len(positions)
+            seen += len(positions)
+            for callback in self.callbacks:
+                callback.on_batch_end(self, number, batches, float(loss.detach()))
+        return total / max(seen, 1)
+
+    def _validate(self, data: FaceDataset | None) -> dict[str, float]:
+        if data is None or len(data) == 0:
+            return {"val_loss": math.nan, "val_accuracy": math.nan}
+        prob = torch.from_numpy(self.predict(data)).double()
+        truth = torch.from_numpy(data.labels_)
+        picked = torch.where(truth == 1, prob, 1.0 - prob).clamp_min(1e-12)
+        return {"val_loss": float(-picked.log().mean()),
+                "val_accuracy": float(((prob >= 0.5).long() == truth).double().mean())}
+
+    def predict(self, data: FaceDataset) -> np.ndarray:
+        """P(pain) of each item of ``data``, in dataset order (eval mode, no gradients)."""
+        self.model.to(self.device_)
+        was_training = self.model.training
+        self.model.eval()
+        parts = []
+        try:
+            with torch.no_grad():
+                for _, inputs, features in self._batches(data, epoch=None):
+                    parts.append(torch.softmax(self._logits(inputs, features), dim=1)[:, 1].cpu())
+        finally:
+            self.model.train(was_training)
+        return torch.cat(parts).numpy().astype(np.float64) if parts else np.empty(0)

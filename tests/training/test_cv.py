@@ -1,0 +1,118 @@
+"""Cross-validation: the runs layout, and no out-of-fold prediction from a model that saw its
+subject (with the mutation that trains on every subject, which the check must catch).
+
+Also ``neopain train`` end to end on a tiny cohort, and config errors that name the keys.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from neopain.cli.app import app as neopain_app
+from neopain.data.folds import make_folds, save_folds
+from neopain.data.manifest import load_manifest, sha256_file
+from neopain.data.synthetic import CohortSpec, generate_cohort
+from neopain.training import ConfigError, TrainConfig, load_config, oof_leaks, run_cv
+from neopain.training import cv as cv_module
+
+FOLD_FILES = {"model.pt", "predictions.csv", "metrics.json", "history.csv", "checkpoint.pt"}
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """6 subjects, 3-4 images each, and 3 lsso folds."""
+    root = tmp_path_factory.mktemp("cv")
+    generate_cohort(root, CohortSpec(subjects=6, seed=2, images_per_subject=(3, 4),
+                                     noisy_share=0.5))
+    manifest = root / "manifest.csv"
+    plan = make_folds(load_manifest(manifest), protocol="lsso", k=3,
+                      manifest_sha256=sha256_file(manifest))
+    save_folds(plan, root / "folds.json")
+    return root
+
+
+def config(cohort, out, **kwargs) -> TrainConfig:
+    return TrainConfig(model="ncnn", manifest=cohort / "manifest.csv",
+                       folds=cohort / "folds.json", out=out,
+                       **{"epochs": 1, "batch_size": 8, "device": "cpu", **kwargs})
+
+
+def test_every_oof_prediction_comes_from_a_model_that_never_saw_its_subject(cohort, tmp_path,
+                                                                           monkeypatch):
+    out = tmp_path / "run"
+    result = run_cv(config(cohort, out))
+    plan = json.loads((cohort / "folds.json").read_text())
+    predicted = []
+    for fold in plan["folds"]:
+        folder = out / f"fold_{fold['index']}"
+        assert FOLD_FILES <= {p.name for p in folder.iterdir()}
+        saved = torch.load(folder / "model.pt", weights_only=False)
+        predictions = pd.read_csv(folder / "predictions.csv", dtype=str)
+        assert list(predictions.columns) == list(cv_module.PREDICTION_COLUMNS)
+        assert set(predictions["subject"]) == set(fold["test"])
+        seen = set(saved["train_subjects"] + saved["val_subjects"])
+        assert not set(predictions["subject"]) & seen
+        assert saved["train_subjects"] == sorted(fold["train"])
+        predicted += list(predictions["subject"])
+    assert sorted(set(predicted)) == sorted(load_manifest(cohort / "manifest.csv").subjects)
+    assert oof_leaks(out) == []
+    assert len(result.folds) == 3
+
+    # the mutation: a model trained on every subject must be caught
+    monkeypatch.setattr(cv_module, "training_subjects",
+                        lambda fold: fold.train + fold.test)
+    run_cv(config(cohort, tmp_path / "leaky", fold=1))
+    leaks = oof_leaks(tmp_path / "leaky")
+    assert leaks and all(message.startswith("fold_1: subject") for message in leaks)
+
+
+def test_metrics_json_and_model_pt_follow_the_runs_layout(cohort, tmp_path):
+    out = tmp_path / "one"
+    run_cv(config(cohort, out, fold=0))
+    assert [p.name for p in out.glob("fold_*")] == ["fold_0"]
+    metrics = json.loads((out / "fold_0" / "metrics.json").read_text())
+    assert set(metrics) == {"fold", "metrics", "epochs", "seconds"}
+    assert {"accuracy", "precision", "recall", "specificity", "f1", "auc",
+            "balanced_accuracy", "brier"} == set(metrics["metrics"])
+    saved = torch.load(out / "fold_0" / "model.pt", weights_only=False)
+    assert (saved["model"], saved["fold"], saved["cfg"]["name"]) == ("ncnn", 0, "ncnn")
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["model"] == "ncnn" and resolved["epochs"] == 1 and resolved["fold"] == 0
+    assert TrainConfig.from_dict(resolved) == config(cohort, out, fold=0)
+
+
+def test_config_errors_name_the_key_and_the_valid_values(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: ncnn\nmanifest: m.csv\nfolds: f.json\nout: runs/x\nepoch: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch'; valid: model, .*epochs"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="optimizer='adamw' is not valid; valid: adam"):
+        load_config(None, model="ncnn",
+                    manifest="m", folds="f", out="o", optimizer="adamw")
+    with pytest.raises(ConfigError, match="missing 'folds', 'out'"):
+        load_config(None, model="ncnn", manifest="m.csv")
+    assert load_config(None, model="ncnn", manifest="m", folds="f", out="o", lr=None).lr == 1e-3
+
+
+def test_neopain_train_cli_writes_the_run_and_a_summary(cohort, tmp_path):
+    out = tmp_path / "runs" / "ncnn"
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(yaml.safe_dump({"model": "ncnn", "manifest": str(cohort / "manifest.csv"),
+                                        "folds": str(cohort / "folds.json"), "epochs": 3,
+                                        "batch_size": 8}))
+    result = CliRunner().invoke(neopain_app, ["train", "--config", str(run_yaml), "--out",
+                                              str(out), "--epochs", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "mean" in result.output and "accuracy" in result.output
+    assert sorted(p.name for p in out.glob("fold_*")) == ["fold_0", "fold_1", "fold_2"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["epochs"] == 1  # the flag won
+    bad = CliRunner().invoke(neopain_app, ["train", "--config", str(run_yaml), "--out",
+                                           str(out), "--fold", "7"])
+    assert bad.exit_code != 0
+    assert "fold=7 is not in" in str(bad.exception) and "valid: 0 to 2" in str(bad.exception)

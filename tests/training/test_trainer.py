@@ -1,0 +1,260 @@
+"""Trainer, callbacks, losses and the embedding cache on a tiny model and a tiny image set.
+
+Guards: same seed → same weights; a resumed run equals an uninterrupted one; balanced class
+weights and soft labels change the loss as documented; Unfreeze unfreezes at the right epoch;
+early stopping stops; cached embeddings give the forward pass's predictions and are
+invalidated when preprocessing changes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from neopain.data.dataset import FaceDataset
+from neopain.data.manifest import Manifest
+from neopain.errors import NeopainError
+from neopain.models import ModelCfg, PainModel
+from neopain.training import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EmbeddingCache,
+    History,
+    Trainer,
+    Unfreeze,
+    cache_key,
+)
+from neopain.training.losses import balanced_class_weights, pain_loss, soft_targets
+
+SIZE = (16, 16)
+
+
+class TinyModel(PainModel):
+    """Two conv blocks and a linear head: fast, with dropout to exercise the RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.block2 = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                    nn.Flatten())
+        self.head = nn.Sequential(OrderedDict(drop=nn.Dropout(0.3), fc=nn.Linear(64, 2)))
+        self.cfg = ModelCfg(name="tiny", input_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3)
+
+    def forward_features(self, x):
+        return self.block2(self.block1(x))
+
+    def forward_head(self, features):
+        return self.head(features)
+
+    def block_modules(self):
+        return {"block1": [self.block1], "block2": [self.block2]}
+
+
+def tiny_model(seed: int = 0) -> TinyModel:
+    torch.manual_seed(seed)
+    return TinyModel()
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Manifest:
+    """32 images of 8 subjects: pain images are bright with a bar, nopain ones dark."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(32):
+        pain = i % 4 != 0  # 24 pain, 8 nopain: unbalanced on purpose
+        image = rng.integers(0, 60, (24, 24, 3), dtype=np.uint8)
+        if pain:
+            image[8:16, :, :] = 200
+        cv2.imwrite(str(root / f"{i}.png"), image)
+        rows.append({"image": f"{i}.png", "subject": f"s{i % 8}",
+                     "label": "pain" if pain else "nopain", "score": str(5 if pain else 1),
+                     "face_box": "[2, 2, 22, 22]"})
+    return Manifest(pd.DataFrame(rows), root)
+
+
+def data(manifest, **kwargs) -> FaceDataset:
+    return FaceDataset(manifest, size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, **kwargs)
+
+
+def weights_of(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values()])
+
+
+def fit(manifest, *, seed=0, callbacks=(), resume_from=None, **kwargs):
+    model = tiny_model()
+    options = {"epochs": 4, "batch_size": 8, "lr": 0.01, "seed": seed, "device": "cpu"}
+    trainer = Trainer(model, callbacks=callbacks, **{**options, **kwargs})
+    train = data(manifest, subjects=[f"s{i}" for i in range(6)])
+    val = data(manifest, subjects=["s6", "s7"])
+    result = trainer.fit(train, val, resume_from=resume_from)
+    return model, trainer, result
+
+
+def test_same_seed_gives_same_weights_and_another_seed_does_not(manifest):
+    a, trainer_a, _ = fit(manifest, seed=3)
+    b, trainer_b, _ = fit(manifest, seed=3)
+    c, _, _ = fit(manifest, seed=4)
+    assert torch.equal(weights_of(a), weights_of(b))
+    test = data(manifest, subjects=["s6", "s7"])
+    np.testing.assert_array_equal(trainer_a.predict(test), trainer_b.predict(test))
+    assert not torch.equal(weights_of(a), weights_of(c))
+
+
+class Interrupt(Callback):
+    """Stops fitting after ``epoch`` epochs, as a killed process would (after its checkpoint)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, logs):
+        if logs["epoch"] == self.epoch:
+            trainer.stop_training = True
+
+
+def test_resumed_run_equals_uninterrupted_run(manifest, tmp_path):
+    whole, _, _ = fit(manifest, epochs=5, callbacks=[Checkpoint(tmp_path / "a.pt")])
+    fit(manifest, epochs=5, callbacks=[Interrupt(2), Checkpoint(tmp_path / "b.pt")])
+    saved = torch.load(tmp_path / "b.pt", weights_only=False)
+    saved["stopped"] = False  # the interruption was not an early stop
+    torch.save(saved, tmp_path / "b.pt")
+    history = History()
+    resumed, _, result = fit(manifest, epochs=5, callbacks=[history, Checkpoint(tmp_path / "b.pt")],
+                             resume_from=tmp_path / "b.pt")
+    assert result.epochs == 5 and len(result.history) == 5
+    assert torch.equal(weights_of(whole), weights_of(resumed))
+
+
+def test_balanced_class_weights_are_inverse_frequencies_and_weight_the_loss():
+    weights = balanced_class_weights(np.array([0, 1, 1, 1]))
+    np.testing.assert_allclose(weights, [2.0, 2 / 3])
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 2.0]])
+    labels = torch.tensor([1, 1, 1, 0])  # the nopain example is the badly predicted one
+    plain = pain_loss(logits, labels)
+    weighted = pain_loss(logits, labels, class_weights=torch.tensor(weights))
+    assert weighted > plain  # the rare class's error counts more
+    with pytest.raises(NeopainError, match="class 0 has no image"):
+        balanced_class_weights(np.array([1, 1]))
+
+
+def test_soft_labels_follow_the_nfcs_score():
+    scores = np.array([0.0, 2.5, 3.0, 7.0, np.nan])
+    labels = np.array([0, 0, 1, 1, 1])
+    np.testing.assert_allclose(soft_targets(scores, labels, kind="sigmoid")[:4],
+                               1 / (1 + np.exp(-(scores[:4] - 2.5))))
+    np.testing.assert_allclose(soft_targets(scores, labels, kind="linear"),
+                               [0, 2.5 / 7, 3 / 7, 1, 1])
+    np.testing.assert_array_equal(soft_targets(scores, labels, kind="step"), [0, 0, 1, 1, 1])
+    logits = torch.tensor([[0.0, 3.0]])
+    hard = pain_loss(logits, torch.tensor([1]), targets=torch.tensor([1.0]))
+    soft = pain_loss(logits, torch.tensor([1]), targets=torch.tensor([0.6]))
+    assert torch.isclose(hard, pain_loss(logits, torch.tensor([1])))
+    assert soft > hard
+
+
+def test_unfreeze_opens_the_last_block_after_patience_epochs(manifest):
+    class Stall(Callback):
+        """Reports no validation improvement, so Unfreeze fires after its patience."""
+
+        def on_epoch_end(self, trainer, logs):
+            logs["val_loss"] = 1.0
+
+    class Spy(Callback):
+        order = 50
+
+        def __init__(self):
+            self.trainable = {}
+
+        def on_epoch_start(self, trainer, epoch):
+            self.trainable[epoch] = {name for name, p in trainer.model.named_parameters()
+                                     if p.requires_grad}
+
+    spy = Spy()
+    unfreeze = Unfreeze(2, blocks=1, lr_factor=0.1)
+    model, trainer, result = fit(manifest, epochs=5, callbacks=[Stall(), unfreeze, spy])
+    head = {"head.fc.weight", "head.fc.bias"}
+    assert spy.trainable[1] == spy.trainable[3] == head  # epochs 1-3: head only
+    assert spy.trainable[4] == spy.trainable[5] == head | {"block2.0.weight", "block2.0.bias"}
+    assert unfreeze.unfrozen_epoch_ == 3
+    assert [row["lr"] for row in result.history] == pytest.approx([0.01] * 3 + [0.001] * 2)
+    assert [row["phase"] for row in result.history] == ["head"] * 3 + ["fine-tune"] * 2
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(manifest):
+    class Worse(Callback):
+        def on_epoch_end(self, trainer, logs):
+            logs["val_loss"] = float(logs["epoch"])  # gets worse every epoch
+
+    stopper = EarlyStopping(2)
+    _, _, result = fit(manifest, epochs=10, callbacks=[Worse(), stopper])
+    assert result.epochs == 3 and result.stopped_early
+    assert stopper.stopped_epoch_ == 3
+
+
+def test_checkpoint_restores_the_best_epochs_weights(manifest, tmp_path):
+    class Snapshot(Callback):
+        def __init__(self):
+            self.weights = {}
+
+        def on_epoch_end(self, trainer, logs):
+            logs["val_loss"] = abs(logs["epoch"] - 2)  # epoch 2 is best
+            self.weights[logs["epoch"]] = weights_of(trainer.model).clone()
+
+    snapshot = Snapshot()
+    model, _, _ = fit(manifest, epochs=4, callbacks=[snapshot, Checkpoint(tmp_path / "c.pt")])
+    assert torch.equal(weights_of(model), snapshot.weights[2])
+    assert not torch.equal(weights_of(model), snapshot.weights[4])
+
+
+def test_cached_head_training_gives_the_forward_pass_predictions(manifest):
+    test = data(manifest, subjects=["s6", "s7"])
+    probs = {}
+    for cache in (True, False):
+        model = tiny_model()
+        model.freeze()
+        trainer = Trainer(model, epochs=3, batch_size=8, lr=0.05, cache=cache, device="cpu")
+        trainer.fit(data(manifest, subjects=[f"s{i}" for i in range(6)]), None)
+        probs[cache] = trainer.predict(test)
+        assert trainer.embeddings_._memory if cache else not trainer.embeddings_._memory
+    assert np.abs(probs[True] - probs[False]).max() <= 1e-4
+    assert np.abs(probs[True] - 0.5).max() > 1e-3  # the head did learn something
+
+
+def test_cache_key_changes_with_preprocessing_weights_and_image_files(manifest, tmp_path):
+    model = tiny_model()
+    base = cache_key(model, data(manifest))
+    assert cache_key(model, data(manifest)) == base
+    assert cache_key(model, data(manifest, crop_to_face=True)) != base
+    assert cache_key(model, FaceDataset(manifest, size=SIZE, mean=(0.4,) * 3,
+                                        std=(0.5,) * 3)) != base
+    assert cache_key(tiny_model(seed=1), data(manifest)) != base
+    model.head.fc.weight.data += 1  # the head is not part of the key: it trains on the cache
+    assert cache_key(model, data(manifest)) == base
+    with pytest.raises(NeopainError, match="without online augmentation"):
+        cache_key(model, data(manifest, transform=lambda *a, **k: None))
+
+
+def test_disk_cache_is_reused_and_preprocessing_change_recomputes(manifest, tmp_path):
+    model = tiny_model()
+    first = EmbeddingCache(tmp_path).features(model, data(manifest))
+    assert len(list(Path(tmp_path).glob("*.pt"))) == 1
+    again = EmbeddingCache(tmp_path).features(model, data(manifest))  # from disk
+    assert torch.equal(first, again)
+    cropped = EmbeddingCache(tmp_path).features(model, data(manifest, crop_to_face=True))
+    assert len(list(Path(tmp_path).glob("*.pt"))) == 2
+    assert not torch.equal(first, cropped)
+
+
+def test_bad_trainer_arguments_name_the_valid_values():
+    with pytest.raises(NeopainError, match="optimizer='adamw' is not valid; valid: adam"):
+        Trainer(tiny_model(), optimizer="adamw")
+    with pytest.raises(NeopainError, match="class_weights='auto'"):
+        Trainer(tiny_model(), class_weights="auto")
