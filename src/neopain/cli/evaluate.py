@@ -1,0 +1,167 @@
+"""``neopain evaluate`` and ``neopain compare``: metrics of a run, statistics between runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from neopain.cli.console import console, err_console, fail, progress_bar
+from neopain.cli.dataset import count_problems, print_problems
+from neopain.data.tables import TableError
+from neopain.errors import NeopainError
+
+
+SHORT_NAMES = {"accuracy": "acc", "precision": "prec", "recall": "sens", "specificity": "spec",
+               "balanced_accuracy": "bal acc"}
+
+
+def _load(path: Path):
+    from neopain.evaluation.runs import load_run
+
+    try:
+        return load_run(path)
+    except TableError as error:
+        print_problems(error)
+        fail(f"{escape(str(error.path))} cannot be evaluated: {count_problems(error)}")
+    except NeopainError as error:
+        fail(escape(str(error)))
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        err_console.print(Text(f"note: {note}", style="yellow"))
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(
+        help="The run folder, e.g. runs/ncnn (from neopain train).")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print summary.json only (no tables); the files are still written.")
+    ] = False,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write the report here instead of into the run folder.")] = None,
+) -> None:
+    """Metrics of a run from its out-of-fold predictions, with mean ± std over folds.
+
+    Every fold's metrics are recomputed from fold_K/predictions.csv: accuracy,
+    precision, recall (sensitivity), specificity, F1, AUC, balanced accuracy, Brier.
+    Writes summary.json, report.md, report.html and figures/ (confusion, ROC).
+    """
+    from neopain.evaluation.report import (
+        evaluate_run, format_ci, format_mean_std, format_number, write_report,
+    )
+
+    loaded = _load(run)
+    try:
+        evaluation = evaluate_run(loaded)
+        if as_json:
+            written = write_report(loaded, out, evaluation=evaluation)
+        else:
+            with progress_bar("writing the report") as update:
+                written = write_report(loaded, out, evaluation=evaluation, on_progress=update)
+    except NeopainError as error:
+        fail(escape(str(error)))
+    if as_json:
+        print(written["summary"].read_text(encoding="utf-8"), end="")
+        return
+
+    table = Table(title=Text(f"{loaded.name}: {len(loaded.folds)} folds, "
+                             f"{int(evaluation.pooled_confusion.sum())} test images, "
+                             f"pain at P >= {loaded.threshold:g}"),
+                  caption="mean ± sample std (ddof=1) over folds; 95% CI of the mean (t)")
+    for name, justify in (("metric", "left"), ("mean ± std", "right"), ("95% CI", "right"),
+                          ("folds", "right"), ("pooled", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for name, s in evaluation.summary.items():
+        table.add_row(name, format_mean_std(s.mean, s.std), Text(format_ci(s.ci_low, s.ci_high)),
+                      str(s.n), format_number(s.pooled))
+    console.print(table)
+
+    folds = Table(title="per fold", caption="sens = recall (sensitivity), spec = specificity")
+    folds.add_column("fold", justify="right")
+    folds.add_column("images", justify="right")
+    for name in evaluation.per_fold.columns:
+        folds.add_column(SHORT_NAMES.get(name, name), justify="right")
+    for fold, row in evaluation.per_fold.iterrows():
+        folds.add_row(str(fold), str(int(evaluation.confusions[fold].sum())),
+                      *(format_number(v) for v in row))
+    console.print(folds)
+    (tn, fp), (fn, tp) = evaluation.pooled_confusion.tolist()
+    console.print(f"pooled confusion: TN {tn}  FP {fp}  FN {fn}  TP {tp}", highlight=False)
+    _print_notes(evaluation.notes)
+    for key in ("summary", "markdown", "html"):
+        console.print(f"wrote {escape(str(written[key]))}", highlight=False)
+    console.print(f"wrote {escape(str(written['roc'].parent))}/ (confusion matrices, ROC)",
+                  highlight=False)
+
+
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON only.")]
+    = False,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Also write comparison.json and a box plot per metric (PNG) here.")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(
+        "--metric", help="Compare only this metric (repeatable); default all.")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level of the Tukey pairs.")] = 0.05,
+) -> None:
+    """One-way ANOVA and Tukey HSD across runs for each metric, on the per-fold values.
+
+    Each run needs at least 2 folds. For every metric: each run's mean ± std,
+    the ANOVA F and p, and every pair's difference, CI, p and significance.
+    """
+    from neopain.evaluation.metrics import METRICS
+    from neopain.evaluation.report import (
+        compare as compare_metrics, comparison_to_dict, format_mean_std, format_number,
+        format_p, write_comparison,
+    )
+
+    if len(runs) < 2:
+        fail(f"compare needs at least 2 run folders; got {len(runs)}")
+    loaded = [_load(path) for path in runs]
+    try:
+        comparisons = compare_metrics(loaded, metrics=metric or METRICS, alpha=alpha)
+        written = write_comparison(loaded, comparisons, out) if out is not None else {}
+    except NeopainError as error:
+        fail(escape(str(error)))
+    if as_json:
+        print(json.dumps(comparison_to_dict(comparisons), indent=2))
+        return
+
+    names = list(next(iter(comparisons.values())).groups) if comparisons else []
+    table = Table(title="one-way ANOVA across runs (mean ± sample std over folds)")
+    table.add_column("metric", no_wrap=True)
+    for name in names:
+        table.add_column(Text(name), justify="right", no_wrap=True)
+    table.add_column("F", justify="right")
+    table.add_column("p", justify="right")
+    for name, c in comparisons.items():
+        table.add_row(name, *(format_mean_std(g.mean, g.std) for g in c.groups.values()),
+                      format_number(c.f, digits=2), format_p(c.p))
+    console.print(table)
+
+    pairs = Table(title=f"Tukey HSD pairs (difference = mean A − mean B; "
+                        f"{100 * (1 - alpha):g}% CI)")
+    for column in ("metric", "A", "B", "difference", "CI", "p", "significant"):
+        pairs.add_column(column, justify="left" if column in ("metric", "A", "B") else "right",
+                         no_wrap=column in ("metric", "CI"))
+    for name, c in comparisons.items():
+        for pair in c.pairs:
+            pairs.add_row(name, Text(pair.a), Text(pair.b), format_number(pair.difference),
+                          Text(f"[{pair.low:.3f}, {pair.high:.3f}]"), format_p(pair.p),
+                          "[bold green]yes[/]" if pair.significant else "no")
+    console.print(pairs)
+    skipped = [m for m in (metric or METRICS) if m not in comparisons]
+    if skipped:
+        _print_notes([f"not compared (undefined on all but one fold of some run): "
+                      f"{', '.join(skipped)}"])
+    _print_notes([f"{name}: {note}" for name, c in comparisons.items() for note in c.notes])
+    if written:
+        console.print(f"wrote {escape(str(written['json']))} and {len(written) - 1} box plots",
+                      highlight=False)

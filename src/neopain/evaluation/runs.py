@@ -1,0 +1,221 @@
+"""Read a training run folder (``runs/NAME``) and check its layout.
+
+A run holds ``config.yaml`` and one ``fold_K/`` per fold with ``predictions.csv`` (columns
+``row, image, subject, label, prob_pain, pred, fold``; ``label`` and ``prob_pain`` are required)
+and usually ``metrics.json``. Metrics are always recomputed from ``predictions.csv``; the saved
+ones are only compared with them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from neopain.data.tables import Problem, TableError, read_table
+from neopain.errors import NeopainError
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ("row", "image", "subject", "label", "prob_pain", "pred", "fold")
+REQUIRED_PREDICTION_COLUMNS = ("label", "prob_pain")
+LABEL_VALUES = {"nopain": 0, "pain": 1}
+DEFAULT_THRESHOLD = 0.5
+_FOLD_DIR = re.compile(r"fold_(\d+)")
+_LAYOUT = ("a run folder holds config.yaml and fold_K/ folders (fold_0, fold_1, ...), each with "
+           "predictions.csv")
+
+
+class RunError(NeopainError):
+    """A run folder that cannot be evaluated; the message names the file and what is missing."""
+
+
+@dataclass
+class FoldRun:
+    """One fold: its out-of-fold predictions and the metrics training saved (None if absent).
+
+    ``predictions`` has the file's columns with ``label`` as 0/1 ints and ``prob_pain`` floats.
+    """
+
+    index: int
+    path: Path
+    predictions: pd.DataFrame
+    saved_metrics: dict[str, float] | None = None
+
+    @property
+    def y_true(self) -> np.ndarray:
+        return self.predictions["label"].to_numpy(dtype=int)
+
+    @property
+    def prob(self) -> np.ndarray:
+        return self.predictions["prob_pain"].to_numpy(dtype=float)
+
+
+@dataclass
+class Run:
+    """A run folder: its name, resolved config, threshold and folds (sorted by index)."""
+
+    path: Path
+    config: dict
+    threshold: float
+    folds: list[FoldRun]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def pooled(self) -> tuple[np.ndarray, np.ndarray]:
+        """All folds' out-of-fold labels and probabilities, concatenated."""
+        return (np.concatenate([fold.y_true for fold in self.folds]),
+                np.concatenate([fold.prob for fold in self.folds]))
+
+
+def _read_config(path: Path) -> dict:
+    file = path / "config.yaml"
+    if not file.is_file():
+        raise RunError(f"{file}: file not found; {_LAYOUT} (config.yaml is written by "
+                       f"`neopain train`)")
+    try:
+        config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunError(f"{file}: is not valid YAML ({exc})") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise RunError(f"{file}: must be a YAML mapping (key: value lines); got "
+                       f"{type(config).__name__}")
+    return config
+
+
+def _threshold(config: dict, *, file: Path) -> float:
+    """``threshold`` at the top of config.yaml, or in its ``cfg`` / ``model_cfg`` mapping."""
+    candidates = [config.get("threshold")]
+    candidates += [config[key].get("threshold") for key in ("cfg", "model_cfg")
+                   if isinstance(config.get(key), dict)]
+    for value in candidates:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise RunError(f"{file}: threshold={value!r} must be a number strictly between "
+                           f"0 and 1")
+        return float(value)
+    return DEFAULT_THRESHOLD
+
+
+def _read_predictions(file: Path, *, fold: int) -> pd.DataFrame:
+    hint = f"predictions.csv needs the columns {', '.join(PREDICTION_COLUMNS)}"
+    if not file.is_file():
+        raise RunError(f"{file}: file not found; {_LAYOUT}")
+    table, lines = read_table(file, required_hint=hint)
+    missing = [c for c in REQUIRED_PREDICTION_COLUMNS if c not in table.columns]
+    if missing:
+        raise TableError(file, [Problem(None, c, None, f"column missing; {hint}")
+                                for c in missing])
+    if table.empty:
+        raise TableError(file, [Problem(None, None, None, "has no rows; every fold needs "
+                                                          "at least one test prediction")])
+    problems = []
+    labels, probs = [], []
+    for line, label, prob in zip(lines, table["label"], table["prob_pain"]):
+        labels.append(LABEL_VALUES.get(label.strip(), -1))
+        if labels[-1] < 0:
+            problems.append(Problem(line, "label", label, "is not a label; valid: pain, nopain"))
+        try:
+            value = float(prob)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
+            problems.append(Problem(line, "prob_pain", prob, "is not a probability in [0, 1]"))
+        probs.append(value)
+    if "pred" in table.columns:
+        problems += [Problem(line, "pred", pred, "is not a label; valid: pain, nopain")
+                     for line, pred in zip(lines, table["pred"])
+                     if pred.strip() not in LABEL_VALUES]
+    if "fold" in table.columns:
+        problems += [Problem(line, "fold", value, f"differs from the folder's fold {fold}")
+                     for line, value in zip(lines, table["fold"])
+                     if value.strip() != str(fold)]
+    if problems:
+        raise TableError(file, problems)
+    table["label"] = labels
+    table["prob_pain"] = probs
+    table["line"] = lines
+    return table
+
+
+def _read_saved_metrics(file: Path) -> dict[str, float] | None:
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{file}: is not valid JSON ({exc})") from None
+    metrics = data.get("metrics") if isinstance(data, dict) else None
+    if not isinstance(metrics, dict):
+        raise RunError(f"{file}: needs a 'metrics' object, e.g. "
+                       f'{{"fold": 0, "metrics": {{"accuracy": 0.9, ...}}}}')
+    return {str(k): float(v) if isinstance(v, (int, float)) and v is not None else math.nan
+            for k, v in metrics.items()}
+
+
+def _check_pred_column(fold: FoldRun, *, threshold: float) -> list[str]:
+    """A note when ``pred`` disagrees with ``prob_pain >= threshold`` (a threshold mismatch)."""
+    table = fold.predictions
+    if "pred" not in table.columns:
+        return []
+    saved = table["pred"].str.strip().map(LABEL_VALUES).to_numpy(dtype=int)
+    ours = (fold.prob >= threshold).astype(int)
+    clear = np.abs(fold.prob - threshold) > 1e-6  # probabilities are rounded to 6 decimals
+    differ = clear & (saved != ours)
+    if not differ.any():
+        return []
+    first = int(table["line"].to_numpy()[np.argmax(differ)])
+    return [f"fold {fold.index}: {int(differ.sum())} 'pred' values disagree with prob_pain >= "
+            f"{threshold:g} (first at {fold.path / 'predictions.csv'} line {first}); metrics "
+            f"use the threshold"]
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Read ``runs/NAME``: config.yaml, every ``fold_K/predictions.csv`` and ``metrics.json``.
+
+    The threshold is ``threshold`` in config.yaml (top level, or under ``cfg``/``model_cfg``),
+    else 0.5. A test image (``row``, else ``image``) in more than one fold is refused: it
+    would be counted twice in the pooled metrics.
+
+    Raises:
+        RunError: a missing folder or file, bad YAML/JSON, no fold folders, repeated rows.
+        TableError: a predictions.csv with missing columns or bad cells (line and column named).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: run folder not found; {_LAYOUT}")
+    config = _read_config(path)
+    threshold = _threshold(config, file=path / "config.yaml")
+    fold_dirs = sorted((int(m.group(1)), d) for d in path.iterdir()
+                       if d.is_dir() and (m := _FOLD_DIR.fullmatch(d.name)))
+    if not fold_dirs:
+        raise RunError(f"{path}: no fold_K folders; {_LAYOUT}")
+    folds = [FoldRun(index, d, _read_predictions(d / "predictions.csv", fold=index),
+                     _read_saved_metrics(d / "metrics.json")) for index, d in fold_dirs]
+    key = next((c for c in ("row", "image") if all(c in f.predictions for f in folds)), None)
+    if key is not None:
+        seen: dict[str, int] = {}
+        for fold in folds:
+            for value in fold.predictions[key]:
+                if value in seen and seen[value] != fold.index:
+                    raise RunError(f"{path}: {key} {value!r} is a test prediction of both "
+                                   f"fold {seen[value]} and fold {fold.index}; each image "
+                                   f"must be tested in one fold only")
+                seen[value] = fold.index
+    notes = [note for fold in folds for note in _check_pred_column(fold, threshold=threshold)]
+    logger.debug("loaded run %s: %d folds", path, len(folds))
+    return Run(path, config, threshold, folds, notes)
