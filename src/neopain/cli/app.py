@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from neopain import __version__
-from neopain.cli import augment, dataset, demo, faces, folds, frames, importing, synth
+from neopain.cli import (
+    augment, dataset, demo, evaluate, faces, folds, frames, importing, models, synth, train,
+)
 from neopain.cli.console import console, err_console, setup_logging, silence_native_stderr
 from neopain.config import get_settings
 from neopain.errors import NeopainError
@@ -28,6 +30,10 @@ dataset.app.command("frames")(frames.frames)
 app.add_typer(faces.app, name="faces")
 app.add_typer(folds.app, name="folds")
 app.command("augment")(augment.augment)
+app.add_typer(models.app, name="models")
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
+app.command("compare")(evaluate.compare)
 
 
 def _show_version(value: bool) -> None:
