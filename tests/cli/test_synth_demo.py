@@ -46,11 +46,13 @@ def test_synth_bad_options_exit_1_with_a_clear_message(neopain_script, tmp_path,
 
 @pytest.mark.slow
 def test_demo_runs_every_landed_stage_and_leaves_pictures(neopain_script, tmp_path):
-    done = _run(neopain_script, "demo", "--out", str(tmp_path / "demo"), "--subjects", "4")
+    done = _run(neopain_script, "demo", "--out", str(tmp_path / "demo"), "--subjects", "4",
+                "--epochs", "1")
     assert done.returncode == 0, done.stderr
     steps = ("step 1: synthesize a cohort", "step 2: look at the ground truth",
              "step 3: find and crop the faces", "step 4: extract frames",
-             "step 5: split subjects into folds", "step 6: augment fold 0", "demo complete")
+             "step 5: split subjects into folds", "step 6: augment fold 0",
+             "step 7: train N-CNN on every fold", "demo complete")
     for step in steps:
         assert step in done.stdout
     assert "synthetic" in done.stdout and "not real" in " ".join(done.stdout.split())
@@ -68,3 +70,8 @@ def test_demo_runs_every_landed_stage_and_leaves_pictures(neopain_script, tmp_pa
     assert check_folds(plan, load_manifest(demo / "manifest.csv")).ok
     augmented = load_manifest(demo / "augmented" / "manifest.csv", check_files=True)
     assert set(augmented.subjects) == set(plan.folds[0].train)  # never val or test subjects
+    run = demo / "runs" / "ncnn"
+    for fold in plan.folds:  # out-of-fold: each fold's predictions are its test subjects only
+        predicted = pd.read_csv(run / f"fold_{fold.index}" / "predictions.csv", dtype=str)
+        assert set(predicted["subject"]) == set(fold.test)
+    assert (run / "report.html").stat().st_size > 10_000 and (run / "summary.json").is_file()

@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.rule import Rule
 from rich.table import Table
 
-from neopain.cli import augment, faces, folds, frames
+from neopain.cli import augment, evaluate, faces, folds, frames, train
 from neopain.cli.console import console
 from neopain.cli.synth import default_workers, synthesize
 from neopain.config import get_settings
@@ -120,6 +120,7 @@ def demo(
     subjects: Annotated[int, typer.Option(help="Synthetic subjects in the demo cohort.")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes for batch work.")] = default_workers(),
+    epochs: Annotated[int, typer.Option(help="Training epochs per fold in step 7.")] = 3,
 ) -> None:
     """Run a synthetic cohort through every stage of neopain that has landed, explaining each."""
     out = out or get_settings().data_dir / "demo"
@@ -186,7 +187,18 @@ def demo(
     console.print("originals and copies, keypoints coloured by index (red is always the "
                   f"image-left eye): {escape(str(sheet))}", highlight=False)
 
+    _step(7, "train N-CNN on every fold and evaluate it",
+          f"N-CNN (72,602 parameters) learns pain / no pain from the face crops of each fold's "
+          f"training subjects and predicts its test subjects only. A short run ({epochs} epochs "
+          "per fold) to show the pipeline: `neopain train --epochs 30` trains properly.")
+    run = out / "runs" / "ncnn"
+    train.train(model="ncnn", manifest=result.manifest, folds=folds_file, out=run,
+                epochs=epochs, device="auto", seed=seed)
+    evaluate.evaluate(run)
+
     console.print(Rule("[bold green]demo complete"))
     console.print(f"Everything is in [bold]{escape(str(out))}[/]. Next: "
-                  f"`neopain folds check {escape(str(result.manifest))} "
-                  f"{escape(str(folds_file))}`.", highlight=False)
+                  f"open {escape(str(run / 'report.html'))}, or train longer: "
+                  f"`neopain train --model ncnn --manifest {escape(str(result.manifest))} "
+                  f"--folds {escape(str(folds_file))} --out runs/ncnn --epochs 30`.",
+                  highlight=False)
