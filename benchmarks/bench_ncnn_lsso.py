@@ -3,6 +3,7 @@
 The acceptance target: mean accuracy >= 0.90 within 15 minutes on a 2-core CPU.
 
     python benchmarks/bench_ncnn_lsso.py [--subjects 30] [--epochs 10] [--lr 0.002]
+        [--lr-schedule onecycle] [--flip 0.5] [--early-stopping 0]
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--augment", action="store_true")
+    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "onecycle"))
+    parser.add_argument("--flip", type=float, default=0.0)
+    parser.add_argument("--early-stopping", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -37,7 +41,8 @@ def main() -> None:
         save_folds(plan, root / "folds.json")
         config = TrainConfig(model="ncnn", manifest=manifest, folds=root / "folds.json",
                              out=root / "run", epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, augment=args.augment, early_stopping=4, device="cpu")
+                             lr=args.lr, augment=args.augment, lr_schedule=args.lr_schedule,
+                             flip=args.flip, early_stopping=args.early_stopping, device="cpu")
         started = time.perf_counter()
         result = run_cv(config)
         seconds = time.perf_counter() - started

@@ -25,9 +25,11 @@ from neopain.models import ModelCfg, PainModel
 from neopain.training import (
     Callback,
     Checkpoint,
+    ConfigError,
     EarlyStopping,
     EmbeddingCache,
     History,
+    TrainConfig,
     Trainer,
     Unfreeze,
     cache_key,
@@ -120,17 +122,47 @@ class Interrupt(Callback):
             trainer.stop_training = True
 
 
-def test_resumed_run_equals_uninterrupted_run(manifest, tmp_path):
-    whole, _, _ = fit(manifest, epochs=5, callbacks=[Checkpoint(tmp_path / "a.pt")])
-    fit(manifest, epochs=5, callbacks=[Interrupt(2), Checkpoint(tmp_path / "b.pt")])
+@pytest.mark.parametrize("options", [{}, {"lr_schedule": "onecycle"}, {"flip": 0.5},
+                                     {"lr_schedule": "onecycle", "flip": 0.5}],
+                         ids=["constant", "onecycle", "flip", "onecycle-flip"])
+def test_resumed_run_equals_uninterrupted_run(manifest, tmp_path, options):
+    whole, _, _ = fit(manifest, epochs=5, callbacks=[Checkpoint(tmp_path / "a.pt")], **options)
+    fit(manifest, epochs=5, callbacks=[Interrupt(2), Checkpoint(tmp_path / "b.pt")], **options)
     saved = torch.load(tmp_path / "b.pt", weights_only=False)
     saved["stopped"] = False  # the interruption was not an early stop
     torch.save(saved, tmp_path / "b.pt")
     history = History()
     resumed, _, result = fit(manifest, epochs=5, callbacks=[history, Checkpoint(tmp_path / "b.pt")],
-                             resume_from=tmp_path / "b.pt")
+                             resume_from=tmp_path / "b.pt", **options)
     assert result.epochs == 5 and len(result.history) == 5
     assert torch.equal(weights_of(whole), weights_of(resumed))
+
+
+def test_onecycle_warms_up_then_anneals_over_all_batches(manifest):
+    _, _, result = fit(manifest, epochs=6, lr=0.01, lr_schedule="onecycle")
+    rates = [logs["lr"] for logs in result.history]
+    peak = int(np.argmax(rates))
+    assert 0 < peak < 5 and max(rates) <= 0.01 + 1e-12
+    assert rates[-1] < 0.01 / 50  # annealed below the warm-up start (lr / 25)
+    assert all(a <= b for a, b in zip(rates[:peak], rates[1:peak + 1]))
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:]))
+
+
+def test_flip_mirrors_about_that_share_of_images_and_only_left_right():
+    trainer = Trainer(tiny_model(), flip=0.3, device="cpu", seed=4)
+    images = torch.arange(2000 * 2 * 3, dtype=torch.float32).reshape(2000, 1, 2, 3)
+    out = trainer._flipped(images, epoch=1, batch=1)
+    mirrored = (out != images).flatten(1).any(1)
+    assert 0.25 < mirrored.float().mean() < 0.35
+    assert torch.equal(out[mirrored], images[mirrored].flip(-1))  # columns reversed, rows kept
+    assert torch.equal(out, trainer._flipped(images, epoch=1, batch=1))  # seeded
+    assert not torch.equal(out, trainer._flipped(images, epoch=2, batch=1))
+
+
+def test_onecycle_with_unfreezing_is_refused_by_the_config(tmp_path):
+    with pytest.raises(ConfigError, match="onecycle.*unfreeze_patience"):
+        TrainConfig(model="ncnn", manifest=tmp_path / "m.csv", folds=tmp_path / "f.json",
+                    out=tmp_path / "run", lr_schedule="onecycle", unfreeze_patience=3)
 
 
 def test_balanced_class_weights_are_inverse_frequencies_and_weight_the_loss():

@@ -24,6 +24,7 @@ import yaml
 from neopain.errors import NeopainError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+LR_SCHEDULES = ("constant", "onecycle")
 SOFT_LABELS = ("sigmoid", "linear", "step")
 DEVICES = ("auto", "cpu", "cuda")
 MONITORS = ("val_loss", "val_accuracy")
@@ -47,6 +48,9 @@ class TrainConfig:
         class_weights: ``balanced`` (weights n / (2 · count) from the training labels) or None.
         l1_head: L1 penalty factor on the head's weights.
         label_smoothing: torch's cross-entropy label smoothing (0–1).
+        lr_schedule: ``constant`` or ``onecycle`` (warm up to ``lr`` and anneal over all epochs;
+            not with ``unfreeze_patience``).
+        flip: probability of mirroring a training image left-right (0 = never).
         soft_labels: targets from the NFCS ``score``: ``sigmoid`` (sigmoid(s − 2.5)),
             ``linear`` (s / 7, clipped), ``step`` (s >= 3); None: the hard labels.
         augment: online augmentation (``AugmentSpec()`` defaults) of the training images.
@@ -81,6 +85,8 @@ class TrainConfig:
     l1_head: float = 0.0
     label_smoothing: float = 0.0
     soft_labels: str | None = None
+    lr_schedule: str = "constant"
+    flip: float = 0.0
     augment: bool = False
     crop_to_face: bool = True
     weights: Path | None = None
@@ -163,6 +169,8 @@ def _problems(config: TrainConfig) -> list[str]:
          and 0 <= config.label_smoothing < 1, "a number from 0 to below 1"),
         ("soft_labels", config.soft_labels in (*SOFT_LABELS, None),
          f"{', '.join(SOFT_LABELS)}, or null"),
+        ("lr_schedule", config.lr_schedule in LR_SCHEDULES, ", ".join(LR_SCHEDULES)),
+        ("flip", _is_number(config.flip) and 0 <= config.flip <= 1, "a probability from 0 to 1"),
         ("unfreeze_patience", _is_int(config.unfreeze_patience)
          and config.unfreeze_patience >= 0, "a whole number >= 0"),
         ("unfreeze_blocks", _is_int(config.unfreeze_blocks) and config.unfreeze_blocks >= 1,
@@ -178,8 +186,12 @@ def _problems(config: TrainConfig) -> list[str]:
     ]
     checks += [(name, isinstance(getattr(config, name), bool), "true or false")
                for name in ("augment", "crop_to_face", "freeze_backbone", "cache", "resume")]
-    return [f"{name}={getattr(config, name)!r} is not valid; valid: {what}"
-            for name, ok, what in checks if not ok]
+    problems = [f"{name}={getattr(config, name)!r} is not valid; valid: {what}"
+                for name, ok, what in checks if not ok]
+    if config.lr_schedule == "onecycle" and config.unfreeze_patience:
+        problems.append("lr_schedule='onecycle' cannot be combined with unfreeze_patience > 0 "
+                        "(unfreezing rebuilds the optimizer); use lr_schedule: constant")
+    return problems
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:

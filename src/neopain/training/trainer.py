@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from neopain.data.dataset import FaceDataset
 from neopain.errors import NeopainError
 from neopain.training.callbacks import Callback
+from neopain.training.config import LR_SCHEDULES, OPTIMIZERS
 from neopain.training.embeddings import EmbeddingCache
 from neopain.training.losses import (
     balanced_class_weights,
@@ -29,7 +30,6 @@ from neopain.training.losses import (
     soft_targets,
 )
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
 PRELOAD_BYTES = 1 << 30
 """Datasets without augmentation up to this size are read once and kept as one tensor."""
 
@@ -67,6 +67,11 @@ class Trainer:
         l1_head: factor of the L1 penalty on the head's weights.
         label_smoothing: 0–1, as torch's cross-entropy.
         soft_labels: ``sigmoid``, ``linear`` or ``step`` targets from the manifest ``score``.
+        lr_schedule: ``constant``, or ``onecycle`` (warm up to ``lr``, then anneal to near zero
+            over all the batches of ``epochs``; not with a callback that rebuilds the optimizer,
+            such as ``Unfreeze``).
+        flip: probability of mirroring each training image left-right (images only, never
+            cached embeddings); drawn from the seed, epoch and batch, so resume is exact.
         callbacks: ``Callback``s, run in ``order``.
         cache: while the whole backbone is frozen and a dataset has no online augmentation,
             train and predict on cached embeddings (``EmbeddingCache``).
@@ -94,6 +99,8 @@ class Trainer:
         l1_head: float = 0.0,
         label_smoothing: float = 0.0,
         soft_labels: str | None = None,
+        lr_schedule: str = "constant",
+        flip: float = 0.0,
         callbacks: Sequence[Callback] = (),
         cache: bool = True,
         cache_dir: str | None = None,
@@ -104,6 +111,11 @@ class Trainer:
         if optimizer not in OPTIMIZERS:
             raise NeopainError(f"optimizer={optimizer!r} is not valid; valid: "
                                f"{', '.join(OPTIMIZERS)}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise NeopainError(f"lr_schedule={lr_schedule!r} is not valid; valid: "
+                               f"{', '.join(LR_SCHEDULES)}")
+        if not 0.0 <= flip <= 1.0:
+            raise NeopainError(f"flip={flip} is not valid; valid: a probability from 0 to 1")
         if class_weights not in ("balanced", None):
             raise NeopainError(f"class_weights={class_weights!r} is not valid; valid: "
                                "'balanced', None")
@@ -120,6 +132,8 @@ class Trainer:
         self.l1_head = l1_head
         self.label_smoothing = label_smoothing
         self.soft_labels = soft_labels
+        self.lr_schedule = lr_schedule
+        self.flip = flip
         self.callbacks = sorted(callbacks, key=lambda callback: callback.order)
         self.cache = cache
         self.cache_dir = cache_dir
@@ -133,6 +147,7 @@ class Trainer:
         self.lr_ = lr
         self.epoch_ = 0
         self.optimizer_: torch.optim.Optimizer | None = None
+        self.scheduler_: torch.optim.lr_scheduler.LRScheduler | None = None
         self.history_: list[dict[str, Any]] = []
         self._images: dict[int, torch.Tensor] = {}
         self._features: dict[int, torch.Tensor] = {}
@@ -141,6 +156,9 @@ class Trainer:
 
     def configure_optimizer(self, lr: float) -> None:
         """A fresh optimizer over the parameters that train now, at ``lr``."""
+        if self.scheduler_ is not None:
+            raise NeopainError("lr_schedule='onecycle' anneals one optimizer over the whole fit; "
+                               "it cannot be combined with unfreezing (unfreeze_patience > 0)")
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise NeopainError("the model has no trainable parameter; unfreeze some blocks")
@@ -172,6 +190,7 @@ class Trainer:
                           for key, callback in zip(self._callback_keys(), self.callbacks)},
             "stopped": self.stop_training,
             "rng": torch.get_rng_state(),
+            "scheduler": None if self.scheduler_ is None else self.scheduler_.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -281,10 +300,21 @@ class Trainer:
             torch.manual_seed(self.seed)
             for callback in self.callbacks:
                 callback.on_fit_start(self)
+            self.scheduler_ = None
             self.configure_optimizer(self.lr)
+            state = None
             if resume_from is not None:
                 state = torch.load(resume_from, map_location=self.device_, weights_only=False)
                 self.load_state_dict(state)
+            if self.lr_schedule == "onecycle":
+                self.scheduler_ = torch.optim.lr_scheduler.OneCycleLR(
+                    self.optimizer_, max_lr=self.lr,
+                    total_steps=self.epochs * math.ceil(len(train_data) / self.batch_size))
+                if state is not None and state.get("scheduler") is not None:
+                    self.scheduler_.load_state_dict(state["scheduler"])
+                    # building the scheduler reset the optimizer's rate and momentum to the
+                    # warm-up start: put back the saved ones
+                    self.optimizer_.load_state_dict(state["optimizer"])
             while self.epoch_ < self.epochs and not self.stop_training:
                 epoch = self.epoch_ + 1
                 for callback in self.callbacks:
@@ -300,6 +330,7 @@ class Trainer:
                 callback.on_fit_end(self)
         self._images.clear()
         self._features.clear()
+        self.scheduler_ = None
         return FitResult(epochs=self.epoch_, stopped_early=self.stop_training,
                          seconds=time.perf_counter() - started, history=list(self.history_))
 
@@ -309,6 +340,8 @@ class Trainer:
         batches = math.ceil(len(data) / self.batch_size)
         for number, (positions, inputs, features) in enumerate(self._batches(data, epoch=epoch),
                                                                start=1):
+            if self.flip and not features:
+                inputs = self._flipped(inputs, epoch=epoch, batch=number)
             logits = self._logits(inputs, features)
             batch_labels = labels[positions].to(self.device_)
             batch_targets = None if targets is None else targets[positions].to(self.device_)
@@ -319,11 +352,20 @@ class Trainer:
             self.optimizer_.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer_.step()
+            if self.scheduler_ is not None:
+                self.scheduler_.step()
+                self.lr_ = self.optimizer_.param_groups[0]["lr"]
             total += float(loss.detach()) * len(positions)
             seen += len(positions)
             for callback in self.callbacks:
                 callback.on_batch_end(self, number, batches, float(loss.detach()))
         return total / max(seen, 1)
+
+    def _flipped(self, images: torch.Tensor, *, epoch: int, batch: int) -> torch.Tensor:
+        """Mirror each image left-right with probability ``flip`` (seeded per epoch and batch)."""
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + batch)
+        mirror = torch.rand(len(images), generator=generator) < self.flip
+        return torch.where(mirror.to(images.device)[:, None, None, None], images.flip(-1), images)
 
     def _validate(self, data: FaceDataset | None) -> dict[str, float]:
         if data is None or len(data) == 0:
