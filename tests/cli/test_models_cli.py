@@ -86,3 +86,17 @@ def test_unknown_model_exits_1_listing_valid_names():
     assert "unknown model 'vgg19'" in output
     for name in list_models():
         assert name in output
+
+
+def test_starting_the_command_line_loads_neither_torch_nor_scikit_learn():
+    """Every `neopain` call paid ~2 s for torch (through `train` and `models`) until those
+    commands imported the library inside their bodies."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import neopain.cli.app; "
+            "print(sorted(m for m in ('torch', 'sklearn', 'albumentations') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

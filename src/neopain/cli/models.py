@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -10,7 +10,8 @@ from rich.table import Table
 
 from neopain.cli.console import console, fail
 from neopain.errors import NeopainError
-from neopain.models import PainModel, create_model, list_models, model_info
+if TYPE_CHECKING:
+    from neopain.models import PainModel
 
 app = typer.Typer(help="The model architectures: list them, show one.", no_args_is_help=True)
 
@@ -23,6 +24,8 @@ def _megabytes(model: PainModel) -> float:
 @app.command("list")
 def list_command() -> None:
     """List the models: input size, total and trainable parameters, size in MB (fp32)."""
+    from neopain.models import create_model, list_models  # torch loads only for this command
+
     table = Table(title="registered models (as built: every parameter trainable)")
     table.add_column("name", no_wrap=True)
     table.add_column("input", no_wrap=True)
@@ -44,6 +47,8 @@ def show(
     name: Annotated[str, typer.Argument(help="A model name from `neopain models list`.")],
 ) -> None:
     """Show a model: preprocessing, blocks, parameter counts (torch, Keras, published)."""
+    from neopain.models import create_model, model_info  # torch loads only for this command
+
     try:
         info = model_info(name)
         model = create_model(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -12,31 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from neopain.cli.console import console
-from neopain.training import Callback, CvResult, load_config, oof_leaks, run_cv
-
-
-class ProgressBar(Callback):
-    """Rich progress: one bar for the folds, one for the batches of the current epoch."""
-
-    def __init__(self, progress: Progress, *, fold: int, folds_task, batch_task) -> None:
-        self.progress = progress
-        self.fold = fold
-        self.folds_task = folds_task
-        self.batch_task = batch_task
-        self.epochs = 0
-
-    def on_fit_start(self, trainer) -> None:
-        self.epochs = trainer.epochs
-
-    def on_epoch_start(self, trainer, epoch: int) -> None:
-        self.progress.update(self.batch_task, completed=0, total=None,
-                             description=f"fold {self.fold} epoch {epoch}/{self.epochs}")
-
-    def on_batch_end(self, trainer, batch: int, batches: int, loss: float) -> None:
-        self.progress.update(self.batch_task, completed=batch, total=batches)
-
-    def on_fit_end(self, trainer) -> None:
-        self.progress.advance(self.folds_task)
+if TYPE_CHECKING:
+    from neopain.training import CvResult
 
 
 def _fmt(value: float) -> str:
@@ -86,6 +63,10 @@ def train(
     Example: neopain train --model ncnn --manifest data/manifest.csv --folds data/folds.json
     --out runs/ncnn
     """
+    # imported here, not at the top: torch would otherwise load on every neopain command
+    from neopain.cli.train_progress import ProgressBar
+    from neopain.training import load_config, oof_leaks, run_cv
+
     resolved = load_config(config, model=model, manifest=manifest, folds=folds, out=out,
                            fold=fold, epochs=epochs, batch_size=batch_size, lr=lr,
                            augment=augment, weights=weights, device=device, workers=workers,
@@ -97,7 +78,7 @@ def train(
         folds_task = progress.add_task(f"training {resolved.model}", total=total)
         batch_task = progress.add_task("epoch", total=None)
 
-        def callbacks(index: int) -> list[Callback]:
+        def callbacks(index: int) -> list[ProgressBar]:
             return [ProgressBar(progress, fold=index, folds_task=folds_task,
                                 batch_task=batch_task)]
 
