@@ -29,8 +29,8 @@ def test_registry_holds_the_published_models_and_a_bedside_one():
 
 @pytest.mark.parametrize("name", list_models())
 def test_model_cfg_without_building_equals_the_built_models_cfg(name):
-    # guards a registry cfg that drifts from the one the factory sets: the trainer would
-    # preprocess with one and the exported model carry the other
+    # the trainer preprocesses with model_cfg(name) and the exported model carries model.cfg:
+    # they must be the same (create_model now sets the registered cfg itself)
     cfg = model_cfg(name)
     assert cfg == create_model(name).cfg
     assert cfg.name == name
@@ -78,7 +78,7 @@ def test_bad_option_value_is_a_clear_error():
 
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(ValueError, match="registered twice"):
-        register_model("ncnn")(lambda: None)
+        register_model("ncnn", cfg=model_cfg("ncnn"))(lambda: None)
 
 
 def test_model_info_records_the_published_counts():

@@ -136,6 +136,4 @@ MOBILENET_CFG = mobilenet_cfg("mobilenet_nb", input_size=128)
                 summary="MobileNetV2 width 0.5, 128×128 RGB: the bedside model")
 def mobilenet_nb(*, dropout: float = 0.2) -> MobileNetV2:
     """MobileNetV2 width 0.5, 128×128 RGB: the bedside model."""
-    model = MobileNetV2(width=0.5, dropout=dropout)
-    model.cfg = MOBILENET_CFG
-    return model
+    return MobileNetV2(width=0.5, dropout=dropout)

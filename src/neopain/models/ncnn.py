@@ -100,6 +100,4 @@ class NCNN(PainModel):
 )
 def ncnn(*, dropout: float = 0.1, single_output: bool = False) -> NCNN:
     """N-CNN (Zamzmi et al. 2019): three branches, 120×120 RGB."""
-    model = NCNN(dropout=dropout, single_output=single_output)
-    model.cfg = NCNN_CFG
-    return model
+    return NCNN(dropout=dropout, single_output=single_output)

@@ -35,7 +35,7 @@ class ModelInfo:
     """
 
     name: str
-    cfg: ModelCfg | None
+    cfg: ModelCfg
     summary: str = ""
     published_params: int | None = None
     published_note: str = ""
@@ -48,15 +48,15 @@ _INFO: dict[str, ModelInfo] = {}
 def register_model(
     name: str,
     *,
-    cfg: ModelCfg | None = None,
+    cfg: ModelCfg,
     summary: str = "",
     published_params: int | None = None,
     published_note: str = "",
 ) -> Callable[[F], F]:
     """Decorator: make a factory ``fn(**kwargs) -> PainModel`` buildable by ``name``.
 
-    The factory must set ``model.cfg``; give ``cfg`` here too so that ``model_cfg(name)``
-    needs no model (without it, ``model_cfg`` builds one).
+    ``cfg`` is the model's preprocessing; ``create_model`` sets it on every model the factory
+    builds, and ``model_cfg(name)`` reads it without building one.
 
     Raises:
         ValueError: ``name`` is registered already (a programming error, not a user's).
@@ -110,8 +110,7 @@ def model_cfg(name: str) -> ModelCfg:
     Raises:
         NeopainError: unknown name (the valid ones are listed).
     """
-    cfg = model_info(name).cfg
-    return cfg if cfg is not None else create_model(name).cfg
+    return model_info(name).cfg
 
 
 def create_model(name: str, **kwargs: object) -> PainModel:
@@ -132,6 +131,5 @@ def create_model(name: str, **kwargs: object) -> PainModel:
         raise NeopainError(f"model {name!r}: unknown option(s) {', '.join(unknown)}; "
                            f"valid: {', '.join(options) or 'none'}") from None
     model = factory(**kwargs)
-    if not isinstance(getattr(model, "cfg", None), ModelCfg):
-        raise TypeError(f"model factory {name!r} did not set model.cfg")
+    model.cfg = _INFO[name].cfg
     return model

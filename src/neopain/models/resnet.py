@@ -144,9 +144,7 @@ class ResNet50(PainModel):
 )
 def resnet50_nb(*, dropout: float = 0.5) -> ResNet50:
     """ResNet-50, VGGFace2 layout, + FC 1000 → 2 (VGGFace2 preprocessing)."""
-    model = ResNet50(se=False, dropout=dropout)
-    model.cfg = resnet_cfg("resnet50_nb")
-    return model
+    return ResNet50(se=False, dropout=dropout)
 
 
 @register_model(
@@ -158,6 +156,4 @@ def resnet50_nb(*, dropout: float = 0.5) -> ResNet50:
 )
 def senet50_nb(*, dropout: float = 0.5) -> ResNet50:
     """SE-ResNet-50, VGGFace2 layout, + FC 1000 → 2 (VGGFace2 preprocessing)."""
-    model = ResNet50(se=True, dropout=dropout)
-    model.cfg = resnet_cfg("senet50_nb")
-    return model
+    return ResNet50(se=True, dropout=dropout)

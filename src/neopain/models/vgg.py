@@ -117,9 +117,7 @@ class VGG16(PainModel):
 )
 def vgg16_nb(*, dropout: float = 0.5) -> VGG16:
     """VGG-16 + flatten → 512 → 512 → 2 (VGG-Face preprocessing)."""
-    model = VGG16(head="flatten", dropout=dropout)
-    model.cfg = vgg_cfg("vgg16_nb")
-    return model
+    return VGG16(head="flatten", dropout=dropout)
 
 
 @register_model(
@@ -131,6 +129,4 @@ def vgg16_nb(*, dropout: float = 0.5) -> VGG16:
 )
 def vgg16_avg(*, dropout: float = 0.5) -> VGG16:
     """VGG-16 + global average pooling → 2048 → 1024 → 2 (VGG-Face preprocessing)."""
-    model = VGG16(head="avg", dropout=dropout)
-    model.cfg = vgg_cfg("vgg16_avg")
-    return model
+    return VGG16(head="avg", dropout=dropout)
