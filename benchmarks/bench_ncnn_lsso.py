@@ -3,7 +3,8 @@
 The acceptance target: mean accuracy >= 0.90 within 15 minutes on a 2-core CPU.
 
     python benchmarks/bench_ncnn_lsso.py [--subjects 30] [--epochs 10] [--lr 0.002]
-        [--lr-schedule onecycle] [--flip 0.5] [--early-stopping 0]
+        [--lr-schedule onecycle] [--flip 0.5] [--early-stopping 0] [--val-share 0]
+        [--precision bf16] [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.data.synthetic import CohortSpec, generate_cohort
+from neopain.evaluation.stats import mean_std
 from neopain.training import TrainConfig, oof_leaks, run_cv
 
 
@@ -31,25 +33,33 @@ def main() -> None:
     parser.add_argument("--lr-schedule", default="constant", choices=("constant", "onecycle"))
     parser.add_argument("--flip", type=float, default=0.0)
     parser.add_argument("--early-stopping", type=int, default=4)
+    parser.add_argument("--val-share", type=float, default=0.1,
+                        help="share of each fold's training subjects that validate (0: none)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="keep the cohort and the run here (then: neopain evaluate OUT/run)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
+        root = Path(folder) if args.out is None else args.out
+        root.mkdir(parents=True, exist_ok=True)
         generate_cohort(root, CohortSpec(subjects=args.subjects, seed=1), workers=2)
         manifest = root / "manifest.csv"
         plan = make_folds(load_manifest(manifest), protocol="lsso", k=10,
-                          manifest_sha256=sha256_file(manifest))
+                          val_share=args.val_share, manifest_sha256=sha256_file(manifest))
         save_folds(plan, root / "folds.json")
         config = TrainConfig(model="ncnn", manifest=manifest, folds=root / "folds.json",
                              out=root / "run", epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, augment=args.augment, lr_schedule=args.lr_schedule,
-                             flip=args.flip, early_stopping=args.early_stopping, device="cpu")
+                             flip=args.flip, early_stopping=args.early_stopping, device="cpu",
+                             precision=args.precision)
         started = time.perf_counter()
         result = run_cv(config)
         seconds = time.perf_counter() - started
         leaks = oof_leaks(config.out)
     accuracy = np.array(result.metric("accuracy"))
-    print(f"ncnn, lsso 10 folds, {args.subjects} subjects: accuracy {accuracy.mean():.3f} ± "
-          f"{accuracy.std():.3f} (per fold {np.round(accuracy, 3).tolist()}), epochs "
+    mean, std = mean_std(accuracy)  # sample std, as `neopain evaluate` reports it
+    print(f"ncnn, lsso 10 folds, {args.subjects} subjects: accuracy {mean:.3f} ± {std:.3f} "
+          f"(per fold {np.round(accuracy, 3).tolist()}), epochs "
           f"{[fold.epochs for fold in result.folds]}, {seconds / 60:.1f} min, "
           f"out-of-fold leaks: {len(leaks)}")
 

@@ -76,6 +76,19 @@ def test_ncnn_concatenates_131_channels_into_1600_features():
     assert model.forward_features(x).shape == (1, 1600)
 
 
+def test_ncnn_pooling_before_activation_computes_the_published_layer_order():
+    """ncnn activates after pooling (cheaper); the paper's conv → activation → pool must give
+    the same numbers, or the published architecture is not what runs."""
+    model = build("ncnn").eval()
+    c, r, m = model.centre, model.right, model.merge
+    x = torch.randn(4, 3, 120, 120)
+    centre = c.pool2(c.act2(c.conv2(c.pool1(c.act1(c.conv1(x))))))
+    right = r.pool(r.act(r.conv(x)))
+    merged = m.flatten(m.pool(m.act(m.conv(torch.cat([model.left(x), centre, right], dim=1)))))
+    with torch.no_grad():
+        assert torch.equal(model.forward_features(x), merged)
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_forward_gives_two_logits_and_equals_head_of_features(name):
     model = build(name).eval()

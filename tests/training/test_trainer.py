@@ -35,6 +35,7 @@ from neopain.training import (
     cache_key,
 )
 from neopain.training.losses import balanced_class_weights, pain_loss, soft_targets
+from neopain.training.trainer import bf16_supported
 
 SIZE = (16, 16)
 
@@ -146,6 +147,42 @@ def test_onecycle_warms_up_then_anneals_over_all_batches(manifest):
     assert rates[-1] < 0.01 / 50  # annealed below the warm-up start (lr / 25)
     assert all(a <= b for a, b in zip(rates[:peak], rates[1:peak + 1]))
     assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:]))
+
+
+class DtypeSpy(Callback):
+    """Records the dtype the model's first convolution computes in during training batches."""
+
+    def __init__(self) -> None:
+        self.dtypes: set[torch.dtype] = set()
+
+    def on_fit_start(self, trainer):
+        trainer.model.block1[0].register_forward_hook(
+            lambda module, args, out: self.dtypes.add(out.dtype) if module.training else None)
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no native bf16")
+def test_bf16_trains_in_bfloat16_and_learns_while_weights_and_predictions_stay_float32(manifest):
+    spy = DtypeSpy()
+    model, trainer, result = fit(manifest, epochs=8, precision="bf16", callbacks=[spy])
+    assert spy.dtypes == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    prob = trainer.predict(data(manifest, subjects=["s6", "s7"]))
+    truth = data(manifest, subjects=["s6", "s7"]).labels_
+    assert ((prob >= 0.5) == truth).mean() == 1.0  # bright bar = pain, learned in bf16
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    fp32 = DtypeSpy()
+    fit(manifest, epochs=8, callbacks=[fp32])
+    assert fp32.dtypes == {torch.float32}
+
+
+def test_precision_is_checked_and_auto_follows_the_hardware():
+    with pytest.raises(NeopainError, match="precision='fp16' is not valid; valid: fp32, bf16, "
+                                           "auto"):
+        Trainer(tiny_model(), precision="fp16", device="cpu")
+    native = bf16_supported(torch.device("cpu"))
+    auto = Trainer(tiny_model(), precision="auto", device="cpu").autocast_
+    assert auto == (torch.bfloat16 if native else None)
+    assert Trainer(tiny_model(), precision="fp32", device="cpu").autocast_ is None
 
 
 def test_flip_mirrors_about_that_share_of_images_and_only_left_right():

@@ -49,25 +49,28 @@ class NCNN(PainModel):
         self.dropout = dropout
         self.single_output = single_output
         self.left = nn.MaxPool2d(10)
+        # Each activation runs after its max-pool, not before as the paper draws it: both are
+        # monotonic, so pool(act(x)) == act(pool(x)) exactly, and activating the pooled map does
+        # 9-100x less element-wise work (a training step took a third of the CPU time with bf16).
         self.centre = nn.Sequential(OrderedDict(
             conv1=nn.Conv2d(3, 64, 5),
-            act1=nn.LeakyReLU(),
             pool1=nn.MaxPool2d(3),
+            act1=nn.LeakyReLU(),
             conv2=nn.Conv2d(64, 64, 2),
-            act2=nn.LeakyReLU(),
             pool2=nn.MaxPool2d(3),
+            act2=nn.LeakyReLU(),
             drop=nn.Dropout(dropout),
         ))
         self.right = nn.Sequential(OrderedDict(
             conv=nn.Conv2d(3, 64, 5, padding=2),
-            act=nn.LeakyReLU(),
             pool=nn.MaxPool2d(10),
+            act=nn.LeakyReLU(),
             drop=nn.Dropout(dropout),
         ))
         self.merge = nn.Sequential(OrderedDict(
             conv=nn.Conv2d(3 + 64 + 64, 64, 2),
-            act=nn.ReLU(),
             pool=nn.MaxPool2d(2),
+            act=nn.ReLU(),
             flatten=nn.Flatten(),
         ))
         self.head = nn.Sequential(OrderedDict(

@@ -138,6 +138,7 @@ def train_fold(config: TrainConfig, manifest: Manifest, fold: Fold, *,
         callbacks=_callbacks(config, fold_dir, callbacks),
         cache=config.cache, cache_dir=config.embedding_dir if config.cache else None,
         workers=config.workers, seed=config.seed + fold.index, device=config.device,
+        precision=config.precision,
     )
     checkpoint = fold_dir / "checkpoint.pt"
     resume = checkpoint if config.resume and checkpoint.is_file() else None

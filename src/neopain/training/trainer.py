@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from neopain.data.dataset import FaceDataset
 from neopain.errors import NeopainError
 from neopain.training.callbacks import Callback
-from neopain.training.config import LR_SCHEDULES, OPTIMIZERS
+from neopain.training.config import LR_SCHEDULES, OPTIMIZERS, PRECISIONS
 from neopain.training.embeddings import EmbeddingCache
 from neopain.training.losses import (
     balanced_class_weights,
@@ -56,6 +56,27 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (a CUDA GPU that says so; a CPU with
+    AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of training forward passes: None (float32) or ``torch.bfloat16``."""
+    if precision not in PRECISIONS:
+        raise NeopainError(f"precision={precision!r} is not valid; valid: {', '.join(PRECISIONS)}")
+    if precision == "fp32" or (precision == "auto" and not bf16_supported(device)):
+        return None
+    if not bf16_supported(device):
+        raise NeopainError(f"precision='bf16' but this {device.type.upper()} has no native "
+                           "bfloat16 (it would be emulated, slower than float32); valid here: "
+                           "fp32, auto")
+    return torch.bfloat16
+
+
 class Trainer:
     """Train a ``PainModel`` on ``FaceDataset``s with callbacks.
 
@@ -79,6 +100,10 @@ class Trainer:
         workers: DataLoader worker processes.
         seed: see the module docstring.
         device: ``auto``, ``cpu`` or ``cuda``.
+        precision: ``fp32``; ``bf16`` (training forward passes in bfloat16 mixed precision:
+            about 2× faster on CPUs with AMX or AVX512-BF16 and on recent GPUs; weights,
+            gradients, the loss and every prediction stay float32); ``auto`` (bf16 where
+            native, else fp32).
 
     Example:
         >>> trainer = Trainer(model, epochs=20, callbacks=[EarlyStopping(5)])
@@ -107,6 +132,7 @@ class Trainer:
         workers: int = 0,
         seed: int = 0,
         device: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         if optimizer not in OPTIMIZERS:
             raise NeopainError(f"optimizer={optimizer!r} is not valid; valid: "
@@ -141,6 +167,8 @@ class Trainer:
         self.seed = seed
         self.device = device
         self.device_ = resolve_device(device)
+        self.precision = precision
+        self.autocast_ = resolve_precision(precision, self.device_)
         self.embeddings_ = EmbeddingCache(cache_dir)
         self.stop_training = False
         self.phase_ = "train"
@@ -264,6 +292,13 @@ class Trainer:
         # training step 14 vs 19 ms per image, measured side by side)
         return self.model(inputs.contiguous(memory_format=torch.channels_last))
 
+    def _train_logits(self, inputs: torch.Tensor, features: bool) -> torch.Tensor:
+        """Training logits, in float32, from a forward pass in the ``precision`` asked for."""
+        if self.autocast_ is None or features:
+            return self._logits(inputs, features)
+        with torch.autocast(self.device_.type, dtype=self.autocast_):
+            return self._logits(inputs, features).float()
+
     def _targets(self, data: FaceDataset) -> torch.Tensor | None:
         if self.soft_labels is None:
             return None
@@ -342,7 +377,7 @@ class Trainer:
                                                                start=1):
             if self.flip and not features:
                 inputs = self._flipped(inputs, epoch=epoch, batch=number)
-            logits = self._logits(inputs, features)
+            logits = self._train_logits(inputs, features)
             batch_labels = labels[positions].to(self.device_)
             batch_targets = None if targets is None else targets[positions].to(self.device_)
             loss = pain_loss(logits, batch_labels, targets=batch_targets, class_weights=weights,
