@@ -100,3 +100,44 @@ def test_starting_the_command_line_loads_neither_torch_nor_scikit_learn():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def wrapped_row(output: str, label: str) -> str:
+    """The text of the table row whose first cell is ``label``, its wrapped lines joined
+    (Rich wraps long cells onto lines whose first cell is empty)."""
+    lines = output.splitlines()
+    for start, line in enumerate(lines):
+        cells = [c.strip() for c in re.split(r"[│┃]", line)][1:-1]
+        if cells and cells[0] == label:
+            columns = [[c] for c in cells]
+            for more in lines[start + 1:]:
+                extra = [c.strip() for c in re.split(r"[│┃]", more)][1:-1]
+                if len(extra) != len(cells) or extra[0]:
+                    break
+                for column, text in zip(columns, extra):
+                    column.append(text)
+            return " | ".join(" ".join(part for part in column if part) for column in columns)
+    raise AssertionError(f"no row {label!r} in:\n{output}")
+
+
+def test_list_shows_nfcs_as_a_rule_based_model():
+    code, output = run("list")
+    assert code == 0
+    assert "rule-based models" in output
+    assert "screening aid" in wrapped_row(output, "nfcs")
+
+
+def test_show_nfcs_says_plainly_what_it_is_with_every_threshold():
+    from neopain.scoring import ACTION_INFO
+
+    code, output = run("show", "nfcs")
+    assert code == 0, output
+    assert "Not a validated medical device" in wrapped_row(output, "what it is not")
+    assert "Neonatal Facial Coding System" in wrapped_row(output, "what it is")
+    assert "reaches 3" in wrapped_row(output, "decision")
+    for name, info in ACTION_INFO.items():
+        text = wrapped_row(output, name)
+        assert f"{info.threshold:g} {info.unit}" in text
+        assert " ".join(info.rationale.split()[:4]) in text
+    assert "chin_quiver" in output and "taut tongue" in output
+    assert "None learned" in wrapped_row(output, "parameters")

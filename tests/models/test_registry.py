@@ -113,3 +113,15 @@ def test_cfg_from_dict_names_unknown_and_missing_fields():
         ModelCfg.from_dict(good)
     with pytest.raises(NeopainError, match="must be a mapping"):
         ModelCfg.from_dict([("name", "x")])
+
+
+def test_rule_based_nfcs_is_listed_apart_from_the_networks():
+    # list_models() means the torch architectures: every loop over it builds a network
+    from neopain.models.registry import RULE_BASED
+
+    assert "nfcs" in RULE_BASED and "nfcs" not in list_models()
+    with pytest.raises(NeopainError, match=r"'nfcs' is rule-based, not a network.*"
+                                           r"load_predictor\('nfcs'\)"):
+        create_model("nfcs")
+    with pytest.raises(NeopainError, match=r"\(rule-based: nfcs\)"):
+        create_model("nfc")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -116,3 +117,62 @@ def test_neopain_train_cli_writes_the_run_and_a_summary(cohort, tmp_path):
                                            str(out), "--fold", "7"])
     assert bad.exit_code != 0
     assert "fold=7 is not in" in str(bad.exception) and "valid: 0 to 2" in str(bad.exception)
+
+
+def _pained_landmarks() -> np.ndarray:
+    """Canonical-face landmarks (pixels) with brows lowered and the mouth widened: with the
+    canonical face's slightly parted lips, three NFCS actions."""
+    from neopain.scoring.canonical import canonical_landmarks
+
+    points = np.nan_to_num(canonical_landmarks())
+    points[[55, 65, 52, 107, 66, 105, 285, 295, 282, 336, 296, 334], 1] += 0.4
+    points[291, 0] *= 1.2
+    points[61, 0] *= 1.2
+    return points * 20 + np.array([100.0, 100.0, 0.0])
+
+
+def test_nfcs_run_scores_the_test_folds_and_evaluates_like_a_cnn(cohort, tmp_path):
+    """`neopain train --model nfcs` trains nothing, but writes the runs layout: every test
+    image scored once, rows without a face mesh kept at 0.5 and counted, landmarks taken from
+    the manifest's column when a row has them; evaluate and compare then work."""
+    from neopain.data.manifest import save_manifest
+    from neopain.faces.landmarks import save_landmarks
+
+    manifest = load_manifest(cohort / "manifest.csv")
+    table = manifest.table.copy()
+    save_landmarks(_pained_landmarks(), cohort / "lm" / "pained.npy")
+    table.loc[0, "landmarks"] = "lm/pained.npy"  # row 0: landmarks given, image not used
+    save_manifest(table, cohort / "with_landmarks.csv")
+    plan = make_folds(load_manifest(cohort / "with_landmarks.csv"), protocol="lsso", k=3,
+                      manifest_sha256=sha256_file(cohort / "with_landmarks.csv"))
+    save_folds(plan, tmp_path / "folds.json")
+    out = tmp_path / "runs" / "nfcs"
+    result = CliRunner().invoke(neopain_app, [
+        "train", "--model", "nfcs", "--manifest", str(cohort / "with_landmarks.csv"),
+        "--folds", str(tmp_path / "folds.json"), "--out", str(out), "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "--epochs ignored" in result.output and "no usable face mesh" in result.output
+    scored = pd.concat([pd.read_csv(out / f"fold_{k}" / "predictions.csv") for k in range(3)])
+    assert list(scored.columns) == [*cv_module.PREDICTION_COLUMNS, "count", "assessable"]
+    assert sorted(scored["row"]) == list(range(len(table)))  # each image once, none lost
+    first = scored[scored["row"] == 0].iloc[0]
+    assert first["count"] == 3 and first["pred"] == "pain" and first["prob_pain"] >= 0.5
+    unscored = scored[scored["assessable"] == 0]
+    assert (unscored["prob_pain"] == 0.5).all()
+    record = json.loads((out / "nfcs.json").read_text())
+    assert sum(f["unassessable"] for f in record["folds"]) == len(unscored)
+    assert record["count_threshold"] == 3 and record["thresholds"]["open_lips"] == 0.05
+    for k in range(3):
+        saved = json.loads((out / f"fold_{k}" / "metrics.json").read_text())
+        assert saved["epochs"] == 0 and "auc" in saved["metrics"]
+    assert np.isfinite(scored["prob_pain"]).all()
+
+    evaluated = CliRunner().invoke(neopain_app, ["evaluate", str(out)])
+    assert evaluated.exit_code == 0, evaluated.output
+    run_cv(TrainConfig(model="ncnn", manifest=cohort / "with_landmarks.csv",
+                       folds=tmp_path / "folds.json", out=tmp_path / "runs" / "ncnn", epochs=1,
+                       batch_size=8, device="cpu"))
+    compared = CliRunner().invoke(neopain_app, ["compare", str(tmp_path / "runs" / "ncnn"),
+                                                str(out)], terminal_width=160)
+    assert compared.exit_code == 0, compared.output
+    assert "nfcs" in compared.output and "ncnn" in compared.output

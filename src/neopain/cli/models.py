@@ -39,7 +39,19 @@ def list_command() -> None:
         table.add_row(name, f"{height}×{width}", f"{total:,}", f"{trainable:,}",
                       f"{_megabytes(model):.1f}")
     console.print(table)
+    _print_rule_based()
     console.print("details: [bold]neopain models show NAME[/]")
+
+
+def _print_rule_based() -> None:
+    from neopain.models.registry import RULE_BASED
+
+    table = Table(title="rule-based models (no parameters, no training)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("what it is", overflow="fold")
+    for name, summary in RULE_BASED.items():
+        table.add_row(name, escape(summary))
+    console.print(table)
 
 
 @app.command("show")
@@ -47,6 +59,9 @@ def show(
     name: Annotated[str, typer.Argument(help="A model name from `neopain models list`.")],
 ) -> None:
     """Show a model: preprocessing, blocks, parameter counts (torch, Keras, published)."""
+    if name == "nfcs":
+        _show_nfcs()
+        return
     from neopain.models import create_model, model_info  # torch loads only for this command
 
     try:
@@ -103,3 +118,32 @@ def _print_blocks(model: PainModel) -> None:
         table.add_row(block, f"{params:,}", f"{trainable:,}")
     table.add_row("head", f"{head_only:,}", f"{head_only:,} (backbone frozen)")
     console.print(table)
+
+
+def _show_nfcs() -> None:
+    """What the NFCS scorer is, plainly, and every action with its threshold and rationale."""
+    from neopain.scoring import nfcs
+    from neopain.scoring.actions import ACTION_INFO
+
+    table = Table(title="nfcs: rule-based NFCS facial-action scorer", show_header=False)
+    table.add_column("field", no_wrap=True, style="bold")
+    table.add_column("value", overflow="fold")
+    for field, value in nfcs.SUMMARY:
+        table.add_row(field, escape(value))
+    console.print(table)
+    actions = Table(title="actions (intensity 0 = like the reference face; flagged at or "
+                          "above the threshold)", show_lines=True)
+    actions.add_column("action", no_wrap=True)
+    actions.add_column("threshold", no_wrap=True)
+    actions.add_column("NFCS describes · measured as · why this threshold", overflow="fold")
+    for info in ACTION_INFO.values():
+        actions.add_row(info.name, f"{info.threshold:g} {info.unit}",
+                        escape(f"NFCS: {info.nfcs}.\nmeasured: {info.measure}.\n"
+                               f"why: {info.rationale}."))
+    actions.add_row("chin_quiver", "RMS 0.015 IOD",
+                    "NFCS: high-frequency vibration of the chin and jaw.\nmeasured (video "
+                    "only): oscillation of the chin-to-nose length at 2 Hz or faster.\nwhy: "
+                    "2× the mesh's chin jitter on a still face.")
+    console.print(actions)
+    console.print("not measurable from landmarks: taut tongue, tongue protrusion. "
+                  "Full description: docs/nfcs.md", highlight=False)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from neopain.cli.console import console
 if TYPE_CHECKING:
-    from neopain.training import CvResult
+    from neopain.training import CvResult, TrainConfig
 
 
 def _fmt(value: float) -> str:
@@ -73,6 +73,12 @@ def train(
                            seed=seed)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
+    if resolved.model == "nfcs":
+        _score_nfcs(resolved, columns, ignored=[name for name, value in (
+            ("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr),
+            ("--augment", augment), ("--weights", weights), ("--device", device),
+            ("--workers", workers)) if value is not None])
+        return
     with Progress(*columns, console=console) as progress:
         total = 1 if resolved.fold is not None else None
         folds_task = progress.add_task(f"training {resolved.model}", total=total)
@@ -94,4 +100,28 @@ def train(
         console.print(f"[bold red]{len(leaks)} out-of-fold leak(s):[/] {escape(leaks[0])}")
     console.print(f"wrote {escape(str(result.out))}/config.yaml and fold_K/ (model.pt, "
                   "predictions.csv, metrics.json, history.csv, checkpoint.pt); next: "
+                  f"neopain evaluate {escape(str(result.out))}", highlight=False)
+
+
+def _score_nfcs(resolved: TrainConfig, columns: tuple, *, ignored: list[str]) -> None:
+    """``--model nfcs``: score each fold's test images (nothing trains), then summarize."""
+    import json
+
+    from neopain.training import run_cv
+
+    if ignored:
+        console.print(f"note: nfcs is rule-based and does not train; {', '.join(ignored)} "
+                      "ignored", highlight=False)
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("scoring with nfcs", total=None)
+        result = run_cv(resolved, on_progress=lambda done, total: progress.update(
+            task, completed=done, total=total))
+    _summary(result)
+    record = json.loads((result.out / "nfcs.json").read_text(encoding="utf-8"))
+    rows = sum(fold["rows"] for fold in record["folds"])
+    unassessable = sum(fold["unassessable"] for fold in record["folds"])
+    console.print(f"{unassessable} of {rows} image(s) had no usable face mesh and were scored "
+                  "P(pain) = 0.5 (column 'assessable' = 0)", highlight=False)
+    console.print(f"wrote {escape(str(result.out))}/config.yaml, nfcs.json and fold_K/ "
+                  "(predictions.csv, metrics.json); next: "
                   f"neopain evaluate {escape(str(result.out))}", highlight=False)

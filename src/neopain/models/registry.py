@@ -83,15 +83,27 @@ def _load_families() -> None:
 
 
 def list_models() -> list[str]:
-    """Names of every registered model, sorted."""
+    """Names of every registered network, sorted (rule-based models: ``RULE_BASED``)."""
     _load_families()
     return sorted(_FACTORIES)
 
 
+RULE_BASED: dict[str, str] = {
+    "nfcs": "NFCS facial actions from face-mesh landmarks; pain at 3 or more (rule-based "
+            "screening aid, no training; neopain.scoring)",
+}
+"""Models that are rules, not networks: no weights, built by
+``neopain.prediction.load_predictor(name)``; ``neopain train --model nfcs`` scores the folds."""
+
+
 def _check_name(name: str) -> None:
     _load_families()
+    if name in RULE_BASED:
+        raise NeopainError(f"model {name!r} is rule-based, not a network: there is nothing to "
+                           f"build; use neopain.prediction.load_predictor({name!r})")
     if name not in _FACTORIES:
-        raise NeopainError(f"unknown model {name!r}; valid: {', '.join(sorted(_FACTORIES))}")
+        raise NeopainError(f"unknown model {name!r}; valid: {', '.join(sorted(_FACTORIES))} "
+                           f"(rule-based: {', '.join(RULE_BASED)})")
 
 
 def model_info(name: str) -> ModelInfo:

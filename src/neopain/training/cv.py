@@ -164,13 +164,18 @@ def train_fold(config: TrainConfig, manifest: Manifest, fold: Fold, *,
                       seconds=seconds)
 
 
-def run_cv(config: TrainConfig, *, callbacks: CallbackFactory | None = None) -> CvResult:
+def run_cv(config: TrainConfig, *, callbacks: CallbackFactory | None = None,
+           on_progress: Callable[[int, int], None] | None = None) -> CvResult:
     """Train every fold of ``config.folds`` (or only ``config.fold``) and write the run folder.
+
+    ``model: nfcs`` (the rule-based NFCS scorer) trains nothing: each fold's test images are
+    scored and written in the same layout (``neopain.scoring.runs``).
 
     Args:
         config: the run config (saved resolved as ``out/config.yaml``).
         callbacks: ``fold index -> callbacks`` added to each fold's trainer (e.g. a progress
             bar).
+        on_progress: nfcs only: ``on_progress(done, total)`` after each scored image.
 
     Raises:
         NeopainError: bad manifest, folds made for another manifest, a fold index out of
@@ -184,6 +189,10 @@ def run_cv(config: TrainConfig, *, callbacks: CallbackFactory | None = None) -> 
     folds = plan.folds if config.fold is None else (plan.folds[config.fold],)
     config.out.mkdir(parents=True, exist_ok=True)
     save_config(config, config.out / "config.yaml")
+    if config.model == "nfcs":
+        from neopain.scoring.runs import score_folds
+
+        return score_folds(config, manifest, folds, on_progress=on_progress)
     results = []
     for fold in folds:
         extra = callbacks(fold.index) if callbacks is not None else ()

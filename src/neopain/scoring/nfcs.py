@@ -1,0 +1,313 @@
+"""The NFCS facial-action scorer: face mesh landmarks → actions present → pain when 3 or more.
+
+A rule-based screening aid after the Neonatal Facial Coding System (Grunau & Craig): each
+action a face mesh can see is measured (``scoring.actions``), flagged when its intensity
+reaches its threshold, and the face reads as pain when the number of flagged actions reaches
+``count_threshold`` (3 by default, as in the published landmark-based method). It needs no
+training data. It is not a validated medical device.
+
+``NfcsScorer`` works on landmarks (pure numpy, well under a millisecond per face);
+``NfcsPredictor`` is the ``Predictor`` that runs the face mesh on face crops first, for
+``neopain assess``, the evaluation commands and the bedside monitor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neopain.prediction import Prediction, Predictor
+from neopain.scoring.actions import (
+    ACTIONS,
+    DEFAULT_THRESHOLDS,
+    POPULATION_REFERENCE,
+    Measurements,
+    ScoringError,
+    intensities,
+    measure,
+)
+
+MAX_YAW = 30.0
+MAX_PITCH = 25.0
+"""Head turns (degrees) beyond which a face is not scored: the far half of the face is hidden
+or foreshortened and the mesh guesses it."""
+
+DECISION_THRESHOLD = 0.5
+"""``prob_pain`` at or above this is pain; by construction exactly when count >= threshold."""
+
+UNASSESSABLE_PROB = 0.5
+"""``prob_pain`` of a face that cannot be scored (no mesh on the crop, head turned too far):
+no evidence either way. At the 0.5 decision threshold it reads "pain", so a screening aid
+refers what it cannot read to a person; ``details["assessable"]`` is 0 for such faces."""
+
+SUMMARY: tuple[tuple[str, str], ...] = (
+    ("what it is", "A rule-based screening aid after the Neonatal Facial Coding System (NFCS, "
+     "Grunau & Craig 1987): facial actions are measured on a face mesh and counted; 3 or more "
+     "read as pain. Earlier landmark-based work reported 85-100% sensitivity and specificity "
+     "on small samples."),
+    ("what it is not", "Not a validated medical device and not a diagnosis. It flags faces for "
+     "a nurse or doctor to look at. Its thresholds come from the face mesh's noise and an "
+     "adult reference face, not from infant data; nothing in it was fitted to patients."),
+    ("input", "A face crop; MediaPipe face mesh with refined eyes and lips (478 points)."),
+    ("decision", "Pain when the number of flagged actions reaches 3 (count_threshold). "
+     "P(pain) is a logistic of how far the face is from the other decision: >= 0.5 exactly "
+     "when the count is reached."),
+    ("reference face", "Without calibration: MediaPipe's canonical adult face, lips closed. "
+     "Better: calibrate on the baby's own rest face (a few seconds before a procedure)."),
+    ("head pose", "Roll and face size removed, yaw and pitch compensated by a 3-D fit on rigid "
+     "points; a face turned beyond 30° yaw or 25° pitch is not scored."),
+    ("cannot score", "No face mesh on the crop, or head turned too far: P(pain) 0.5 with "
+     "details assessable = 0 (a screen refers what it cannot read to a person)."),
+    ("video", "Chin quiver from the chin's fast movement, and the DAN facial score 0-4 of a "
+     "window from how long the pain face persists (neopain.scoring.dan)."),
+    ("parameters", "None learned; `neopain train --model nfcs` only scores the test folds."),
+)
+"""Plain statements of what the scorer is, shown by ``neopain models show nfcs``."""
+
+
+@dataclass(frozen=True)
+class NfcsResult:
+    """One face scored.
+
+    Attributes:
+        intensities: per action, the change from the reference towards the action (0 = like
+            the reference; units in ``scoring.actions.ACTION_INFO``). Empty when unassessable.
+        flags: per action, whether its intensity reached its threshold.
+        count: number of flagged actions (the NFCS-style score, 0-7).
+        pain: count >= count_threshold (False for a face that cannot be scored, whose
+            ``prob_pain`` is nonetheless ``UNASSESSABLE_PROB``).
+        prob_pain: a probability-like confidence (see ``pain_probability``).
+        assessable: False when the face could not be scored; ``reason`` says why.
+        measurements: the face's geometry and head pose (None without landmarks).
+        calibrated: intensities are relative to the subject's rest face, not the population.
+    """
+
+    intensities: Mapping[str, float]
+    flags: Mapping[str, bool]
+    count: int
+    pain: bool
+    prob_pain: float
+    assessable: bool = True
+    reason: str = ""
+    measurements: Measurements | None = None
+    calibrated: bool = False
+    details: Mapping[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The flagged actions, in ``ACTIONS`` order."""
+        return tuple(name for name in ACTIONS if self.flags.get(name, False))
+
+
+def pain_probability(values: Mapping[str, float], thresholds: Mapping[str, float], *,
+                     count_threshold: int, gain: float = 2.0) -> float:
+    """A probability-like confidence: the logistic of how far the face is from the other
+    decision, in threshold units.
+
+    Each action's margin is ``(intensity − threshold) / threshold``. For a pain face the
+    distance is the sum of the smallest margins of the flagged actions that would have to
+    drop (count − count_threshold + 1 of them); for a no-pain face, of the missing actions
+    that would have to rise (count_threshold − count). P = 1 / (1 + exp(∓gain · distance)),
+    so P >= 0.5 exactly when count >= count_threshold, and a face one threshold-width from
+    flipping reads 0.88 (or 0.12).
+    """
+    margins = np.array([(values[name] - thresholds[name]) / thresholds[name]
+                        for name in thresholds])
+    present = np.sort(margins[margins >= 0])
+    missing = np.sort(-margins[margins < 0])
+    count = len(present)
+    if count >= count_threshold:
+        distance = float(present[: count - count_threshold + 1].sum())
+    else:
+        distance = -float(missing[: count_threshold - count].sum())
+    return 1.0 / (1.0 + math.exp(-gain * distance))
+
+
+def _check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
+    merged = dict(DEFAULT_THRESHOLDS)
+    for name, value in (thresholds or {}).items():
+        if name not in DEFAULT_THRESHOLDS:
+            raise ScoringError(f"thresholds: unknown action {name!r}; valid: "
+                               f"{', '.join(ACTIONS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0):
+            raise ScoringError(f"thresholds[{name!r}]={value!r} is not valid; valid: a "
+                               "number > 0")
+        merged[name] = float(value)
+    return merged
+
+
+class NfcsScorer:
+    """Scores face mesh landmarks against NFCS action thresholds.
+
+    Args:
+        count_threshold: actions needed for pain (NFCS-style score at or above it), 1-7.
+        thresholds: per-action thresholds overriding ``DEFAULT_THRESHOLDS`` (same units).
+        max_yaw, max_pitch: head turns (degrees) beyond which a face is unassessable.
+        gain: steepness of the confidence (``pain_probability``).
+
+    Without ``calibrate`` the reference face is ``POPULATION_REFERENCE``; after it, the
+    subject's own rest face (as the published method compared each face with the baby's
+    rest face).
+
+    Example::
+
+        scorer = NfcsScorer().calibrate(rest_landmarks)   # optional
+        result = scorer.score(points)       # points: FaceMesh.landmarks(crop)
+        result.count, result.pain, result.actions
+    """
+
+    def __init__(self, *, count_threshold: int = 3, thresholds: Mapping[str, float] | None = None,
+                 max_yaw: float = MAX_YAW, max_pitch: float = MAX_PITCH,
+                 gain: float = 2.0) -> None:
+        if isinstance(count_threshold, bool) or not isinstance(count_threshold, int) or not (
+                1 <= count_threshold <= len(ACTIONS)):
+            raise ScoringError(f"count_threshold={count_threshold!r} is not valid; valid: a "
+                               f"whole number from 1 to {len(ACTIONS)}")
+        for name, value, top in (("max_yaw", max_yaw, 90), ("max_pitch", max_pitch, 90),
+                                 ("gain", gain, math.inf)):
+            if not (isinstance(value, (int, float)) and 0 < value <= top):
+                raise ScoringError(f"{name}={value!r} is not valid; valid: a number in (0, "
+                                   f"{top}]")
+        self.count_threshold = count_threshold
+        self.thresholds = _check_thresholds(thresholds)
+        self.max_yaw = float(max_yaw)
+        self.max_pitch = float(max_pitch)
+        self.gain = float(gain)
+        self.reference_: Measurements | None = None
+        self.rest_frames_ = 0
+
+    @property
+    def reference(self) -> Measurements:
+        """The face intensities are relative to: the rest face, else the population's."""
+        return self.reference_ if self.reference_ is not None else POPULATION_REFERENCE
+
+    def pose_ok(self, measured: Measurements) -> bool:
+        """Whether the head pose is within ``max_yaw`` and ``max_pitch``."""
+        return abs(measured.yaw) <= self.max_yaw and abs(measured.pitch) <= self.max_pitch
+
+    def calibrate(self, rest_landmarks: Sequence[np.ndarray]) -> NfcsScorer:
+        """Use the median face of a rest period as the reference; returns self.
+
+        Faces turned beyond the pose limits are left out; ``rest_frames_`` counts those used.
+
+        Raises:
+            ScoringError: no landmarks given, bad landmarks, or no face within the limits.
+        """
+        from neopain.scoring.calibration import rest_reference
+
+        self.reference_, self.rest_frames_ = rest_reference(
+            rest_landmarks, max_yaw=self.max_yaw, max_pitch=self.max_pitch)
+        return self
+
+    def score(self, landmarks: np.ndarray | None) -> NfcsResult:
+        """Score one face's landmarks ((468 or 478, 3), pixels); None: no face mesh found.
+
+        Raises:
+            ScoringError: landmarks of the wrong shape or with NaN.
+        """
+        if landmarks is None:
+            return self.unassessable("no face mesh found")
+        return self.score_measurements(measure(landmarks))
+
+    def score_measurements(self, measured: Measurements) -> NfcsResult:
+        """Score measurements taken with ``scoring.actions.measure``."""
+        if not self.pose_ok(measured):
+            return self.unassessable(
+                f"head turned beyond the limits (yaw {measured.yaw:.0f}°, pitch "
+                f"{measured.pitch:.0f}°; valid: within ±{self.max_yaw:g}° and "
+                f"±{self.max_pitch:g}°)", measured)
+        values = intensities(measured, self.reference)
+        flags = {name: values[name] >= self.thresholds[name] for name in ACTIONS}
+        count = sum(flags.values())
+        prob = pain_probability(values, self.thresholds, count_threshold=self.count_threshold,
+                                gain=self.gain)
+        details: dict[str, float] = {"landmarks": 1.0, "assessable": 1.0, "count": float(count),
+                                     "count_threshold": float(self.count_threshold),
+                                     "calibrated": float(self.reference_ is not None)}
+        for name in ACTIONS:
+            details[name] = round(values[name], 4)
+            details[f"{name}_flag"] = float(flags[name])
+        details.update(yaw=round(measured.yaw, 1), pitch=round(measured.pitch, 1),
+                       roll=round(measured.roll, 1))
+        return NfcsResult(values, flags, count, count >= self.count_threshold, prob,
+                          measurements=measured, calibrated=self.reference_ is not None,
+                          details=details)
+
+    def unassessable(self, reason: str, measured: Measurements | None = None) -> NfcsResult:
+        """The result for a face that cannot be scored (prob ``UNASSESSABLE_PROB``)."""
+        details = {"landmarks": float(measured is not None), "assessable": 0.0, "count": 0.0,
+                   "count_threshold": float(self.count_threshold),
+                   "calibrated": float(self.reference_ is not None)}
+        if measured is not None:
+            details.update(yaw=round(measured.yaw, 1), pitch=round(measured.pitch, 1),
+                           roll=round(measured.roll, 1))
+        return NfcsResult({}, {}, 0, False, UNASSESSABLE_PROB, assessable=False, reason=reason,
+                          measurements=measured, calibrated=self.reference_ is not None,
+                          details=details)
+
+
+def to_prediction(result: NfcsResult) -> Prediction:
+    """The ``Prediction`` of a scored face; ``details`` carries intensities, flags and count."""
+    label = "pain" if result.prob_pain >= DECISION_THRESHOLD else "nopain"
+    return Prediction(prob_pain=result.prob_pain, label=label, threshold=DECISION_THRESHOLD,
+                      model="nfcs", details=dict(result.details), assessable=result.assessable)
+
+
+class NfcsPredictor(Predictor):
+    """The NFCS scorer as a ``Predictor``: face crops → face mesh → ``Prediction``.
+
+    Args:
+        count_threshold, thresholds: as for ``NfcsScorer``.
+        refine: use the mesh with refined eyes and lips (478 points; steadier eye and lip
+            contours for about 2 ms more per face).
+        min_confidence: the face mesh's lowest face score.
+
+    A crop on which the mesh finds no face, or a head turned beyond the pose limits, gives
+    ``prob_pain`` ``UNASSESSABLE_PROB`` with ``details["assessable"] == 0`` (and
+    ``details["landmarks"] == 0`` when no mesh was found); it never raises for it.
+    The predictor holds a MediaPipe graph: close it (or use ``with``).
+    """
+
+    name = "nfcs"
+    margin = 0.25
+
+    def __init__(self, *, count_threshold: int = 3, thresholds: Mapping[str, float] | None = None,
+                 refine: bool = True, min_confidence: float = 0.5) -> None:
+        from neopain.faces.landmarks import FaceMesh
+
+        self.scorer = NfcsScorer(count_threshold=count_threshold, thresholds=thresholds)
+        self.refine = refine
+        self.min_confidence = min_confidence
+        self._mesh = FaceMesh(refine=refine, min_confidence=min_confidence)
+
+    def landmarks(self, crop: np.ndarray) -> np.ndarray | None:
+        """The face mesh of one crop (BGR uint8), or None when no face is found."""
+        return self._mesh.landmarks(crop)
+
+    def calibrate_crops(self, crops: Sequence[np.ndarray]) -> int:
+        """Calibrate on crops of the subject at rest; returns how many faces were used.
+
+        Raises:
+            ScoringError: no usable face among the crops.
+        """
+        found = [points for points in map(self.landmarks, crops) if points is not None]
+        if not found:
+            raise ScoringError(f"calibration: the face mesh found no face in the {len(crops)} "
+                               "rest crop(s); valid: crops of the subject's face at rest")
+        self.scorer.calibrate(found)
+        return self.scorer.rest_frames_
+
+    def score_crops(self, crops: Sequence[np.ndarray]) -> list[NfcsResult]:
+        """Full results (intensities, flags, pose) for face crops."""
+        return [self.scorer.score(self.landmarks(crop)) for crop in crops]
+
+    def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
+        return [to_prediction(result) for result in self.score_crops(crops)]
+
+    def close(self) -> None:
+        """Free the face mesh. Safe to call twice."""
+        self._mesh.close()
