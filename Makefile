@@ -6,9 +6,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.neopain-installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run test clean-venv
+.PHONY: run demo test clean-venv
 
+# the bedside monitor on its embedded defaults (SQLite in the user's data folder, the nfcs model)
 run: $(STAMP)
+	$(BIN)/neopain serve
+
+demo: $(STAMP)
 	$(BIN)/neopain demo
 
 test: $(STAMP)

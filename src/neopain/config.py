@@ -3,23 +3,67 @@
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Where neopain keeps its files and how it logs.
+    """Where neopain keeps its files, how it logs, and how the bedside monitor runs.
 
-    Every field can be set from the environment, e.g. ``NEOPAIN_DATA_DIR=/srv/neopain``.
+    Every field can be set from the environment, e.g. ``NEOPAIN_DATA_DIR=/srv/neopain`` or
+    ``NEOPAIN_DATABASE_URL=postgresql+psycopg://neopain@db/neopain``.
     """
 
     model_config = SettingsConfigDict(env_prefix="NEOPAIN_", extra="ignore")
 
     data_dir: Path = Field(
         default_factory=lambda: platformdirs.user_data_path("neopain"),
-        description="Folder for the demo output and, later, the records database.",
+        description="Folder for the demo output and the records database.",
     )
     log_level: str = Field(default="WARNING", description="Python logging level name.")
+
+    # the bedside monitor (neopain serve)
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the records database; None: SQLite file "
+                    "records.sqlite3 in data_dir.",
+    )
+    model: str = Field(default="nfcs", description="Pain model: nfcs or an exported .onnx file.")
+    detector: str = Field(default="mediapipe-short", description="Face detector of the monitor.")
+    smoothing_window: int = Field(default=5, ge=1, le=50,
+                                  description="Frames the monitor smooths P(pain) over.")
+    host: str = Field(default="127.0.0.1", description="Address the server listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
+    secure_cookies: bool | None = Field(
+        default=None,
+        description="Mark cookies Secure: True always, False never, None when the request "
+                    "came over HTTPS.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the CSRF tokens; None: a random one per start (set it when "
+                    "several server processes share the load).",
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="Login lifetime in hours.")
+    login_attempts: int = Field(default=5, ge=1,
+                                description="Failed logins allowed per window before refusal.")
+    login_window_s: float = Field(default=300.0, gt=0,
+                                  description="Window of the login rate limit, seconds.")
+    max_upload_mb: float = Field(default=50.0, gt=0, description="Largest upload, MB.")
+    timeline_interval_s: float = Field(
+        default=1.0, ge=0,
+        description="Live monitoring records one assessment per this many seconds (plus every "
+                    "state change); 0 records every frame with a face.",
+    )
+    timezone: str | None = Field(default=None,
+                                 description="IANA zone for days and hours in charts; "
+                                             "None: the server's local time.")
+
+    def records_url(self) -> str:
+        """The database URL in use: ``database_url`` or SQLite in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'records.sqlite3'}"
 
 
 def get_settings() -> Settings:

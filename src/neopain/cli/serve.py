@@ -1,0 +1,83 @@
+"""``neopain serve``: the bedside monitor on this machine (FastAPI under uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.text import Text
+
+from neopain.cli.console import console
+from neopain.config import Settings, get_settings
+from neopain.prediction import load_predictor
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def serve(
+    host: Annotated[Optional[str], typer.Option(
+        "--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every network).")
+    ] = None,
+    port: Annotated[Optional[int], typer.Option("--port", help="Port (default 8000).")] = None,
+    db: Annotated[Optional[str], typer.Option(
+        "--db", help="Records database URL (default: SQLite records.sqlite3 in the data "
+                     "folder; postgresql+psycopg://user@host/name in production).")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="nfcs (the rule-based default) or an exported model.onnx.")] = None,
+    ssl_certfile: Annotated[Optional[Path], typer.Option(
+        "--ssl-certfile", help="TLS certificate (PEM): serve https, which tablets need for "
+                               "the camera.")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option(
+        "--ssl-keyfile", help="TLS private key (PEM) of --ssl-certfile.")] = None,
+) -> None:
+    """Run the bedside monitor: live camera assessment, patient records, history and charts."""
+    # imported here: the web stack takes a moment to load and other commands never need it
+    import uvicorn
+
+    from neopain.server.app import create_app
+
+    overrides = {key: value for key, value in
+                 {"host": host, "port": port, "database_url": db, "model": model}.items()
+                 if value is not None}
+    settings = Settings(**{**get_settings().model_dump(), **overrides})
+    console.print(f"Loading the model [bold]{Text(settings.model)}[/] …")
+    with load_predictor(settings.model) as predictor:
+        app = create_app(settings, predictor=predictor)
+        _print_start(app, settings, https=ssl_certfile is not None)
+        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
+                    log_level=settings.log_level.lower(), proxy_headers=True,
+                    ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, ws="websockets-sansio")
+
+
+def _print_start(app: FastAPI, settings: Settings, *, https: bool) -> None:
+    scheme = "https" if https else "http"
+    shown = "localhost" if settings.host in ("127.0.0.1", "localhost", "0.0.0.0") \
+        else settings.host
+    url = f"{scheme}://{shown}:{settings.port}/"
+    from neopain.store import crud
+
+    with app.state.neopain.store() as db:
+        users = crud.count_users(db)
+    console.print(f"Records: [bold]{Text(_safe_url(settings.records_url()))}[/]",
+                  soft_wrap=True)
+    console.print(f"Open [bold cyan]{url}[/] in a browser on this machine", highlight=False)
+    if settings.host == "0.0.0.0":
+        console.print(f"  or {scheme}://<this machine's address>:{settings.port}/ from the ward "
+                      "(the camera needs https there: --ssl-certfile/--ssl-keyfile or a "
+                      "TLS proxy)", highlight=False)
+    if users == 0:
+        db_option = (f" --db {_safe_url(settings.database_url)}" if settings.database_url
+                     else "")
+        console.print("\n[bold yellow]No account exists yet.[/] Create the first administrator "
+                      "with\n"
+                      f"  [bold]neopain users create --username NAME --role admin{db_option}[/]"
+                      f"\nor once, in the browser, at {url}setup", highlight=False)
+    console.print("Stop with Ctrl+C.")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,264 @@
+"""One camera or video stream, frame by frame: detect → crop → predict → smooth → state changes.
+
+``Assessor.step(frame, time_s=...)`` finds the subject's face (``faces.choose_face``), crops it
+the way the predictor was trained (``crop_for_predictor``), predicts P(pain) and smooths it over
+the last ``window`` assessed faces. The smoothed value is the MEDIAN of the window, and the
+state only changes when it passes the threshold by ``hysteresis`` or more: one odd frame
+cannot move the median of three or more frames past its neighbours, and a value hovering at the
+threshold cannot make the state flicker. The bedside saves a snapshot at every ``changed``.
+
+Frames without a face leave the window as it is; after more than ``max_gap_s`` seconds without
+a face the window is emptied and the next face starts afresh (``changed`` again), so a state
+from minutes ago is never carried over to a face that comes back.
+
+Example:
+    >>> with load_predictor("model.onnx") as predictor, Assessor(predictor) as assessor:
+    ...     for time_s, frame in frames:
+    ...         result = assessor.step(frame, time_s=time_s)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from neopain.errors import NeopainError
+from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
+from neopain.faces.crop import crop_face
+from neopain.prediction import Prediction, Predictor
+
+@dataclass(frozen=True)
+class FrameAssessment:
+    """What one frame showed.
+
+    Attributes:
+        time_s: the frame's time in seconds (container timestamp or wall clock).
+        face: the subject's face in frame pixels; None when no face was found.
+        prediction: the model's output for that face; None when no face.
+        smoothed: median P(pain) over the recent window; None before any face (and after a gap
+            longer than ``max_gap_s``).
+        state: ``"pain"``/``"nopain"`` after smoothing; None when ``smoothed`` is None.
+        changed: True on the first assessed face (after a start, ``reset`` or long gap) and on
+            the first frame after each change of the smoothed state.
+        latency_ms: detect + crop + predict for this frame, in milliseconds.
+    """
+
+    time_s: float
+    face: Face | None
+    prediction: Prediction | None
+    smoothed: float | None
+    state: str | None
+    changed: bool
+    latency_ms: float
+
+
+def pixel_box(box: Sequence[float], *, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The whole pixels (left, top, right, bottom) a margin-0 crop of ``box`` takes: floor of
+    the top-left corner, ceiling of the bottom-right, clipped to the image, at least 1 pixel.
+
+    Raises:
+        NeopainError: a box that is not 4 finite numbers with x2 > x1 and y2 > y1, or that lies
+            outside the image.
+    """
+    height, width = image_shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+        raise NeopainError(f"face box {tuple(box)} must be 4 finite numbers with x2 > x1 "
+                           "and y2 > y1")
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise NeopainError(f"face box {(x1, y1, x2, y2)} lies outside the {width}×{height} image")
+    # the same arithmetic as neopain.data.dataset._crop, so crops match training's exactly
+    left = int(np.clip(np.floor(x1), 0, width - 1))
+    top = int(np.clip(np.floor(y1), 0, height - 1))
+    right = int(np.clip(np.ceil(x2), left + 1, width))
+    bottom = int(np.clip(np.ceil(y2), top + 1, height))
+    return left, top, right, bottom
+
+
+def crop_for_predictor(image: np.ndarray, box: Sequence[float] | None, *,
+                       margin: float | None) -> np.ndarray:
+    """The face crop a predictor with this ``margin`` was trained on, BGR uint8.
+
+    - ``margin=None``: the whole image (a model trained on uncropped images);
+    - ``margin=0``: the face box itself in whole pixels, clipped to the image, as training's
+      ``crop_to_face`` cuts it (``FaceDataset``): floor of the top-left corner, ceiling of the
+      bottom-right, not squared — the model then resizes it as training did;
+    - ``margin > 0``: the square of ``faces.crop.crop_face`` around the box, its side the box's
+      longer side × (1 + 2 × margin), black where it leaves the image.
+
+    Raises:
+        NeopainError: no box when one is needed, a box outside the image, a negative margin.
+    """
+    if margin is None:
+        return image
+    if box is None:
+        raise NeopainError(f"margin={margin} needs a face box; only margin=None (the whole "
+                           "image) works without one")
+    if margin == 0:
+        left, top, right, bottom = pixel_box(box, image_shape=image.shape)
+        return np.ascontiguousarray(image[top:bottom, left:right])
+    try:
+        return crop_face(image, box, margin=margin).image
+    except ValueError as error:
+        raise NeopainError(f"cannot crop the face: {error}") from None
+
+
+class Smoother:
+    """Median of the last ``window`` probabilities with a hysteresis band around the threshold.
+
+    ``update(prob, threshold=...)`` returns ``(smoothed, state, changed)``. The state becomes
+    ``pain`` when the median reaches ``threshold + hysteresis`` and ``nopain`` when it falls
+    below ``threshold - hysteresis``; in between it stays. The first value sets the state by
+    the threshold alone (``changed`` is True then).
+    """
+
+    def __init__(self, *, window: int = 5, hysteresis: float = 0.1) -> None:
+        self.window = window
+        self.hysteresis = hysteresis
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise NeopainError(f"window={window!r} must be a whole number of frames >= 1")
+        if not 0.0 <= hysteresis < 0.5:
+            raise NeopainError(f"hysteresis={hysteresis!r} must lie in [0, 0.5): the distance "
+                               "of P(pain) from the threshold that changes the state")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the window and the state."""
+        self.values_: deque[float] = deque(maxlen=self.window)
+        self.state_: str | None = None
+
+    @property
+    def smoothed_(self) -> float | None:
+        """The median of the window, or None when it is empty."""
+        return float(np.median(self.values_)) if self.values_ else None
+
+    def update(self, prob: float, *, threshold: float) -> tuple[float, str, bool]:
+        """Add one probability; the smoothed value, the state and whether the state changed."""
+        self.values_.append(float(prob))
+        smoothed = float(np.median(self.values_))
+        previous = self.state_
+        if previous is None:
+            state = "pain" if smoothed >= threshold else "nopain"
+        elif previous == "nopain" and smoothed >= threshold + self.hysteresis:
+            state = "pain"
+        elif previous == "pain" and smoothed < threshold - self.hysteresis:
+            state = "nopain"
+        else:
+            state = previous
+        self.state_ = state
+        return smoothed, state, state != previous
+
+
+class Assessor:
+    """Assess one stream's frames in order: one per camera or video; not thread-safe.
+
+    Args:
+        predictor: the model (``load_predictor``); the caller owns it: ``close`` leaves it open.
+        detector: a detector name (``neopain faces list``), created on the first frame and
+            closed by ``close``, or a detector the caller owns.
+        window: frames whose median P(pain) is the smoothed value.
+        hysteresis: how far past the threshold the median must go to change the state.
+        max_gap_s: seconds without a face after which the window is forgotten.
+        threshold: the pain threshold; None uses each prediction's own (the model's).
+
+    Raises:
+        NeopainError: an argument out of range (named with what is valid).
+    """
+
+    def __init__(self, predictor: Predictor, *, detector: str | FaceDetector = "mediapipe-short",
+                 window: int = 5, hysteresis: float = 0.1, max_gap_s: float = 2.0,
+                 threshold: float | None = None) -> None:
+        self.predictor = predictor
+        self.detector = detector
+        self.window = window
+        self.hysteresis = hysteresis
+        self.max_gap_s = max_gap_s
+        self.threshold = threshold
+        if not isinstance(predictor, Predictor):
+            raise NeopainError(f"predictor={predictor!r} must be a neopain Predictor "
+                               "(load_predictor('nfcs' or 'model.onnx'))")
+        if not isinstance(detector, (str, FaceDetector)):
+            raise NeopainError(f"detector={detector!r} must be a detector name or a FaceDetector")
+        if not max_gap_s > 0:
+            raise NeopainError(f"max_gap_s={max_gap_s!r} must be a number of seconds > 0")
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise NeopainError(f"threshold={threshold!r} must lie between 0 and 1 (exclusive), "
+                               "or be None for the model's own")
+        self.smoother_ = Smoother(window=window, hysteresis=hysteresis)
+        self.detector_: FaceDetector | None = detector if isinstance(detector, FaceDetector) \
+            else None
+        self.last_face_s_: float | None = None
+        self.last_time_s_: float | None = None
+
+    def _detector(self) -> FaceDetector:
+        if self.detector_ is None:
+            self.detector_ = create_detector(str(self.detector))
+        return self.detector_
+
+    def step(self, frame: np.ndarray, *, time_s: float, prior: Face | None = None
+             ) -> FrameAssessment:
+        """Assess one BGR uint8 H×W×3 frame taken at ``time_s`` seconds.
+
+        ``prior`` is a face box already known for the frame (the ``manifest`` detector uses it).
+
+        Raises:
+            NeopainError: a frame that is not BGR uint8 H×W×3, a time that is not finite or goes
+                back (call ``reset`` when a new stream starts), a detector that cannot be built.
+        """
+        if not math.isfinite(time_s):
+            raise NeopainError(f"time_s={time_s!r} must be a finite number of seconds")
+        if self.last_time_s_ is not None and time_s < self.last_time_s_:
+            raise NeopainError(f"time_s={time_s} goes back from {self.last_time_s_}; frames must "
+                               "come in time order (call reset() for a new stream)")
+        self.last_time_s_ = time_s
+        started = time.perf_counter()
+        faces = self._detector().detect(frame, prior=prior)
+        face = choose_face(faces, image_shape=frame.shape)
+        prediction = None
+        if face is not None:
+            crop = crop_for_predictor(frame, face.box, margin=self.predictor.margin)
+            prediction = self.predictor.predict_crops([crop])[0]
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        if self.last_face_s_ is not None and time_s - self.last_face_s_ > self.max_gap_s:
+            self.smoother_.reset()
+            self.last_face_s_ = None
+        if prediction is None:
+            return FrameAssessment(time_s=time_s, face=None, prediction=None,
+                                   smoothed=self.smoother_.smoothed_,
+                                   state=self.smoother_.state_, changed=False,
+                                   latency_ms=latency_ms)
+        self.last_face_s_ = time_s
+        if not prediction.assessable:  # a face the model cannot judge: shown, never smoothed
+            return FrameAssessment(time_s=time_s, face=face, prediction=prediction,
+                                   smoothed=self.smoother_.smoothed_,
+                                   state=self.smoother_.state_, changed=False,
+                                   latency_ms=latency_ms)
+        threshold = prediction.threshold if self.threshold is None else self.threshold
+        smoothed, state, changed = self.smoother_.update(prediction.prob_pain,
+                                                         threshold=threshold)
+        return FrameAssessment(time_s=time_s, face=face, prediction=prediction,
+                               smoothed=smoothed, state=state, changed=changed,
+                               latency_ms=latency_ms)
+
+    def reset(self) -> None:
+        """Start a new stream: forget the window, the state and the last times."""
+        self.smoother_.reset()
+        self.last_face_s_ = None
+        self.last_time_s_ = None
+
+    def close(self) -> None:
+        """Close the detector this assessor created (never the predictor). Safe to call twice."""
+        if self.detector_ is not None and not isinstance(self.detector, FaceDetector):
+            self.detector_.close()
+            self.detector_ = None
+
+    def __enter__(self) -> Assessor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

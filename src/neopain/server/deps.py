@@ -1,0 +1,128 @@
+"""Access checks as FastAPI dependencies: the database session, the logged-in user, the role a
+route needs, and the CSRF check of state-changing requests.
+
+A route states what it needs in its signature (``user: Carer``); there are no checks inside
+route bodies. ``tests/server/test_access.py`` calls every route of the app without a login and
+with each role, so a route added without a check fails there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import HTTPConnection
+
+from neopain.config import Settings
+from neopain.server import security
+from neopain.store import crud
+from neopain.store.tables import ROLES, User
+
+SESSION_COOKIE = "neopain_session"
+PRELOGIN_COOKIE = "neopain_prelogin"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CARE_ROLES = ("admin", "clinician")
+
+
+class AccessError(Exception):
+    """Refused: ``status`` 401 (log in), 403 (role or CSRF), 404 or 429 (too many logins);
+    ``message`` for the user (never patient data); ``headers`` such as Retry-After."""
+
+    def __init__(self, status: int, message: str, *,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class ServerState:
+    """What the routes share: settings, the store, the CSRF secret, the login limiter."""
+
+    settings: Settings
+    store: sessionmaker[Session]
+    secret: bytes
+    limiter: security.LoginLimiter
+
+
+def server_state(connection: HTTPConnection) -> ServerState:
+    """The app's ``ServerState`` (set by ``create_app``)."""
+    return connection.app.state.neopain
+
+
+def get_db(connection: HTTPConnection) -> Iterator[Session]:
+    """A database session for one request, closed afterwards."""
+    with server_state(connection).store() as db:
+        yield db
+
+
+Db = Annotated[Session, Depends(get_db)]
+
+
+def optional_user(connection: HTTPConnection, db: Db) -> User | None:
+    """The user of the login cookie, or None (no cookie, expired, deactivated)."""
+    token = connection.cookies.get(SESSION_COOKIE)
+    login = crud.find_login_session(db, security.hash_token(token)) if token else None
+    user = None if login is None else login.user
+    connection.state.user = user
+    return user
+
+
+def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    """The logged-in user.
+
+    Raises:
+        AccessError: 401 when nobody is logged in.
+    """
+    if user is None:
+        raise AccessError(401, "Please log in.")
+    return user
+
+
+def require_role(*roles: str) -> Callable[[User], User]:
+    """A dependency that lets only users with one of ``roles`` through (403 for others)."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; valid: {', '.join(ROLES)}")
+
+    def check(user: Annotated[User, Depends(current_user)]) -> User:
+        if user.role not in roles:
+            raise AccessError(403, f"This needs the role {' or '.join(roles)}; "
+                                   f"you are logged in as {user.role}.")
+        return user
+
+    return check
+
+
+Viewer = Annotated[User, Depends(require_role(*ROLES))]
+"""Any logged-in user: may view records."""
+Carer = Annotated[User, Depends(require_role(*CARE_ROLES))]
+"""An admin or clinician: may add and change patient data, monitor and upload."""
+Admin = Annotated[User, Depends(require_role("admin"))]
+"""An admin: may manage users and read the audit log."""
+
+
+def csrf_binding(connection: HTTPConnection) -> str | None:
+    """What the CSRF token is bound to: the login cookie, else the pre-login cookie."""
+    return connection.cookies.get(SESSION_COOKIE) or connection.cookies.get(PRELOGIN_COOKIE)
+
+
+async def csrf_protect(request: Request) -> None:
+    """Refuse a POST/PUT/PATCH/DELETE whose CSRF token (header or form field) is missing or
+    does not match the browser's cookie (403)."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    token = request.headers.get(CSRF_HEADER)
+    if token is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        value = (await request.form()).get(CSRF_FIELD)
+        token = value if isinstance(value, str) else None
+    if not security.csrf_valid(server_state(request).secret, csrf_binding(request), token):
+        raise AccessError(403, "The form has expired or did not come from this site; reload "
+                               "the page and try again.")

@@ -1,0 +1,236 @@
+"""Live monitoring behind the WebSocket: JPEG frames in, assessments out, the record kept.
+
+One ``LiveStream`` per connection runs ``Assessor.step`` on its own worker thread (the event
+loop never waits on a model), and saves to the records:
+
+- the first assessed face of a session and the first frame after each change of the smoothed
+  state, with its JPEG as a snapshot (a resumed stream continues from the session's last
+  snapshot state, so reconnecting does not add a snapshot unless the state differs);
+- one assessment per ``settings.timeline_interval_s`` for the probability timeline.
+
+A reply says ``saved: true`` only after the commit returned. Frames without a face are not
+saved. The model is shared by every stream, one call at a time (``SharedPredictor``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import cv2
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from neopain.config import Settings
+from neopain.monitor.pipeline import Assessor, FrameAssessment
+from neopain.prediction import Prediction, Predictor, load_predictor
+from neopain.server.heatmap import heatmap_regions
+from neopain.store import crud
+from neopain.store.crud import NewAssessment
+from neopain.store.session import StoreError
+from neopain.store.tables import Assessment, utc_now
+
+MAX_FRAME_SIDE = 1920
+
+
+class SharedPredictor(Predictor):
+    """A predictor used by several streams: calls pass one at a time (models such as the face
+    mesh are not thread-safe)."""
+
+    def __init__(self, inner: Predictor) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.margin = inner.margin
+        self._lock = threading.Lock()
+
+    def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
+        with self._lock:
+            return self.inner.predict_crops(crops)
+
+
+class LiveService:
+    """The app's model and its live streams.
+
+    Args:
+        settings: model name, detector, smoothing window, timeline interval.
+        predictor: a model to use (the caller closes it); None loads ``settings.model`` on
+            first use and closes it in ``close``.
+    """
+
+    def __init__(self, settings: Settings, *, predictor: Predictor | None = None) -> None:
+        self.settings = settings
+        self.predictor = predictor
+        self._shared: SharedPredictor | None = None if predictor is None \
+            else SharedPredictor(predictor)
+        self._lock = threading.Lock()
+
+    def shared_predictor(self) -> SharedPredictor:
+        """The shared model, loaded on first call."""
+        with self._lock:
+            if self._shared is None:
+                self._shared = SharedPredictor(load_predictor(self.settings.model))
+            return self._shared
+
+    def model_name(self) -> str:
+        """The name recorded with each assessment."""
+        return self.shared_predictor().name
+
+    def assessor(self) -> Assessor:
+        """A new assessor for one stream (its own detector, the shared model)."""
+        return Assessor(self.shared_predictor(), detector=self.settings.detector,
+                        window=self.settings.smoothing_window)
+
+    def open_stream(self, store: sessionmaker[Session], *, session_id: int) -> LiveStream:
+        """A stream that adds to monitoring session ``session_id``."""
+        return LiveStream(self, store, session_id=session_id)
+
+    def close(self) -> None:
+        """Close the model if this service loaded it."""
+        with self._lock:
+            if self.predictor is None and self._shared is not None:
+                self._shared.inner.close()
+                self._shared = None
+
+
+def decode_jpeg(data: bytes) -> np.ndarray | None:
+    """A BGR frame from JPEG (or PNG) bytes; None when they are not a readable image or are
+    larger than 1920 pixels on a side."""
+    if not data:
+        return None
+    try:
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
+    if frame is None or max(frame.shape[:2]) > MAX_FRAME_SIDE:
+        return None
+    return frame
+
+
+def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The JSON-ready part of a reply that describes the assessment itself."""
+    prediction = result.prediction
+    return {
+        "type": "assessment",
+        "found": result.face is not None,
+        "box": None if result.face is None else [round(float(v), 1) for v in result.face.box],
+        "width": int(frame_shape[1]),
+        "height": int(frame_shape[0]),
+        "assessable": prediction is not None and prediction.assessable,
+        "label": None if prediction is None else prediction.label,
+        "prob_pain": None if prediction is None else round(prediction.prob_pain, 4),
+        "confidence": None if prediction is None else round(prediction.confidence, 4),
+        "smoothed": None if result.smoothed is None else round(result.smoothed, 4),
+        "state": result.state,
+        "changed": result.changed,
+        "ms": round(result.latency_ms, 1),
+    }
+
+
+class Recorder:
+    """Which assessments of one stream enter the record, and saving them.
+
+    Saved: every frame with a face whose smoothed state differs from the session's last
+    snapshot (with its JPEG: the first face and each change of state), and one frame per
+    ``interval_s`` seconds of stream time for the timeline. Frames without a face, or with one
+    the model cannot assess: never.
+    """
+
+    def __init__(self, store: sessionmaker[Session], *, session_id: int,
+                 interval_s: float) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.interval_s = interval_s
+        with store() as db:
+            self.last_state_ = crud.last_snapshot_state(db, session_id=session_id)
+        self.last_saved_s_: float | None = None
+        self.saved_ = 0
+
+    def ended(self) -> bool:
+        """Whether the session has been stopped (from another page or the API)."""
+        with self.store() as db:
+            session = crud.get_session(db, self.session_id)
+            return session is None or session.ended_at is not None
+
+    def record(self, result: FrameAssessment, *, jpeg: Callable[[], bytes],
+               when: datetime | None = None, offset_s: float | None = None
+               ) -> tuple[Assessment | None, bool]:
+        """Save ``result`` if it is due; the saved row (None when not saved) and whether it
+        is a snapshot. ``jpeg`` is called only for a snapshot; ``when`` defaults to now and
+        ``offset_s`` to the seconds since the session started."""
+        prediction, face = result.prediction, result.face
+        if prediction is None or face is None or not prediction.assessable:
+            return None, False
+        snapshot = result.changed and result.state != self.last_state_
+        if not (snapshot or self.last_saved_s_ is None
+                or result.time_s - self.last_saved_s_ >= self.interval_s):
+            return None, False
+        with self.store() as db:
+            session = crud.get_session(db, self.session_id)
+            when = when or utc_now()
+            row = crud.add_assessment(db, session=session, assessment=NewAssessment(
+                face_found=True, model=prediction.model, latency_ms=result.latency_ms,
+                offset_s=(when - session.started_at).total_seconds() if offset_s is None
+                else offset_s, label=prediction.label, prob_pain=prediction.prob_pain,
+                smoothed=result.smoothed, state=result.state, changed=result.changed,
+                face_box=face.box, snapshot=jpeg() if snapshot else None, time=when))
+        self.last_saved_s_ = result.time_s
+        if snapshot:
+            self.last_state_ = result.state
+        self.saved_ += 1
+        return row, snapshot
+
+
+class LiveStream:
+    """One connection's frames, in order, on one worker thread; ``close`` when it ends."""
+
+    def __init__(self, service: LiveService, store: sessionmaker[Session], *,
+                 session_id: int) -> None:
+        self.service = service
+        self.recorder = Recorder(store, session_id=session_id,
+                                 interval_s=service.settings.timeline_interval_s)
+        self._executor = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix=f"live-{session_id}")
+        self._assessor: Assessor | None = None
+        self._opened = time.monotonic()
+        self.heatmap = False
+
+    async def process(self, data: bytes) -> dict[str, Any]:
+        """Assess one JPEG frame on the stream's thread; the reply for the client."""
+        received = time.monotonic()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._process, data, received)
+
+    def _process(self, data: bytes, received: float) -> dict[str, Any]:
+        started = time.perf_counter()
+        stopped = {"type": "stopped", "saved": self.recorder.saved_}
+        if self.recorder.ended():
+            return stopped
+        frame = decode_jpeg(data)
+        if frame is None:
+            return {"type": "error", "message": "The frame is not a JPEG image of at most "
+                                                f"{MAX_FRAME_SIDE} pixels a side."}
+        if self._assessor is None:
+            self._assessor = self.service.assessor()
+        result = self._assessor.step(frame, time_s=received - self._opened)
+        try:
+            row, snapshot = self.recorder.record(result, jpeg=lambda: data)
+        except StoreError:  # stopped elsewhere between the check and the save
+            return stopped
+        reply = reply_of(result, frame_shape=frame.shape)
+        if self.heatmap and result.face is not None and result.prediction is not None:
+            reply["heatmap"] = heatmap_regions(result.face, result.prediction)
+        reply.update(saved=row is not None, snapshot=snapshot,
+                     assessment_id=None if row is None else row.id,
+                     server_ms=round((time.perf_counter() - started) * 1000, 1))
+        return reply
+
+    def close(self) -> None:
+        """Close the assessor (its detector) on its own thread and stop the thread."""
+        if self._assessor is not None:
+            self._executor.submit(self._assessor.close)
+        self._executor.shutdown(wait=False)

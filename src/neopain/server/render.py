@@ -1,0 +1,79 @@
+"""HTML responses: Jinja2 templates with the user, a CSRF token and local times; cookies with
+the flags the settings ask for."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request, Response
+from fastapi.templating import Jinja2Templates
+from starlette.requests import HTTPConnection
+
+from neopain.config import Settings
+from neopain.server import security
+from neopain.server.deps import PRELOGIN_COOKIE, csrf_binding, server_state
+from neopain.store.tables import Patient
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def display_zone(settings: Settings) -> tzinfo | None:
+    """The zone of days and hours shown to users: the settings' or the server's local one."""
+    return ZoneInfo(settings.timezone) if settings.timezone else None
+
+
+def make_templates(settings: Settings) -> Jinja2Templates:
+    """The page templates, with filters ``localtime``, ``percent`` and ``patient_label``."""
+    templates = Jinja2Templates(directory=TEMPLATES)
+    zone = display_zone(settings)
+
+    def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        return "" if value is None else value.astimezone(zone).strftime(fmt)
+
+    def percent(value: float | None) -> str:
+        return "–" if value is None else f"{value:.0%}"
+
+    templates.env.filters["localtime"] = localtime
+    templates.env.filters["percent"] = percent
+    templates.env.filters["patient_label"] = patient_label
+    return templates
+
+
+def patient_label(patient: Patient) -> str:
+    """How a patient is named on pages: name, record number, or both."""
+    if patient.name and patient.record_number:
+        return f"{patient.name} ({patient.record_number})"
+    return patient.name or patient.record_number
+
+
+def cookie_secure(connection: HTTPConnection) -> bool:
+    """Whether cookies get the Secure flag: the setting, or whether the request was HTTPS."""
+    setting = server_state(connection).settings.secure_cookies
+    return connection.url.scheme in ("https", "wss") if setting is None else setting
+
+
+def set_cookie(response: Response, connection: HTTPConnection, name: str, value: str, *,
+               max_age: int | None = None) -> None:
+    """An HTTP-only, SameSite=Lax cookie for the whole site."""
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax",
+                        secure=cookie_secure(connection), path="/")
+
+
+def render(request: Request, template: str, *, status: int = 200, **context: Any) -> Response:
+    """A page from ``templates/``; pages are never cached (they may show patient data)."""
+    state = server_state(request)
+    binding = csrf_binding(request)
+    new_binding = None
+    if binding is None:
+        binding = new_binding = security.new_token()
+    context.update(user=getattr(request.state, "user", None),
+                   csrf_token=security.csrf_token(state.secret, binding))
+    templates: Jinja2Templates = request.app.state.templates
+    response = templates.TemplateResponse(request, template, context, status_code=status)
+    if new_binding is not None:
+        set_cookie(response, request, PRELOGIN_COOKIE, new_binding)
+    response.headers["Cache-Control"] = "no-store"
+    return response

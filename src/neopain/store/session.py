@@ -1,0 +1,106 @@
+"""The engine factory: any SQLAlchemy URL; SQLite gets WAL, foreign keys and a busy timeout.
+
+``open_store(url)`` is what the server and the CLI call: it builds the engine, brings the schema
+to the newest Alembic migration (shipped in ``store/migrations``) and returns a session factory.
+
+SQLite runs in WAL mode with ``synchronous=FULL``: a commit has reached the disk before it
+returns, so an assessment the monitor reported as saved survives a killed server and a power
+cut; readers never block the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from neopain.errors import NeopainError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(NeopainError):
+    """A records database that cannot be opened or written, or a record that breaks a rule."""
+
+
+def _safe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, foreign keys, ``synchronous=FULL`` and a
+    30 s busy timeout, and their folder is created.
+
+    Raises:
+        StoreError: a URL SQLAlchemy cannot parse or whose driver is not installed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"--db {url!r}: not a database URL; valid: sqlite:///path/records.sqlite3"
+                         " or postgresql+psycopg://user@host/dbname") from None
+    if parsed.get_backend_name() != "sqlite":
+        try:
+            return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+        except (ImportError, ArgumentError) as error:
+            raise StoreError(f"--db {_safe(parsed)}: {error}") from None
+    memory = parsed.database in (None, "", ":memory:")
+    if not memory:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        parsed,
+        hide_parameters=True,  # database errors and logs never show the values (patient data)
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        # one shared connection keeps an in-memory database alive (tests)
+        poolclass=StaticPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    return engine
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Apply every Alembic migration the database lacks (a new database gets them all).
+
+    Raises:
+        StoreError: the database cannot be reached or migrated.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as error:
+        raise StoreError(f"records database {_safe(engine.url)}: cannot open or migrate it: "
+                         f"{error.orig}") from None
+
+
+def open_store(url: str) -> sessionmaker[Session]:
+    """Engine for ``url`` with the newest schema, as a session factory (``expire_on_commit``
+    off, so rows stay readable after ``crud`` commits)."""
+    engine = create_store_engine(url)
+    upgrade_schema(engine)
+    log.info("records database ready: %s (%s)", _safe(engine.url),
+             ", ".join(sorted(inspect(engine).get_table_names())))
+    return sessionmaker(engine, expire_on_commit=False)

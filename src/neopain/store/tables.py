@@ -1,0 +1,175 @@
+"""The records tables (SQLAlchemy 2): users, their login sessions, patients, monitoring sessions,
+assessments and the audit log.
+
+Rows holding patient data never leave the server as they are: the server turns them into its
+own output schemas. Times are stored as UTC and read back timezone-aware (``UtcDateTime``), on
+SQLite (which has no time zones) as on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (
+    Boolean, CheckConstraint, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+    MetaData, String, Text, TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+
+ROLES = ("admin", "clinician", "researcher")
+SOURCES = ("live", "image", "video")
+LABELS = ("nopain", "pain")
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A datetime stored as naive UTC and returned as aware UTC (SQLite keeps no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"time={value.isoformat()} has no time zone; pass an aware datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    """A person who logs in: ``role`` is admin, clinician or researcher."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'clinician', 'researcher')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class LoginSession(Base):
+    """A logged-in browser: the SHA-256 of its cookie token (the token itself is never stored)."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Patient(Base):
+    """A patient: a name and/or a record number, birth date, gestational age, free notes."""
+
+    __tablename__ = "patients"
+    __table_args__ = (
+        CheckConstraint("name <> '' OR record_number <> ''", name="identified"),
+        CheckConstraint("gestational_age_weeks IS NULL OR "
+                        "(gestational_age_weeks >= 20 AND gestational_age_weeks <= 45)",
+                        name="gestational_age"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    record_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    gestational_age_weeks: Mapped[float | None] = mapped_column(Float)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class MonitoringSession(Base):
+    """One live monitoring run, or one uploaded image or video, of one patient."""
+
+    __tablename__ = "monitoring_sessions"
+    __table_args__ = (CheckConstraint("source IN ('live', 'image', 'video')", name="source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(8))
+    model: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Assessment(Base):
+    """One assessed frame or image.
+
+    ``snapshot`` (JPEG bytes) is kept for the frames a clinician looks back at: the first face of
+    a session and the first frame after each change of state, and every uploaded image.
+    ``offset_s`` is the time since the session started (or, for videos, in the video).
+    """
+
+    __tablename__ = "assessments"
+    __table_args__ = (
+        CheckConstraint("label IS NULL OR label IN ('nopain', 'pain')", name="label"),
+        CheckConstraint("prob_pain IS NULL OR (prob_pain >= 0 AND prob_pain <= 1)", name="prob"),
+        Index("ix_assessments_patient_time", "patient_id", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("monitoring_sessions.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    time: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    offset_s: Mapped[float] = mapped_column(Float, default=0.0)
+    face_found: Mapped[bool] = mapped_column(Boolean)
+    label: Mapped[str | None] = mapped_column(String(8))
+    prob_pain: Mapped[float | None] = mapped_column(Float)
+    smoothed: Mapped[float | None] = mapped_column(Float)
+    state: Mapped[str | None] = mapped_column(String(8))
+    changed: Mapped[bool] = mapped_column(Boolean, default=False)
+    model: Mapped[str] = mapped_column(String(200))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    face_box: Mapped[str | None] = mapped_column(String(100))  # JSON [x1, y1, x2, y2]
+    has_snapshot: Mapped[bool] = mapped_column(Boolean, default=False)
+    snapshot: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+
+    @property
+    def confidence(self) -> float | None:
+        """P(label), 0.5–1; None when no face was assessed."""
+        if self.prob_pain is None or self.label is None:
+            return None
+        return self.prob_pain if self.label == "pain" else 1.0 - self.prob_pain
+
+
+class AuditEntry(Base):
+    """Who viewed or changed what, when. ``detail`` never holds patient data."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)  # kept when the user is gone
+    username: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(32))
+    object_type: Mapped[str] = mapped_column(String(32), default="")
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(String(200), default="")

@@ -1,0 +1,229 @@
+"""End to end in Debian's chromium, driven by Playwright (no browser download), with the real
+default model (nfcs) and Chromium's fake camera playing a clip made here.
+
+The face clip alternates scikit-image's astronaut with a pain-like warp of the same photo
+(brows lowered, eyes narrowed, lips parted, mouth stretched: ``tests/face_warps.pain_face``)
+every 6 s, moving a few pixels: first-time setup → log out → log in → new patient → live →
+the guide turns green with a label, a confidence and milliseconds → the label follows the
+clip from no pain to pain and back → Stop → the history holds one snapshot per state change
+→ the profile's charts render. A clip without a face keeps the guide red and saves nothing.
+Screenshots of every step go to ``$NEOPAIN_E2E_SCREENSHOTS`` or a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
+                       "/usr/bin/chromium (apt-get install -y chromium); CI installs it"),
+    pytest.mark.slow,
+]
+FPS = 5
+SEGMENT_S = 6
+ADMIN, PASSWORD = "charge-nurse", "a long enough password"
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], *, fps: int) -> Path:
+    """A YUV4MPEG2 clip (what Chromium's fake camera plays): header, then per frame
+    ``FRAME`` and the I420 planes."""
+    height, width = frames[0].shape[:2]
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return path
+
+
+def on_canvas(image: np.ndarray, *, dx: int, dy: int) -> np.ndarray:
+    canvas = np.full((480, 640, 3), 60, np.uint8)
+    canvas[4 + dy:476 + dy, 84 + dx:556 + dx] = cv2.resize(image, (472, 472))
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    from face_warps import pain_face
+    from skimage import data
+
+    from neopain.faces.landmarks import FaceMesh
+
+    folder = tmp_path_factory.mktemp("clips")
+    neutral = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    with FaceMesh() as mesh:
+        pain = pain_face(neutral, mesh.landmarks(neutral))
+    motion = [(int(3 * np.sin(i / 3)), int(2 * np.cos(i / 4))) for i in range(2 * SEGMENT_S * FPS)]
+    face = [on_canvas(neutral if i < SEGMENT_S * FPS else pain, dx=dx, dy=dy)
+            for i, (dx, dy) in enumerate(motion)]
+    cup = cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR)
+    empty = [on_canvas(cup, dx=dx, dy=dy) for dx, dy in motion[: 2 * FPS]]
+    return {"face": write_y4m(folder / "face.y4m", face, fps=FPS),
+            "empty": write_y4m(folder / "empty.y4m", empty, fps=FPS)}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app as ``neopain serve`` runs it (real model), on uvicorn in a thread."""
+    import uvicorn
+
+    from neopain.config import Settings
+    from neopain.server.app import create_app
+
+    data_dir = tmp_path_factory.mktemp("data")
+    app = create_app(Settings(data_dir=data_dir))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           ws="websockets-sansio"))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not runner.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield app, f"http://127.0.0.1:{port}"
+    runner.should_exit = True
+    thread.join(timeout=10)
+    app.state.live.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("NEOPAIN_E2E_SCREENSHOTS")
+                  or tmp_path_factory.mktemp("e2e-screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def browser_with_camera(playwright, clip: Path):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}", "--no-sandbox", "--disable-gpu",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run"])
+
+
+def log_in(page, base: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", ADMIN)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/patients")
+
+
+def label_of(page) -> str:
+    return page.inner_text("#label")
+
+
+def wait_for_label(page, wanted: str, *, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while label_of(page) != wanted:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the label stayed {label_of(page)!r}, never {wanted!r}")
+        page.wait_for_timeout(200)
+
+
+def test_bedside_monitor_end_to_end(server, clips, shots):
+    from playwright.sync_api import sync_playwright
+
+    from neopain.store import crud
+
+    app, base = server
+    with sync_playwright() as playwright:
+        browser = browser_with_camera(playwright, clips["face"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)
+        # first-time setup: the monitor has no account; the setup page makes the admin
+        page.goto(f"{base}/")
+        page.wait_for_url(f"{base}/setup")
+        page.fill("input[name=username]", ADMIN)
+        page.fill("input[name=password]", PASSWORD)
+        page.fill("input[name=password_again]", PASSWORD)
+        page.screenshot(path=shots / "01-setup.png")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/patients")
+        page.click("text=Log out")
+        page.wait_for_url(re.compile(r".*/login$"))
+        log_in(page, base)
+        page.screenshot(path=shots / "02-logged-in.png")
+
+        page.click("#new-patient")
+        page.fill("input[name=name]", "Baby E2E")
+        page.fill("input[name=record_number]", "E2E-1")
+        page.fill("input[name=gestational_age_weeks]", "32")
+        page.click("#patient-form button[type=submit]")
+        page.wait_for_url(re.compile(r".*/patients/\d+$"))
+        patient_id = int(page.url.rsplit("/", 1)[1])
+        page.screenshot(path=shots / "03-patient.png")
+
+        page.click("#go-live")
+        page.click("#start")
+        page.wait_for_selector("#guide[data-state=found]", timeout=90_000)
+        wait_for_label(page, "no pain", timeout_s=30)
+        assert re.fullmatch(r"\d+%", page.inner_text("#confidence"))
+        assert re.fullmatch(r"\d+ ms", page.inner_text("#latency"))
+        page.screenshot(path=shots / "04-live-no-pain.png")
+        wait_for_label(page, "PAIN", timeout_s=2 * SEGMENT_S + 10)
+        page.check("#heatmap")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=shots / "05-live-pain-heatmap.png")
+        wait_for_label(page, "no pain", timeout_s=2 * SEGMENT_S + 10)
+        page.click("#stop")
+        page.wait_for_selector("#history-link")
+        assert "Stopped." in page.inner_text("#status")
+        page.screenshot(path=shots / "06-stopped.png")
+
+        page.click("#history-link")
+        page.wait_for_url(f"{base}/patients/{patient_id}")
+        states = page.eval_on_selector_all("#snapshots figure", "els => els.map(e => "
+                                           "e.dataset.state)")[::-1]  # oldest first
+        assert states[:3] == ["nopain", "pain", "nopain"], states
+        assert all(a != b for a, b in zip(states, states[1:])), states
+        page.screenshot(path=shots / "07-history.png", full_page=True)
+
+        page.click("text=Profile & charts")
+        page.wait_for_selector("#chart-day")
+        page.wait_for_load_state("networkidle")
+        widths = page.eval_on_selector_all("img.chart", "els => els.map(e => e.complete ? "
+                                           "e.naturalWidth : 0)")
+        assert len(widths) == 3 and all(w > 0 for w in widths), widths
+        page.screenshot(path=shots / "08-profile.png", full_page=True)
+        browser.close()
+
+        # a camera that sees no face: the guide stays red and nothing is saved
+        browser = browser_with_camera(playwright, clips["empty"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)
+        log_in(page, base)
+        page.goto(f"{base}/patients/{patient_id}/live")
+        page.click("#start")
+        page.wait_for_selector("#guide[data-state=missing]", timeout=90_000)
+        for _ in range(12):  # about 6 s of frames
+            assert page.get_attribute("#guide", "data-state") == "missing"
+            page.wait_for_timeout(500)
+        assert page.inner_text("#saved-count") == "0"
+        page.screenshot(path=shots / "09-no-face.png")
+        page.click("#stop")
+        page.wait_for_selector("#history-link")
+        browser.close()
+
+    with app.state.neopain.store() as db:
+        sessions = crud.list_sessions(db, patient_id=patient_id)
+        assert [s.source for s in sessions] == ["live", "live"]
+        assert all(s.ended_at is not None for s in sessions)
+        assert crud.count_assessments(db, session_id=sessions[0].id) == 0  # the no-face one
+        snapshots = crud.list_assessments(db, session_id=sessions[1].id, snapshots_only=True,
+                                          newest_first=False)
+        assert [a.state for a in snapshots] == states
+    assert len(list(shots.glob("*.png"))) == 9

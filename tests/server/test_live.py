@@ -1,0 +1,183 @@
+"""The live stream: a reply says ``saved`` only for a committed row; snapshots are taken at the
+first face and at each smoothed change of state, never for one odd frame or a face-less frame;
+a reconnect resumes the same session without a new snapshot; Stop ends the session."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from neopain.store import crud
+from neopain.store.tables import AuditEntry
+
+
+@pytest.fixture()
+def live(server):
+    """(client, session id) for a new patient's live session, as a clinician."""
+    client = server.client("clinician")
+    patient = client.post("/api/patients", json={"record_number": "HC-1"}).json()
+    session = client.post(f"/api/patients/{patient['id']}/sessions").json()
+    assert session["websocket"] == f"/ws/sessions/{session['id']}"
+    return client, session["id"]
+
+
+def stream(socket, frames, pattern: str) -> list[dict]:
+    """Send one frame per letter (n: no pain, p: pain, x: no face); the replies."""
+    replies = []
+    for index, letter in enumerate(pattern):
+        frame = frames.no_face() if letter == "x" else frames.face(pain=letter == "p",
+                                                                    shift=index % 3)
+        socket.send_bytes(frames.jpeg(frame))
+        replies.append(socket.receive_json())
+    return replies
+
+
+def test_replies_show_face_label_confidence_time_and_save_only_committed_rows(server, live,
+                                                                              frames):
+    client, session_id = live
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        replies = stream(socket, frames, "nnnnnppppppnnnnnn")
+        with server.db() as db:  # each reply that said saved: the row is there already
+            stored = {a.id for a in crud.list_assessments(db, session_id=session_id)}
+    saved = [r["assessment_id"] for r in replies if r["saved"]]
+    assert saved and set(saved) == stored
+    first = replies[0]
+    assert first["found"] and len(first["box"]) == 4 and first["label"] == "nopain"
+    assert first["confidence"] == pytest.approx(0.9) and first["ms"] > 0
+    assert [r["state"] for r in replies if r["snapshot"]] == ["nopain", "pain", "nopain"]
+    with server.db() as db:
+        snapshots = crud.list_assessments(db, session_id=session_id, snapshots_only=True)
+        assert all(crud.get_assessment(db, s.id, with_snapshot=True).snapshot[:2] == b"\xff\xd8"
+                   for s in snapshots)
+
+
+def test_a_single_odd_frame_makes_no_snapshot(live, frames):
+    client, session_id = live
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        replies = stream(socket, frames, "nnnnpnnnnpnnnn")
+    assert [r["state"] for r in replies if r["snapshot"]] == ["nopain"]
+    assert {r["state"] for r in replies} == {"nopain"}
+
+
+def test_frames_without_a_face_are_answered_but_never_saved(server, live, frames):
+    client, session_id = live
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        replies = stream(socket, frames, "xxxxxx")
+    assert all(not r["found"] and not r["saved"] and r["box"] is None for r in replies)
+    with server.db() as db:
+        assert crud.count_assessments(db, session_id=session_id) == 0
+
+
+def test_a_reconnect_resumes_the_session_without_a_new_snapshot(server, live, frames):
+    client, session_id = live
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        first = stream(socket, frames, "nnnn")
+    # the network drops (no stop); the page reconnects to the same session
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        second = stream(socket, frames, "nnnnpppppp")
+    assert [r["snapshot"] for r in first].count(True) == 1
+    assert [r["state"] for r in second if r["snapshot"]] == ["pain"]
+    with server.db() as db:
+        saved = {r["assessment_id"] for r in first + second if r["saved"]}
+        assert {a.id for a in crud.list_assessments(db, session_id=session_id)} == saved
+        resumes = db.query(AuditEntry).filter_by(action="resume", object_id=session_id).count()
+        assert resumes == 2
+
+
+def test_stop_ends_the_session_and_it_cannot_be_resumed(server, live, frames):
+    client, session_id = live
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        stream(socket, frames, "nnn")
+        socket.send_text('{"type": "stop"}')
+        assert socket.receive_json() == {"type": "stopped", "saved": 3}
+    with server.db() as db:
+        assert crud.get_session(db, session_id).ended_at is not None
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        socket.receive_json()
+    assert closed.value.code == 4409
+
+
+def test_a_stop_from_elsewhere_ends_the_stream(live, frames):
+    client, session_id = live
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        stream(socket, frames, "nn")
+        assert client.post(f"/api/sessions/{session_id}/stop").json()["ended_at"]
+        socket.send_bytes(frames.jpeg(frames.face()))
+        assert socket.receive_json()["type"] == "stopped"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+    assert closed.value.code == 4409
+
+
+def test_timeline_interval_thins_the_record_but_keeps_every_snapshot(tmp_path, make, frames):
+    server = make(tmp_path, timeline_interval_s=3600.0)
+    client = server.client("clinician")
+    patient = client.post("/api/patients", json={"record_number": "HC-2"}).json()
+    session_id = client.post(f"/api/patients/{patient['id']}/sessions").json()["id"]
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        replies = stream(socket, frames, "nnnnnppppppnnnnnn")
+    assert [r["snapshot"] for r in replies if r["saved"]] == [True, True, True]
+
+
+def test_garbage_frames_get_an_error_reply_and_the_stream_goes_on(live, frames):
+    client, session_id = live
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        socket.send_bytes(b"not a jpeg")
+        assert socket.receive_json()["type"] == "error"
+        assert stream(socket, frames, "n")[0]["found"]
+
+
+def test_heatmap_regions_light_the_areas_of_the_actions_present():
+    import numpy as np
+
+    from neopain.faces.base import Face
+    from neopain.prediction import Prediction
+    from neopain.scoring.actions import DEFAULT_THRESHOLDS
+    from neopain.server.heatmap import heatmap_regions
+
+    keypoints = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], float)
+    face = Face((0, 0, 100, 100), 0.9, keypoints)
+    details = {"brow_bulge": 2 * DEFAULT_THRESHOLDS["brow_bulge"], "eye_squeeze": 0.0,
+               "open_lips": DEFAULT_THRESHOLDS["open_lips"] / 2, "count": 1.0}
+    regions = heatmap_regions(face, Prediction(0.9, "pain", 0.5, "nfcs", details))
+    assert regions == [[50.0, 22.0, 22.0, 1.0], [50.0, 80.0, 18.0, 0.5]]  # brows, mouth
+    assert heatmap_regions(face, Prediction(0.9, "pain", 0.5, "fake-mark")) is None
+    assert heatmap_regions(Face((0, 0, 9, 9), 0.9), Prediction(0.9, "pain", 0.5, "nfcs",
+                                                               details)) is None
+
+
+def test_heatmap_is_sent_only_when_asked(live, frames):
+    client, session_id = live
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        assert "heatmap" not in stream(socket, frames, "n")[0]
+        socket.send_text('{"type": "options", "heatmap": true}')
+        assert stream(socket, frames, "n")[0]["heatmap"] is None  # the fake model has none
+
+
+def test_closed_streams_release_their_thread_and_detector(server, frames, monkeypatch):
+    """A monitor runs for weeks: every stream that ends must give back what it took."""
+    import threading
+    import time
+
+    from neopain.server.live import LiveService
+
+    made = []
+    original = LiveService.assessor
+
+    def tracked(self):
+        made.append(original(self))
+        return made[-1]
+
+    monkeypatch.setattr(LiveService, "assessor", tracked)
+    client = server.client("clinician")
+    patient = client.post("/api/patients", json={"record_number": "HC-3"}).json()
+    for _ in range(12):
+        session_id = client.post(f"/api/patients/{patient['id']}/sessions").json()["id"]
+        with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+            stream(socket, frames, "n")
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("live-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, [t.name for t in threading.enumerate()]
+        time.sleep(0.05)
+    assert len(made) == 12 and all(assessor.detector_ is None for assessor in made)
