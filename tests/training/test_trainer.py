@@ -322,6 +322,20 @@ def test_disk_cache_is_reused_and_preprocessing_change_recomputes(manifest, tmp_
     assert not torch.equal(first, cropped)
 
 
+def test_weights_hash_covers_batch_norm_buffers_including_0d_ones():
+    """Networks with BatchNorm (resnet50_nb, senet50_nb, mobilenet_nb) carry a 0-d
+    ``num_batches_tracked``; hashing it crashed, so their embedding cache could not be used."""
+    from neopain.models import create_model
+    from neopain.training.embeddings import weights_hash
+
+    torch.manual_seed(0)
+    model = create_model("mobilenet_nb")
+    before = weights_hash(model)
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    bn.running_mean += 1.0  # a backbone statistic changes: the cached features are stale
+    assert weights_hash(model) != before
+
+
 def test_bad_trainer_arguments_name_the_valid_values():
     with pytest.raises(NeopainError, match="optimizer='adamw' is not valid; valid: adam"):
         Trainer(tiny_model(), optimizer="adamw")

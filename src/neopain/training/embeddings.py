@@ -44,6 +44,7 @@ def weights_hash(model: torch.nn.Module) -> str:
             continue
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
+        data = data.reshape(-1)  # a 0-d tensor (BatchNorm's num_batches_tracked) cannot .view
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
 
