@@ -54,7 +54,7 @@ class Predictor(ABC):
 
     Subclasses implement ``predict_crops``; ``margin`` says how much context around the detected
     face box their crops need (the same margin training crops had), so callers crop with
-    ``faces.crop.crop_face(image, face.box, margin=predictor.margin)``.
+    ``monitor.pipeline.crop_for_predictor(image, face.box, margin=predictor.margin)``.
     """
 
     name: str = "predictor"
@@ -89,8 +89,11 @@ def load_predictor(model: str | os.PathLike[str], **options: object) -> Predicto
         if not path.is_file():
             raise NeopainError(f"--model {path}: no such file; valid: nfcs or an exported "
                                ".onnx file (neopain export)")
-        from neopain.export.runtime import OnnxPredictor
-
+        try:
+            from neopain.export.runtime import OnnxPredictor
+        except ModuleNotFoundError:  # the ONNX runtime lands with issue 8
+            raise NeopainError(f"--model {path}: this release cannot run exported .onnx models "
+                               "yet; valid: nfcs") from None
         return OnnxPredictor(path, **options)
     raise NeopainError(f"--model {model!s}: not a model neopain can run; valid: nfcs or an "
                        "exported .onnx file (neopain export)")
