@@ -4,6 +4,8 @@ a reconnect resumes the same session without a new snapshot; Stop ends the sessi
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
@@ -21,6 +23,14 @@ def live(server):
     return client, session["id"]
 
 
+@contextmanager
+def live_socket(client, session_id: int):
+    """The session's WebSocket once the server said it is ready for frames."""
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        assert socket.receive_json() == {"type": "ready"}
+        yield socket
+
+
 def stream(socket, frames, pattern: str) -> list[dict]:
     """Send one frame per letter (n: no pain, p: pain, x: no face); the replies."""
     replies = []
@@ -35,7 +45,7 @@ def stream(socket, frames, pattern: str) -> list[dict]:
 def test_replies_show_face_label_confidence_time_and_save_only_committed_rows(server, live,
                                                                               frames):
     client, session_id = live
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         replies = stream(socket, frames, "nnnnnppppppnnnnnn")
         with server.db() as db:  # each reply that said saved: the row is there already
             stored = {a.id for a in crud.list_assessments(db, session_id=session_id)}
@@ -51,9 +61,32 @@ def test_replies_show_face_label_confidence_time_and_save_only_committed_rows(se
                    for s in snapshots)
 
 
+def test_the_stream_is_ready_before_its_first_frame_and_its_detector_serves_the_next_one(
+        server, live, frames, monkeypatch):
+    from neopain.server import live as live_module
+
+    built = []
+
+    def create_detector(name):
+        built.append(real_create(name))
+        return built[-1]
+
+    real_create = live_module.create_detector
+    monkeypatch.setattr(live_module, "create_detector", create_detector)
+    client, session_id = live
+    with live_socket(client, session_id) as socket:
+        # ready: the detector exists and the model has run once, before any frame
+        assert len(built) == 1 and server.predictor.calls == 1
+        stream(socket, frames, "nn")
+    with live_socket(client, session_id) as socket:
+        assert stream(socket, frames, "n")[0]["found"]
+    assert len(built) == 1  # the reconnect took the first stream's detector from the pool
+    assert server.predictor.calls == 4  # warmed once, not per stream
+
+
 def test_a_single_odd_frame_makes_no_snapshot(live, frames):
     client, session_id = live
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         replies = stream(socket, frames, "nnnnpnnnnpnnnn")
     assert [r["state"] for r in replies if r["snapshot"]] == ["nopain"]
     assert {r["state"] for r in replies} == {"nopain"}
@@ -61,7 +94,7 @@ def test_a_single_odd_frame_makes_no_snapshot(live, frames):
 
 def test_frames_without_a_face_are_answered_but_never_saved(server, live, frames):
     client, session_id = live
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         replies = stream(socket, frames, "xxxxxx")
     assert all(not r["found"] and not r["saved"] and r["box"] is None for r in replies)
     with server.db() as db:
@@ -70,10 +103,10 @@ def test_frames_without_a_face_are_answered_but_never_saved(server, live, frames
 
 def test_a_reconnect_resumes_the_session_without_a_new_snapshot(server, live, frames):
     client, session_id = live
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         first = stream(socket, frames, "nnnn")
     # the network drops (no stop); the page reconnects to the same session
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         second = stream(socket, frames, "nnnnpppppp")
     assert [r["snapshot"] for r in first].count(True) == 1
     assert [r["state"] for r in second if r["snapshot"]] == ["pain"]
@@ -86,7 +119,7 @@ def test_a_reconnect_resumes_the_session_without_a_new_snapshot(server, live, fr
 
 def test_stop_ends_the_session_and_it_cannot_be_resumed(server, live, frames):
     client, session_id = live
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         stream(socket, frames, "nnn")
         socket.send_text('{"type": "stop"}')
         assert socket.receive_json() == {"type": "stopped", "saved": 3}
@@ -100,7 +133,7 @@ def test_stop_ends_the_session_and_it_cannot_be_resumed(server, live, frames):
 
 def test_a_stop_from_elsewhere_ends_the_stream(live, frames):
     client, session_id = live
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         stream(socket, frames, "nn")
         assert client.post(f"/api/sessions/{session_id}/stop").json()["ended_at"]
         socket.send_bytes(frames.jpeg(frames.face()))
@@ -115,14 +148,14 @@ def test_timeline_interval_thins_the_record_but_keeps_every_snapshot(tmp_path, m
     client = server.client("clinician")
     patient = client.post("/api/patients", json={"record_number": "HC-2"}).json()
     session_id = client.post(f"/api/patients/{patient['id']}/sessions").json()["id"]
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         replies = stream(socket, frames, "nnnnnppppppnnnnnn")
     assert [r["snapshot"] for r in replies if r["saved"]] == [True, True, True]
 
 
 def test_garbage_frames_get_an_error_reply_and_the_stream_goes_on(live, frames):
     client, session_id = live
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         socket.send_bytes(b"not a jpeg")
         assert socket.receive_json()["type"] == "error"
         assert stream(socket, frames, "n")[0]["found"]
@@ -149,7 +182,7 @@ def test_heatmap_regions_light_the_areas_of_the_actions_present():
 
 def test_heatmap_is_sent_only_when_asked(live, frames):
     client, session_id = live
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+    with live_socket(client, session_id) as socket:
         assert "heatmap" not in stream(socket, frames, "n")[0]
         socket.send_text('{"type": "options", "heatmap": true}')
         assert stream(socket, frames, "n")[0]["heatmap"] is None  # the fake model has none
@@ -160,24 +193,29 @@ def test_closed_streams_release_their_thread_and_detector(server, frames, monkey
     import threading
     import time
 
-    from neopain.server.live import LiveService
+    from neopain.server import live as live_module
 
-    made = []
-    original = LiveService.assessor
+    built, closed = [], []
 
-    def tracked(self):
-        made.append(original(self))
-        return made[-1]
+    def create_detector(name):
+        detector = real_create(name)
+        real_close = detector.close
+        detector.close = lambda: (closed.append(detector), real_close())
+        built.append(detector)
+        return detector
 
-    monkeypatch.setattr(LiveService, "assessor", tracked)
+    real_create = live_module.create_detector
+    monkeypatch.setattr(live_module, "create_detector", create_detector)
     client = server.client("clinician")
     patient = client.post("/api/patients", json={"record_number": "HC-3"}).json()
     for _ in range(12):
         session_id = client.post(f"/api/patients/{patient['id']}/sessions").json()["id"]
-        with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        with live_socket(client, session_id) as socket:
             stream(socket, frames, "n")
     deadline = time.monotonic() + 10
     while any(t.name.startswith("live-") for t in threading.enumerate()):
         assert time.monotonic() < deadline, [t.name for t in threading.enumerate()]
         time.sleep(0.05)
-    assert len(made) == 12 and all(assessor.detector_ is None for assessor in made)
+    assert len(built) == 1  # one detector served the twelve streams in turn
+    server.app.state.live.close()
+    assert closed == built

@@ -81,6 +81,7 @@ def test_a_slow_model_never_blocks_other_requests(tmp_path, make, frames):
         session_id = start_session(client)
         with connect(f"ws://127.0.0.1:{port}/ws/sessions/{session_id}",
                      additional_headers={"Cookie": cookie}) as stream:
+            assert json.loads(stream.recv(timeout=30)) == {"type": "ready"}
             stream.send(frames.jpeg(frames.face()))
             time.sleep(0.3)  # the frame is now in the model
             started = time.perf_counter()
@@ -133,6 +134,7 @@ def test_sigkill_mid_stream_loses_no_assessment_reported_saved(tmp_path, frames)
         picture = frames.jpeg(frames.face())
         with connect(f"ws://127.0.0.1:{port}/ws/sessions/{session_id}",
                      additional_headers={"Cookie": cookie}) as stream:
+            assert json.loads(stream.recv(timeout=30)) == {"type": "ready"}
             while len(saved) < 40:
                 stream.send(picture)
                 reply = json.loads(stream.recv(timeout=30))

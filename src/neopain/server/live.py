@@ -10,6 +10,11 @@ loop never waits on a model), and saves to the records:
 
 A reply says ``saved: true`` only after the commit returned. Frames without a face are not
 saved. The model is shared by every stream, one call at a time (``SharedPredictor``).
+
+Warm start: building a face detector and the model's first graph takes up to seconds on a busy
+CPU, long enough for a camera to skip frames. ``LiveStream.start`` does that work when the
+connection opens (the route answers ``{"type": "ready"}`` when it is done and the page sends
+frames only then), and a closed stream's detector waits in the service's pool for the next one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from neopain.config import Settings
+from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Prediction, Predictor, load_predictor
 from neopain.server.heatmap import heatmap_regions
@@ -36,6 +42,8 @@ from neopain.store.session import StoreError
 from neopain.store.tables import Assessment, utc_now
 
 MAX_FRAME_SIDE = 1920
+IDLE_DETECTORS = 8
+"""Detectors kept for the next streams; more are closed (each holds a graph and its threads)."""
 
 
 class SharedPredictor(Predictor):
@@ -68,6 +76,8 @@ class LiveService:
         self._shared: SharedPredictor | None = None if predictor is None \
             else SharedPredictor(predictor)
         self._lock = threading.Lock()
+        self._warm = False
+        self._idle: list[FaceDetector] = []
 
     def shared_predictor(self) -> SharedPredictor:
         """The shared model, loaded on first call."""
@@ -80,21 +90,51 @@ class LiveService:
         """The name recorded with each assessment."""
         return self.shared_predictor().name
 
+    def warm_model(self) -> None:
+        """Run the shared model once on a grey crop so its graphs exist before the first frame
+        (the face mesh of ``nfcs`` is built on first use). Later calls return at once."""
+        predictor = self.shared_predictor()
+        with self._lock:
+            if self._warm:
+                return
+            self._warm = True
+        predictor.predict_crops([np.full((128, 128, 3), 128, np.uint8)])
+
     def assessor(self) -> Assessor:
-        """A new assessor for one stream (its own detector, the shared model)."""
-        return Assessor(self.shared_predictor(), detector=self.settings.detector,
+        """A new assessor for one stream: a pooled (or new) detector, the shared model."""
+        with self._lock:
+            detector = self._idle.pop() if self._idle else None
+        if detector is None:
+            detector = create_detector(self.settings.detector)
+        return Assessor(self.shared_predictor(), detector=detector,
                         window=self.settings.smoothing_window)
+
+    def release(self, assessor: Assessor) -> None:
+        """Take back a finished stream's detector for the next stream (or close it)."""
+        detector = assessor.detector_
+        assessor.close()
+        if detector is None:
+            return
+        with self._lock:
+            if len(self._idle) < IDLE_DETECTORS:
+                self._idle.append(detector)
+                return
+        detector.close()
 
     def open_stream(self, store: sessionmaker[Session], *, session_id: int) -> LiveStream:
         """A stream that adds to monitoring session ``session_id``."""
         return LiveStream(self, store, session_id=session_id)
 
     def close(self) -> None:
-        """Close the model if this service loaded it."""
+        """Close the pooled detectors, and the model if this service loaded it."""
         with self._lock:
+            idle, self._idle = self._idle, []
             if self.predictor is None and self._shared is not None:
                 self._shared.inner.close()
                 self._shared = None
+                self._warm = False
+        for detector in idle:
+            detector.close()
 
 
 def decode_jpeg(data: bytes) -> np.ndarray | None:
@@ -199,6 +239,16 @@ class LiveStream:
         self._opened = time.monotonic()
         self.heatmap = False
 
+    async def start(self) -> None:
+        """Build this stream's detector and warm the model on the stream's thread; frames sent
+        before this returns wait behind it."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._start)
+
+    def _start(self) -> None:
+        if self._assessor is None:
+            self._assessor = self.service.assessor()
+        self.service.warm_model()
+
     async def process(self, data: bytes) -> dict[str, Any]:
         """Assess one JPEG frame on the stream's thread; the reply for the client."""
         received = time.monotonic()
@@ -214,8 +264,8 @@ class LiveStream:
         if frame is None:
             return {"type": "error", "message": "The frame is not a JPEG image of at most "
                                                 f"{MAX_FRAME_SIDE} pixels a side."}
-        if self._assessor is None:
-            self._assessor = self.service.assessor()
+        self._start()
+        assert self._assessor is not None
         result = self._assessor.step(frame, time_s=received - self._opened)
         try:
             row, snapshot = self.recorder.record(result, jpeg=lambda: data)
@@ -230,7 +280,7 @@ class LiveStream:
         return reply
 
     def close(self) -> None:
-        """Close the assessor (its detector) on its own thread and stop the thread."""
+        """Hand the detector back to the service on the stream's thread and stop the thread."""
         if self._assessor is not None:
-            self._executor.submit(self._assessor.close)
+            self._executor.submit(self.service.release, self._assessor)
         self._executor.shutdown(wait=False)

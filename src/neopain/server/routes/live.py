@@ -70,6 +70,8 @@ async def live_socket(websocket: WebSocket, session_id: int) -> None:
     store = server_state(websocket).store
     stream = await run_in_threadpool(service.open_stream, store, session_id=session_id)
     try:
+        await stream.start()  # detector and model ready before the page sends frames
+        await websocket.send_json({"type": "ready"})
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":

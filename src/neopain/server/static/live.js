@@ -78,9 +78,8 @@
     socket.onopen = () => {
       retries = 0;
       waiting = false;
-      setStatus("Monitoring.");
+      setStatus("Starting…");
       if (heatmapOn) sendOptions();
-      schedule(0);
     };
     socket.onmessage = (event) => handle(JSON.parse(event.data));
     socket.onclose = closed;
@@ -113,7 +112,11 @@
   }
 
   function handle(reply) {
-    if (reply.type === "assessment") {
+    if (reply.type === "ready") {
+      // the server has built this stream's face detector: frames sent now are not kept waiting
+      setStatus("Monitoring.");
+      schedule(0);
+    } else if (reply.type === "assessment") {
       waiting = false;
       show(reply);
       if (!stopping) schedule(Math.max(0, FRAME_INTERVAL_MS - (performance.now() - sentAt)));
