@@ -89,11 +89,8 @@ def load_predictor(model: str | os.PathLike[str], **options: object) -> Predicto
         if not path.is_file():
             raise NeopainError(f"--model {path}: no such file; valid: nfcs or an exported "
                                ".onnx file (neopain export)")
-        try:
-            from neopain.export.runtime import OnnxPredictor
-        except ModuleNotFoundError:  # the ONNX runtime lands with issue 8
-            raise NeopainError(f"--model {path}: this release cannot run exported .onnx models "
-                               "yet; valid: nfcs") from None
+        from neopain.export.runtime import OnnxPredictor
+
         return OnnxPredictor(path, **options)
     raise NeopainError(f"--model {model!s}: not a model neopain can run; valid: nfcs or an "
                        "exported .onnx file (neopain export)")

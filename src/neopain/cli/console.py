@@ -55,8 +55,9 @@ def silence_native_stderr() -> None:
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
-    """Print a user-facing error (no traceback) and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print a user-facing error (no traceback) and exit. Not wrapped by Rich: the paths in it
+    stay whole for copying (the terminal wraps long lines)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,248 @@
+"""``neopain assess``: an image, a folder, a manifest or a video → pain assessments.
+
+Exit codes: 0 done; 1 bad input (the message says what to fix); 3 no face was found in any
+image or frame, so nothing could be assessed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from neopain.cli.console import console, err_console, fail, progress_bar
+from neopain.errors import NeopainError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+FORMATS = ("table", "csv", "json")
+NO_FACE_EXIT = 3
+
+
+def _kind(path: Path) -> str:
+    from neopain.monitor.images import IMAGE_SUFFIXES
+
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        fail(f"{escape(str(path))}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "manifest"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    fail(f"{escape(str(path))}: cannot tell what it is from {suffix or 'no suffix'!r}; valid: an "
+         f"image ({', '.join(IMAGE_SUFFIXES)}), a folder of images, a manifest .csv or a video "
+         f"({', '.join(VIDEO_SUFFIXES)})")
+
+
+def _predictor(model: str, *, threads: int | None, batch_size: int):
+    from neopain.prediction import load_predictor
+
+    if model == "nfcs":  # the ONNX runtime's settings below mean nothing to the NFCS scorer
+        return load_predictor(model)
+    return load_predictor(model, threads=threads, batch_size=batch_size)
+
+
+def assess(
+    source: Annotated[Path, typer.Argument(
+        help="An image, a folder of images (searched at any depth), a manifest .csv (faces "
+             "from its face_box column) or a video.")],
+    model: Annotated[str, typer.Option(
+        help="nfcs (the rule-based facial-action score) or an .onnx file from neopain "
+             "export.")] = "nfcs",
+    detector: Annotated[Optional[str], typer.Option(
+        help="Face detector (neopain faces list). Default: mediapipe-short; for a manifest, "
+             "its own face boxes.")] = None,
+    output_format: Annotated[str, typer.Option(
+        "--format", help="Images: table (readable), csv or json (printed to stdout).")
+    ] = "table",
+    out: Annotated[Optional[Path], typer.Option(
+        help="Images: write the results to this .csv or .json file. Video: the folder for "
+             "timeline.csv, episodes.csv, summary.json, timeline.png and report.html "
+             "(default: NAME-assessment next to the video).")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        help="Video: also write the HTML report here.")] = None,
+    overlays: Annotated[Optional[Path], typer.Option(
+        help="Images: write one picture per assessed image into this folder: face box, label, "
+             "P(pain) and, for an .onnx model, an occlusion heatmap of where it saw pain.")
+    ] = None,
+    window: Annotated[int, typer.Option(
+        help="Video: frames whose median P(pain) is the smoothed value.")] = 5,
+    hysteresis: Annotated[float, typer.Option(
+        help="Video: how far past the threshold the smoothed P(pain) must go to change "
+             "state.")] = 0.1,
+    max_gap: Annotated[float, typer.Option(
+        help="Video: seconds without a face after which the smoothing starts afresh.")] = 2.0,
+    step: Annotated[int, typer.Option(help="Video: assess every STEP-th frame.")] = 1,
+    min_episode: Annotated[float, typer.Option(
+        help="Video: leave out pain episodes shorter than this many seconds.")] = 0.0,
+    threads: Annotated[Optional[int], typer.Option(
+        help="ONNX Runtime threads (default: one per core).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = 16,
+) -> None:
+    """Detect the face, crop it as the model was trained, predict pain; images or a video.
+
+    Images and manifests: one row per image (face box, P(pain), label, or why there is
+    none). A video: a per-frame timeline with smoothing, pain episodes, the share of time in
+    pain, a timeline plot and an HTML report.
+
+    Exit codes: 0 done, 1 bad input, 3 no face found in any image or frame.
+
+    Examples: neopain assess baby.jpg --model model.onnx;
+    neopain assess clip.mp4 --model model.onnx --out clip-assessment
+    """
+    if output_format not in FORMATS:
+        fail(f"--format {escape(output_format)} is not valid; valid: {', '.join(FORMATS)}")
+    kind = _kind(source)
+    try:
+        with _predictor(model, threads=threads, batch_size=batch_size) as predictor:
+            if kind == "video":
+                if output_format != "table" or overlays is not None:
+                    fail("--format and --overlays are for images; a video writes its files "
+                         "into --out")
+                _video(source, predictor, detector=detector or "mediapipe-short", out=out,
+                       report=report, window=window, hysteresis=hysteresis, max_gap=max_gap,
+                       step=step, min_episode=min_episode)
+            else:
+                if report is not None:
+                    fail("--report is for videos; for images use --out results.csv or .json")
+                _images(source, kind, predictor, detector=detector, output_format=output_format,
+                        out=out, batch_size=batch_size, overlays=overlays)
+    except NeopainError as error:
+        fail(escape(str(error)))
+
+
+def _images(source: Path, kind: str, predictor, *, detector: str | None, output_format: str,
+            out: Path | None, batch_size: int, overlays: Path | None) -> None:
+    from neopain.data.manifest import load_manifest
+    from neopain.monitor.images import (
+        assess_images, assess_manifest, image_files, results_table,
+    )
+
+    if out is not None and out.suffix.lower() not in (".csv", ".json"):
+        raise NeopainError(f"--out {out}: must end in .csv or .json")
+    quiet = output_format != "table"  # stdout carries the data: no progress bar there
+    if kind == "manifest":
+        manifest = load_manifest(source)
+
+        def run(update=None):
+            return assess_manifest(manifest, predictor, detector=detector,
+                                   batch_size=batch_size, on_progress=update)
+    else:
+        paths = image_files(source) if kind == "folder" else [source]
+        if not paths:
+            raise NeopainError(f"{source}: no image files in it (any depth); valid suffixes: "
+                               ".jpg .jpeg .png .bmp .tif .tiff .webp")
+
+        def run(update=None):
+            return assess_images(paths, predictor, detector=detector or "mediapipe-short",
+                                 batch_size=batch_size, on_progress=update)
+    if quiet:
+        results = run()
+    else:
+        with progress_bar("assessing images") as update:
+            results = run(update)
+    if overlays is not None:
+        from neopain.monitor.overlays import write_overlays
+
+        files = [manifest.image_path(r.row) for r in results] if kind == "manifest" else paths
+        if quiet:
+            write_overlays(results, files, predictor, overlays)
+        else:
+            with progress_bar("drawing overlays") as update:
+                write_overlays(results, files, predictor, overlays, on_progress=update)
+    table = results_table(results)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".csv":
+            table.to_csv(out, index=False, lineterminator="\n")
+        else:
+            out.write_text(table.to_json(orient="records", indent=2) + "\n", encoding="utf-8")
+    if output_format == "csv":
+        print(table.to_csv(index=False, lineterminator="\n"), end="")
+    elif output_format == "json":
+        print(table.to_json(orient="records", indent=2))
+    else:
+        _print_images(table, source=source, model=predictor.name, out=out, overlays=overlays)
+    if not table["face"].any():
+        fail(f"no face found in any of the {len(table)} images of {escape(str(source))}; "
+             "nothing was assessed (check framing and lighting, or try another --detector)",
+             code=NO_FACE_EXIT)
+
+
+def _print_images(table, *, source: Path, model: str, out: Path | None,
+                  overlays: Path | None) -> None:
+    shown = table if len(table) <= 50 else table.head(50)
+    view = Table(title=f"{escape(str(source))}: {len(table)} images, model {escape(model)}",
+                 caption=None if len(table) <= 50 else f"first 50 of {len(table)} rows; use "
+                 "--out or --format csv for all")
+    for name, justify in (("image", "left"), ("face", "right"), ("P(pain)", "right"),
+                          ("label", "left"), ("note", "left")):
+        view.add_column(name, justify=justify)
+    for record in shown.itertuples(index=False):
+        prob = "" if record.prob_pain is None or record.prob_pain != record.prob_pain \
+            else f"{record.prob_pain:.3f}"
+        label = f"[bold red]{record.label}[/]" if record.label == "pain" else record.label
+        view.add_row(escape(str(record.image)), "yes" if record.face else "no", prob, label,
+                     escape(record.problem))
+    console.print(view)
+    pain = int((table["label"] == "pain").sum())
+    assessed = int((table["label"] != "").sum())
+    console.print(f"{assessed} assessed: {pain} pain, {assessed - pain} no pain; "
+                  f"{len(table) - assessed} without an assessment"
+                  + (f"; wrote {escape(str(out))}" if out is not None else "")
+                  + (f"; overlays in {escape(str(overlays))}/" if overlays is not None else ""))
+
+
+def _video(source: Path, predictor, *, detector: str, out: Path | None, report: Path | None,
+           window: int, hysteresis: float, max_gap: float, step: int,
+           min_episode: float) -> None:
+    from neopain.monitor.video import NoFaceError, assess_video, write_video_report
+
+    out = out if out is not None else source.with_name(f"{source.stem}-assessment")
+    with progress_bar("assessing frames") as update:
+        result = assess_video(source, predictor, detector=detector, window=window,
+                              hysteresis=hysteresis, max_gap_s=max_gap, step=step,
+                              min_episode_s=min_episode, on_progress=update)
+    try:
+        written = write_video_report(result, out)
+    except NoFaceError as error:
+        err_console.print(f"wrote {escape(str(out / 'timeline.csv'))} (every frame: no face)")
+        fail(escape(str(error)), code=NO_FACE_EXIT)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(written["html"], report)
+    summary = result.summary()
+    view = Table(title=f"{escape(source.name)}: model {escape(result.model)}", show_header=False)
+    view.add_column("what")
+    view.add_column("value", justify="right")
+    view.add_row("length", f"{result.duration_s:.1f} s, {result.frames} frames assessed")
+    view.add_row("frames with a face", f"{result.face_frames} of {result.frames}")
+    view.add_row("observed (with a state)", f"{result.observed_s:.1f} s "
+                 f"({100 * result.observed_share:.0f}%)")
+    share = "–" if result.pain_share is None else f"{100 * result.pain_share:.1f}%"
+    view.add_row("time in pain", f"{result.pain_s:.1f} s ({share} of observed)")
+    view.add_row("pain episodes", str(len(result.episodes)))
+    view.add_row("median latency", f"{result.timeline['latency_ms'].median():.1f} ms / frame")
+    console.print(view)
+    if result.episodes:
+        episodes = Table(title="pain episodes")
+        for name in ("#", "start s", "end s", "duration s", "peak"):
+            episodes.add_column(name, justify="right")
+        for number, episode in enumerate(summary["episodes"], start=1):
+            episodes.add_row(str(number), f"{episode['start_s']:.2f}", f"{episode['end_s']:.2f}",
+                             f"{episode['duration_s']:.2f}", f"{episode['peak']:.3f}")
+        console.print(episodes)
+    files = ", ".join(path.name for path in written.values())
+    console.print(f"wrote {escape(str(out))}/ ({files})"
+                  + (f" and {escape(str(report))}" if report is not None else ""))
+    if result.face_frames < result.frames:
+        err_console.print(f"note: no face in {result.frames - result.face_frames} of "
+                          f"{result.frames} frames (marked in the plot)", style="yellow")
+

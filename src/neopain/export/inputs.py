@@ -1,0 +1,86 @@
+"""Face crops of manifest rows, cut as a model file's crop rule says: for calibration, parity
+reports and ``neopain assess manifest.csv``.
+
+Images are read with training's reader (``data.augment.transform.read_image``, OpenCV's decoder)
+so that the pixels are the ones the model was trained and evaluated on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from neopain.data.augment.transform import read_image
+from neopain.data.manifest import Manifest
+from neopain.errors import NeopainError
+from neopain.monitor.pipeline import crop_for_predictor
+
+
+def select_rows(manifest: Manifest, *, rows: Sequence[int] | None = None,
+                subjects: Iterable[str] | None = None, limit: int | None = None) -> list[int]:
+    """Manifest row indices: ``rows``, or the rows of ``subjects``, or all; the first ``limit``.
+
+    Raises:
+        NeopainError: rows outside the manifest, unknown subjects, or both given.
+    """
+    if rows is not None and subjects is not None:
+        raise NeopainError("give rows or subjects, not both")
+    n = len(manifest)
+    if rows is not None:
+        chosen = [int(row) for row in rows]
+        outside = [row for row in chosen if not 0 <= row < n]
+        if outside:
+            raise NeopainError(f"rows has {outside[0]}; valid: 0 to {n - 1} (the manifest has "
+                               f"{n} rows)")
+    elif subjects is not None:
+        wanted = {str(subject) for subject in subjects}
+        unknown = sorted(wanted - set(manifest.table["subject"]))
+        if unknown:
+            raise NeopainError(f"subjects {', '.join(unknown[:5])} are not in the manifest; "
+                               "valid: its subject ids")
+        chosen = list(np.flatnonzero(manifest.table["subject"].isin(wanted).to_numpy()))
+    else:
+        chosen = list(range(n))
+    return chosen if limit is None else chosen[:limit]
+
+
+def spread(rows: Sequence[int], count: int) -> list[int]:
+    """``count`` rows evenly spaced over ``rows`` (all of them when there are fewer), so that a
+    calibration set covers every subject and source instead of the first few."""
+    if count >= len(rows):
+        return list(rows)
+    picks = np.linspace(0, len(rows) - 1, count).round().astype(int)
+    return [rows[i] for i in picks]
+
+
+def manifest_crops(manifest: Manifest, rows: Sequence[int], *,
+                   margin: float | None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(row, crop)`` for each row: the image cut to its ``face_box`` with ``margin``.
+
+    Raises:
+        NeopainError: an unreadable image or a missing face box, naming the manifest line.
+    """
+    boxes = manifest.boxes()
+    for row in rows:
+        path = manifest.image_path(int(row))
+        image = read_image(path)
+        if image is None:
+            raise NeopainError(f"manifest line {row + 2}, column 'image': cannot read {path}; "
+                               "valid: an image file (JPEG, PNG)")
+        box = None if np.isnan(boxes[row]).any() else boxes[row]
+        if box is None and margin is not None:
+            raise NeopainError(f"manifest line {row + 2}, column 'face_box': is empty, but the "
+                               "model was trained on face crops; detect faces first "
+                               "(neopain faces detect)")
+        try:
+            crop = crop_for_predictor(image, box, margin=margin)
+        except NeopainError as error:
+            raise NeopainError(f"manifest line {row + 2}, column 'face_box': {error}") from None
+        yield int(row), crop
+
+
+def labels_of(manifest: Manifest, rows: Sequence[int]) -> np.ndarray:
+    """1 for ``pain``, 0 for ``nopain``, -1 for anything else, per row."""
+    values = manifest.table["label"].to_numpy()[list(rows)]
+    return np.array([1 if v == "pain" else 0 if v == "nopain" else -1 for v in values])

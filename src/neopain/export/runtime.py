@@ -1,0 +1,177 @@
+"""``OnnxPredictor``: an exported model file → predictions, preprocessing exactly as training.
+
+The file's ``neopain.cfg`` says everything: crops are the face box in whole pixels when
+training cropped to the face (``margin`` 0; see ``monitor.pipeline.crop_for_predictor``) or the
+whole image; each crop is put in the cfg's channel order, resized as training's
+``resize_sample`` does (INTER_AREA when shrinking, INTER_LINEAR when growing) and normalized as
+``(pixel / 255 - mean) / std`` in float32, the same operations in the same order as
+``FaceDataset``. Batches go through one ONNX Runtime session, released by ``close``.
+
+Example:
+    >>> with OnnxPredictor("model.onnx", threads=2) as predictor:
+    ...     predictions = predictor.predict_crops(crops)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from neopain.data.augment.transform import resize_sample
+from neopain.errors import NeopainError
+from neopain.export.metadata import (
+    INPUT_NAME,
+    ExportedCfg,
+    ModelFileError,
+    cfg_from_metadata,
+)
+from neopain.prediction import Prediction, Predictor
+
+ProgressHook = Callable[[int, int], None]
+OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+
+
+def session_options(*, threads: int | None = None, optimization: str = "all"):
+    """ONNX Runtime session options: ``threads`` for one operator (None: ORT's default, one per
+    core), operators run one after another, and the graph optimization level.
+
+    Raises:
+        NeopainError: threads below 1 or an unknown optimization level.
+    """
+    import onnxruntime as ort
+
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise NeopainError(f"threads={threads!r} must be a whole number >= 1, or None for one "
+                           "per CPU core")
+    levels = dict(zip(OPTIMIZATIONS, (ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                      ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                      ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                      ort.GraphOptimizationLevel.ORT_ENABLE_ALL)))
+    if optimization not in levels:
+        raise NeopainError(f"optimization={optimization!r} is not valid; valid: "
+                           f"{', '.join(OPTIMIZATIONS)}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    return options
+
+
+class OnnxPredictor(Predictor):
+    """An exported neopain model file run by ONNX Runtime on the CPU.
+
+    Args:
+        path: the .onnx file (``neopain export``), fp32 or int8.
+        threads: ONNX Runtime threads per operator; None: one per CPU core.
+        batch_size: crops per session call.
+        optimization: ONNX Runtime graph optimization: disable, basic, extended or all.
+
+    Attributes:
+        exported_: the file's ``ExportedCfg`` (cfg, crop rule, run, fold, quantization).
+        margin: 0.0 when training cropped to the face box, None for whole images.
+
+    Raises:
+        ModelFileError: a missing file, one ONNX Runtime cannot load, or no ``neopain.cfg``.
+        NeopainError: bad ``threads``, ``batch_size`` or ``optimization``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
+                 batch_size: int = 16, optimization: str = "all") -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.threads = threads
+        self.batch_size = batch_size
+        self.optimization = optimization
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise NeopainError(f"batch_size={batch_size!r} must be a whole number >= 1")
+        options = session_options(threads=threads, optimization=optimization)
+        if not self.path.is_file():
+            raise ModelFileError(f"{self.path}: no such file; valid: an .onnx file written by "
+                                 "neopain export")
+        try:
+            self.session_ = ort.InferenceSession(str(self.path), sess_options=options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as error:  # ORT raises its own Fail/InvalidGraph/... types
+            raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it "
+                                 f"({str(error).splitlines()[0][:200]})") from None
+        metadata = self.session_.get_modelmeta().custom_metadata_map
+        self.exported_: ExportedCfg = cfg_from_metadata(metadata, source=str(self.path))
+        cfg = self.exported_.cfg
+        self.margin = self.exported_.margin
+        self.name = cfg.name + (f" {self.exported_.source_run}/fold_{self.exported_.fold}"
+                                if self.exported_.source_run else "")
+        if self.exported_.quantization != "none":
+            self.name += f" int8-{self.exported_.quantization}"
+        self.mean_ = np.asarray(cfg.mean, dtype=np.float32)
+        self.std_ = np.asarray(cfg.std, dtype=np.float32)
+
+    @property
+    def threshold(self) -> float:
+        """P(pain) at or above which the label is ``pain`` (the model's cfg)."""
+        return self.exported_.cfg.threshold
+
+    def preprocess(self, crop: np.ndarray) -> np.ndarray:
+        """One BGR uint8 crop → the float32 3×H×W input training would have made of it.
+
+        Raises:
+            NeopainError: a crop that is not an H×W×3 uint8 array.
+        """
+        if not isinstance(crop, np.ndarray) or crop.ndim != 3 or crop.shape[2] != 3 \
+                or crop.dtype != np.uint8 or crop.size == 0:
+            what = f"{crop.dtype} {crop.shape}" if isinstance(crop, np.ndarray) else \
+                type(crop).__name__
+            raise NeopainError(f"a face crop must be a BGR uint8 H×W×3 array; got {what}")
+        cfg = self.exported_.cfg
+        image = np.ascontiguousarray(crop[:, :, ::-1]) if cfg.channel_order == "RGB" else crop
+        image, _ = resize_sample(image, None, size=cfg.input_size)
+        pixels = (image.astype(np.float32) / 255.0 - self.mean_) / self.std_
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+    def predict_inputs(self, inputs: np.ndarray, *,
+                       on_progress: ProgressHook | None = None) -> np.ndarray:
+        """Run preprocessed N×3×H×W float32 inputs in batches; N×classes probabilities.
+
+        Raises:
+            NeopainError: the predictor is closed, or inputs of the wrong shape.
+        """
+        session = self._session()
+        inputs = np.asarray(inputs, dtype=np.float32)
+        expected = (3, *self.exported_.cfg.input_size)
+        if inputs.ndim != 4 or inputs.shape[1:] != expected:
+            raise NeopainError(f"inputs have shape {inputs.shape}; expected (N, {expected[0]}, "
+                               f"{expected[1]}, {expected[2]})")
+        parts = []
+        for start in range(0, len(inputs), self.batch_size):
+            batch = inputs[start:start + self.batch_size]
+            parts.append(session.run(None, {INPUT_NAME: batch})[0])
+            if on_progress is not None:
+                on_progress(min(start + self.batch_size, len(inputs)), len(inputs))
+        if not parts:
+            return np.empty((0, len(self.exported_.cfg.labels)))
+        return np.concatenate(parts).astype(np.float64)
+
+    def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
+        """Assess face crops (BGR uint8, cut with ``margin``), one ``Prediction`` each."""
+        if len(crops) == 0:
+            return []
+        probs = self.predict_inputs(np.stack([self.preprocess(crop) for crop in crops]))
+        pain = probs[:, self.exported_.pain_index]
+        threshold = self.threshold
+        return [Prediction(prob_pain=float(p), label="pain" if p >= threshold else "nopain",
+                           threshold=threshold, model=self.name) for p in pain]
+
+    def _session(self):
+        if self.session_ is None:
+            raise NeopainError(f"{self.path}: the predictor is closed; create a new one")
+        return self.session_
+
+    def close(self) -> None:
+        """Release the ONNX Runtime session (its weights and thread pool). Safe to call twice."""
+        self.session_ = None

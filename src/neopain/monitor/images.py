@@ -1,0 +1,178 @@
+"""Assess still images: files, a folder, or the rows of a manifest (faces from its face_box).
+
+Each image is read with training's reader (``data.augment.transform.read_image``), its subject's
+face found (``faces.choose_face``), cropped as the predictor was trained
+(``monitor.pipeline.crop_for_predictor``) and predicted in batches. An image that cannot be read
+or shows no face gets a row saying so; nothing is dropped silently.
+
+For a manifest, each row's ``face_box`` is taken as it is, so assessing a run's
+manifest with its exported model reproduces the run's ``predictions.csv``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neopain.data.augment.transform import read_image
+from neopain.data.manifest import Manifest
+from neopain.errors import NeopainError
+from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
+from neopain.monitor.pipeline import crop_for_predictor
+from neopain.prediction import Prediction, Predictor
+
+ProgressHook = Callable[[int, int], None]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+RESULT_COLUMNS = ("image", "row", "face", "x1", "y1", "x2", "y2", "prob_pain", "label",
+                  "threshold", "model", "problem")
+
+
+@dataclass(frozen=True)
+class ImageAssessment:
+    """One image's result.
+
+    Attributes:
+        image: the path as given (for a manifest: its ``image`` cell).
+        row: the manifest row (0-based), or None for plain files.
+        face: the face assessed, in image pixels; None when none was found.
+        prediction: the model's output; None without a face or image.
+        problem: why there is no prediction ("" when there is one).
+    """
+
+    image: str
+    row: int | None
+    face: Face | None
+    prediction: Prediction | None
+    problem: str = ""
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files under ``folder`` (any depth), sorted; suffixes ``IMAGE_SUFFIXES``.
+
+    Raises:
+        NeopainError: not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NeopainError(f"{folder}: not a folder")
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _assess(items: Sequence[tuple[str, int | None, Path, Face | None]], predictor: Predictor,
+            detector: FaceDetector | None, *, batch_size: int,
+            on_progress: ProgressHook | None) -> list[ImageAssessment]:
+    results: list[ImageAssessment | None] = [None] * len(items)
+    pending: list[tuple[int, Face, np.ndarray]] = []
+
+    def flush() -> None:
+        predictions = predictor.predict_crops([crop for _, _, crop in pending])
+        for (index, face, _), prediction in zip(pending, predictions):
+            name, row = items[index][:2]
+            results[index] = ImageAssessment(name, row, face, prediction)
+        pending.clear()
+
+    for index, (name, row, path, prior) in enumerate(items):
+        image = read_image(path)
+        if image is None:
+            results[index] = ImageAssessment(name, row, None, None,
+                                             f"cannot read {path} as an image")
+        else:
+            # no detector: the manifest's own box, untouched (detect() would rescale it)
+            face = prior if detector is None else choose_face(
+                detector.detect(image, prior=prior), image_shape=image.shape)
+            if face is None:
+                problem = "no face found" if detector is not None else \
+                    "no face_box in this manifest row (a detector can look for the face)"
+                results[index] = ImageAssessment(name, row, None, None, problem)
+            else:
+                try:
+                    crop = crop_for_predictor(image, face.box, margin=predictor.margin)
+                except NeopainError as error:
+                    results[index] = ImageAssessment(name, row, face, None, str(error))
+                else:
+                    pending.append((index, face, crop))
+                    if len(pending) >= batch_size:
+                        flush()
+        if on_progress is not None:
+            on_progress(index + 1, len(items))
+    if pending:
+        flush()
+    return [result for result in results if result is not None]
+
+
+def _detector(detector: str | FaceDetector | None) -> tuple[FaceDetector | None, bool]:
+    if detector is None or isinstance(detector, FaceDetector):
+        return detector, False
+    return create_detector(detector), True
+
+
+def assess_images(paths: Sequence[str | os.PathLike[str]], predictor: Predictor, *,
+                  detector: str | FaceDetector = "mediapipe-short", batch_size: int = 16,
+                  on_progress: ProgressHook | None = None) -> list[ImageAssessment]:
+    """Assess image files, one result each, in order.
+
+    Raises:
+        NeopainError: a detector that cannot be built.
+    """
+    items = [(str(path), None, Path(path), None) for path in paths]
+    found, owned = _detector(detector)
+    try:
+        return _assess(items, predictor, found, batch_size=batch_size, on_progress=on_progress)
+    finally:
+        if owned and found is not None:
+            found.close()
+
+
+def assess_manifest(manifest: Manifest, predictor: Predictor, *, rows: Sequence[int] | None = None,
+                    detector: str | FaceDetector | None = None, batch_size: int = 16,
+                    on_progress: ProgressHook | None = None) -> list[ImageAssessment]:
+    """Assess manifest rows (all by default).
+
+    ``detector=None`` takes each row's ``face_box`` as it is (rows without one get "no face
+    found"); a detector name or instance looks for faces in the images instead.
+
+    Raises:
+        NeopainError: a row index outside the manifest, a detector that cannot be built.
+    """
+    chosen = list(range(len(manifest))) if rows is None else [int(r) for r in rows]
+    outside = [row for row in chosen if not 0 <= row < len(manifest)]
+    if outside:
+        raise NeopainError(f"rows has {outside[0]}; valid: 0 to {len(manifest) - 1}")
+    boxes, points = manifest.boxes(), manifest.keypoints()
+    items = []
+    for row in chosen:
+        prior = None
+        if not np.isnan(boxes[row]).any():
+            keypoints = None if np.isnan(points[row]).any() else points[row]
+            prior = Face(tuple(float(v) for v in boxes[row]), 1.0, keypoints)
+        items.append((str(manifest.table["image"].iat[row]), row, manifest.image_path(row),
+                      prior))
+    found, owned = _detector(detector)
+    try:
+        return _assess(items, predictor, found, batch_size=batch_size, on_progress=on_progress)
+    finally:
+        if owned and found is not None:
+            found.close()
+
+
+def results_table(results: Sequence[ImageAssessment]) -> pd.DataFrame:
+    """One row per image, columns ``RESULT_COLUMNS`` (empty cells where there is nothing)."""
+    rows = []
+    for result in results:
+        box = result.face.box if result.face is not None else (None,) * 4
+        prediction = result.prediction
+        rows.append({
+            "image": result.image, "row": result.row, "face": int(result.face is not None),
+            "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
+            "prob_pain": None if prediction is None else prediction.prob_pain,
+            "label": "" if prediction is None else prediction.label,
+            "threshold": None if prediction is None else prediction.threshold,
+            "model": "" if prediction is None else prediction.model,
+            "problem": result.problem})
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).astype({"row": "Int64"})
