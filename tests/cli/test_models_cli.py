@@ -77,7 +77,7 @@ def test_show_ncnn_gives_both_output_variants():
     code, output = run("show", "ncnn")
     assert code == 0
     assert "72,602" in output and "72,593" in output
-    assert "merge.conv" in row(output, "CAM layer")
+    assert "centre.conv2" in row(output, "CAM layer")
 
 
 def test_unknown_model_exits_1_listing_valid_names():

@@ -9,8 +9,8 @@ import typer
 
 from neopain import __version__
 from neopain.cli import (
-    assess, augment, dataset, demo, evaluate, export, faces, folds, frames, importing, models,
-    serve, synth, train, users,
+    assess, augment, dataset, demo, evaluate, explain, export, faces, folds, frames, importing,
+    models, serve, synth, train, users,
 )
 from neopain.cli.console import console, err_console, setup_logging, silence_native_stderr
 from neopain.config import get_settings
@@ -35,6 +35,7 @@ app.add_typer(models.app, name="models")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("compare")(evaluate.compare)
+app.add_typer(explain.app, name="explain")
 app.command("export")(export.export)
 app.command("assess")(assess.assess)
 app.command("serve")(serve.serve)

@@ -28,7 +28,8 @@ class ModelCfg:
             values minus a mean ``m`` has ``mean = m / 255`` and ``std = 1 / 255``.
         channel_order: ``"RGB"`` or ``"BGR"``.
         labels: class names in output index order (``FaceDataset.LABEL_INDEX``).
-        cam_layer: dotted module path of the layer Grad-CAM targets (the last convolution).
+        cam_layer: dotted module path of the layer Grad-CAM targets (usually the last
+            convolution; N-CNN's is finer, docs/explain.md).
         threshold: P(pain) at or above which the prediction is ``pain``.
 
     Raises:

@@ -29,7 +29,7 @@ NCNN_CFG = ModelCfg(
     mean=(0.5, 0.5, 0.5),  # pixels scaled to [-1, 1]
     std=(0.5, 0.5, 0.5),
     channel_order="RGB",
-    cam_layer="merge.conv",
+    cam_layer="centre.conv2",  # finer than merge.conv (11×11): docs/explain.md
 )
 
 

@@ -1,0 +1,326 @@
+"""``neopain explain``: heatmaps, facial regions, agreement with human perception, sanity checks.
+
+``neopain explain run MODEL`` (a Typer group cannot take a path argument next to its
+subcommands, so the DESIGN's ``neopain explain runs/NAME/fold_K`` is spelled with ``run``),
+``neopain explain compare`` and ``neopain explain sanity``. The library is imported inside the
+commands: ``neopain --help`` must not pay for torch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from neopain.cli.console import console, err_console, fail, progress_bar
+from neopain.cli.dataset import count_problems, print_problems
+from neopain.data.tables import TableError
+from neopain.errors import NeopainError
+
+app = typer.Typer(help="Explain a model's decisions: heatmaps, facial regions, agreement with "
+                       "human perception, sanity checks.", no_args_is_help=True)
+
+METHOD_NAMES = ("gradcam", "ig", "occlusion")
+
+
+def _fail(error: NeopainError) -> None:
+    if isinstance(error, TableError):
+        print_problems(error)
+        fail(f"{escape(str(error.path))}: {count_problems(error)}")
+    fail(escape(str(error)))
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _open_model(model: Path):
+    """(torch model or PainFunction, cfg, fold or None, crop to face?, closer) of a fold folder
+    or an .onnx file."""
+    if model.suffix.lower() == ".onnx":
+        from neopain.export.runtime import OnnxPredictor
+
+        predictor = OnnxPredictor(model)
+        pain = predictor.exported_.pain_index
+
+        def prob_pain(images):
+            return predictor.predict_inputs(images)[:, pain]
+
+        return (prob_pain, predictor.exported_.cfg, None,
+                predictor.exported_.crop == "face_box", predictor.close)
+    from neopain.export.onnx import load_fold
+
+    fold = load_fold(model)
+    return fold.model, fold.model.cfg, fold, fold.exported.crop == "face_box", lambda: None
+
+
+def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
+           limit: int | None):
+    """(items iterator, count) of a folder, the fold's test rows, or a manifest's rows."""
+    from neopain.data.manifest import load_manifest
+    from neopain.explain.run import IMAGE_SUFFIXES, fold_rows, folder_items, manifest_items
+
+    if images is not None:
+        count = sum(1 for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+            if images.is_dir() else 0
+        items = folder_items(images, cfg)
+    else:
+        path = manifest or (fold.manifest if fold is not None else None)
+        if path is None:
+            raise NeopainError("no images to explain: give --images DIR, or --manifest "
+                               "(an .onnx model has no test subjects)")
+        data = load_manifest(path)
+        rows = fold_rows(data, fold.test_subjects) if fold is not None else list(range(len(data)))
+        rows = rows[:limit] if limit is not None else rows
+        count, items = len(rows), manifest_items(data, cfg, rows=rows, crop_to_face=crop)
+    if limit is not None and count > limit:
+        count, items = limit, (item for item, _ in zip(items, range(limit)))
+    return items, count
+
+
+def _explainers(methods: list[str], model, cfg, *, layer, baseline, steps, gate):
+    from neopain.explain import GradCam, IntegratedGradients, Occlusion
+
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown:
+        raise NeopainError(f"--method {unknown[0]!r} is not valid; valid: "
+                           f"{', '.join(METHOD_NAMES)}")
+    built = {}
+    for method in dict.fromkeys(methods):
+        if method == "gradcam":
+            built[method] = GradCam(model, layer=layer, gate=gate)
+        elif method == "ig":
+            built[method] = IntegratedGradients(model, baseline=baseline, steps=steps, cfg=cfg)
+        else:
+            built[method] = Occlusion(model, baseline=baseline, cfg=cfg)
+    return built
+
+
+@app.command("run")
+def run(
+    model: Annotated[Path, typer.Argument(
+        help="A training fold (runs/NAME/fold_K, holds model.pt), or an exported .onnx file "
+             "(occlusion only).")],
+    out: Annotated[Path, typer.Option(help="Folder for heatmaps, overlays and tables.")],
+    method: Annotated[list[str], typer.Option(
+        help="gradcam, ig or occlusion; repeat for several.")] = ["gradcam"],  # noqa: B006
+    target: Annotated[str, typer.Option(
+        help="Explain the predicted class, the true class, or both.")] = "predicted",
+    images: Annotated[Optional[Path], typer.Option(
+        help="Explain every image in this folder (each a face image) instead of the fold's "
+             "test images.")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(
+        help="The manifest (default: the run's config.yaml); with an .onnx model, all its "
+             "rows.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Explain at most this many images.")]
+    = None,
+    layer: Annotated[Optional[str], typer.Option(
+        help="Grad-CAM layer (dotted module path); default the model cfg's cam_layer.")] = None,
+    gate: Annotated[bool, typer.Option(
+        "--gate/--no-gate", help="Grad-CAM: zero positions no gradient reaches.")] = True,
+    baseline: Annotated[str, typer.Option(help="IG and occlusion baseline: blur or black.")]
+    = "blur",
+    steps: Annotated[int, typer.Option(help="IG integration steps (first pass).")] = 64,
+    overlays: Annotated[bool, typer.Option(
+        "--overlays/--no-overlays", help="Also write overlay PNGs.")] = True,
+) -> None:
+    """Heatmaps (.npy), overlays (.png) and facial-region shares for a model's decisions.
+
+    Writes OUT/heatmaps/, OUT/overlays/, OUT/regions/, OUT/explanations.csv, and with
+    keypoints known OUT/regions.csv and OUT/regions.png (what drives each predicted class).
+    """
+    from neopain.explain.regions import regions_by_class
+    from neopain.explain.report import regions_figure
+    from neopain.explain.run import explain_images
+
+    if limit is not None and limit < 1:
+        fail(f"--limit {limit} is not valid; valid: a whole number >= 1")
+    closers = []
+    try:
+        network, cfg, fold, crop, close = _open_model(model)
+        closers.append(close)
+        items, count = _items(cfg, fold, crop, images=images, manifest=manifest, limit=limit)
+        explainers = _explainers(method, network, cfg, layer=layer, baseline=baseline,
+                                 steps=steps, gate=gate)
+        closers += [e.close for e in explainers.values()]
+        with progress_bar("explaining") as update:
+            table = explain_images(items, explainers, cfg=cfg, out=out, target=target,
+                                   total=count, overlays=overlays, on_progress=update)
+        regions = None
+        if table["forehead"].notna().any():
+            regions = regions_by_class(table.dropna(subset=["forehead"]))
+            regions.to_csv(out / "regions.csv", lineterminator="\n")
+            regions_figure(regions, out / "regions.png")
+    except NeopainError as error:
+        _fail(error)
+    finally:
+        for close in closers:
+            close()
+    _print_run(table, regions, out)
+
+
+def _print_run(table, regions, out: Path) -> None:
+    counts = Table(title=Text(f"{table['image'].nunique()} images explained"))
+    for column in ("method", "target class", "heatmaps", "predicted pain"):
+        counts.add_column(column, justify="left" if column == "method" else "right")
+    for (method, target), group in table.groupby(["method", "target"]):
+        counts.add_row(method, target, str(len(group)), str(int((group["pred"] == "pain").sum())))
+    console.print(counts)
+    if regions is not None:
+        from neopain.explain.regions import OUTSIDE, REGIONS
+
+        shares = Table(title="what drives the decisions: mean share of attribution per "
+                             "facial region, by predicted class")
+        shares.add_column("region")
+        for (method, pred), images in regions["images"].items():
+            shares.add_column(Text(f"{method}\n{pred} ({int(images)})"), justify="right")
+        for name in (*REGIONS, OUTSIDE):
+            shares.add_row(name, *(_number(value, 2) for value in regions[name]))
+        console.print(shares)
+    else:
+        err_console.print(Text("note: no keypoints known, so no facial-region shares",
+                               style="yellow"))
+    console.print(f"wrote {escape(str(out))}/ (heatmaps/, overlays/, explanations.csv"
+                  f"{', regions.csv, regions.png' if regions is not None else ''})",
+                  highlight=False)
+
+
+@app.command("compare")
+def compare(
+    perception: Annotated[Path, typer.Option(
+        help="Perception table: file_name, heatmap_file_name, persona, new_percep_file_name, "
+             "new_file_name.")],
+    attributions: Annotated[Optional[Path], typer.Option(
+        help="Folder written by `neopain explain run` (its predicted-class heatmaps).")] = None,
+    masks: Annotated[Optional[Path], typer.Option(
+        help="Compare with the ground-truth action masks of this manifest (mask column) "
+             "instead.")] = None,
+    method: Annotated[Optional[str], typer.Option(
+        help="Which method's heatmaps, when the folder holds several.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Report folder (default: ATTRIBUTIONS/agreement, or agreement/ next to the "
+             "manifest).")] = None,
+    top_k: Annotated[float, typer.Option(help="Share of pixels in the top masks of iou.")]
+    = 0.1,
+) -> None:
+    """Agreement of human perception heatmaps with a model's heatmaps or ground-truth masks.
+
+    Per image and persona: Pearson, Spearman, SSIM, IoU of the top-k% pixels, Schiller's
+    overlap score and Spearman of region rankings; per persona and per persona and class.
+    Writes agreement.csv, summary.json, report.html and figures/.
+    """
+    from neopain.explain.compare import attribution_references, mask_references
+    from neopain.explain.perception import compare_perception, load_perception
+    from neopain.explain.report import write_perception_report
+
+    if (attributions is None) == (masks is None):
+        fail("give exactly one of --attributions DIR and --masks MANIFEST")
+    try:
+        table = load_perception(perception)
+        notes = []
+        if attributions is not None:
+            references, method = attribution_references(attributions, method=method)
+            reference = f"the model's {method} heatmaps of the predicted class"
+            out = out or attributions / "agreement"
+        else:
+            references, left_out = mask_references(masks)
+            reference = "the ground-truth action masks"
+            out = out or masks.parent / "agreement"
+            if left_out:
+                notes.append(f"{left_out} images without any action left out")
+        with progress_bar("comparing heatmaps") as update:
+            agreement = compare_perception(table, references, top_k=top_k, on_progress=update)
+        unmatched = table["image"].nunique() - agreement["image"].nunique()
+        if agreement.empty:
+            raise NeopainError(f"no image of {perception} has a heatmap to compare with; "
+                               "the tables name different images")
+        if unmatched:
+            notes.append(f"{unmatched} images of the perception table have nothing to "
+                         "compare with")
+        written = write_perception_report(agreement, out, reference=reference, notes=notes)
+    except NeopainError as error:
+        _fail(error)
+    _print_compare(agreement, reference, notes, written)
+
+
+def _print_compare(agreement, reference: str, notes: list[str], written: dict) -> None:
+    from neopain.explain.perception import AGREEMENT_METRICS, summarize_agreement
+
+    summary = summarize_agreement(agreement)
+    personas = Table(title=Text(f"agreement with {reference}: mean ± std over images, "
+                                "personas best first"))
+    personas.add_column("metric")
+    for rank, (persona, row) in zip(summary["rank"], summary.iterrows()):
+        personas.add_column(Text(f"{rank}. {persona}\n({int(row['images'])} images)"),
+                            justify="right")
+    for metric in AGREEMENT_METRICS:
+        personas.add_row(metric.replace("_", " "), *(
+            f"{_number(row[f'{metric}_mean'], 2)} ± {_number(row[f'{metric}_std'], 2)}"
+            for _, row in summary.iterrows()))
+    console.print(personas)
+    classes = Table(title="per persona and class (means)")
+    for name in ("persona", "class", "images", *AGREEMENT_METRICS):
+        classes.add_column(name.replace("_", " "), no_wrap=name == "persona",
+                           justify="left" if name in ("persona", "class") else "right")
+    per_class = summarize_agreement(agreement, by=("persona", "group"))
+    order = {persona: rank for rank, persona in enumerate(summary.index)}
+    for (persona, group), row in sorted(per_class.iterrows(),
+                                        key=lambda item: (order[item[0][0]], item[0][1])):
+        classes.add_row(Text(persona), Text(group), str(int(row["images"])),
+                        *(_number(row[f"{m}_mean"], 2) for m in AGREEMENT_METRICS))
+    console.print(classes)
+    for note in notes:
+        err_console.print(Text(f"note: {note}", style="yellow"))
+    console.print(f"wrote {escape(str(written['html']))}, agreement.csv, summary.json, "
+                  "figures/", highlight=False)
+
+
+@app.command("sanity")
+def sanity(
+    model: Annotated[Path, typer.Argument(help="A training fold (runs/NAME/fold_K).")],
+    method: Annotated[list[str], typer.Option(
+        help="gradcam and/or ig (repeat); default both.")] = ["gradcam", "ig"],  # noqa: B006
+    images: Annotated[int, typer.Option(help="Test images to check.")] = 8,
+    manifest: Annotated[Optional[Path], typer.Option(
+        help="The manifest (default: the run's config.yaml).")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="Grad-CAM layer.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the weight randomization.")] = 0,
+) -> None:
+    """Do explanations depend on the weights, and do IG attributions add up?
+
+    Cascading weight randomization (top layer first): mean Spearman correlation with the
+    trained model's heatmaps, which must fall below 0.5 once every layer is random; and IG
+    completeness: |sum of attributions - (f(x) - f(baseline))| within 2% of |f(x) - f(baseline)|.
+    Exits 1 when a check fails.
+    """
+    from neopain.explain.sanity import check_fold
+
+    if images < 1:
+        fail(f"--images {images} is not valid; valid: a whole number >= 1")
+    try:
+        with progress_bar("sanity checks") as update:
+            report = check_fold(model, methods=method, images=images, manifest=manifest,
+                                layer=layer, seed=seed, on_progress=update)
+    except NeopainError as error:
+        _fail(error)
+    for name, steps in report.randomization.items():
+        table = Table(title=f"{name}: cascading weight randomization ({report.images} images)")
+        for column in ("step", "layer randomized", "mean Spearman", "median"):
+            table.add_column(column, justify="left" if column.startswith("layer") else "right")
+        for row in steps.itertuples(index=False):
+            table.add_row(str(row.step), row.layer, _number(row.mean, 2), _number(row.median, 2))
+        console.print(table)
+    if report.completeness is not None:
+        relative = report.completeness["relative_error"]
+        console.print(f"IG completeness: relative error median {relative.median():.2%}, "
+                      f"max {relative.max():.2%} ({len(relative)} images)", highlight=False)
+    for line in report.verdicts:
+        console.print(("[green]pass[/] " if line.passed else "[bold red]FAIL[/] ")
+                      + escape(line.text), highlight=False)
+    if not all(line.passed for line in report.verdicts):
+        raise typer.Exit(1)

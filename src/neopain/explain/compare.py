@@ -1,0 +1,109 @@
+"""What persona heatmaps are compared with: a model's explanations, or ground-truth action masks.
+
+``attribution_references`` reads a folder written by ``explain_images`` (``neopain explain
+run``): the heatmaps of the predicted class for one method, with the face crop they were made
+on and their facial regions. ``mask_references`` reads a manifest whose ``mask`` column holds
+bit masks (the synthetic cohort): the actions' ground truth on the whole image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neopain.data.manifest import load_manifest
+from neopain.data.tables import Problem, TableError
+from neopain.errors import NeopainError
+from neopain.explain.localization import mask_in_input, read_action_mask
+from neopain.explain.perception import Reference
+from neopain.explain.regions import region_map
+
+
+def attribution_references(folder: str | os.PathLike[str], *, method: str | None = None
+                           ) -> tuple[dict[str, Reference], str]:
+    """The predicted-class heatmaps of one method in an explanations folder, by image.
+
+    Args:
+        folder: written by ``neopain explain run`` (holds explanations.csv).
+        method: which method's heatmaps; None: the only one there.
+
+    Returns:
+        (image → reference, the method used).
+
+    Raises:
+        NeopainError: no explanations.csv, several methods and none chosen, an unknown method,
+            no heatmap of the predicted class.
+    """
+    folder = Path(folder)
+    file = folder / "explanations.csv"
+    if not file.is_file():
+        raise NeopainError(f"{file}: file not found; give the --out folder of "
+                           "`neopain explain run`")
+    table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    methods = list(dict.fromkeys(table["method"]))
+    if method is None:
+        if len(methods) != 1:
+            raise NeopainError(f"{file} holds the methods {', '.join(methods)}; choose one "
+                               "with --method")
+        method = methods[0]
+    if method not in methods:
+        raise NeopainError(f"method={method!r} is not in {file}; valid: {', '.join(methods)}")
+    chosen = table[(table["method"] == method) & (table["target"] == table["pred"])]
+    if chosen.empty:
+        raise NeopainError(f"{file} has no {method} heatmap of a predicted class; run "
+                           "`neopain explain run` with --target predicted or both")
+    references = {}
+    for row in chosen.itertuples(index=False):
+        box = json.loads(row.crop_box) if row.crop_box else None
+        references[row.image] = Reference(
+            heatmap=np.load(folder / row.heatmap, allow_pickle=False), group=row.pred,
+            crop_box=None if box is None else tuple(box),
+            regions=np.load(folder / row.regions, allow_pickle=False) if row.regions else None)
+    return references, method
+
+
+def mask_references(manifest: str | os.PathLike[str], *, max_side: int = 160
+                    ) -> tuple[dict[str, Reference], int]:
+    """Ground-truth action masks of a manifest's ``mask`` column, by image.
+
+    Masks are shrunk so that their longer side is at most ``max_side`` (the metrics do not need
+    full resolution); images without any action are left out (nothing to look at).
+
+    Returns:
+        (image → reference grouped by the row's label, how many rows were left out).
+
+    Raises:
+        TableError: no ``mask`` column.
+        NeopainError: a mask file that is missing or unreadable.
+    """
+    data = load_manifest(manifest)
+    table = data.table
+    if "mask" not in table.columns:
+        raise TableError(Path(manifest), [Problem(None, "mask", None, "column missing; "
+                                                  "ground-truth masks come from `neopain synth`")])
+    keypoints = data.keypoints()
+    references: dict[str, Reference] = {}
+    left_out = 0
+    for row, (image, label, cell) in enumerate(zip(table["image"], table["label"],
+                                                   table["mask"])):
+        if not cell.strip():
+            left_out += 1
+            continue
+        mask = read_action_mask(data.root / cell)
+        scale = min(1.0, max_side / max(mask.shape))
+        size = (max(int(round(mask.shape[0] * scale)), 1),
+                max(int(round(mask.shape[1] * scale)), 1))
+        small = mask_in_input(mask, size=size)
+        if not small.any():
+            left_out += 1
+            continue
+        points = keypoints[row]
+        ratio = np.array([size[1] / mask.shape[1], size[0] / mask.shape[0]])
+        regions = (None if np.isnan(points).any()
+                   else region_map(size, keypoints=(points + 0.5) * ratio - 0.5))
+        references[image] = Reference(small.astype(np.float32), label, regions=regions)
+    return references, left_out

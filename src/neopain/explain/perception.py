@@ -1,0 +1,263 @@
+"""Agreement of heatmaps with human perception heatmaps: where people looked to judge pain.
+
+The perception table has the published layout: ``file_name`` (the face image's file name),
+``heatmap_file_name``, ``persona`` (observer group, e.g. physicians, parents, lay people),
+``new_percep_file_name`` (the heatmap's path) and ``new_file_name`` (the image's path); paths
+are relative to the table's folder. Heatmaps are grayscale images (or ``.npy`` arrays) on the
+face image's pixels, larger where people looked more.
+
+Metrics, per image and persona (``AGREEMENT_METRICS``):
+
+- ``pearson`` / ``spearman``: correlation of the two maps' pixel values;
+- ``ssim``: structural similarity (scikit-image) of the maps scaled to 0–1;
+- ``iou``: intersection over union of the top-k% pixels of each map;
+- ``overlap``: Schiller et al.'s overlap score, as we read it: both maps scaled to sum 1, the
+  sum over pixels of the smaller of the two (histogram intersection; 1 = the same
+  distribution of attention, 0 = no pixel in common);
+- ``region_spearman``: Spearman correlation of the facial regions ranked by their share of
+  each map (``explain.regions``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+import pandas as pd
+from scipy import stats
+from skimage.metrics import structural_similarity
+
+from neopain.data.tables import Problem, TableError, read_table
+from neopain.errors import NeopainError
+from neopain.explain.regions import REGIONS, region_shares
+
+PERCEPTION_COLUMNS = ("file_name", "heatmap_file_name", "persona", "new_percep_file_name",
+                      "new_file_name")
+AGREEMENT_METRICS = ("pearson", "spearman", "ssim", "iou", "overlap", "region_spearman")
+_HINT = f"a perception table has the columns {', '.join(PERCEPTION_COLUMNS)}"
+
+
+def load_perception(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a perception table: one row per image and persona.
+
+    Returns:
+        Columns ``line`` (in the file), ``persona``, ``image`` (``new_file_name``),
+        ``file_name`` and ``heatmap`` (absolute path of ``new_percep_file_name``).
+
+    Raises:
+        TableError: missing columns, empty cells or a repeated (image, persona) pair, each
+            named by line and column.
+    """
+    path = Path(path)
+    table, lines = read_table(path, required_hint=_HINT)
+    missing = [c for c in PERCEPTION_COLUMNS if c not in table.columns]
+    if missing:
+        raise TableError(path, [Problem(None, c, None, f"column missing; {_HINT}")
+                                for c in missing])
+    problems = [Problem(line, column, None, "is empty; every row needs it")
+                for column in ("persona", "new_percep_file_name", "new_file_name")
+                for line, value in zip(lines, table[column]) if not value.strip()]
+    seen: dict[tuple[str, str], int] = {}
+    for line, image, persona in zip(lines, table["new_file_name"], table["persona"]):
+        key = (image.strip(), persona.strip())
+        if key in seen and all(key):
+            problems.append(Problem(line, "persona", persona, f"repeats line {seen[key]} for "
+                                                              f"the same image {image!r}"))
+        seen.setdefault(key, line)
+    if problems:
+        raise TableError(path, problems)
+    return pd.DataFrame({
+        "line": lines,
+        "persona": table["persona"].str.strip(),
+        "image": [PurePosixPath(p.strip().replace("\\", "/")).as_posix()
+                  for p in table["new_file_name"]],
+        "file_name": table["file_name"].str.strip(),
+        "heatmap": [str(path.parent / p.strip()) for p in table["new_percep_file_name"]],
+    })
+
+
+def read_heatmap(path: str | os.PathLike[str]) -> np.ndarray:
+    """A heatmap file (grayscale or colour image, or ``.npy``) as float32 (H, W) scaled to 0–1.
+
+    Raises:
+        NeopainError: the file is missing or unreadable (the message names it).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            heat = np.load(path, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as error:
+            raise NeopainError(f"heatmap {path} cannot be read: {error}") from None
+    else:
+        data = np.fromfile(path, dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+        if image is None:
+            raise NeopainError(f"heatmap {path} is missing or not an image; valid: a grayscale "
+                               "PNG/JPEG or a .npy array")
+        heat = image.astype(np.float32)
+    if heat.ndim != 2:
+        raise NeopainError(f"heatmap {path} has shape {heat.shape}; valid: one (H, W) map")
+    peak = float(heat.max()) if heat.size else 0.0
+    return heat / peak if peak > 0 else heat
+
+
+def top_mask(heatmap: np.ndarray, share: float) -> np.ndarray:
+    """The ``share`` of pixels with the largest values (ties broken by position)."""
+    flat = np.asarray(heatmap, dtype=np.float64).ravel()
+    count = min(max(int(round(share * flat.size)), 1), flat.size)
+    mask = np.zeros(flat.size, bool)
+    mask[np.argpartition(-flat, count - 1)[:count]] = True
+    return mask.reshape(np.shape(heatmap))
+
+
+def overlap_score(a: np.ndarray, b: np.ndarray) -> float:
+    """Histogram intersection of two non-negative maps scaled to sum 1 (NaN if one is empty)."""
+    a = np.clip(np.asarray(a, dtype=np.float64), 0, None)
+    b = np.clip(np.asarray(b, dtype=np.float64), 0, None)
+    if a.sum() <= 0 or b.sum() <= 0:
+        return math.nan
+    return float(np.minimum(a / a.sum(), b / b.sum()).sum())
+
+
+def _correlation(kind: Callable, a: np.ndarray, b: np.ndarray) -> float:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan  # undefined for a constant map
+    return float(kind(a, b)[0])
+
+
+def agreement(heatmap: np.ndarray, reference: np.ndarray, *, top_k: float = 0.1,
+              regions: np.ndarray | None = None) -> dict[str, float]:
+    """Every ``AGREEMENT_METRICS`` value between two maps of the same shape.
+
+    Args:
+        heatmap, reference: (H, W) maps; negative values count as 0.
+        top_k: share of pixels in the top masks of ``iou``.
+        regions: region labels (``regions.region_map``) for ``region_spearman``; NaN without.
+
+    Raises:
+        NeopainError: shapes differ, or ``top_k`` is not in (0, 1).
+    """
+    a = np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
+    b = np.clip(np.asarray(reference, dtype=np.float64), 0, None)
+    if a.shape != b.shape or a.ndim != 2:
+        raise NeopainError(f"heatmaps of shapes {a.shape} and {b.shape} cannot be compared; "
+                           "valid: two (H, W) maps of the same size")
+    if not 0 < top_k < 1:
+        raise NeopainError(f"top_k={top_k!r} is not valid; valid: a share in (0, 1)")
+    scaled = [m / m.max() if m.max() > 0 else m for m in (a, b)]
+    top_a, top_b = top_mask(a, top_k), top_mask(b, top_k)
+    result = {
+        "pearson": _correlation(stats.pearsonr, a.ravel(), b.ravel()),
+        "spearman": _correlation(stats.spearmanr, a.ravel(), b.ravel()),
+        "ssim": float(structural_similarity(*scaled, data_range=1.0))
+        if min(a.shape) >= 7 else math.nan,
+        "iou": float((top_a & top_b).sum() / (top_a | top_b).sum()),
+        "overlap": overlap_score(a, b),
+        "region_spearman": math.nan,
+    }
+    if regions is not None:
+        share_a, share_b = region_shares(a, regions), region_shares(b, regions)
+        ranks = np.array([[share_a[r], share_b[r]] for r in REGIONS])
+        if np.isfinite(ranks).all():
+            result["region_spearman"] = _correlation(stats.spearmanr, ranks[:, 0], ranks[:, 1])
+    return result
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a persona's heatmap is compared with, for one image.
+
+    Attributes:
+        heatmap: (H, W): a model's heatmap, or a ground-truth mask.
+        group: the class the comparison is aggregated under (predicted class, or label).
+        crop_box: [x1, y1, x2, y2] of the image the reference's frame was cropped from (the
+            face box of a ``crop_to_face`` model); None: the reference is on the whole image.
+        regions: region labels on the reference's frame, for ``region_spearman``.
+    """
+
+    heatmap: np.ndarray
+    group: str
+    crop_box: tuple[float, float, float, float] | None = None
+    regions: np.ndarray | None = None
+
+
+def into_frame(heatmap: np.ndarray, *, shape: tuple[int, int],
+               crop_box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """A whole-image heatmap cropped as ``FaceDataset`` crops faces and resized to ``shape``."""
+    if crop_box is not None:
+        height, width = heatmap.shape
+        x1 = int(np.clip(np.floor(crop_box[0]), 0, width - 1))
+        y1 = int(np.clip(np.floor(crop_box[1]), 0, height - 1))
+        x2 = int(np.clip(np.ceil(crop_box[2]), x1 + 1, width))
+        y2 = int(np.clip(np.ceil(crop_box[3]), y1 + 1, height))
+        heatmap = heatmap[y1:y2, x1:x2]
+    if heatmap.shape != tuple(shape):
+        shrink = shape[0] * shape[1] < heatmap.size
+        heatmap = cv2.resize(np.ascontiguousarray(heatmap, dtype=np.float32),
+                             (shape[1], shape[0]),
+                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return heatmap
+
+
+def match_references(perception: pd.DataFrame,
+                     references: Mapping[str, Reference]) -> list[str | None]:
+    """The reference key of each perception row: its ``image`` path, else a unique file name."""
+    by_name: dict[str, str | None] = {}
+    for key in references:
+        name = PurePosixPath(key).name
+        by_name[name] = None if name in by_name else key  # a repeated name matches nothing
+    return [image if image in references else by_name.get(name)
+            for image, name in zip(perception["image"], perception["file_name"])]
+
+
+def compare_perception(perception: pd.DataFrame, references: Mapping[str, Reference], *,
+                       top_k: float = 0.1,
+                       on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Agreement of every persona's heatmap with the reference of its image.
+
+    Rows whose image has no reference are left out (the caller reports how many).
+
+    Returns:
+        One row per compared (image, persona): ``image``, ``persona``, ``group`` and the
+        ``AGREEMENT_METRICS``.
+
+    Raises:
+        NeopainError: a heatmap file that is missing or unreadable.
+    """
+    keys = match_references(perception, references)
+    todo = [(row, key) for row, key in zip(perception.itertuples(index=False), keys)
+            if key is not None]
+    records = []
+    for done, (row, key) in enumerate(todo, start=1):
+        reference = references[key]
+        human = into_frame(read_heatmap(row.heatmap), shape=reference.heatmap.shape,
+                           crop_box=reference.crop_box)
+        records.append({"image": key, "persona": row.persona, "group": reference.group,
+                        **agreement(reference.heatmap, human, top_k=top_k,
+                                    regions=reference.regions)})
+        if on_progress is not None:
+            on_progress(done, len(todo))
+    return pd.DataFrame(records, columns=["image", "persona", "group", *AGREEMENT_METRICS])
+
+
+def summarize_agreement(table: pd.DataFrame, *, by: tuple[str, ...] = ("persona",)
+                        ) -> pd.DataFrame:
+    """Mean and standard deviation of each metric per group, with ``images`` compared.
+
+    Columns ``<metric>_mean`` and ``<metric>_std`` (NaN values left out); personas are
+    ranked best first by their mean rank over the metrics (``rank`` column, 1 = best).
+    """
+    grouped = table.groupby(list(by), sort=True)
+    summary = grouped[list(AGREEMENT_METRICS)].agg(["mean", "std"])
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    summary.insert(0, "images", grouped.size())
+    means = summary[[f"{m}_mean" for m in AGREEMENT_METRICS]]
+    if by == ("persona",):
+        summary["rank"] = means.rank(ascending=False).mean(axis=1).rank(method="min").astype(int)
+        summary = summary.sort_values(["rank", "images"], ascending=[True, False])
+    return summary

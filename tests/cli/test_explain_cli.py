@@ -1,0 +1,135 @@
+"""``neopain explain run | compare | sanity`` through the Typer app: the files written are the
+ones promised (heatmaps, overlays, explanations.csv, region shares per predicted class), an
+exported ONNX model is explained through occlusion, compare ranks the cohort's personas
+(physicians first against the ground truth), and bad input exits 1 naming what is wrong."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from neopain.cli.app import app as neopain_app
+from neopain.data.folds import make_folds, save_folds
+from neopain.data.manifest import load_manifest, sha256_file
+from neopain.data.synthetic import CohortSpec, generate_cohort
+from neopain.explain.regions import REGIONS
+from neopain.training import TrainConfig, run_cv
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(neopain_app, list(args))
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 6-subject cohort and a 1-epoch N-CNN on its fold 0 (test subjects: 2)."""
+    root = tmp_path_factory.mktemp("explain_cli")
+    generate_cohort(root, CohortSpec(subjects=6, seed=2, images_per_subject=(3, 4),
+                                     noisy_share=0.5))
+    manifest = root / "manifest.csv"
+    plan = make_folds(load_manifest(manifest), protocol="lsso", k=3,
+                      manifest_sha256=sha256_file(manifest))
+    save_folds(plan, root / "folds.json")
+    run_cv(TrainConfig(model="ncnn", manifest=manifest, folds=root / "folds.json",
+                       out=root / "run", fold=0, epochs=1, batch_size=8, device="cpu"))
+    return root
+
+
+def test_run_writes_heatmaps_overlays_and_region_shares(trained, tmp_path):
+    out = tmp_path / "explained"
+    code, output = run("explain", "run", str(trained / "run" / "fold_0"), "--out", str(out),
+                       "--method", "gradcam", "--method", "ig", "--target", "both",
+                       "--limit", "2")
+    assert code == 0, output
+    table = pd.read_csv(out / "explanations.csv", dtype=str, keep_default_na=False)
+    assert table["image"].nunique() == 2
+    assert set(table["method"]) == {"gradcam", "ig"}
+    for _, group in table.groupby(["image", "method"]):
+        label, pred = group["label"].iat[0], group["pred"].iat[0]
+        assert set(group["target"]) == {label, pred}  # both: the true and the predicted class
+    for row in table.itertuples():
+        heat = np.load(out / row.heatmap)
+        assert heat.shape == (120, 120) and heat.min() >= 0
+        assert (out / row.overlay).is_file()
+        shares = np.array([float(getattr(row, name) or "nan") for name in (*REGIONS, "outside")])
+        assert shares.sum() == pytest.approx(1.0, abs=1e-4) or np.isnan(shares).all()
+    assert (out / "regions.csv").is_file() and (out / "regions.png").is_file()
+    assert "what drives the decisions" in output and "nasolabial" in output
+
+
+def test_run_explains_an_onnx_model_on_a_folder_of_faces(trained, tmp_path):
+    from neopain.export.onnx import export_fold
+
+    onnx, _ = export_fold(trained / "run" / "fold_0", tmp_path / "model.onnx")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    rng = np.random.default_rng(0)
+    import cv2
+
+    for i in range(2):
+        cv2.imwrite(str(faces / f"face{i}.png"), rng.integers(0, 255, (90, 80, 3), np.uint8))
+    out = tmp_path / "onnx_out"
+    code, output = run("explain", "run", str(onnx), "--images", str(faces), "--out", str(out),
+                       "--method", "occlusion")
+    assert code == 0, output
+    table = pd.read_csv(out / "explanations.csv")
+    assert list(table["image"]) == ["face0.png", "face1.png"]
+    assert "no keypoints known" in output
+    code, output = run("explain", "run", str(onnx), "--images", str(faces), "--out", str(out),
+                       "--method", "gradcam")
+    assert code == 1 and "needs a torch model" in output
+
+
+def test_compare_ranks_personas_against_masks_and_against_the_model(trained, tmp_path):
+    code, output = run("explain", "compare", "--perception", str(trained / "perception.csv"),
+                       "--masks", str(trained / "manifest.csv"), "--out", str(tmp_path / "m"))
+    assert code == 0, output
+    assert "1. physician" in output and "4. lay" in output
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert summary["ranking"] == ["physician", "health_professional", "parent", "lay"]
+    assert (tmp_path / "m" / "report.html").is_file()
+    out = tmp_path / "explained"
+    assert run("explain", "run", str(trained / "run" / "fold_0"), "--out", str(out))[0] == 0
+    code, output = run("explain", "compare", "--perception", str(trained / "perception.csv"),
+                       "--attributions", str(out))
+    assert code == 0, output
+    assert "per persona and class" in output
+    assert "images of the perception table have nothing to compare with" in output
+    agreement = pd.read_csv(out / "agreement" / "agreement.csv")
+    assert set(agreement["persona"]) == {"physician", "health_professional", "parent", "lay"}
+
+
+def test_sanity_prints_the_cascade_and_exits_by_the_verdict(trained):
+    code, output = run("explain", "sanity", str(trained / "run" / "fold_0"), "--method",
+                       "gradcam", "--images", "2")
+    assert "cascading weight randomization" in output and "centre.conv1" in output
+    verdict = re.search(r"(pass|FAIL) gradcam: mean Spearman", output)
+    assert verdict is not None, output
+    assert code == (0 if verdict.group(1) == "pass" else 1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "{root}/run/fold_9", "--out", "{root}/x"], "model.pt: file not found"),
+    (["run", "{root}/run/fold_0", "--out", "{root}/x", "--method", "lime"],
+     "--method 'lime' is not valid; valid: gradcam, ig, occlusion"),
+    (["run", "{root}/run/fold_0", "--out", "{root}/x", "--target", "truth"],
+     "target='truth' is not valid; valid: predicted, true, both"),
+    (["compare", "--perception", "{root}/perception.csv"],
+     "give exactly one of --attributions DIR and --masks MANIFEST"),
+    (["compare", "--perception", "{root}/manifest.csv", "--masks", "{root}/manifest.csv"],
+     "manifest.csv: 5 problems"),
+    (["sanity", "{root}/run/fold_0", "--method", "occlusion"],
+     "method 'occlusion' cannot be checked; valid: gradcam, ig"),
+])
+def test_bad_input_exits_1_with_a_message(trained, args, message):
+    code, output = run("explain", *[a.format(root=trained) for a in args])
+    assert code == 1
+    assert message in " ".join(output.split()), output
