@@ -11,9 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from neopain.cli.app import app as neopain_app
-from neopain.data.folds import make_folds, save_folds
-from neopain.data.manifest import load_manifest, sha256_file
-from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.export import onnx as onnx_module
 from neopain.export.metadata import read_exported_cfg
 from neopain.training import TrainConfig, run_cv
@@ -29,18 +26,13 @@ def run(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def fold(tmp_path_factory) -> Path:
-    """fold_0 of an N-CNN run trained 2 epochs on 6 synthetic subjects."""
-    root = tmp_path_factory.mktemp("export-cli")
-    manifest = root / "manifest.csv"
-    generate_cohort(root, CohortSpec(subjects=6, seed=2, images_per_subject=(3, 4),
-                                     noisy_share=0.5))
-    save_folds(make_folds(load_manifest(manifest), protocol="lsso", k=3,
-                          manifest_sha256=sha256_file(manifest)), root / "folds.json")
-    run_cv(TrainConfig(model="ncnn", manifest=manifest, folds=root / "folds.json",
-                       out=root / "runs" / "ncnn", fold=0, epochs=2, batch_size=8,
+def fold(cohort6, tmp_path_factory) -> Path:
+    """fold_0 of an N-CNN run trained 2 epochs on the 6-subject cohort."""
+    out = tmp_path_factory.mktemp("export-cli") / "ncnn"
+    run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                       folds=cohort6 / "folds.json", out=out, fold=0, epochs=2, batch_size=8,
                        device="cpu"))
-    return root / "runs" / "ncnn" / "fold_0"
+    return out / "fold_0"
 
 
 def test_export_writes_the_model_with_its_cfg_and_reports_parity(fold, tmp_path):

@@ -65,8 +65,20 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def _assess(items: Sequence[tuple[str, int | None, Path, Face | None]], predictor: Predictor,
-            detector: FaceDetector | None, *, batch_size: int,
+            detector: str | FaceDetector | None, *, batch_size: int,
             on_progress: ProgressHook | None) -> list[ImageAssessment]:
+    """``_assess_with`` a detector; one built here from its name is closed here."""
+    if detector is None or isinstance(detector, FaceDetector):
+        return _assess_with(items, predictor, detector, batch_size=batch_size,
+                            on_progress=on_progress)
+    with create_detector(detector) as built:
+        return _assess_with(items, predictor, built, batch_size=batch_size,
+                            on_progress=on_progress)
+
+
+def _assess_with(items: Sequence[tuple[str, int | None, Path, Face | None]],
+                 predictor: Predictor, detector: FaceDetector | None, *, batch_size: int,
+                 on_progress: ProgressHook | None) -> list[ImageAssessment]:
     results: list[ImageAssessment | None] = [None] * len(items)
     pending: list[tuple[int, Face, np.ndarray]] = []
 
@@ -106,12 +118,6 @@ def _assess(items: Sequence[tuple[str, int | None, Path, Face | None]], predicto
     return [result for result in results if result is not None]
 
 
-def _detector(detector: str | FaceDetector | None) -> tuple[FaceDetector | None, bool]:
-    if detector is None or isinstance(detector, FaceDetector):
-        return detector, False
-    return create_detector(detector), True
-
-
 def assess_images(paths: Sequence[str | os.PathLike[str]], predictor: Predictor, *,
                   detector: str | FaceDetector = "mediapipe-short", batch_size: int = 16,
                   on_progress: ProgressHook | None = None) -> list[ImageAssessment]:
@@ -121,12 +127,7 @@ def assess_images(paths: Sequence[str | os.PathLike[str]], predictor: Predictor,
         NeopainError: a detector that cannot be built.
     """
     items = [(str(path), None, Path(path), None) for path in paths]
-    found, owned = _detector(detector)
-    try:
-        return _assess(items, predictor, found, batch_size=batch_size, on_progress=on_progress)
-    finally:
-        if owned and found is not None:
-            found.close()
+    return _assess(items, predictor, detector, batch_size=batch_size, on_progress=on_progress)
 
 
 def assess_manifest(manifest: Manifest, predictor: Predictor, *, rows: Sequence[int] | None = None,
@@ -153,12 +154,7 @@ def assess_manifest(manifest: Manifest, predictor: Predictor, *, rows: Sequence[
             prior = Face(tuple(float(v) for v in boxes[row]), 1.0, keypoints)
         items.append((str(manifest.table["image"].iat[row]), row, manifest.image_path(row),
                       prior))
-    found, owned = _detector(detector)
-    try:
-        return _assess(items, predictor, found, batch_size=batch_size, on_progress=on_progress)
-    finally:
-        if owned and found is not None:
-            found.close()
+    return _assess(items, predictor, detector, batch_size=batch_size, on_progress=on_progress)
 
 
 def results_table(results: Sequence[ImageAssessment]) -> pd.DataFrame:
