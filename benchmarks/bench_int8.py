@@ -5,9 +5,10 @@ agreement, |AUC delta| <= 0.01 for static int8 of vgg16_nb and resnet50_nb).
 Steps, all under --work (reused when present):
 1. a synthetic cohort (``generate_cohort``: by default the acceptance cohort, 30 subjects,
    seed 1) and 3 subject-grouped folds (fold 0 tests 10 subjects);
-2. per model, fold 0 trained briefly on the CPU: no pretrained weights can be downloaded here, so
-   the backbone starts from He-normal weights scaled on the training images (``init_weights``)
-   and stays frozen while the head trains (``freeze_backbone``);
+2. per model, fold 0 trained on the CPU: no pretrained weights can be downloaded here, so the
+   backbone starts from He-normal weights scaled on the training images (``init_weights``);
+   ``--train head`` (default) then trains the head on the frozen backbone, ``--train full``
+   every layer (neither gives a strong model from 260 images: docs/export.md);
 3. ``export_fold`` → model.onnx (+ parity with torch on the fold's test images);
 4. static int8 calibrated on the fold's training images; dynamic int8;
 5. ``compare_models`` on the fold's test images: label agreement, AUC, sizes, ms per image.
@@ -95,43 +96,32 @@ def init_weights(name: str, out: Path, manifest: Path, folds: Path, *, images: i
     return out
 
 
-def _hash_with_scalars(model: torch.nn.Module) -> str:
-    """``training.embeddings.weights_hash`` that also hashes 0-d buffers (BatchNorm's
-    ``num_batches_tracked``), which the library's version cannot view as bytes yet (reported);
-    used by this benchmark only, so that ResNet-50's head trains on cached embeddings."""
-    import hashlib
-
-    head = {id(tensor) for tensor in model.head.state_dict(keep_vars=True).values()}
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        if id(tensor) in head:
-            continue
-        data = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}:{data.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
-
-
-def train(name: str, work: Path, manifest: Path, folds: Path, *, epochs: int, lr: float) -> Path:
-    from neopain.training import embeddings
-
-    out = work / "runs" / name
+def train(name: str, work: Path, manifest: Path, folds: Path, *, mode: str, epochs: int,
+          lr: float) -> Path:
+    """Fold 0 of ``name``: ``full`` trains every layer (bf16 where native, one-cycle schedule,
+    mirrored images); ``head`` trains the head on cached embeddings of the frozen backbone."""
+    out = work / "runs" / f"{name}-{mode}"
     if (out / "fold_0" / "model.pt").is_file():
         return out / "fold_0"
-    embeddings.weights_hash = _hash_with_scalars
-    config = TrainConfig(model=name, manifest=manifest, folds=folds, out=out, fold=0,
-                         epochs=epochs, batch_size=16, lr=lr, weight_decay=1e-4,
-                         freeze_backbone=True, cache=True, cache_dir=work / "cache",
-                         early_stopping=15, device="cpu",
-                         weights=init_weights(name, work / f"{name}.init.pt", manifest, folds))
+    weights = init_weights(name, work / f"{name}.init.pt", manifest, folds)
+    if mode == "full":
+        config = TrainConfig(model=name, manifest=manifest, folds=folds, out=out, fold=0,
+                             epochs=epochs, batch_size=16, lr=lr, weight_decay=1e-4,
+                             lr_schedule="onecycle", flip=0.5, early_stopping=0,
+                             precision="auto", device="auto", weights=weights)
+    else:
+        config = TrainConfig(model=name, manifest=manifest, folds=folds, out=out, fold=0,
+                             epochs=epochs, batch_size=16, lr=lr, weight_decay=1e-4,
+                             freeze_backbone=True, cache=True, cache_dir=work / "cache",
+                             early_stopping=15, device="auto", weights=weights)
     run_cv(config)
     return out / "fold_0"
 
 
-def measure(name: str, work: Path, manifest_path: Path, folds: Path, *, epochs: int, lr: float,
-            calibration: int, repeats: int, threads: int | None) -> dict[str, object]:
-    fold_dir = train(name, work, manifest_path, folds, epochs=epochs, lr=lr)
-    fp32, fold = export_fold(fold_dir, work / "models" / f"{name}.onnx")
+def measure(name: str, work: Path, manifest_path: Path, folds: Path, *, mode: str, epochs: int,
+            lr: float, calibration: int, repeats: int, threads: int | None) -> dict[str, object]:
+    fold_dir = train(name, work, manifest_path, folds, mode=mode, epochs=epochs, lr=lr)
+    fp32, fold = export_fold(fold_dir, work / "models" / f"{name}-{mode}.onnx")
     parity = parity_on_inputs(fold, fp32, limit=None)
     manifest = load_manifest(manifest_path)
     saved = torch.load(fold_dir / "model.pt", weights_only=True)
@@ -141,9 +131,9 @@ def measure(name: str, work: Path, manifest_path: Path, folds: Path, *, epochs: 
     calibration_crops = [crop for _, crop in manifest_crops(manifest, train_rows, margin=margin)]
     test_crops = [crop for _, crop in manifest_crops(manifest, test_rows, margin=margin)]
     labels = labels_of(manifest, test_rows)
-    static = quantize_static_model(fp32, work / "models" / f"{name}.int8-static.onnx",
+    static = quantize_static_model(fp32, work / "models" / f"{name}-{mode}.int8-static.onnx",
                                    crops=calibration_crops)
-    dynamic = quantize_dynamic_model(fp32, work / "models" / f"{name}.int8-dynamic.onnx")
+    dynamic = quantize_dynamic_model(fp32, work / "models" / f"{name}-{mode}.int8-dynamic.onnx")
     out: dict[str, object] = {"model": name, "parity_max_abs_diff": parity.max_abs_diff,
                               "parity_images": parity.images}
     for method, path in (("static", static), ("dynamic", dynamic)):
@@ -159,8 +149,13 @@ def main() -> None:
     parser.add_argument("--models", default="vgg16_nb,resnet50_nb")
     parser.add_argument("--subjects", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--train", default="head", choices=("head", "full"),
+                        help="head: the head only, on the frozen initial backbone (minutes, a "
+                             "weak model); full: every layer (ResNet-50 12 min, VGG-16 45 min; "
+                             "docs/export.md)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: 12 full, 60 head")
+    parser.add_argument("--lr", type=float, default=None, help="default: 1e-3 full, 3e-4 head")
     parser.add_argument("--calibration", type=int, default=200, help="calibration images")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
@@ -170,7 +165,9 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     manifest, folds = cohort(args.work, subjects=args.subjects, seed=args.seed)
-    results = [measure(name, args.work, manifest, folds, epochs=args.epochs, lr=args.lr,
+    epochs = args.epochs or (12 if args.train == "full" else 60)
+    lr = args.lr or (1e-3 if args.train == "full" else 3e-4)
+    results = [measure(name, args.work, manifest, folds, mode=args.train, epochs=epochs, lr=lr,
                        calibration=args.calibration, repeats=args.repeats, threads=args.threads)
                for name in args.models.split(",")]
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
