@@ -117,7 +117,7 @@ def main() -> None:
             print(f"\nIG completeness ({baseline}, defaults), {len(subset)} images: relative "
                   f"error median {relative.median():.2%}, max {relative.max():.2%}")
 
-        for name, make in ((f"gradcam {args.layer}", methods[f"gradcam {args.layer}"]),
+        for name, make in ((f"gradcam {cfg.cam_layer}", methods[f"gradcam {cfg.cam_layer}"]),
                            ("ig blur", methods["ig blur"])):
             table = randomization_test(model, subset[:8], target="pain", explainer=make)
             last = table[table["step"] == table["step"].max()]["spearman"]
@@ -140,7 +140,7 @@ def main() -> None:
         print("\npersonas against the action masks (best first): "
               + ", ".join(f"{p} (Pearson {v:.2f})"
                           for p, v in summary["pearson_mean"].items()))
-        for name in (f"gradcam {args.layer}", "ig blur"):
+        for name in (f"gradcam {cfg.cam_layer}", "ig blur"):
             model_references = {
                 item.name: Reference(heat, "pain", crop_box=item.crop_box,
                                      regions=region_map(heat.shape, keypoints=item.keypoints))
@@ -152,7 +152,7 @@ def main() -> None:
 
         def explain_once(index: int) -> None:
             # a new explainer each time: hooks and captum objects must be released
-            with GradCam(model, layer=args.layer) as explainer:
+            with GradCam(model) as explainer:
                 explainer.explain(images[index % len(images)][None], target="pain")
 
         for index in range(50):
