@@ -5,41 +5,13 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
+from exported_models import top_left_model
 
-from neopain.export.metadata import ExportedCfg
-from neopain.export.onnx import export_model
 from neopain.export.runtime import OnnxPredictor
 from neopain.faces.base import Face
-from neopain.models import PainModel, model_cfg
 from neopain.monitor.images import ImageAssessment
 from neopain.monitor.overlays import draw_overlay, occlusion_heatmap, write_overlays
 from neopain.prediction import Prediction
-
-
-class TopLeftBrightness(PainModel):
-    """Pain logit = mean of the top-left quarter of the input: all evidence lies there."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = nn.Identity()
-
-    def forward_features(self, x):
-        half = x.shape[2] // 2, x.shape[3] // 2
-        return x[:, :, :half[0], :half[1]].mean(dim=(1, 2, 3))[:, None]
-
-    def forward_head(self, features):
-        return torch.cat([torch.zeros_like(features), features], dim=1)
-
-    def block_modules(self):
-        return {}
-
-
-def top_left_model(tmp_path):
-    model = TopLeftBrightness()
-    model.cfg = model_cfg("ncnn")  # 120×120, mean = std = 0.5
-    return export_model(model, tmp_path / "topleft.onnx", exported=ExportedCfg(cfg=model.cfg))
 
 
 def test_the_heatmap_lights_where_the_evidence_is(tmp_path):

@@ -70,7 +70,7 @@ def jpeg(frame: np.ndarray) -> bytes:
 class Server:
     app: object
     settings: Settings
-    predictor: MarkPredictor
+    predictor: Predictor
 
     def db(self):
         return self.app.state.neopain.store()
@@ -91,9 +91,10 @@ class Server:
         return client
 
 
-def make_server(tmp_path, **overrides) -> Server:
+def make_server(tmp_path, predictor: Predictor | None = None, **overrides) -> Server:
+    """An app on ``tmp_path`` with ``predictor`` (default: a new ``MarkPredictor``)."""
     settings = Settings(data_dir=tmp_path, **overrides)
-    predictor = MarkPredictor()
+    predictor = MarkPredictor() if predictor is None else predictor
     return Server(create_app(settings, predictor=predictor), settings, predictor)
 
 

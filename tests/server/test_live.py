@@ -188,6 +188,40 @@ def test_heatmap_is_sent_only_when_asked(live, frames):
         assert stream(socket, frames, "n")[0]["heatmap"] is None  # the fake model has none
 
 
+def test_an_exported_model_lights_where_its_evidence_is_and_follows_the_face(tmp_path, make,
+                                                                            frames):
+    # the model's pain logit reads only the top-left quarter of its face crop (any departure
+    # from the mean colour), so every lit square must lie there
+    from exported_models import top_left_model
+
+    from neopain.export.runtime import OnnxPredictor
+    from neopain.server import heatmap
+
+    with OnnxPredictor(top_left_model(tmp_path, squared=True)) as model:
+        server = make(tmp_path, predictor=model, timeline_interval_s=0.0)
+        client = server.client("clinician")
+        patient = client.post("/api/patients", json={"record_number": "HC-4"}).json()
+        session_id = client.post(f"/api/patients/{patient['id']}/sessions").json()["id"]
+        with live_socket(client, session_id) as socket:
+            socket.send_text('{"type": "options", "heatmap": true}')
+            replies = []
+            for shift in (0, 40):  # the face moves 40 pixels right
+                socket.send_bytes(frames.jpeg(frames.face(shift=shift)))
+                replies.append(socket.receive_json())
+    for reply in replies:
+        x1, y1, x2, y2 = reply["box"]
+        half = (x1 + x2) / 2 + 1, (y1 + y2) / 2 + 1
+        circles = reply["heatmap"]
+        assert circles and max(weight for *_, weight in circles) == 1.0
+        assert all(x < half[0] and y < half[1] for x, y, _, _ in circles), (reply["box"], circles)
+    # within OCCLUSION_INTERVAL_S the grid is reused, placed on the frame's own face box
+    assert heatmap.OCCLUSION_INTERVAL_S > 1
+    shift = replies[1]["box"][0] - replies[0]["box"][0]
+    assert shift > 30
+    assert [c[0] for c in replies[1]["heatmap"]] == pytest.approx(
+        [c[0] + shift for c in replies[0]["heatmap"]], abs=1.0)
+
+
 def test_closed_streams_release_their_thread_and_detector(server, frames, monkeypatch):
     """A monitor runs for weeks: every stream that ends must give back what it took."""
     import threading

@@ -3,15 +3,24 @@
 For the NFCS model (``details`` holds one intensity per facial action) each action lights the
 area it moves: brows, eyes, nasolabial folds, mouth, weighted by its intensity relative to its
 threshold (1 at the threshold or beyond). The areas are placed from the detector's 5 keypoints,
-so no extra model runs per frame. Models without action intensities give no regions (their
-explanations need the network itself: ``neopain explain``).
+so no extra model runs per frame.
+
+An exported model (``.onnx``) has no action intensities and no gradients: its evidence is
+occlusion sensitivity (``monitor.overlays.occlusion_heatmap``) over a grid of
+``OCCLUSION_SQUARES`` × ``OCCLUSION_SQUARES`` squares of its face crop, 36 extra model calls. A
+stream computes it at most every ``OCCLUSION_INTERVAL_S`` seconds and places the last grid on
+each frame's face box in between.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
+from neopain.export.runtime import OnnxPredictor
 from neopain.faces.base import Face
+from neopain.monitor.overlays import occlusion_heatmap
+from neopain.monitor.pipeline import crop_for_predictor, pixel_box
 from neopain.prediction import Prediction
 from neopain.scoring.actions import DEFAULT_THRESHOLDS
 
@@ -26,6 +35,8 @@ AREAS: dict[str, tuple[tuple[str, float], ...]] = {
     "lip_purse": (("mouth", 0.4),),
 }
 MIN_WEIGHT = 0.2
+OCCLUSION_SQUARES = 6
+OCCLUSION_INTERVAL_S = 2.0
 
 
 def heatmap_regions(face: Face, prediction: Prediction) -> list[list[float]] | None:
@@ -59,3 +70,30 @@ def heatmap_regions(face: Face, prediction: Prediction) -> list[list[float]] | N
             regions.append([round(float(x), 1), round(float(y), 1), round(radius * iod, 1),
                             round(weight, 2)])
     return regions
+
+
+def occlusion_cells(predictor: OnnxPredictor, frame: np.ndarray, face: Face) -> np.ndarray | None:
+    """Evidence for pain per square of the model's crop (``OCCLUSION_SQUARES`` square, 0–1),
+    or None for a model that crops other than to the face box or the whole frame."""
+    if predictor.margin not in (0.0, None):
+        return None
+    crop = crop_for_predictor(frame, face.box, margin=predictor.margin)
+    heat = occlusion_heatmap(predictor, crop, squares=OCCLUSION_SQUARES)
+    cells = cv2.resize(heat, (OCCLUSION_SQUARES, OCCLUSION_SQUARES), interpolation=cv2.INTER_AREA)
+    return cells / cells.max() if cells.max() > 0 else cells
+
+
+def cell_regions(cells: np.ndarray, frame_shape: tuple[int, ...], face: Face, *,
+                 margin: float | None) -> list[list[float]]:
+    """``[x, y, radius, weight]`` circles in frame pixels: one per square of ``cells`` with
+    weight >= ``MIN_WEIGHT``, placed on the region the model crops from this frame."""
+    if margin is None:
+        x1, y1, x2, y2 = 0, 0, frame_shape[1], frame_shape[0]
+    else:
+        x1, y1, x2, y2 = pixel_box(face.box, image_shape=frame_shape)
+    rows, columns = cells.shape
+    width, height = (x2 - x1) / columns, (y2 - y1) / rows
+    return [[round(x1 + (column + 0.5) * width, 1), round(y1 + (row + 0.5) * height, 1),
+             round(0.75 * max(width, height), 1), round(float(cells[row, column]), 2)]
+            for row in range(rows) for column in range(columns)
+            if cells[row, column] >= MIN_WEIGHT]

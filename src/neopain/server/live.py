@@ -20,6 +20,7 @@ frames only then), and a closed stream's detector waits in the service's pool fo
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,13 @@ from neopain.config import Settings
 from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Prediction, Predictor, load_predictor
-from neopain.server.heatmap import heatmap_regions
+from neopain.export.runtime import OnnxPredictor
+from neopain.server.heatmap import (
+    OCCLUSION_INTERVAL_S,
+    cell_regions,
+    heatmap_regions,
+    occlusion_cells,
+)
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
 from neopain.store.session import StoreError
@@ -238,6 +245,8 @@ class LiveStream:
         self._assessor: Assessor | None = None
         self._opened = time.monotonic()
         self.heatmap = False
+        self._cells: np.ndarray | None = None  # the last occlusion grid of an exported model
+        self._cells_at = -math.inf
 
     async def start(self) -> None:
         """Build this stream's detector and warm the model on the stream's thread; frames sent
@@ -273,11 +282,26 @@ class LiveStream:
             return stopped
         reply = reply_of(result, frame_shape=frame.shape)
         if self.heatmap and result.face is not None and result.prediction is not None:
-            reply["heatmap"] = heatmap_regions(result.face, result.prediction)
+            reply["heatmap"] = self._heatmap(frame, result, received)
         reply.update(saved=row is not None, snapshot=snapshot,
                      assessment_id=None if row is None else row.id,
                      server_ms=round((time.perf_counter() - started) * 1000, 1))
         return reply
+
+    def _heatmap(self, frame: np.ndarray, result: FrameAssessment, now: float
+                 ) -> list[list[float]] | None:
+        """Action regions (nfcs), an exported model's occlusion grid on this frame's face, or
+        None for a model that gives neither."""
+        assert result.face is not None and result.prediction is not None
+        regions = heatmap_regions(result.face, result.prediction)
+        model = self.service.shared_predictor().inner
+        if regions is not None or not isinstance(model, OnnxPredictor):
+            return regions
+        if now - self._cells_at >= OCCLUSION_INTERVAL_S:
+            self._cells, self._cells_at = occlusion_cells(model, frame, result.face), now
+        if self._cells is None:
+            return None
+        return cell_regions(self._cells, frame.shape, result.face, margin=model.margin)
 
     def close(self) -> None:
         """Hand the detector back to the service on the stream's thread and stop the thread."""
