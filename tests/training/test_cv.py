@@ -19,6 +19,7 @@ from neopain.cli.app import app as neopain_app
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.data.synthetic import CohortSpec, generate_cohort
+from neopain.evaluation.runs import PREDICTION_COLUMNS
 from neopain.training import ConfigError, TrainConfig, load_config, oof_leaks, run_cv
 from neopain.training import cv as cv_module
 
@@ -55,7 +56,7 @@ def test_every_oof_prediction_comes_from_a_model_that_never_saw_its_subject(coho
         assert FOLD_FILES <= {p.name for p in folder.iterdir()}
         saved = torch.load(folder / "model.pt", weights_only=False)
         predictions = pd.read_csv(folder / "predictions.csv", dtype=str)
-        assert list(predictions.columns) == list(cv_module.PREDICTION_COLUMNS)
+        assert list(predictions.columns) == list(PREDICTION_COLUMNS)
         assert set(predictions["subject"]) == set(fold["test"])
         seen = set(saved["train_subjects"] + saved["val_subjects"])
         assert not set(predictions["subject"]) & seen
@@ -153,7 +154,7 @@ def test_nfcs_run_scores_the_test_folds_and_evaluates_like_a_cnn(cohort, tmp_pat
     assert result.exit_code == 0, result.output
     assert "--epochs ignored" in result.output and "no usable face mesh" in result.output
     scored = pd.concat([pd.read_csv(out / f"fold_{k}" / "predictions.csv") for k in range(3)])
-    assert list(scored.columns) == [*cv_module.PREDICTION_COLUMNS, "count", "assessable"]
+    assert list(scored.columns) == [*PREDICTION_COLUMNS, "count", "assessable"]
     assert sorted(scored["row"]) == list(range(len(table)))  # each image once, none lost
     first = scored[scored["row"] == 0].iloc[0]
     assert first["count"] == 3 and first["pred"] == "pain" and first["prob_pain"] >= 0.5

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from neopain.data.manifest import Manifest
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
 
@@ -36,6 +37,23 @@ _LAYOUT = ("a run folder holds config.yaml and fold_K/ folders (fold_0, fold_1, 
 
 class RunError(NeopainError):
     """A run folder that cannot be evaluated; the message names the file and what is missing."""
+
+
+def prediction_table(manifest: Manifest, rows: np.ndarray, prob, *, fold: int,
+                     threshold: float, **extra) -> pd.DataFrame:
+    """One fold's ``predictions.csv``: ``PREDICTION_COLUMNS`` for the manifest ``rows`` with
+    P(pain) ``prob`` (labelled at ``threshold``), then any ``extra`` columns in order."""
+    table = manifest.table.iloc[rows]
+    return pd.DataFrame({
+        "row": np.asarray(rows).astype(int),
+        "image": table["image"].to_numpy(),
+        "subject": table["subject"].to_numpy(),
+        "label": table["label"].to_numpy(),
+        "prob_pain": [f"{p:.6f}" for p in prob],
+        "pred": ["pain" if p >= threshold else "nopain" for p in prob],
+        "fold": fold,
+        **extra,
+    }, columns=[*PREDICTION_COLUMNS, *extra])
 
 
 @dataclass

@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from neopain.data.manifest import Manifest, parse_box
 from neopain.errors import NeopainError
-from neopain.scoring.nfcs import DECISION_THRESHOLD, NfcsResult, NfcsScorer
+from neopain.evaluation.runs import prediction_table
+from neopain.scoring.nfcs import DECISION_THRESHOLD, NfcsScorer
 
 if TYPE_CHECKING:
     from neopain.data.folds import Fold
@@ -64,25 +64,6 @@ def row_landmarks(manifest: Manifest, row: int, *, mesh: FaceMesh,
     return mesh.landmarks(image)
 
 
-def _fold_predictions(manifest: Manifest, rows: np.ndarray, results: Sequence[NfcsResult], *,
-                      fold: int) -> pd.DataFrame:
-    from neopain.training.cv import PREDICTION_COLUMNS
-
-    table = manifest.table.iloc[rows]
-    prob = [r.prob_pain for r in results]
-    return pd.DataFrame({
-        "row": rows.astype(int),
-        "image": table["image"].to_numpy(),
-        "subject": table["subject"].to_numpy(),
-        "label": table["label"].to_numpy(),
-        "prob_pain": [f"{p:.6f}" for p in prob],
-        "pred": ["pain" if p >= DECISION_THRESHOLD else "nopain" for p in prob],
-        "fold": fold,
-        "count": [r.count for r in results],
-        "assessable": [int(r.assessable) for r in results],
-    }, columns=[*PREDICTION_COLUMNS, "count", "assessable"])
-
-
 def score_folds(config: TrainConfig, manifest: Manifest, folds: Sequence[Fold], *,
                 scorer: NfcsScorer | None = None, on_progress: ProgressHook | None = None
                 ) -> CvResult:
@@ -116,7 +97,10 @@ def score_folds(config: TrainConfig, manifest: Manifest, folds: Sequence[Fold], 
                 done += 1
                 if on_progress is not None:
                     on_progress(done, total)
-            table = _fold_predictions(manifest, rows, scored, fold=fold.index)
+            table = prediction_table(
+                manifest, rows, [r.prob_pain for r in scored], fold=fold.index,
+                threshold=DECISION_THRESHOLD, count=[r.count for r in scored],
+                assessable=[int(r.assessable) for r in scored])
             table.to_csv(fold_dir / "predictions.csv", index=False)
             labels = (table["label"] == "pain").astype(int).to_numpy()
             metrics = binary_metrics(labels, [r.prob_pain for r in scored],

@@ -24,13 +24,13 @@ from neopain.data.augment import Augmenter, AugmentSpec
 from neopain.data.dataset import FaceDataset
 from neopain.data.folds import Fold, FoldsError, load_folds
 from neopain.data.manifest import Manifest, load_manifest
+from neopain.evaluation.runs import prediction_table
 from neopain.training.callbacks import Callback, Checkpoint, EarlyStopping, History, Unfreeze
 from neopain.training.config import TrainConfig, save_config
 from neopain.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ("row", "image", "subject", "label", "prob_pain", "pred", "fold")
 CallbackFactory = Callable[[int], Sequence[Callback]]
 
 
@@ -106,20 +106,6 @@ def _callbacks(config: TrainConfig, fold_dir: Path, extra: Sequence[Callback]) -
     return callbacks + list(extra)
 
 
-def _predictions(manifest: Manifest, test: FaceDataset, prob, *, fold: int,
-                 threshold: float) -> pd.DataFrame:
-    table = manifest.table.iloc[test.indices_]
-    return pd.DataFrame({
-        "row": test.indices_.astype(int),
-        "image": table["image"].to_numpy(),
-        "subject": table["subject"].to_numpy(),
-        "label": table["label"].to_numpy(),
-        "prob_pain": [f"{p:.6f}" for p in prob],
-        "pred": ["pain" if p >= threshold else "nopain" for p in prob],
-        "fold": fold,
-    }, columns=list(PREDICTION_COLUMNS))
-
-
 def train_fold(config: TrainConfig, manifest: Manifest, fold: Fold, *,
                callbacks: Sequence[Callback] = ()) -> FoldResult:
     """Train, predict and write one fold's folder ``config.out / fold_K``."""
@@ -147,7 +133,7 @@ def train_fold(config: TrainConfig, manifest: Manifest, fold: Fold, *,
     fit = trainer.fit(train, val, resume_from=resume)
     prob = trainer.predict(test)
     threshold = model.cfg.threshold
-    _predictions(manifest, test, prob, fold=fold.index, threshold=threshold).to_csv(
+    prediction_table(manifest, test.indices_, prob, fold=fold.index, threshold=threshold).to_csv(
         fold_dir / "predictions.csv", index=False)
     metrics = binary_metrics(test.labels_, prob, threshold=threshold)
     model.cpu()
