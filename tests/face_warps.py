@@ -96,16 +96,18 @@ def _lips(points: np.ndarray, amount: float) -> Displacements:
     return moves
 
 
-def _mouth(points: np.ndarray, amount: float) -> Displacements:
-    across, down, iod, _ = _axes(points)
-    mouth = list(_UPPER_INNER + _LOWER_INNER + _UPPER_OUTER + _LOWER_OUTER + _CORNERS)
+def _mouth_reach(points: np.ndarray, across: np.ndarray) -> dict[int, float]:
+    """Each mouth point's position along the lips, -1 (one corner) … 1 (the other)."""
     middle = points[[61, 291], :2].mean(axis=0)
     half_width = np.linalg.norm(points[291, :2] - points[61, :2]) / 2
-    moves: Displacements = {}
-    for index in mouth:
-        reach = float((points[index, :2] - middle) @ across) / half_width  # -1 … 1
-        moves[index] = amount * iod * (0.14 * reach * across + 0.08 * abs(reach) * down)
-    return moves
+    mouth = _UPPER_INNER + _LOWER_INNER + _UPPER_OUTER + _LOWER_OUTER + _CORNERS
+    return {index: float((points[index, :2] - middle) @ across) / half_width for index in mouth}
+
+
+def _mouth(points: np.ndarray, amount: float) -> Displacements:
+    across, down, iod, _ = _axes(points)
+    return {index: amount * iod * (0.14 * reach * across + 0.08 * abs(reach) * down)
+            for index, reach in _mouth_reach(points, across).items()}
 
 
 def _jaw(points: np.ndarray, amount: float) -> Displacements:
@@ -122,11 +124,8 @@ def _jaw(points: np.ndarray, amount: float) -> Displacements:
 
 def _purse(points: np.ndarray, amount: float) -> Displacements:
     across, _, iod, _ = _axes(points)
-    mouth = list(_UPPER_INNER + _LOWER_INNER + _UPPER_OUTER + _LOWER_OUTER + _CORNERS)
-    middle = points[[61, 291], :2].mean(axis=0)
-    half_width = np.linalg.norm(points[291, :2] - points[61, :2]) / 2
-    return {index: -0.18 * amount * iod * float((points[index, :2] - middle) @ across)
-            / half_width * across for index in mouth}
+    return {index: -0.18 * amount * iod * reach * across
+            for index, reach in _mouth_reach(points, across).items()}
 
 
 def _combine(*parts: Displacements) -> Displacements:

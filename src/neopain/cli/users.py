@@ -48,6 +48,15 @@ def _store(db: str | None) -> sessionmaker[Session]:
         fail(str(error))
 
 
+def _existing_user(session: Session, username: str) -> User:
+    from neopain.store import crud
+
+    user = crud.find_user(session, username)
+    if user is None:
+        fail(f"no account {username!r}; see neopain users list")
+    return user
+
+
 def _password(username: str, *, from_stdin: bool) -> str:
     from neopain.server import security
 
@@ -116,9 +125,7 @@ def passwd(
     from neopain.store import crud
 
     with _store(db)() as session:
-        user = crud.find_user(session, username)
-        if user is None:
-            fail(f"no account {username!r}; see neopain users list")
+        user = _existing_user(session, username)
         password = _password(username, from_stdin=password_stdin)
         crud.update_user(session, user, actor=None,
                          password_hash=security.hash_password(password))
@@ -134,9 +141,7 @@ def deactivate(
     from neopain.store import crud
 
     with _store(db)() as session:
-        user = crud.find_user(session, username)
-        if user is None:
-            fail(f"no account {username!r}; see neopain users list")
+        user = _existing_user(session, username)
         crud.update_user(session, user, actor=None, active=False)
         _print_users([user], title="Deactivated")
 
