@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,6 @@ import pytest
 from typer.testing import CliRunner
 
 from neopain.cli.app import app as neopain_app
-from neopain.data.folds import make_folds, save_folds
-from neopain.data.manifest import load_manifest, sha256_file
-from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.explain.regions import REGIONS
 from neopain.training import TrainConfig, run_cv
 
@@ -29,23 +27,19 @@ def run(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 6-subject cohort and a 1-epoch N-CNN on its fold 0 (test subjects: 2)."""
+def trained(cohort6, tmp_path_factory):
+    """The 6-subject cohort (``.cohort``) and a 1-epoch N-CNN on its fold 0 (``.fold``; test
+    subjects: 2), trained into a folder of this module (``.root``)."""
     root = tmp_path_factory.mktemp("explain_cli")
-    generate_cohort(root, CohortSpec(subjects=6, seed=2, images_per_subject=(3, 4),
-                                     noisy_share=0.5))
-    manifest = root / "manifest.csv"
-    plan = make_folds(load_manifest(manifest), protocol="lsso", k=3,
-                      manifest_sha256=sha256_file(manifest))
-    save_folds(plan, root / "folds.json")
-    run_cv(TrainConfig(model="ncnn", manifest=manifest, folds=root / "folds.json",
-                       out=root / "run", fold=0, epochs=1, batch_size=8, device="cpu"))
-    return root
+    run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                       folds=cohort6 / "folds.json", out=root / "run", fold=0, epochs=1,
+                       batch_size=8, device="cpu"))
+    return SimpleNamespace(cohort=cohort6, fold=root / "run" / "fold_0", root=root)
 
 
 def test_run_writes_heatmaps_overlays_and_region_shares(trained, tmp_path):
     out = tmp_path / "explained"
-    code, output = run("explain", "run", str(trained / "run" / "fold_0"), "--out", str(out),
+    code, output = run("explain", "run", str(trained.fold), "--out", str(out),
                        "--method", "gradcam", "--method", "ig", "--target", "both",
                        "--limit", "2")
     assert code == 0, output
@@ -68,7 +62,7 @@ def test_run_writes_heatmaps_overlays_and_region_shares(trained, tmp_path):
 def test_run_explains_an_onnx_model_on_a_folder_of_faces(trained, tmp_path):
     from neopain.export.onnx import export_fold
 
-    onnx, _ = export_fold(trained / "run" / "fold_0", tmp_path / "model.onnx")
+    onnx, _ = export_fold(trained.fold, tmp_path / "model.onnx")
     faces = tmp_path / "faces"
     faces.mkdir()
     rng = np.random.default_rng(0)
@@ -89,16 +83,17 @@ def test_run_explains_an_onnx_model_on_a_folder_of_faces(trained, tmp_path):
 
 
 def test_compare_ranks_personas_against_masks_and_against_the_model(trained, tmp_path):
-    code, output = run("explain", "compare", "--perception", str(trained / "perception.csv"),
-                       "--masks", str(trained / "manifest.csv"), "--out", str(tmp_path / "m"))
+    perception = str(trained.cohort / "perception.csv")
+    code, output = run("explain", "compare", "--perception", perception, "--masks",
+                       str(trained.cohort / "manifest.csv"), "--out", str(tmp_path / "m"))
     assert code == 0, output
     assert "1. physician" in output and "4. lay" in output
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert summary["ranking"] == ["physician", "health_professional", "parent", "lay"]
     assert (tmp_path / "m" / "report.html").is_file()
     out = tmp_path / "explained"
-    assert run("explain", "run", str(trained / "run" / "fold_0"), "--out", str(out))[0] == 0
-    code, output = run("explain", "compare", "--perception", str(trained / "perception.csv"),
+    assert run("explain", "run", str(trained.fold), "--out", str(out))[0] == 0
+    code, output = run("explain", "compare", "--perception", perception,
                        "--attributions", str(out))
     assert code == 0, output
     assert "per persona and class" in output
@@ -108,7 +103,7 @@ def test_compare_ranks_personas_against_masks_and_against_the_model(trained, tmp
 
 
 def test_sanity_prints_the_cascade_and_exits_by_the_verdict(trained):
-    code, output = run("explain", "sanity", str(trained / "run" / "fold_0"), "--method",
+    code, output = run("explain", "sanity", str(trained.fold), "--method",
                        "gradcam", "--images", "2")
     assert "cascading weight randomization" in output and "centre.conv1" in output
     verdict = re.search(r"(pass|FAIL) gradcam: mean Spearman", output)
@@ -118,18 +113,19 @@ def test_sanity_prints_the_cascade_and_exits_by_the_verdict(trained):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "{root}/run/fold_9", "--out", "{root}/x"], "model.pt: file not found"),
-    (["run", "{root}/run/fold_0", "--out", "{root}/x", "--method", "lime"],
+    (["run", "{fold}", "--out", "{root}/x", "--method", "lime"],
      "--method 'lime' is not valid; valid: gradcam, ig, occlusion"),
-    (["run", "{root}/run/fold_0", "--out", "{root}/x", "--target", "truth"],
+    (["run", "{fold}", "--out", "{root}/x", "--target", "truth"],
      "target='truth' is not valid; valid: predicted, true, both"),
-    (["compare", "--perception", "{root}/perception.csv"],
+    (["compare", "--perception", "{cohort}/perception.csv"],
      "give exactly one of --attributions DIR and --masks MANIFEST"),
-    (["compare", "--perception", "{root}/manifest.csv", "--masks", "{root}/manifest.csv"],
+    (["compare", "--perception", "{cohort}/manifest.csv", "--masks", "{cohort}/manifest.csv"],
      "manifest.csv: 5 problems"),
-    (["sanity", "{root}/run/fold_0", "--method", "occlusion"],
+    (["sanity", "{fold}", "--method", "occlusion"],
      "method 'occlusion' cannot be checked; valid: gradcam, ig"),
 ])
 def test_bad_input_exits_1_with_a_message(trained, args, message):
-    code, output = run("explain", *[a.format(root=trained) for a in args])
+    code, output = run("explain", *[a.format(root=trained.root, fold=trained.fold,
+                                             cohort=trained.cohort) for a in args])
     assert code == 1
     assert message in " ".join(output.split()), output
