@@ -13,7 +13,8 @@ from neopain.data.dataset import FaceDataset
 from neopain.data.manifest import format_box, format_keypoints, load_manifest, save_manifest
 from neopain.errors import NeopainError
 from neopain.explain import GradCam
-from neopain.explain.run import explain_images, folder_items, manifest_items, preprocess_image
+from neopain.explain.run import explain_images, folder_items, manifest_items
+from neopain.export.runtime import preprocess_crop
 from neopain.faces.landmarks import save_landmarks
 from neopain.models.ncnn import NCNN_CFG
 
@@ -36,20 +37,27 @@ def manifest(tmp_path):
     return load_manifest(tmp_path / "manifest.csv")
 
 
-def test_inputs_and_points_are_those_of_face_dataset(manifest):
+def test_inputs_and_points_are_the_whole_pixel_face_crop_resized(manifest):
+    # expected values made by hand here (crop in whole pixels, the runtime's preprocessing,
+    # pixel-centre point mapping), not by the FaceDataset that manifest_items uses
     items = list(manifest_items(manifest, NCNN_CFG))
-    data = FaceDataset(manifest, size=NCNN_CFG.input_size, mean=NCNN_CFG.mean, std=NCNN_CFG.std,
-                       crop_to_face=True, keypoints=True)
-    for item, index in zip(items, range(len(data))):
-        expected = data[index]
-        assert np.array_equal(item.image, expected["image"].numpy())
-        assert np.allclose(item.keypoints, expected["keypoints"].numpy(), atol=1e-4)
+    assert len(items) == len(manifest)
+    for row, item in enumerate(items):
+        box = manifest.boxes()[row]
+        x1, y1, x2, y2 = (int(np.floor(box[0])), int(np.floor(box[1])), int(np.ceil(box[2])),
+                          int(np.ceil(box[3])))
+        crop = cv2.imread(str(manifest.image_path(row)))[y1:y2, x1:x2]
+        height, width = NCNN_CFG.input_size
+        points = ((manifest.keypoints()[row] - [x1, y1] + 0.5)
+                  * [width / (x2 - x1), height / (y2 - y1)] - 0.5)
+        assert np.array_equal(item.image, preprocess_crop(crop, NCNN_CFG))
+        assert np.allclose(item.keypoints, points, atol=1e-4)
         # the manifest rounds keypoints to 0.01 px; the landmarks file keeps full precision
-        assert np.allclose(item.landmarks[:5], expected["keypoints"].numpy(), atol=0.02)
+        assert np.allclose(item.landmarks[:5], points, atol=0.02)
     whole = cv2.imread(str(manifest.image_path(0)))
     uncropped = FaceDataset(manifest, size=NCNN_CFG.input_size, mean=NCNN_CFG.mean,
                             std=NCNN_CFG.std)[0]["image"].numpy()
-    assert np.allclose(preprocess_image(whole, NCNN_CFG), uncropped, atol=1e-6)
+    assert np.allclose(preprocess_crop(whole, NCNN_CFG), uncropped, atol=1e-6)
 
 
 def test_the_table_lists_every_file_written(manifest, random_ncnn, tmp_path):

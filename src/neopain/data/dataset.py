@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from neopain.data.augment import AugmentedSample, read_image, resize_sample
+from neopain.data.augment import AugmentedSample, network_input, read_image, resize_sample
 from neopain.data.manifest import LABELS, N_KEYPOINTS, Manifest
 from neopain.errors import NeopainError
 
@@ -180,9 +180,10 @@ class FaceDataset(Dataset):
             except NeopainError as error:
                 raise NeopainError(f"manifest line {row + 2}, image {path}: {error}") from None
             image, points = sample.image, sample.keypoints
-        image, points = resize_sample(image, points, size=(int(self.size[0]), int(self.size[1])))
-        pixels = (image.astype(np.float32) / 255.0 - self.mean_) / self.std_
-        out = {"image": torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))),
+        size = (int(self.size[0]), int(self.size[1]))
+        image, points = resize_sample(image, points, size=size)
+        pixels = network_input(image, size=size, mean=self.mean_, std=self.std_)
+        out = {"image": torch.from_numpy(pixels),
                "label": torch.tensor(self.labels_[item]), "index": torch.tensor(row)}
         if self.keypoints:
             points = np.full((N_KEYPOINTS, 2), np.nan) if points is None else points

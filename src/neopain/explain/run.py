@@ -24,12 +24,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from neopain.data.augment import read_image, resize_sample
+from neopain.data.augment import read_image
 from neopain.data.dataset import FaceDataset
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.explain.base import CLASSES, Explainer
 from neopain.explain.regions import OUTSIDE, REGIONS, region_map, region_shares
+from neopain.export.runtime import preprocess_crop
 from neopain.faces.landmarks import load_landmarks
 from neopain.models.cfg import ModelCfg
 
@@ -61,17 +62,6 @@ class ExplainItem:
     crop_box: tuple[float, float, float, float] | None = None
     keypoints: np.ndarray | None = None
     landmarks: np.ndarray | None = None
-
-
-def preprocess_image(image: np.ndarray, cfg: ModelCfg) -> np.ndarray:
-    """A BGR uint8 face image → float32 (3, H, W) input, as ``FaceDataset`` makes it."""
-    if cfg.channel_order == "RGB":
-        image = np.ascontiguousarray(image[:, :, ::-1])
-    image, _ = resize_sample(image, None, size=cfg.input_size)
-    mean = np.asarray(cfg.mean, dtype=np.float32)
-    std = np.asarray(cfg.std, dtype=np.float32)
-    pixels = (image.astype(np.float32) / 255.0 - mean) / std
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 def _landmarks_in_input(manifest: Manifest, row: int, *, box: np.ndarray | None,
@@ -142,7 +132,7 @@ def folder_items(folder: str | os.PathLike[str], cfg: ModelCfg) -> Iterator[Expl
         image = read_image(file)
         if image is None:
             raise NeopainError(f"{file}: cannot be read; valid: an image file (JPEG, PNG)")
-        yield ExplainItem(image=preprocess_image(image, cfg), name=file.name)
+        yield ExplainItem(image=preprocess_crop(image, cfg), name=file.name)
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, cfg: ModelCfg, *,

@@ -27,7 +27,7 @@ import numpy as np
 
 from neopain.errors import NeopainError
 from neopain.export.metadata import INPUT_NAME, read_exported_cfg
-from neopain.export.runtime import OnnxPredictor
+from neopain.export.runtime import OnnxPredictor, preprocess_crop
 
 ProgressHook = Callable[[int, int], None]
 ACTIVATION_TYPES = ("int8", "uint8")
@@ -112,8 +112,8 @@ class _Calibration:
 
 def preprocess_crops(model: str | os.PathLike[str], crops: Sequence[np.ndarray]) -> np.ndarray:
     """Face crops → the model's inputs (N×3×H×W float32), preprocessed as for prediction."""
-    with OnnxPredictor(model) as predictor:
-        return np.stack([predictor.preprocess(crop) for crop in crops])
+    cfg = read_exported_cfg(model).cfg
+    return np.stack([preprocess_crop(crop, cfg) for crop in crops])
 
 
 def _copy_metadata(source: Path, out: Path, *, quantization: str) -> None:

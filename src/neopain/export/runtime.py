@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neopain.data.augment.transform import resize_sample
+from neopain.data.augment.transform import network_input
 from neopain.errors import NeopainError
 from neopain.export.metadata import (
     INPUT_NAME,
@@ -28,6 +28,7 @@ from neopain.export.metadata import (
     ModelFileError,
     cfg_from_metadata,
 )
+from neopain.models.cfg import ModelCfg
 from neopain.prediction import Prediction, Predictor
 
 ProgressHook = Callable[[int, int], None]
@@ -61,6 +62,21 @@ def session_options(*, threads: int | None = None, optimization: str = "all"):
         options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
     return options
+
+
+def preprocess_crop(crop: np.ndarray, cfg: ModelCfg) -> np.ndarray:
+    """One BGR uint8 face crop → the float32 3×H×W input of a model with ``cfg``.
+
+    Raises:
+        NeopainError: a crop that is not an H×W×3 uint8 array.
+    """
+    if not isinstance(crop, np.ndarray) or crop.ndim != 3 or crop.shape[2] != 3 \
+            or crop.dtype != np.uint8 or crop.size == 0:
+        what = f"{crop.dtype} {crop.shape}" if isinstance(crop, np.ndarray) else \
+            type(crop).__name__
+        raise NeopainError(f"a face crop must be a BGR uint8 H×W×3 array; got {what}")
+    image = np.ascontiguousarray(crop[:, :, ::-1]) if cfg.channel_order == "RGB" else crop
+    return network_input(image, size=cfg.input_size, mean=cfg.mean, std=cfg.std)
 
 
 class OnnxPredictor(Predictor):
@@ -109,8 +125,6 @@ class OnnxPredictor(Predictor):
                                 if self.exported_.source_run else "")
         if self.exported_.quantization != "none":
             self.name += f" int8-{self.exported_.quantization}"
-        self.mean_ = np.asarray(cfg.mean, dtype=np.float32)
-        self.std_ = np.asarray(cfg.std, dtype=np.float32)
 
     @property
     def threshold(self) -> float:
@@ -123,16 +137,7 @@ class OnnxPredictor(Predictor):
         Raises:
             NeopainError: a crop that is not an H×W×3 uint8 array.
         """
-        if not isinstance(crop, np.ndarray) or crop.ndim != 3 or crop.shape[2] != 3 \
-                or crop.dtype != np.uint8 or crop.size == 0:
-            what = f"{crop.dtype} {crop.shape}" if isinstance(crop, np.ndarray) else \
-                type(crop).__name__
-            raise NeopainError(f"a face crop must be a BGR uint8 H×W×3 array; got {what}")
-        cfg = self.exported_.cfg
-        image = np.ascontiguousarray(crop[:, :, ::-1]) if cfg.channel_order == "RGB" else crop
-        image, _ = resize_sample(image, None, size=cfg.input_size)
-        pixels = (image.astype(np.float32) / 255.0 - self.mean_) / self.std_
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        return preprocess_crop(crop, self.exported_.cfg)
 
     def predict_inputs(self, inputs: np.ndarray, *,
                        on_progress: ProgressHook | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ from neopain.data.augment.transform import (
     Augmenter,
     AugmentSpec,
     copy_rng,
+    network_input,
     points_inside,
     read_image,
     resize_sample,
@@ -20,5 +21,5 @@ from neopain.data.augment.transform import (
 
 __all__ = [
     "FILL_MODES", "FLIP_ORDER", "AugmentResult", "AugmentSpec", "AugmentedSample", "Augmenter",
-    "augment_fold", "copy_rng", "points_inside", "read_image", "resize_sample",
+    "augment_fold", "copy_rng", "network_input", "points_inside", "read_image", "resize_sample",
 ]  # fmt: skip

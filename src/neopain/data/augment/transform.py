@@ -164,6 +164,17 @@ def resize_sample(image: np.ndarray, points: np.ndarray | None = None, *,
     return resized, (np.asarray(points, dtype=float) + 0.5) * scale - 0.5
 
 
+def network_input(image: np.ndarray, *, size: tuple[int, int], mean, std) -> np.ndarray:
+    """An H×W×3 uint8 image, already in the model's channel order → the float32 3×H×W input:
+    ``resize_sample`` to ``size``, then ``(pixel / 255 − mean) / std`` per channel. Training
+    (``FaceDataset``), the ONNX runtime and the explainers all call this one function, so the
+    bedside feeds a network exactly what it was trained on."""
+    image, _ = resize_sample(image, None, size=size)
+    pixels = ((image.astype(np.float32) / 255.0 - np.asarray(mean, dtype=np.float32))
+              / np.asarray(std, dtype=np.float32))
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
 def _box_around(corners: np.ndarray, *, width: int, height: int):
     """Axis-aligned box around 4 moved corners, clipped to the image; None if nothing is left."""
     x1, y1 = np.clip(corners.min(axis=0), 0, [width, height])
