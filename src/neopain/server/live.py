@@ -23,7 +23,8 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -116,10 +117,18 @@ class LiveService:
         return Assessor(self.shared_predictor(), detector=detector,
                         window=self.settings.smoothing_window)
 
+    @contextmanager
+    def borrowed_assessor(self) -> Iterator[Assessor]:
+        """``assessor()`` for one upload; its detector goes back to the pool afterwards."""
+        assessor = self.assessor()
+        try:
+            yield assessor
+        finally:
+            self.release(assessor)
+
     def release(self, assessor: Assessor) -> None:
         """Take back a finished stream's detector for the next stream (or close it)."""
         detector = assessor.detector_
-        assessor.close()
         if detector is None:
             return
         with self._lock:

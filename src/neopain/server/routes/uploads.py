@@ -70,7 +70,7 @@ def _assess_image(service: LiveService, db: Session, *, path: Path, patient: Pat
         frame = read_image(path)
     except ImageReadError as error:
         raise AccessError(422, f"The image cannot be read: {error.reason}.") from None
-    with service.assessor() as assessor:
+    with service.borrowed_assessor() as assessor:
         result = assessor.step(frame, time_s=0.0)
     session = crud.start_session(db, actor=user, patient=patient, source="image",
                                  model=service.model_name())
@@ -100,7 +100,7 @@ def _assess_video(service: LiveService, db: Session, store: sessionmaker[Session
         recorder = Recorder(store, session_id=session.id,
                             interval_s=service.settings.timeline_interval_s)
         saved, frames, faces, index, next_s = [], 0, 0, 0, 0.0
-        with service.assessor() as assessor:
+        with service.borrowed_assessor() as assessor:
             while ok and index / fps <= MAX_VIDEO_S:
                 time_s = index / fps
                 if time_s >= next_s:
