@@ -166,6 +166,22 @@ def test_api_login_accepts_json_only(server):
     response = server.client().post("/api/login", content='{"username": "a", "password": "b"}',
                                     headers={"content-type": "text/plain"})
     assert response.status_code in (415, 422)
+    # the bodies another site's page can send without CORS, with a real account's password:
+    # none may log in
+    with server.db() as db:
+        crud.create_user(db, username="nurse", role="clinician",
+                         password_hash=security.hash_password(STRONG))
+    good = f'{{"username": "nurse", "password": "{STRONG}"}}'.encode()
+    for content_type in (None, "text/plain", "application/x-www-form-urlencoded"):
+        request = server.client().build_request("POST", "/api/login", content=good)
+        request.headers.pop("content-type", None)
+        if content_type is not None:
+            request.headers["content-type"] = content_type
+        refused = server.client().send(request)
+        assert refused.status_code in (415, 422), content_type
+        assert "set-cookie" not in refused.headers, content_type
+    assert server.client().post("/api/login", content=good,
+                                headers={"content-type": "application/json"}).status_code == 200
 
 
 def test_patient_data_stays_out_of_logs_validation_errors_and_crash_pages(server, caplog,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from neopain.server import security
@@ -129,21 +129,18 @@ def setup(request: Request, db: Db, username: Annotated[str, Form(max_length=64)
 
 
 @router.post("/api/login", response_model=LoginOut, tags=["auth"])
-def api_login(request: Request, db: Db, body: LoginIn) -> Response:
+def api_login(request: Request, response: Response, db: Db, body: LoginIn) -> LoginOut:
     """Log in; the reply sets the login cookie and gives the CSRF token for later calls.
 
-    Only JSON is accepted, which a page on another site cannot send without CORS.
+    Only JSON is accepted, which a page on another site cannot send without CORS (FastAPI
+    also parses a body sent without any Content-Type, which such a page can send).
     """
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise AccessError(415, "Send the credentials as application/json.")
     user = _check_login(request, db, body.username, body.password)
-    response = JSONResponse({})
     token = _start_login(request, response, db, user)
-    out = LoginOut(user=UserOut.of(user),
-                   csrf_token=security.csrf_token(server_state(request).secret, token))
-    response.body = response.render(out.model_dump())
-    response.headers["content-length"] = str(len(response.body))
-    return response
+    return LoginOut(user=UserOut.of(user),
+                    csrf_token=security.csrf_token(server_state(request).secret, token))
 
 
 @router.get("/api/me", response_model=LoginOut, tags=["auth"])
