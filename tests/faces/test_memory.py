@@ -57,7 +57,8 @@ def grown_mb(run, *, warmup: int, repeats: int) -> float:
 
 def measure(kind: str, name: str) -> float:
     """MB grown by one loop: ``calls`` (1,000 detections + meshes), ``mesh`` (``name`` image or
-    video: 50 meshes created and closed) or ``detector`` (50 of detector ``name``)."""
+    video: 50 meshes created and closed), ``nfcs`` (20 NFCS predictors created, used and
+    closed) or ``detector`` (50 of detector ``name``)."""
     frames = make_frames()
     if kind == "calls":
         with create_detector("mediapipe-short") as detector, FaceMesh() as mesh:
@@ -74,6 +75,18 @@ def measure(kind: str, name: str) -> float:
                     raise AssertionError("the mesh must really find the face")
 
         return grown_mb(mesh_once, warmup=3, repeats=50)
+
+    if kind == "nfcs":
+        from neopain.scoring import NfcsPredictor
+
+        def predict_once(i: int) -> None:
+            shift = 6 * (i % len(frames))  # where make_frames put the face
+            face = frames[i % len(frames)][:, 120 + shift:480 + shift]
+            with NfcsPredictor() as predictor:
+                if predictor.predict_crops([face])[0].details["assessable"] != 1:
+                    raise AssertionError("the NFCS mesh must really read the face")
+
+        return grown_mb(predict_once, warmup=3, repeats=20)
 
     def detect_once(i: int) -> None:
         with create_detector(name) as detector:
@@ -117,3 +130,8 @@ def test_meshes_created_and_closed_in_a_loop_free_their_graphs(video):
 def test_detectors_created_and_closed_in_a_loop_free_their_memory(name):
     grown = grown_in_fresh_process("detector", name)
     assert grown < PROMISE_MB, f"50 {name} detectors created and closed grew {grown:.1f} MB"
+
+
+def test_nfcs_predictors_created_and_closed_in_a_loop_free_their_mesh():
+    """A monitor may build a predictor per stream; an unclosed MediaPipe graph keeps ~20 MB."""
+    assert grown_in_fresh_process("nfcs") < 50

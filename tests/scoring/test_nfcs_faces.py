@@ -139,26 +139,3 @@ def test_predictor_calibrates_on_rest_crops_and_releases_its_mesh(crops):
         predictor.predict_crops([crops[0]])
     with NfcsPredictor() as fresh, pytest.raises(Exception, match="no face in the 1 rest crop"):
         fresh.calibrate_crops([np.full((96, 96, 3), 127, np.uint8)])
-
-
-def test_predictors_created_and_closed_in_a_loop_free_their_mesh(crops):
-    """A monitor may build a predictor per stream; an unclosed MediaPipe graph keeps ~20 MB."""
-    import gc
-    import os
-
-    def resident_mb() -> float:
-        with open("/proc/self/statm") as file:
-            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-
-    def once() -> None:
-        with NfcsPredictor() as predictor:
-            assert predictor.predict_crops([crops[0]])[0].details["assessable"] == 1
-
-    for _ in range(3):
-        once()
-    gc.collect()
-    before = resident_mb()
-    for _ in range(20):
-        once()
-    gc.collect()
-    assert resident_mb() - before < 50
