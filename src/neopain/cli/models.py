@@ -124,6 +124,7 @@ def _show_nfcs() -> None:
     """What the NFCS scorer is, plainly, and every action with its threshold and rationale."""
     from neopain.scoring import nfcs
     from neopain.scoring.actions import ACTION_INFO
+    from neopain.scoring.dan import QUIVER_MIN_AMPLITUDE, QUIVER_MIN_HZ
 
     table = Table(title="nfcs: rule-based NFCS facial-action scorer", show_header=False)
     table.add_column("field", no_wrap=True, style="bold")
@@ -140,10 +141,11 @@ def _show_nfcs() -> None:
         actions.add_row(info.name, f"{info.threshold:g} {info.unit}",
                         escape(f"NFCS: {info.nfcs}.\nmeasured: {info.measure}.\n"
                                f"why: {info.rationale}."))
-    actions.add_row("chin_quiver", "RMS 0.015 IOD",
+    actions.add_row("chin_quiver", f"RMS {QUIVER_MIN_AMPLITUDE:g} IOD",
                     "NFCS: high-frequency vibration of the chin and jaw.\nmeasured (video "
-                    "only): oscillation of the chin-to-nose length at 2 Hz or faster.\nwhy: "
-                    "2× the mesh's chin jitter on a still face.")
+                    "only): oscillation of the chin-to-nose length at "
+                    f"{QUIVER_MIN_HZ:g} Hz or faster.\nwhy: 2× the mesh's chin jitter on a "
+                    "still face.")
     console.print(actions)
     console.print("not measurable from landmarks: taut tongue, tongue protrusion. "
                   "Full description: docs/nfcs.md", highlight=False)

@@ -36,6 +36,9 @@ ACTIONS = (
 )
 """The NFCS actions a still face mesh can show (chin quiver needs time: ``scoring.dan``)."""
 
+PAIN_COUNT = 3
+"""NFCS reads a face as in pain when this many actions or more are present."""
+
 # forehead, nose ridge and tip, eye corners, temples: points no NFCS action moves
 RIGID = (1, 4, 5, 6, 195, 197, 168, 10, 151, 33, 133, 263, 362, 234, 454, 127, 356, 162, 389,
          21, 251, 54, 284, 103, 332, 67, 297, 109, 338)  # fmt: skip

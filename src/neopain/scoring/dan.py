@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from neopain.scoring.actions import ACTIONS, ScoringError
+from neopain.scoring.actions import ACTIONS, PAIN_COUNT, ScoringError
 from neopain.scoring.nfcs import NfcsResult
 
 QUIVER_MIN_AMPLITUDE = 0.015
@@ -71,7 +71,8 @@ def chin_quiver(jaw_lengths: Sequence[float] | np.ndarray, *, fps: float,
     return ChinQuiver(amplitude, frequency, amplitude >= min_amplitude and frequency >= min_hz)
 
 
-def dan_facial_score(counts: Sequence[int] | np.ndarray, *, count_threshold: int = 3) -> int:
+def dan_facial_score(counts: Sequence[int] | np.ndarray, *,
+                     count_threshold: int = PAIN_COUNT) -> int:
     """The DAN facial item (0-4) of a window from its per-frame NFCS counts.
 
     0: no action in any frame; 1: actions, but never ``count_threshold`` at once; 2, 3, 4:
@@ -113,7 +114,7 @@ class WindowScore:
 
 
 def score_window(results: Sequence[NfcsResult], *, fps: float | None = None,
-                 count_threshold: int = 3) -> WindowScore:
+                 count_threshold: int = PAIN_COUNT) -> WindowScore:
     """DAN facial score, action persistence and chin quiver of consecutive frames' results."""
     scored = [r for r in results if r.assessable]
     if not scored:

@@ -23,6 +23,7 @@ from neopain.prediction import Prediction, Predictor
 from neopain.scoring.actions import (
     ACTIONS,
     DEFAULT_THRESHOLDS,
+    PAIN_COUNT,
     POPULATION_REFERENCE,
     Measurements,
     ScoringError,
@@ -45,20 +46,21 @@ refers what it cannot read to a person; ``details["assessable"]`` is 0 for such 
 
 SUMMARY: tuple[tuple[str, str], ...] = (
     ("what it is", "A rule-based screening aid after the Neonatal Facial Coding System (NFCS, "
-     "Grunau & Craig 1987): facial actions are measured on a face mesh and counted; 3 or more "
-     "read as pain. Earlier landmark-based work reported 85-100% sensitivity and specificity "
-     "on small samples."),
+     "Grunau & Craig 1987): facial actions are measured on a face mesh and counted; "
+     f"{PAIN_COUNT} or more read as pain. Earlier landmark-based work reported 85-100% "
+     "sensitivity and specificity on small samples."),
     ("what it is not", "Not a validated medical device and not a diagnosis. It flags faces for "
      "a nurse or doctor to look at. Its thresholds come from the face mesh's noise and an "
      "adult reference face, not from infant data; nothing in it was fitted to patients."),
     ("input", "A face crop; MediaPipe face mesh with refined eyes and lips (478 points)."),
-    ("decision", "Pain when the number of flagged actions reaches 3 (count_threshold). "
+    ("decision", f"Pain when the number of flagged actions reaches {PAIN_COUNT} "
+     "(count_threshold). "
      "P(pain) is a logistic of how far the face is from the other decision: >= 0.5 exactly "
      "when the count is reached."),
     ("reference face", "Without calibration: MediaPipe's canonical adult face, lips closed. "
      "Better: calibrate on the baby's own rest face (a few seconds before a procedure)."),
     ("head pose", "Roll and face size removed, yaw and pitch compensated by a 3-D fit on rigid "
-     "points; a face turned beyond 30° yaw or 25° pitch is not scored."),
+     f"points; a face turned beyond {MAX_YAW:g}° yaw or {MAX_PITCH:g}° pitch is not scored."),
     ("cannot score", "No face mesh on the crop, or head turned too far: P(pain) 0.5 with "
      "details assessable = 0 (a screen refers what it cannot read to a person)."),
     ("video", "Chin quiver from the chin's fast movement, and the DAN facial score 0-4 of a "
@@ -160,7 +162,8 @@ class NfcsScorer:
         result.count, result.pain, result.actions
     """
 
-    def __init__(self, *, count_threshold: int = 3, thresholds: Mapping[str, float] | None = None,
+    def __init__(self, *, count_threshold: int = PAIN_COUNT,
+                 thresholds: Mapping[str, float] | None = None,
                  max_yaw: float = MAX_YAW, max_pitch: float = MAX_PITCH,
                  gain: float = 2.0) -> None:
         if isinstance(count_threshold, bool) or not isinstance(count_threshold, int) or not (
@@ -275,7 +278,8 @@ class NfcsPredictor(Predictor):
     name = "nfcs"
     margin = 0.25
 
-    def __init__(self, *, count_threshold: int = 3, thresholds: Mapping[str, float] | None = None,
+    def __init__(self, *, count_threshold: int = PAIN_COUNT,
+                 thresholds: Mapping[str, float] | None = None,
                  refine: bool = True, min_confidence: float = 0.5) -> None:
         from neopain.faces.landmarks import FaceMesh
 

@@ -65,21 +65,19 @@ def row_landmarks(manifest: Manifest, row: int, *, mesh: FaceMesh,
 
 
 def score_folds(config: TrainConfig, manifest: Manifest, folds: Sequence[Fold], *,
-                scorer: NfcsScorer | None = None, on_progress: ProgressHook | None = None
-                ) -> CvResult:
+                on_progress: ProgressHook | None = None) -> CvResult:
     """Score each fold's test rows with the NFCS scorer and write the run folder.
 
     Args:
         config: the run config (``out``, ``crop_to_face``; training keys are not used).
         manifest: the loaded manifest; folds: the folds to score.
-        scorer: the scorer (default thresholds when None).
         on_progress: called as ``on_progress(done, total)`` after each image.
     """
     from neopain.evaluation.metrics import binary_metrics
     from neopain.faces.landmarks import FaceMesh
     from neopain.training.cv import CvResult, FoldResult
 
-    scorer = scorer if scorer is not None else NfcsScorer()
+    scorer = NfcsScorer()  # the published defaults against the population reference face
     subjects = manifest.table["subject"].to_numpy()
     plan = [(fold, np.flatnonzero(np.isin(subjects, fold.test))) for fold in folds]
     total, done = sum(len(rows) for _, rows in plan), 0
