@@ -21,7 +21,7 @@ from neopain.data.augment.transform import read_image
 from neopain.export.runtime import OnnxPredictor
 from neopain.faces.base import Face
 from neopain.monitor.images import ImageAssessment
-from neopain.monitor.pipeline import crop_for_predictor, pixel_box
+from neopain.monitor.pipeline import crop_for_predictor, exact_crop_region
 from neopain.prediction import Prediction, Predictor
 
 ProgressHook = Callable[[int, int], None]
@@ -104,9 +104,9 @@ def write_overlays(results: Sequence[ImageAssessment], paths: Sequence[Path], pr
         if result.prediction is not None and result.face is not None:
             image = read_image(path)
             heat = region = None
-            if isinstance(predictor, OnnxPredictor) and predictor.margin in (0.0, None):
-                region = (pixel_box(result.face.box, image_shape=image.shape)
-                          if predictor.margin == 0.0 else (0, 0, image.shape[1], image.shape[0]))
+            if isinstance(predictor, OnnxPredictor):  # an exported model crops 0 or None
+                region = exact_crop_region(result.face.box, image_shape=image.shape,
+                                           margin=predictor.margin)
                 crop = crop_for_predictor(image, result.face.box, margin=predictor.margin)
                 heat = occlusion_heatmap(predictor, crop)
             target = out / f"{index:04d}_{Path(path).stem}.png"

@@ -80,6 +80,23 @@ def pixel_box(box: Sequence[float], *, image_shape: tuple[int, ...]) -> tuple[in
     return left, top, right, bottom
 
 
+def exact_crop_region(box: Sequence[float] | None, *, image_shape: tuple[int, ...],
+                      margin: float | None) -> tuple[int, int, int, int]:
+    """The pixels (left, top, right, bottom) ``crop_for_predictor`` cuts for ``margin`` None
+    (the whole image) or 0 (``pixel_box``): where a heatmap over the crop belongs.
+
+    Raises:
+        NeopainError: a margin > 0 (its crop is padded, not a region of the image), or what
+            ``pixel_box`` raises.
+    """
+    if margin is None:
+        return 0, 0, image_shape[1], image_shape[0]
+    if margin != 0 or box is None:
+        raise NeopainError(f"margin={margin} with box={box}: only the whole image (None) or a "
+                           "face box cut exactly (0) is a region of the image")
+    return pixel_box(box, image_shape=image_shape)
+
+
 def crop_for_predictor(image: np.ndarray, box: Sequence[float] | None, *,
                        margin: float | None) -> np.ndarray:
     """The face crop a predictor with this ``margin`` was trained on, BGR uint8.
@@ -100,7 +117,7 @@ def crop_for_predictor(image: np.ndarray, box: Sequence[float] | None, *,
         raise NeopainError(f"margin={margin} needs a face box; only margin=None (the whole "
                            "image) works without one")
     if margin == 0:
-        left, top, right, bottom = pixel_box(box, image_shape=image.shape)
+        left, top, right, bottom = exact_crop_region(box, image_shape=image.shape, margin=0)
         return np.ascontiguousarray(image[top:bottom, left:right])
     try:
         return crop_face(image, box, margin=margin).image

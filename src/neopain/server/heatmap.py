@@ -20,7 +20,7 @@ import numpy as np
 from neopain.export.runtime import OnnxPredictor
 from neopain.faces.base import Face
 from neopain.monitor.overlays import occlusion_heatmap
-from neopain.monitor.pipeline import crop_for_predictor, pixel_box
+from neopain.monitor.pipeline import crop_for_predictor, exact_crop_region
 from neopain.prediction import Prediction
 from neopain.scoring.actions import DEFAULT_THRESHOLDS
 
@@ -72,11 +72,8 @@ def heatmap_regions(face: Face, prediction: Prediction) -> list[list[float]] | N
     return regions
 
 
-def occlusion_cells(predictor: OnnxPredictor, frame: np.ndarray, face: Face) -> np.ndarray | None:
-    """Evidence for pain per square of the model's crop (``OCCLUSION_SQUARES`` square, 0–1),
-    or None for a model that crops other than to the face box or the whole frame."""
-    if predictor.margin not in (0.0, None):
-        return None
+def occlusion_cells(predictor: OnnxPredictor, frame: np.ndarray, face: Face) -> np.ndarray:
+    """Evidence for pain per square of the model's crop (``OCCLUSION_SQUARES`` square, 0–1)."""
     crop = crop_for_predictor(frame, face.box, margin=predictor.margin)
     heat = occlusion_heatmap(predictor, crop, squares=OCCLUSION_SQUARES)
     cells = cv2.resize(heat, (OCCLUSION_SQUARES, OCCLUSION_SQUARES), interpolation=cv2.INTER_AREA)
@@ -87,10 +84,7 @@ def cell_regions(cells: np.ndarray, frame_shape: tuple[int, ...], face: Face, *,
                  margin: float | None) -> list[list[float]]:
     """``[x, y, radius, weight]`` circles in frame pixels: one per square of ``cells`` with
     weight >= ``MIN_WEIGHT``, placed on the region the model crops from this frame."""
-    if margin is None:
-        x1, y1, x2, y2 = 0, 0, frame_shape[1], frame_shape[0]
-    else:
-        x1, y1, x2, y2 = pixel_box(face.box, image_shape=frame_shape)
+    x1, y1, x2, y2 = exact_crop_region(face.box, image_shape=frame_shape, margin=margin)
     rows, columns = cells.shape
     width, height = (x2 - x1) / columns, (y2 - y1) / rows
     return [[round(x1 + (column + 0.5) * width, 1), round(y1 + (row + 0.5) * height, 1),

@@ -308,8 +308,6 @@ class LiveStream:
             return regions
         if now - self._cells_at >= OCCLUSION_INTERVAL_S:
             self._cells, self._cells_at = occlusion_cells(model, frame, result.face), now
-        if self._cells is None:
-            return None
         return cell_regions(self._cells, frame.shape, result.face, margin=model.margin)
 
     def close(self) -> None:
