@@ -36,7 +36,8 @@ from neopain.explain.localization import localization, mask_in_input, read_actio
 from neopain.explain.perception import Reference, compare_perception, load_perception
 from neopain.explain.perception import summarize_agreement
 from neopain.explain.regions import region_map
-from neopain.explain.run import fold_rows, manifest_items
+from neopain.explain.run import manifest_items
+from neopain.export.inputs import select_rows
 from neopain.explain.sanity import completeness_check, randomization_test
 from neopain.export.onnx import load_fold
 from neopain.training import TrainConfig, run_cv
@@ -78,7 +79,7 @@ def main() -> None:
                                seed=args.seed))
         model, cfg = fold.model, fold.model.cfg
         manifest = load_manifest(root / "manifest.csv")
-        rows = [r for r in fold_rows(manifest, fold.test_subjects)
+        rows = [r for r in select_rows(manifest, subjects=fold.test_subjects)
                 if manifest.table["label"].iat[r] == "pain"]
         items = list(manifest_items(manifest, cfg, rows=rows))
         images = np.stack([item.image for item in items])

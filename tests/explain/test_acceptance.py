@@ -19,7 +19,8 @@ from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.explain import GradCam, IntegratedGradients
 from neopain.explain.localization import localization, mask_in_input, read_action_mask
-from neopain.explain.run import fold_rows, manifest_items
+from neopain.explain.run import manifest_items
+from neopain.export.inputs import select_rows
 from neopain.explain.sanity import randomization_test
 from neopain.training import TrainConfig, run_cv
 
@@ -45,7 +46,7 @@ def trained(cohort30, tmp_path_factory):
                        device="cpu", seed=1))
     fold = load_fold(root / "run" / "fold_0")
     cfg = fold.model.cfg
-    rows = [r for r in fold_rows(manifest, fold.test_subjects)
+    rows = [r for r in select_rows(manifest, subjects=fold.test_subjects)
             if manifest.table["label"].iat[r] == "pain"]
     images, masks = [], []
     for item in manifest_items(manifest, cfg, rows=rows):

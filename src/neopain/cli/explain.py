@@ -63,7 +63,8 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
            limit: int | None):
     """(items iterator, count) of a folder, the fold's test rows, or a manifest's rows."""
     from neopain.data.manifest import load_manifest
-    from neopain.explain.run import IMAGE_SUFFIXES, fold_rows, folder_items, manifest_items
+    from neopain.explain.run import IMAGE_SUFFIXES, folder_items, manifest_items
+    from neopain.export.inputs import select_rows
 
     if images is not None:
         count = sum(1 for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
@@ -75,8 +76,8 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
             raise NeopainError("no images to explain: give --images DIR, or --manifest "
                                "(an .onnx model has no test subjects)")
         data = load_manifest(path)
-        rows = fold_rows(data, fold.test_subjects) if fold is not None else list(range(len(data)))
-        rows = rows[:limit] if limit is not None else rows
+        rows = select_rows(data, subjects=None if fold is None else fold.test_subjects,
+                           limit=limit)
         count, items = len(rows), manifest_items(data, cfg, rows=rows, crop_to_face=crop)
     if limit is not None and count > limit:
         count, items = limit, (item for item, _ in zip(items, range(limit)))

@@ -109,12 +109,6 @@ def manifest_items(manifest: Manifest, cfg: ModelCfg, *, rows: Sequence[int] | N
                                           size=cfg.input_size))
 
 
-def fold_rows(manifest: Manifest, subjects: Iterable[str]) -> list[int]:
-    """Manifest rows of the given subjects (a fold's test subjects)."""
-    wanted = set(subjects)
-    return [i for i, s in enumerate(manifest.table["subject"]) if s in wanted]
-
-
 def folder_items(folder: str | os.PathLike[str], cfg: ModelCfg) -> Iterator[ExplainItem]:
     """Every image in a folder (not its subfolders), each taken as a whole face image.
 

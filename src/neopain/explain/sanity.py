@@ -160,7 +160,8 @@ def check_fold(fold_dir: str | os.PathLike[str], *, methods: Sequence[str] = ("g
     """
     from neopain.data.manifest import load_manifest
     from neopain.explain.gradcam import GradCam
-    from neopain.explain.run import fold_rows, manifest_items
+    from neopain.explain.run import manifest_items
+    from neopain.export.inputs import select_rows
     from neopain.export.onnx import load_fold
 
     factories: dict[str, ExplainerFactory] = {
@@ -174,7 +175,7 @@ def check_fold(fold_dir: str | os.PathLike[str], *, methods: Sequence[str] = ("g
     if path is None:
         raise NeopainError(f"{fold_dir}: the run's config.yaml names no manifest; give one")
     data = load_manifest(path)
-    rows = fold_rows(data, fold.test_subjects)[:images]
+    rows = select_rows(data, subjects=fold.test_subjects, limit=images)
     if not rows:
         raise NeopainError(f"{fold_dir}: none of its test subjects is in {path}")
     model = fold.model
