@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
+from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.faces.io import ImageReadError, read_image
 from neopain.server.deps import AccessError, Carer, Db, csrf_protect, server_state
 from neopain.server.live import LiveService, Recorder
@@ -88,35 +89,38 @@ def _assess_image(service: LiveService, db: Session, *, path: Path, patient: Pat
 
 def _assess_video(service: LiveService, db: Session, store: sessionmaker[Session], *,
                   path: Path, patient: Patient, user: User) -> UploadOut:
-    capture = cv2.VideoCapture(str(path))
+    """``VIDEO_FPS`` frames a second, placed by their container timestamps, up to
+    ``MAX_VIDEO_S``; the session starts with the first frame that decodes."""
+    session, recorder = None, None
+    saved, frames, faces, next_s = [], 0, 0, 0.0
     try:
-        ok, frame = capture.read()
-        if not ok:
-            raise AccessError(422, "The video cannot be read (no frame decodes).")
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        fps = fps if 1 <= fps <= 240 else 25.0
-        session = crud.start_session(db, actor=user, patient=patient, source="video",
-                                     model=service.model_name())
-        recorder = Recorder(store, session_id=session.id,
-                            interval_s=service.settings.timeline_interval_s)
-        saved, frames, faces, index, next_s = [], 0, 0, 0, 0.0
-        with service.borrowed_assessor() as assessor:
-            while ok and index / fps <= MAX_VIDEO_S:
-                time_s = index / fps
-                if time_s >= next_s:
-                    result = assessor.step(frame, time_s=time_s)
-                    frames += 1
-                    faces += result.face is not None
-                    row, _ = recorder.record(
-                        result, jpeg=lambda frame=frame: _jpeg(frame), offset_s=time_s,
-                        when=session.started_at + timedelta(seconds=time_s))
-                    if row is not None:
-                        saved.append(row)
-                    next_s += 1.0 / VIDEO_FPS
-                ok, frame = capture.read()
-                index += 1
-    finally:
-        capture.release()
+        with open_video(path) as capture, service.borrowed_assessor() as assessor:
+            for decoded in decode_frames(capture):
+                if decoded.time_s > MAX_VIDEO_S:
+                    break
+                if session is None:
+                    session = crud.start_session(db, actor=user, patient=patient,
+                                                 source="video", model=service.model_name())
+                    recorder = Recorder(store, session_id=session.id,
+                                        interval_s=service.settings.timeline_interval_s)
+                if decoded.time_s < next_s:
+                    continue
+                result = assessor.step(decoded.image, time_s=decoded.time_s)
+                frames += 1
+                faces += result.face is not None
+                row, _ = recorder.record(
+                    result, jpeg=lambda image=decoded.image: _jpeg(image),
+                    offset_s=decoded.time_s,
+                    when=session.started_at + timedelta(seconds=decoded.time_s))
+                if row is not None:
+                    saved.append(row)
+                next_s += 1.0 / VIDEO_FPS
+    except VideoReadError as error:
+        if session is not None:  # what was assessed before the damage stays in the record
+            crud.end_session(db, session, actor=user)
+        raise AccessError(422, f"The video cannot be read: {error}.") from None
+    if session is None:
+        raise AccessError(422, "The video cannot be read (no frame decodes).")
     crud.end_session(db, session, actor=user)
     return UploadOut(session=SessionOut.of(session), kind="video", frames=frames, faces=faces,
                      saved=[AssessmentOut.of(r) for r in saved])
