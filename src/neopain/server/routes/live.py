@@ -19,9 +19,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from neopain.server.deps import CARE_ROLES, SESSION_COOKIE, server_state
+from neopain.server.deps import CARE_ROLES, optional_user, server_state
 from neopain.server.live import LiveService
-from neopain.server.security import hash_token
 from neopain.store import crud
 
 log = logging.getLogger(__name__)
@@ -36,32 +35,29 @@ def _same_origin(websocket: WebSocket) -> bool:
     return urlsplit(origin).netloc == websocket.headers.get("host")
 
 
-def _authorize(websocket: WebSocket, session_id: int) -> tuple[int, str, str, int | None]:
-    """(0 or a close code, reason, username, user id)."""
-    store = server_state(websocket).store
-    token = websocket.cookies.get(SESSION_COOKIE)
-    with store() as db:
-        login = crud.find_login_session(db, hash_token(token)) if token else None
-        if login is None:
-            return 4401, "Please log in.", "", None
-        user = login.user
+def _authorize(websocket: WebSocket, session_id: int) -> tuple[int, str, int | None]:
+    """(0 or a close code, reason, user id): the HTTP routes' login and role checks, answered
+    as WebSocket close codes."""
+    with server_state(websocket).store() as db:
+        user = optional_user(websocket, db)
+        if user is None:
+            return 4401, "Please log in.", None
         if user.role not in CARE_ROLES:
-            return 4403, "Live monitoring needs the role admin or clinician.", "", None
+            return 4403, "Live monitoring needs the role admin or clinician.", None
         if not _same_origin(websocket):
-            return 4403, "The page is not from this server.", "", None
+            return 4403, "The page is not from this server.", None
         session = crud.get_session(db, session_id)
         if session is None or session.source != "live":
-            return 4404, f"No live session with id {session_id}.", "", None
+            return 4404, f"No live session with id {session_id}.", None
         if session.ended_at is not None:
-            return 4409, "This session has ended; start a new one.", "", None
+            return 4409, "This session has ended; start a new one.", None
         crud.resume_session(db, session, actor=user)
-        return 0, "", user.username, user.id
+        return 0, "", user.id
 
 
 @router.websocket("/ws/sessions/{session_id}")
 async def live_socket(websocket: WebSocket, session_id: int) -> None:
-    code, reason, _username, user_id = await run_in_threadpool(_authorize, websocket,
-                                                                session_id)
+    code, reason, user_id = await run_in_threadpool(_authorize, websocket, session_id)
     await websocket.accept()
     if code:
         await websocket.close(code=code, reason=reason)
