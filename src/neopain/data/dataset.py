@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from neopain.data.augment import AugmentedSample, network_input, read_image, resize_sample
 from neopain.data.manifest import LABELS, N_KEYPOINTS, Manifest
 from neopain.errors import NeopainError
+from neopain.faces.crop import pixel_box
 
 LABEL_INDEX = {"nopain": 0, "pain": 1}
 """The class index of each label: what a model's output ``1`` means is ``pain``."""
@@ -169,7 +170,10 @@ class FaceDataset(Dataset):
         points = None if np.isnan(self.points_[item]).any() else self.points_[item].copy()
         box = None if np.isnan(self.boxes_[item]).any() else self.boxes_[item].copy()
         if self.crop_to_face:
-            image, points, box = _crop(image, points, box)
+            try:
+                image, points, box = _crop(image, points, box)
+            except NeopainError as error:
+                raise NeopainError(f"manifest line {row + 2}, column 'face_box': {error}") from None
         if self.transform is not None:
             if self.seed is None:
                 rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
@@ -193,11 +197,7 @@ class FaceDataset(Dataset):
 
 def _crop(image: np.ndarray, points: np.ndarray | None, box: np.ndarray):
     """Crop to the face box (whole pixels, clipped to the image); points and box move along."""
-    height, width = image.shape[:2]
-    x1 = int(np.clip(np.floor(box[0]), 0, width - 1))
-    y1 = int(np.clip(np.floor(box[1]), 0, height - 1))
-    x2 = int(np.clip(np.ceil(box[2]), x1 + 1, width))
-    y2 = int(np.clip(np.ceil(box[3]), y1 + 1, height))
+    x1, y1, x2, y2 = pixel_box(box, image_shape=image.shape)
     offset = np.array([x1, y1, x1, y1], dtype=float)
     points = None if points is None else points - offset[:2]
     return np.ascontiguousarray(image[y1:y2, x1:x2]), points, box - offset

@@ -32,9 +32,11 @@ import pandas as pd
 from scipy import stats
 from skimage.metrics import structural_similarity
 
+from neopain.data.augment.transform import resize_sample
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
 from neopain.explain.regions import REGIONS, region_shares
+from neopain.faces.crop import pixel_box
 
 PERCEPTION_COLUMNS = ("file_name", "heatmap_file_name", "persona", "new_percep_file_name",
                       "new_file_name")
@@ -190,18 +192,10 @@ def into_frame(heatmap: np.ndarray, *, shape: tuple[int, int],
                crop_box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """A whole-image heatmap cropped as ``FaceDataset`` crops faces and resized to ``shape``."""
     if crop_box is not None:
-        height, width = heatmap.shape
-        x1 = int(np.clip(np.floor(crop_box[0]), 0, width - 1))
-        y1 = int(np.clip(np.floor(crop_box[1]), 0, height - 1))
-        x2 = int(np.clip(np.ceil(crop_box[2]), x1 + 1, width))
-        y2 = int(np.clip(np.ceil(crop_box[3]), y1 + 1, height))
+        x1, y1, x2, y2 = pixel_box(crop_box, image_shape=heatmap.shape)
         heatmap = heatmap[y1:y2, x1:x2]
-    if heatmap.shape != tuple(shape):
-        shrink = shape[0] * shape[1] < heatmap.size
-        heatmap = cv2.resize(np.ascontiguousarray(heatmap, dtype=np.float32),
-                             (shape[1], shape[0]),
-                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return heatmap
+    return resize_sample(np.ascontiguousarray(heatmap, dtype=np.float32), None,
+                         size=tuple(shape))[0]
 
 
 def match_references(perception: pd.DataFrame,

@@ -31,6 +31,7 @@ from neopain.errors import NeopainError
 from neopain.explain.base import CLASSES, Explainer
 from neopain.explain.regions import OUTSIDE, REGIONS, region_map, region_shares
 from neopain.export.runtime import preprocess_crop
+from neopain.faces.crop import pixel_box
 from neopain.faces.landmarks import load_landmarks
 from neopain.models.cfg import ModelCfg
 
@@ -75,12 +76,8 @@ def _landmarks_in_input(manifest: Manifest, row: int, *, box: np.ndarray | None,
     if image is None:
         return None
     height, width = image.shape[:2]
-    x1, y1, x2, y2 = 0, 0, width, height
-    if box is not None:  # the same whole-pixel crop as FaceDataset
-        x1 = int(np.clip(np.floor(box[0]), 0, width - 1))
-        y1 = int(np.clip(np.floor(box[1]), 0, height - 1))
-        x2 = int(np.clip(np.ceil(box[2]), x1 + 1, width))
-        y2 = int(np.clip(np.ceil(box[3]), y1 + 1, height))
+    x1, y1, x2, y2 = (0, 0, width, height) if box is None \
+        else pixel_box(box, image_shape=image.shape)  # the crop FaceDataset cut
     scale = np.array([size[1] / (x2 - x1), size[0] / (y2 - y1)])
     return (points - [x1, y1] + 0.5) * scale - 0.5  # resize_sample's pixel-centre mapping
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from neopain.errors import NeopainError
+
 Box = tuple[float, float, float, float]
 PADDINGS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
 
@@ -163,3 +165,26 @@ def crop_face(
         pixels = _warp(image, matrix, out, border)
     moved = None if points is None else points @ matrix[:, :2].T + matrix[:, 2]
     return Crop(image=pixels, keypoints=moved, matrix=matrix, square=square)
+
+
+def pixel_box(box: Sequence[float], *, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The whole pixels (left, top, right, bottom) a margin-0 crop of ``box`` takes: floor of
+    the top-left corner, ceiling of the bottom-right, clipped to the image, at least 1 pixel.
+    Training (``FaceDataset``), the monitor, the runtime and the explainers all crop with it.
+
+    Raises:
+        NeopainError: a box that is not 4 finite numbers with x2 > x1 and y2 > y1, or that lies
+            outside the image.
+    """
+    height, width = image_shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+        raise NeopainError(f"face box {tuple(box)} must be 4 finite numbers with x2 > x1 "
+                           "and y2 > y1")
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise NeopainError(f"face box {(x1, y1, x2, y2)} lies outside the {width}×{height} image")
+    left = int(np.clip(np.floor(x1), 0, width - 1))
+    top = int(np.clip(np.floor(y1), 0, height - 1))
+    right = int(np.clip(np.ceil(x2), left + 1, width))
+    bottom = int(np.clip(np.ceil(y2), top + 1, height))
+    return left, top, right, bottom

@@ -29,7 +29,7 @@ import numpy as np
 
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
-from neopain.faces.crop import crop_face
+from neopain.faces.crop import crop_face, pixel_box
 from neopain.prediction import Prediction, Predictor
 
 @dataclass(frozen=True)
@@ -55,29 +55,6 @@ class FrameAssessment:
     state: str | None
     changed: bool
     latency_ms: float
-
-
-def pixel_box(box: Sequence[float], *, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    """The whole pixels (left, top, right, bottom) a margin-0 crop of ``box`` takes: floor of
-    the top-left corner, ceiling of the bottom-right, clipped to the image, at least 1 pixel.
-
-    Raises:
-        NeopainError: a box that is not 4 finite numbers with x2 > x1 and y2 > y1, or that lies
-            outside the image.
-    """
-    height, width = image_shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
-        raise NeopainError(f"face box {tuple(box)} must be 4 finite numbers with x2 > x1 "
-                           "and y2 > y1")
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        raise NeopainError(f"face box {(x1, y1, x2, y2)} lies outside the {width}×{height} image")
-    # the same arithmetic as neopain.data.dataset._crop, so crops match training's exactly
-    left = int(np.clip(np.floor(x1), 0, width - 1))
-    top = int(np.clip(np.floor(y1), 0, height - 1))
-    right = int(np.clip(np.ceil(x2), left + 1, width))
-    bottom = int(np.clip(np.ceil(y2), top + 1, height))
-    return left, top, right, bottom
 
 
 def exact_crop_region(box: Sequence[float] | None, *, image_shape: tuple[int, ...],
