@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from neopain.errors import NeopainError
 from neopain.models.cfg import ModelCfg
+from neopain.models.scores import ClassScores
 
 BASELINES = ("blur", "black")
 """What replaces an image where a method removes information (IG's path start, occluded
@@ -37,38 +38,6 @@ ONNX session wrapped in a function."""
 
 Model = Union[nn.Module, PainFunction]
 Target = Union[int, str, Sequence[Union[int, str]], np.ndarray, Tensor]
-
-
-class ClassScores(nn.Module):
-    """A model's score per class, (N, 2), whatever its output layout.
-
-    Args:
-        model: returns (N, 2) logits (softmax model) or (N, 1) / (N,) logits (sigmoid model).
-        probabilities: scores are P(class) (softmax, or sigmoid and its complement) instead of
-            logits (for a sigmoid model, the logits are ``(-z, z)``).
-
-    Raises:
-        NeopainError: (when called) the model's output has another shape.
-    """
-
-    def __init__(self, model: nn.Module, *, probabilities: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.probabilities = probabilities
-
-    def forward(self, images: Tensor) -> Tensor:
-        out = self.model(images)
-        if out.ndim == 1:
-            out = out[:, None]
-        if out.ndim != 2 or out.shape[1] not in (1, 2):
-            raise NeopainError(f"model output has shape {tuple(out.shape)}; valid: (N, 2) class "
-                               "logits or (N, 1) one sigmoid logit")
-        if out.shape[1] == 1:
-            if self.probabilities:
-                pain = torch.sigmoid(out)
-                return torch.cat([1.0 - pain, pain], dim=1)
-            return torch.cat([-out, out], dim=1)
-        return torch.softmax(out, dim=1) if self.probabilities else out
 
 
 def function_scores(function: PainFunction) -> Callable[[Tensor], Tensor]:

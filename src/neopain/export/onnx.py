@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch import nn
 
 import neopain
 from neopain.errors import NeopainError
 from neopain.export.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ExportedCfg
 from neopain.models import ModelCfg, PainModel, create_model
+from neopain.models.scores import ClassScores
 
 logger = logging.getLogger(__name__)
 
@@ -64,27 +64,6 @@ class Parity:
     images: int
     max_abs_diff: float
     label_changes: int
-
-
-class _Probabilities(nn.Module):
-    """What the exported graph computes: (N, 2) probabilities (no pain, pain) from the model's
-    two logits (softmax) or its one sigmoid logit."""
-
-    def __init__(self, model: nn.Module, *, single_logit: bool) -> None:
-        super().__init__()
-        self.model = model
-        self.single_logit = single_logit  # fixed before tracing: the graph has no branch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return probabilities(self.model(x), single_logit=self.single_logit)
-
-
-def probabilities(logits: torch.Tensor, *, single_logit: bool) -> torch.Tensor:
-    """(N, 2) P(no pain), P(pain): softmax of two logits, or sigmoid of one and its complement."""
-    if single_logit:
-        pain = torch.sigmoid(logits)
-        return torch.cat([1 - pain, pain], dim=1)
-    return torch.softmax(logits, dim=1)
 
 
 def load_fold(fold_dir: str | os.PathLike[str]) -> TrainedFold:
@@ -172,15 +151,14 @@ def export_model(model: PainModel, out: str | os.PathLike[str], *,
     training = model.training
     buffer = io.BytesIO()
     try:
-        model.eval()
-        with torch.no_grad():
-            single_logit = model(sample).shape[1] == 1
-        wrapper = _Probabilities(model, single_logit=single_logit).eval()
+        wrapper = ClassScores(model, probabilities=True).eval()
         with warnings.catch_warnings():
             # the TorchScript exporter is deprecated in favour of the dynamo one, which needs
             # onnxscript (not installed); it still writes opset 17 graphs that ORT runs exactly.
             # It traces in eval mode (dropout off, batch-norm running statistics).
             warnings.simplefilter("ignore", DeprecationWarning)
+            # ClassScores branches on the output's width, which is fixed for a model
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(wrapper, (sample,), buffer, dynamo=False, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               training=torch.onnx.TrainingMode.EVAL,
@@ -237,12 +215,10 @@ def fold_test_inputs(fold: TrainedFold, *, limit: int | None = None) -> torch.Te
 def torch_probabilities(model: PainModel, inputs: torch.Tensor, *, batch_size: int = 16
                         ) -> np.ndarray:
     """P(no pain), P(pain) of ``model`` for preprocessed inputs, N×2 float64."""
-    model.eval()
-    parts = []
+    scores = ClassScores(model.eval(), probabilities=True)
     with torch.no_grad():
-        for start in range(0, len(inputs), batch_size):
-            logits = model(inputs[start:start + batch_size])
-            parts.append(probabilities(logits, single_logit=logits.shape[1] == 1))
+        parts = [scores(inputs[start:start + batch_size])
+                 for start in range(0, len(inputs), batch_size)]
     return torch.cat(parts).numpy().astype(np.float64)
 
 
