@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from neopain.cli.app import app as neopain_app
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
-from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.evaluation.runs import PREDICTION_COLUMNS
 from neopain.training import ConfigError, TrainConfig, load_config, oof_leaks, run_cv
 from neopain.training import cv as cv_module
@@ -26,17 +25,10 @@ from neopain.training import cv as cv_module
 FOLD_FILES = {"model.pt", "predictions.csv", "metrics.json", "history.csv", "checkpoint.pt"}
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    """6 subjects, 3-4 images each, and 3 lsso folds."""
-    root = tmp_path_factory.mktemp("cv")
-    generate_cohort(root, CohortSpec(subjects=6, seed=2, images_per_subject=(3, 4),
-                                     noisy_share=0.5))
-    manifest = root / "manifest.csv"
-    plan = make_folds(load_manifest(manifest), protocol="lsso", k=3,
-                      manifest_sha256=sha256_file(manifest))
-    save_folds(plan, root / "folds.json")
-    return root
+@pytest.fixture()
+def cohort(cohort6):
+    """6 subjects, 3-4 images each, and 3 lsso folds (the shared fixture; runs go elsewhere)."""
+    return cohort6
 
 
 def config(cohort, out, **kwargs) -> TrainConfig:
@@ -141,15 +133,17 @@ def test_nfcs_run_scores_the_test_folds_and_evaluates_like_a_cnn(cohort, tmp_pat
 
     manifest = load_manifest(cohort / "manifest.csv")
     table = manifest.table.copy()
-    save_landmarks(_pained_landmarks(), cohort / "lm" / "pained.npy")
+    for column in ("image", "mask"):  # the copy lives here; the shared cohort stays untouched
+        table[column] = [str(cohort / cell) if cell else cell for cell in table[column]]
+    save_landmarks(_pained_landmarks(), tmp_path / "lm" / "pained.npy")
     table.loc[0, "landmarks"] = "lm/pained.npy"  # row 0: landmarks given, image not used
-    save_manifest(table, cohort / "with_landmarks.csv")
-    plan = make_folds(load_manifest(cohort / "with_landmarks.csv"), protocol="lsso", k=3,
-                      manifest_sha256=sha256_file(cohort / "with_landmarks.csv"))
+    save_manifest(table, tmp_path / "with_landmarks.csv")
+    plan = make_folds(load_manifest(tmp_path / "with_landmarks.csv"), protocol="lsso", k=3,
+                      manifest_sha256=sha256_file(tmp_path / "with_landmarks.csv"))
     save_folds(plan, tmp_path / "folds.json")
     out = tmp_path / "runs" / "nfcs"
     result = CliRunner().invoke(neopain_app, [
-        "train", "--model", "nfcs", "--manifest", str(cohort / "with_landmarks.csv"),
+        "train", "--model", "nfcs", "--manifest", str(tmp_path / "with_landmarks.csv"),
         "--folds", str(tmp_path / "folds.json"), "--out", str(out), "--epochs", "3"])
     assert result.exit_code == 0, result.output
     assert "--epochs ignored" in result.output and "no usable face mesh" in result.output
@@ -170,7 +164,7 @@ def test_nfcs_run_scores_the_test_folds_and_evaluates_like_a_cnn(cohort, tmp_pat
 
     evaluated = CliRunner().invoke(neopain_app, ["evaluate", str(out)])
     assert evaluated.exit_code == 0, evaluated.output
-    run_cv(TrainConfig(model="ncnn", manifest=cohort / "with_landmarks.csv",
+    run_cv(TrainConfig(model="ncnn", manifest=tmp_path / "with_landmarks.csv",
                        folds=tmp_path / "folds.json", out=tmp_path / "runs" / "ncnn", epochs=1,
                        batch_size=8, device="cpu"))
     compared = CliRunner().invoke(neopain_app, ["compare", str(tmp_path / "runs" / "ncnn"),
