@@ -99,29 +99,24 @@ def init_weights(name: str, out: Path, manifest: Path, folds: Path, *, images: i
 
 def train(name: str, work: Path, manifest: Path, folds: Path, *, mode: str, epochs: int,
           lr: float) -> Path:
-    """Fold 0 of ``name``: ``full`` trains every layer (bf16 where native, one-cycle schedule,
-    mirrored images); ``head`` trains the head on cached embeddings of the frozen backbone."""
+    """Fold 0 of ``name``: ``block`` trains the head on cached embeddings of the frozen
+    backbone, then the last block too; ``full`` every layer (bf16 where native, one-cycle
+    schedule, mirrored images); ``head`` only the head on cached embeddings."""
     out = work / "runs" / f"{name}-{mode}"
     if (out / "fold_0" / "model.pt").is_file():
         return out / "fold_0"
     weights = init_weights(name, work / f"{name}.init.pt", manifest, folds)
-    if mode == "block":
-        config = TrainConfig(model=name, manifest=manifest, folds=folds, out=out, fold=0,
-                             epochs=epochs, batch_size=16, lr=lr, weight_decay=1e-4,
-                             freeze_backbone=True, cache=True, cache_dir=work / "cache",
-                             unfreeze_patience=3, unfreeze_blocks=1, unfreeze_lr_factor=1.0,
-                             early_stopping=0, precision="auto", device="auto",
-                             weights=weights)
-    elif mode == "full":
-        config = TrainConfig(model=name, manifest=manifest, folds=folds, out=out, fold=0,
-                             epochs=epochs, batch_size=16, lr=lr, weight_decay=1e-4,
-                             lr_schedule="onecycle", flip=0.5, early_stopping=0,
-                             precision="auto", device="auto", weights=weights)
-    else:
-        config = TrainConfig(model=name, manifest=manifest, folds=folds, out=out, fold=0,
-                             epochs=epochs, batch_size=16, lr=lr, weight_decay=1e-4,
-                             freeze_backbone=True, cache=True, cache_dir=work / "cache",
-                             early_stopping=15, device="auto", weights=weights)
+    cached_head = {"freeze_backbone": True, "cache": True, "cache_dir": work / "cache"}
+    recipe = {
+        "block": {**cached_head, "unfreeze_patience": 3, "unfreeze_blocks": 1,
+                  "unfreeze_lr_factor": 1.0, "early_stopping": 0, "precision": "auto"},
+        "full": {"lr_schedule": "onecycle", "flip": 0.5, "early_stopping": 0,
+                 "precision": "auto"},
+        "head": {**cached_head, "early_stopping": 15},
+    }[mode]
+    config = TrainConfig(model=name, manifest=manifest, folds=folds, out=out, fold=0,
+                         epochs=epochs, batch_size=16, lr=lr, weight_decay=1e-4, device="auto",
+                         weights=weights, **recipe)
     run_cv(config)
     return out / "fold_0"
 
