@@ -124,7 +124,7 @@ def run(
         help="Grad-CAM layer (dotted module path); default the model cfg's cam_layer.")] = None,
     gate: Annotated[bool, typer.Option(
         "--gate/--no-gate", help="Grad-CAM: zero positions no gradient reaches.")] = True,
-    baseline: Annotated[str, typer.Option(help="IG and occlusion baseline: blur or black.")]
+    baseline: Annotated[str, typer.Option(help="IG and occlusion baseline: blur, black or mean.")]
     = "blur",
     steps: Annotated[int, typer.Option(help="IG integration steps (first pass).")] = 64,
     overlays: Annotated[bool, typer.Option(

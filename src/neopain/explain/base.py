@@ -25,9 +25,10 @@ from neopain.errors import NeopainError
 from neopain.models.cfg import ModelCfg
 from neopain.models.scores import ClassScores
 
-BASELINES = ("blur", "black")
+BASELINES = ("blur", "black", "mean")
 """What replaces an image where a method removes information (IG's path start, occluded
-windows): ``blur`` (a Gaussian blur: detail gone, colour and layout kept) or ``black``."""
+windows): ``blur`` (a Gaussian blur: detail gone, colour and layout kept), ``black``, or
+``mean`` (the normalization's mean colour: 0 after normalizing)."""
 
 CLASSES = ("nopain", "pain")
 """Class names in index order (``FaceDataset.LABEL_INDEX``)."""
@@ -98,8 +99,8 @@ def baseline_images(images: Tensor, *, baseline: str, blur_sigma: float = 0.1,
 
     Args:
         images: (N, 3, H, W) normalized images.
-        baseline: ``blur`` (Gaussian of sigma ``blur_sigma`` × width) or ``black`` (pixel value
-            0 before normalization, which needs ``cfg``).
+        baseline: ``blur`` (Gaussian of sigma ``blur_sigma`` × width), ``black`` (pixel value
+            0 before normalization, which needs ``cfg``) or ``mean`` (0 after normalization).
         blur_sigma: share of the image width.
         cfg: the model's normalization (mean, std).
 
@@ -113,6 +114,8 @@ def baseline_images(images: Tensor, *, baseline: str, blur_sigma: float = 0.1,
         mean = torch.tensor(cfg.mean, dtype=images.dtype).view(1, 3, 1, 1)
         std = torch.tensor(cfg.std, dtype=images.dtype).view(1, 3, 1, 1)
         return ((0.0 - mean) / std).expand_as(images).clone().to(images.device)
+    if baseline == "mean":
+        return torch.zeros_like(images)
     if baseline != "blur":
         raise NeopainError(f"baseline={baseline!r} is not valid; valid: {', '.join(BASELINES)}")
     sigma = blur_sigma * images.shape[-1]

@@ -31,30 +31,30 @@ def occlusion_heatmap(predictor: OnnxPredictor, crop: np.ndarray, *, squares: in
                       batch: int = 16) -> np.ndarray:
     """Evidence for pain over a face crop, H×W of the crop, 0–1 (1: the strongest square).
 
+    ``neopain.explain.Occlusion`` over the model's input cut into squares × squares windows
+    (not overlapping), each replaced by the mean colour (``baseline="mean"``).
+
     Args:
         predictor: an exported model.
         crop: the BGR uint8 face crop the model assesses.
-        squares: the input is cut into squares × squares occlusion windows (not overlapping).
+        squares: the input is cut into squares × squares occlusion windows.
         batch: occluded copies per model call.
 
     Raises:
         NeopainError: a crop that is not BGR uint8 H×W×3 (from ``preprocess``).
     """
-    import torch
-    from captum.attr import Occlusion
+    from neopain.explain.occlusion import Occlusion
 
     pain = predictor.exported_.pain_index
-    inputs = torch.from_numpy(predictor.preprocess(crop)[None])
-    height, width = inputs.shape[2:]
-    window = (3, max(1, height // squares), max(1, width // squares))
+    inputs = predictor.preprocess(crop)[None]
+    side = max(1, min(inputs.shape[2:]) // squares)
 
-    def prob_pain(images: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(predictor.predict_inputs(images.numpy())[:, pain])
+    def prob_pain(images: np.ndarray) -> np.ndarray:
+        return predictor.predict_inputs(images)[:, pain]
 
-    attribution = Occlusion(prob_pain).attribute(inputs, sliding_window_shapes=window,
-                                                 strides=window, baselines=0.0,
-                                                 perturbations_per_eval=batch)
-    heat = np.clip(attribution[0].sum(dim=0).numpy(), 0.0, None)
+    with Occlusion(prob_pain, window=side, stride=side, baseline="mean",
+                   perturbations_per_eval=batch, batch_size=1) as explainer:
+        heat = explainer.explain(inputs, target="pain")[0]
     if heat.max() > 0:
         heat = heat / heat.max()
     return cv2.resize(heat.astype(np.float32), (crop.shape[1], crop.shape[0]),
