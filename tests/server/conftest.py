@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -96,6 +97,30 @@ def make_server(tmp_path, predictor: Predictor | None = None, **overrides) -> Se
     settings = Settings(data_dir=tmp_path, **overrides)
     predictor = MarkPredictor() if predictor is None else predictor
     return Server(create_app(settings, predictor=predictor), settings, predictor)
+
+
+@pytest.fixture()
+def detectors(monkeypatch):
+    """The face detectors the live service builds (``.built``) and closes (``.closed``)."""
+    from neopain.server import live as live_module
+
+    record = SimpleNamespace(built=[], closed=[])
+    real_create = live_module.create_detector
+
+    def create_detector(name):
+        detector = real_create(name)
+        real_close = detector.close
+
+        def close():
+            record.closed.append(detector)
+            real_close()
+
+        detector.close = close
+        record.built.append(detector)
+        return detector
+
+    monkeypatch.setattr(live_module, "create_detector", create_detector)
+    return record
 
 
 @pytest.fixture()

@@ -62,17 +62,8 @@ def test_replies_show_face_label_confidence_time_and_save_only_committed_rows(se
 
 
 def test_the_stream_is_ready_before_its_first_frame_and_its_detector_serves_the_next_one(
-        server, live, frames, monkeypatch):
-    from neopain.server import live as live_module
-
-    built = []
-
-    def create_detector(name):
-        built.append(real_create(name))
-        return built[-1]
-
-    real_create = live_module.create_detector
-    monkeypatch.setattr(live_module, "create_detector", create_detector)
+        server, live, frames, detectors):
+    built = detectors.built
     client, session_id = live
     with live_socket(client, session_id) as socket:
         # ready: the detector exists and the model has run once, before any frame
@@ -222,24 +213,12 @@ def test_an_exported_model_lights_where_its_evidence_is_and_follows_the_face(tmp
         [c[0] + shift for c in replies[0]["heatmap"]], abs=1.0)
 
 
-def test_closed_streams_release_their_thread_and_detector(server, frames, monkeypatch):
+def test_closed_streams_release_their_thread_and_detector(server, frames, detectors):
     """A monitor runs for weeks: every stream that ends must give back what it took."""
     import threading
     import time
 
-    from neopain.server import live as live_module
-
-    built, closed = [], []
-
-    def create_detector(name):
-        detector = real_create(name)
-        real_close = detector.close
-        detector.close = lambda: (closed.append(detector), real_close())
-        built.append(detector)
-        return detector
-
-    real_create = live_module.create_detector
-    monkeypatch.setattr(live_module, "create_detector", create_detector)
+    built, closed = detectors.built, detectors.closed
     client = server.client("clinician")
     patient = client.post("/api/patients", json={"record_number": "HC-3"}).json()
     for _ in range(12):

@@ -159,18 +159,9 @@ def test_an_uploaded_photo_is_assessed_into_the_record(server, frames):
         assert len(crud.list_sessions(db, patient_id=patient_id)) == 2
 
 
-def test_uploads_give_their_face_detector_back(server, frames, monkeypatch):
+def test_uploads_give_their_face_detector_back(server, frames, detectors):
     # a detector holds a native graph and its threads: an upload that kept one leaked it
-    from neopain.server import live as live_module
-
-    built = []
-
-    def create_detector(name):
-        built.append(real_create(name))
-        return built[-1]
-
-    real_create = live_module.create_detector
-    monkeypatch.setattr(live_module, "create_detector", create_detector)
+    built = detectors.built
     client = server.client("clinician")
     patient_id = new_patient(client)
     for _ in range(3):
