@@ -50,6 +50,24 @@ class Settings(BaseSettings):
     login_window_s: float = Field(default=300.0, gt=0,
                                   description="Window of the login rate limit, seconds.")
     max_upload_mb: float = Field(default=50.0, gt=0, description="Largest upload, MB.")
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1,
+        description="Largest image read from a file or an upload, in pixels (width × height); "
+                    "checked from the header, before any pixel is decoded.",
+    )
+    max_concurrent_uploads: int = Field(
+        default=2, ge=1,
+        description="Uploads assessed at once; more wait briefly, then get 503 + Retry-After.",
+    )
+    max_streams: int = Field(
+        default=32, ge=1,
+        description="Live streams open at once; more are closed with code 1013 (try again later).",
+    )
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are trusted "
+                    "(comma-separated, '*' for any); None trusts no proxy.",
+    )
     timeline_interval_s: float = Field(
         default=1.0, ge=0,
         description="Live monitoring records one assessment per this many seconds (plus every "
