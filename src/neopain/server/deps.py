@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 
@@ -27,6 +27,9 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CARE_ROLES = ("admin", "clinician")
+MAX_ROW_ID = 2**31 - 1
+"""The largest row id: PostgreSQL's ``integer`` (SQLite's is larger). Ids beyond it are
+refused with 422 before any query, instead of overflowing the database driver."""
 
 
 class AccessError(Exception):
@@ -99,6 +102,11 @@ def require_role(*roles: str) -> Callable[[User], User]:
 
     return check
 
+
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+"""A row id in a path (``/patients/{patient_id}``): 1 to ``MAX_ROW_ID``, else 422."""
+Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
+"""How many rows to skip in a listing: 0 to ``MAX_ROW_ID``, else 422."""
 
 Viewer = Annotated[User, Depends(require_role(*ROLES))]
 """Any logged-in user: may view records."""

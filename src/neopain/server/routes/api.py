@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from neopain.server.deps import AccessError, Carer, Db, Viewer, csrf_protect
+from neopain.server.deps import AccessError, Carer, Db, Offset, RowId, Viewer, csrf_protect
 from neopain.server.routes.common import patient_or_404, session_or_404
 from neopain.server.schemas import (
     AssessmentOut, PatientIn, PatientOut, PatientUpdate, SessionOut,
@@ -25,7 +25,7 @@ def _view(db: Db, user: Viewer, what: str, object_type: str, object_id: int | No
 @router.get("/patients", response_model=list[PatientOut], tags=["patients"])
 def list_patients(db: Db, user: Viewer, q: str = Query("", max_length=200),
                   limit: int = Query(100, ge=1, le=1000),
-                  offset: int = Query(0, ge=0)) -> list[PatientOut]:
+                  offset: Offset = 0) -> list[PatientOut]:
     """Patients whose name or record number contains ``q`` (any case), newest first."""
     patients = crud.search_patients(db, q, limit=limit, offset=offset)
     _view(db, user, "search" if q.strip() else "list", "patients", None)
@@ -39,7 +39,7 @@ def create_patient(db: Db, user: Carer, body: PatientIn) -> PatientOut:
 
 
 @router.get("/patients/{patient_id}", response_model=PatientOut, tags=["patients"])
-def get_patient(db: Db, user: Viewer, patient_id: int) -> PatientOut:
+def get_patient(db: Db, user: Viewer, patient_id: RowId) -> PatientOut:
     """One patient."""
     patient = patient_or_404(db, patient_id)
     _view(db, user, "patient", "patient", patient.id)
@@ -47,7 +47,7 @@ def get_patient(db: Db, user: Viewer, patient_id: int) -> PatientOut:
 
 
 @router.patch("/patients/{patient_id}", response_model=PatientOut, tags=["patients"])
-def update_patient(db: Db, user: Carer, patient_id: int, body: PatientUpdate) -> PatientOut:
+def update_patient(db: Db, user: Carer, patient_id: RowId, body: PatientUpdate) -> PatientOut:
     """Change the fields given; the others stay."""
     patient = patient_or_404(db, patient_id)
     try:
@@ -59,7 +59,7 @@ def update_patient(db: Db, user: Carer, patient_id: int, body: PatientUpdate) ->
 
 @router.get("/patients/{patient_id}/sessions", response_model=list[SessionOut],
             tags=["sessions"])
-def list_sessions(db: Db, user: Viewer, patient_id: int) -> list[SessionOut]:
+def list_sessions(db: Db, user: Viewer, patient_id: RowId) -> list[SessionOut]:
     """A patient's monitoring sessions and uploads, newest first."""
     patient = patient_or_404(db, patient_id)
     _view(db, user, "sessions", "patient", patient.id)
@@ -68,7 +68,7 @@ def list_sessions(db: Db, user: Viewer, patient_id: int) -> list[SessionOut]:
 
 @router.post("/patients/{patient_id}/sessions", response_model=SessionOut, status_code=201,
              tags=["sessions"])
-def start_live_session(request: Request, db: Db, user: Carer, patient_id: int) -> SessionOut:
+def start_live_session(request: Request, db: Db, user: Carer, patient_id: RowId) -> SessionOut:
     """Open a live monitoring session; stream JPEG frames to its ``websocket`` path."""
     patient = patient_or_404(db, patient_id)
     session = crud.start_session(db, actor=user, patient=patient, source="live",
@@ -78,7 +78,7 @@ def start_live_session(request: Request, db: Db, user: Carer, patient_id: int) -
 
 @router.get("/patients/{patient_id}/assessments", response_model=list[AssessmentOut],
             tags=["assessments"])
-def list_patient_assessments(db: Db, user: Viewer, patient_id: int,
+def list_patient_assessments(db: Db, user: Viewer, patient_id: RowId,
                              snapshots_only: bool = False,
                              limit: int = Query(1000, ge=1, le=100_000)) -> list[AssessmentOut]:
     """A patient's assessments, newest first; ``snapshots_only`` for the history's pictures."""
@@ -90,7 +90,7 @@ def list_patient_assessments(db: Db, user: Viewer, patient_id: int,
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
-def get_session(db: Db, user: Viewer, session_id: int) -> SessionOut:
+def get_session(db: Db, user: Viewer, session_id: RowId) -> SessionOut:
     """One monitoring session."""
     session = session_or_404(db, session_id)
     _view(db, user, "session", "session", session.id)
@@ -99,7 +99,7 @@ def get_session(db: Db, user: Viewer, session_id: int) -> SessionOut:
 
 @router.get("/sessions/{session_id}/assessments", response_model=list[AssessmentOut],
             tags=["assessments"])
-def list_session_assessments(db: Db, user: Viewer, session_id: int) -> list[AssessmentOut]:
+def list_session_assessments(db: Db, user: Viewer, session_id: RowId) -> list[AssessmentOut]:
     """A session's assessments in time order (its P(pain) timeline)."""
     session = session_or_404(db, session_id)
     rows = crud.list_assessments(db, session_id=session.id, newest_first=False)
@@ -108,7 +108,7 @@ def list_session_assessments(db: Db, user: Viewer, session_id: int) -> list[Asse
 
 
 @router.post("/sessions/{session_id}/stop", response_model=SessionOut, tags=["sessions"])
-def stop_session(db: Db, user: Carer, session_id: int) -> SessionOut:
+def stop_session(db: Db, user: Carer, session_id: RowId) -> SessionOut:
     """End a live session (a stream still connected is told and closed)."""
     session = session_or_404(db, session_id)
     return SessionOut.of(crud.end_session(db, session, actor=user))

@@ -19,7 +19,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from neopain.server.deps import CARE_ROLES, optional_user, server_state
+from neopain.server.deps import CARE_ROLES, RowId, optional_user, server_state
 from neopain.server.live import LiveService
 from neopain.store import crud
 
@@ -56,7 +56,7 @@ def _authorize(websocket: WebSocket, session_id: int) -> tuple[int, str, int | N
 
 
 @router.websocket("/ws/sessions/{session_id}")
-async def live_socket(websocket: WebSocket, session_id: int) -> None:
+async def live_socket(websocket: WebSocket, session_id: RowId) -> None:
     code, reason, user_id = await run_in_threadpool(_authorize, websocket, session_id)
     await websocket.accept()
     if code:

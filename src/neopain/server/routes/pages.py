@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from neopain.server import charts, security
-from neopain.server.deps import Admin, Carer, Db, Viewer, csrf_protect, server_state
+from neopain.server.deps import (
+    Admin, Carer, Db, RowId, Viewer, csrf_protect, server_state,
+)
 from neopain.server.render import display_zone, render
 from neopain.server.routes.common import patient_or_404, session_or_404
 from neopain.server.schemas import PatientIn
@@ -71,7 +73,7 @@ async def create_patient_form(request: Request, user: Carer) -> Response:
 
 
 @router.get("/patients/{patient_id}")
-def history_page(request: Request, db: Db, user: Viewer, patient_id: int) -> Response:
+def history_page(request: Request, db: Db, user: Viewer, patient_id: RowId) -> Response:
     patient = patient_or_404(db, patient_id)
     snapshots = crud.list_assessments(db, patient_id=patient.id, snapshots_only=True, limit=500)
     sessions = crud.list_sessions(db, patient_id=patient.id)
@@ -81,7 +83,7 @@ def history_page(request: Request, db: Db, user: Viewer, patient_id: int) -> Res
 
 
 @router.get("/patients/{patient_id}/edit")
-def edit_patient_page(request: Request, db: Db, user: Carer, patient_id: int) -> Response:
+def edit_patient_page(request: Request, db: Db, user: Carer, patient_id: RowId) -> Response:
     patient = patient_or_404(db, patient_id)
     _view(db, user, "edit form", "patient", patient.id)
     values = {k: "" if getattr(patient, k) is None else str(getattr(patient, k))
@@ -90,7 +92,7 @@ def edit_patient_page(request: Request, db: Db, user: Carer, patient_id: int) ->
 
 
 @router.post("/patients/{patient_id}/edit")
-async def edit_patient(request: Request, user: Carer, patient_id: int) -> Response:
+async def edit_patient(request: Request, user: Carer, patient_id: RowId) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     with server_state(request).store() as db:
         patient = patient_or_404(db, patient_id)
@@ -104,7 +106,7 @@ async def edit_patient(request: Request, user: Carer, patient_id: int) -> Respon
 
 
 @router.get("/patients/{patient_id}/profile")
-def profile_page(request: Request, db: Db, user: Viewer, patient_id: int) -> Response:
+def profile_page(request: Request, db: Db, user: Viewer, patient_id: RowId) -> Response:
     patient = patient_or_404(db, patient_id)
     sessions = [s for s in crud.list_sessions(db, patient_id=patient.id)
                 if s.source in ("live", "video")][:PROFILE_SESSIONS]
@@ -114,7 +116,7 @@ def profile_page(request: Request, db: Db, user: Viewer, patient_id: int) -> Res
 
 
 @router.get("/patients/{patient_id}/charts/{by}.svg")
-def share_chart_svg(db: Db, user: Viewer, request: Request, patient_id: int, by: str) -> Response:
+def share_chart_svg(db: Db, user: Viewer, request: Request, patient_id: RowId, by: str) -> Response:
     patient = patient_or_404(db, patient_id)
     if by not in ("day", "hour"):
         return Response("Unknown chart; valid: day.svg, hour.svg", status_code=404)
@@ -126,7 +128,7 @@ def share_chart_svg(db: Db, user: Viewer, request: Request, patient_id: int, by:
 
 
 @router.get("/sessions/{session_id}/timeline.svg")
-def timeline_svg(db: Db, user: Viewer, session_id: int) -> Response:
+def timeline_svg(db: Db, user: Viewer, session_id: RowId) -> Response:
     session = session_or_404(db, session_id)
     rows = crud.list_assessments(db, session_id=session.id, newest_first=False)
     _view(db, user, "session timeline", "session", session.id)
@@ -137,7 +139,7 @@ def timeline_svg(db: Db, user: Viewer, session_id: int) -> Response:
 
 
 @router.get("/assessments/{assessment_id}/snapshot.jpg")
-def snapshot(db: Db, user: Viewer, assessment_id: int) -> Response:
+def snapshot(db: Db, user: Viewer, assessment_id: RowId) -> Response:
     row = crud.get_assessment(db, assessment_id, with_snapshot=True)
     if row is None or row.snapshot is None:
         return Response("No such snapshot", status_code=404)
@@ -147,7 +149,7 @@ def snapshot(db: Db, user: Viewer, assessment_id: int) -> Response:
 
 
 @router.get("/patients/{patient_id}/live")
-def live_page(request: Request, db: Db, user: Carer, patient_id: int) -> Response:
+def live_page(request: Request, db: Db, user: Carer, patient_id: RowId) -> Response:
     patient = patient_or_404(db, patient_id)
     _view(db, user, "live page", "patient", patient.id)
     return render(request, "live.html", patient=patient,
@@ -181,7 +183,7 @@ def create_user(request: Request, db: Db, user: Admin,
 
 
 @router.post("/users/{user_id}")
-def update_user(request: Request, db: Db, user: Admin, user_id: int,
+def update_user(request: Request, db: Db, user: Admin, user_id: RowId,
                 role: Annotated[str, Form(max_length=16)],
                 active: Annotated[bool, Form()] = False) -> Response:
     target = crud.get_user(db, user_id)

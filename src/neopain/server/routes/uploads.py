@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.faces.io import ImageReadError, read_image
-from neopain.server.deps import AccessError, Carer, Db, csrf_protect, server_state
+from neopain.server.deps import AccessError, Carer, Db, RowId, csrf_protect, server_state
 from neopain.server.live import LiveService, Recorder
 from neopain.server.render import render
 from neopain.server.routes.common import patient_or_404
@@ -153,14 +153,14 @@ def assess_upload(request: Request, db: Session, *, user: User, patient_id: int,
 
 @router.post("/api/patients/{patient_id}/uploads", response_model=UploadOut, status_code=201,
              tags=["assessments"])
-def upload_api(request: Request, db: Db, user: Carer, patient_id: int,
+def upload_api(request: Request, db: Db, user: Carer, patient_id: RowId,
                file: Annotated[UploadFile, File(description=VALID)]) -> UploadOut:
     """Assess an image or a video into the patient's record (see the module text for rules)."""
     return assess_upload(request, db, user=user, patient_id=patient_id, file=file)
 
 
 @router.post("/patients/{patient_id}/upload", include_in_schema=False)
-def upload_form(request: Request, db: Db, user: Carer, patient_id: int,
+def upload_form(request: Request, db: Db, user: Carer, patient_id: RowId,
                 file: Annotated[UploadFile, File()]) -> Response:
     try:
         result = assess_upload(request, db, user=user, patient_id=patient_id, file=file)
