@@ -4,11 +4,15 @@ answered without the security headers and with a traceback in the log, TLS witho
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from neopain.server import security
 from neopain.server.deps import MAX_ROW_ID
 from neopain.store import crud
 
@@ -85,3 +89,36 @@ def test_hsts_is_sent_over_https_only(server):
     plain = TestClient(server.app, base_url="http://testserver").get("/login")
     assert secure.headers["strict-transport-security"].startswith("max-age=")
     assert "strict-transport-security" not in plain.headers
+
+
+def test_concurrent_wrong_logins_check_exactly_the_limit_across_server_processes(tmp_path, make,
+                                                                                 monkeypatch):
+    """The audit: the attempt was counted after the slow password check, so 30 simultaneous
+    wrong passwords for one username were all checked. Two apps on one database stand for two
+    server processes; every password check is slowed so that all requests overlap."""
+    first = make(tmp_path)
+    second = make(tmp_path)  # same data_dir: same SQLite file, its own limiter
+    with first.db() as db:
+        crud.create_user(db, username="nurse", role="clinician",
+                         password_hash=security.hash_password("correct horse battery"))
+    checked, lock = [], threading.Lock()
+    real_verify = security.verify_password
+
+    def slow_verify(password_hash, password):
+        with lock:
+            checked.append(password)
+        time.sleep(0.3)
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(security, "verify_password", slow_verify)
+    clients = [first.client(), second.client()]
+
+    def attempt(index):
+        return clients[index % 2].post("/api/login", json={"username": "nurse",
+                                                           "password": f"wrong {index:04d}!!"})
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = sorted(r.status_code for r in pool.map(attempt, range(30)))
+    limit = first.settings.login_attempts
+    assert len(checked) == limit
+    assert statuses == [401] * limit + [429] * (30 - limit)

@@ -14,7 +14,7 @@ import threading
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
@@ -39,7 +39,32 @@ def test_migrations_build_exactly_the_declared_tables(tmp_path):
         diff = compare_metadata(context, Base.metadata)
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert diff == []
-    assert version == "0001"
+    assert version == "0002"
+
+
+def test_the_login_throttle_migration_downgrades_and_upgrades_again(tmp_path):
+    """0002 (the login rate limit in the database) on a database that already has records."""
+    from alembic import command
+    from alembic.config import Config
+
+    from neopain.store.session import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    factory = open_store(url)
+    with factory() as db:
+        crud.create_user(db, username="ada", password_hash="x", role="admin")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = factory.kw["bind"]
+    for target in ("0001", "head"):
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            (command.downgrade if target == "0001" else command.upgrade)(config, target)
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+        assert ("login_throttle" in tables) is (target == "head")
+    with open_store(url)() as db:
+        assert [u.username for u in crud.list_users(db)] == ["ada"]
 
 
 def test_opening_twice_keeps_the_records(tmp_path):

@@ -7,8 +7,9 @@
 - CSRF: every form and every state-changing API call carries ``HMAC(secret, binding)``, where
   the binding is the login token (or, before login, a random pre-login cookie). A page on
   another site can make the browser send the cookies, but cannot read the token.
-- Rate limit: after ``attempts`` failed logins within ``window_s`` from one address or for one
-  username, further tries are refused until the window has passed.
+- Rate limit: at most ``attempts`` password checks within ``window_s`` from one address or for
+  one username, counted before each check in the database (``LoginLimiter``); further tries are
+  refused until the window has passed.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 import time
-from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.orm import Session
 
 from neopain.errors import NeopainError
+from neopain.store import crud
 
 USERNAME = re.compile(r"^[A-Za-z0-9._-]{2,64}$")
 MIN_PASSWORD = 10
@@ -112,45 +115,36 @@ def csrf_valid(secret: bytes, binding: str | None, token: str | None) -> bool:
 
 
 class LoginLimiter:
-    """Counts failed logins per key (an address, a username) in a sliding window.
+    """The login rate limit: at most ``attempts`` password checks per key (an address, a
+    username) within ``window_s`` seconds of the key's first attempt.
+
+    An attempt is counted *before* its password is checked, in the database (one atomic
+    update per key; ``crud.reserve_login_attempt``), so the limit holds for concurrent requests
+    and across server processes, and survives a restart. A successful login takes its own
+    attempt back and clears the account's failures.
 
     Args:
-        attempts: failures allowed within the window; the next try is refused.
+        attempts: password checks allowed per key and window.
         window_s: the window, seconds.
-        clock: a monotonic clock in seconds (tests pass their own).
+        clock: wall-clock time in seconds since the epoch (tests pass their own); every server
+            process sharing the database must agree on it.
     """
 
     def __init__(self, *, attempts: int = 5, window_s: float = 300.0,
-                 clock: object = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.attempts = attempts
         self.window_s = window_s
         self.clock = clock
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures[key]
-        while failures and failures[0] <= now - self.window_s:
-            failures.popleft()
-        return failures
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
 
-    def retry_after(self, *keys: str) -> float:
-        """Seconds until any of ``keys`` may try again; 0 when all may try now."""
-        now = self.clock()
-        with self._lock:
-            waits = [failures[0] + self.window_s - now for key in keys
-                     if len(failures := self._recent(key, now)) >= self.attempts]
-        return max(waits, default=0.0)
+    def reserve(self, db: Session, *keys: str) -> float:
+        """Count an attempt against every key; 0 when it may go ahead, else the seconds to
+        wait (nothing counted)."""
+        return crud.reserve_login_attempt(db, keys=keys, limit=self.attempts,
+                                          window_s=self.window_s, now=self._now())
 
-    def failed(self, *keys: str) -> None:
-        """Count one failed login against each key."""
-        now = self.clock()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-
-    def succeeded(self, *keys: str) -> None:
-        """Forget the failures of each key."""
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
+    def succeeded(self, db: Session, *keys: str, forget: Sequence[str] = ()) -> None:
+        """A reserved attempt was a correct login: take it back, and clear ``forget``."""
+        crud.release_login_attempt(db, keys=keys, forget=forget)

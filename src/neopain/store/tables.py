@@ -1,5 +1,5 @@
-"""The records tables (SQLAlchemy 2): users, their login sessions, patients, monitoring sessions,
-assessments and the audit log.
+"""The records tables (SQLAlchemy 2): users, their login sessions and login rate limit,
+patients, monitoring sessions, assessments and the audit log.
 
 Rows holding patient data never leave the server as they are: the server turns them into its
 own output schemas. Times are stored as UTC and read back timezone-aware (``UtcDateTime``), on
@@ -82,6 +82,18 @@ class LoginSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class LoginThrottle(Base):
+    """Login attempts counted per key (the SHA-256 of ``address:…`` or ``user:…``, so a
+    password typed into the username field is never stored) in a window that starts at the
+    key's first attempt: the login rate limit, shared by every server process."""
+
+    __tablename__ = "login_throttle"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class Patient(Base):

@@ -33,21 +33,20 @@ def _safe_next(target: str | None) -> str:
 
 def _check_login(request: Request, db: Session, username: str, password: str) -> User:
     state = server_state(request)
-    keys = (f"address:{request.client.host if request.client else '-'}",
-            f"user:{username.strip().lower()}")
-    wait = state.limiter.retry_after(*keys)
+    account = f"user:{username.strip().lower()}"
+    keys = (f"address:{request.client.host if request.client else '-'}", account)
+    wait = state.limiter.reserve(db, *keys)  # counted before the (slow) password check
     if wait > 0:
         raise AccessError(429, f"Too many failed logins; try again in {int(wait) + 1} s.",
                           headers={"Retry-After": str(int(wait) + 1)})
     user = crud.find_user(db, username.strip())
     if not security.verify_password(None if user is None else user.password_hash, password) \
             or user is None or not user.active:
-        state.limiter.failed(*keys)
         crud.audit(db, actor=user, action="login_failed", object_type="user",
                    object_id=None if user is None else user.id,
                    detail="" if user is not None else "unknown username")
         raise AccessError(401, "Wrong username or password.")
-    state.limiter.succeeded(*keys)
+    state.limiter.succeeded(db, *keys, forget=[account])
     if security.needs_rehash(user.password_hash):
         crud.update_user(db, user, actor=user, password_hash=security.hash_password(password))
     return user

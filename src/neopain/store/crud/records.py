@@ -1,9 +1,4 @@
-"""Every read and write of the records: the one module that commits.
-
-Each function that changes data commits before it returns, so a caller that gets a row back
-knows it is on disk; changes of patient data add their audit row in the same transaction.
-Functions take the SQLAlchemy ``Session`` first and everything else by keyword.
-"""
+"""Patient records: patients, monitoring sessions and their assessments."""
 
 from __future__ import annotations
 
@@ -12,146 +7,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, undefer
 
+from neopain.store.crud.base import stage_audit, commit, audit
 from neopain.store.session import StoreError
 from neopain.store.tables import (
-    ROLES, SOURCES, Assessment, AuditEntry, LoginSession, MonitoringSession, Patient, User,
-    utc_now,
+    SOURCES, Assessment, MonitoringSession, Patient, User, utc_now,
 )
 
 PATIENT_FIELDS = ("name", "record_number", "birth_date", "gestational_age_weeks", "notes")
-
-
-def _commit(db: Session, what: str) -> None:
-    try:
-        db.commit()
-    except IntegrityError as error:
-        db.rollback()
-        # the constraint's name, never the values (they may be patient data)
-        # the first line names the constraint; PostgreSQL's DETAIL line would echo the values
-        reason = (str(error.orig).splitlines() or [""])[0]
-        raise StoreError(f"{what}: refused by the database ({reason})") from None
-
-
-def _audit(db: Session, actor: User | None, action: str, object_type: str = "",
-           object_id: int | None = None, detail: str = "") -> None:
-    db.add(AuditEntry(user_id=None if actor is None else actor.id,
-                      username="" if actor is None else actor.username, action=action,
-                      object_type=object_type, object_id=object_id, detail=detail[:200]))
-
-
-def audit(db: Session, *, actor: User | None, action: str, object_type: str = "",
-          object_id: int | None = None, detail: str = "") -> None:
-    """Record that ``actor`` did ``action`` (e.g. ``"view"``) on an object, and commit.
-
-    ``detail`` must not hold patient data: name the page or field, never a value.
-    """
-    _audit(db, actor, action, object_type, object_id, detail)
-    _commit(db, f"audit {action}")
-
-
-def list_audit(db: Session, *, limit: int = 200) -> list[AuditEntry]:
-    """The newest audit rows first."""
-    return list(db.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))
-
-
-# users ------------------------------------------------------------------------------------------
-
-def count_users(db: Session) -> int:
-    """How many accounts exist (the one-time setup page works only while this is 0)."""
-    return db.scalar(select(func.count()).select_from(User)) or 0
-
-
-def create_user(db: Session, *, username: str, password_hash: str, role: str,
-                actor: User | None = None) -> User:
-    """Add an account.
-
-    Raises:
-        StoreError: an unknown role or a username that is taken.
-    """
-    if role not in ROLES:
-        raise StoreError(f"role={role!r} is not a role; valid: {', '.join(ROLES)}")
-    if find_user(db, username) is not None:
-        raise StoreError(f"username={username!r} is taken; choose another")
-    user = User(username=username, password_hash=password_hash, role=role, active=True)
-    db.add(user)
-    db.flush()
-    _audit(db, actor, "create", "user", user.id, f"role={role}")
-    _commit(db, f"create user {username!r}")
-    return user
-
-
-def get_user(db: Session, user_id: int) -> User | None:
-    """The user with this id, or None."""
-    return db.get(User, user_id)
-
-
-def find_user(db: Session, username: str) -> User | None:
-    """The user with this username, or None."""
-    return db.scalar(select(User).where(User.username == username))
-
-
-def list_users(db: Session) -> list[User]:
-    """All accounts by username."""
-    return list(db.scalars(select(User).order_by(User.username)))
-
-
-def update_user(db: Session, user: User, *, actor: User | None, password_hash: str | None = None,
-                role: str | None = None, active: bool | None = None) -> User:
-    """Change a user's password hash, role or active flag; a new password or deactivation
-    ends the user's open logins.
-
-    Raises:
-        StoreError: an unknown role.
-    """
-    changes = []
-    if role is not None:
-        if role not in ROLES:
-            raise StoreError(f"role={role!r} is not a role; valid: {', '.join(ROLES)}")
-        user.role = role
-        changes.append(f"role={role}")
-    if active is not None:
-        user.active = active
-        changes.append(f"active={active}")
-    if password_hash is not None:
-        user.password_hash = password_hash
-        changes.append("password")
-    if active is False or password_hash is not None:
-        db.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
-    _audit(db, actor, "update", "user", user.id, ", ".join(changes))
-    _commit(db, f"update user {user.username!r}")
-    return user
-
-
-# login sessions ---------------------------------------------------------------------------------
-
-def create_login_session(db: Session, *, user: User, token_hash: str,
-                         expires_at: datetime) -> LoginSession:
-    """Remember a logged-in browser by the hash of its token; audit the login."""
-    login = LoginSession(user_id=user.id, token_hash=token_hash, expires_at=expires_at)
-    db.add(login)
-    _audit(db, user, "login", "user", user.id)
-    _commit(db, "login")
-    return login
-
-
-def find_login_session(db: Session, token_hash: str) -> LoginSession | None:
-    """The unexpired login of an active user with this token hash, or None."""
-    login = db.scalar(select(LoginSession).where(LoginSession.token_hash == token_hash))
-    if login is None or login.expires_at <= utc_now() or not login.user.active:
-        return None
-    return login
-
-
-def end_login_session(db: Session, token_hash: str, *, actor: User | None) -> None:
-    """Forget a login (logout) and every expired one."""
-    db.execute(delete(LoginSession).where(or_(LoginSession.token_hash == token_hash,
-                                              LoginSession.expires_at <= utc_now())))
-    _audit(db, actor, "logout", "user", None if actor is None else actor.id)
-    _commit(db, "logout")
 
 
 # patients ---------------------------------------------------------------------------------------
@@ -171,8 +36,8 @@ def create_patient(db: Session, *, actor: User | None, name: str = "", record_nu
     _check_patient(patient)
     db.add(patient)
     db.flush()
-    _audit(db, actor, "create", "patient", patient.id)
-    _commit(db, "create patient")
+    stage_audit(db, actor, "create", "patient", patient.id)
+    commit(db, "create patient")
     return patient
 
 
@@ -191,8 +56,8 @@ def update_patient(db: Session, patient: Patient, *, actor: User | None,
     for key in changed:
         setattr(patient, key, fields[key])
     _check_patient(patient)
-    _audit(db, actor, "update", "patient", patient.id, "fields: " + ", ".join(changed))
-    _commit(db, "update patient")
+    stage_audit(db, actor, "update", "patient", patient.id, "fields: " + ", ".join(changed))
+    commit(db, "update patient")
     return patient
 
 
@@ -232,8 +97,8 @@ def start_session(db: Session, *, actor: User | None, patient: Patient, source: 
                                 source=source, model=model)
     db.add(session)
     db.flush()
-    _audit(db, actor, "start", "session", session.id, f"patient={patient.id} source={source}")
-    _commit(db, "start session")
+    stage_audit(db, actor, "start", "session", session.id, f"patient={patient.id} source={source}")
+    commit(db, "start session")
     return session
 
 
@@ -248,8 +113,8 @@ def end_session(db: Session, session: MonitoringSession, *,
     """Close a session (once; closing a closed one changes nothing) and audit it."""
     if session.ended_at is None:
         session.ended_at = utc_now()
-        _audit(db, actor, "stop", "session", session.id, f"patient={session.patient_id}")
-        _commit(db, "end session")
+        stage_audit(db, actor, "stop", "session", session.id, f"patient={session.patient_id}")
+        commit(db, "end session")
     return session
 
 
@@ -305,7 +170,7 @@ def add_assessment(db: Session, *, session: MonitoringSession,
                      face_box=None if box is None else json.dumps([round(v, 1) for v in box]),
                      has_snapshot=snapshot is not None, snapshot=snapshot, **values)
     db.add(row)
-    _commit(db, f"save assessment of session {session.id}")
+    commit(db, f"save assessment of session {session.id}")
     return row
 
 

@@ -1,0 +1,30 @@
+"""Every read and write of the records: the one module that commits.
+
+Each function that changes data commits before it returns, so a caller that gets a row back
+knows it is on disk; changes of patient data add their audit row in the same transaction.
+Functions take the SQLAlchemy ``Session`` first and everything else by keyword.
+
+The functions live in ``base`` (commit, audit), ``accounts`` (users, logins, the login rate
+limit) and ``records`` (patients, sessions, assessments); callers use them as ``crud.NAME``.
+"""
+
+from neopain.store.crud.accounts import (
+    count_users, create_login_session, create_user, end_login_session, find_login_session,
+    find_user, get_user, list_users, release_login_attempt, reserve_login_attempt, update_user,
+)
+from neopain.store.crud.base import audit, list_audit
+from neopain.store.crud.records import (
+    NewAssessment, add_assessment, count_assessments, create_patient, end_session,
+    get_assessment, get_patient, get_session, last_snapshot_state, list_assessments,
+    list_sessions, resume_session, search_patients, start_session, update_patient,
+)
+
+__all__ = [
+    "NewAssessment", "add_assessment", "audit", "count_assessments", "count_users",
+    "create_login_session", "create_patient", "create_user", "end_login_session",
+    "end_session", "find_login_session", "find_user", "get_assessment", "get_patient",
+    "get_session", "get_user", "last_snapshot_state", "list_assessments", "list_audit",
+    "list_sessions", "list_users", "release_login_attempt", "reserve_login_attempt",
+    "resume_session", "search_patients", "start_session",
+    "update_patient", "update_user",
+]

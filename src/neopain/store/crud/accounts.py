@@ -1,0 +1,176 @@
+"""Accounts: users, their logins and the login rate limit."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from neopain.store.crud.base import stage_audit, commit
+from neopain.store.session import StoreError
+from neopain.store.tables import ROLES, LoginSession, LoginThrottle, User, utc_now
+
+
+# users ------------------------------------------------------------------------------------------
+
+def count_users(db: Session) -> int:
+    """How many accounts exist (the one-time setup page works only while this is 0)."""
+    return db.scalar(select(func.count()).select_from(User)) or 0
+
+
+def create_user(db: Session, *, username: str, password_hash: str, role: str,
+                actor: User | None = None) -> User:
+    """Add an account.
+
+    Raises:
+        StoreError: an unknown role or a username that is taken.
+    """
+    if role not in ROLES:
+        raise StoreError(f"role={role!r} is not a role; valid: {', '.join(ROLES)}")
+    if find_user(db, username) is not None:
+        raise StoreError(f"username={username!r} is taken; choose another")
+    user = User(username=username, password_hash=password_hash, role=role, active=True)
+    db.add(user)
+    db.flush()
+    stage_audit(db, actor, "create", "user", user.id, f"role={role}")
+    commit(db, f"create user {username!r}")
+    return user
+
+
+def get_user(db: Session, user_id: int) -> User | None:
+    """The user with this id, or None."""
+    return db.get(User, user_id)
+
+
+def find_user(db: Session, username: str) -> User | None:
+    """The user with this username, or None."""
+    return db.scalar(select(User).where(User.username == username))
+
+
+def list_users(db: Session) -> list[User]:
+    """All accounts by username."""
+    return list(db.scalars(select(User).order_by(User.username)))
+
+
+def update_user(db: Session, user: User, *, actor: User | None, password_hash: str | None = None,
+                role: str | None = None, active: bool | None = None) -> User:
+    """Change a user's password hash, role or active flag; a new password or deactivation
+    ends the user's open logins.
+
+    Raises:
+        StoreError: an unknown role.
+    """
+    changes = []
+    if role is not None:
+        if role not in ROLES:
+            raise StoreError(f"role={role!r} is not a role; valid: {', '.join(ROLES)}")
+        user.role = role
+        changes.append(f"role={role}")
+    if active is not None:
+        user.active = active
+        changes.append(f"active={active}")
+    if password_hash is not None:
+        user.password_hash = password_hash
+        changes.append("password")
+    if active is False or password_hash is not None:
+        db.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+    stage_audit(db, actor, "update", "user", user.id, ", ".join(changes))
+    commit(db, f"update user {user.username!r}")
+    return user
+
+
+# login sessions ---------------------------------------------------------------------------------
+
+def create_login_session(db: Session, *, user: User, token_hash: str,
+                         expires_at: datetime) -> LoginSession:
+    """Remember a logged-in browser by the hash of its token; audit the login."""
+    login = LoginSession(user_id=user.id, token_hash=token_hash, expires_at=expires_at)
+    db.add(login)
+    stage_audit(db, user, "login", "user", user.id)
+    commit(db, "login")
+    return login
+
+
+def find_login_session(db: Session, token_hash: str) -> LoginSession | None:
+    """The unexpired login of an active user with this token hash, or None."""
+    login = db.scalar(select(LoginSession).where(LoginSession.token_hash == token_hash))
+    if login is None or login.expires_at <= utc_now() or not login.user.active:
+        return None
+    return login
+
+
+def end_login_session(db: Session, token_hash: str, *, actor: User | None) -> None:
+    """Forget a login (logout) and every expired one."""
+    db.execute(delete(LoginSession).where(or_(LoginSession.token_hash == token_hash,
+                                              LoginSession.expires_at <= utc_now())))
+    stage_audit(db, actor, "logout", "user", None if actor is None else actor.id)
+    commit(db, "logout")
+
+
+# login rate limit -------------------------------------------------------------------------------
+
+def _key_hashes(keys: Sequence[str]) -> list[str]:
+    # sorted: concurrent transactions lock the rows in one order (no deadlock on PostgreSQL)
+    return sorted({hashlib.sha256(key.encode()).hexdigest() for key in keys})
+
+
+def _insert_missing(db: Session, hashes: list[str], now: datetime) -> None:
+    rows = [{"key_hash": h, "attempts": 0, "window_start": now} for h in hashes]
+    dialect = db.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        db.execute(insert(LoginThrottle).values(rows).on_conflict_do_nothing())
+        return
+    present = set(db.scalars(select(LoginThrottle.key_hash)
+                             .where(LoginThrottle.key_hash.in_(hashes))))
+    db.add_all(LoginThrottle(**row) for row in rows if row["key_hash"] not in present)
+    db.flush()
+
+
+def reserve_login_attempt(db: Session, *, keys: Sequence[str], limit: int, window_s: float,
+                          now: datetime) -> float:
+    """Count one login attempt against every key *before* the password is checked.
+
+    Each counter moves by a conditional ``UPDATE … SET attempts = attempts + 1 WHERE attempts
+    < limit``, which the database applies atomically, so concurrent requests and other server
+    processes can never together check more than ``limit`` passwords of a key per window.
+    A window starts at a key's first attempt and lasts ``window_s`` seconds.
+
+    Returns:
+        0.0 when the attempt is counted; otherwise the seconds until the refusing key's window
+        ends, and nothing is counted.
+    """
+    hashes = _key_hashes(keys)
+    # expired windows first: a key whose window has passed starts afresh (and the table keeps
+    # only keys seen within the window)
+    db.execute(delete(LoginThrottle).where(
+        LoginThrottle.window_start <= now - timedelta(seconds=window_s)))
+    _insert_missing(db, hashes, now)
+    for key_hash in hashes:
+        counted = db.execute(update(LoginThrottle)
+                             .where(LoginThrottle.key_hash == key_hash,
+                                    LoginThrottle.attempts < limit)
+                             .values(attempts=LoginThrottle.attempts + 1))
+        if counted.rowcount == 0:
+            start = db.scalar(select(LoginThrottle.window_start)
+                              .where(LoginThrottle.key_hash == key_hash))
+            db.rollback()  # the other keys' counts of this attempt are taken back too
+            return max((start + timedelta(seconds=window_s) - now).total_seconds(), 0.001)
+    commit(db, "count a login attempt")
+    return 0.0
+
+
+def release_login_attempt(db: Session, *, keys: Sequence[str],
+                          forget: Sequence[str] = ()) -> None:
+    """After a successful login: take back its counted attempt from every key, and clear the
+    keys in ``forget`` (the account's own: its owner has just proved who they are)."""
+    db.execute(update(LoginThrottle)
+               .where(LoginThrottle.key_hash.in_(_key_hashes(keys)), LoginThrottle.attempts > 0)
+               .values(attempts=LoginThrottle.attempts - 1))
+    if forget:
+        db.execute(delete(LoginThrottle).where(LoginThrottle.key_hash.in_(_key_hashes(forget))))
+    commit(db, "release a login attempt")

@@ -1,0 +1,46 @@
+"""What every data-access function shares: committing with a readable error, and audit rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from neopain.store.session import StoreError
+from neopain.store.tables import AuditEntry, User
+
+
+def commit(db: Session, what: str) -> None:
+    """Commit; a broken constraint becomes a ``StoreError`` naming ``what`` and the constraint,
+    never the values."""
+    try:
+        db.commit()
+    except IntegrityError as error:
+        db.rollback()
+        # the constraint's name, never the values (they may be patient data)
+        # the first line names the constraint; PostgreSQL's DETAIL line would echo the values
+        reason = (str(error.orig).splitlines() or [""])[0]
+        raise StoreError(f"{what}: refused by the database ({reason})") from None
+
+
+def stage_audit(db: Session, actor: User | None, action: str, object_type: str = "",
+                object_id: int | None = None, detail: str = "") -> None:
+    """Add an audit row to the transaction in progress (committed with the change it records)."""
+    db.add(AuditEntry(user_id=None if actor is None else actor.id,
+                      username="" if actor is None else actor.username, action=action,
+                      object_type=object_type, object_id=object_id, detail=detail[:200]))
+
+
+def audit(db: Session, *, actor: User | None, action: str, object_type: str = "",
+          object_id: int | None = None, detail: str = "") -> None:
+    """Record that ``actor`` did ``action`` (e.g. ``"view"``) on an object, and commit.
+
+    ``detail`` must not hold patient data: name the page or field, never a value.
+    """
+    stage_audit(db, actor, action, object_type, object_id, detail)
+    commit(db, f"audit {action}")
+
+
+def list_audit(db: Session, *, limit: int = 200) -> list[AuditEntry]:
+    """The newest audit rows first."""
+    return list(db.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))
