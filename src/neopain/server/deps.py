@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,6 +75,34 @@ def optional_user(connection: HTTPConnection, db: Db) -> User | None:
     user = None if login is None else login.user
     connection.state.user = user
     return user
+
+
+class Refusal(NamedTuple):
+    """Why a live stream may not go on, as a WebSocket close code and a reason for the page."""
+
+    code: int
+    reason: str
+
+
+def live_refusal(db: Session, *, token_hash: str, session_id: int) -> Refusal | None:
+    """Whether the login ``token_hash`` may stream into live session ``session_id`` *now*:
+    None, or the refusal (4401 log in again, 4403 role, 4404 no such session, 4409 ended).
+
+    Checked when the socket opens, for every frame, while a frame is saved, and twice a second
+    while the socket is open, so logout, deactivation, a new password or a changed role end a
+    stream within a second, in any server process.
+    """
+    login = crud.find_login_session(db, token_hash)
+    if login is None:
+        return Refusal(4401, "Please log in.")
+    if login.user.role not in CARE_ROLES:
+        return Refusal(4403, "Live monitoring needs the role admin or clinician.")
+    session = crud.get_session(db, session_id, fresh=True)
+    if session is None or session.source != "live":
+        return Refusal(4404, f"No live session with id {session_id}.")
+    if session.ended_at is not None:
+        return Refusal(4409, "This session has ended; start a new one.")
+    return None
 
 
 def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -44,12 +45,18 @@ from neopain.server.heatmap import (
     heatmap_regions,
     occlusion_cells,
 )
+from neopain.server.deps import Refusal, live_refusal
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
 from neopain.store.session import StoreError
 from neopain.store.tables import Assessment, utc_now
 
 MAX_FRAME_SIDE = 1920
+ENDED = Refusal(4409, "This session has ended; start a new one.")
+
+
+class StreamLimitError(Exception):
+    """Every live stream slot is taken (``settings.max_streams``)."""
 IDLE_DETECTORS = 8
 """Detectors kept for the next streams; more are closed (each holds a graph and its threads)."""
 
@@ -86,6 +93,7 @@ class LiveService:
         self._lock = threading.Lock()
         self._warm = False
         self._idle: list[FaceDetector] = []
+        self._streams = 0
 
     def shared_predictor(self) -> SharedPredictor:
         """The shared model, loaded on first call."""
@@ -137,9 +145,29 @@ class LiveService:
                 return
         detector.close()
 
-    def open_stream(self, store: sessionmaker[Session], *, session_id: int) -> LiveStream:
-        """A stream that adds to monitoring session ``session_id``."""
-        return LiveStream(self, store, session_id=session_id)
+    def open_stream(self, store: sessionmaker[Session], *, session_id: int,
+                    token_hash: str) -> LiveStream:
+        """A stream that adds to monitoring session ``session_id`` for as long as the login
+        ``token_hash`` may (``deps.live_refusal``).
+
+        Raises:
+            StreamLimitError: ``settings.max_streams`` streams are open already.
+        """
+        with self._lock:
+            if self._streams >= self.settings.max_streams:
+                raise StreamLimitError(f"{self._streams} live streams are open, the most this "
+                                       "server takes (NEOPAIN_MAX_STREAMS)")
+            self._streams += 1
+        try:
+            return LiveStream(self, store, session_id=session_id, token_hash=token_hash)
+        except BaseException:
+            self.stream_closed()
+            raise
+
+    def stream_closed(self) -> None:
+        """Free the slot of a closed stream."""
+        with self._lock:
+            self._streams -= 1
 
     def close(self) -> None:
         """Close the pooled detectors, and the model if this service loaded it."""
@@ -196,28 +224,40 @@ class Recorder:
     the model cannot assess: never.
     """
 
-    def __init__(self, store: sessionmaker[Session], *, session_id: int,
-                 interval_s: float) -> None:
+    def __init__(self, store: sessionmaker[Session], *, session_id: int, interval_s: float,
+                 access: Callable[[Session], Refusal | None] | None = None) -> None:
         self.store = store
         self.session_id = session_id
         self.interval_s = interval_s
+        self.access = access
         with store() as db:
             self.last_state_ = crud.last_snapshot_state(db, session_id=session_id)
         self.last_saved_s_: float | None = None
         self.saved_ = 0
 
-    def ended(self) -> bool:
-        """Whether the session has been stopped (from another page or the API)."""
+    def refusal(self) -> Refusal | None:
+        """Why nothing more may be saved now: the session was stopped (from another page or
+        the API), or ``access`` refuses (a login that ended); None while saving may go on."""
         with self.store() as db:
-            session = crud.get_session(db, self.session_id)
-            return session is None or session.ended_at is not None
+            return self._refusal(db)
+
+    def _refusal(self, db: Session) -> Refusal | None:
+        if self.access is not None:
+            return self.access(db)
+        session = crud.get_session(db, self.session_id, fresh=True)
+        return ENDED if session is None or session.ended_at is not None else None
 
     def record(self, result: FrameAssessment, *, jpeg: Callable[[], bytes],
                when: datetime | None = None, offset_s: float | None = None
                ) -> tuple[Assessment | None, bool]:
         """Save ``result`` if it is due; the saved row (None when not saved) and whether it
         is a snapshot. ``jpeg`` is called only for a snapshot; ``when`` defaults to now and
-        ``offset_s`` to the seconds since the session started."""
+        ``offset_s`` to the seconds since the session started.
+
+        Raises:
+            StoreError: the session ended or access was refused (checked in the saving
+                transaction): nothing was saved.
+        """
         prediction, face = result.prediction, result.face
         if prediction is None or face is None or not prediction.assessable:
             return None, False
@@ -233,7 +273,8 @@ class Recorder:
                 offset_s=(when - session.started_at).total_seconds() if offset_s is None
                 else offset_s, label=prediction.label, prob_pain=prediction.prob_pain,
                 smoothed=result.smoothed, state=result.state, changed=result.changed,
-                face_box=face.box, snapshot=jpeg() if snapshot else None, time=when))
+                face_box=face.box, snapshot=jpeg() if snapshot else None, time=when),
+                allowed=lambda: self._refusal(db) is None)
         self.last_saved_s_ = result.time_s
         if snapshot:
             self.last_state_ = result.state
@@ -245,10 +286,13 @@ class LiveStream:
     """One connection's frames, in order, on one worker thread; ``close`` when it ends."""
 
     def __init__(self, service: LiveService, store: sessionmaker[Session], *,
-                 session_id: int) -> None:
+                 session_id: int, token_hash: str) -> None:
         self.service = service
         self.recorder = Recorder(store, session_id=session_id,
-                                 interval_s=service.settings.timeline_interval_s)
+                                 interval_s=service.settings.timeline_interval_s,
+                                 access=partial(live_refusal, token_hash=token_hash,
+                                                session_id=session_id))
+        self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix=f"live-{session_id}")
         self._assessor: Assessor | None = None
@@ -275,9 +319,9 @@ class LiveStream:
 
     def _process(self, data: bytes, received: float) -> dict[str, Any]:
         started = time.perf_counter()
-        stopped = {"type": "stopped", "saved": self.recorder.saved_}
-        if self.recorder.ended():
-            return stopped
+        refusal = self.recorder.refusal()
+        if refusal is not None:
+            return self.refused(refusal)
         frame = decode_jpeg(data)
         if frame is None:
             return {"type": "error", "message": "The frame is not a JPEG image of at most "
@@ -287,8 +331,8 @@ class LiveStream:
         result = self._assessor.step(frame, time_s=received - self._opened)
         try:
             row, snapshot = self.recorder.record(result, jpeg=lambda: data)
-        except StoreError:  # stopped elsewhere between the check and the save
-            return stopped
+        except StoreError:  # stopped or revoked between the check and the save
+            return self.refused(self.recorder.refusal() or ENDED)
         reply = reply_of(result, frame_shape=frame.shape)
         if self.heatmap and result.face is not None and result.prediction is not None:
             reply["heatmap"] = self._heatmap(frame, result, received)
@@ -296,6 +340,13 @@ class LiveStream:
                      assessment_id=None if row is None else row.id,
                      server_ms=round((time.perf_counter() - started) * 1000, 1))
         return reply
+
+    def refused(self, refusal: Refusal) -> dict[str, Any]:
+        """The reply that ends the stream: ``stopped`` for an ended session, else ``refused``
+        with the close code and reason."""
+        if refusal.code == ENDED.code:
+            return {"type": "stopped", "saved": self.recorder.saved_}
+        return {"type": "refused", "code": refusal.code, "reason": refusal.reason}
 
     def _heatmap(self, frame: np.ndarray, result: FrameAssessment, now: float
                  ) -> list[list[float]] | None:
@@ -311,7 +362,12 @@ class LiveStream:
         return cell_regions(self._cells, frame.shape, result.face, margin=model.margin)
 
     def close(self) -> None:
-        """Hand the detector back to the service on the stream's thread and stop the thread."""
+        """Hand the detector back to the service on the stream's thread, stop the thread and
+        free the stream's slot (once)."""
+        if self._closed:
+            return
+        self._closed = True
         if self._assessor is not None:
             self._executor.submit(self.service.release, self._assessor)
         self._executor.shutdown(wait=False)
+        self.service.stream_closed()

@@ -5,27 +5,33 @@ with a JSON assessment; the text message ``{"type": "stop"}`` ends the session a
 The socket checks what the HTTP routes check: a logged-in admin or clinician (the login
 cookie), a page of this site (the Origin header), and a live session that has not ended.
 Refusals close the socket with 4401 (log in), 4403 (role or origin), 4404 (no such session)
-or 4409 (the session has ended), so the page can tell them from a dropped network.
+or 4409 (the session has ended), so the page can tell them from a dropped network; 1013 when
+the server already runs ``NEOPAIN_MAX_STREAMS`` streams. The same checks run again for every
+frame and twice a second while the socket is open: a logout, deactivation, new password or
+changed role closes it within a second (4401/4403), and no frame is saved after it.
 Reconnecting to the same session resumes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from neopain.server.deps import CARE_ROLES, RowId, optional_user, server_state
-from neopain.server.live import LiveService
+from neopain.server import security
+from neopain.server.deps import (
+    CARE_ROLES, SESSION_COOKIE, Refusal, RowId, live_refusal, optional_user, server_state,
+)
+from neopain.server.live import LiveService, LiveStream, StreamLimitError
 from neopain.store import crud
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 MAX_FRAME_BYTES = 4_000_000
+WATCH_INTERVAL_S = 0.5
 
 
 def _same_origin(websocket: WebSocket) -> bool:
@@ -35,68 +41,103 @@ def _same_origin(websocket: WebSocket) -> bool:
     return urlsplit(origin).netloc == websocket.headers.get("host")
 
 
-def _authorize(websocket: WebSocket, session_id: int) -> tuple[int, str, int | None]:
-    """(0 or a close code, reason, user id): the HTTP routes' login and role checks, answered
-    as WebSocket close codes."""
+def _authorize(websocket: WebSocket, session_id: int) -> tuple[Refusal | None, str, int | None]:
+    """(refusal or None, login token hash, user id): the HTTP routes' login and role checks
+    and the page's origin, answered as WebSocket close codes."""
+    token = websocket.cookies.get(SESSION_COOKIE)
+    token_hash = security.hash_token(token) if token else ""
     with server_state(websocket).store() as db:
         user = optional_user(websocket, db)
         if user is None:
-            return 4401, "Please log in.", None
-        if user.role not in CARE_ROLES:
-            return 4403, "Live monitoring needs the role admin or clinician.", None
-        if not _same_origin(websocket):
-            return 4403, "The page is not from this server.", None
-        session = crud.get_session(db, session_id)
-        if session is None or session.source != "live":
-            return 4404, f"No live session with id {session_id}.", None
-        if session.ended_at is not None:
-            return 4409, "This session has ended; start a new one.", None
-        crud.resume_session(db, session, actor=user)
-        return 0, "", user.id
+            return Refusal(4401, "Please log in."), token_hash, None
+        if user.role in CARE_ROLES and not _same_origin(websocket):
+            return Refusal(4403, "The page is not from this server."), token_hash, None
+        refusal = live_refusal(db, token_hash=token_hash, session_id=session_id)
+        if refusal is None:
+            crud.resume_session(db, crud.get_session(db, session_id), actor=user)
+        return refusal, token_hash, user.id
 
 
 @router.websocket("/ws/sessions/{session_id}")
 async def live_socket(websocket: WebSocket, session_id: RowId) -> None:
-    code, reason, user_id = await run_in_threadpool(_authorize, websocket, session_id)
+    refusal, token_hash, user_id = await run_in_threadpool(_authorize, websocket, session_id)
     await websocket.accept()
-    if code:
-        await websocket.close(code=code, reason=reason)
+    if refusal is not None:
+        await websocket.close(code=refusal.code, reason=refusal.reason)
         return
     service: LiveService = websocket.app.state.live
     store = server_state(websocket).store
-    stream = await run_in_threadpool(service.open_stream, store, session_id=session_id)
+    try:
+        stream = await run_in_threadpool(service.open_stream, store, session_id=session_id,
+                                         token_hash=token_hash)
+    except StreamLimitError:
+        await websocket.close(code=1013, reason="The server is monitoring as many beds as it "
+                                                "can; try again later.")
+        return
+    tasks: list[asyncio.Task] = []
     try:
         await stream.start()  # detector and model ready before the page sends frames
         await websocket.send_json({"type": "ready"})
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            if data is not None:
-                if len(data) > MAX_FRAME_BYTES:
-                    await websocket.send_json({"type": "error", "message": "The frame is "
-                                               f"larger than {MAX_FRAME_BYTES} bytes."})
-                    continue
-                reply = await stream.process(data)
-                await websocket.send_json(reply)
-                if reply["type"] == "stopped":
-                    await websocket.close(code=4409, reason="The session has ended.")
-                    return
-            else:
-                command = _command(message.get("text"))
-                if command.get("type") == "options":
-                    stream.heatmap = bool(command.get("heatmap"))
-                elif command.get("type") == "stop":
-                    await run_in_threadpool(_stop, store, session_id, user_id)
-                    await websocket.send_json({"type": "stopped",
-                                               "saved": stream.recorder.saved_})
-                    await websocket.close(code=1000)
-                    return
+        frames = asyncio.create_task(_frames(websocket, stream, store, session_id, user_id))
+        watch = asyncio.create_task(_watch(stream))
+        tasks = [frames, watch]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if watch in done:  # the stream may not go on: told as a frame's reply would tell it
+            frames.cancel()
+            ended = watch.result()
+            await websocket.send_json(stream.refused(ended))
+            await websocket.close(code=ended.code, reason=ended.reason)
+        else:
+            frames.result()  # a disconnect ends quietly; anything else is raised
     except WebSocketDisconnect:
         return
     finally:
+        for task in tasks:  # also when this handler itself is cancelled
+            task.cancel()
         stream.close()
+
+
+async def _watch(stream: LiveStream) -> Refusal:
+    """Wait until the stream may not go on (logout, deactivation, new password or role,
+    session stopped elsewhere), checking every ``WATCH_INTERVAL_S``; the refusal."""
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL_S)
+        refusal = await run_in_threadpool(stream.recorder.refusal)
+        if refusal is not None:
+            return refusal
+
+
+async def _frames(websocket: WebSocket, stream: LiveStream, store: sessionmaker[Session],
+                  session_id: int, user_id: int | None) -> None:
+    """Answer frames and commands until the client leaves or the stream ends."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is not None:
+            if len(data) > MAX_FRAME_BYTES:
+                await websocket.send_json({"type": "error", "message": "The frame is "
+                                           f"larger than {MAX_FRAME_BYTES} bytes."})
+                continue
+            reply = await stream.process(data)
+            await websocket.send_json(reply)
+            if reply["type"] == "stopped":
+                await websocket.close(code=4409, reason="The session has ended.")
+                return
+            if reply["type"] == "refused":
+                await websocket.close(code=reply["code"], reason=reply["reason"])
+                return
+        else:
+            command = _command(message.get("text"))
+            if command.get("type") == "options":
+                stream.heatmap = bool(command.get("heatmap"))
+            elif command.get("type") == "stop":
+                await run_in_threadpool(_stop, store, session_id, user_id)
+                await websocket.send_json({"type": "stopped",
+                                           "saved": stream.recorder.saved_})
+                await websocket.close(code=1000)
+                return
 
 
 def _command(text: str | None) -> dict:

@@ -97,7 +97,8 @@ def create_login_session(db: Session, *, user: User, token_hash: str,
 
 def find_login_session(db: Session, token_hash: str) -> LoginSession | None:
     """The unexpired login of an active user with this token hash, or None."""
-    login = db.scalar(select(LoginSession).where(LoginSession.token_hash == token_hash))
+    login = db.scalar(select(LoginSession).where(LoginSession.token_hash == token_hash)
+                      .execution_options(populate_existing=True))
     if login is None or login.expires_at <= utc_now() or not login.user.active:
         return None
     return login

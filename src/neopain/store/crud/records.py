@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
@@ -118,9 +118,11 @@ def end_session(db: Session, session: MonitoringSession, *,
     return session
 
 
-def get_session(db: Session, session_id: int) -> MonitoringSession | None:
-    """The monitoring session with this id, or None."""
-    return db.get(MonitoringSession, session_id)
+def get_session(db: Session, session_id: int, *,
+                fresh: bool = False) -> MonitoringSession | None:
+    """The monitoring session with this id, or None; ``fresh`` reads it from the database
+    even when this ``db`` has it already (to see a stop made elsewhere)."""
+    return db.get(MonitoringSession, session_id, populate_existing=fresh)
 
 
 def list_sessions(db: Session, *, patient_id: int) -> list[MonitoringSession]:
@@ -153,12 +155,17 @@ class NewAssessment:
     time: datetime | None = None
 
 
-def add_assessment(db: Session, *, session: MonitoringSession,
-                   assessment: NewAssessment) -> Assessment:
+def add_assessment(db: Session, *, session: MonitoringSession, assessment: NewAssessment,
+                   allowed: Callable[[], bool] | None = None) -> Assessment:
     """Append an assessment to a session and commit: once this returns, it is on disk.
 
+    ``allowed`` is asked after the row is written and before the commit; False rolls it back.
+    On SQLite the write holds the database's write lock, so the answer reflects every change
+    committed before this save (a logout or deactivation cannot slip in between).
+
     Raises:
-        StoreError: a session that has ended, or values outside their ranges.
+        StoreError: a session that has ended, values outside their ranges, or ``allowed``
+            said no.
     """
     if session.ended_at is not None:
         raise StoreError(f"session {session.id} has ended; start a new one")
@@ -170,6 +177,11 @@ def add_assessment(db: Session, *, session: MonitoringSession,
                      face_box=None if box is None else json.dumps([round(v, 1) for v in box]),
                      has_snapshot=snapshot is not None, snapshot=snapshot, **values)
     db.add(row)
+    if allowed is not None:
+        db.flush()
+        if not allowed():
+            db.rollback()
+            raise StoreError(f"session {session.id}: not saved; the stream may not go on")
     commit(db, f"save assessment of session {session.id}")
     return row
 
