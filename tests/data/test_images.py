@@ -9,11 +9,9 @@ import io
 import json
 import os
 import pickle
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 from pathlib import Path
 
 import cv2
@@ -22,20 +20,9 @@ import pytest
 from PIL import Image, ImageOps
 from skimage import data
 
-from neopain.errors import NeopainError
+from image_files import bmp_header_154, png_bomb, png_header
 from neopain.data.images import ImageReadError, decode_image, read_gray, read_image
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG file whose header claims ``width``×``height`` (the pixel data is never decoded)."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        crc = zlib.crc32(kind + payload)
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
-            + chunk(b"IEND", b""))
+from neopain.errors import NeopainError
 
 
 def encoded(image: np.ndarray, ext: str) -> bytes:
@@ -56,10 +43,7 @@ BAD_FILES = {
     "truncated.png": (encoded(noise((200, 200, 3)), ".png")[:30000], "truncated"),
     "junk_after_jpeg_magic.jpg": (b"\xff\xd8\xff\xe0" + b"junk" * 10, "corrupt"),
     "zero_width.png": (png_header(0, 10), "PNG header is broken"),
-    # 154 bytes: a BMP header claiming 65536×65536 (cv2.error in the old reader)
-    "header_only.bmp": (b"BM" + struct.pack("<IHHIIiiHHIIiiII", 154, 0, 0, 138, 124, 65536,
-                                            65536, 1, 24, 0, 0, 2835, 2835, 0, 0)
-                        + bytes(154 - 54), "at most 40,000,000 are read"),
+    "header_only.bmp": (bmp_header_154(), "at most 40,000,000 are read"),
     "huge.png": (png_header(11_000, 10_000), "110,000,000 pixels; at most 40,000,000 are read "
                                              "(NEOPAIN_MAX_IMAGE_PIXELS)"),
     "bomb.png": (png_header(20_000, 20_000), "400,000,000 pixels; at most 40,000,000 are read"),
@@ -191,30 +175,6 @@ def test_large_valid_image_is_read(tmp_path: Path):
 
 
 
-def png_bomb(width: int, height: int, *, rgba: bool = False) -> bytes:
-    """A real PNG of ``width``×``height`` black pixels, made in milliseconds: one deflate segment
-    of zero rows (ended by a full flush, so it refers to nothing before it) repeated."""
-    channels = 4 if rgba else 3
-    block_rows = 500
-    raw = zlib.compressobj(9, zlib.DEFLATED, -15)
-    segment = raw.compress(bytes((1 + width * channels) * block_rows))
-    segment += raw.flush(zlib.Z_FULL_FLUSH)
-    blocks, rest = divmod(height, block_rows)
-    tail = zlib.compressobj(9, zlib.DEFLATED, -15)
-    last = tail.compress(bytes((1 + width * channels) * rest)) + tail.flush()
-    size = (1 + width * channels) * height
-    adler = (size % 65521) << 16 | 1  # Adler-32 of zero bytes: a stays 1, b counts them
-    stream = b"\x78\xda" + segment * blocks + last + struct.pack(">I", adler)
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        crc = zlib.crc32(kind + payload)
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 6 if rgba else 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream)
-            + chunk(b"IEND", b""))
-
-
 def test_png_bomb_is_a_real_image():
     """The bomb helper below must make a decodable PNG, or the bomb test proves nothing."""
     image = Image.open(io.BytesIO(png_bomb(700, 1100, rgba=True)))
@@ -324,11 +284,11 @@ def test_fifos_devices_and_folders_are_refused_without_being_opened(tmp_path):
     os.mkfifo(fifo)
     error = _in_thread(lambda: read_image(fifo))
     assert isinstance(error, ImageReadError)
-    assert error.reason == "is a FIFO (named pipe), not a regular file; only image files are read"
+    assert error.reason == "is a FIFO (named pipe), not a regular file; expected an image file"
     if os.path.exists("/dev/zero"):
         error = _in_thread(lambda: read_image("/dev/zero"))
         assert isinstance(error, ImageReadError) and "is a character device" in error.reason
-    with pytest.raises(ImageReadError, match="is a folder, not an image file"):
+    with pytest.raises(ImageReadError, match="is a folder; expected an image file"):
         read_image(tmp_path)
 
 

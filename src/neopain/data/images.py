@@ -26,11 +26,9 @@ limits, like Pillow's own ``Image.MAX_IMAGE_PIXELS``, are global and left as the
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import re
-import stat
 import warnings
 from typing import BinaryIO
 
@@ -39,6 +37,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from neopain.config import get_settings
+from neopain.data.files import FileReadError, open_regular
 from neopain.errors import NeopainError
 
 FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")
@@ -49,8 +48,6 @@ _SIGNATURES = {
     b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
     b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "RIFF (WebP)",
 }  # fmt: skip
-_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
-          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 # EXIF orientation → the numpy steps that turn the stored pixels upright (as
 # PIL.ImageOps.exif_transpose does): flip rows, flip columns, then swap the two axes
 _ORIENTATIONS = {2: (False, True, False), 3: (True, True, False), 4: (True, False, False),
@@ -79,44 +76,13 @@ class ImageReadError(NeopainError):
 
 def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
     """The file opened for reading; only regular, non-empty files are (a FIFO would block)."""
-
-    def error(reason: str) -> ImageReadError:
-        return ImageReadError(path, reason)
-
-    def os_error(exc: OSError) -> ImageReadError:
-        if isinstance(exc, FileNotFoundError):
-            return error("file not found")
-        if isinstance(exc, PermissionError):
-            return error("permission denied (this user may not read it)")
-        if exc.errno == errno.ENAMETOOLONG:
-            return error("the file name is too long for the file system")
-        if isinstance(exc, NotADirectoryError):
-            return error("file not found (a part of its path is a file, not a folder)")
-        return error(f"the file cannot be opened ({exc.strerror or exc})")
-
     try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise os_error(exc) from None
-    except ValueError:  # a NUL character in the name
-        raise error("the file name holds a NUL character") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise error("is a folder, not an image file")
-    if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise error(f"is {kind}, not a regular file; only image files are read")
-    if info.st_size == 0:
-        raise error("the file is empty (0 bytes)")
-    # O_NONBLOCK: should the name have become a FIFO since the check, opening it cannot block
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise os_error(exc) from None
-    file = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        file = open_regular(path, what="an image file")
+    except FileReadError as error:
+        raise ImageReadError(path, error.reason) from None
+    if os.fstat(file.fileno()).st_size == 0:
         file.close()
-        raise error("is not a regular file; only image files are read")
+        raise ImageReadError(path, "the file is empty (0 bytes)")
     return file
 
 
