@@ -20,9 +20,9 @@ from neopain.data.augment import (
     AugmentSpec,
     augment_fold,
     points_inside,
-    read_image,
     resize_sample,
 )
+from neopain.data.images import read_image
 from neopain.data.folds import Fold, FoldPlan, make_folds
 from neopain.data.manifest import (
     Manifest,
@@ -301,7 +301,9 @@ def write_manifest(root: Path, rows: list[dict]) -> Manifest:
     return load_manifest(root / "manifest.csv")
 
 
-def test_bad_images_and_keypoints_are_named_by_manifest_line(tmp_path):
+def test_bad_keypoints_are_named_and_an_unreadable_image_is_skipped_with_its_reason(tmp_path):
+    """An unreadable training image used to stop the whole fold's augmentation: it is skipped
+    and listed with its manifest line and reason; the other images are augmented."""
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((40, 50, 3), np.uint8))
     (tmp_path / "b.png").write_bytes(b"not an image")
     inside = format_keypoints([[10, 10], [30, 10], [20, 20], [12, 30], [28, 30]])
@@ -312,8 +314,16 @@ def test_bad_images_and_keypoints_are_named_by_manifest_line(tmp_path):
     with pytest.raises(NeopainError, match=r"manifest line 2, image 'a.png', column 'keypoints'"):
         augment_fold(write_manifest(tmp_path, rows), plan, fold=0, out=tmp_path / "o1", n=1)
     rows[0]["keypoints"], rows[1]["subject"] = inside, "s1"
-    with pytest.raises(NeopainError, match=r"manifest line 3, image 'b.png': cannot read"):
-        augment_fold(write_manifest(tmp_path, rows), plan, fold=0, out=tmp_path / "o2", n=1)
+    result = augment_fold(write_manifest(tmp_path, rows), plan, fold=0, out=tmp_path / "o2", n=2)
+    assert result.unreadable == ("manifest line 3, image 'b.png': cannot read image: not an "
+                                 "image file of a format read here (valid: JPEG, PNG, BMP, "
+                                 "TIFF, WEBP, GIF)",)
+    written = load_manifest(result.manifest)
+    assert result.images == 2 and set(written.table["augmented_from"]) == {"../a.png"}
+    rows.pop(0)
+    with pytest.raises(NeopainError, match=r"none of the 1 training images of fold 0 can be "
+                                           r"read; the first: manifest line 2, image 'b.png'"):
+        augment_fold(write_manifest(tmp_path, rows), plan, fold=0, out=tmp_path / "o3", n=1)
 
 
 def test_same_stem_in_two_folders_of_one_subject_gets_two_names(tmp_path):

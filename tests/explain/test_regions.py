@@ -133,5 +133,8 @@ def test_read_action_mask_takes_the_action_bits_only(tmp_path):
     bits = np.array([[0, 1 << 7, 1, (1 << 7) | (1 << 5)]], np.uint8)
     cv2.imwrite(str(tmp_path / "m.png"), bits)
     assert read_action_mask(tmp_path / "m.png").tolist() == [[False, False, True, True]]
-    with pytest.raises(NeopainError, match="missing or not an 8-bit"):
+    with pytest.raises(NeopainError, match=r"none.png cannot be read \(file not found\)"):
         read_action_mask(tmp_path / "none.png")
+    cv2.imwrite(str(tmp_path / "colour.png"), np.zeros((2, 3, 3), np.uint8))
+    with pytest.raises(NeopainError, match="has mode RGB; valid: an 8-bit single-channel"):
+        read_action_mask(tmp_path / "colour.png")

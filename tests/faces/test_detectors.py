@@ -24,7 +24,7 @@ from neopain.faces.base import (
     list_detectors,
 )
 from neopain.faces.crop import crop_face
-from neopain.faces.io import read_image
+from neopain.data.images import read_image
 from neopain.faces.mediapipe import keypoints_from_blazeface
 from neopain.faces.opencv import score_from_weight
 

@@ -190,7 +190,7 @@ def test_unreadable_videos_and_bad_options_are_named(tmp_path, planned_clip):
     broken.write_bytes(b"not a video")
     with pytest.raises(NeopainError, match="broken.mp4"):
         assess_video(broken, Brightness(), detector=MarkedFace())
-    with pytest.raises(NeopainError, match="no such file"):
+    with pytest.raises(NeopainError, match="missing.mp4: file not found"):
         assess_video(tmp_path / "missing.mp4", Brightness(), detector=MarkedFace())
     with pytest.raises(NeopainError, match="step=0"):
         assess_video(planned_clip, Brightness(), detector=MarkedFace(), step=0)

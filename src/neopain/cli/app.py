@@ -6,6 +6,7 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from neopain import __version__
 from neopain.cli import (
@@ -59,11 +60,17 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point: user errors end with a message and exit 1, not a traceback."""
+    """Console-script entry point: user errors, and errors the file system reports, end with a
+    message and exit 1, not a traceback."""
     if get_settings().log_level.upper() != "DEBUG":  # DEBUG keeps the native libraries' lines
         silence_native_stderr()
     try:
         app()
     except NeopainError as error:
         err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(1)
+    except OSError as error:  # the file system refused something: a full disk, a name too long
+        where = f"{error.filename}: " if error.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(where + (error.strerror or str(error)))}",
+                          highlight=False)
         sys.exit(1)

@@ -6,6 +6,7 @@ image or frame, so nothing could be assessed.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,9 +26,9 @@ NO_FACE_EXIT = 3
 def _kind(path: Path) -> str:
     from neopain.monitor.images import IMAGE_SUFFIXES
 
-    if path.is_dir():
+    if os.path.isdir(path):
         return "folder"
-    if not path.exists():
+    if not os.path.lexists(path):  # False for names the file system refuses, too
         fail(f"{escape(str(path))}: no such file or folder")
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -135,6 +136,10 @@ def _images(source: Path, kind: str, predictor, *, detector: str | None, output_
             return assess_manifest(manifest, predictor, detector=detector,
                                    batch_size=batch_size, on_progress=update)
     else:
+        if kind == "image":  # one image that cannot be read is an error, not a result row
+            from neopain.data.images import read_image
+
+            read_image(source)
         paths = image_files(source) if kind == "folder" else [source]
         if not paths:
             raise NeopainError(f"{source}: no image files in it (any depth); valid suffixes: "

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neopain.cli.console import console, progress_bar
+from neopain.cli.console import console, err_console, progress_bar
 from neopain.cli.dataset import print_summary
 from neopain.cli.synth import default_workers
 from neopain.data.augment import FILL_MODES, AugmentSpec, augment_fold
@@ -77,7 +77,9 @@ def augment(
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("training subjects", str(result.subjects))
-    table.add_row("training images augmented", str(result.source_images))
+    augmented = result.source_images - len(result.unreadable)
+    table.add_row("training images augmented", str(augmented))
+    table.add_row("training images unreadable (listed below)", str(len(result.unreadable)))
     table.add_row("copies per image", str(n))
     table.add_row("augmented images written", str(result.images))
     table.add_row("rows not augmented (validation, test)", str(result.skipped))
@@ -86,6 +88,8 @@ def augment(
     table.add_row("seconds", f"{seconds:.1f}")
     table.add_row("ms per augmented image", f"{1000 * seconds / max(result.images, 1):.1f}")
     console.print(table)
+    for problem in result.unreadable:
+        err_console.print(f"skipped: {escape(problem)}", style="yellow", highlight=False)
     print_summary(load_manifest(result.manifest, check_files=True), path=result.manifest,
                   checked_files=True)
     console.print(f"wrote [bold]{escape(str(result.root))}[/]: manifest.csv, images/",

@@ -61,7 +61,7 @@ def _compare_detectors_on_a_photo(out: Path, crops_manifest: Path) -> Path:
 
     from neopain.data.manifest import load_manifest
     from neopain.faces.base import choose_face, create_detector
-    from neopain.faces.io import read_image
+    from neopain.data.images import read_image
     from neopain.faces.preview import detections_sheet
 
     photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)

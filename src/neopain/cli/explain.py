@@ -59,9 +59,14 @@ def _open_model(model: Path):
     return fold.model, fold.model.cfg, fold, fold.exported.crop == "face_box", lambda: None
 
 
+def _skip_unreadable(error) -> None:
+    err_console.print(Text(f"skipped: {error}", style="yellow"))
+
+
 def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
            limit: int | None):
-    """(items iterator, count) of a folder, the fold's test rows, or a manifest's rows."""
+    """(items iterator, count) of a folder, the fold's test rows, or a manifest's rows; an
+    image that cannot be read is named on stderr and left out."""
     from neopain.data.manifest import load_manifest
     from neopain.explain.run import IMAGE_SUFFIXES, folder_items, manifest_items
     from neopain.export.inputs import select_rows
@@ -69,7 +74,7 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
     if images is not None:
         count = sum(1 for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
             if images.is_dir() else 0
-        items = folder_items(images, cfg)
+        items = folder_items(images, cfg, on_unreadable=_skip_unreadable)
     else:
         path = manifest or (fold.manifest if fold is not None else None)
         if path is None:
@@ -78,7 +83,8 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
         data = load_manifest(path)
         rows = select_rows(data, subjects=None if fold is None else fold.test_subjects,
                            limit=limit)
-        count, items = len(rows), manifest_items(data, cfg, rows=rows, crop_to_face=crop)
+        count, items = len(rows), manifest_items(data, cfg, rows=rows, crop_to_face=crop,
+                                                 on_unreadable=_skip_unreadable)
     if limit is not None and count > limit:
         count, items = limit, (item for item, _ in zip(items, range(limit)))
     return items, count

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from neopain.data.augment import AugmentedSample, network_input, read_image, resize_sample
+from neopain.data.augment import AugmentedSample, network_input, resize_sample
+from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import LABELS, N_KEYPOINTS, Manifest
 from neopain.errors import NeopainError
 from neopain.faces.crop import pixel_box
@@ -161,10 +162,10 @@ class FaceDataset(Dataset):
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         row = int(self.indices_[item])
         path = self.manifest.image_path(row)
-        image = read_image(path)
-        if image is None:
-            raise NeopainError(f"manifest line {row + 2}, column 'image': cannot read {path}; "
-                               "valid: an image file (JPEG, PNG)")
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
+            raise ImageReadError(f"manifest line {row + 2}, image {path}", error.reason) from None
         if self.channel_order == "RGB":
             image = np.ascontiguousarray(image[:, :, ::-1])
         points = None if np.isnan(self.points_[item]).any() else self.points_[item].copy()

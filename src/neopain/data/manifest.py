@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neopain.data.files import regular_file_problem
+from neopain.data.json_text import parse_json
 from neopain.data.tables import Problem, TableError, read_table, write_table
 
 logger = logging.getLogger(__name__)
@@ -35,9 +37,12 @@ SCALES = ("NFCS", "DAN", "FLACC", "NIPS")
 N_KEYPOINTS = 5
 NO_SOURCE = "(none)"
 
-_FILE_COLUMNS = ("image", "video", "landmarks")
+_FILE_COLUMNS = {"image": "an image file", "video": "a video file",
+                 "landmarks": "a landmarks .npy file"}
 _BOX_FORM = "JSON [x1, y1, x2, y2] with x2 > x1 and y2 > y1"
 _KEYPOINTS_FORM = f"JSON list of {N_KEYPOINTS} [x, y] pairs"
+_MAX_CELL_DEPTH = 4  # face_box and keypoints nest 1 and 2 lists
+_MAX_CELL_CHARS = 10_000
 _NO_HEADER = f"a manifest starts with a header naming at least: {', '.join(REQUIRED_COLUMNS)}"
 
 
@@ -89,9 +94,10 @@ def _numbers(value: object, *, count: int) -> list[float]:
 
 def _json(text: str) -> object:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise ValueError("not JSON") from None
+        return parse_json(text, max_depth=_MAX_CELL_DEPTH, max_chars=_MAX_CELL_CHARS)
+    except json.JSONDecodeError as error:
+        bounded = error.msg.startswith(("nested", "longer", "a number"))
+        raise ValueError(error.msg if bounded else "not JSON") from None
 
 
 def parse_box(text: str) -> tuple[float, float, float, float] | None:
@@ -275,7 +281,8 @@ def validate_table(
     Args:
         table: the manifest table (cells as text; NaN and None count as empty).
         root: folder that relative paths start from (the manifest's folder).
-        check_files: also report image, video and landmarks files that do not exist.
+        check_files: also report image, video and landmarks files that do not exist or are
+            no regular file (a folder, FIFO or device); nothing is opened.
         lines: file line of each row; by default row i is on line i + 2, as saved.
     """
     names = [str(name) for name in table.columns]
@@ -303,7 +310,7 @@ def validate_table(
         raise ValueError(f"lines has {len(lines)} entries for {len(table)} rows")
     root = Path(root)
     present = [name for name in COLUMNS if name in names]
-    found: dict[Path, bool] = {}
+    found: dict[Path, str | None] = {}
     first_line: dict[str, int] = {}
     for line, row in zip(lines, table[present].itertuples(index=False, name=None)):
         for column, text in zip(present, row):
@@ -322,9 +329,10 @@ def validate_table(
             if check_files and column in _FILE_COLUMNS:
                 path = root / text
                 if path not in found:
-                    found[path] = os.path.exists(path)  # False for unusable names too
-                if not found[path]:
-                    message = "file not found; relative paths start at the manifest's folder"
+                    found[path] = regular_file_problem(path, what=_FILE_COLUMNS[column])
+                if (message := found[path]) is not None:
+                    if message == "file not found":
+                        message += "; relative paths start at the manifest's folder"
                     problems.append(Problem(line, column, text, message))
     order = {name: i for i, name in enumerate(COLUMNS)}
     problems.sort(key=lambda p: (p.line or 0, order.get(p.column or "", len(order))))
@@ -336,7 +344,8 @@ def load_manifest(path: str | os.PathLike[str], *, check_files: bool = False) ->
 
     Args:
         path: the manifest; relative paths in it start at its folder.
-        check_files: also require the image, video and landmarks files to exist.
+        check_files: also require the image, video and landmarks files to exist as regular
+            files.
 
     Raises:
         ManifestError: with every problem found (unreadable file, bad CSV, bad cells).

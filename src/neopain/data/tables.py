@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from neopain.data.files import FileReadError, open_regular
 from neopain.errors import NeopainError
 
 _MAX_VALUE_CHARS = 60
@@ -79,19 +80,23 @@ def _read_text(path: Path, *, what: str) -> str:
         return TableError(path, [Problem(line, None, None, message)])
 
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise error("file not found") from None
-    except IsADirectoryError:
-        raise error(f"is a folder; expected {what}") from None
-    except OSError as exc:
+        with open_regular(path, what=what) as file:
+            data = file.read()
+    except FileReadError as exc:
+        raise error(exc.reason) from None
+    except OSError as exc:  # an error while reading (an I/O error, a file on a lost share)
         raise error(f"cannot be read: {exc.strerror}") from None
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         message = f"is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as CSV UTF-8"
         raise error(message, line) from None
+    if (nul := data.find(b"\0")) >= 0:  # a binary file, or UTF-16 text without its BOM
+        line = data.count(b"\n", 0, nul) + 1
+        raise error("holds a NUL byte, so it is no text file (UTF-16 text?); save it as CSV "
+                    "UTF-8", line)
+    return text
 
 
 def read_table(
@@ -133,7 +138,11 @@ def read_table(
                 records.append(record)
                 lines.append(start)
     except csv.Error as exc:
-        message = f"is not valid CSV ({exc}); check the quotes"
+        if "field limit" in str(exc):
+            message = (f"has a cell longer than {csv.field_size_limit():,} characters; is a "
+                       "closing quote missing?")
+        else:
+            message = f"is not valid CSV ({exc}); check the quotes"
         problems.append(Problem(last_line + 1, None, None, message))
     if header is None:
         problems = problems or [Problem(None, None, None, f"no header; {required_hint}")]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from neopain.data.json_text import parse_json
 from neopain.data.manifest import Manifest
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
@@ -174,7 +175,7 @@ def _read_saved_metrics(file: Path) -> dict[str, float] | None:
     if not file.is_file():
         return None
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = parse_json(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"{file}: is not valid JSON ({exc})") from None
     metrics = data.get("metrics") if isinstance(data, dict) else None

@@ -8,14 +8,13 @@ bit masks (the synthetic cohort): the actions' ground truth on the whole image.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from neopain.data.manifest import load_manifest
+from neopain.data.manifest import load_manifest, parse_box
 from neopain.data.tables import Problem, TableError
 from neopain.errors import NeopainError
 from neopain.explain.localization import mask_in_input, read_action_mask
@@ -58,11 +57,15 @@ def attribution_references(folder: str | os.PathLike[str], *, method: str | None
                            "`neopain explain run` with --target predicted or both")
     references = {}
     for row in chosen.itertuples(index=False):
-        box = json.loads(row.crop_box) if row.crop_box else None
-        references[row.image] = Reference(
-            heatmap=np.load(folder / row.heatmap, allow_pickle=False), group=row.pred,
-            crop_box=None if box is None else tuple(box),
-            regions=np.load(folder / row.regions, allow_pickle=False) if row.regions else None)
+        try:
+            box = parse_box(row.crop_box)
+            heatmap = np.load(folder / row.heatmap, allow_pickle=False)
+            regions = np.load(folder / row.regions, allow_pickle=False) if row.regions else None
+        except (OSError, ValueError) as error:  # a broken or edited explain run folder
+            raise NeopainError(f"{file}, image {row.image!r}: {error}; run `neopain explain "
+                               "run` again") from None
+        references[row.image] = Reference(heatmap=heatmap, group=row.pred, crop_box=box,
+                                          regions=regions)
     return references, method
 
 

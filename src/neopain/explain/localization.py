@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from neopain.data.images import ImageReadError, read_gray
 from neopain.errors import NeopainError
 from neopain.explain.perception import into_frame
 
@@ -29,10 +29,11 @@ def read_action_mask(path: str | os.PathLike[str], *, bits: int = ACTION_BITS) -
     Raises:
         NeopainError: the file is missing or not an 8-bit single-channel image.
     """
-    data = np.fromfile(path, dtype=np.uint8) if os.path.isfile(path) else np.zeros(0, np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if mask is None or mask.ndim != 2 or mask.dtype != np.uint8:
-        raise NeopainError(f"mask {path} is missing or not an 8-bit single-channel PNG")
+    try:
+        mask = read_gray(path, exact=True)
+    except ImageReadError as error:
+        raise NeopainError(f"mask {path} cannot be read ({error.reason}); valid: an 8-bit "
+                           "single-channel PNG") from None
     return (mask & bits) > 0
 
 

@@ -26,13 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import cv2
 import numpy as np
 import pandas as pd
 from scipy import stats
 from skimage.metrics import structural_similarity
 
 from neopain.data.augment.transform import resize_sample
+from neopain.data.images import ImageReadError, read_gray
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
 from neopain.explain.regions import REGIONS, region_shares
@@ -96,12 +96,11 @@ def read_heatmap(path: str | os.PathLike[str]) -> np.ndarray:
         except (OSError, ValueError) as error:
             raise NeopainError(f"heatmap {path} cannot be read: {error}") from None
     else:
-        data = np.fromfile(path, dtype=np.uint8) if path.is_file() else np.zeros(0, np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-        if image is None:
-            raise NeopainError(f"heatmap {path} is missing or not an image; valid: a grayscale "
-                               "PNG/JPEG or a .npy array")
-        heat = image.astype(np.float32)
+        try:
+            heat = read_gray(path).astype(np.float32)
+        except ImageReadError as error:
+            raise NeopainError(f"heatmap {path} cannot be read ({error.reason}); valid: a "
+                               "grayscale PNG/JPEG or a .npy array") from None
     if heat.ndim != 2:
         raise NeopainError(f"heatmap {path} has shape {heat.shape}; valid: one (H, W) map")
     peak = float(heat.max()) if heat.size else 0.0

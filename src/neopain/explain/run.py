@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from neopain.data.augment import read_image
 from neopain.data.dataset import FaceDataset
+from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.explain.base import CLASSES, Explainer
@@ -40,6 +40,7 @@ EXPLANATION_COLUMNS = ("image", "row", "label", "pred", "prob_pain", "method", "
                        "heatmap", "overlay", "regions", "crop_box", *REGIONS, OUTSIDE)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 ProgressHook = Callable[[int, int], None]
+UnreadableHook = Callable[[ImageReadError], None]
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,6 @@ def _landmarks_in_input(manifest: Manifest, row: int, *, box: np.ndarray | None,
         return None
     points = load_landmarks(manifest.root / cell)[:, :2].astype(np.float64)
     image = read_image(manifest.image_path(row))
-    if image is None:
-        return None
     height, width = image.shape[:2]
     x1, y1, x2, y2 = (0, 0, width, height) if box is None \
         else pixel_box(box, image_shape=image.shape)  # the crop FaceDataset cut
@@ -82,35 +81,56 @@ def _landmarks_in_input(manifest: Manifest, row: int, *, box: np.ndarray | None,
     return (points - [x1, y1] + 0.5) * scale - 0.5  # resize_sample's pixel-centre mapping
 
 
+def _skip(error: ImageReadError, on_unreadable: UnreadableHook | None) -> None:
+    if on_unreadable is None:
+        raise error
+    on_unreadable(error)
+
+
 def manifest_items(manifest: Manifest, cfg: ModelCfg, *, rows: Sequence[int] | None = None,
-                   crop_to_face: bool = True) -> Iterator[ExplainItem]:
+                   crop_to_face: bool = True,
+                   on_unreadable: UnreadableHook | None = None) -> Iterator[ExplainItem]:
     """Manifest rows as items, preprocessed by ``FaceDataset`` exactly as training did.
 
+    Args:
+        on_unreadable: called with the error of each image that cannot be read, which is then
+            left out; None: the error is raised.
+
     Raises:
-        NeopainError: rows without a face box when ``crop_to_face``, unreadable images.
+        NeopainError: rows without a face box when ``crop_to_face``; unreadable images
+            (``ImageReadError``) without ``on_unreadable``.
     """
     data = FaceDataset(manifest, rows=rows, size=cfg.input_size, mean=cfg.mean, std=cfg.std,
                        channel_order=cfg.channel_order, crop_to_face=crop_to_face,
                        keypoints=True)
     for index in range(len(data)):
-        item = data[index]
-        row = int(item["index"])
+        try:
+            item = data[index]
+            row = int(item["index"])
+            box = data.boxes_[index]
+            landmarks = _landmarks_in_input(manifest, row, box=box if crop_to_face else None,
+                                            size=cfg.input_size)
+        except ImageReadError as error:
+            _skip(error, on_unreadable)
+            continue
         keypoints = item["keypoints"].numpy().astype(np.float64)
-        box = data.boxes_[index]
         yield ExplainItem(
             image=item["image"].numpy(), name=str(manifest.table["image"].iat[row]),
             label=CLASSES[int(item["label"])], row=row,
             crop_box=tuple(float(v) for v in box) if crop_to_face else None,
-            keypoints=None if np.isnan(keypoints).any() else keypoints,
-            landmarks=_landmarks_in_input(manifest, row, box=box if crop_to_face else None,
-                                          size=cfg.input_size))
+            keypoints=None if np.isnan(keypoints).any() else keypoints, landmarks=landmarks)
 
 
-def folder_items(folder: str | os.PathLike[str], cfg: ModelCfg) -> Iterator[ExplainItem]:
+def folder_items(folder: str | os.PathLike[str], cfg: ModelCfg, *,
+                 on_unreadable: UnreadableHook | None = None) -> Iterator[ExplainItem]:
     """Every image in a folder (not its subfolders), each taken as a whole face image.
 
+    Args:
+        on_unreadable: as in ``manifest_items``.
+
     Raises:
-        NeopainError: not a folder, no images in it, or an image that cannot be read.
+        NeopainError: not a folder, no images in it; an image that cannot be read
+            (``ImageReadError``) without ``on_unreadable``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -120,9 +140,11 @@ def folder_items(folder: str | os.PathLike[str], cfg: ModelCfg) -> Iterator[Expl
     if not files:
         raise NeopainError(f"{folder}: no images; valid: {', '.join(IMAGE_SUFFIXES)} files")
     for file in files:
-        image = read_image(file)
-        if image is None:
-            raise NeopainError(f"{file}: cannot be read; valid: an image file (JPEG, PNG)")
+        try:
+            image = read_image(file)
+        except ImageReadError as error:
+            _skip(error, on_unreadable)
+            continue
         yield ExplainItem(image=preprocess_crop(image, cfg), name=file.name)
 
 

@@ -1,8 +1,8 @@
 """Face crops of manifest rows, cut as a model file's crop rule says: for calibration, parity
 reports and ``neopain assess manifest.csv``.
 
-Images are read with training's reader (``data.augment.transform.read_image``, OpenCV's decoder)
-so that the pixels are the ones the model was trained and evaluated on.
+Images are read with the package's one reader (``data.images.read_image``), the one training
+read them with, so that the pixels are the ones the model was trained and evaluated on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from neopain.data.augment.transform import read_image
+from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.monitor.pipeline import crop_for_predictor
@@ -64,10 +64,10 @@ def manifest_crops(manifest: Manifest, rows: Sequence[int], *,
     boxes = manifest.boxes()
     for row in rows:
         path = manifest.image_path(int(row))
-        image = read_image(path)
-        if image is None:
-            raise NeopainError(f"manifest line {row + 2}, column 'image': cannot read {path}; "
-                               "valid: an image file (JPEG, PNG)")
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
+            raise ImageReadError(f"manifest line {row + 2}, image {path}", error.reason) from None
         box = None if np.isnan(boxes[row]).any() else boxes[row]
         if box is None and margin is not None:
             raise NeopainError(f"manifest line {row + 2}, column 'face_box': is empty, but the "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from neopain.data.json_text import parse_json
 from neopain.errors import NeopainError
 from neopain.models.cfg import ModelCfg
 
@@ -105,7 +106,7 @@ class ExportedCfg:
             ModelFileError: not JSON, a newer format, or a missing or invalid field (named).
         """
         try:
-            data = json.loads(text)
+            data = parse_json(text)
         except json.JSONDecodeError as error:
             raise ModelFileError(f"{source}: {METADATA_KEY} is not valid JSON ({error})") from None
         if not isinstance(data, dict):

@@ -115,7 +115,7 @@ class FaceDetector(ABC):
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise DetectorError(f"expected a BGR uint8 H×W×3 image, got {image.dtype} "
-                                f"{image.shape}; read images with neopain.faces.io.read_image")
+                                f"{image.shape}; read images with neopain.data.images.read_image")
         height, width = image.shape[:2]
         factor = min(1.0, self.max_side / max(height, width))
         small = image if factor == 1.0 else cv2.resize(

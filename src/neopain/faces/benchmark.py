@@ -26,7 +26,7 @@ from neopain.data.manifest import Manifest, load_manifest, parse_box, parse_keyp
 from neopain.data.video import VideoReadError, decode_frames, open_video
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, create_detector, list_detectors
-from neopain.faces.io import ImageReadError, read_image
+from neopain.data.images import ImageReadError, read_image
 from neopain.faces.landmarks import FaceMesh
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _as_item(item: BenchmarkImage | tuple, index: int) -> BenchmarkImage:
             or image.dtype != np.uint8 or image.size == 0):
         what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image)
         raise NeopainError(f"benchmark image {item.name!r} is {what}; valid: a BGR uint8 "
-                           "H×W×3 array (read images with neopain.faces.io.read_image)")
+                           "H×W×3 array (read images with neopain.data.images.read_image)")
     return item
 
 

@@ -55,7 +55,7 @@ from neopain.data.tables import write_table
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
 from neopain.faces.crop import crop_face
-from neopain.faces.io import ImageReadError, read_image
+from neopain.data.images import ImageReadError, read_image
 from neopain.faces.landmarks import FaceMesh, keypoints_from_landmarks, save_landmarks
 from neopain.faces.resume import RECORDS, SETTINGS, is_done, load_records, stamp
 

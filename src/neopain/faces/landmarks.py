@@ -111,7 +111,7 @@ class FaceMesh:
             what = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
                     else type(image).__name__)
             raise LandmarkError(f"expected a BGR uint8 H×W×3 image, got {what}; read images "
-                                "with neopain.faces.io.read_image")
+                                "with neopain.data.images.read_image")
         if self._closed:
             raise LandmarkError("this FaceMesh is closed; create a new one")
         if self._graph is None:

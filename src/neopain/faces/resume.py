@@ -6,11 +6,12 @@ as it finishes, so a run stopped at any point leaves at most a partial last line
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from neopain.data.json_text import parse_json
 
 RECORDS = "faces.jsonl"
 SETTINGS = "faces.json"
@@ -28,14 +29,14 @@ def stamp(path: str) -> list[int] | None:
 def load_records(root: Path, key: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Records of an earlier run with the same settings, by image; {} otherwise."""
     try:
-        same = json.loads((root / SETTINGS).read_text(encoding="utf-8")) == key
+        same = parse_json((root / SETTINGS).read_text(encoding="utf-8")) == key
         lines = (root / RECORDS).read_text(encoding="utf-8").splitlines() if same else []
     except (OSError, ValueError):
         return {}
     records: dict[str, dict[str, Any]] = {}
     for line in lines:
         try:  # a run stopped mid-write leaves a partial last line: that image is not done
-            record = json.loads(line)
+            record = parse_json(line)
             records[record["image"]] = record
         except (ValueError, KeyError, TypeError):
             continue

@@ -1,9 +1,11 @@
 """Assess still images: files, a folder, or the rows of a manifest (faces from its face_box).
 
-Each image is read with training's reader (``data.augment.transform.read_image``), its subject's
-face found (``faces.choose_face``), cropped as the predictor was trained
+Each image is read with the package's one reader (``data.images.read_image``: EXIF orientation
+applied, transparency on white, the ``NEOPAIN_MAX_IMAGE_PIXELS`` cap), its subject's face found
+(``faces.choose_face``), cropped as the predictor was trained
 (``monitor.pipeline.crop_for_predictor``) and predicted in batches. An image that cannot be read
-or shows no face gets a row saying so; nothing is dropped silently.
+(a broken file, a FIFO or device named like an image, one over the pixel cap) or shows no face
+gets a row saying so; nothing is dropped silently and the other images go on.
 
 For a manifest, each row's ``face_box`` is taken as it is, so assessing a run's
 manifest with its exported model reproduces the run's ``predictions.csv``.
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neopain.data.augment.transform import read_image
+from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
@@ -52,7 +54,10 @@ class ImageAssessment:
 
 
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files under ``folder`` (any depth), sorted; suffixes ``IMAGE_SUFFIXES``.
+    """Entries under ``folder`` (any depth) named like images (``IMAGE_SUFFIXES``), sorted.
+
+    Everything but folders is listed, so that a FIFO, device or broken link named ``x.jpg``
+    gets a result saying why it cannot be read rather than vanishing.
 
     Raises:
         NeopainError: not a folder.
@@ -60,8 +65,8 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise NeopainError(f"{folder}: not a folder")
-    return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not os.path.isdir(p))
 
 
 def _assess(items: Sequence[tuple[str, int | None, Path, Face | None]], predictor: Predictor,
@@ -90,10 +95,11 @@ def _assess_with(items: Sequence[tuple[str, int | None, Path, Face | None]],
         pending.clear()
 
     for index, (name, row, path, prior) in enumerate(items):
-        image = read_image(path)
-        if image is None:
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
             results[index] = ImageAssessment(name, row, None, None,
-                                             f"cannot read {path} as an image")
+                                             f"cannot read the image: {error.reason}")
         else:
             # no detector: the manifest's own box, untouched (detect() would rescale it)
             face = prior if detector is None else choose_face(

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from neopain.data.augment.transform import read_image
+from neopain.data.images import read_image
 from neopain.export.runtime import OnnxPredictor
 from neopain.faces.base import Face
 from neopain.monitor.images import ImageAssessment

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 import neopain
+from neopain.data.files import regular_file_problem
 from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.errors import NeopainError
 from neopain.faces.base import FaceDetector
@@ -177,8 +178,8 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
         NeopainError: an unreadable video (``VideoReadError``, naming the file) or bad options.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VideoReadError(f"{path}: no such file")
+    if (problem := regular_file_problem(path, what="a video file")) is not None:
+        raise VideoReadError(f"{path}: {problem}")
     if not isinstance(step, int) or step < 1:
         raise NeopainError(f"step={step!r} must be a whole number of frames >= 1")
     rows = []

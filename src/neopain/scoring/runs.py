@@ -45,7 +45,7 @@ def row_landmarks(manifest: Manifest, row: int, *, mesh: FaceMesh,
             manifest line and column).
     """
     from neopain.faces.crop import crop_face
-    from neopain.faces.io import read_image
+    from neopain.data.images import read_image
     from neopain.faces.landmarks import load_landmarks
 
     line = row + 2  # header is line 1

@@ -30,11 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-import cv2
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from neopain.config import Settings
+from neopain.data.images import ImageReadError, decode_image
 from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Prediction, Predictor, load_predictor
@@ -182,17 +182,14 @@ class LiveService:
 
 
 def decode_jpeg(data: bytes) -> np.ndarray | None:
-    """A BGR frame from JPEG (or PNG) bytes; None when they are not a readable image or are
-    larger than 1920 pixels on a side."""
-    if not data:
-        return None
+    """A BGR frame from JPEG (or PNG, ...) bytes, read by ``data.images.decode_image``; None
+    when they are not a readable image or are larger than 1920 pixels on a side (checked from
+    the header, before any pixel is decoded)."""
     try:
-        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
+        return decode_image(data, source="frame", max_side=MAX_FRAME_SIDE,
+                            max_pixels=MAX_FRAME_SIDE * MAX_FRAME_SIDE)
+    except ImageReadError:
         return None
-    if frame is None or max(frame.shape[:2]) > MAX_FRAME_SIDE:
-        return None
-    return frame
 
 
 def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...]) -> dict[str, Any]:

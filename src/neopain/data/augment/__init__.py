@@ -15,11 +15,10 @@ from neopain.data.augment.transform import (
     copy_rng,
     network_input,
     points_inside,
-    read_image,
     resize_sample,
 )
 
 __all__ = [
     "FILL_MODES", "FLIP_ORDER", "AugmentResult", "AugmentSpec", "AugmentedSample", "Augmenter",
-    "augment_fold", "copy_rng", "network_input", "points_inside", "read_image", "resize_sample",
+    "augment_fold", "copy_rng", "network_input", "points_inside", "resize_sample",
 ]  # fmt: skip

@@ -22,8 +22,8 @@ from neopain.data.augment.transform import (
     ProgressHook,
     check_count,
     copy_rng,
-    read_image,
 )
+from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest, format_box, format_keypoints, save_manifest
 from neopain.data.outputs import output_stems
 from neopain.errors import NeopainError
@@ -40,7 +40,8 @@ class AugmentResult:
 
     ``skipped``: rows of validation, test or other subjects (never augmented); ``redraws``:
     draws rejected because a keypoint left the image; ``fallbacks``: copies for which no draw of
-    ``max_attempts`` kept the keypoints inside.
+    ``max_attempts`` kept the keypoints inside; ``unreadable``: why each training image that
+    could not be read has no copies (manifest line, path, reason).
     """
 
     root: Path
@@ -52,6 +53,7 @@ class AugmentResult:
     skipped: int
     redraws: int
     fallbacks: int
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,15 @@ def _train_subjects(plan: FoldPlan, fold: int) -> set[str]:
     return train
 
 
-def _augment_job(job: _Job, spec: AugmentSpec, seed: int, out: Path) -> list[AugmentedSample]:
-    """Write one image's copies; returns their samples without pixels (cheap to send back)."""
+def _augment_job(job: _Job, spec: AugmentSpec, seed: int,
+                 out: Path) -> list[AugmentedSample] | ImageReadError:
+    """Write one image's copies; returns their samples without pixels (cheap to send back), or
+    why the image cannot be read (the other images go on)."""
     where = f"manifest line {job.line}, image {job.image!r}"
-    image = read_image(job.source)
-    if image is None:
-        raise NeopainError(f"{where}: cannot read {job.source}; valid: an image file (JPEG, PNG)")
+    try:
+        image = read_image(job.source)
+    except ImageReadError as error:
+        return ImageReadError(where, error.reason)
     augmenter = Augmenter(spec)
     samples = []
     for copy, output in enumerate(job.outputs, start=1):
@@ -129,7 +134,8 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
 
     Raises:
         NeopainError: bad ``fold``, ``n``, ``workers`` or ``out``; a fold without training
-            images; an unreadable image or keypoints outside it (naming the manifest line).
+            images, or none of them readable; keypoints outside an image (naming the manifest
+            line). An unreadable image is skipped and listed in ``unreadable``.
     """
     check_count("n", n)
     check_count("workers", workers)
@@ -164,10 +170,14 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
     kept = ["subject", "label", "source", "stimulus", "score", "scale", "video", "time_s"]
     rows: list[dict[str, str]] = []
     redraws = fallbacks = 0
+    unreadable: list[str] = []
     with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
         results = (pool.map if pool else map)(_augment_job, jobs, [spec] * len(jobs),
                                               [seed] * len(jobs), [root] * len(jobs))
         for i, job, samples in zip(picked, jobs, results):
+            if isinstance(samples, ImageReadError):
+                unreadable.append(str(samples))
+                continue
             original = Path(os.path.relpath(job.source, os.path.abspath(root))).as_posix()
             for copy, (output, sample) in enumerate(zip(job.outputs, samples), start=1):
                 rows.append({"image": output, **{c: table[c].iat[i] for c in kept},
@@ -178,10 +188,14 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
                 fallbacks += sample.fallback
             if on_progress:
                 on_progress(len(rows), n * len(jobs))
+    if not rows:
+        raise NeopainError(f"none of the {len(jobs)} training images of fold {fold} can be "
+                           f"read; the first: {unreadable[0]}")
     path = save_manifest(pd.DataFrame(rows), root / "manifest.csv")
-    logger.info("fold %d: %d augmented images of %d training images, %d fallbacks", fold,
-                len(rows), len(jobs), fallbacks)
+    logger.info("fold %d: %d augmented images of %d training images, %d fallbacks, %d "
+                "unreadable", fold, len(rows), len(jobs), fallbacks, len(unreadable))
     return AugmentResult(root=root, manifest=path, fold=fold,
                          subjects=len({table["subject"].iat[i] for i in picked}),
                          source_images=len(jobs), images=len(rows),
-                         skipped=len(table) - len(picked), redraws=redraws, fallbacks=fallbacks)
+                         skipped=len(table) - len(picked), redraws=redraws, fallbacks=fallbacks,
+                         unreadable=tuple(unreadable))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from neopain.data.augment.transform import read_image
+from neopain.data.images import read_image
 from neopain.data.manifest import load_manifest
 from neopain.plots import show_face
 
@@ -23,6 +23,9 @@ def augment_sheet(manifest: str | os.PathLike[str], out: str | os.PathLike[str],
 
     Keypoints keep their colour by index (``neopain.plots.KEYPOINT_COLOURS``): after a flip,
     red is still the image-left eye, which shows that flips re-order the keypoints.
+
+    Raises:
+        ImageReadError: an original or a copy that cannot be read.
     """
     augmented = load_manifest(manifest)
     table = augmented.table
@@ -33,8 +36,6 @@ def augment_sheet(manifest: str | os.PathLike[str], out: str | os.PathLike[str],
     for ax_row, original in zip(axes, originals):
         rows = np.flatnonzero(table["augmented_from"].to_numpy() == original)[:copies]
         source = read_image(augmented.root / original)
-        if source is None:
-            raise FileNotFoundError(augmented.root / original)
         first = rows[0]
         show_face(ax_row[0], source,
                   title=f"{table['subject'].iat[first]} {table['label'].iat[first]}: original")

@@ -300,11 +300,3 @@ def copy_rng(seed: int, image: str, copy: int) -> np.random.Generator:
     digest = hashlib.sha256(os.path.normpath(image).replace(os.sep, "/").encode()).digest()
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little"), copy])
 
-
-def read_image(path: str | os.PathLike[str]) -> np.ndarray | None:
-    """An image file as an H×W×3 uint8 BGR array; None when it cannot be read or decoded."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)  # cv2.imread fails on some non-ASCII paths
-    except OSError:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

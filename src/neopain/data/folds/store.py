@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from neopain import __version__
+from neopain.data.json_text import parse_json
 from neopain.data.folds.plan import PROTOCOLS, SPLITS, Fold, FoldPlan, FoldsError
 from neopain.data.manifest import sha256_file
 
@@ -119,7 +120,7 @@ def _read_json(path: Path) -> object:
     except OSError as error:
         raise FoldsError(f"{path} cannot be read: {error.strerror}") from None
     try:
-        return json.loads(text)
+        return parse_json(text)
     except json.JSONDecodeError as error:
         problem = f"line {error.lineno}, column {error.colno}: not valid JSON ({error.msg})"
         raise _error(path, [problem]) from None

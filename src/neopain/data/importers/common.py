@@ -54,8 +54,8 @@ class ImportResult:
 def check_folder(folder: str | os.PathLike[str], *, name: str) -> Path:
     """``folder`` as a Path; NeopainError naming ``name`` when it is not an existing folder."""
     path = Path(folder)
-    if not path.is_dir():
-        what = "does not exist" if not path.exists() else "is not a folder"
+    if not os.path.isdir(path):
+        what = "does not exist" if not os.path.lexists(path) else "is not a folder"
         raise NeopainError(f"{name}={str(path)!r} {what}; give the folder the images are in")
     return path
 
@@ -63,9 +63,9 @@ def check_folder(folder: str | os.PathLike[str], *, name: str) -> Path:
 def check_out(out: str | os.PathLike[str], *, source: Path) -> Path:
     """The output manifest path; refuses to overwrite the source table or a folder."""
     path = Path(out)
-    if path.is_dir():
+    if os.path.isdir(path):
         raise NeopainError(f"out={str(path)!r} is a folder; give a file name like manifest.csv")
-    if path.exists() and source.is_file() and path.resolve() == source.resolve():
+    if os.path.isfile(path) and os.path.isfile(source) and os.path.samefile(path, source):
         raise NeopainError(f"out={str(path)!r} is the source table; write the manifest to "
                            "another file")
     return path
@@ -79,7 +79,8 @@ def path_parts(text: str) -> list[str]:
 
 
 def find_image(text: str, *, root: Path, subfolder: str = "") -> Path | None:
-    """The existing file a path from a table points to, or None.
+    """The existing regular file a path from a table points to, or None (also for names the
+    file system refuses, such as one longer than it allows).
 
     Tried in order: an absolute path as written; then under ``root`` the whole relative path and
     each shorter end of it (``Datasets/Originais/iCOPE/x.jpg``, ``Originais/iCOPE/x.jpg``, ...,
@@ -92,7 +93,7 @@ def find_image(text: str, *, root: Path, subfolder: str = "") -> Path | None:
     for start in range(len(parts)):
         for base in bases:
             candidate = base.joinpath(*parts[start:])
-            if candidate.is_file():
+            if os.path.isfile(candidate):  # never raises, unlike Path.is_file
                 return candidate
     return None
 

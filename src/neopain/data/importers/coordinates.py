@@ -30,6 +30,8 @@ _TOKEN = re.compile(
 _NUMPY_SCALAR = re.compile(rf"\b(?:np|numpy)\.[a-z]+\d*\(\s*({_NUMBER})\s*\)")
 _ARRAY = re.compile(r"\s*(?:np\.|numpy\.)?array\((.*?)(?:,\s*dtype=[\w.]+)?\)\s*", re.DOTALL)
 _CLOSING = {"[": "]", "(": ")"}
+MAX_DEPTH = 4
+"""Lists nested in one another at most (boxes nest 1, keypoints 2)."""
 
 
 def is_empty_coordinates(text: str) -> bool:
@@ -44,7 +46,8 @@ def parse_nested(text: str) -> list | float:
     [[1.0, 2.0], [3.0, 4.0]]
 
     Raises:
-        ValueError: what is wrong (unexpected text, unmatched brackets, a misplaced comma).
+        ValueError: what is wrong (unexpected text, unmatched brackets, a misplaced comma,
+            lists nested deeper than ``MAX_DEPTH``).
     """
     cleaned = _NUMPY_SCALAR.sub(r"\1", text)
     if (wrapped := _ARRAY.fullmatch(cleaned)) is not None:
@@ -61,6 +64,8 @@ def parse_nested(text: str) -> list | float:
         if kind in ("open", "number") and previous in ("number", "close") and not token["space"]:
             raise ValueError("numbers must be separated by a comma or a space")
         if kind == "open":
+            if len(stack) > MAX_DEPTH:
+                raise ValueError(f"lists nested deeper than {MAX_DEPTH} levels")
             items.append([])
             stack.append((_CLOSING[token["open"]], items[-1]))
         elif kind == "close":

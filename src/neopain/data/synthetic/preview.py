@@ -6,19 +6,16 @@ import json
 import textwrap
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from neopain.data.images import read_gray, read_image
 from neopain.data.synthetic.face import ACTIONS
 
 
 def _rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(read_image(path)[:, :, ::-1])
 
 
 def contact_sheet(root: Path, out: Path, *, per_stimulus: int = 3,
@@ -35,7 +32,7 @@ def contact_sheet(root: Path, out: Path, *, per_stimulus: int = 3,
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for ax_row, (_, row) in zip(axes, rows.iterrows()):
         image = _rgb(root / row["image"])
-        mask = cv2.imread(str(root / row["mask"]), cv2.IMREAD_UNCHANGED)
+        mask = read_gray(root / row["mask"], exact=True)
         ax_row[0].imshow(image)
         kps = np.array(json.loads(row["keypoints"]))
         ax_row[0].scatter(kps[:, 0], kps[:, 1], s=8, c="lime")
@@ -50,7 +47,7 @@ def contact_sheet(root: Path, out: Path, *, per_stimulus: int = 3,
         ax_row[1].imshow(overlay)
         actions = (row["actions"].replace(";", ", ") or "no action").replace("_", " ")
         ax_row[1].set_title(textwrap.fill(actions, 40), fontsize=7)
-        heat = cv2.imread(str(root / heat_of.loc[row["image"], "new_percep_file_name"]), 0)
+        heat = read_gray(root / heat_of.loc[row["image"], "new_percep_file_name"])
         ax_row[2].imshow(image)
         ax_row[2].imshow(heat, cmap="jet", alpha=0.45)
         ax_row[2].set_title(f"perception: {persona}", fontsize=8)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 
 
@@ -29,8 +30,11 @@ def open_video(path: str | os.PathLike[str]) -> Iterator[cv2.VideoCapture]:
     """An opened ``cv2.VideoCapture``, released on exit whatever happens.
 
     Raises:
-        VideoReadError: OpenCV cannot open the file as a video.
+        VideoReadError: not a regular file (a FIFO would block the decoder), or OpenCV cannot
+            open the file as a video.
     """
+    if (problem := regular_file_problem(path, what="a video file")) is not None:
+        raise VideoReadError(problem)
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():

@@ -21,8 +21,8 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
+from neopain.data.images import ImageReadError, read_image
 from neopain.data.video.decode import VideoReadError, decode_frames, open_video
-from neopain.faces.io import ImageReadError, read_image
 from neopain.server.deps import AccessError, Carer, Db, RowId, csrf_protect, server_state
 from neopain.server.live import LiveService, Recorder
 from neopain.server.render import render

@@ -1,0 +1,93 @@
+"""Open a file a user named, only when it is a regular file, with a reason when it cannot be.
+
+A FIFO named ``x.jpg`` or ``manifest.csv`` would block the reader until something writes to it,
+``/dev/zero`` would never end, and a name longer than the file system allows raises OSError
+from places no one expects (``Path.exists`` included). ``open_regular`` checks with
+``os.stat`` before opening anything and turns every such case into one error with a reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import BinaryIO
+
+from neopain.errors import NeopainError
+
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+class FileReadError(NeopainError):
+    """A file that cannot be opened for reading; ``reason`` says why, ``path`` names it."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[FileReadError], tuple[str | os.PathLike[str], str]]:
+        return (type(self), (self.path, self.reason))
+
+
+def os_error_reason(error: OSError) -> str:
+    """What an OSError from opening or inspecting a path means, in words."""
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    if isinstance(error, PermissionError):
+        return "permission denied (this user may not read it)"
+    if error.errno == errno.ENAMETOOLONG:
+        return "the file name is too long for the file system"
+    if isinstance(error, NotADirectoryError):
+        return "file not found (a part of its path is a file, not a folder)"
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not a file"
+    return f"the file cannot be opened ({error.strerror or error})"
+
+
+def regular_file_problem(path: str | os.PathLike[str], *, what: str = "a file") -> str | None:
+    """Why ``path`` is not a regular file (or a link to one) that exists, or None if it is.
+
+    Only ``os.stat`` is asked: nothing is opened.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        return os_error_reason(error)
+    except ValueError:  # a NUL character in the name
+        return "the file name holds a NUL character"
+    if stat.S_ISDIR(info.st_mode):
+        return f"is a folder; expected {what}"
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        return f"is {kind}, not a regular file; expected {what}"
+    return None
+
+
+def open_regular(path: str | os.PathLike[str], *, what: str = "a file") -> BinaryIO:
+    """``path`` opened for binary reading, when it is a regular file (or a link to one).
+
+    Folders, FIFOs, devices and sockets are refused from ``os.stat`` without being opened; a
+    name that became a FIFO since is opened without blocking and refused.
+
+    Args:
+        path: the file.
+        what: what the file should be, said when ``path`` is a folder or a special file.
+
+    Raises:
+        FileReadError: missing, not a regular file, not readable, a name too long or holding
+            a NUL character.
+    """
+    if (problem := regular_file_problem(path, what=what)) is not None:
+        raise FileReadError(path, problem)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        raise FileReadError(path, os_error_reason(error)) from None
+    file = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        file.close()
+        raise FileReadError(path, f"is not a regular file; expected {what}")
+    return file
