@@ -45,13 +45,15 @@ from neopain.server.heatmap import (
     heatmap_regions,
     occlusion_cells,
 )
-from neopain.server.deps import Refusal, live_refusal
+from neopain.server.deps import AccessError, Refusal, live_refusal
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
 from neopain.store.session import StoreError
 from neopain.store.tables import Assessment, utc_now
 
 MAX_FRAME_SIDE = 1920
+UPLOAD_WAIT_S = 2.0
+UPLOAD_RETRY_S = 10
 ENDED = Refusal(4409, "This session has ended; start a new one.")
 
 
@@ -94,6 +96,7 @@ class LiveService:
         self._warm = False
         self._idle: list[FaceDetector] = []
         self._streams = 0
+        self._uploads = threading.BoundedSemaphore(settings.max_concurrent_uploads)
 
     def shared_predictor(self) -> SharedPredictor:
         """The shared model, loaded on first call."""
@@ -145,6 +148,22 @@ class LiveService:
                 return
         detector.close()
 
+    @contextmanager
+    def upload_slot(self) -> Iterator[None]:
+        """One of ``settings.max_concurrent_uploads`` slots for assessing an upload, so that the
+        memory uploads take at once is bounded; waits up to ``UPLOAD_WAIT_S``.
+
+        Raises:
+            AccessError: 503 with Retry-After when every slot stays taken.
+        """
+        if not self._uploads.acquire(timeout=UPLOAD_WAIT_S):
+            raise AccessError(503, "The server is busy assessing other uploads; try again in a "
+                                   "few seconds.", headers={"Retry-After": str(UPLOAD_RETRY_S)})
+        try:
+            yield
+        finally:
+            self._uploads.release()
+
     def open_stream(self, store: sessionmaker[Session], *, session_id: int,
                     token_hash: str) -> LiveStream:
         """A stream that adds to monitoring session ``session_id`` for as long as the login
@@ -181,15 +200,15 @@ class LiveService:
             detector.close()
 
 
-def decode_jpeg(data: bytes) -> np.ndarray | None:
-    """A BGR frame from JPEG (or PNG, ...) bytes, read by ``data.images.decode_image``; None
-    when they are not a readable image or are larger than 1920 pixels on a side (checked from
-    the header, before any pixel is decoded)."""
-    try:
-        return decode_image(data, source="frame", max_side=MAX_FRAME_SIDE,
-                            max_pixels=MAX_FRAME_SIDE * MAX_FRAME_SIDE)
-    except ImageReadError:
-        return None
+def decode_frame(data: bytes) -> np.ndarray:
+    """A BGR frame from JPEG (or PNG, ...) bytes, read by ``data.images.decode_image``, at most
+    ``MAX_FRAME_SIDE`` pixels a side (checked from the header, before any pixel is decoded).
+
+    Raises:
+        ImageReadError: not a readable image, or too large.
+    """
+    return decode_image(data, source="frame", max_side=MAX_FRAME_SIDE,
+                        max_pixels=MAX_FRAME_SIDE * MAX_FRAME_SIDE)
 
 
 def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -319,9 +338,11 @@ class LiveStream:
         refusal = self.recorder.refusal()
         if refusal is not None:
             return self.refused(refusal)
-        frame = decode_jpeg(data)
-        if frame is None:
-            return {"type": "error", "message": "The frame is not a JPEG image of at most "
+        try:
+            frame = decode_frame(data)
+        except ImageReadError as error:
+            return {"type": "error", "message": f"The frame cannot be read: {error.reason}. "
+                                                "Send JPEG or PNG images of at most "
                                                 f"{MAX_FRAME_SIDE} pixels a side."}
         self._start()
         assert self._assessor is not None

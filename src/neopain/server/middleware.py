@@ -45,15 +45,18 @@ def crash_site(error: BaseException) -> str:
 
     The message is left out because it may quote patient data (a name in a failed query).
     """
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" \
+        else f"{kind.__module__}.{kind.__qualname__}"
     frames = traceback.extract_tb(error.__traceback__)
     ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(PACKAGE_ROOT)]
     frame = (ours or frames or [None])[-1]
     if frame is None:
-        return type(error).__name__
+        return name
     where = Path(frame.filename)
     if where.resolve().is_relative_to(PACKAGE_ROOT):
         where = where.resolve().relative_to(PACKAGE_ROOT.parent)
-    return f"{type(error).__name__} at {where.as_posix()}:{frame.lineno} in {frame.name}"
+    return f"{name} at {where.as_posix()}:{frame.lineno} in {frame.name}"
 
 
 class RequestGuard:

@@ -26,12 +26,18 @@ class DecodedFrame(NamedTuple):
 
 
 @contextmanager
-def open_video(path: str | os.PathLike[str]) -> Iterator[cv2.VideoCapture]:
+def open_video(path: str | os.PathLike[str], *,
+               max_pixels: int | None = None) -> Iterator[cv2.VideoCapture]:
     """An opened ``cv2.VideoCapture``, released on exit whatever happens.
 
+    Args:
+        path: the video file.
+        max_pixels: refuse frames larger than this (width × height, from the container's
+            header, before any frame is decoded); None: no limit.
+
     Raises:
-        VideoReadError: not a regular file (a FIFO would block the decoder), or OpenCV cannot
-            open the file as a video.
+        VideoReadError: not a regular file (a FIFO would block the decoder), OpenCV cannot
+            open the file as a video, or its frames are larger than ``max_pixels``.
     """
     if (problem := regular_file_problem(path, what="a video file")) is not None:
         raise VideoReadError(problem)
@@ -40,6 +46,11 @@ def open_video(path: str | os.PathLike[str]) -> Iterator[cv2.VideoCapture]:
         if not capture.isOpened():
             raise VideoReadError("cannot be opened as a video (corrupt, truncated, or a codec "
                                  "OpenCV cannot decode)")
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if max_pixels is not None and width * height > max_pixels:
+            raise VideoReadError(f"its frames are {width}×{height} pixels, more than the "
+                                 f"{max_pixels:,} read (NEOPAIN_MAX_IMAGE_PIXELS)")
         yield capture
     finally:
         capture.release()

@@ -59,30 +59,29 @@ def sniff(head: bytes) -> tuple[str, str] | None:
 
 
 def _jpeg(frame: np.ndarray) -> bytes:
-    scale = SNAPSHOT_SIDE / max(frame.shape[:2])
-    if scale < 1:
-        frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    height, width = frame.shape[:2]
+    scale = SNAPSHOT_SIDE / max(height, width)
+    if scale < 1:  # at least one pixel a side: a 1×5000 image would otherwise become 0×1280
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 
 
 def _assess_image(service: LiveService, db: Session, *, path: Path, patient: Patient,
                   user: User) -> UploadOut:
     try:
-        frame = read_image(path)
+        frame = read_image(path, max_pixels=service.settings.max_image_pixels)
     except ImageReadError as error:
         raise AccessError(422, f"The image cannot be read: {error.reason}.") from None
     with service.borrowed_assessor() as assessor:
         result = assessor.step(frame, time_s=0.0)
-    session = crud.start_session(db, actor=user, patient=patient, source="image",
-                                 model=service.model_name())
     prediction = result.prediction
-    row = crud.add_assessment(db, session=session, assessment=NewAssessment(
+    session, row = crud.record_image(db, actor=user, patient=patient, assessment=NewAssessment(
         face_found=result.face is not None, model=service.model_name(),
         latency_ms=result.latency_ms, label=None if prediction is None else prediction.label,
         prob_pain=None if prediction is None else prediction.prob_pain,
         smoothed=result.smoothed, state=result.state, changed=result.changed,
         face_box=None if result.face is None else result.face.box, snapshot=_jpeg(frame)))
-    crud.end_session(db, session, actor=user)
     return UploadOut(session=SessionOut.of(session), kind="image", frames=1,
                      faces=int(result.face is not None), saved=[AssessmentOut.of(row)])
 
@@ -90,11 +89,14 @@ def _assess_image(service: LiveService, db: Session, *, path: Path, patient: Pat
 def _assess_video(service: LiveService, db: Session, store: sessionmaker[Session], *,
                   path: Path, patient: Patient, user: User) -> UploadOut:
     """``VIDEO_FPS`` frames a second, placed by their container timestamps, up to
-    ``MAX_VIDEO_S``; the session starts with the first frame that decodes."""
+    ``MAX_VIDEO_S``; the session starts with the first frame that decodes. A decoding error
+    keeps what was assessed before it (422); any other failure removes the session."""
     session, recorder = None, None
     saved, frames, faces, next_s = [], 0, 0, 0.0
+    max_pixels = service.settings.max_image_pixels
     try:
-        with open_video(path) as capture, service.borrowed_assessor() as assessor:
+        with open_video(path, max_pixels=max_pixels) as capture, \
+                service.borrowed_assessor() as assessor:
             for decoded in decode_frames(capture):
                 if decoded.time_s > MAX_VIDEO_S:
                     break
@@ -119,6 +121,10 @@ def _assess_video(service: LiveService, db: Session, store: sessionmaker[Session
         if session is not None:  # what was assessed before the damage stays in the record
             crud.end_session(db, session, actor=user)
         raise AccessError(422, f"The video cannot be read: {error}.") from None
+    except BaseException:
+        if session is not None:  # a failed upload leaves no half-recorded session behind
+            crud.discard_session(db, session, actor=user)
+        raise
     if session is None:
         raise AccessError(422, "The video cannot be read (no frame decodes).")
     crud.end_session(db, session, actor=user)
@@ -141,7 +147,7 @@ def assess_upload(request: Request, db: Session, *, user: User, patient_id: int,
         raise AccessError(422, "The file is too short to be an image or a video.")
     file.file.seek(0)
     service: LiveService = request.app.state.live
-    with tempfile.TemporaryDirectory(prefix="neopain-upload-") as folder:
+    with service.upload_slot(), tempfile.TemporaryDirectory(prefix="neopain-upload-") as folder:
         path = Path(folder) / ("upload.jpg" if kind[0] == "image" else "upload.video")
         with path.open("wb") as out:
             shutil.copyfileobj(file.file, out)

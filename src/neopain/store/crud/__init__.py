@@ -14,17 +14,18 @@ from neopain.store.crud.accounts import (
 )
 from neopain.store.crud.base import audit, list_audit
 from neopain.store.crud.records import (
-    NewAssessment, add_assessment, count_assessments, create_patient, end_session,
+    NewAssessment, add_assessment, count_assessments, create_patient, discard_session,
+    end_session, record_image,
     get_assessment, get_patient, get_session, last_snapshot_state, list_assessments,
     list_sessions, resume_session, search_patients, start_session, update_patient,
 )
 
 __all__ = [
     "NewAssessment", "add_assessment", "audit", "count_assessments", "count_users",
-    "create_login_session", "create_patient", "create_user", "end_login_session",
+    "create_login_session", "create_patient", "create_user", "discard_session", "end_login_session",
     "end_session", "find_login_session", "find_user", "get_assessment", "get_patient",
     "get_session", "get_user", "last_snapshot_state", "list_assessments", "list_audit",
-    "list_sessions", "list_users", "release_login_attempt", "reserve_login_attempt",
+    "list_sessions", "list_users", "record_image", "release_login_attempt", "reserve_login_attempt",
     "resume_session", "search_patients", "start_session",
     "update_patient", "update_user",
 ]

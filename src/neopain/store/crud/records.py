@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, undefer
 
 from neopain.store.crud.base import stage_audit, commit, audit
@@ -155,6 +155,16 @@ class NewAssessment:
     time: datetime | None = None
 
 
+def _assessment_row(session: MonitoringSession, assessment: NewAssessment) -> Assessment:
+    values = asdict(assessment)
+    box = values.pop("face_box")
+    snapshot = values.pop("snapshot")
+    values["time"] = values["time"] or utc_now()
+    return Assessment(session_id=session.id, patient_id=session.patient_id,
+                      face_box=None if box is None else json.dumps([round(v, 1) for v in box]),
+                      has_snapshot=snapshot is not None, snapshot=snapshot, **values)
+
+
 def add_assessment(db: Session, *, session: MonitoringSession, assessment: NewAssessment,
                    allowed: Callable[[], bool] | None = None) -> Assessment:
     """Append an assessment to a session and commit: once this returns, it is on disk.
@@ -169,13 +179,7 @@ def add_assessment(db: Session, *, session: MonitoringSession, assessment: NewAs
     """
     if session.ended_at is not None:
         raise StoreError(f"session {session.id} has ended; start a new one")
-    values = asdict(assessment)
-    box = values.pop("face_box")
-    snapshot = values.pop("snapshot")
-    values["time"] = values["time"] or utc_now()
-    row = Assessment(session_id=session.id, patient_id=session.patient_id,
-                     face_box=None if box is None else json.dumps([round(v, 1) for v in box]),
-                     has_snapshot=snapshot is not None, snapshot=snapshot, **values)
+    row = _assessment_row(session, assessment)
     db.add(row)
     if allowed is not None:
         db.flush()
@@ -184,6 +188,32 @@ def add_assessment(db: Session, *, session: MonitoringSession, assessment: NewAs
             raise StoreError(f"session {session.id}: not saved; the stream may not go on")
     commit(db, f"save assessment of session {session.id}")
     return row
+
+
+def record_image(db: Session, *, actor: User | None, patient: Patient,
+                 assessment: NewAssessment) -> tuple[MonitoringSession, Assessment]:
+    """An uploaded image's session and its one assessment, started, saved and ended in one
+    transaction: a failure leaves no session behind. Audited as a start and a stop."""
+    session = MonitoringSession(patient_id=patient.id, user_id=None if actor is None else actor.id,
+                                source="image", model=assessment.model)
+    db.add(session)
+    db.flush()
+    row = _assessment_row(session, assessment)
+    db.add(row)
+    session.ended_at = row.time
+    stage_audit(db, actor, "start", "session", session.id, f"patient={patient.id} source=image")
+    stage_audit(db, actor, "stop", "session", session.id, f"patient={patient.id}")
+    commit(db, "save uploaded image")
+    return session, row
+
+
+def discard_session(db: Session, session: MonitoringSession, *, actor: User | None) -> None:
+    """Remove a session that failed half-way (an upload that crashed) with its assessments,
+    in one transaction, and audit it."""
+    db.execute(delete(Assessment).where(Assessment.session_id == session.id))
+    db.execute(delete(MonitoringSession).where(MonitoringSession.id == session.id))
+    stage_audit(db, actor, "discard", "session", session.id, f"patient={session.patient_id}")
+    commit(db, "discard session")
 
 
 def last_snapshot_state(db: Session, *, session_id: int) -> str | None:
