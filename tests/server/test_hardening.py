@@ -122,3 +122,58 @@ def test_concurrent_wrong_logins_check_exactly_the_limit_across_server_processes
     limit = first.settings.login_attempts
     assert len(checked) == limit
     assert statuses == [401] * limit + [429] * (30 - limit)
+
+
+def test_the_records_database_is_private_to_its_owner(tmp_path):
+    """The audit: the SQLite file was created 0644 in a 0755 folder."""
+    import os
+    import stat
+
+    from neopain.store.session import open_store
+
+    folder = tmp_path / "data" / "neopain"
+    open_store(f"sqlite:///{folder / 'records.sqlite3'}")
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(folder.parent).st_mode) == 0o700
+    for name in ("records.sqlite3", "records.sqlite3-wal"):
+        if (folder / name).exists():
+            assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600, name
+
+
+def test_a_query_string_cannot_put_text_in_the_notice_bar_but_a_flash_can(server, frames):
+    """The audit: ``?message=`` put any text into a patient page's alert bar (a link could make
+    a page say "Dose 10x"). Notices now travel in a signed cookie, shown once."""
+    import cv2
+
+    client = server.client("clinician")
+    patient_id = client.post("/api/patients", json={"record_number": "HC-3"}).json()["id"]
+    page = client.get(f"/patients/{patient_id}", params={"message": "Give 10x the dose"})
+    assert "Give 10x the dose" not in page.text
+    photo = cv2.imencode(".jpg", frames.face())[1].tobytes()
+    done = client.post(f"/patients/{patient_id}/upload",
+                       files={"file": ("a.jpg", photo, "image/jpeg")})
+    assert done.status_code == 200  # followed the redirect to the history
+    assert "The image was assessed (a face found); 1 assessment(s) saved." in done.text
+    assert "was assessed" not in client.get(f"/patients/{patient_id}").text  # once only
+    client.cookies.set("neopain_flash", "forged-notice")
+    assert "forged" not in client.get(f"/patients/{patient_id}").text
+
+
+def test_serve_trusts_no_proxy_unless_told(tmp_path, monkeypatch, make):
+    """The audit: uvicorn trusted X-Forwarded-For from 127.0.0.1 by default, so any process on
+    the server could pose as any client address (and dodge the per-address login limit)."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from neopain.cli import serve as serve_module
+    from neopain.cli.app import app as neopain_app
+
+    runs = []
+    monkeypatch.setattr(serve_module, "load_predictor", lambda model: make(tmp_path / "x")
+                        .predictor)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: runs.append(options))
+    monkeypatch.setenv("NEOPAIN_DATA_DIR", str(tmp_path))
+    for arguments in (["serve"], ["serve", "--forwarded-allow-ips", "10.0.0.5"]):
+        assert CliRunner().invoke(neopain_app, arguments).exit_code == 0
+    assert runs[0]["proxy_headers"] is False and runs[0]["forwarded_allow_ips"] == ""
+    assert runs[1]["proxy_headers"] is True and runs[1]["forwarded_allow_ips"] == "10.0.0.5"

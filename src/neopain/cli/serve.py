@@ -31,6 +31,11 @@ def serve(
                                "the camera.")] = None,
     ssl_keyfile: Annotated[Optional[Path], typer.Option(
         "--ssl-keyfile", help="TLS private key (PEM) of --ssl-certfile.")] = None,
+    forwarded_allow_ips: Annotated[Optional[str], typer.Option(
+        "--forwarded-allow-ips",
+        help="Addresses of the reverse proxies (comma-separated) whose X-Forwarded-For and "
+             "X-Forwarded-Proto are believed; default: none (the client's own address is "
+             "used, e.g. for the login limit).")] = None,
 ) -> None:
     """Run the bedside monitor: live camera assessment, patient records, history and charts."""
     # imported here: the web stack takes a moment to load and other commands never need it
@@ -39,16 +44,21 @@ def serve(
     from neopain.server.app import create_app
 
     overrides = {key: value for key, value in
-                 {"host": host, "port": port, "database_url": db, "model": model}.items()
+                 {"host": host, "port": port, "database_url": db, "model": model,
+                  "forwarded_allow_ips": forwarded_allow_ips}.items()
                  if value is not None}
     settings = Settings(**{**get_settings().model_dump(), **overrides})
     console.print(f"Loading the model [bold]{Text(settings.model)}[/] …")
     with load_predictor(settings.model) as predictor:
         app = create_app(settings, predictor=predictor)
         _print_start(app, settings, https=ssl_certfile is not None)
+        # no proxy is trusted unless named: uvicorn's own default trusts 127.0.0.1, so a
+        # process on this machine could claim any client address
+        proxies = settings.forwarded_allow_ips
         uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
-                    log_level=settings.log_level.lower(), proxy_headers=True,
-                    ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, ws="websockets-sansio")
+                    log_level=settings.log_level.lower(), proxy_headers=proxies is not None,
+                    forwarded_allow_ips=proxies or "", ssl_certfile=ssl_certfile,
+                    ssl_keyfile=ssl_keyfile, ws="websockets-sansio")
 
 
 def _print_start(app: FastAPI, settings: Settings, *, https: bool) -> None:

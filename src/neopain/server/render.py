@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.requests import HTTPConnection
 
 from neopain.config import Settings
@@ -18,6 +19,8 @@ from neopain.server.deps import PRELOGIN_COOKIE, csrf_binding, server_state
 from neopain.store.tables import Patient
 
 TEMPLATES = Path(__file__).parent / "templates"
+FLASH_COOKIE = "neopain_flash"
+FLASH_MAX = 300
 
 
 def display_zone(settings: Settings) -> tzinfo | None:
@@ -62,18 +65,47 @@ def set_cookie(response: Response, connection: HTTPConnection, name: str, value:
                         secure=cookie_secure(connection), path="/")
 
 
+def flash(response: Response, request: Request, notice: str) -> None:
+    """Show ``notice`` on the next page this browser renders (after a redirect), once.
+
+    Signed with the server's secret, so no other site and no link can put text in the notice
+    bar (a ``?message=`` query parameter could).
+    """
+    signed = URLSafeSerializer(server_state(request).secret, salt="flash").dumps(
+        notice[:FLASH_MAX])
+    set_cookie(response, request, FLASH_COOKIE, signed, max_age=60)
+
+
+def _flashed(request: Request) -> str:
+    signed = request.cookies.get(FLASH_COOKIE)
+    if not signed:
+        return ""
+    try:
+        notice = URLSafeSerializer(server_state(request).secret, salt="flash").loads(signed)
+    except BadSignature:
+        return ""
+    return notice if isinstance(notice, str) else ""
+
+
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> Response:
-    """A page from ``templates/``; pages are never cached (they may show patient data)."""
+    """A page from ``templates/``; pages are never cached (they may show patient data). A
+    notice left by ``flash`` is shown as the page's message (unless it has its own) and
+    forgotten."""
     state = server_state(request)
     binding = csrf_binding(request)
     new_binding = None
     if binding is None:
         binding = new_binding = security.new_token()
+    notice = _flashed(request)
+    if notice and not context.get("message"):
+        context["message"] = notice
     context.update(user=getattr(request.state, "user", None),
                    csrf_token=security.csrf_token(state.secret, binding))
     templates: Jinja2Templates = request.app.state.templates
     response = templates.TemplateResponse(request, template, context, status_code=status)
     if new_binding is not None:
         set_cookie(response, request, PRELOGIN_COOKIE, new_binding)
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(FLASH_COOKIE, path="/")
     response.headers["Cache-Control"] = "no-store"
     return response

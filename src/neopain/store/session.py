@@ -11,6 +11,7 @@ cut; readers never block the writer.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -37,7 +38,7 @@ def _safe(url: URL) -> str:
 
 def create_store_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get WAL, foreign keys, ``synchronous=FULL`` and a
-    30 s busy timeout, and their folder is created.
+    30 s busy timeout, and are created 0600 in folders created 0700.
 
     Raises:
         StoreError: a URL SQLAlchemy cannot parse or whose driver is not installed.
@@ -54,7 +55,7 @@ def create_store_engine(url: str) -> Engine:
             raise StoreError(f"--db {_safe(parsed)}: {error}") from None
     memory = parsed.database in (None, "", ":memory:")
     if not memory:
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(parsed.database).expanduser())
     engine = create_engine(
         parsed,
         hide_parameters=True,  # database errors and logs never show the values (patient data)
@@ -74,6 +75,23 @@ def create_store_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600), and the folders neopain
+    creates for it 0700; existing files and folders keep their modes (the operator's choice).
+    SQLite gives its -wal and -shm files the database file's mode."""
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise StoreError(f"records database {path}: cannot create it ({error.strerror})") from None
+    path.chmod(0o600)
 
 
 def upgrade_schema(engine: Engine) -> None:

@@ -79,7 +79,7 @@ def history_page(request: Request, db: Db, user: Viewer, patient_id: RowId) -> R
     sessions = crud.list_sessions(db, patient_id=patient.id)
     _view(db, user, "history", "patient", patient.id)
     return render(request, "history.html", patient=patient, snapshots=snapshots,
-                  sessions=sessions, message=request.query_params.get("message", "")[:200])
+                  sessions=sessions)
 
 
 @router.get("/patients/{patient_id}/edit")

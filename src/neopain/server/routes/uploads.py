@@ -25,7 +25,7 @@ from neopain.data.images import ImageReadError, read_image
 from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.server.deps import AccessError, Carer, Db, RowId, csrf_protect, server_state
 from neopain.server.live import LiveService, Recorder
-from neopain.server.render import render
+from neopain.server.render import flash, render
 from neopain.server.routes.common import patient_or_404
 from neopain.server.schemas import AssessmentOut, SessionOut, UploadOut
 from neopain.store import crud
@@ -175,5 +175,14 @@ def upload_form(request: Request, db: Db, user: Carer, patient_id: RowId,
             raise
         return render(request, "error.html", status=error.status, message=error.message,
                       back=f"/patients/{patient_id}")
-    return RedirectResponse(f"/patients/{patient_id}?uploaded={result.session.id}",
-                            status_code=303)
+    response = RedirectResponse(f"/patients/{patient_id}?uploaded={result.session.id}",
+                                status_code=303)
+    if not result.faces:
+        found = "no face found"
+    elif result.kind == "image":
+        found = "a face found"
+    else:
+        found = f"a face in {result.faces} of {result.frames} frames"
+    flash(response, request, f"The {result.kind} was assessed ({found}); "
+                             f"{len(result.saved)} assessment(s) saved.")
+    return response
