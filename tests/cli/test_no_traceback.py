@@ -175,13 +175,22 @@ def test_broken_manifests_get_a_clear_problem_at_their_line(tmp_path, content, l
 
 
 @needs_fifo
-def test_a_manifest_that_is_a_fifo_or_a_folder_is_refused_without_hanging(tmp_path):
-    """The table reader read the whole file first: a FIFO named manifest.csv hung it."""
+def test_a_manifest_or_folds_file_that_is_a_fifo_or_a_folder_is_refused_without_hanging(
+        tmp_path):
+    """The table and folds.json readers read the whole file first: a FIFO named manifest.csv
+    or folds.json hung them."""
     os.mkfifo(tmp_path / "manifest.csv")
     code, output = invoke("dataset", "validate", str(tmp_path / "manifest.csv"), seconds=30)
     assert code == 1 and "is a FIFO (named pipe), not a regular file" in output, output
     code, output = invoke("dataset", "validate", str(tmp_path))
     assert code == 1 and "is a folder; expected a manifest CSV file" in output, output
+    write_face(tmp_path / "face.png")
+    (tmp_path / "good.csv").write_text("image,subject,label\nface.png,s1,pain\n")
+    os.mkfifo(tmp_path / "folds.json")
+    code, output = invoke("folds", "check", str(tmp_path / "good.csv"),
+                          str(tmp_path / "folds.json"), seconds=30)
+    assert code == 1 and "folds.json: is a FIFO (named pipe), not a regular file" in output, \
+        output
 
 
 def test_a_file_system_error_ends_with_a_message_not_a_traceback(neopain_script, tmp_path):

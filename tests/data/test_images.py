@@ -358,3 +358,20 @@ def test_read_gray_keeps_values_and_exact_refuses_colour(tmp_path):
     assert np.abs(gray.astype(int) - cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)).max() <= 1
     with pytest.raises(ImageReadError, match="has mode RGB; valid: an 8-bit single-channel"):
         read_gray(tmp_path / "c.png", exact=True)
+
+
+def test_pillow_warnings_become_log_records_naming_the_file(caplog, recwarn):
+    """A corrupt EXIF block made Pillow print 'UserWarning: Corrupt EXIF data' on stderr, named
+    no file, and garbled a batch's progress bar: it is a log record that names the image."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(buffer, "JPEG", exif=exif.tobytes())
+    data = bytearray(buffer.getvalue())
+    data[data.index(b"Exif\0\0") + 10] = 0xFF  # the IFD offset points past the block
+    with caplog.at_level("WARNING", logger="neopain.data.images"):
+        image = decode_image(bytes(data), source="cot-3.jpg")
+    assert image.shape == (6, 8, 3)  # the pixels are fine; the turn is unknown
+    assert not [w for w in recwarn if "EXIF" in str(w.message)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "cot-3.jpg: Corrupt EXIF data.  Expecting to read 2 bytes but only got 0. "]

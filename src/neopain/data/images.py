@@ -26,10 +26,14 @@ limits, like Pillow's own ``Image.MAX_IMAGE_PIXELS``, are global and left as the
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import cv2
@@ -39,6 +43,8 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from neopain.config import get_settings
 from neopain.data.files import FileReadError, open_regular
 from neopain.errors import NeopainError
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")
 """Pillow formats that are opened (JPEG includes MPO, a phone's multi-picture JPEG)."""
@@ -86,9 +92,16 @@ def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
     return file
 
 
+@functools.lru_cache(maxsize=4)
+def _setting(variable: str | None) -> int:
+    """The setting for one value of its variable: get_settings() takes ~3 ms, per image read
+    that would add minutes to a training run."""
+    return get_settings().max_image_pixels
+
+
 def _cap(max_pixels: int | None) -> tuple[int, str]:
     if max_pixels is None:
-        return get_settings().max_image_pixels, " (NEOPAIN_MAX_IMAGE_PIXELS)"
+        return _setting(os.environ.get("NEOPAIN_MAX_IMAGE_PIXELS")), " (NEOPAIN_MAX_IMAGE_PIXELS)"
     if max_pixels < 1:
         raise ValueError(f"max_pixels={max_pixels} is not valid; valid: an integer >= 1")
     return max_pixels, ""
@@ -108,10 +121,7 @@ def _open(file: BinaryIO, *, source: str | os.PathLike[str], max_pixels: int | N
     """The first frame, decoded after its header passed the size checks."""
     cap, setting = _cap(max_pixels)
     try:
-        with warnings.catch_warnings():
-            # our cap below decides; Pillow's bomb warning would only repeat it
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(file, formats=FORMATS)
+        image = Image.open(file, formats=FORMATS)
         width, height = image.size
     except Image.DecompressionBombError as error:
         claimed = re.search(r"\((\d+) pixels\)", str(error))
@@ -199,9 +209,24 @@ def _to_bgr(image: Image.Image) -> np.ndarray:
     return out
 
 
+@contextmanager
+def _warnings_logged(source: str | os.PathLike[str]) -> Iterator[None]:
+    """Pillow's warnings about one file (corrupt EXIF ...) as log records that name it, not
+    lines on stderr; its decompression-bomb warning is dropped (our cap decides)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if not issubclass(warning.category, Image.DecompressionBombWarning):
+                    logger.warning("%s: %s", source, warning.message)
+
+
 def _bgr(file: BinaryIO, *, source: str | os.PathLike[str], max_pixels: int | None,
          max_side: int | None) -> np.ndarray:
-    with _open(file, source=source, max_pixels=max_pixels, max_side=max_side) as image:
+    with _warnings_logged(source), _open(file, source=source, max_pixels=max_pixels,
+                                         max_side=max_side) as image:
         orientation = _orientation(image, source=source)
         bgr = _to_bgr(image)
     return _upright(bgr, orientation)  # turned after Pillow's image is closed
@@ -256,8 +281,8 @@ def read_gray(path: str | os.PathLike[str], *, max_pixels: int | None = None,
     Raises:
         ImageReadError: as ``read_image``; with ``exact``, an image that is not 8-bit gray.
     """
-    with _open_file(path) as file, _open(file, source=path, max_pixels=max_pixels,
-                                         max_side=None) as image:
+    with _open_file(path) as file, _warnings_logged(path), _open(
+            file, source=path, max_pixels=max_pixels, max_side=None) as image:
         if exact and image.mode != "L":
             raise ImageReadError(path, f"has mode {image.mode}; valid: an 8-bit "
                                        "single-channel image (mode L)")

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from neopain import __version__
+from neopain.data.files import FileReadError, open_regular
 from neopain.data.json_text import parse_json
 from neopain.data.folds.plan import PROTOCOLS, SPLITS, Fold, FoldPlan, FoldsError
 from neopain.data.manifest import sha256_file
@@ -110,11 +111,13 @@ def _error(path: Path, problems: list[str]) -> FoldsError:
 
 def _read_json(path: Path) -> object:
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FoldsError(f"{path}: file not found; make one with `neopain folds make`") from None
-    except IsADirectoryError:
-        raise FoldsError(f"{path} is a folder; expected a folds.json file") from None
+        with open_regular(path, what="a folds.json file") as file:
+            text = file.read().decode("utf-8-sig")
+    except FileReadError as error:
+        if error.reason == "file not found":
+            raise FoldsError(f"{path}: file not found; make one with `neopain folds make`") \
+                from None
+        raise FoldsError(f"{path}: {error.reason}") from None
     except UnicodeDecodeError:
         raise _error(path, ["is not UTF-8 text; expected JSON written by neopain"]) from None
     except OSError as error:
