@@ -10,7 +10,7 @@ from neopain.prediction import load_predictor
 
 @pytest.mark.parametrize("model, says", [
     ("vgg16_nb", "valid: nfcs or an exported .onnx file"),
-    ("missing.onnx", "no such file"),
+    ("missing.onnx", "file not found"),
 ])
 def test_models_that_cannot_run_are_named(tmp_path, model, says):
     with pytest.raises(NeopainError, match=says):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 
 LABELS = ("nopain", "pain")
@@ -86,8 +87,8 @@ def load_predictor(model: str | os.PathLike[str], **options: object) -> Predicto
         return NfcsPredictor(**options)
     path = Path(model)
     if path.suffix.lower() == ".onnx":
-        if not path.is_file():
-            raise NeopainError(f"--model {path}: no such file; valid: nfcs or an exported "
+        if (problem := regular_file_problem(path, what="an .onnx model file")) is not None:
+            raise NeopainError(f"--model {path}: {problem}; valid: nfcs or an exported "
                                ".onnx file (neopain export)")
         from neopain.export.runtime import OnnxPredictor
 

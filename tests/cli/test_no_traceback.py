@@ -7,36 +7,17 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import threading
 
 import cv2
 import pandas as pd
 import pytest
-from skimage import data as skdata
-from typer.testing import CliRunner
 
+from cli_invoke import invoke, write_face
 from image_files import bmp_header_154, png_bomb
-from neopain.cli.app import app as neopain_app
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 MAP = "image=image,subject=subject,label=label"
 DEEP = "[" * 3000 + "]" * 3000
-
-
-def invoke(*args: str, seconds: float = 120.0) -> tuple[int, str]:
-    """Exit code and output of ``neopain ARGS``; fails on a traceback or after ``seconds``."""
-    outcome = []
-    thread = threading.Thread(
-        target=lambda: outcome.append(CliRunner().invoke(neopain_app, list(args),
-                                                         env={"COLUMNS": "400"})), daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"neopain {' '.join(args)[:80]} hangs"
-    [result] = outcome
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        repr(result.exception)
-    assert "Traceback" not in result.output
-    return result.exit_code, " ".join(result.output.split())
 
 
 def script(neopain_script, *args: str) -> subprocess.CompletedProcess:
@@ -45,10 +26,6 @@ def script(neopain_script, *args: str) -> subprocess.CompletedProcess:
                           timeout=180)
     assert "Traceback" not in done.stdout + done.stderr, done.stderr[-2000:]
     return done
-
-
-def write_face(path) -> None:
-    cv2.imwrite(str(path), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
 
 
 @needs_fifo

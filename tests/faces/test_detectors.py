@@ -370,7 +370,7 @@ def test_onnx_with_free_input_size_pads_to_multiples_of_32(tmp_path: Path):
         (lambda p: p.write_text("not a model"), "not a usable ONNX model"),
         (lambda p: yunet_file(p, {}, input_name="data"), "inputs are 'data'"),
         (lambda p: yunet_file(p, {}, leave_out=("kps_32", "obj_8")), "obj_8, kps_32 are missing"),
-        (lambda p: None, "model file not found"),
+        (lambda p: None, "file not found"),
     ],
 )
 def test_onnx_refuses_files_that_are_not_yunet(tmp_path: Path, make, message: str):

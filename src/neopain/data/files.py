@@ -20,7 +20,8 @@ _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device
 
 
 class FileReadError(NeopainError):
-    """A file that cannot be opened for reading; ``reason`` says why, ``path`` names it."""
+    """A file that cannot be opened or read as what it should be; ``reason`` says why,
+    ``path`` names it."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = path
@@ -91,3 +92,50 @@ def open_regular(path: str | os.PathLike[str], *, what: str = "a file") -> Binar
         file.close()
         raise FileReadError(path, f"is not a regular file; expected {what}")
     return file
+
+
+def require_regular(path: str | os.PathLike[str], *, what: str = "a file") -> None:
+    """Raise unless ``path`` is a regular file: for files a library opens by name (ONNX
+    Runtime, torch, HDF5), which would block on a FIFO or read a device forever.
+
+    Raises:
+        FileReadError: as ``open_regular``.
+    """
+    if (problem := regular_file_problem(path, what=what)) is not None:
+        raise FileReadError(path, problem)
+
+
+def read_regular(path: str | os.PathLike[str], *, what: str = "a file",
+                 max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (no more is read).
+
+    Raises:
+        FileReadError: as ``open_regular``; an error while reading; a larger file.
+    """
+    with open_regular(path, what=what) as file:
+        try:
+            data = file.read(max_bytes + 1)
+        except OSError as error:
+            raise FileReadError(path, f"cannot be read ({error.strerror or error})") from None
+    if len(data) > max_bytes:
+        raise FileReadError(path, f"is larger than {max_bytes:,} bytes; expected {what}")
+    return data
+
+
+def read_regular_text(path: str | os.PathLike[str], *, what: str = "a text file",
+                      max_bytes: int) -> str:
+    """The UTF-8 text (a BOM dropped) of a regular file of at most ``max_bytes``.
+
+    Raises:
+        FileReadError: as ``read_regular``; not UTF-8, or holding a NUL byte (a binary file).
+    """
+    data = read_regular(path, what=what, max_bytes=max_bytes)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise FileReadError(path, f"is not UTF-8 text (byte 0x{data[error.start]:02x} at "
+                                  f"offset {error.start}); expected {what}") from None
+    if (nul := data.find(b"\0")) >= 0:
+        raise FileReadError(path, f"holds a NUL byte at offset {nul}, so it is no text file; "
+                                  f"expected {what}")
+    return text

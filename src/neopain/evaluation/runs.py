@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from neopain.data.files import FileReadError, read_regular_text
 from neopain.data.json_text import parse_json
 from neopain.data.manifest import Manifest
 from neopain.data.tables import Problem, TableError, read_table
+from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ PREDICTION_COLUMNS = ("row", "image", "subject", "label", "prob_pain", "pred", "
 REQUIRED_PREDICTION_COLUMNS = ("label", "prob_pain")
 LABEL_VALUES = {"nopain": 0, "pain": 1}
 DEFAULT_THRESHOLD = 0.5
+MAX_METRICS_BYTES = 1 << 20  # a fold's metrics.json is under 1 KB
 _FOLD_DIR = re.compile(r"fold_(\d+)")
 _LAYOUT = ("a run folder holds config.yaml and fold_K/ folders (fold_0, fold_1, ...), each with "
            "predictions.csv")
@@ -100,19 +102,13 @@ class Run:
 
 def _read_config(path: Path) -> dict:
     file = path / "config.yaml"
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise RunError(f"{file}: file not found; {_LAYOUT} (config.yaml is written by "
                        f"`neopain train`)")
     try:
-        config = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RunError(f"{file}: is not valid YAML ({exc})") from None
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise RunError(f"{file}: must be a YAML mapping (key: value lines); got "
-                       f"{type(config).__name__}")
-    return config
+        return read_yaml_mapping(file, what="a run's config.yaml (written by neopain train)")
+    except FileReadError as error:
+        raise RunError(str(error)) from None
 
 
 def _threshold(config: dict, *, file: Path) -> float:
@@ -132,9 +128,9 @@ def _threshold(config: dict, *, file: Path) -> float:
 
 def _read_predictions(file: Path, *, fold: int) -> pd.DataFrame:
     hint = f"predictions.csv needs the columns {', '.join(PREDICTION_COLUMNS)}"
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise RunError(f"{file}: file not found; {_LAYOUT}")
-    table, lines = read_table(file, required_hint=hint)
+    table, lines = read_table(file, required_hint=hint, what="a predictions.csv file")
     missing = [c for c in REQUIRED_PREDICTION_COLUMNS if c not in table.columns]
     if missing:
         raise TableError(file, [Problem(None, c, None, f"column missing; {hint}")
@@ -172,11 +168,14 @@ def _read_predictions(file: Path, *, fold: int) -> pd.DataFrame:
 
 
 def _read_saved_metrics(file: Path) -> dict[str, float] | None:
-    if not file.is_file():
+    if not os.path.lexists(file):
         return None
     try:
-        data = parse_json(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = parse_json(read_regular_text(file, what="a metrics.json file",
+                                            max_bytes=MAX_METRICS_BYTES))
+    except FileReadError as error:
+        raise RunError(str(error)) from None
+    except json.JSONDecodeError as exc:
         raise RunError(f"{file}: is not valid JSON ({exc})") from None
     metrics = data.get("metrics") if isinstance(data, dict) else None
     if not isinstance(metrics, dict):
@@ -215,7 +214,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         TableError: a predictions.csv with missing columns or bad cells (line and column named).
     """
     path = Path(path)
-    if not path.is_dir():
+    if not os.path.isdir(path):  # never raises, unlike Path.is_dir for a name too long
         raise RunError(f"{path}: run folder not found; {_LAYOUT}")
     config = _read_config(path)
     threshold = _threshold(config, file=path / "config.yaml")

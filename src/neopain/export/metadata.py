@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from neopain.data.json_text import parse_json
+from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 from neopain.models.cfg import ModelCfg
 
@@ -139,8 +140,8 @@ def read_exported_cfg(path: str | os.PathLike[str]) -> ExportedCfg:
     import onnx
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file; valid: an .onnx file written by "
+    if (problem := regular_file_problem(path, what="an .onnx model file")) is not None:
+        raise ModelFileError(f"{path}: {problem}; valid: an .onnx file written by "
                              "neopain export")
     try:
         model = onnx.load(str(path), load_external_data=False)

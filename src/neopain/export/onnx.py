@@ -13,7 +13,6 @@ import datetime as dt
 import io
 import logging
 import os
-import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 import neopain
+from neopain.data.files import FileReadError, regular_file_problem
+from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
 from neopain.export.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ExportedCfg
 from neopain.models import ModelCfg, PainModel, create_model
@@ -77,17 +77,17 @@ def load_fold(fold_dir: str | os.PathLike[str]) -> TrainedFold:
     """
     fold_dir = Path(fold_dir)
     file = fold_dir / "model.pt"
-    if not file.is_file():
-        raise NeopainError(f"{file}: file not found; give a fold folder of a training run "
+    if (problem := regular_file_problem(file, what="a model.pt file")) is not None:
+        raise NeopainError(f"{file}: {problem}; give a fold folder of a training run "
                            "(runs/NAME/fold_K, written by neopain train)")
     try:
         saved = torch.load(file, map_location="cpu", weights_only=True)
         name, state = saved["model"], saved["state_dict"]
         cfg = ModelCfg.from_dict(saved["cfg"])
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError, EOFError,
-            pickle.UnpicklingError) as error:
+    except Exception as error:  # torch raises many types (IndexError too) for a foreign file
+        reason = str(error).strip().split("\n")[0][:200]
         raise NeopainError(f"{file}: not a neopain model.pt ({type(error).__name__}: "
-                           f"{error}); valid: the file neopain train writes") from None
+                           f"{reason}); valid: the file neopain train writes") from None
     model = create_model(name, **saved.get("kwargs", {}))
     model.cfg = cfg
     try:
@@ -109,17 +109,14 @@ def load_fold(fold_dir: str | os.PathLike[str]) -> TrainedFold:
 
 
 def _run_config(file: Path) -> dict:
-    if not file.is_file():
+    if not os.path.lexists(file):
         logger.warning("%s not found: exporting with crop_to_face=true (the training default)",
                        file)
         return {}
     try:
-        config = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise NeopainError(f"{file}: not valid YAML ({error})") from None
-    if not isinstance(config, dict):
-        raise NeopainError(f"{file}: must be a YAML mapping of run settings")
-    return config
+        return read_yaml_mapping(file, what="a run's config.yaml (written by neopain train)")
+    except FileReadError as error:
+        raise NeopainError(str(error)) from None
 
 
 def export_model(model: PainModel, out: str | os.PathLike[str], *,

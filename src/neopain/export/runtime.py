@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from neopain.data.augment.transform import network_input
+from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 from neopain.export.metadata import (
     INPUT_NAME,
@@ -108,8 +109,8 @@ class OnnxPredictor(Predictor):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise NeopainError(f"batch_size={batch_size!r} must be a whole number >= 1")
         options = session_options(threads=threads, optimization=optimization)
-        if not self.path.is_file():
-            raise ModelFileError(f"{self.path}: no such file; valid: an .onnx file written by "
+        if (problem := regular_file_problem(self.path, what="an .onnx model file")) is not None:
+            raise ModelFileError(f"{self.path}: {problem}; valid: an .onnx file written by "
                                  "neopain export")
         try:
             self.session_ = ort.InferenceSession(str(self.path), sess_options=options,

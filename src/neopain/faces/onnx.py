@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from neopain.data.files import regular_file_problem
 from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
 
 STRIDES = (8, 16, 32)
@@ -91,8 +92,8 @@ class YuNetOnnx(FaceDetector):
 
     @staticmethod
     def _load(path: Path) -> Any:
-        if not path.is_file():
-            raise DetectorError(f"{path}: model file not found; expected {_EXPECTED}")
+        if (problem := regular_file_problem(path, what="an ONNX model file")) is not None:
+            raise DetectorError(f"{path}: {problem}; valid: {_EXPECTED}")
         import onnxruntime  # imported here: only this detector needs it
 
         options = onnxruntime.SessionOptions()

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 from neopain.models.base import PainModel
 
@@ -130,8 +131,8 @@ def load_weights(
     if file_channel_order not in (None, "RGB", "BGR"):
         raise WeightsError(f"file_channel_order={file_channel_order!r} is not valid; "
                            "valid: RGB, BGR or None")
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
+    if (problem := regular_file_problem(path, what="a weights file (.h5, .pth, .pt)")) is not None:
+        raise WeightsError(f"{path}: {problem}")
     fmt, tensors = _read(path, format)
     notes: list[str] = []
     optional: set[str] = set()

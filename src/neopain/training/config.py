@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from neopain.data.files import FileReadError
+from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -214,20 +216,9 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         path = Path(path)
         source = str(path)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: file not found; valid: a YAML run config") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path} cannot be read: {error}") from None
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(
-                f"{path} is not valid YAML{where}; valid: key: value lines") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: must hold key: value lines; got {loaded!r:.60}")
+            loaded = read_yaml_mapping(path, what="a YAML run config")
+        except FileReadError as error:
+            raise ConfigError(str(error)) from None
         data.update(loaded)
     data.update({key: value for key, value in overrides.items() if value is not None})
     return TrainConfig.from_dict(data, source=source)
