@@ -177,3 +177,28 @@ def test_serve_trusts_no_proxy_unless_told(tmp_path, monkeypatch, make):
         assert CliRunner().invoke(neopain_app, arguments).exit_code == 0
     assert runs[0]["proxy_headers"] is False and runs[0]["forwarded_allow_ips"] == ""
     assert runs[1]["proxy_headers"] is True and runs[1]["forwarded_allow_ips"] == "10.0.0.5"
+
+
+@pytest.mark.parametrize("name", ["\x1f", " \x1c\x1d "])
+def test_a_name_of_control_characters_only_is_refused_with_422(server, name):
+    """Found by the fuzzer: pydantic's strip kept "\\x1f", the store's did not, and the store's
+    refusal surfaced as a 500."""
+    client = server.client("clinician")
+    response = client.post("/api/patients", json={"name": name})
+    assert response.status_code == 422
+    page = client.post("/patients", data={"name": name, "csrf_token": client.csrf})
+    assert page.status_code == 422 and "name or a record number" in page.text
+
+
+def test_a_deeply_nested_text_command_is_ignored_and_the_stream_goes_on(server, frames):
+    """Found by the fuzzer: 100,000 "[" sent as a text message raised RecursionError and
+    closed the stream (1011)."""
+    client = server.client("clinician")
+    patient_id = client.post("/api/patients", json={"record_number": "HC-4"}).json()["id"]
+    session_id = client.post(f"/api/patients/{patient_id}/sessions").json()["id"]
+    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
+        assert socket.receive_json() == {"type": "ready"}
+        socket.send_text("[" * 100_000)
+        socket.send_text('{"type": "options", "heatmap": ' + "[" * 50 + "]" * 50 + "}")
+        socket.send_bytes(frames.jpeg(frames.face()))
+        assert socket.receive_json()["type"] == "assessment"

@@ -25,7 +25,8 @@ class PatientIn(BaseModel):
 
     @model_validator(mode="after")
     def _identified(self) -> PatientIn:
-        if not self.name and not self.record_number:
+        # Python's strip, as the store's rule: pydantic's strip keeps "\x1f" and the like
+        if not self.name.strip() and not self.record_number.strip():
             raise ValueError("give a name or a record number")
         return self
 

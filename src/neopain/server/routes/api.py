@@ -35,7 +35,10 @@ def list_patients(db: Db, user: Viewer, q: str = Query("", max_length=200),
 @router.post("/patients", response_model=PatientOut, status_code=201, tags=["patients"])
 def create_patient(db: Db, user: Carer, body: PatientIn) -> PatientOut:
     """Add a patient."""
-    return PatientOut.of(crud.create_patient(db, actor=user, **body.model_dump()))
+    try:
+        return PatientOut.of(crud.create_patient(db, actor=user, **body.model_dump()))
+    except StoreError as error:
+        raise AccessError(422, str(error)) from None
 
 
 @router.get("/patients/{patient_id}", response_model=PatientOut, tags=["patients"])

@@ -15,13 +15,13 @@ Reconnecting to the same session resumes it.
 from __future__ import annotations
 
 import asyncio
-import json
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from neopain.data.json_text import parse_json
 from neopain.server import security
 from neopain.server.deps import (
     CARE_ROLES, SESSION_COOKIE, Refusal, RowId, live_refusal, optional_user, server_state,
@@ -31,6 +31,7 @@ from neopain.store import crud
 
 router = APIRouter()
 MAX_FRAME_BYTES = 4_000_000
+MAX_COMMAND_CHARS = 1000
 WATCH_INTERVAL_S = 0.5
 
 
@@ -141,9 +142,10 @@ async def _frames(websocket: WebSocket, stream: LiveStream, store: sessionmaker[
 
 
 def _command(text: str | None) -> dict:
-    """A text message as a dict: ``{"type": "stop"}`` or ``{"type": "options", ...}``."""
+    """A text message as a dict: ``{"type": "stop"}`` or ``{"type": "options", ...}``; {} for
+    anything else (too long, too deeply nested, not JSON)."""
     try:
-        command = json.loads(text or "")
+        command = parse_json(text or "", max_depth=4, max_chars=MAX_COMMAND_CHARS)
     except ValueError:
         return {}
     return command if isinstance(command, dict) else {}

@@ -67,8 +67,12 @@ async def create_patient_form(request: Request, user: Carer) -> Response:
     except ValidationError as error:
         return render(request, "patient_form.html", status=422, patient=None, values=form,
                       message=f"Not saved: {_form_problems(error)}")
-    with server_state(request).store() as db:
-        patient = crud.create_patient(db, actor=user, **fields.model_dump())
+    try:
+        with server_state(request).store() as db:
+            patient = crud.create_patient(db, actor=user, **fields.model_dump())
+    except StoreError as error:
+        return render(request, "patient_form.html", status=422, patient=None, values=form,
+                      message=f"Not saved: {error}")
     return RedirectResponse(f"/patients/{patient.id}", status_code=303)
 
 
