@@ -131,13 +131,21 @@ def test_the_records_database_is_private_to_its_owner(tmp_path):
 
     from neopain.store.session import open_store
 
+    from sqlalchemy import text
+
     folder = tmp_path / "data" / "neopain"
-    open_store(f"sqlite:///{folder / 'records.sqlite3'}")
-    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(folder.parent).st_mode) == 0o700
-    for name in ("records.sqlite3", "records.sqlite3-wal"):
-        if (folder / name).exists():
+    factory = open_store(f"sqlite:///{folder / 'records.sqlite3'}")
+    with factory() as db:  # an open connection keeps the -wal and -shm files
+        db.execute(text("SELECT 1"))
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(folder.parent).st_mode) == 0o700
+        for name in ("records.sqlite3", "records.sqlite3-wal", "records.sqlite3-shm"):
             assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600, name
+    shared = tmp_path / "shared"  # a folder the operator made: its mode is theirs
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    open_store(f"sqlite:///{shared / 'records.sqlite3'}")
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o755
 
 
 def test_a_query_string_cannot_put_text_in_the_notice_bar_but_a_flash_can(server, frames):
@@ -202,3 +210,30 @@ def test_a_deeply_nested_text_command_is_ignored_and_the_stream_goes_on(server, 
         socket.send_text('{"type": "options", "heatmap": ' + "[" * 50 + "]" * 50 + "}")
         socket.send_bytes(frames.jpeg(frames.face()))
         assert socket.receive_json()["type"] == "assessment"
+
+
+def test_a_newline_in_a_path_cannot_forge_a_log_line(server, caplog):
+    caplog.set_level(logging.INFO)
+    server.client().get("/nothing%0AGET /api/patients 200 1 ms")
+    lines = [r.getMessage() for r in caplog.records if r.name == "neopain.server"]
+    assert lines and all("\n" not in line for line in lines)
+    assert any("/nothing\\nGET" in line for line in lines)
+
+
+def test_the_upload_form_passes_on_retry_after_when_busy(server, frames, monkeypatch):
+    from neopain.server.deps import AccessError
+    from neopain.server.live import LiveService
+
+    def busy(self):
+        raise AccessError(503, "The server is busy assessing other uploads.",
+                          headers={"Retry-After": "10"})
+
+    monkeypatch.setattr(LiveService, "upload_slot", busy)
+    client = server.client("clinician")
+    patient_id = client.post("/api/patients", json={"record_number": "HC-8"}).json()["id"]
+    import cv2
+
+    photo = cv2.imencode(".jpg", frames.face())[1].tobytes()
+    page = client.post(f"/patients/{patient_id}/upload",
+                       files={"file": ("a.jpg", photo, "image/jpeg")})
+    assert page.status_code == 503 and page.headers["retry-after"] == "10"

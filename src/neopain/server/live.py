@@ -57,10 +57,12 @@ UPLOAD_RETRY_S = 10
 ENDED = Refusal(4409, "This session has ended; start a new one.")
 
 
-class StreamLimitError(Exception):
-    """Every live stream slot is taken (``settings.max_streams``)."""
 IDLE_DETECTORS = 8
 """Detectors kept for the next streams; more are closed (each holds a graph and its threads)."""
+
+
+class StreamLimitError(Exception):
+    """Every live stream slot is taken (``settings.max_streams``)."""
 
 
 class SharedPredictor(Predictor):
@@ -97,6 +99,8 @@ class LiveService:
         self._idle: list[FaceDetector] = []
         self._streams = 0
         self._uploads = threading.BoundedSemaphore(settings.max_concurrent_uploads)
+        self.checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="live-checks")
+        """Threads of the streams' access checks (``routes.live._watch``)."""
 
     def shared_predictor(self) -> SharedPredictor:
         """The shared model, loaded on first call."""
@@ -179,7 +183,7 @@ class LiveService:
             self._streams += 1
         try:
             return LiveStream(self, store, session_id=session_id, token_hash=token_hash)
-        except BaseException:
+        except BaseException:  # e.g. no thread can be started: the slot is free again
             self.stream_closed()
             raise
 
@@ -198,6 +202,7 @@ class LiveService:
                 self._warm = False
         for detector in idle:
             detector.close()
+        self.checks.shutdown(wait=False)
 
 
 def decode_frame(data: bytes) -> np.ndarray:
@@ -246,8 +251,8 @@ class Recorder:
         self.session_id = session_id
         self.interval_s = interval_s
         self.access = access
-        with store() as db:
-            self.last_state_ = crud.last_snapshot_state(db, session_id=session_id)
+        self.last_state_: str | None = None
+        self._resumed = False  # last_state_ read from the session's snapshots
         self.last_saved_s_: float | None = None
         self.saved_ = 0
 
@@ -277,6 +282,10 @@ class Recorder:
         prediction, face = result.prediction, result.face
         if prediction is None or face is None or not prediction.assessable:
             return None, False
+        if not self._resumed:  # a resumed stream continues from its last snapshot's state
+            with self.store() as db:
+                self.last_state_ = crud.last_snapshot_state(db, session_id=self.session_id)
+            self._resumed = True
         snapshot = result.changed and result.state != self.last_state_
         if not (snapshot or self.last_saved_s_ is None
                 or result.time_s - self.last_saved_s_ >= self.interval_s):

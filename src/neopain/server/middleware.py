@@ -39,6 +39,12 @@ CrashPage = Callable[[Scope], Awaitable[tuple[bytes, str]]]
 """Builds the HTML body of a crash page for a request: (body, content type)."""
 
 
+def printable(path: str) -> str:
+    """A request path as it may enter the log: control characters escaped (a percent-encoded
+    newline in a URL would otherwise forge a log line)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 def crash_site(error: BaseException) -> str:
     """Where an exception was raised, without its message: ``Type at file:line in function``
     for the innermost frame inside neopain (else the innermost frame).
@@ -104,11 +110,12 @@ class RequestGuard:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception as error:  # noqa: BLE001 - any crash gets a clean 500, never a traceback
-            log.error("%s %s failed: %s", scope["method"], scope["path"], crash_site(error))
+            log.error("%s %s failed: %s", scope["method"], printable(scope["path"]),
+                      crash_site(error))
             if not response_started:
                 await self._crash_reply(scope, send_with_headers)
         finally:
-            log.info("%s %s %d %.0f ms", scope["method"], scope["path"], status,
+            log.info("%s %s %d %.0f ms", scope["method"], printable(scope["path"]), status,
                      (time.perf_counter() - started) * 1000)
 
     async def _crash_reply(self, scope: Scope, send: Send) -> None:
@@ -137,7 +144,7 @@ class RequestGuard:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as error:  # noqa: BLE001 - as for HTTP: one log line, a clean close
-            log.error("WS %s failed: %s", scope["path"], crash_site(error))
+            log.error("WS %s failed: %s", printable(scope["path"]), crash_site(error))
             if not closed:
                 try:
                     await send({"type": "websocket.close", "code": 1011,

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection
 
 from neopain.config import Settings
@@ -21,6 +21,7 @@ from neopain.store.tables import Patient
 TEMPLATES = Path(__file__).parent / "templates"
 FLASH_COOKIE = "neopain_flash"
 FLASH_MAX = 300
+FLASH_AGE_S = 60
 
 
 def display_zone(settings: Settings) -> tzinfo | None:
@@ -71,9 +72,9 @@ def flash(response: Response, request: Request, notice: str) -> None:
     Signed with the server's secret, so no other site and no link can put text in the notice
     bar (a ``?message=`` query parameter could).
     """
-    signed = URLSafeSerializer(server_state(request).secret, salt="flash").dumps(
+    signed = URLSafeTimedSerializer(server_state(request).secret, salt="flash").dumps(
         notice[:FLASH_MAX])
-    set_cookie(response, request, FLASH_COOKIE, signed, max_age=60)
+    set_cookie(response, request, FLASH_COOKIE, signed, max_age=FLASH_AGE_S)
 
 
 def _flashed(request: Request) -> str:
@@ -81,8 +82,9 @@ def _flashed(request: Request) -> str:
     if not signed:
         return ""
     try:
-        notice = URLSafeSerializer(server_state(request).secret, salt="flash").loads(signed)
-    except BadSignature:
+        notice = URLSafeTimedSerializer(server_state(request).secret, salt="flash").loads(
+            signed, max_age=FLASH_AGE_S)
+    except BadSignature:  # forged, or older than FLASH_AGE_S (SignatureExpired)
         return ""
     return notice if isinstance(notice, str) else ""
 

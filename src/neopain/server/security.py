@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -147,4 +147,6 @@ class LoginLimiter:
 
     def succeeded(self, db: Session, *keys: str, forget: Sequence[str] = ()) -> None:
         """A reserved attempt was a correct login: take it back, and clear ``forget``."""
-        crud.release_login_attempt(db, keys=keys, forget=forget)
+        crud.release_login_attempt(
+            db, keys=keys, forget=forget,
+            expired_before=self._now() - timedelta(seconds=self.window_s))

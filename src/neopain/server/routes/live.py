@@ -53,10 +53,8 @@ def _authorize(websocket: WebSocket, session_id: int) -> tuple[Refusal | None, s
             return Refusal(4401, "Please log in."), token_hash, None
         if user.role in CARE_ROLES and not _same_origin(websocket):
             return Refusal(4403, "The page is not from this server."), token_hash, None
-        refusal = live_refusal(db, token_hash=token_hash, session_id=session_id)
-        if refusal is None:
-            crud.resume_session(db, crud.get_session(db, session_id), actor=user)
-        return refusal, token_hash, user.id
+        return live_refusal(db, token_hash=token_hash, session_id=session_id), token_hash, \
+            user.id
 
 
 @router.websocket("/ws/sessions/{session_id}")
@@ -68,42 +66,53 @@ async def live_socket(websocket: WebSocket, session_id: RowId) -> None:
         return
     service: LiveService = websocket.app.state.live
     store = server_state(websocket).store
-    try:
-        stream = await run_in_threadpool(service.open_stream, store, session_id=session_id,
-                                         token_hash=token_hash)
+    try:  # on the event loop, no await: the slot is either the stream's or free again
+        stream = service.open_stream(store, session_id=session_id, token_hash=token_hash)
     except StreamLimitError:
         await websocket.close(code=1013, reason="The server is monitoring as many beds as it "
                                                 "can; try again later.")
         return
     tasks: list[asyncio.Task] = []
     try:
+        await run_in_threadpool(_resume, store, session_id, user_id)
         await stream.start()  # detector and model ready before the page sends frames
         await websocket.send_json({"type": "ready"})
         frames = asyncio.create_task(_frames(websocket, stream, store, session_id, user_id))
-        watch = asyncio.create_task(_watch(stream))
+        watch = asyncio.create_task(_watch(stream, service))
         tasks = [frames, watch]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if watch in done:  # the stream may not go on: told as a frame's reply would tell it
+        if frames in done:
+            frames.result()  # a disconnect ends quietly; anything else is raised
+        else:  # the stream may not go on: told as a frame's reply would tell it, then closed
             frames.cancel()
+            await asyncio.wait([frames])
             ended = watch.result()
             await websocket.send_json(stream.refused(ended))
             await websocket.close(code=ended.code, reason=ended.reason)
-        else:
-            frames.result()  # a disconnect ends quietly; anything else is raised
     except WebSocketDisconnect:
         return
     finally:
         for task in tasks:  # also when this handler itself is cancelled
             task.cancel()
+            task.add_done_callback(_forget)
         stream.close()
 
 
-async def _watch(stream: LiveStream) -> Refusal:
+def _forget(task: asyncio.Task) -> None:
+    """Collect a finished task's outcome, so asyncio never logs it as never retrieved (with a
+    traceback) after the stream has ended."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _watch(stream: LiveStream, service: LiveService) -> Refusal:
     """Wait until the stream may not go on (logout, deactivation, new password or role,
-    session stopped elsewhere), checking every ``WATCH_INTERVAL_S``; the refusal."""
+    session stopped elsewhere), checking every ``WATCH_INTERVAL_S`` on the service's own
+    threads (busy uploads cannot delay it); the refusal."""
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(WATCH_INTERVAL_S)
-        refusal = await run_in_threadpool(stream.recorder.refusal)
+        refusal = await loop.run_in_executor(service.checks, stream.recorder.refusal)
         if refusal is not None:
             return refusal
 
@@ -149,6 +158,13 @@ def _command(text: str | None) -> dict:
     except ValueError:
         return {}
     return command if isinstance(command, dict) else {}
+
+
+def _resume(store: sessionmaker[Session], session_id: int, user_id: int | None) -> None:
+    with store() as db:
+        session = crud.get_session(db, session_id)
+        user = None if user_id is None else crud.get_user(db, user_id)
+        crud.resume_session(db, session, actor=user)
 
 
 def _stop(store: sessionmaker[Session], session_id: int, user_id: int | None) -> None:

@@ -173,8 +173,10 @@ def upload_form(request: Request, db: Db, user: Carer, patient_id: RowId,
     except AccessError as error:
         if error.status in (401, 403):
             raise
-        return render(request, "error.html", status=error.status, message=error.message,
-                      back=f"/patients/{patient_id}")
+        response = render(request, "error.html", status=error.status, message=error.message,
+                          back=f"/patients/{patient_id}")
+        response.headers.update(error.headers)  # Retry-After of a busy server
+        return response
     response = RedirectResponse(f"/patients/{patient_id}?uploaded={result.session.id}",
                                 status_code=303)
     if not result.faces:

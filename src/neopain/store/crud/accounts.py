@@ -6,13 +6,15 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from neopain.store.crud.base import stage_audit, commit
 from neopain.store.session import StoreError
-from neopain.store.tables import ROLES, LoginSession, LoginThrottle, User, utc_now
+from neopain.store.tables import (
+    ROLES, LoginSession, LoginThrottle, User, UtcDateTime, utc_now,
+)
 
 
 # users ------------------------------------------------------------------------------------------
@@ -119,59 +121,68 @@ def _key_hashes(keys: Sequence[str]) -> list[str]:
     return sorted({hashlib.sha256(key.encode()).hexdigest() for key in keys})
 
 
-def _insert_missing(db: Session, hashes: list[str], now: datetime) -> None:
-    rows = [{"key_hash": h, "attempts": 0, "window_start": now} for h in hashes]
+def _count_attempt(db: Session, key_hash: str, *, limit: int, cutoff: datetime,
+                   now: datetime) -> bool:
+    """One atomic upsert: a new key, or one whose window started at or before ``cutoff``,
+    starts a window with this attempt; a key under ``limit`` counts one more; a key at the
+    limit is left as it is (False)."""
     dialect = db.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        db.execute(insert(LoginThrottle).values(rows).on_conflict_do_nothing())
-        return
-    present = set(db.scalars(select(LoginThrottle.key_hash)
-                             .where(LoginThrottle.key_hash.in_(hashes))))
-    db.add_all(LoginThrottle(**row) for row in rows if row["key_hash"] not in present)
-    db.flush()
+    if dialect not in ("sqlite", "postgresql"):
+        raise StoreError(f"the login limit needs SQLite or PostgreSQL, not {dialect}")
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    table = LoginThrottle.__table__
+    expired = table.c.window_start <= cutoff
+    statement = insert(table).values(key_hash=key_hash, attempts=1, window_start=now)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.key_hash],
+        set_={"attempts": case((expired, 1), else_=table.c.attempts + 1),
+              "window_start": case((expired, literal(now, UtcDateTime())),
+                                   else_=table.c.window_start)},
+        where=or_(expired, table.c.attempts < limit))
+    return db.execute(statement.returning(table.c.attempts)).first() is not None
 
 
 def reserve_login_attempt(db: Session, *, keys: Sequence[str], limit: int, window_s: float,
                           now: datetime) -> float:
     """Count one login attempt against every key *before* the password is checked.
 
-    Each counter moves by a conditional ``UPDATE … SET attempts = attempts + 1 WHERE attempts
-    < limit``, which the database applies atomically, so concurrent requests and other server
-    processes can never together check more than ``limit`` passwords of a key per window.
-    A window starts at a key's first attempt and lasts ``window_s`` seconds.
+    Each key moves by one ``INSERT … ON CONFLICT DO UPDATE … WHERE attempts < limit``, which
+    the database applies atomically (a row lock on PostgreSQL, the write lock on SQLite), so
+    concurrent requests and other server processes can never together check more than
+    ``limit`` passwords of a key per window. A window starts at a key's first attempt and lasts
+    ``window_s`` seconds. Keys are taken in one order, so two logins cannot deadlock.
 
     Returns:
         0.0 when the attempt is counted; otherwise the seconds until the refusing key's window
         ends, and nothing is counted.
+
+    Raises:
+        StoreError: a database other than SQLite or PostgreSQL.
     """
-    hashes = _key_hashes(keys)
-    # expired windows first: a key whose window has passed starts afresh (and the table keeps
-    # only keys seen within the window)
-    db.execute(delete(LoginThrottle).where(
-        LoginThrottle.window_start <= now - timedelta(seconds=window_s)))
-    _insert_missing(db, hashes, now)
-    for key_hash in hashes:
-        counted = db.execute(update(LoginThrottle)
-                             .where(LoginThrottle.key_hash == key_hash,
-                                    LoginThrottle.attempts < limit)
-                             .values(attempts=LoginThrottle.attempts + 1))
-        if counted.rowcount == 0:
+    cutoff = now - timedelta(seconds=window_s)
+    for key_hash in _key_hashes(keys):
+        if not _count_attempt(db, key_hash, limit=limit, cutoff=cutoff, now=now):
             start = db.scalar(select(LoginThrottle.window_start)
                               .where(LoginThrottle.key_hash == key_hash))
             db.rollback()  # the other keys' counts of this attempt are taken back too
+            if start is None:  # cannot happen while the row is locked; refuse briefly
+                return 1.0
             return max((start + timedelta(seconds=window_s) - now).total_seconds(), 0.001)
     commit(db, "count a login attempt")
     return 0.0
 
 
-def release_login_attempt(db: Session, *, keys: Sequence[str],
-                          forget: Sequence[str] = ()) -> None:
-    """After a successful login: take back its counted attempt from every key, and clear the
-    keys in ``forget`` (the account's own: its owner has just proved who they are)."""
+def release_login_attempt(db: Session, *, keys: Sequence[str], forget: Sequence[str] = (),
+                          expired_before: datetime | None = None) -> None:
+    """After a successful login: take back its counted attempt from every key, clear the keys
+    in ``forget`` (the account's own: its owner has just proved who they are), and drop the
+    windows that started before ``expired_before`` (housekeeping; an expired window is also
+    restarted by the next attempt of its key)."""
     db.execute(update(LoginThrottle)
                .where(LoginThrottle.key_hash.in_(_key_hashes(keys)), LoginThrottle.attempts > 0)
                .values(attempts=LoginThrottle.attempts - 1))
     if forget:
         db.execute(delete(LoginThrottle).where(LoginThrottle.key_hash.in_(_key_hashes(forget))))
+    if expired_before is not None:
+        db.execute(delete(LoginThrottle).where(LoginThrottle.window_start < expired_before))
     commit(db, "release a login attempt")
