@@ -184,3 +184,22 @@ def test_train_refuses_a_weights_file_that_cannot_be_one(cohort6, tmp_path, kind
                           "--fold", "0", "--epochs", "1", "--weights", str(weights),
                           "--workers", "0", seconds=120)
     assert code == 1 and f"error: {weights}: {says}" in output, output
+
+
+def test_dataset_frames_names_a_video_name_too_long_for_the_file_system(tmp_path):
+    """A 300-character ``video`` cell raised ``OSError: File name too long`` from
+    ``Path.exists`` while the videos table was checked."""
+    table = tmp_path / "videos.csv"
+    pd.DataFrame([{"video": "a" * 300 + ".mp4", "subject": "S1", "score": 1}]).to_csv(
+        table, index=False)
+    code, output = invoke("dataset", "frames", str(table), "--out", str(tmp_path / "out"))
+    assert code == 1 and REASONS["long name"] in output, output
+
+
+def test_augment_refuses_an_out_folder_name_too_long_for_the_file_system(cohort6, tmp_path):
+    """``--out`` with a 300-character name raised OSError from ``Path.exists``."""
+    out = tmp_path / ("a" * 300)
+    code, output = invoke("augment", str(cohort6 / "manifest.csv"), "--folds",
+                          str(cohort6 / "folds.json"), "--fold", "0", "--n", "1",
+                          "--out", str(out), "--workers", "1", seconds=60)
+    assert code == 1 and "error:" in output and "too long" in output, output
