@@ -5,7 +5,6 @@ of its own kind: never a traceback, a hang or unbounded memory (issue 16, item 6
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,8 @@ import pandas as pd
 import pytest
 
 from cli_invoke import invoke, write_face
+from hostile_paths import REASONS, hostile
 
-REASONS = {
-    "fifo": "is a FIFO (named pipe), not a regular file",
-    "device": "is a character device, not a regular file",
-    "folder": "is a folder",
-    "long name": "the file name is too long for the file system",
-}
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{name}: &{name} [{', '.join([f'*{alias}'] * 9)}]\n" for alias, name in zip("abcdefgh",
                                                                               "bcdefghi"))
@@ -32,23 +26,6 @@ HOSTILE_YAML = {
     "NUL byte": ("model: ncnn\0\n", "holds a NUL byte at offset 11"),
     "a list": ("- model\n- ncnn\n", "holds a list, not key: value lines"),
 }
-
-
-def hostile(path: Path, kind: str) -> Path:
-    """``path`` made into the hostile ``kind`` of REASONS (a long name is another path)."""
-    if kind == "long name":
-        return path.with_name("a" * 300 + path.suffix)
-    if kind == "fifo":
-        if not hasattr(os, "mkfifo"):
-            pytest.skip("no FIFOs on this system")
-        os.mkfifo(path)
-    elif kind == "device":
-        if not os.path.exists("/dev/zero"):
-            pytest.skip("no /dev/zero on this system")
-        path.symlink_to("/dev/zero")
-    elif kind == "folder":
-        path.mkdir()
-    return path
 
 
 def write_yaml(path: Path, content: str | bytes) -> Path:
