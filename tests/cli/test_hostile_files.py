@@ -5,7 +5,6 @@ of its own kind: never a traceback, a hang or unbounded memory (issue 16, item 6
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,8 @@ import pandas as pd
 import pytest
 
 from cli_invoke import invoke, write_face
+from hostile_paths import REASONS, hostile
 
-REASONS = {
-    "fifo": "is a FIFO (named pipe), not a regular file",
-    "device": "is a character device, not a regular file",
-    "folder": "is a folder",
-    "long name": "the file name is too long for the file system",
-}
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{name}: &{name} [{', '.join([f'*{alias}'] * 9)}]\n" for alias, name in zip("abcdefgh",
                                                                               "bcdefghi"))
@@ -32,23 +26,6 @@ HOSTILE_YAML = {
     "NUL byte": ("model: ncnn\0\n", "holds a NUL byte at offset 11"),
     "a list": ("- model\n- ncnn\n", "holds a list, not key: value lines"),
 }
-
-
-def hostile(path: Path, kind: str) -> Path:
-    """``path`` made into the hostile ``kind`` of REASONS (a long name is another path)."""
-    if kind == "long name":
-        return path.with_name("a" * 300 + path.suffix)
-    if kind == "fifo":
-        if not hasattr(os, "mkfifo"):
-            pytest.skip("no FIFOs on this system")
-        os.mkfifo(path)
-    elif kind == "device":
-        if not os.path.exists("/dev/zero"):
-            pytest.skip("no /dev/zero on this system")
-        path.symlink_to("/dev/zero")
-    elif kind == "folder":
-        path.mkdir()
-    return path
 
 
 def write_yaml(path: Path, content: str | bytes) -> Path:
@@ -184,3 +161,22 @@ def test_train_refuses_a_weights_file_that_cannot_be_one(cohort6, tmp_path, kind
                           "--fold", "0", "--epochs", "1", "--weights", str(weights),
                           "--workers", "0", seconds=120)
     assert code == 1 and f"error: {weights}: {says}" in output, output
+
+
+def test_dataset_frames_names_a_video_name_too_long_for_the_file_system(tmp_path):
+    """A 300-character ``video`` cell raised ``OSError: File name too long`` from
+    ``Path.exists`` while the videos table was checked."""
+    table = tmp_path / "videos.csv"
+    pd.DataFrame([{"video": "a" * 300 + ".mp4", "subject": "S1", "score": 1}]).to_csv(
+        table, index=False)
+    code, output = invoke("dataset", "frames", str(table), "--out", str(tmp_path / "out"))
+    assert code == 1 and REASONS["long name"] in output, output
+
+
+def test_augment_refuses_an_out_folder_name_too_long_for_the_file_system(cohort6, tmp_path):
+    """``--out`` with a 300-character name raised OSError from ``Path.exists``."""
+    out = tmp_path / ("a" * 300)
+    code, output = invoke("augment", str(cohort6 / "manifest.csv"), "--folds",
+                          str(cohort6 / "folds.json"), "--fold", "0", "--n", "1",
+                          "--out", str(out), "--workers", "1", seconds=60)
+    assert code == 1 and "error:" in output and "too long" in output, output

@@ -88,3 +88,9 @@ def test_a_folder_without_images_and_unknown_targets_are_refused(tmp_path, rando
         with pytest.raises(NeopainError, match="target='mine' is not valid"):
             explain_images(items, {"gradcam": explainer}, cfg=NCNN_CFG, out=tmp_path / "o",
                            target="mine")
+
+
+def test_a_folder_name_too_long_for_the_file_system_is_no_folder(tmp_path):
+    """``Path.is_dir`` raised ``OSError: File name too long`` for a 300-character --images."""
+    with pytest.raises(NeopainError, match="not a folder"):
+        list(folder_items(tmp_path / ("a" * 300), NCNN_CFG))

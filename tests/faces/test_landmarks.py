@@ -4,10 +4,13 @@ coffee.png, and saves/loads its points safely."""
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
 import skimage.data
+from hostile_paths import REASONS, hostile
 
 from neopain.faces.base import KEYPOINT_NAMES, create_detector
 from neopain.faces.landmarks import (
@@ -229,3 +232,17 @@ def test_points_are_in_pixels_of_a_wide_frame(astronaut):
         in_wide = mesh.landmarks(wide)
         in_square = mesh.landmarks(square)
     assert np.abs(in_wide[:, :2] - (in_square[:, :2] - [0, 140])).max() < 0.5
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "huge"])
+def test_load_refuses_a_landmarks_file_that_is_no_small_regular_file(tmp_path, kind):
+    """Landmarks were loaded with np.load: a FIFO hung, /dev/zero was read without end."""
+    path = tmp_path / "points.npy"
+    if kind == "huge":
+        np.save(path, np.zeros((2**18, 3)))
+        says = "is larger than 1,048,576 bytes"
+    else:
+        says = REASONS[kind]
+        hostile(path, kind)
+    with pytest.raises(LandmarkError, match=re.escape(f"landmarks file {path} {says}")):
+        load_landmarks(path)

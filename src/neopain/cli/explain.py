@@ -9,6 +9,7 @@ commands: ``neopain --help`` must not pay for torch.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -73,7 +74,7 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
 
     if images is not None:
         count = sum(1 for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-            if images.is_dir() else 0
+            if os.path.isdir(images) else 0
         items = folder_items(images, cfg, on_unreadable=_skip_unreadable)
     else:
         path = manifest or (fold.manifest if fold is not None else None)

@@ -9,9 +9,13 @@ from places no one expects (``Path.exists`` included). ``open_regular`` checks w
 from __future__ import annotations
 
 import errno
+import io
+import math
 import os
 import stat
 from typing import BinaryIO
+
+import numpy as np
 
 from neopain.errors import NeopainError
 
@@ -139,3 +143,37 @@ def read_regular_text(path: str | os.PathLike[str], *, what: str = "a text file"
         raise FileReadError(path, f"holds a NUL byte at offset {nul}, so it is no text file; "
                                   f"expected {what}")
     return text
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def load_npy(path: str | os.PathLike[str], *, what: str = "a .npy array file",
+             max_bytes: int) -> np.ndarray:
+    """The one array of a ``.npy`` file (``np.save``) of at most ``max_bytes``.
+
+    The file is read like ``read_regular`` (a FIFO or device is refused, not opened), and its
+    header is checked before any array is made: Python objects (pickles), ``.npz`` archives and
+    a header promising more data than the file holds are refused.
+
+    Raises:
+        FileReadError: as ``read_regular``; not a ``.npy`` array, or a broken one.
+    """
+    data = read_regular(path, what=what, max_bytes=max_bytes)
+    buffer = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        if version not in _NPY_HEADERS:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+        shape, _, dtype = _NPY_HEADERS[version](buffer)
+        if dtype.hasobject:
+            raise ValueError("it holds Python objects, which are never loaded")
+        promised, held = math.prod(shape) * dtype.itemsize, len(data) - buffer.tell()
+        if promised != held:
+            raise ValueError(f"its header promises {promised:,} bytes of data, it holds {held:,}")
+        buffer.seek(0)
+        return np.load(buffer, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        raise FileReadError(path, f"is not a readable .npy array ({error}); expected "
+                                  f"{what}") from None

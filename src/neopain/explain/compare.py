@@ -12,14 +12,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from neopain.data.files import FileReadError, load_npy
 from neopain.data.manifest import load_manifest, parse_box
-from neopain.data.tables import Problem, TableError
+from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
 from neopain.explain.localization import mask_in_input, read_action_mask
-from neopain.explain.perception import Reference
+from neopain.explain.perception import MAX_MAP_BYTES, Reference
 from neopain.explain.regions import region_map
+
+_USED_COLUMNS = ("image", "method", "target", "pred", "heatmap", "regions", "crop_box")
 
 
 def attribution_references(folder: str | os.PathLike[str], *, method: str | None = None
@@ -34,15 +36,20 @@ def attribution_references(folder: str | os.PathLike[str], *, method: str | None
         (image → reference, the method used).
 
     Raises:
+        TableError: explanations.csv is no readable table or lacks a column it needs.
         NeopainError: no explanations.csv, several methods and none chosen, an unknown method,
             no heatmap of the predicted class.
     """
     folder = Path(folder)
     file = folder / "explanations.csv"
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise NeopainError(f"{file}: file not found; give the --out folder of "
                            "`neopain explain run`")
-    table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    hint = f"explanations.csv needs the columns {', '.join(_USED_COLUMNS)}"
+    table, _ = read_table(file, required_hint=hint, what="an explanations.csv file")
+    if missing := [name for name in _USED_COLUMNS if name not in table.columns]:
+        raise TableError(file, [Problem(None, name, None, f"column missing; {hint}; run "
+                                        "`neopain explain run` again") for name in missing])
     methods = list(dict.fromkeys(table["method"]))
     if method is None:
         if len(methods) != 1:
@@ -59,9 +66,10 @@ def attribution_references(folder: str | os.PathLike[str], *, method: str | None
     for row in chosen.itertuples(index=False):
         try:
             box = parse_box(row.crop_box)
-            heatmap = np.load(folder / row.heatmap, allow_pickle=False)
-            regions = np.load(folder / row.regions, allow_pickle=False) if row.regions else None
-        except (OSError, ValueError) as error:  # a broken or edited explain run folder
+            heatmap = load_npy(folder / row.heatmap, what="a heatmap", max_bytes=MAX_MAP_BYTES)
+            regions = (load_npy(folder / row.regions, what="a region map",
+                                max_bytes=MAX_MAP_BYTES) if row.regions else None)
+        except (FileReadError, ValueError) as error:  # a broken or edited explain run folder
             raise NeopainError(f"{file}, image {row.image!r}: {error}; run `neopain explain "
                                "run` again") from None
         references[row.image] = Reference(heatmap=heatmap, group=row.pred, crop_box=box,

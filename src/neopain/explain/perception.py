@@ -32,6 +32,7 @@ from scipy import stats
 from skimage.metrics import structural_similarity
 
 from neopain.data.augment.transform import resize_sample
+from neopain.data.files import FileReadError, load_npy
 from neopain.data.images import ImageReadError, read_gray
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
@@ -41,6 +42,7 @@ from neopain.faces.crop import pixel_box
 PERCEPTION_COLUMNS = ("file_name", "heatmap_file_name", "persona", "new_percep_file_name",
                       "new_file_name")
 AGREEMENT_METRICS = ("pearson", "spearman", "ssim", "iou", "overlap", "region_spearman")
+MAX_MAP_BYTES = 128 * 2**20  # a float32 map of 33 megapixels; a larger .npy is refused
 _HINT = f"a perception table has the columns {', '.join(PERCEPTION_COLUMNS)}"
 
 
@@ -92,9 +94,9 @@ def read_heatmap(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() == ".npy":
         try:
-            heat = np.load(path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as error:
-            raise NeopainError(f"heatmap {path} cannot be read: {error}") from None
+            heat = load_npy(path, what="a heatmap", max_bytes=MAX_MAP_BYTES).astype(np.float32)
+        except FileReadError as error:
+            raise NeopainError(f"heatmap {path} cannot be read ({error.reason})") from None
     else:
         try:
             heat = read_gray(path).astype(np.float32)

@@ -133,7 +133,7 @@ def folder_items(folder: str | os.PathLike[str], cfg: ModelCfg, *,
             (``ImageReadError``) without ``on_unreadable``.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    if not os.path.isdir(folder):  # never raises, unlike Path.is_dir (long names)
         raise NeopainError(f"{folder}: not a folder; valid: a folder of face images "
                            f"({', '.join(IMAGE_SUFFIXES)})")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -18,11 +18,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from neopain.data.files import FileReadError, load_npy, regular_file_problem
 from neopain.errors import NeopainError
 
 logger = logging.getLogger(__name__)
 
 N_LANDMARKS = 468
+_MAX_LANDMARKS_BYTES = 2**20  # 478 points in float64 take 11 KiB
 N_REFINED_LANDMARKS = 478
 """With ``refine=True`` the mesh adds 5 points per iris: 468-472 (the subject's right iris,
 image-left in a frontal photo) and 473-477 (the subject's left)."""
@@ -209,15 +211,11 @@ def load_landmarks(path: str | os.PathLike[str]) -> np.ndarray:
             the message names the file.
     """
     path = Path(path)
+    if regular_file_problem(path) == "file not found":
+        raise LandmarkError(f"landmarks file {path} not found")
     try:
-        points = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise LandmarkError(f"landmarks file {path} not found") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise LandmarkError(f"landmarks file {path} is not a readable .npy array "
-                            f"(corrupt or truncated?): {error}") from None
-    if not isinstance(points, np.ndarray):
-        points.close()
-        raise LandmarkError(f"landmarks file {path} holds several arrays (.npz); valid: one "
-                            f"array written by save_landmarks")
+        points = load_npy(path, what="landmarks written by save_landmarks",
+                          max_bytes=_MAX_LANDMARKS_BYTES)
+    except FileReadError as error:
+        raise LandmarkError(f"landmarks file {path} {error.reason}") from None
     return _check_points(points, what=f"landmarks file {path}").astype(np.float32)

@@ -23,6 +23,7 @@ from neopain.data.augment.transform import (
     check_count,
     copy_rng,
 )
+from neopain.data.files import os_error_reason
 from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest, format_box, format_keypoints, save_manifest
 from neopain.data.outputs import output_stems
@@ -140,12 +141,12 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
     check_count("n", n)
     check_count("workers", workers)
     root = Path(out)
-    if root.exists() and not root.is_dir():
+    if os.path.lexists(root) and not os.path.isdir(root):  # never raise, unlike Path.exists
         raise NeopainError(f"out={str(root)!r} is a file; valid: a new or empty folder")
     if os.path.abspath(root) == os.path.abspath(manifest.root):
         raise NeopainError(f"out={str(root)!r} is the manifest's own folder, whose manifest.csv "
                            "would be replaced; choose another folder")
-    if root.is_dir() and any(root.iterdir()) and not overwrite:
+    if os.path.isdir(root) and any(root.iterdir()) and not overwrite:
         raise NeopainError(f"out={str(root)!r} is not empty; choose a new folder, or allow "
                            "replacing its files (--overwrite)")
     train = _train_subjects(plan, fold)
@@ -164,7 +165,11 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
                  keypoints=None if np.isnan(points[i]).any() else points[i],
                  box=None if np.isnan(boxes[i]).any() else tuple(boxes[i].tolist()))
             for i, image, stem in zip(picked, images, stems)]
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise NeopainError(f"out={str(root)!r}: {os_error_reason(error)}; valid: a new or "
+                           "empty folder") from None
     if on_progress:
         on_progress(0, n * len(jobs))
     kept = ["subject", "label", "source", "stimulus", "score", "scale", "video", "time_s"]

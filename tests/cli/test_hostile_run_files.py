@@ -1,0 +1,114 @@
+"""Files that a command finds inside a folder the user named (an explain run's explanations.csv
+and heatmaps, a perception table's heatmaps, landmarks, a checkpoint, a face detection log) are
+refused with ``error: ...: reason`` and exit 1 when they are a FIFO, a device, a folder, garbage,
+a pickle or huge: never a traceback or a hang (issue 16, item 6)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cli_invoke import invoke
+from hostile_paths import REASONS, hostile
+
+
+
+def _npy_bytes(array: np.ndarray | None = None, *, header: dict | None = None) -> bytes:
+    """``array`` as np.save writes it (pickles allowed), or only a .npy ``header``."""
+    buffer = io.BytesIO()
+    if header is not None:
+        np.lib.format.write_array_header_1_0(buffer, header)
+    else:
+        np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+NPY_CONTENT = {
+    "text": (b"hello, world\n", "is not a readable .npy array (the magic string is not correct"),
+    "empty": (b"", "is not a readable .npy array (EOF: reading magic string"),
+    "pickle": (_npy_bytes(np.array([{"x": 1}], dtype=object)),
+               "holds Python objects, which are never loaded"),
+    "huge header": (_npy_bytes(header={"descr": "<f8", "fortran_order": False,
+                                       "shape": (10**12,)}),
+                    "its header promises 8,000,000,000,000 bytes of data, it holds 0"),
+}
+
+
+def explained(folder, *, heatmap: str = "heatmaps/a.npy", columns: dict | None = None):
+    """A small ``neopain explain run`` folder (one image, gradcam) and a perception table of
+    one persona for the same image; returns the perception table's path."""
+    (folder / "heatmaps").mkdir(parents=True)
+    np.save(folder / "heatmaps" / "a.npy", np.random.default_rng(0).random((8, 8), np.float32))
+    row = {"image": "a.png", "method": "gradcam", "target": "pain", "pred": "pain",
+           "heatmap": heatmap, "regions": "", "crop_box": ""}
+    pd.DataFrame([columns or row]).to_csv(folder / "explanations.csv", index=False)
+    np.save(folder / "p.npy", np.random.default_rng(1).random((8, 8), np.float32))
+    perception = folder / "perception.csv"
+    pd.DataFrame([{"file_name": "a.png", "heatmap_file_name": "p.npy", "persona": "lay",
+                   "new_percep_file_name": "p.npy", "new_file_name": "a.png"}]).to_csv(
+        perception, index=False)
+    return perception
+
+
+def compare(folder, perception) -> tuple[int, str]:
+    return invoke("explain", "compare", "--perception", str(perception), "--attributions",
+                  str(folder), "--out", str(folder / "agreement"), seconds=60)
+
+
+def test_compare_with_a_sound_attributions_folder_works(tmp_path):
+    code, output = compare(tmp_path, explained(tmp_path))
+    assert code == 0, output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_compare_refuses_an_explanations_csv_that_is_no_regular_file(tmp_path, kind):
+    """explanations.csv was read with pd.read_csv: a FIFO hung ``explain compare``."""
+    perception = explained(tmp_path)
+    (tmp_path / "explanations.csv").unlink()
+    hostile(tmp_path / "explanations.csv", kind)
+    code, output = compare(tmp_path, perception)
+    assert code == 1 and f"{tmp_path / 'explanations.csv'}" in output, output
+    assert REASONS[kind] in output, output
+
+
+def test_compare_names_the_columns_explanations_csv_lacks(tmp_path):
+    """An explanations.csv without a ``method`` column raised KeyError."""
+    perception = explained(tmp_path, columns={"image": "a.png", "heatmap": "heatmaps/a.npy"})
+    code, output = compare(tmp_path, perception)
+    assert code == 1 and "explanations.csv: 5 problems" in output, output
+    assert "│ method │ │ column missing; explanations.csv needs the columns" in output, output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", *NPY_CONTENT])
+def test_compare_refuses_a_heatmap_that_cannot_be_one(tmp_path, kind):
+    """Heatmaps were loaded with np.load: a FIFO hung, a folder or /dev/zero raised."""
+    perception = explained(tmp_path, heatmap="heatmaps/b.npy")
+    heatmap = tmp_path / "heatmaps" / "b.npy"
+    if kind in NPY_CONTENT:
+        content, says = NPY_CONTENT[kind]
+        heatmap.write_bytes(content)
+    else:
+        hostile(heatmap, kind)
+        says = REASONS[kind]
+    code, output = compare(tmp_path, perception)
+    assert code == 1 and f"{heatmap}: " in output and says in output, output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", *NPY_CONTENT])
+def test_compare_refuses_a_perception_heatmap_that_cannot_be_one(tmp_path, kind):
+    """A perception table's .npy heatmap was loaded with np.load: a FIFO hung."""
+    perception = explained(tmp_path)
+    heatmap = tmp_path / "p.npy"
+    heatmap.unlink()
+    if kind in NPY_CONTENT:
+        content, says = NPY_CONTENT[kind]
+        heatmap.write_bytes(content)
+    else:
+        hostile(heatmap, kind)
+        says = REASONS[kind]
+    code, output = compare(tmp_path, perception)
+    assert code == 1 and f"heatmap {heatmap} cannot be read (" in output, output
+    assert says in output, output
