@@ -162,3 +162,18 @@ def test_oof_leaks_never_runs_code_a_model_pt_holds(tmp_path, capsys):
     assert oof_leaks(tmp_path) == ["fold_0: model.pt cannot be read (UnpicklingError); its "
                                    "predictions cannot be checked for leakage"]
     assert "code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, kind", [("faces.json", "fifo"), ("faces.json", "folder"),
+                                        ("faces.jsonl", "fifo"), ("faces.jsonl", "device")])
+def test_faces_detect_refuses_a_run_log_that_is_no_regular_file(cohort6, tmp_path, name, kind):
+    """faces detect read faces.json and faces.jsonl in --out with read_text to resume: a FIFO
+    there hung it, a folder raised from the unlink or replace that followed."""
+    out = tmp_path / "faces"
+    out.mkdir()
+    log = hostile(out / name, kind)
+    code, output = invoke("faces", "detect", str(cohort6 / "manifest.csv"), "--detector",
+                          "manifest", "--out", str(out), "--size", "64", "--workers", "1",
+                          seconds=60)
+    assert code == 1 and f"error: {log}: {REASONS[kind]}" in output, output
+    assert "remove it, or write to another --out folder" in output, output
