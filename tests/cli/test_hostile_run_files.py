@@ -10,9 +10,12 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cli_invoke import invoke
 from hostile_paths import REASONS, hostile
+
+from neopain.training import oof_leaks
 
 
 
@@ -112,3 +115,65 @@ def test_compare_refuses_a_perception_heatmap_that_cannot_be_one(tmp_path, kind)
     code, output = compare(tmp_path, perception)
     assert code == 1 and f"heatmap {heatmap} cannot be read (" in output, output
     assert says in output, output
+
+
+class RunsCode:
+    """Unpickled, it calls print: as any function a hostile checkpoint could name."""
+
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+@pytest.mark.parametrize("kind, content, says", [
+    ("fifo", None, REASONS["fifo"]),
+    ("folder", None, REASONS["folder"]),
+    ("text", b"a: &a [x, x]\n", "not a neopain checkpoint.pt (IndexError"),
+    ("a pickle", b"\x80\x04garbage", "not a neopain checkpoint.pt (UnpicklingError"),
+    ("other tensors", None, "not a neopain checkpoint.pt (it lacks model, optimizer"),
+    ("code", None, "not a neopain checkpoint.pt (UnpicklingError: Weights only load failed"),
+])
+def test_train_refuses_a_checkpoint_that_cannot_be_one(cohort6, tmp_path, kind, content, says):
+    """A fold resumes from its checkpoint.pt: it was read with torch.load(weights_only=False),
+    which runs any code a pickle holds; a folder there was skipped, then training failed with
+    IsADirectoryError at the end of the first epoch; a FIFO was trained over."""
+    checkpoint = tmp_path / "run" / "fold_0" / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    if kind in ("other tensors", "code"):
+        torch.save({"weights": torch.zeros(2)} if kind == "other tensors" else RunsCode(),
+                   checkpoint)
+    elif content is None:
+        hostile(checkpoint, kind)
+    else:
+        checkpoint.write_bytes(content)
+    code, output = invoke("train", "--model", "ncnn", "--manifest", str(cohort6 / "manifest.csv"),
+                          "--folds", str(cohort6 / "folds.json"), "--out", str(tmp_path / "run"),
+                          "--fold", "0", "--epochs", "1", "--workers", "0", seconds=120)
+    assert code == 1 and f"error: {checkpoint}: {says}" in output, output
+    assert "delete it to train this fold from the start" in output, output
+    assert "code ran" not in output, output
+
+
+def test_oof_leaks_never_runs_code_a_model_pt_holds(tmp_path, capsys):
+    """oof_leaks read each fold's model.pt with torch.load(weights_only=False)."""
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    torch.save(RunsCode(), fold / "model.pt")
+    pd.DataFrame([{"subject": "S1"}]).to_csv(fold / "predictions.csv", index=False)
+    assert oof_leaks(tmp_path) == ["fold_0: model.pt cannot be read (UnpicklingError); its "
+                                   "predictions cannot be checked for leakage"]
+    assert "code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, kind", [("faces.json", "fifo"), ("faces.json", "folder"),
+                                        ("faces.jsonl", "fifo"), ("faces.jsonl", "device")])
+def test_faces_detect_refuses_a_run_log_that_is_no_regular_file(cohort6, tmp_path, name, kind):
+    """faces detect read faces.json and faces.jsonl in --out with read_text to resume: a FIFO
+    there hung it, a folder raised from the unlink or replace that followed."""
+    out = tmp_path / "faces"
+    out.mkdir()
+    log = hostile(out / name, kind)
+    code, output = invoke("faces", "detect", str(cohort6 / "manifest.csv"), "--detector",
+                          "manifest", "--out", str(out), "--size", "64", "--workers", "1",
+                          seconds=60)
+    assert code == 1 and f"error: {log}: {REASONS[kind]}" in output, output
+    assert "remove it, or write to another --out folder" in output, output

@@ -322,6 +322,17 @@ def test_disk_cache_is_reused_and_preprocessing_change_recomputes(manifest, tmp_
     assert not torch.equal(first, cropped)
 
 
+@pytest.mark.parametrize("content", [b"", b"not torch\n", b"\x80\x04garbage"])
+def test_a_damaged_disk_cache_file_is_computed_again_and_replaced(manifest, tmp_path, content):
+    """A truncated or foreign cache file raised from torch.load and stopped training."""
+    model = tiny_model()
+    path = tmp_path / f"{cache_key(model, data(manifest))}.pt"
+    path.write_bytes(content)
+    features = EmbeddingCache(tmp_path).features(model, data(manifest))
+    assert torch.equal(EmbeddingCache(tmp_path).features(model, data(manifest)), features)
+    assert path.stat().st_size > len(content)
+
+
 def test_weights_hash_covers_batch_norm_buffers_including_0d_ones():
     """Networks with BatchNorm (resnet50_nb, senet50_nb, mobilenet_nb) carry a 0-d
     ``num_batches_tracked``; hashing it crashed, so their embedding cache could not be used."""

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from neopain.data.files import FileReadError, read_regular_text, regular_file_problem
 from neopain.data.json_text import parse_json
 
 RECORDS = "faces.jsonl"
 SETTINGS = "faces.json"
+_MAX_LOG_BYTES = 2**30  # a record is about 500 bytes: 2 million images
 
 
 def stamp(path: str) -> list[int] | None:
@@ -27,12 +29,19 @@ def stamp(path: str) -> list[int] | None:
 
 
 def load_records(root: Path, key: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Records of an earlier run with the same settings, by image; {} otherwise."""
+    """Records of an earlier run with the same settings, by image; {} otherwise.
+
+    Raises:
+        FileReadError: faces.json or faces.jsonl is there but no regular file (a FIFO would
+            block the read, a folder could not be replaced).
+    """
+    settings = _read_log(root / SETTINGS)
     try:
-        same = parse_json((root / SETTINGS).read_text(encoding="utf-8")) == key
-        lines = (root / RECORDS).read_text(encoding="utf-8").splitlines() if same else []
-    except (OSError, ValueError):
+        same = settings is not None and parse_json(settings) == key
+    except ValueError:
         return {}
+    text = _read_log(root / RECORDS, read=same)
+    lines = text.splitlines() if text is not None else []
     records: dict[str, dict[str, Any]] = {}
     for line in lines:
         try:  # a run stopped mid-write leaves a partial last line: that image is not done
@@ -41,6 +50,22 @@ def load_records(root: Path, key: dict[str, Any]) -> dict[str, dict[str, Any]]:
         except (ValueError, KeyError, TypeError):
             continue
     return records
+
+
+def _read_log(path: Path, *, read: bool = True) -> str | None:
+    """The text of one of the run's files; None when it is missing, too large or no text, or
+    when not ``read`` (it is only checked)."""
+    problem = regular_file_problem(path, what=f"the {path.name} that faces detect writes")
+    if problem == "file not found":
+        return None
+    if problem is not None:
+        raise FileReadError(path, f"{problem}; remove it, or write to another --out folder")
+    if not read:
+        return None
+    try:
+        return read_regular_text(path, max_bytes=_MAX_LOG_BYTES)
+    except FileReadError:
+        return None
 
 
 FACE_KEYS = ("score", "box", "crop_box", "keypoints", "landmarks")

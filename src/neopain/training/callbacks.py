@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 
 if TYPE_CHECKING:
@@ -180,6 +181,38 @@ def save_atomic(obj: Any, path: Path) -> None:
     partial = path.with_name(path.name + ".partial")
     torch.save(obj, partial)
     os.replace(partial, path)
+
+
+_CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "lr", "phase", "frozen", "history",
+                    "callbacks", "stopped", "rng")
+
+
+def load_checkpoint(path: str | os.PathLike[str], *,
+                    map_location: str | torch.device) -> dict[str, Any]:
+    """A checkpoint.pt written by ``Checkpoint`` (``Trainer.state_dict``).
+
+    Read with torch's weights-only unpickler: tensors, numbers, strings, lists and dicts, never
+    an object that runs code while it loads.
+
+    Raises:
+        NeopainError: not a regular file (a FIFO is refused, not opened), not a torch file, or
+            not a checkpoint; the message says to delete it to train the fold afresh.
+    """
+    advice = "delete it to train this fold from the start"
+    if (problem := regular_file_problem(path, what="a checkpoint.pt file")) is not None:
+        raise NeopainError(f"{path}: {problem}; {advice}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types (IndexError too) for a foreign file
+        reason = str(error).strip().split("\n")[0][:200]
+        raise NeopainError(f"{path}: not a neopain checkpoint.pt ({type(error).__name__}: "
+                           f"{reason}); {advice}") from None
+    missing = [key for key in _CHECKPOINT_KEYS
+               if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise NeopainError(f"{path}: not a neopain checkpoint.pt (it lacks "
+                           f"{', '.join(missing)}); {advice}")
+    return state
 
 
 class Checkpoint(_Monitoring):

@@ -127,7 +127,8 @@ def train_fold(config: TrainConfig, manifest: Manifest, fold: Fold, *,
         precision=config.precision,
     )
     checkpoint = fold_dir / "checkpoint.pt"
-    resume = checkpoint if config.resume and checkpoint.is_file() else None
+    # lexists, not is_file: a FIFO or folder there is refused by name, not trained over
+    resume = checkpoint if config.resume and os.path.lexists(checkpoint) else None
     if resume is not None:
         logger.info("fold %d: resuming from %s", fold.index, checkpoint)
     fit = trainer.fit(train, val, resume_from=resume)
@@ -197,8 +198,13 @@ def oof_leaks(run: str | os.PathLike[str]) -> list[str]:
         model_file, predictions_file = fold_dir / "model.pt", fold_dir / "predictions.csv"
         if not (model_file.is_file() and predictions_file.is_file()):
             continue
-        saved = torch.load(model_file, map_location="cpu", weights_only=False)
-        seen = set(saved["train_subjects"]) | set(saved["val_subjects"])
+        try:
+            saved = torch.load(model_file, map_location="cpu", weights_only=True)
+            seen = set(saved["train_subjects"]) | set(saved["val_subjects"])
+        except Exception as error:  # torch raises many types for a foreign file
+            problems.append(f"{fold_dir.name}: model.pt cannot be read ({type(error).__name__})"
+                            "; its predictions cannot be checked for leakage")
+            continue
         predicted = set(pd.read_csv(predictions_file, dtype=str)["subject"])
         for subject in sorted(predicted & seen):
             problems.append(f"{fold_dir.name}: subject {subject} is predicted by a model that "

@@ -124,8 +124,14 @@ class EmbeddingCache:
             return self._memory[key]
         path = None if self.directory is None else self.directory / f"{key}.pt"
         if path is not None and path.is_file():
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            if stored.get("key") == key:
+            try:
+                stored = torch.load(path, map_location="cpu", weights_only=True)
+                hit = stored.get("key") == key and isinstance(stored["features"], torch.Tensor)
+            except Exception as error:  # a damaged or foreign file: computed again, replaced
+                logger.warning("embedding cache %s cannot be read (%s); computing again",
+                               path, type(error).__name__)
+                hit = False
+            if hit:
                 self._memory[key] = stored["features"]
                 logger.debug("embedding cache hit: %s", path)
                 return stored["features"]

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from neopain.data.dataset import FaceDataset
 from neopain.errors import NeopainError
-from neopain.training.callbacks import Callback
+from neopain.training.callbacks import Callback, load_checkpoint
 from neopain.training.config import LR_SCHEDULES, OPTIMIZERS, PRECISIONS
 from neopain.training.embeddings import EmbeddingCache
 from neopain.training.losses import (
@@ -319,7 +319,8 @@ class Trainer:
                 its last epoch, giving what an uninterrupted run would have given.
 
         Raises:
-            NeopainError: a training set missing a class with ``class_weights="balanced"``.
+            NeopainError: a training set missing a class with ``class_weights="balanced"``;
+                ``resume_from`` no checkpoint (see ``load_checkpoint``).
         """
         started = time.perf_counter()
         self.model.to(self.device_, memory_format=torch.channels_last)
@@ -339,7 +340,7 @@ class Trainer:
             self.configure_optimizer(self.lr)
             state = None
             if resume_from is not None:
-                state = torch.load(resume_from, map_location=self.device_, weights_only=False)
+                state = load_checkpoint(resume_from, map_location=self.device_)
                 self.load_state_dict(state)
             if self.lr_schedule == "onecycle":
                 self.scheduler_ = torch.optim.lr_scheduler.OneCycleLR(
