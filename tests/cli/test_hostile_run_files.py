@@ -85,17 +85,22 @@ def test_compare_names_the_columns_explanations_csv_lacks(tmp_path):
     assert "│ method │ │ column missing; explanations.csv needs the columns" in output, output
 
 
+def bad_npy(path, kind: str) -> str:
+    """Put a hostile ``kind`` of .npy at ``path``; what the error must say about it."""
+    if kind in NPY_CONTENT:
+        content, says = NPY_CONTENT[kind]
+        path.write_bytes(content)
+        return says
+    hostile(path, kind)
+    return REASONS[kind]
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "folder", *NPY_CONTENT])
 def test_compare_refuses_a_heatmap_that_cannot_be_one(tmp_path, kind):
     """Heatmaps were loaded with np.load: a FIFO hung, a folder or /dev/zero raised."""
     perception = explained(tmp_path, heatmap="heatmaps/b.npy")
     heatmap = tmp_path / "heatmaps" / "b.npy"
-    if kind in NPY_CONTENT:
-        content, says = NPY_CONTENT[kind]
-        heatmap.write_bytes(content)
-    else:
-        hostile(heatmap, kind)
-        says = REASONS[kind]
+    says = bad_npy(heatmap, kind)
     code, output = compare(tmp_path, perception)
     assert code == 1 and f"{heatmap}: " in output and says in output, output
 
@@ -106,12 +111,7 @@ def test_compare_refuses_a_perception_heatmap_that_cannot_be_one(tmp_path, kind)
     perception = explained(tmp_path)
     heatmap = tmp_path / "p.npy"
     heatmap.unlink()
-    if kind in NPY_CONTENT:
-        content, says = NPY_CONTENT[kind]
-        heatmap.write_bytes(content)
-    else:
-        hostile(heatmap, kind)
-        says = REASONS[kind]
+    says = bad_npy(heatmap, kind)
     code, output = compare(tmp_path, perception)
     assert code == 1 and f"heatmap {heatmap} cannot be read (" in output, output
     assert says in output, output
