@@ -88,8 +88,8 @@ def live_refusal(db: Session, *, token_hash: str, session_id: int) -> Refusal | 
     """Whether the login ``token_hash`` may stream into live session ``session_id`` *now*:
     None, or the refusal (4401 log in again, 4403 role, 4404 no such session, 4409 ended).
 
-    Checked when the socket opens, for every frame, while a frame is saved, and twice a second
-    while the socket is open, so logout, deactivation, a new password or a changed role end a
+    Checked when the socket opens, inside the transaction that saves a frame, and twice a
+    second while the socket is open, so logout, deactivation, a new password or a changed role end a
     stream within a second, in any server process.
     """
     login = crud.find_login_session(db, token_hash)

@@ -99,8 +99,6 @@ class LiveService:
         self._idle: list[FaceDetector] = []
         self._streams = 0
         self._uploads = threading.BoundedSemaphore(settings.max_concurrent_uploads)
-        self.checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="live-checks")
-        """Threads of the streams' access checks (``routes.live._watch``)."""
 
     def shared_predictor(self) -> SharedPredictor:
         """The shared model, loaded on first call."""
@@ -202,7 +200,6 @@ class LiveService:
                 self._warm = False
         for detector in idle:
             detector.close()
-        self.checks.shutdown(wait=False)
 
 
 def decode_frame(data: bytes) -> np.ndarray:
@@ -257,16 +254,12 @@ class Recorder:
         self.saved_ = 0
 
     def refusal(self) -> Refusal | None:
-        """Why nothing more may be saved now: the session was stopped (from another page or
-        the API), or ``access`` refuses (a login that ended); None while saving may go on."""
+        """Why nothing more may be saved now, as ``access`` says (a login that ended, a session
+        stopped elsewhere); None while saving may go on, and always without ``access``."""
+        if self.access is None:
+            return None
         with self.store() as db:
-            return self._refusal(db)
-
-    def _refusal(self, db: Session) -> Refusal | None:
-        if self.access is not None:
             return self.access(db)
-        session = crud.get_session(db, self.session_id, fresh=True)
-        return ENDED if session is None or session.ended_at is not None else None
 
     def record(self, result: FrameAssessment, *, jpeg: Callable[[], bytes],
                when: datetime | None = None, offset_s: float | None = None
@@ -299,7 +292,7 @@ class Recorder:
                 else offset_s, label=prediction.label, prob_pain=prediction.prob_pain,
                 smoothed=result.smoothed, state=result.state, changed=result.changed,
                 face_box=face.box, snapshot=jpeg() if snapshot else None, time=when),
-                allowed=lambda: self._refusal(db) is None)
+                allowed=None if self.access is None else lambda: self.access(db) is None)
         self.last_saved_s_ = result.time_s
         if snapshot:
             self.last_state_ = result.state
@@ -344,9 +337,6 @@ class LiveStream:
 
     def _process(self, data: bytes, received: float) -> dict[str, Any]:
         started = time.perf_counter()
-        refusal = self.recorder.refusal()
-        if refusal is not None:
-            return self.refused(refusal)
         try:
             frame = decode_frame(data)
         except ImageReadError as error:
@@ -367,6 +357,12 @@ class LiveStream:
                      assessment_id=None if row is None else row.id,
                      server_ms=round((time.perf_counter() - started) * 1000, 1))
         return reply
+
+    async def refusal(self) -> Refusal | None:
+        """``Recorder.refusal`` on the stream's own thread (between frames; the shared thread
+        pool may be busy with uploads)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                self.recorder.refusal)
 
     def refused(self, refusal: Refusal) -> dict[str, Any]:
         """The reply that ends the stream: ``stopped`` for an ended session, else ``refused``

@@ -6,9 +6,10 @@ The socket checks what the HTTP routes check: a logged-in admin or clinician (th
 cookie), a page of this site (the Origin header), and a live session that has not ended.
 Refusals close the socket with 4401 (log in), 4403 (role or origin), 4404 (no such session)
 or 4409 (the session has ended), so the page can tell them from a dropped network; 1013 when
-the server already runs ``NEOPAIN_MAX_STREAMS`` streams. The same checks run again for every
-frame and twice a second while the socket is open: a logout, deactivation, new password or
-changed role closes it within a second (4401/4403), and no frame is saved after it.
+the server already runs ``NEOPAIN_MAX_STREAMS`` streams. The same checks run again in the
+transaction that saves a frame and twice a second while the socket is open: a logout,
+deactivation, new password or changed role closes it within a second (4401/4403), and no
+frame is saved after it.
 Reconnecting to the same session resumes it.
 """
 
@@ -78,7 +79,7 @@ async def live_socket(websocket: WebSocket, session_id: RowId) -> None:
         await stream.start()  # detector and model ready before the page sends frames
         await websocket.send_json({"type": "ready"})
         frames = asyncio.create_task(_frames(websocket, stream, store, session_id, user_id))
-        watch = asyncio.create_task(_watch(stream, service))
+        watch = asyncio.create_task(_watch(stream))
         tasks = [frames, watch]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if frames in done:
@@ -105,14 +106,12 @@ def _forget(task: asyncio.Task) -> None:
         task.exception()
 
 
-async def _watch(stream: LiveStream, service: LiveService) -> Refusal:
+async def _watch(stream: LiveStream) -> Refusal:
     """Wait until the stream may not go on (logout, deactivation, new password or role,
-    session stopped elsewhere), checking every ``WATCH_INTERVAL_S`` on the service's own
-    threads (busy uploads cannot delay it); the refusal."""
-    loop = asyncio.get_running_loop()
+    session stopped elsewhere), checking every ``WATCH_INTERVAL_S``; the refusal."""
     while True:
         await asyncio.sleep(WATCH_INTERVAL_S)
-        refusal = await loop.run_in_executor(service.checks, stream.recorder.refusal)
+        refusal = await stream.refusal()
         if refusal is not None:
             return refusal
 
