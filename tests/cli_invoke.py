@@ -35,5 +35,12 @@ def invoke(*args: str, seconds: float = 120.0) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.split())
 
 
+def train_fold_0(cohort, out, *options: str) -> tuple[int, str]:
+    """``neopain train`` of N-CNN for one epoch of fold 0 of ``cohort`` into ``out``."""
+    return invoke("train", "--model", "ncnn", "--manifest", str(cohort / "manifest.csv"),
+                  "--folds", str(cohort / "folds.json"), "--out", str(out), "--fold", "0",
+                  "--epochs", "1", "--workers", "0", *options, seconds=120)
+
+
 def write_face(path) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli_invoke import invoke, write_face
+from cli_invoke import invoke, train_fold_0, write_face
 from hostile_paths import REASONS, hostile
 
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
@@ -156,10 +156,7 @@ def test_train_refuses_a_weights_file_that_cannot_be_one(cohort6, tmp_path, kind
         hostile(weights, kind)
     else:
         weights.write_bytes(content)
-    code, output = invoke("train", "--model", "ncnn", "--manifest", str(cohort6 / "manifest.csv"),
-                          "--folds", str(cohort6 / "folds.json"), "--out", str(tmp_path / "run"),
-                          "--fold", "0", "--epochs", "1", "--weights", str(weights),
-                          "--workers", "0", seconds=120)
+    code, output = train_fold_0(cohort6, tmp_path / "run", "--weights", str(weights))
     assert code == 1 and f"error: {weights}: {says}" in output, output
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cli_invoke import invoke
+from cli_invoke import invoke, train_fold_0
 from hostile_paths import REASONS, hostile
 
 from neopain.training import oof_leaks
@@ -145,9 +145,7 @@ def test_train_refuses_a_checkpoint_that_cannot_be_one(cohort6, tmp_path, kind, 
         hostile(checkpoint, kind)
     else:
         checkpoint.write_bytes(content)
-    code, output = invoke("train", "--model", "ncnn", "--manifest", str(cohort6 / "manifest.csv"),
-                          "--folds", str(cohort6 / "folds.json"), "--out", str(tmp_path / "run"),
-                          "--fold", "0", "--epochs", "1", "--workers", "0", seconds=120)
+    code, output = train_fold_0(cohort6, tmp_path / "run")
     assert code == 1 and f"error: {checkpoint}: {says}" in output, output
     assert "delete it to train this fold from the start" in output, output
     assert "code ran" not in output, output
