@@ -177,3 +177,22 @@ def test_augment_refuses_an_out_folder_name_too_long_for_the_file_system(cohort6
                           str(cohort6 / "folds.json"), "--fold", "0", "--n", "1",
                           "--out", str(out), "--workers", "1", seconds=60)
     assert code == 1 and "error:" in output and "too long" in output, output
+
+
+def test_an_error_naming_a_path_with_rich_markup_is_printed_as_text(tmp_path):
+    """The console script printed NeopainError as Rich markup: a path holding ``[/]`` raised
+    MarkupError (a traceback) and ``[b]`` vanished from the message."""
+    config = tmp_path / "run[/]of [b]day.yaml"
+    code, output = invoke("train", "--config", str(config), seconds=30)
+    assert code == 1 and f"error: {config}: " in output, output
+
+
+def test_the_console_script_prints_such_an_error_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "run[/]of [b]day.yaml"
+    done = subprocess.run([sys.executable, "-m", "neopain", "train", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"error: {config}: " in " ".join(done.stderr.split()), done.stderr

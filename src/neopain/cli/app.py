@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.markup import escape
 
@@ -13,11 +13,28 @@ from neopain.cli import (
     assess, augment, dataset, demo, evaluate, explain, export, faces, folds, frames, importing,
     models, serve, synth, train, users,
 )
-from neopain.cli.console import console, err_console, setup_logging, silence_native_stderr
+from neopain.cli.console import console, fail, setup_logging, silence_native_stderr
 from neopain.config import get_settings
 from neopain.errors import NeopainError
 
+class _Commands(typer.core.TyperGroup):
+    """The root command group: a user error (``NeopainError``) or an error the file system
+    reports (``OSError``: a full disk, a name too long) raised by any command ends with
+    ``error: …`` and exit 1, not a traceback; the message is printed as text, never as Rich
+    markup (a path may hold ``[/]``)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except NeopainError as error:
+            fail(escape(str(error)))
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            fail(escape(where + (error.strerror or str(error))))
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="neopain",
     help="Objective, explained pain assessment for newborns from facial expressions.",
     no_args_is_help=True,
@@ -64,13 +81,4 @@ def main() -> None:
     message and exit 1, not a traceback."""
     if get_settings().log_level.upper() != "DEBUG":  # DEBUG keeps the native libraries' lines
         silence_native_stderr()
-    try:
-        app()
-    except NeopainError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
-        sys.exit(1)
-    except OSError as error:  # the file system refused something: a full disk, a name too long
-        where = f"{error.filename}: " if error.filename else ""
-        err_console.print(f"[bold red]error:[/] {escape(where + (error.strerror or str(error)))}",
-                          highlight=False)
-        sys.exit(1)
+    app()

@@ -11,13 +11,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neopain.cli.console import console, err_console, fail, progress_bar
+from neopain.cli.console import console, err_console, progress_bar
 from neopain.cli.dataset import print_summary
 from neopain.cli.synth import default_workers
 from neopain.data.augment import FILL_MODES, AugmentSpec, augment_fold
 from neopain.data.folds import load_folds
 from neopain.data.manifest import load_manifest
-from neopain.errors import NeopainError
 
 _DEFAULT = AugmentSpec()
 
@@ -71,11 +70,8 @@ def augment(
                 bars.append(stack.enter_context(progress_bar(f"augmenting fold {fold}")))
             bars[0](done, total)
 
-        try:
-            result = augment_fold(loaded, plan, fold=fold, out=out, n=n, spec=spec, seed=seed,
-                                  workers=workers, overwrite=overwrite, on_progress=update)
-        except NeopainError as error:
-            fail(escape(str(error)))
+        result = augment_fold(loaded, plan, fold=fold, out=out, n=n, spec=spec, seed=seed,
+                              workers=workers, overwrite=overwrite, on_progress=update)
     seconds = time.perf_counter() - start
     table = Table(title=f"fold {fold}: {result.images} augmented images")
     table.add_column("what")

@@ -11,8 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from neopain.cli.console import console, fail
-from neopain.errors import NeopainError
+from neopain.cli.console import console
 
 if TYPE_CHECKING:
     from neopain.training import CvResult, TrainConfig
@@ -69,36 +68,33 @@ def train(
     from neopain.cli.train_progress import ProgressBar
     from neopain.training import load_config, oof_leaks, run_cv
 
-    try:
-        resolved = load_config(config, model=model, manifest=manifest, folds=folds, out=out,
-                               fold=fold, epochs=epochs, batch_size=batch_size, lr=lr,
-                               augment=augment, weights=weights, device=device, workers=workers,
-                               seed=seed)
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
-        if resolved.model == "nfcs":
-            _score_nfcs(resolved, columns, ignored=[name for name, value in (
-                ("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr),
-                ("--augment", augment), ("--weights", weights), ("--device", device),
-                ("--workers", workers)) if value is not None])
-            return
-        with Progress(*columns, console=console) as progress:
-            total = 1 if resolved.fold is not None else None
-            folds_task = progress.add_task(f"training {resolved.model}", total=total)
-            batch_task = progress.add_task("epoch", total=None)
+    resolved = load_config(config, model=model, manifest=manifest, folds=folds, out=out,
+                           fold=fold, epochs=epochs, batch_size=batch_size, lr=lr,
+                           augment=augment, weights=weights, device=device, workers=workers,
+                           seed=seed)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    if resolved.model == "nfcs":
+        _score_nfcs(resolved, columns, ignored=[name for name, value in (
+            ("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr),
+            ("--augment", augment), ("--weights", weights), ("--device", device),
+            ("--workers", workers)) if value is not None])
+        return
+    with Progress(*columns, console=console) as progress:
+        total = 1 if resolved.fold is not None else None
+        folds_task = progress.add_task(f"training {resolved.model}", total=total)
+        batch_task = progress.add_task("epoch", total=None)
 
-            def callbacks(index: int) -> list[ProgressBar]:
-                return [ProgressBar(progress, fold=index, folds_task=folds_task,
-                                    batch_task=batch_task)]
+        def callbacks(index: int) -> list[ProgressBar]:
+            return [ProgressBar(progress, fold=index, folds_task=folds_task,
+                                batch_task=batch_task)]
 
-            if total is None:
-                from neopain.data.folds import load_folds
+        if total is None:
+            from neopain.data.folds import load_folds
 
-                plan = load_folds(resolved.folds)
-                progress.update(folds_task, total=len(plan.folds))
-            result = run_cv(resolved, callbacks=callbacks)
-    except NeopainError as error:  # a bad config, manifest, folds or weights file
-        fail(escape(str(error)))
+            plan = load_folds(resolved.folds)
+            progress.update(folds_task, total=len(plan.folds))
+        result = run_cv(resolved, callbacks=callbacks)
     _summary(result)
     leaks = oof_leaks(result.out)
     if leaks:
