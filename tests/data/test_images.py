@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import cv2
@@ -360,18 +361,38 @@ def test_read_gray_keeps_values_and_exact_refuses_colour(tmp_path):
         read_gray(tmp_path / "c.png", exact=True)
 
 
-def test_pillow_warnings_become_log_records_naming_the_file(caplog, recwarn):
-    """A corrupt EXIF block made Pillow print 'UserWarning: Corrupt EXIF data' on stderr, named
-    no file, and garbled a batch's progress bar: it is a log record that names the image."""
+def _corrupt_exif_jpeg() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6
     buffer = io.BytesIO()
     Image.new("RGB", (8, 6), (200, 10, 10)).save(buffer, "JPEG", exif=exif.tobytes())
     data = bytearray(buffer.getvalue())
     data[data.index(b"Exif\0\0") + 10] = 0xFF  # the IFD offset points past the block
+    return bytes(data)
+
+
+def test_pillow_warnings_become_log_records_naming_the_file(tmp_path: Path, caplog, recwarn):
+    """A corrupt EXIF block made Pillow print 'UserWarning: Corrupt EXIF data' on stderr, named
+    no file, and garbled a batch's progress bar: it is a log record that names the image."""
+    path = tmp_path / "cot-3.jpg"
+    path.write_bytes(_corrupt_exif_jpeg())
     with caplog.at_level("WARNING", logger="neopain.data.images"):
-        image = decode_image(bytes(data), source="cot-3.jpg")
+        image = read_image(path)
     assert image.shape == (6, 8, 3)  # the pixels are fine; the turn is unknown
     assert not [w for w in recwarn if "EXIF" in str(w.message)]
     assert [r.getMessage() for r in caplog.records] == [
-        "cot-3.jpg: Corrupt EXIF data.  Expecting to read 2 bytes but only got 0. "]
+        f"{path}: Corrupt EXIF data.  Expecting to read 2 bytes but only got 0. "]
+
+
+def test_decode_image_never_swaps_the_process_warning_filters(monkeypatch):
+    """decode_image ran warnings.catch_warnings per frame: it swapped the filters of every
+    thread (live streams decode on several at once) and reset every module's once-registry.
+    Its warnings now go out as warnings (logging.captureWarnings turns them into records)."""
+
+    def swap(*args, **kwargs):
+        raise AssertionError("decode_image swapped the warning filters")
+
+    monkeypatch.setattr(warnings, "catch_warnings", swap)
+    with pytest.warns(UserWarning, match="Corrupt EXIF data"):
+        image = decode_image(_corrupt_exif_jpeg(), source="frame")
+    assert image.shape == (6, 8, 3)

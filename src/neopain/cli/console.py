@@ -26,7 +26,9 @@ err_console = Console(stderr=True)
 
 
 def setup_logging(level: str) -> None:
-    """Route the library's log records to stderr through Rich."""
+    """Route the library's log records, and warnings (``logging.captureWarnings``), to stderr
+    through Rich."""
+    logging.captureWarnings(True)
     logging.basicConfig(
         level=level.upper(),
         format="%(message)s",

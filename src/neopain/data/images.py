@@ -212,7 +212,14 @@ def _to_bgr(image: Image.Image) -> np.ndarray:
 @contextmanager
 def _warnings_logged(source: str | os.PathLike[str]) -> Iterator[None]:
     """Pillow's warnings about one file (corrupt EXIF ...) as log records that name it, not
-    lines on stderr; its decompression-bomb warning is dropped (our cap decides)."""
+    lines on stderr; its decompression-bomb warning is dropped (our cap decides).
+
+    ``warnings.catch_warnings`` swaps the process-wide filters (Python 3.11 has no per-thread
+    ones) and resets every module's once-registry, so only the file readers use it: a CLI batch
+    reads one file at a time, and a warning without the file's name would be useless there.
+    ``decode_image`` (uploads and live frames, decoded on several threads at once) never does;
+    its warnings reach logging through ``logging.captureWarnings`` (the CLI's ``setup_logging``).
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -225,8 +232,7 @@ def _warnings_logged(source: str | os.PathLike[str]) -> Iterator[None]:
 
 def _bgr(file: BinaryIO, *, source: str | os.PathLike[str], max_pixels: int | None,
          max_side: int | None) -> np.ndarray:
-    with _warnings_logged(source), _open(file, source=source, max_pixels=max_pixels,
-                                         max_side=max_side) as image:
+    with _open(file, source=source, max_pixels=max_pixels, max_side=max_side) as image:
         orientation = _orientation(image, source=source)
         bgr = _to_bgr(image)
     return _upright(bgr, orientation)  # turned after Pillow's image is closed
@@ -243,7 +249,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         ImageReadError: missing, unreadable, empty, unidentifiable, truncated or corrupt files,
             zero-size images and images over ``max_pixels``; the message names the file.
     """
-    with _open_file(path) as file:
+    with _open_file(path) as file, _warnings_logged(path):
         return _bgr(file, source=path, max_pixels=max_pixels, max_side=None)
 
 
