@@ -237,3 +237,16 @@ def test_the_upload_form_passes_on_retry_after_when_busy(server, frames, monkeyp
     page = client.post(f"/patients/{patient_id}/upload",
                        files={"file": ("a.jpg", photo, "image/jpeg")})
     assert page.status_code == 503 and page.headers["retry-after"] == "10"
+
+
+def test_a_page_with_an_impossible_id_says_it_does_not_exist_in_words_a_nurse_reads(server):
+    """Seen in chromium: /patients/99999999999999999999999 showed "Not saved: patient_id: Input
+    should be less than or equal to 2147483647" on a page that saved nothing."""
+    client = server.client("clinician")
+    for path, says in ((f"/patients/{HUGE}", f"no patient with id {HUGE}"),
+                       ("/patients/0/live", "no patient with id 0"),
+                       (f"/sessions/{HUGE}/timeline.svg", "no session with id 9999")):
+        page = client.get(path)
+        assert page.status_code == 404 and "This page does not exist: " + says in page.text
+        assert "Not saved" not in page.text and "2147483647" not in page.text
+    assert client.get(f"/api/patients/{HUGE}").status_code == 422  # the API keeps its schema

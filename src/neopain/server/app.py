@@ -73,6 +73,13 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
     return app
 
 
+def _no_such(parameter: object, value: object) -> str:
+    """``patient_id`` and ``99999999999999999999999`` → "no patient with id 9999…" (an id is
+    never patient data; shown cut to 30 characters)."""
+    what = str(parameter).removesuffix("_id").replace("_", " ")
+    return f"no {what} with id {str(value)[:30]}"
+
+
 async def _crash_page(scope: Scope) -> tuple[bytes, str]:
     response = render(Request(scope), "error.html", status=500, message=CRASH_MESSAGE)
     return bytes(response.body), "text/html; charset=utf-8"
@@ -112,6 +119,11 @@ def _add_error_handlers(app: FastAPI) -> None:
                     for e in error.errors()]
         if _wants_json(request):
             return JSONResponse({"detail": problems}, status_code=422)
+        if all(e["loc"][0] == "path" for e in problems):  # an address with an impossible id
+            return render(request, "error.html", status=404,
+                          message="This page does not exist: " + "; ".join(
+                              _no_such(e["loc"][-1], raw["input"])
+                              for e, raw in zip(problems, error.errors())))
         text = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
                          for e in problems)
         return render(request, "error.html", status=422, message=f"Not saved: {text}")
