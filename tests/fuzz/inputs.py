@@ -60,12 +60,16 @@ def examples(n: int) -> settings:
 class TableCase:
     """One CLI run on a table: the sandbox fills in ``argv``'s ``{table}`` (``target``, where
     ``table`` is written), ``{root}`` (the case's folder, holding ``assets/``), ``{out}`` (a
-    new folder) and ``{tree}`` (a folder holding ``tree``: relative path, kind of file)."""
+    new folder) and ``{tree}`` (a folder holding ``tree``: relative path, kind of file).
+    A corpus case also says what it must end in: ``exit_code`` and texts the output ``says``
+    (None and () for drawn cases, which need only end without a traceback, hang or bomb)."""
 
     argv: tuple[str, ...]
     table: bytes = b""
     target: str = "table.csv"
     tree: tuple[tuple[str, str], ...] = ()
+    exit_code: int | None = None
+    says: tuple[str, ...] = ()
 
 
 def deep(depth: int, *, opener: str = "[", closer: str = "]", core: str = "1") -> str:
@@ -228,25 +232,37 @@ def table_corpus() -> dict[str, TableCase]:
     nested = deep(3000)
     long_name = ("file_name,class,dataset,new_subject,new_file_name\n"
                  f"{'x' * 300}.jpg,pain,iCOPE,1,{'y' * 300}.jpg\n").encode()
+    fifo = "is a FIFO (named pipe)"
+    bad_manifest = "table.csv is not a valid manifest"
+    bad_videos = "table.csv is not a valid videos table"
     return {
-        "manifest is a FIFO": TableCase(VALIDATE, target="assets/fifo.jpg"),
-        "manifest is /dev/zero": TableCase(VALIDATE, target="assets/zero.jpg"),
-        "videos table is a FIFO": TableCase(("dataset", "frames", "{table}", "--out", "{out}"),
-                                            target="assets/fifo.mp4"),
+        "manifest is a FIFO": TableCase(
+            VALIDATE, target="assets/fifo.jpg", exit_code=1,
+            says=("assets/fifo.jpg is not a valid manifest", fifo)),
+        "manifest is /dev/zero": TableCase(
+            VALIDATE, target="assets/zero.jpg", exit_code=1,
+            says=("assets/zero.jpg is not a valid manifest", "is a character device")),
+        "videos table is a FIFO": TableCase(
+            ("dataset", "frames", "{table}", "--out", "{out}"), target="assets/fifo.mp4",
+            exit_code=1, says=("assets/fifo.mp4: 1 problem", fifo)),
         "face_box nested 3000 deep": TableCase(
             VALIDATE, f'image,subject,label,face_box\nassets/a.png,s1,pain,"{nested}"\n'
-            .encode()),
+            .encode(), exit_code=1, says=(bad_manifest, "nested deeper than")),
         "keypoints nested 3000 deep": TableCase(
             VALIDATE, f'image,subject,label,keypoints\nassets/a.png,s1,pain,"{nested}"\n'
-            .encode()),
+            .encode(), exit_code=1, says=(bad_manifest, "nested deeper than")),
         "image name too long (icope import)": TableCase(
             ("dataset", "import", "{table}", "--format", "icope-unifesp", "--root", "{root}",
-             "--out", "{out}/manifest.csv"), long_name),
+             "--out", "{out}/manifest.csv"), long_name, exit_code=1,
+            says=("nothing written", "table.csv has 1 problem")),
         "video name of 256 characters (frames)": TableCase(
             ("dataset", "frames", "{table}", "--out", "{out}"),
-            b"video,subject,score\n" + b"v" * 256 + b",s1,1\n"),
+            b"video,subject,score\n" + b"v" * 256 + b",s1,1\n", exit_code=1,
+            says=(bad_videos, "too long")),
         "video is a FIFO": TableCase(
             ("dataset", "frames", "{table}", "--out", "{out}", "--policy", "fixed"),
-            b"video,subject,score,label\nassets/fifo.mp4,s1,1,pain\n"),
-        "a valid manifest": TableCase(VALIDATE, GOOD_MANIFEST),
+            b"video,subject,score,label\nassets/fifo.mp4,s1,1,pain\n", exit_code=1,
+            says=(bad_videos, fifo)),
+        "a valid manifest": TableCase(VALIDATE, GOOD_MANIFEST, exit_code=0,
+                                      says=("valid (files checked)", "table.csv")),
     }

@@ -35,7 +35,8 @@ class Outcome:
     ``traceback``, ``5xx``, ``hang``, ``headers``, ``bomb`` (slow or heavy), ``reply`` (an
     answer of the wrong shape); ``signature``
     groups equal failures; ``detail`` is the traceback's last line, a status, a reason;
-    ``logged`` the last line of a traceback the server logged meanwhile."""
+    ``logged`` the last line of a traceback the server logged meanwhile; ``exit_code`` and
+    ``output``: a CLI run's exit code and printed text (None and "" for other inputs)."""
 
     problem: str | None = None
     signature: str = ""
@@ -43,6 +44,8 @@ class Outcome:
     seconds: float = 0.0
     peak_mb: float = 0.0
     logged: str = ""
+    exit_code: int | None = None
+    output: str = ""
 
     def check(self) -> None:
         """Raise the failure's own exception type (hypothesis tells bugs apart by type, so a
@@ -178,12 +181,13 @@ class Worker:
         from neopain.errors import NeopainError
 
         result = self.runner.invoke(self.command, list(argv))
+        ran = {"exit_code": result.exit_code, "output": result.output[-2000:]}
         error = result.exception
         if error is not None and not isinstance(error, (SystemExit, NeopainError)):
-            return failure(error)  # the console script's main() catches only NeopainError
+            return failure(error, **ran)  # the console script's main() catches only NeopainError
         if "Traceback (most recent call last)" in result.output:
-            return Outcome("traceback", "traceback printed", result.output.strip()[-300:])
-        return Outcome()
+            return Outcome("traceback", "traceback printed", result.output.strip()[-300:], **ran)
+        return Outcome(**ran)
 
 
 def _argv(case: TableCase, folder: Path) -> tuple[str, ...]:

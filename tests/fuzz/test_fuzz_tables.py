@@ -14,8 +14,12 @@ CORPUS = table_corpus()
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_the_audits_tables_end_in_a_clear_error(sandbox, name):
-    outcome = sandbox.run(CORPUS[name])
+    case = CORPUS[name]
+    outcome = sandbox.run(case)
     outcome.check()
+    assert outcome.exit_code == case.exit_code, outcome.output
+    for text in case.says:
+        assert text in outcome.output, f"{text!r} not in: {outcome.output}"
 
 
 @pytest.mark.slow
