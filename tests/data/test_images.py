@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from skimage import data
 
 from image_files import bmp_header_154, png_bomb, png_header
+from neopain.data.files import FileReadError
 from neopain.data.images import ImageReadError, decode_image, read_gray, read_image
 from neopain.errors import NeopainError
 
@@ -165,6 +166,17 @@ def test_cmyk_jpeg_is_converted(tmp_path: Path):
 def test_image_read_error_pickles_for_worker_processes():
     error = pickle.loads(pickle.dumps(ImageReadError("a/b.jpg", "the file is empty")))
     assert error.source == "a/b.jpg" and "the file is empty" in str(error)
+    assert str(error) == "a/b.jpg: cannot read image: the file is empty"
+
+
+def test_image_read_error_is_a_file_read_error(tmp_path: Path):
+    """ImageReadError copied FileReadError's shape without being one: `except FileReadError`
+    around a reader missed unreadable images."""
+    with pytest.raises(FileReadError) as caught:
+        read_image(tmp_path / "missing.jpg")
+    assert isinstance(caught.value, ImageReadError)
+    assert caught.value.path == caught.value.source == tmp_path / "missing.jpg"
+    assert caught.value.reason == "file not found"
 
 
 def test_large_valid_image_is_read(tmp_path: Path):
@@ -185,6 +197,7 @@ def test_png_bomb_is_a_real_image():
 
 _BOMB_SCRIPT = """
 import json, resource, sys, time
+from neopain.data.files import FileReadError
 from neopain.data.images import ImageReadError, decode_image, read_image
 decode_image(open(sys.argv[1], "rb").read(), source="warm-up")
 report = {}

@@ -30,9 +30,13 @@ class FileReadError(NeopainError):
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"{self.path}: {self.reason}"
 
     def __reduce__(self) -> tuple[type[FileReadError], tuple[str | os.PathLike[str], str]]:
+        # rebuilt from (path, reason) when it crosses a worker process boundary
         return (type(self), (self.path, self.reason))
 
 

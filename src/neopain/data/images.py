@@ -42,7 +42,6 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from neopain.config import get_settings
 from neopain.data.files import FileReadError, open_regular
-from neopain.errors import NeopainError
 
 logger = logging.getLogger(__name__)
 
@@ -63,21 +62,20 @@ _VALID = "valid: " + ", ".join(FORMATS)
 _BAND_PIXELS = 2_000_000  # pixels converted at once
 
 
-class ImageReadError(NeopainError):
+class ImageReadError(FileReadError):
     """An image that cannot be read: missing, empty, truncated, corrupt, too large or unusable.
 
-    ``source`` is the file (or a label such as "upload" or "frame") and ``reason`` says what is
-    wrong with it.
+    ``source`` (``path``) is the file, or a label such as "upload" or "frame", and ``reason``
+    says what is wrong with it. A ``FileReadError``, so ``except FileReadError`` catches both.
     """
 
-    def __init__(self, source: str | os.PathLike[str], reason: str) -> None:
-        self.source = source
-        self.reason = reason
-        super().__init__(f"{source}: cannot read image: {reason}")
+    def _message(self) -> str:
+        return f"{self.path}: cannot read image: {self.reason}"
 
-    def __reduce__(self) -> tuple[type[ImageReadError], tuple[str | os.PathLike[str], str]]:
-        # rebuilt from (source, reason) when it crosses a worker process boundary
-        return (type(self), (self.source, self.reason))
+    @property
+    def source(self) -> str | os.PathLike[str]:
+        """The file or label (``path`` by another name)."""
+        return self.path
 
 
 def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
