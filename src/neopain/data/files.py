@@ -102,17 +102,6 @@ def open_regular(path: str | os.PathLike[str], *, what: str = "a file") -> Binar
     return file
 
 
-def require_regular(path: str | os.PathLike[str], *, what: str = "a file") -> None:
-    """Raise unless ``path`` is a regular file: for files a library opens by name (ONNX
-    Runtime, torch, HDF5), which would block on a FIFO or read a device forever.
-
-    Raises:
-        FileReadError: as ``open_regular``.
-    """
-    if (problem := regular_file_problem(path, what=what)) is not None:
-        raise FileReadError(path, problem)
-
-
 def read_regular(path: str | os.PathLike[str], *, what: str = "a file",
                  max_bytes: int) -> bytes:
     """The bytes of a regular file of at most ``max_bytes`` (no more is read).
