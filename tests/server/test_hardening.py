@@ -4,6 +4,7 @@ answered without the security headers and with a traceback in the log, TLS witho
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -250,3 +251,17 @@ def test_a_page_with_an_impossible_id_says_it_does_not_exist_in_words_a_nurse_re
         assert page.status_code == 404 and "This page does not exist: " + says in page.text
         assert "Not saved" not in page.text and "2147483647" not in page.text
     assert client.get(f"/api/patients/{HUGE}").status_code == 422  # the API keeps its schema
+
+
+def test_the_login_page_says_why_monitoring_stopped_when_the_live_page_sends_a_nurse_there(
+        server):
+    """Seen in chromium: deactivated mid-stream, the nurse landed on a bare login page with no
+    word on why monitoring had stopped. The text is fixed; the address only selects it."""
+    from neopain.server.routes.auth import LOGIN_ENDED
+
+    server.client("clinician")  # an account exists, so /login does not send to /setup
+    page = server.client().get("/login", params={"ended": "1", "next": "/patients/1/live"})
+    assert page.status_code == 200 and LOGIN_ENDED in page.text
+    assert LOGIN_ENDED not in server.client().get("/login").text
+    script = (Path(__file__).parents[2] / "src/neopain/server/static/live.js").read_text()
+    assert "/login?ended=1&next=" in script

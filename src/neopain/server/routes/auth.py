@@ -21,6 +21,8 @@ from neopain.store import crud
 from neopain.store.tables import User, utc_now
 
 router = APIRouter()
+LOGIN_ENDED = ("Monitoring stopped: your login has ended (logged out, account changed or "
+               "deactivated). Log in again to go on.")
 _SETUP_LOCK = threading.Lock()  # two browsers racing through setup create one admin
 
 
@@ -65,12 +67,15 @@ def _start_login(request: Request, response: Response, db: Session, user: User) 
 @router.get("/login", include_in_schema=False)
 def login_page(request: Request, db: Db,
                user: Annotated[User | None, Depends(optional_user)],
-               next: str = "/patients") -> Response:  # noqa: A002 - the query parameter's name
+               next: str = "/patients",  # noqa: A002 - the query parameter's name
+               ended: bool = False) -> Response:
     if crud.count_users(db) == 0:
         return RedirectResponse("/setup", status_code=303)
     if user is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return render(request, "login.html", next=_safe_next(next))
+    # a fixed text, never one from the address: the live page comes here when its login ended
+    return render(request, "login.html", next=_safe_next(next),
+                  message=LOGIN_ENDED if ended else "")
 
 
 @router.post("/login", include_in_schema=False, dependencies=[Depends(csrf_protect)])

@@ -196,7 +196,7 @@
     if (!running) return;
     if (event.code >= 4400 && event.code < 4500) {
       setStatus(event.reason || "The server refused the stream.");
-      if (event.code === 4401) location.href = `/login?next=${location.pathname}`;
+      if (event.code === 4401) location.href = `/login?ended=1&next=${location.pathname}`;
       finish();
       return;
     }
