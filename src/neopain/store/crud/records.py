@@ -91,6 +91,13 @@ def search_patients(db: Session, query: str = "", *, limit: int = 100,
 def start_session(db: Session, *, actor: User | None, patient: Patient, source: str,
                   model: str) -> MonitoringSession:
     """Open a monitoring session (``source`` live, image or video) and audit it."""
+    session = _stage_start(db, actor=actor, patient=patient, source=source, model=model)
+    commit(db, "start session")
+    return session
+
+
+def _stage_start(db: Session, *, actor: User | None, patient: Patient, source: str,
+                 model: str) -> MonitoringSession:
     if source not in SOURCES:
         raise StoreError(f"source={source!r} is not a session source; valid: {', '.join(SOURCES)}")
     session = MonitoringSession(patient_id=patient.id, user_id=None if actor is None else actor.id,
@@ -98,8 +105,13 @@ def start_session(db: Session, *, actor: User | None, patient: Patient, source: 
     db.add(session)
     db.flush()
     stage_audit(db, actor, "start", "session", session.id, f"patient={patient.id} source={source}")
-    commit(db, "start session")
     return session
+
+
+def _stage_end(db: Session, session: MonitoringSession, *, actor: User | None,
+               when: datetime) -> None:
+    session.ended_at = when
+    stage_audit(db, actor, "stop", "session", session.id, f"patient={session.patient_id}")
 
 
 def resume_session(db: Session, session: MonitoringSession, *, actor: User | None) -> None:
@@ -112,8 +124,7 @@ def end_session(db: Session, session: MonitoringSession, *,
                 actor: User | None) -> MonitoringSession:
     """Close a session (once; closing a closed one changes nothing) and audit it."""
     if session.ended_at is None:
-        session.ended_at = utc_now()
-        stage_audit(db, actor, "stop", "session", session.id, f"patient={session.patient_id}")
+        _stage_end(db, session, actor=actor, when=utc_now())
         commit(db, "end session")
     return session
 
@@ -194,15 +205,11 @@ def record_image(db: Session, *, actor: User | None, patient: Patient,
                  assessment: NewAssessment) -> tuple[MonitoringSession, Assessment]:
     """An uploaded image's session and its one assessment, started, saved and ended in one
     transaction: a failure leaves no session behind. Audited as a start and a stop."""
-    session = MonitoringSession(patient_id=patient.id, user_id=None if actor is None else actor.id,
-                                source="image", model=assessment.model)
-    db.add(session)
-    db.flush()
+    session = _stage_start(db, actor=actor, patient=patient, source="image",
+                           model=assessment.model)
     row = _assessment_row(session, assessment)
     db.add(row)
-    session.ended_at = row.time
-    stage_audit(db, actor, "start", "session", session.id, f"patient={patient.id} source=image")
-    stage_audit(db, actor, "stop", "session", session.id, f"patient={patient.id}")
+    _stage_end(db, session, actor=actor, when=row.time)
     commit(db, "save uploaded image")
     return session, row
 
