@@ -124,7 +124,7 @@ def _ws(server, known, args):
                                             timeout_s=args.hang_s),
                     lambda: server.new_session(known["patients"][1]),
                     timeout_s=args.hang_s, server_log=server.new_log)
-    fuzz.act(ws_corpus()["face frame with heatmap"])  # warm the stream's detector
+    fuzz.act(ws_corpus()["face frame with heatmap on"])  # warm the stream's detector
     ids = sorted({i for values in known.values() for i in values})
     return fuzz.act, ws_actions(ids), ws_corpus(), fuzz.close
 

@@ -27,15 +27,23 @@ from fuzz.web import IDS, _clean, read_traceback
 EXPECTED_CLOSES = {1000, 1008, 1009, 1013, 4401, 4403, 4404, 4409}
 """Normal end, no such route (policy), message too big, try later, the route's refusals."""
 REPLIES = {"error", "assessment", "stopped"}
+REPLY_TO_BOMB = ("error", "pixels")
+"""A bomb frame is refused with an error that names its pixel count."""
 
 
 @dataclass(frozen=True)
 class WsAction:
     """``kind``: bytes or text (sent on the stream), handshake (``data`` is the session id in
-    the path), churn (``data`` connections opened and dropped at once)."""
+    the path), churn (``data`` connections opened and dropped at once). ``before``: messages
+    sent on the stream first, unanswered (a command that sets options, then the frame). A
+    corpus action also says what it must end in: ``reply`` (the reply's type; for a
+    handshake ``closed <code>`` or ``refused <status>``) and a text the reply ``says``."""
 
     kind: str
     data: bytes | str | int = b""
+    before: tuple[str, ...] = ()
+    reply: str = ""
+    says: str = ""
 
 
 class Closed(Exception):
@@ -86,15 +94,22 @@ OVER_LIMIT = b"\xff\xd8\xff" + b"\x00" * 4_000_000
 
 def ws_corpus() -> dict[str, WsAction]:
     """The audit's frames (the 30000² PNG, the 10000² RGBA PNG), a 17 MB frame (over the
-    server's WebSocket message limit), 100,000-deep JSON, ids beyond 64 bits."""
-    corpus = {f"frame {name}": WsAction("bytes", data) for name, data in bombs().items()}
-    corpus["frame of 17 MB"] = WsAction("bytes", b"\x00" * 17_000_000)
-    corpus["text nested 100000 deep"] = WsAction("text", deep(100_000))
-    corpus["heatmap on"] = WsAction("text", json.dumps({"type": "options", "heatmap": True}))
-    corpus["face frame with heatmap"] = WsAction("bytes", frame_jpeg())
+    server's WebSocket message limit), 100,000-deep JSON, ids beyond 64 bits; each with the
+    reply it must get in process (no route takes a hostile id: closed 1008, policy). In this
+    order: ``stop`` ends the stream last."""
+    corpus = {f"frame {name}": WsAction("bytes", data, reply=REPLY_TO_BOMB[0],
+                                        says=REPLY_TO_BOMB[1])
+              for name, data in bombs().items()}
+    corpus["frame of 17 MB"] = WsAction("bytes", b"\x00" * 17_000_000, reply="error",
+                                        says="larger than")  # uvicorn closes with 1009 first
+    corpus["text nested 100000 deep"] = WsAction("text", deep(100_000), reply="error")
+    corpus["face frame with heatmap on"] = WsAction(
+        "bytes", frame_jpeg(), before=(json.dumps({"type": "options", "heatmap": True}),),
+        reply="assessment", says="heatmap")
     for ident in ("99999999999999999999999", "9223372036854775808", "-1", "1e23"):
-        corpus[f"handshake /ws/sessions/{ident}"] = WsAction("handshake", ident)
-    corpus["stop"] = WsAction("text", json.dumps({"type": "stop"}))
+        corpus[f"handshake /ws/sessions/{ident}"] = WsAction("handshake", ident,
+                                                             reply="closed 1008")
+    corpus["stop"] = WsAction("text", json.dumps({"type": "stop"}), reply="stopped")
     return corpus
 
 
@@ -127,11 +142,11 @@ class LiveFuzz:
             outcome = Outcome("hang", f"hang after {what}", f"no reply in {self.timeout_s} s")
         except Closed as closed:
             self._drop()
-            outcome = Outcome() if closed.code in EXPECTED_CLOSES else Outcome(
-                "5xx", f"closed {closed.code} after {what}")
+            outcome = Outcome(reply=f"closed {closed.code}") if closed.code in EXPECTED_CLOSES \
+                else Outcome("5xx", f"closed {closed.code} after {what}")
         except Refused as refused:
-            outcome = Outcome() if refused.status < 500 else Outcome(
-                "5xx", f"handshake {refused.status} ({what})")
+            outcome = Outcome(reply=f"refused {refused.status}") if refused.status < 500 \
+                else Outcome("5xx", f"handshake {refused.status} ({what})")
         except Exception as error:  # an in-process server's exception surfacing here
             self._drop()
             outcome = failure(error)
@@ -147,13 +162,14 @@ class LiveFuzz:
 
     def _act(self, action: WsAction) -> Outcome:
         if action.kind == "handshake":
-            self._visit(f"/ws/sessions/{action.data}", wait=True)
-            return Outcome()
+            return Outcome(reply=self._visit(f"/ws/sessions/{action.data}", wait=True))
         if action.kind == "churn":
             for _ in range(int(action.data)):
                 self._visit(f"/ws/sessions/{self.session_id}", wait=False)
             return Outcome()
         socket = self._stream()
+        for message in action.before:
+            socket.send(message)
         socket.send(action.data)
         if action.kind == "text":
             socket.send(b"x")  # a frame that is not an image: the reply shows the stream lives
@@ -163,7 +179,7 @@ class LiveFuzz:
             self.session_id = self.new_session()
         elif reply.get("type") not in REPLIES:
             return Outcome("reply", f"unexpected reply to {action.kind}", str(reply)[:200])
-        return Outcome()
+        return Outcome(reply=str(reply.get("type")), output=json.dumps(reply)[:2000])
 
     def _stream(self) -> Socket:
         for _ in range(2):
@@ -181,19 +197,21 @@ class LiveFuzz:
                 raise Closed(-1)
         raise Closed(4409)
 
-    def _visit(self, path: str, *, wait: bool) -> None:
+    def _visit(self, path: str, *, wait: bool) -> str:
+        """Open ``path`` (and wait for its first message): ``closed <code>`` or the message's
+        type; ``Refused`` passes through."""
         try:
             socket = self.connect(path)
         except Closed as closed:
             if closed.code not in EXPECTED_CLOSES:
                 raise
-            return
+            return f"closed {closed.code}"
         try:
-            if wait:
-                socket.receive(self.timeout_s)
+            return str(socket.receive(self.timeout_s).get("type")) if wait else ""
         except Closed as closed:
             if closed.code not in EXPECTED_CLOSES:
                 raise
+            return f"closed {closed.code}"
         finally:
             socket.close()
 

@@ -36,7 +36,8 @@ class Outcome:
     answer of the wrong shape); ``signature``
     groups equal failures; ``detail`` is the traceback's last line, a status, a reason;
     ``logged`` the last line of a traceback the server logged meanwhile; ``exit_code`` and
-    ``output``: a CLI run's exit code and printed text (None and "" for other inputs)."""
+    ``output``: a CLI run's exit code and printed text (None and "" for other inputs), or the
+    live stream's ``reply`` (its type) and its text."""
 
     problem: str | None = None
     signature: str = ""
@@ -46,6 +47,7 @@ class Outcome:
     logged: str = ""
     exit_code: int | None = None
     output: str = ""
+    reply: str = ""
 
     def check(self) -> None:
         """Raise the failure's own exception type (hypothesis tells bugs apart by type, so a
