@@ -84,6 +84,9 @@ class Refusal(NamedTuple):
     reason: str
 
 
+ENDED = Refusal(4409, "This session has ended; start a new one.")
+
+
 def live_refusal(db: Session, *, token_hash: str, session_id: int) -> Refusal | None:
     """Whether the login ``token_hash`` may stream into live session ``session_id`` *now*:
     None, or the refusal (4401 log in again, 4403 role, 4404 no such session, 4409 ended).
@@ -101,7 +104,7 @@ def live_refusal(db: Session, *, token_hash: str, session_id: int) -> Refusal | 
     if session is None or session.source != "live":
         return Refusal(4404, f"No live session with id {session_id}.")
     if session.ended_at is not None:
-        return Refusal(4409, "This session has ended; start a new one.")
+        return ENDED
     return None
 
 

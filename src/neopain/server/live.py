@@ -45,7 +45,7 @@ from neopain.server.heatmap import (
     heatmap_regions,
     occlusion_cells,
 )
-from neopain.server.deps import AccessError, Refusal, live_refusal
+from neopain.server.deps import ENDED, AccessError, Refusal, live_refusal
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
 from neopain.store.session import StoreError
@@ -54,7 +54,6 @@ from neopain.store.tables import Assessment, utc_now
 MAX_FRAME_SIDE = 1920
 UPLOAD_WAIT_S = 2.0
 UPLOAD_RETRY_S = 10
-ENDED = Refusal(4409, "This session has ended; start a new one.")
 
 
 IDLE_DETECTORS = 8
