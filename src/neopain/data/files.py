@@ -25,19 +25,22 @@ _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device
 
 class FileReadError(NeopainError):
     """A file that cannot be opened or read as what it should be; ``reason`` says why,
-    ``path`` names it."""
+    ``path`` names it, ``missing`` is True when no file has that name."""
 
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], reason: str, *,
+                 missing: bool = False) -> None:
         self.path = path
         self.reason = reason
+        self.missing = missing
         super().__init__(self._message())
 
     def _message(self) -> str:
         return f"{self.path}: {self.reason}"
 
-    def __reduce__(self) -> tuple[type[FileReadError], tuple[str | os.PathLike[str], str]]:
-        # rebuilt from (path, reason) when it crosses a worker process boundary
-        return (type(self), (self.path, self.reason))
+    def __reduce__(self) -> tuple[type[FileReadError], tuple[str | os.PathLike[str], str],
+                                  dict[str, object]]:
+        # rebuilt from (path, reason) and its attributes when it crosses a process boundary
+        return (type(self), (self.path, self.reason), self.__dict__)
 
 
 def os_error_reason(error: OSError) -> str:
@@ -55,23 +58,37 @@ def os_error_reason(error: OSError) -> str:
     return f"the file cannot be opened ({error.strerror or error})"
 
 
-def regular_file_problem(path: str | os.PathLike[str], *, what: str = "a file") -> str | None:
-    """Why ``path`` is not a regular file (or a link to one) that exists, or None if it is.
+def _os_error(path: str | os.PathLike[str], error: OSError) -> FileReadError:
+    return FileReadError(path, os_error_reason(error),
+                         missing=isinstance(error, FileNotFoundError))
+
+
+def regular_file_error(path: str | os.PathLike[str], *,
+                       what: str = "a file") -> FileReadError | None:
+    """Why ``path`` is not a regular file (or a link to one) that exists, as the error to raise
+    (``missing`` when there is no such file), or None if it is one.
 
     Only ``os.stat`` is asked: nothing is opened.
     """
     try:
         info = os.stat(path)
     except OSError as error:
-        return os_error_reason(error)
+        return _os_error(path, error)
     except ValueError:  # a NUL character in the name
-        return "the file name holds a NUL character"
+        return FileReadError(path, "the file name holds a NUL character")
     if stat.S_ISDIR(info.st_mode):
-        return f"is a folder; expected {what}"
+        return FileReadError(path, f"is a folder; expected {what}")
     if not stat.S_ISREG(info.st_mode):
         kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        return f"is {kind}, not a regular file; expected {what}"
+        return FileReadError(path, f"is {kind}, not a regular file; expected {what}")
     return None
+
+
+def regular_file_problem(path: str | os.PathLike[str], *, what: str = "a file") -> str | None:
+    """Why ``path`` is not a regular file (or a link to one) that exists, in words, or None
+    if it is (``regular_file_error``'s reason)."""
+    error = regular_file_error(path, what=what)
+    return None if error is None else error.reason
 
 
 def open_regular(path: str | os.PathLike[str], *, what: str = "a file") -> BinaryIO:
@@ -88,13 +105,13 @@ def open_regular(path: str | os.PathLike[str], *, what: str = "a file") -> Binar
         FileReadError: missing, not a regular file, not readable, a name too long or holding
             a NUL character.
     """
-    if (problem := regular_file_problem(path, what=what)) is not None:
-        raise FileReadError(path, problem)
+    if (error := regular_file_error(path, what=what)) is not None:
+        raise error
     flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
     except OSError as error:
-        raise FileReadError(path, os_error_reason(error)) from None
+        raise _os_error(path, error) from None
     file = os.fdopen(fd, "rb")
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         file.close()

@@ -83,7 +83,7 @@ def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
     try:
         file = open_regular(path, what="an image file")
     except FileReadError as error:
-        raise ImageReadError(path, error.reason) from None
+        raise ImageReadError(path, error.reason, missing=error.missing) from None
     if os.fstat(file.fileno()).st_size == 0:
         file.close()
         raise ImageReadError(path, "the file is empty (0 bytes)")

@@ -15,6 +15,12 @@ import sys
 MAX_DEPTH = 32
 """Nesting allowed by default: far more than any neopain file needs."""
 
+
+
+class JSONLimitError(json.JSONDecodeError):
+    """JSON refused for a limit (nesting, length, a number's digits), not for its syntax."""
+
+
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)  # strings, brackets
 
 
@@ -27,20 +33,21 @@ def parse_json(text: str, *, max_depth: int = MAX_DEPTH, max_chars: int | None =
         max_chars: the longest text parsed; None: any.
 
     Raises:
-        json.JSONDecodeError: not JSON, nested deeper than ``max_depth``, longer than
+        JSONLimitError: (a ``json.JSONDecodeError``) nested deeper than ``max_depth``, longer than
             ``max_chars``, or a number Python will not convert (over 4,300 digits); the
             message says which.
+        json.JSONDecodeError: not JSON.
     """
     if max_chars is not None and len(text) > max_chars:
-        raise json.JSONDecodeError(f"longer than {max_chars:,} characters", text, max_chars)
+        raise JSONLimitError(f"longer than {max_chars:,} characters", text, max_chars)
     depth = 0
     for token in _TOKENS.finditer(text):
         char = token.group()[0]
         if char in "[{":
             depth += 1
             if depth > max_depth:
-                raise json.JSONDecodeError(f"nested deeper than {max_depth} levels", text,
-                                           token.start())
+                raise JSONLimitError(f"nested deeper than {max_depth} levels", text,
+                                     token.start())
         elif char in "]}":
             depth = max(depth - 1, 0)
     try:
@@ -49,5 +56,5 @@ def parse_json(text: str, *, max_depth: int = MAX_DEPTH, max_chars: int | None =
         raise
     except ValueError:  # int() refuses numbers of over 4,300 digits
         digits = sys.get_int_max_str_digits()
-        raise json.JSONDecodeError(f"a number has more than {digits:,} digits", text, 0) \
+        raise JSONLimitError(f"a number has more than {digits:,} digits", text, 0) \
             from None

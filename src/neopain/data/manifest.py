@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neopain.data.files import regular_file_problem
-from neopain.data.json_text import parse_json
+from neopain.data.files import regular_file_error
+from neopain.data.json_text import JSONLimitError, parse_json
 from neopain.data.tables import Problem, TableError, read_table, write_table
 
 logger = logging.getLogger(__name__)
@@ -95,9 +95,10 @@ def _numbers(value: object, *, count: int) -> list[float]:
 def _json(text: str) -> object:
     try:
         return parse_json(text, max_depth=_MAX_CELL_DEPTH, max_chars=_MAX_CELL_CHARS)
-    except json.JSONDecodeError as error:
-        bounded = error.msg.startswith(("nested", "longer", "a number"))
-        raise ValueError(error.msg if bounded else "not JSON") from None
+    except JSONLimitError as error:
+        raise ValueError(error.msg) from None
+    except json.JSONDecodeError:
+        raise ValueError("not JSON") from None
 
 
 def parse_box(text: str) -> tuple[float, float, float, float] | None:
@@ -329,9 +330,10 @@ def validate_table(
             if check_files and column in _FILE_COLUMNS:
                 path = root / text
                 if path not in found:
-                    found[path] = regular_file_problem(path, what=_FILE_COLUMNS[column])
-                if (message := found[path]) is not None:
-                    if message == "file not found":
+                    found[path] = regular_file_error(path, what=_FILE_COLUMNS[column])
+                if (error := found[path]) is not None:
+                    message = error.reason
+                    if error.missing:
                         message += "; relative paths start at the manifest's folder"
                     problems.append(Problem(line, column, text, message))
     order = {name: i for i, name in enumerate(COLUMNS)}

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from neopain.data.files import FileReadError, load_npy, regular_file_problem
+from neopain.data.files import FileReadError, load_npy, regular_file_error
 from neopain.errors import NeopainError
 
 logger = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def load_landmarks(path: str | os.PathLike[str]) -> np.ndarray:
             the message names the file.
     """
     path = Path(path)
-    if regular_file_problem(path) == "file not found":
+    if (error := regular_file_error(path)) is not None and error.missing:
         raise LandmarkError(f"landmarks file {path} not found")
     try:
         points = load_npy(path, what="landmarks written by save_landmarks",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from neopain.data.files import FileReadError, read_regular_text, regular_file_problem
+from neopain.data.files import FileReadError, read_regular_text, regular_file_error
 from neopain.data.json_text import parse_json
 
 RECORDS = "faces.jsonl"
@@ -55,11 +55,12 @@ def load_records(root: Path, key: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _read_log(path: Path, *, read: bool = True) -> str | None:
     """The text of one of the run's files; None when it is missing, too large or no text, or
     when not ``read`` (it is only checked)."""
-    problem = regular_file_problem(path, what=f"the {path.name} that faces detect writes")
-    if problem == "file not found":
+    error = regular_file_error(path, what=f"the {path.name} that faces detect writes")
+    if error is not None and error.missing:
         return None
-    if problem is not None:
-        raise FileReadError(path, f"{problem}; remove it, or write to another --out folder")
+    if error is not None:
+        raise FileReadError(path, f"{error.reason}; remove it, or write to another --out "
+                                  "folder")
     if not read:
         return None
     try:

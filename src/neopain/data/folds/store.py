@@ -114,7 +114,7 @@ def _read_json(path: Path) -> object:
         with open_regular(path, what="a folds.json file") as file:
             text = file.read().decode("utf-8-sig")
     except FileReadError as error:
-        if error.reason == "file not found":
+        if error.missing:
             raise FoldsError(f"{path}: file not found; make one with `neopain folds make`") \
                 from None
         raise FoldsError(f"{path}: {error.reason}") from None

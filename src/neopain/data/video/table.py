@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neopain.data.files import regular_file_problem
+from neopain.data.files import regular_file_error
 from neopain.data.manifest import LABELS, SCALES
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.data.video.policies import FramePolicy
@@ -104,10 +104,10 @@ def _row_problems(row: dict[str, str], *, root: Path, policy: FramePolicy
     video = row["video"]
     if not video:
         yield "video", "is empty; every row needs the path of its video"
-    elif (problem := regular_file_problem(root / video, what="a video file")) is not None:
+    elif (error := regular_file_error(root / video, what="a video file")) is not None:
         # os.stat, not Path.exists: a name too long for the file system raised OSError
-        yield "video", (problem + "; relative paths start at the videos table's folder"
-                        if problem == "file not found" else problem)
+        yield "video", (error.reason + "; relative paths start at the videos table's folder"
+                        if error.missing else error.reason)
     subject = row["subject"]
     if not subject:
         yield "subject", "is empty; every row needs a subject id (one id per infant)"
