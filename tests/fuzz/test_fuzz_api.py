@@ -65,6 +65,7 @@ def test_the_audits_uploads_are_refused_within_1_s_and_200_mb(fuzz_server, name)
     outcome = send(fuzz_server.client, call, server_log=fuzz_server.log.read)
     grown = replace(outcome, peak_mb=memory_mb("VmHWM") - rss)
     bounded(grown, slow_s=1.0, heavy_mb=200.0, what=name).check()
+    assert outcome.reply == str(call.status) and call.says in outcome.output, outcome.output
 
 
 def test_the_fuzzer_sees_a_crashing_route():

@@ -35,7 +35,8 @@ NOT_FUZZED = ("/api/logout",)
 
 @dataclass(frozen=True)
 class Call:
-    """One HTTP request. ``route`` is the path template, used to group failures."""
+    """One HTTP request. ``route`` is the path template, used to group failures. A corpus
+    call also says what it must get: ``status`` and a text of the answer (``says``)."""
 
     method: str
     path: str
@@ -45,6 +46,8 @@ class Call:
     content: bytes | None = None
     data: tuple[tuple[str, str], ...] = ()
     files: tuple[tuple[str, str, bytes, str], ...] = ()
+    status: int | None = None
+    says: str = ""
 
 
 def _clean(text: object) -> str:
@@ -135,11 +138,19 @@ def upload_calls(patient_ids: Sequence[int]) -> st.SearchStrategy[Call]:
                      names, kinds)
 
 
+UPLOAD_ANSWERS = {"png-30000x30000": (422, "is 900,000,000 pixels"),
+                  "png-rgba-10000x10000": (422, "100,000,000 pixels"),
+                  "png-1x5000": (201, '"kind":"image"'), "png-5000x1": (201, '"kind":"image"')}
+"""The answer each of ``bombs()`` must get as an upload: bombs refused naming their pixels,
+the strips (a 500 in the audit) assessed."""
+
+
 def upload_corpus(patient_id: int) -> dict[str, Call]:
     """The audit's uploads: the 10000² RGBA PNG, the 1×5000 strip, the 30000² PNG."""
     route = "/api/patients/{patient_id}/uploads"
     return {f"upload {name}": Call("POST", route.replace("{patient_id}", str(patient_id)),
-                                   route, files=(("file", "a.png", data, "image/png"),))
+                                   route, files=(("file", "a.png", data, "image/png"),),
+                                   status=UPLOAD_ANSWERS[name][0], says=UPLOAD_ANSWERS[name][1])
             for name, data in bombs().items()}
 
 
@@ -156,7 +167,14 @@ def api_calls(schema, routes, known: dict[str, list[int]]) -> st.SearchStrategy[
 
 
 def judge(call: Call, response: httpx.Response) -> Outcome:
-    """A 5xx, or missing security headers / no-store: a failure; anything else is handled."""
+    """A 5xx, an answer other than the call's own ``status`` and ``says``, or missing security
+    headers / no-store: a failure; anything else is handled. The outcome's ``reply`` is the
+    status, its ``output`` the answer's text."""
+    answer = {"reply": str(response.status_code), "output": response.text[:2000]}
+    return replace(_judged(call, response), **answer)
+
+
+def _judged(call: Call, response: httpx.Response) -> Outcome:
     where = f"{call.method} {call.route}"
     headers = response.headers
     missing = [name for name in ("X-Content-Type-Options", "Content-Security-Policy")
@@ -169,6 +187,10 @@ def judge(call: Call, response: httpx.Response) -> Outcome:
     if response.status_code >= 500:
         return Outcome("5xx", f"{response.status_code} {where}",
                        "; ".join(filter(None, (lacks, " ".join(response.text.split())[:120]))))
+    if call.status is not None and (response.status_code != call.status
+                                    or call.says not in response.text):
+        return Outcome("reply", f"not {call.status} saying {call.says!r}: {where}",
+                       f"{response.status_code} {' '.join(response.text.split())[:200]}")
     if missing:
         area = "API" if call.path.startswith("/api/") else "page"
         return Outcome("headers", f"{area} response {lacks}", f"{response.status_code} {where}")
