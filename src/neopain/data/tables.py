@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from neopain.data.files import FileReadError, open_regular
+from neopain.data.files import FileReadError, read_regular
 from neopain.errors import NeopainError
 
 _MAX_VALUE_CHARS = 60
 _MAX_LISTED = 50
+MAX_TABLE_BYTES = 2**30
+"""The largest table file read (about 5 million manifest rows)."""
 
 
 def _shorten(text: str) -> str:
@@ -80,12 +82,9 @@ def _read_text(path: Path, *, what: str) -> str:
         return TableError(path, [Problem(line, None, None, message)])
 
     try:
-        with open_regular(path, what=what) as file:
-            data = file.read()
+        data = read_regular(path, what=what, max_bytes=MAX_TABLE_BYTES)
     except FileReadError as exc:
         raise error(exc.reason) from None
-    except OSError as exc:  # an error while reading (an I/O error, a file on a lost share)
-        raise error(f"cannot be read: {exc.strerror}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

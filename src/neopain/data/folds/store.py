@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from neopain import __version__
-from neopain.data.files import FileReadError, open_regular
+from neopain.data.files import FileReadError, read_regular_text
 from neopain.data.json_text import parse_json
 from neopain.data.folds.plan import PROTOCOLS, SPLITS, Fold, FoldPlan, FoldsError
 from neopain.data.manifest import sha256_file
@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_LISTED = 20
+_MAX_FOLDS_BYTES = 2**28  # a folds file lists image paths: millions fit
 
 
 def plan_to_dict(plan: FoldPlan) -> dict:
@@ -111,17 +112,13 @@ def _error(path: Path, problems: list[str]) -> FoldsError:
 
 def _read_json(path: Path) -> object:
     try:
-        with open_regular(path, what="a folds.json file") as file:
-            text = file.read().decode("utf-8-sig")
+        text = read_regular_text(path, what="JSON written by neopain (a folds.json file)",
+                                 max_bytes=_MAX_FOLDS_BYTES)
     except FileReadError as error:
         if error.missing:
             raise FoldsError(f"{path}: file not found; make one with `neopain folds make`") \
                 from None
-        raise FoldsError(f"{path}: {error.reason}") from None
-    except UnicodeDecodeError:
-        raise _error(path, ["is not UTF-8 text; expected JSON written by neopain"]) from None
-    except OSError as error:
-        raise FoldsError(f"{path} cannot be read: {error.strerror}") from None
+        raise _error(path, [error.reason]) from None
     try:
         return parse_json(text)
     except json.JSONDecodeError as error:
