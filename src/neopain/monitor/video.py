@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 
 import neopain
-from neopain.data.files import regular_file_problem
 from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.errors import NeopainError
 from neopain.faces.base import FaceDetector
@@ -154,11 +153,6 @@ def pain_episodes(times: np.ndarray, states: np.ndarray, smoothed: np.ndarray, *
     return [e for e in episodes if e.duration_s >= min_duration_s]
 
 
-def _frame_count(path: Path) -> int:
-    with open_video(path) as capture:
-        return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-
-
 def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
                  detector: str | FaceDetector = "mediapipe-short", window: int = 5,
                  hysteresis: float = 0.1, max_gap_s: float = 2.0, step: int = 1,
@@ -178,17 +172,16 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
         NeopainError: an unreadable video (``VideoReadError``, naming the file) or bad options.
     """
     path = Path(path)
-    if (problem := regular_file_problem(path, what="a video file")) is not None:
-        raise VideoReadError(f"{path}: {problem}")
     if not isinstance(step, int) or step < 1:
         raise NeopainError(f"step={step!r} must be a whole number of frames >= 1")
     rows = []
     try:
-        total = _frame_count(path)
         with open_video(path) as capture, Assessor(predictor, detector=detector, window=window,
                                                    hysteresis=hysteresis,
                                                    max_gap_s=max_gap_s) as assessor:
             last_time, threshold = 0.0, 0.5
+            # one open and one stat (open_video's): the container's count, 0 when unknown
+            total = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
             for decoded in decode_frames(capture):
                 last_time = decoded.time_s
                 if on_progress is not None:
