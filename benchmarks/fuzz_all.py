@@ -170,13 +170,14 @@ def _external(value: object, folder: Path, stem: str) -> object:
 def report(results: dict[str, tuple[Tally, float, float]], out: Path | None) -> bool:
     """Print the figures and every distinct failure; True when nothing failed."""
     table = Table(title="neopain fuzzing")
-    for column in ("surface", "inputs", *COLUMNS, "peak RSS growth MB", "time s"):
+    for column in ("surface", "inputs", "unsent", *COLUMNS, "peak RSS growth MB", "time s"):
         table.add_column(column, justify="left" if column == "surface" else "right")
     failed = 0
     for name, (tally, peak_mb, seconds) in results.items():
         figures = counts(tally)
         failed += sum(figures.values())
-        table.add_row(name, str(tally.tried), *(str(v) for v in figures.values()),
+        table.add_row(name, str(tally.tried), str(tally.unsent),
+                      *(str(v) for v in figures.values()),
                       f"{peak_mb:.0f}", f"{seconds:.0f}")
         if out is not None:
             keep(tally, out / name)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import h11
 import httpx
 from hypothesis import strategies as st
 
@@ -200,7 +201,8 @@ def _judged(call: Call, response: httpx.Response) -> Outcome:
 def send(client: httpx.Client, call: Call, *,
          server_log: Callable[[], str] = lambda: "") -> Outcome:
     """Make the call and judge the answer; ``server_log`` returns the server's new log text
-    (a traceback in it is a failure too). A timeout of the client's is a hang."""
+    (a traceback in it is a failure too). A timeout of the client's is a hang; a URL or a
+    request the client refuses to make is ``unsent`` (handled: no server saw it)."""
     started = time.perf_counter()
     for attempt in range(2):  # a kept-alive connection the server dropped: once more, anew
         try:
@@ -213,14 +215,12 @@ def send(client: httpx.Client, call: Call, *,
         except httpx.TimeoutException:
             return Outcome("hang", f"hang {call.method} {call.route}", "no answer in time",
                            time.perf_counter() - started)
-        except httpx.LocalProtocolError:  # a request the client will not send
+        except (httpx.InvalidURL, httpx.LocalProtocolError, h11.LocalProtocolError):
             return Outcome(None, "unsent", seconds=time.perf_counter() - started)
         except httpx.TransportError as error:
             if attempt:
                 return Outcome("5xx", f"connection dropped {call.method} {call.route}",
                                repr(error), time.perf_counter() - started)
-        except (httpx.InvalidURL, UnicodeError, TypeError, ValueError):
-            return Outcome(None, "unsent", seconds=time.perf_counter() - started)
     outcome = replace(judge(call, response), seconds=time.perf_counter() - started)
     logged = read_traceback(server_log, expected=response.status_code >= 500)
     if logged is None:
