@@ -180,12 +180,35 @@ def test_image_read_error_is_a_file_read_error(tmp_path: Path):
 
 
 def test_large_valid_image_is_read(tmp_path: Path):
+    """Images over one band of rows are converted band by band: every pixel must come out as
+    a single-pass conversion gives it (no seam, no band left out)."""
     path = tmp_path / "large.png"
     image = np.zeros((4000, 3000, 3), np.uint8)
     image[::7, ::5] = 255
+    image[:, :, 1] = np.arange(4000, dtype=np.uint32)[:, None] % 251  # every row differs
     Image.fromarray(image).save(path, compress_level=1)
-    assert read_image(path).shape == (4000, 3000, 3)
+    read = read_image(path)
+    assert read.shape == (4000, 3000, 3)
+    np.testing.assert_array_equal(read[:, :, ::-1], image)
 
+
+def test_large_transparent_and_16_bit_images_are_converted_exactly(tmp_path: Path):
+    """The banded conversion of alpha (on white) and of 16-bit gray, checked against Pillow's
+    single-pass conversion of the whole image."""
+    rows = np.arange(1500, dtype=np.uint32)[:, None]
+    rgba = np.dstack([np.broadcast_to((rows * 3) % 256, (1500, 2000)),
+                      np.broadcast_to((rows * 5) % 256, (1500, 2000)),
+                      np.full((1500, 2000), 90), np.broadcast_to(rows % 256, (1500, 2000))]
+                     ).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png", compress_level=1)
+    white = Image.new("RGBA", (2000, 1500), (255, 255, 255, 255))
+    shown = np.asarray(Image.alpha_composite(white, Image.fromarray(rgba, "RGBA")).convert("RGB"))
+    np.testing.assert_array_equal(read_image(tmp_path / "alpha.png")[:, :, ::-1], shown)
+    gray = np.broadcast_to((rows * 37) % 65536, (1500, 2000)).astype(np.uint16)
+    Image.fromarray(gray).save(tmp_path / "gray16.png", compress_level=1)
+    expected = np.round(gray / 257.0).astype(np.uint8)
+    read = read_image(tmp_path / "gray16.png")
+    np.testing.assert_array_equal(read, np.repeat(expected[:, :, None], 3, axis=2))
 
 
 def test_png_bomb_is_a_real_image():
