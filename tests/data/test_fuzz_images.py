@@ -10,17 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from fuzz.inputs import examples
 from image_files import bmp_header_154, png_bomb
 from neopain.data.images import ImageReadError, decode_image, read_image
 
 MAX_PIXELS = 200_000
 MAX_SIDE = 1024
-FUZZ = settings(max_examples=150, deadline=5000, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = examples(150, deadline_ms=5000)
 
 
 def _seed_files() -> dict[str, bytes]:
@@ -100,7 +100,7 @@ def folder(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz-images")
 
 
-@settings(max_examples=40, deadline=5000, derandomize=True)
+@examples(40, deadline_ms=5000)
 @given(mutated())
 def test_mutated_files_on_disk_read_within_the_cap_or_raise_image_read_error(folder, data):
     path = folder / "image"

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzz.inputs import examples
 from neopain.data.importers import import_csv
 from neopain.data.importers.coordinates import box_cell, keypoints_cell
 from neopain.data.manifest import Manifest, load_manifest, parse_box, parse_keypoints
 from neopain.data.tables import TableError, read_table
 from neopain.errors import NeopainError
 
-FUZZ = settings(max_examples=150, deadline=5000, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = examples(150, deadline_ms=5000)
 
 # cells a careless user or a hostile file puts in a manifest
 NASTY_CELLS = st.sampled_from([
@@ -115,7 +115,7 @@ def test_any_importer_coordinate_text_gives_a_cell_or_a_value_error(text):
             assert cell == "" or parse(cell) is not None
 
 
-@settings(max_examples=60, deadline=5000, derandomize=True)
+@examples(60, deadline_ms=5000)
 @given(st.lists(st.tuples(st.one_of(NASTY_CELLS, st.text(max_size=300)), CELLS, CELLS),
                 min_size=1, max_size=4), st.booleans())
 def test_any_table_imports_or_raises_neopain_error(folder, rows, allow_missing):

@@ -48,10 +48,12 @@ SPECIAL_TARGETS = ["assets", "missing.csv", "x" * 300 + ".csv", "assets/loop.jpg
 costs seconds each: they are in ``TABLE_CORPUS``)."""
 
 
-def examples(n: int) -> settings:
-    """Settings of a fuzz test: ``n`` inputs, no deadline (the harness times each input),
-    nothing kept in a .hypothesis folder."""
-    return settings(max_examples=n, deadline=None, database=None, print_blob=True,
+def examples(n: int, *, deadline_ms: int | None = None) -> settings:
+    """Settings of a fuzz test: ``n`` inputs, the same ones each run (CI must not draw new
+    random inputs: the random search is ``benchmarks/fuzz_all.py``'s), no deadline unless
+    ``deadline_ms`` (the harness times each input), nothing kept in a .hypothesis folder."""
+    return settings(max_examples=n, deadline=deadline_ms, derandomize=True, database=None,
+                    print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
 
