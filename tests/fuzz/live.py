@@ -20,9 +20,10 @@ from typing import Protocol
 from hypothesis import strategies as st
 
 from fuzz.inputs import deep, json_values, nested_texts
-from fuzz.media import bombs, frame_jpeg, image_bytes, mutated, png_bomb
+from fuzz.media import bombs, frame_jpeg, image_bytes, mutated
 from fuzz.sandbox import Outcome, failure
 from fuzz.web import IDS, _clean, read_traceback
+from image_files import png_bomb
 
 EXPECTED_CLOSES = {1000, 1008, 1009, 1013, 4401, 4403, 4404, 4409}
 """Normal end, no such route (policy), message too big, try later, the route's refusals."""

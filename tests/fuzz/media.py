@@ -9,7 +9,6 @@ import functools
 import io
 import struct
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import numpy as np
 from hypothesis import strategies as st
 from PIL import Image
 from skimage import data as skdata
+
+from image_files import bmp_header_154, png_bomb, png_header
 
 SIZES = [0, 1, 2, 1921, 5000, 30000, 65500, 65535, 2**31 - 1, 2**32 - 1]
 """Declared widths and heights of crafted headers."""
@@ -80,22 +81,11 @@ def tiny_video() -> bytes:
         return path.read_bytes()
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png(width: int, height: int, *, depth: int = 8, color: int = 2, idat: bytes = b"") -> bytes:
-    """A PNG file with this header (CRCs right) and ``idat`` as its compressed data."""
-    header = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat)
-            + _chunk(b"IEND", b""))
-
-
 def crafted(fmt: str, width: int, height: int) -> bytes:
     """A header of ``fmt`` declaring ``width`` × ``height`` pixels, with almost no pixel data."""
     w16, h16 = width & 0xFFFF, height & 0xFFFF
     if fmt == "png":
-        return png(width & 0xFFFFFFFF, height & 0xFFFFFFFF, idat=zlib.compress(b"\x00" * 64))
+        return png_header(width & 0xFFFFFFFF, height & 0xFFFFFFFF)
     if fmt == "bmp":
         info = struct.pack("<IiiHHIIiiII", 40, width & 0x7FFFFFFF, -(height & 0x7FFFFFFF), 1,
                            24, 0, 0, 2835, 2835, 0, 0)
@@ -120,21 +110,12 @@ def crafted(fmt: str, width: int, height: int) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
 
 
-def png_bomb(width: int, height: int, *, color: int = 0, depth: int = 1) -> bytes:
-    """A valid PNG of zeros: a small file that decodes to ``width`` × ``height`` pixels."""
-    row = b"\x00" * (1 + (width * depth * {0: 1, 2: 3, 6: 4}[color] + 7) // 8)
-    packer = zlib.compressobj(9)
-    chunks = [packer.compress(row * 64) for _ in range(height // 64)]
-    chunks += [packer.compress(row * (height % 64)), packer.flush()]
-    return png(width, height, depth=depth, color=color, idat=b"".join(chunks))
-
-
 @functools.cache
 def bombs() -> dict[str, bytes]:
-    """The audit's images: a 30000² PNG (0.1 MB; 2.7 GB as BGR), a 10000² RGBA PNG, and the
+    """The audit's images: a 30000² PNG (2.6 MB; 2.7 GB as BGR), a 10000² RGBA PNG, and the
     1×5000 strip that broke uploads."""
     return {"png-30000x30000": png_bomb(30000, 30000),
-            "png-rgba-10000x10000": png_bomb(10000, 10000, color=6, depth=8),
+            "png-rgba-10000x10000": png_bomb(10000, 10000, rgba=True),
             "png-1x5000": encode(Image.fromarray(np.full((5000, 1, 3), 90, np.uint8)), "PNG"),
             "png-5000x1": encode(Image.fromarray(np.full((1, 5000, 3), 90, np.uint8)), "PNG")}
 
@@ -212,10 +193,13 @@ SPECIAL_FILES = ["path:folder.jpg", "path:loop.jpg", "path:empty.jpg", "path:mis
 
 def image_corpus() -> dict[str, ImageCase]:
     """Fixed inputs, each too costly to draw at random today: the bombs as files, as frames
-    and through ``neopain assess``, a FIFO and /dev/zero named like images."""
+    and through ``neopain assess``, the 154-byte BMP that claims 65536² pixels, a FIFO and
+    /dev/zero named like images."""
     corpus = {f"{name} {via}": ImageCase(data, via)
               for name, data in bombs().items() for via in ("file", "decode")}
     corpus["png-1x5000 assess"] = ImageCase(bombs()["png-1x5000"], "assess")
+    for via in ("file", "decode", "assess"):
+        corpus[f"bmp-154-bytes {via}"] = ImageCase(bmp_header_154(), via)
     corpus["fifo.jpg"] = ImageCase(b"", "path:fifo.jpg")
     corpus["zero.jpg (/dev/zero)"] = ImageCase(b"", "path:zero.jpg")
     return corpus

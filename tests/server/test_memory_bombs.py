@@ -12,7 +12,7 @@ import pytest
 from websockets.sync.client import connect
 
 from fuzz.live_server import LiveServer
-from fuzz.media import png_bomb
+from image_files import png_bomb
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.*")]
@@ -46,7 +46,7 @@ def test_a_30000_pixel_png_as_a_live_frame_is_refused_at_once(served):
 
 def test_three_concurrent_10000_pixel_rgba_uploads_are_refused_at_once(served):
     server, patient_id = served
-    bomb = png_bomb(10000, 10000, color=6, depth=8)
+    bomb = png_bomb(10000, 10000, rgba=True)
 
     def upload(index: int):
         started = time.monotonic()
