@@ -74,7 +74,7 @@ def served(name: str, args, folder: Path, advance) -> tuple[Tally, float]:
         known = seed_records(server.client)  # rows to find; the first upload warms the model
         server.new_log()
         if name == "api":
-            check, strategy, corpus, done = _api(server, known, args)
+            check, strategy, corpus, done = _api(server, known)
         else:
             check, strategy, corpus, done = _ws(server, known, args)
 
@@ -94,7 +94,7 @@ def served(name: str, args, folder: Path, advance) -> tuple[Tally, float]:
         return tally, server.memory.peak_growth_mb()
 
 
-def _api(server, known, args):
+def _api(server, known):
     import schemathesis
 
     from fuzz.web import api_calls, send, upload_corpus

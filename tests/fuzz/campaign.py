@@ -50,14 +50,12 @@ class Tally:
     goal: int = 0
     problems: Counter = field(default_factory=Counter)
     findings: dict[str, Finding] = field(default_factory=dict)
-    slowest_s: float = 0.0
     peak_mb: float = 0.0
     unsent: int = 0
 
     def add(self, value: object, outcome: Outcome) -> bool:
         """Count an outcome; True when it is the first of a new failure signature."""
         self.tried += 1
-        self.slowest_s = max(self.slowest_s, outcome.seconds)
         self.peak_mb = max(self.peak_mb, outcome.peak_mb)
         self.unsent += outcome.signature == "unsent"
         if outcome.logged and outcome.problem != "traceback":

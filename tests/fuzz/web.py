@@ -45,7 +45,6 @@ class Call:
     params: tuple[tuple[str, str], ...] = ()
     json: object = None
     content: bytes | None = None
-    data: tuple[tuple[str, str], ...] = ()
     files: tuple[tuple[str, str, bytes, str], ...] = ()
     status: int | None = None
     says: str = ""
@@ -208,7 +207,7 @@ def send(client: httpx.Client, call: Call, *,
         try:
             response = client.request(
                 call.method, call.path, params=call.params or None, json=call.json,
-                content=call.content, data=dict(call.data) or None,
+                content=call.content,
                 files=[(field, (name, body, kind or "application/octet-stream"))
                        for field, name, body, kind in call.files] or None)
             break
