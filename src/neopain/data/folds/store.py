@@ -118,7 +118,7 @@ def _read_json(path: Path) -> object:
         if error.missing:
             raise FoldsError(f"{path}: file not found; make one with `neopain folds make`") \
                 from None
-        raise _error(path, [error.reason]) from None
+        raise FoldsError(f"{path}: {error.reason}") from None
     try:
         return parse_json(text)
     except json.JSONDecodeError as error:
