@@ -138,7 +138,10 @@ class Worker:
         from click.testing import CliRunner
 
         from neopain.cli.app import app
+        from neopain.cli.console import console, err_console
 
+        # this process only runs cases: wide consoles keep paths in the output whole
+        console.width = err_console.width = 400
         self.command = typer.main.get_command(app)
         self.runner = CliRunner()
         self.root = root
@@ -180,13 +183,11 @@ class Worker:
         return _read(path)
 
     def _cli(self, argv: tuple[str, ...]) -> Outcome:
-        from neopain.errors import NeopainError
-
         result = self.runner.invoke(self.command, list(argv))
         ran = {"exit_code": result.exit_code, "output": result.output[-2000:]}
         error = result.exception
-        if error is not None and not isinstance(error, (SystemExit, NeopainError)):
-            return failure(error, **ran)  # the console script's main() catches only NeopainError
+        if error is not None and not isinstance(error, SystemExit):
+            return failure(error, **ran)  # the root command group turns user errors into exit 1
         if "Traceback (most recent call last)" in result.output:
             return Outcome("traceback", "traceback printed", result.output.strip()[-300:], **ran)
         return Outcome(**ran)
