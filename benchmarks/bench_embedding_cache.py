@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neopain.data.dataset import FaceDataset
+from neopain.training.dataset import FaceDataset
 from neopain.data.manifest import load_manifest
 from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.models import create_model

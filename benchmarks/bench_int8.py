@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from neopain.data.dataset import FaceDataset
+from neopain.training.dataset import FaceDataset
 from neopain.data.folds import load_folds, make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.data.synthetic import CohortSpec, generate_cohort

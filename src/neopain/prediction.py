@@ -1,9 +1,15 @@
 """The one interface every pain model answers through at run time: face crops → ``Prediction``.
 
-An exported CNN (``export.runtime.OnnxPredictor``) and the rule-based NFCS scorer
-(``scoring.nfcs``) are both ``Predictor`` subclasses, so ``neopain assess``, the video timeline
-and the bedside monitor treat them alike. ``load_predictor("nfcs")`` or
-``load_predictor("model.onnx")`` picks one by name.
+A ``Predictor`` says how its crops are cut (``crop``, a ``faces.crop.CropRule``), predicts a
+batch of crops (``predict_crops``) and may show where it saw pain (``evidence``, a heatmap per
+crop, None by default). ``neopain assess``, the video timeline and the bedside monitor use only
+this interface, so they treat every kind of model alike.
+
+Kinds of predictor are registered as entry points of the group ``neopain.predictors`` (see
+``pyproject.toml``): the built-in rule-based NFCS scorer (``scoring.nfcs``) and exported ONNX
+files (``export.runtime``); another package can add its own the same way. ``load_predictor``
+resolves a model spec, a kind's name or a file whose suffix a kind claims, through them, so this
+module imports no implementation.
 """
 
 from __future__ import annotations
@@ -12,14 +18,18 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
+from neopain.faces.crop import CropRule
 
 LABELS = ("nopain", "pain")
+ENTRY_POINT_GROUP = "neopain.predictors"
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,8 @@ class Prediction:
         prob_pain: P(pain), 0–1 (for rule-based models a probability-like confidence).
         label: ``"pain"`` when ``prob_pain >= threshold``, else ``"nopain"``.
         threshold: the decision threshold the model carries.
-        model: what produced it (``"nfcs"``, or the architecture and run of an exported model).
+        model: what produced it (the kind's name, or the architecture and run of an exported
+            model).
         details: model-specific numbers, e.g. NFCS action intensities and the action count.
         assessable: False when the model could not judge this face (e.g. the NFCS scorer found
             no landmarks, or the head is turned too far); ``prob_pain`` is then 0.5 and means
@@ -50,20 +61,59 @@ class Prediction:
         return self.prob_pain if self.label == "pain" else 1.0 - self.prob_pain
 
 
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a predictor runs, for kinds that use it (the NFCS scorer uses none of it).
+
+    Attributes:
+        threads: threads per operator (None: one per CPU core).
+        batch_size: crops per model call.
+    """
+
+    threads: int | None = None
+    batch_size: int = 16
+
+
 class Predictor(ABC):
     """Face crops in, predictions out; a context manager that releases its resources.
 
-    Subclasses implement ``predict_crops``; ``margin`` says how much context around the detected
-    face box their crops need (the same margin training crops had), so callers crop with
-    ``monitor.pipeline.crop_for_predictor(image, face.box, margin=predictor.margin)``.
+    Subclasses implement ``predict_crops`` and set ``crop``, the rule their crops are cut by
+    (the same rule their training crops had): callers cut with
+    ``predictor.crop.cut(image, face.box)``. A kind loadable by name or file also sets ``kind``
+    (and ``file_suffixes`` for files) and implements ``open``.
     """
 
     name: str = "predictor"
-    margin: float = 0.25
+    crop: CropRule = CropRule.padded_square(0.25)
+    kind: ClassVar[str] = ""
+    """The kind's registered name (the entry point's name)."""
+    file_suffixes: ClassVar[tuple[str, ...]] = ()
+    """File suffixes this kind loads (``.onnx``); empty for a kind named, not a file."""
+    file_what: ClassVar[str] = ""
+    """What such a file is, for error texts (``an exported .onnx file``)."""
+    summary: ClassVar[str] = ""
+    """One line for ``neopain models list``."""
+    default: ClassVar[bool] = False
+    """The kind ``load_predictor(None)`` and the monitor use when no model is given."""
+
+    @classmethod
+    def open(cls, spec: str, *, options: RuntimeOptions) -> Predictor:
+        """The predictor ``spec`` names (the kind's name or one of its files).
+
+        Raises:
+            NeopainError: the spec cannot be loaded (naming it and what is valid).
+        """
+        raise NeopainError(f"model {spec}: the {cls.kind or cls.__name__} kind cannot be "
+                           "loaded by name")
 
     @abstractmethod
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         """Assess face crops (H×W×3 uint8, BGR like the faces package), one prediction each."""
+
+    def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        """Where the model saw pain in each crop: an H×W float32 heatmap over the crop, 0–1
+        (1: the strongest evidence), or None where it cannot say. Default: None for all."""
+        return [None] * len(crops)
 
     def close(self) -> None:  # noqa: B027 - a hook that does nothing by default (STYLE rule 7)
         """Release sessions, threads or models the predictor holds."""
@@ -75,23 +125,51 @@ class Predictor(ABC):
         self.close()
 
 
-def load_predictor(model: str | os.PathLike[str], **options: object) -> Predictor:
-    """The predictor named by ``model``: ``"nfcs"`` or the path of an exported ``.onnx`` file.
+@cache
+def predictor_kinds() -> dict[str, type[Predictor]]:
+    """Every registered kind of predictor by name (entry points ``neopain.predictors``).
 
     Raises:
-        NeopainError: neither ``nfcs`` nor an existing ``.onnx`` file.
+        NeopainError: none or several kinds claim to be the default (a packaging error).
     """
-    if str(model) == "nfcs":
-        from neopain.scoring.nfcs import NfcsPredictor
+    kinds = {point.name: point.load() for point in entry_points(group=ENTRY_POINT_GROUP)}
+    defaults = [name for name, kind in kinds.items() if kind.default]
+    if len(defaults) != 1:
+        raise NeopainError(f"the installed predictor kinds ({', '.join(sorted(kinds))}) have "
+                           f"{len(defaults)} defaults; exactly one must set default = True")
+    return kinds
 
-        return NfcsPredictor(**options)
-    path = Path(model)
-    if path.suffix.lower() == ".onnx":
-        if (problem := regular_file_problem(path, what="an .onnx model file")) is not None:
-            raise NeopainError(f"--model {path}: {problem}; valid: nfcs or an exported "
-                               ".onnx file (neopain export)")
-        from neopain.export.runtime import OnnxPredictor
 
-        return OnnxPredictor(path, **options)
-    raise NeopainError(f"--model {model!s}: not a model neopain can run; valid: nfcs or an "
-                       "exported .onnx file (neopain export)")
+def default_kind() -> str:
+    """The name of the kind used when no model is given."""
+    return next(name for name, kind in predictor_kinds().items() if kind.default)
+
+
+def model_choices() -> str:
+    """What ``--model`` accepts, for help and error texts."""
+    kinds = predictor_kinds()
+    named = [name for name, kind in kinds.items() if not kind.file_suffixes]
+    files = [kind.file_what or f"a {'/'.join(kind.file_suffixes)} file"
+             for kind in kinds.values() if kind.file_suffixes]
+    return " or ".join([*named, *files])
+
+
+def load_predictor(model: str | os.PathLike[str] | None = None, *,
+                   threads: int | None = None, batch_size: int = 16) -> Predictor:
+    """The predictor ``model`` names: a kind's name (``nfcs``), a file whose suffix a kind loads
+    (an exported ``.onnx``), or None for the default kind.
+
+    Raises:
+        NeopainError: a spec no registered kind accepts, or the kind's own error for it.
+    """
+    kinds = predictor_kinds()
+    spec = default_kind() if model is None else str(model)
+    options = RuntimeOptions(threads=threads, batch_size=batch_size)
+    if spec in kinds and not kinds[spec].file_suffixes:
+        return kinds[spec].open(spec, options=options)
+    suffix = Path(spec).suffix.lower()
+    for kind in kinds.values():
+        if suffix and suffix in kind.file_suffixes:
+            return kind.open(spec, options=options)
+    raise NeopainError(f"--model {spec}: not a model neopain can run; valid: "
+                       f"{model_choices()}")

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from neopain.cli.app import app as neopain_app
-from neopain.explain.regions import REGIONS
+from neopain.faces.regions import REGIONS
 from neopain.training import TrainConfig, run_cv
 
 

@@ -80,7 +80,7 @@ def random_ncnn():
 @pytest.fixture(scope="module")
 def face_batch(tmp_path_factory) -> np.ndarray:
     """Four synthetic faces preprocessed for the N-CNN (cropped to the face, 120×120)."""
-    from neopain.data.dataset import FaceDataset
+    from neopain.training.dataset import FaceDataset
     from neopain.data.manifest import load_manifest
     from neopain.data.synthetic import CohortSpec, generate_cohort
 

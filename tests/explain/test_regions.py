@@ -14,7 +14,7 @@ from neopain.data.synthetic import ACTIONS, CohortSpec, generate_cohort
 from neopain.errors import NeopainError
 from neopain.explain import OUTSIDE, REGIONS, region_map, region_shares
 from neopain.explain.localization import read_action_mask
-from neopain.explain.regions import BROWS, FACE_OVAL, LIPS_OUTER, regions_by_class
+from neopain.faces.regions import BROWS, FACE_OVAL, LIPS_OUTER, regions_by_class
 
 EXPECTED = {"brow_bulge": "brows", "eye_squeeze": "eyes", "nasolabial_furrow": "nasolabial",
             "open_lips": "mouth", "vertical_mouth_stretch": "mouth",

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neopain.data.dataset import FaceDataset
+from neopain.training.dataset import FaceDataset
 from neopain.data.manifest import format_box, format_keypoints, load_manifest, save_manifest
 from neopain.errors import NeopainError
 from neopain.explain import GradCam
 from neopain.explain.run import explain_images, folder_items, manifest_items
-from neopain.export.runtime import preprocess_crop
+from neopain.models.preprocess import preprocess_crop
 from neopain.faces.landmarks import save_landmarks
 from neopain.models.ncnn import NCNN_CFG
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from neopain.data.dataset import FaceDataset
+from neopain.training.dataset import FaceDataset
 from neopain.data.manifest import load_manifest
 from neopain.errors import NeopainError
 from neopain.export.inputs import manifest_crops, select_rows

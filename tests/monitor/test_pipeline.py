@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neopain.data.dataset import _crop as training_crop
+from neopain.training.dataset import _crop as training_crop
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector
 from neopain.monitor import pipeline

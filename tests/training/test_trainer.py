@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from neopain.data.dataset import FaceDataset
+from neopain.training.dataset import FaceDataset
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.models import ModelCfg, PainModel

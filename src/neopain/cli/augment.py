@@ -14,7 +14,7 @@ from rich.table import Table
 from neopain.cli.console import console, err_console, progress_bar
 from neopain.cli.dataset import print_summary
 from neopain.cli.synth import default_workers
-from neopain.data.augment import FILL_MODES, AugmentSpec, augment_fold
+from neopain.training.augment import FILL_MODES, AugmentSpec, augment_fold
 from neopain.data.folds import load_folds
 from neopain.data.manifest import load_manifest
 

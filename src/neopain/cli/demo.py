@@ -17,7 +17,7 @@ from neopain.cli import augment, evaluate, faces, folds, frames, train
 from neopain.cli.console import console
 from neopain.cli.synth import default_workers, synthesize
 from neopain.config import get_settings
-from neopain.data.augment.preview import augment_sheet
+from neopain.training.augment.preview import augment_sheet
 from neopain.data.synthetic import ACTIONS, PERSONAS, CohortSpec
 from neopain.data.synthetic.preview import contact_sheet, timeline_plot
 from neopain.data.synthetic.video import ClipSpec

@@ -142,7 +142,7 @@ def run(
     Writes OUT/heatmaps/, OUT/overlays/, OUT/regions/, OUT/explanations.csv, and with
     keypoints known OUT/regions.csv and OUT/regions.png (what drives each predicted class).
     """
-    from neopain.explain.regions import regions_by_class
+    from neopain.faces.regions import regions_by_class
     from neopain.explain.report import regions_figure
     from neopain.explain.run import explain_images
 
@@ -180,7 +180,7 @@ def _print_run(table, regions, out: Path) -> None:
         counts.add_row(method, target, str(len(group)), str(int((group["pred"] == "pain").sum())))
     console.print(counts)
     if regions is not None:
-        from neopain.explain.regions import OUTSIDE, REGIONS
+        from neopain.faces.regions import OUTSIDE, REGIONS
 
         shares = Table(title="what drives the decisions: mean share of attribution per "
                              "facial region, by predicted class")

@@ -1,11 +1,48 @@
-"""Names of files that batch commands write per manifest row (crops, augmented copies)."""
+"""Files neopain writes: written whole or not at all (``atomic_output``), and the names of
+files that batch commands write per manifest row (crops, augmented copies)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to; it replaces ``path`` when the block ends
+    without an error and is deleted when it raises, so an interruption (a crash, Ctrl-C, a
+    full disk) never leaves half a file under the real name. The parent folder is created;
+    the file is created 0600 (only its owner reads it).
+
+    Example:
+        >>> with atomic_output(run / "metrics.json") as partial:  # doctest: +SKIP
+        ...     partial.write_text(text)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the real suffix last: cv2.imwrite picks the format by it, np.save adds .npy without it
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                    suffix=f".partial{path.suffix}")
+    os.close(handle)
+    partial = Path(name)
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through ``atomic_output``; returns the path."""
+    with atomic_output(path) as partial:
+        partial.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def safe_name(text: str) -> str:

@@ -15,7 +15,7 @@ from neopain.explain.base import CLASSES, ClassScores, Explainer, PainFunction
 from neopain.explain.gradcam import GradCam
 from neopain.explain.integrated_gradients import IgResult, IntegratedGradients
 from neopain.explain.occlusion import Occlusion
-from neopain.explain.regions import OUTSIDE, REGIONS, region_map, region_shares
+from neopain.faces.regions import OUTSIDE, REGIONS, region_map, region_shares
 
 __all__ = [
     "CLASSES", "OUTSIDE", "REGIONS", "ClassScores", "Explainer", "GradCam", "IgResult",

@@ -19,7 +19,7 @@ from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
 from neopain.explain.localization import mask_in_input, read_action_mask
 from neopain.explain.perception import MAX_MAP_BYTES, Reference
-from neopain.explain.regions import region_map
+from neopain.faces.regions import region_map
 
 _USED_COLUMNS = ("image", "method", "target", "pred", "heatmap", "regions", "crop_box")
 

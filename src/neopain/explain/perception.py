@@ -15,7 +15,7 @@ Metrics, per image and persona (``AGREEMENT_METRICS``):
   sum over pixels of the smaller of the two (histogram intersection; 1 = the same
   distribution of attention, 0 = no pixel in common);
 - ``region_spearman``: Spearman correlation of the facial regions ranked by their share of
-  each map (``explain.regions``).
+  each map (``faces.regions``).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import pandas as pd
 from scipy import stats
 from skimage.metrics import structural_similarity
 
-from neopain.data.augment.transform import resize_sample
+from neopain.models.preprocess import resize_sample
 from neopain.data.files import FileReadError, load_npy
 from neopain.data.images import ImageReadError, read_gray
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
-from neopain.explain.regions import REGIONS, region_shares
+from neopain.faces.regions import REGIONS, region_shares
 from neopain.faces.crop import pixel_box
 
 PERCEPTION_COLUMNS = ("file_name", "heatmap_file_name", "persona", "new_percep_file_name",

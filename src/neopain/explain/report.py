@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from neopain import __version__
 from neopain.explain.perception import AGREEMENT_METRICS, summarize_agreement
-from neopain.explain.regions import OUTSIDE, REGIONS
+from neopain.faces.regions import OUTSIDE, REGIONS
 
 DPI = 100
 CLASS_COLOURS = {"pain": "tab:red", "nopain": "tab:blue"}

@@ -24,13 +24,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from neopain.data.dataset import FaceDataset
+from neopain.training.dataset import FaceDataset
 from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.explain.base import CLASSES, Explainer
-from neopain.explain.regions import OUTSIDE, REGIONS, region_map, region_shares
-from neopain.export.runtime import preprocess_crop
+from neopain.faces.regions import OUTSIDE, REGIONS, region_map, region_shares
+from neopain.models.preprocess import preprocess_crop
 from neopain.faces.crop import pixel_box
 from neopain.faces.landmarks import load_landmarks
 from neopain.models.cfg import ModelCfg

@@ -26,6 +26,7 @@ from typing import Any
 from neopain.data.json_text import parse_json
 from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
+from neopain.faces.crop import CropRule
 from neopain.models.cfg import ModelCfg
 
 METADATA_KEY = "neopain.cfg"
@@ -70,9 +71,9 @@ class ExportedCfg:
                                  f"{', '.join(QUANTIZATIONS)}")
 
     @property
-    def margin(self) -> float | None:
-        """The crop margin for ``monitor.pipeline.crop_for_predictor``: 0.0 or None (whole)."""
-        return 0.0 if self.crop == "face_box" else None
+    def crop_rule(self) -> CropRule:
+        """How crops for this model are cut: the face box exactly, or the whole image."""
+        return CropRule.exact_box() if self.crop == "face_box" else CropRule.whole_image()
 
     @property
     def pain_index(self) -> int:
@@ -92,7 +93,8 @@ class ExportedCfg:
     def to_json(self) -> str:
         """The flat JSON stored under ``neopain.cfg``."""
         data: dict[str, Any] = {"format": FORMAT, "architecture": self.cfg.name,
-                                **self.cfg.to_dict(), "crop": self.crop, "margin": self.margin,
+                                **self.cfg.to_dict(), "crop": self.crop,
+                                "margin": 0.0 if self.crop == "face_box" else None,
                                 "source_run": self.source_run, "fold": self.fold,
                                 "quantization": self.quantization, "input": INPUT_NAME,
                                 "output": OUTPUT_NAME, "exported": self.exported,

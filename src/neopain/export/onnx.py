@@ -193,7 +193,7 @@ def fold_test_inputs(fold: TrainedFold, *, limit: int | None = None) -> torch.Te
     Raises:
         NeopainError: the run names no manifest, or its manifest cannot be read.
     """
-    from neopain.data.dataset import FaceDataset
+    from neopain.training.dataset import FaceDataset
     from neopain.data.manifest import load_manifest
 
     if fold.manifest is None:

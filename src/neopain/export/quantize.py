@@ -27,7 +27,8 @@ import numpy as np
 
 from neopain.errors import NeopainError
 from neopain.export.metadata import INPUT_NAME, read_exported_cfg
-from neopain.export.runtime import OnnxPredictor, preprocess_crop
+from neopain.export.runtime import OnnxPredictor
+from neopain.models.preprocess import preprocess_crop
 
 ProgressHook = Callable[[int, int], None]
 ACTIVATION_TYPES = ("int8", "uint8")

@@ -1,11 +1,16 @@
 """``OnnxPredictor``: an exported model file → predictions, preprocessing exactly as training.
 
 The file's ``neopain.cfg`` says everything: crops are the face box in whole pixels when
-training cropped to the face (``margin`` 0; see ``monitor.pipeline.crop_for_predictor``) or the
-whole image; each crop is put in the cfg's channel order, resized as training's
-``resize_sample`` does (INTER_AREA when shrinking, INTER_LINEAR when growing) and normalized as
-``(pixel / 255 - mean) / std`` in float32, the same operations in the same order as
-``FaceDataset``. Batches go through one ONNX Runtime session, released by ``close``.
+training cropped to the face (``CropRule.exact_box``) or the whole image; each crop is put in
+the cfg's channel order, resized as training's ``resize_sample`` does (INTER_AREA when
+shrinking, INTER_LINEAR when growing) and normalized as ``(pixel / 255 - mean) / std`` in
+float32 (``models.preprocess``, as ``FaceDataset`` does).
+Batches go through one ONNX Runtime session, released by ``close``.
+
+An exported model has no gradients, so its ``evidence`` is occlusion sensitivity (captum's
+``Occlusion``, Zeiler & Fergus 2014): each square of the model's input is set to the
+normalized zero (the cfg's mean colour) in turn, and the drop in P(pain) is that square's
+evidence for pain. Only drops count (squares whose removal raises P(pain) stay cold).
 
 Example:
     >>> with OnnxPredictor("model.onnx", threads=2) as predictor:
@@ -20,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from neopain.data.augment.transform import network_input
 from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 from neopain.export.metadata import (
@@ -29,8 +33,8 @@ from neopain.export.metadata import (
     ModelFileError,
     cfg_from_metadata,
 )
-from neopain.models.cfg import ModelCfg
-from neopain.prediction import Prediction, Predictor
+from neopain.models.preprocess import preprocess_crop
+from neopain.prediction import Prediction, Predictor, RuntimeOptions, model_choices
 
 ProgressHook = Callable[[int, int], None]
 OPTIMIZATIONS = ("disable", "basic", "extended", "all")
@@ -65,21 +69,6 @@ def session_options(*, threads: int | None = None, optimization: str = "all"):
     return options
 
 
-def preprocess_crop(crop: np.ndarray, cfg: ModelCfg) -> np.ndarray:
-    """One BGR uint8 face crop → the float32 3×H×W input of a model with ``cfg``.
-
-    Raises:
-        NeopainError: a crop that is not an H×W×3 uint8 array.
-    """
-    if not isinstance(crop, np.ndarray) or crop.ndim != 3 or crop.shape[2] != 3 \
-            or crop.dtype != np.uint8 or crop.size == 0:
-        what = f"{crop.dtype} {crop.shape}" if isinstance(crop, np.ndarray) else \
-            type(crop).__name__
-        raise NeopainError(f"a face crop must be a BGR uint8 H×W×3 array; got {what}")
-    image = np.ascontiguousarray(crop[:, :, ::-1]) if cfg.channel_order == "RGB" else crop
-    return network_input(image, size=cfg.input_size, mean=cfg.mean, std=cfg.std)
-
-
 class OnnxPredictor(Predictor):
     """An exported neopain model file run by ONNX Runtime on the CPU.
 
@@ -91,21 +80,29 @@ class OnnxPredictor(Predictor):
 
     Attributes:
         exported_: the file's ``ExportedCfg`` (cfg, crop rule, run, fold, quantization).
-        margin: 0.0 when training cropped to the face box, None for whole images.
+        crop: the file's crop rule: the face box exactly, or the whole image.
+        occlusion_squares: the evidence heatmap cuts the input into this many squares a side.
 
     Raises:
         ModelFileError: a missing file, one ONNX Runtime cannot load, or no ``neopain.cfg``.
         NeopainError: bad ``threads``, ``batch_size`` or ``optimization``.
     """
 
+    kind = "onnx"
+    file_suffixes = (".onnx",)
+    file_what = "an exported .onnx file (neopain export)"
+    summary = "a CNN exported by neopain export (fp32 or int8), run by ONNX Runtime"
+
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                 batch_size: int = 16, optimization: str = "all") -> None:
+                 batch_size: int = 16, optimization: str = "all",
+                 occlusion_squares: int = 8) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         self.threads = threads
         self.batch_size = batch_size
         self.optimization = optimization
+        self.occlusion_squares = occlusion_squares
         if not isinstance(batch_size, int) or batch_size < 1:
             raise NeopainError(f"batch_size={batch_size!r} must be a whole number >= 1")
         options = session_options(threads=threads, optimization=optimization)
@@ -121,11 +118,22 @@ class OnnxPredictor(Predictor):
         metadata = self.session_.get_modelmeta().custom_metadata_map
         self.exported_: ExportedCfg = cfg_from_metadata(metadata, source=str(self.path))
         cfg = self.exported_.cfg
-        self.margin = self.exported_.margin
+        self.crop = self.exported_.crop_rule
         self.name = cfg.name + (f" {self.exported_.source_run}/fold_{self.exported_.fold}"
                                 if self.exported_.source_run else "")
         if self.exported_.quantization != "none":
             self.name += f" int8-{self.exported_.quantization}"
+
+    @classmethod
+    def open(cls, spec: str, *, options: RuntimeOptions) -> OnnxPredictor:
+        """An exported file, run with ``options`` (threads, batch size).
+
+        Raises:
+            NeopainError: not a readable regular file; ModelFileError: not a neopain model.
+        """
+        if (problem := regular_file_problem(Path(spec), what="an .onnx model file")) is not None:
+            raise NeopainError(f"--model {spec}: {problem}; valid: {model_choices()}")
+        return cls(spec, threads=options.threads, batch_size=options.batch_size)
 
     @property
     def threshold(self) -> float:
@@ -164,7 +172,7 @@ class OnnxPredictor(Predictor):
         return np.concatenate(parts).astype(np.float64)
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
-        """Assess face crops (BGR uint8, cut with ``margin``), one ``Prediction`` each."""
+        """Assess face crops (BGR uint8, cut by ``crop``), one ``Prediction`` each."""
         if len(crops) == 0:
             return []
         probs = self.predict_inputs(np.stack([self.preprocess(crop) for crop in crops]))
@@ -172,6 +180,37 @@ class OnnxPredictor(Predictor):
         threshold = self.threshold
         return [Prediction(prob_pain=float(p), label="pain" if p >= threshold else "nopain",
                            threshold=threshold, model=self.name) for p in pain]
+
+    def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        """Occlusion sensitivity over each crop, H×W of the crop, 0–1 (1: the strongest square).
+
+        ``neopain.explain.Occlusion`` over the model's input cut into ``occlusion_squares`` ×
+        ``occlusion_squares`` windows (not overlapping), each replaced by the mean colour.
+
+        Raises:
+            NeopainError: a crop that is not BGR uint8 H×W×3.
+        """
+        return [self._occlusion(crop) for crop in crops]
+
+    def _occlusion(self, crop: np.ndarray) -> np.ndarray:
+        import cv2
+
+        from neopain.explain.occlusion import Occlusion
+
+        pain = self.exported_.pain_index
+        inputs = self.preprocess(crop)[None]
+        side = max(1, min(inputs.shape[2:]) // self.occlusion_squares)
+
+        def prob_pain(images: np.ndarray) -> np.ndarray:
+            return self.predict_inputs(images)[:, pain]
+
+        with Occlusion(prob_pain, window=side, stride=side, baseline="mean",
+                       perturbations_per_eval=self.batch_size, batch_size=1) as explainer:
+            heat = explainer.explain(inputs, target="pain")[0]
+        if heat.max() > 0:
+            heat = heat / heat.max()
+        return cv2.resize(heat.astype(np.float32), (crop.shape[1], crop.shape[0]),
+                          interpolation=cv2.INTER_LINEAR)
 
     def _session(self):
         if self.session_ is None:

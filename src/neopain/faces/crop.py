@@ -188,3 +188,101 @@ def pixel_box(box: Sequence[float], *, image_shape: tuple[int, ...]) -> tuple[in
     right = int(np.clip(np.ceil(x2), left + 1, width))
     bottom = int(np.clip(np.ceil(y2), top + 1, height))
     return left, top, right, bottom
+
+
+CROP_KINDS = ("image", "face_box", "square")
+
+
+@dataclass(frozen=True)
+class CropRule:
+    """How a model's face crops are cut from an image: the same rule in training and at run time.
+
+    Three kinds (build them with the class methods):
+
+    - ``CropRule.whole_image()``: the whole image (a model trained on uncropped images);
+    - ``CropRule.exact_box()``: the face box itself in whole pixels (``pixel_box``), clipped to
+      the image, not squared, as training's ``crop_to_face`` cuts it; the model resizes it;
+    - ``CropRule.padded_square(margin)``: the square of ``crop_face`` around the box, its side
+      the box's longer side × (1 + 2 × margin), black where it leaves the image.
+
+    Example:
+        >>> rule = CropRule.padded_square(0.25)
+        >>> crop = rule.cut(image, face.box)  # doctest: +SKIP
+    """
+
+    kind: str
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in CROP_KINDS:
+            raise NeopainError(f"crop kind {self.kind!r} is not valid; valid: "
+                               f"{', '.join(CROP_KINDS)}")
+        if not math.isfinite(self.margin) or self.margin < 0 or \
+                (self.kind != "square" and self.margin != 0):
+            raise NeopainError(f"margin={self.margin!r} is not valid for a {self.kind} crop; "
+                               "valid: 0 for image and face_box, a number >= 0 for square")
+
+    @classmethod
+    def whole_image(cls) -> CropRule:
+        """The whole image, no face box needed."""
+        return cls("image")
+
+    @classmethod
+    def exact_box(cls) -> CropRule:
+        """The face box in whole pixels (``pixel_box``)."""
+        return cls("face_box")
+
+    @classmethod
+    def padded_square(cls, margin: float) -> CropRule:
+        """The square around the face box with ``margin`` on every side (``crop_face``)."""
+        return cls("square", float(margin))
+
+    @property
+    def needs_box(self) -> bool:
+        """Whether the rule cuts around a face box."""
+        return self.kind != "image"
+
+    def describe(self) -> str:
+        """A short phrase for reports, e.g. ``square with margin 0.25``."""
+        if self.kind == "square":
+            return f"square with margin {self.margin:g}"
+        return {"image": "whole image", "face_box": "face box"}[self.kind]
+
+    def cut(self, image: np.ndarray, box: Sequence[float] | None) -> np.ndarray:
+        """The crop of ``image`` (H×W×3 uint8) around ``box`` (x1, y1, x2, y2) by this rule.
+
+        Raises:
+            NeopainError: no box when the rule needs one, a box outside the image.
+        """
+        if self.kind == "image":
+            return image
+        if box is None:
+            raise NeopainError(f"a {self.describe()} crop needs a face box; only the whole "
+                               "image works without one")
+        if self.kind == "face_box":
+            left, top, right, bottom = pixel_box(box, image_shape=image.shape)
+            return np.ascontiguousarray(image[top:bottom, left:right])
+        try:
+            return crop_face(image, box, margin=self.margin).image
+        except ValueError as error:
+            raise NeopainError(f"cannot crop the face: {error}") from None
+
+    def placement(self, box: Sequence[float] | None, *, image_shape: tuple[int, ...]) -> Box:
+        """Where the crop's pixels lie in the image: (left, top, right, bottom) in image pixels.
+
+        A square may reach past the image (its crop is padded there); a heatmap over the crop
+        is drawn over this rectangle.
+
+        Raises:
+            NeopainError: as ``cut``.
+        """
+        if self.kind == "image":
+            return 0.0, 0.0, float(image_shape[1]), float(image_shape[0])
+        if box is None:
+            raise NeopainError(f"a {self.describe()} crop needs a face box")
+        if self.kind == "face_box":
+            return tuple(float(v) for v in pixel_box(box, image_shape=image_shape))
+        try:
+            return square_box(box, margin=self.margin, image_shape=image_shape)
+        except ValueError as error:
+            raise NeopainError(f"cannot crop the face: {error}") from None

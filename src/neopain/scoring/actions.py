@@ -22,18 +22,11 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from neopain.errors import NeopainError
+from neopain.facial_actions import ACTION_NAMES
 from neopain.faces.landmarks import LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR
 from neopain.scoring.canonical import canonical_landmarks
 
-ACTIONS = (
-    "brow_bulge",
-    "eye_squeeze",
-    "nasolabial_furrow",
-    "open_lips",
-    "vertical_mouth_stretch",
-    "horizontal_mouth_stretch",
-    "lip_purse",
-)
+ACTIONS = ACTION_NAMES
 """The NFCS actions a still face mesh can show (chin quiver needs time: ``scoring.dan``)."""
 
 PAIN_COUNT = 3

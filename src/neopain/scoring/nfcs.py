@@ -17,9 +17,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
-from neopain.prediction import Prediction, Predictor
+from neopain.faces.crop import CropRule
+from neopain.facial_actions import ACTION_REGIONS
+from neopain.prediction import Prediction, Predictor, RuntimeOptions
 from neopain.scoring.actions import (
     ACTIONS,
     DEFAULT_THRESHOLDS,
@@ -35,6 +38,9 @@ MAX_YAW = 30.0
 MAX_PITCH = 25.0
 """Head turns (degrees) beyond which a face is not scored: the far half of the face is hidden
 or foreshortened and the mesh guesses it."""
+
+MIN_EVIDENCE = 0.2
+"""An action lights its regions in ``evidence`` from this share of its threshold on."""
 
 DECISION_THRESHOLD = 0.5
 """``prob_pain`` at or above this is pain; by construction exactly when count >= threshold."""
@@ -272,11 +278,17 @@ class NfcsPredictor(Predictor):
     A crop on which the mesh finds no face, or a head turned beyond the pose limits, gives
     ``prob_pain`` ``UNASSESSABLE_PROB`` with ``details["assessable"] == 0`` (and
     ``details["landmarks"] == 0`` when no mesh was found); it never raises for it.
-    The predictor holds a MediaPipe graph: close it (or use ``with``).
+    Its ``evidence`` lights the facial regions of each action in proportion to its intensity
+    (1 at its threshold or beyond). The predictor holds a MediaPipe graph: close it (or use
+    ``with``).
     """
 
     name = "nfcs"
-    margin = 0.25
+    crop = CropRule.padded_square(0.25)
+    kind = "nfcs"
+    default = True
+    summary = ("NFCS facial actions from face-mesh landmarks; pain at 3 or more (rule-based "
+               "screening aid, no training; neopain.scoring)")
 
     def __init__(self, *, count_threshold: int = PAIN_COUNT,
                  thresholds: Mapping[str, float] | None = None,
@@ -287,9 +299,19 @@ class NfcsPredictor(Predictor):
         self.refine = refine
         self.min_confidence = min_confidence
         self._mesh = FaceMesh(refine=refine, min_confidence=min_confidence)
+        self._meshed: list[tuple[np.ndarray, np.ndarray | None]] = []
+
+    @classmethod
+    def open(cls, spec: str, *, options: RuntimeOptions) -> NfcsPredictor:
+        """The scorer with the published defaults (``options`` mean nothing to it)."""
+        return cls()
 
     def landmarks(self, crop: np.ndarray) -> np.ndarray | None:
-        """The face mesh of one crop (BGR uint8), or None when no face is found."""
+        """The face mesh of one crop (BGR uint8), or None when no face is found. The meshes of
+        the last ``predict_crops`` call are reused for the same crop arrays (``evidence``)."""
+        for seen, points in self._meshed:
+            if seen is crop:
+                return points
         return self._mesh.landmarks(crop)
 
     def calibrate_crops(self, crops: Sequence[np.ndarray]) -> int:
@@ -307,11 +329,40 @@ class NfcsPredictor(Predictor):
 
     def score_crops(self, crops: Sequence[np.ndarray]) -> list[NfcsResult]:
         """Full results (intensities, flags, pose) for face crops."""
-        return [self.scorer.score(self.landmarks(crop)) for crop in crops]
+        meshed = [(crop, self._mesh.landmarks(crop)) for crop in crops]
+        self._meshed = meshed  # held for evidence() on the same crops
+        return [self.scorer.score(points) for _, points in meshed]
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         return [to_prediction(result) for result in self.score_crops(crops)]
 
+    def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        """Each action's facial regions (``faces.regions``) lit by its intensity over its
+        threshold (0–1), blurred by a tenth of the crop; None where no face mesh is found or
+        the face cannot be scored."""
+        return [self._action_heatmap(crop) for crop in crops]
+
+    def _action_heatmap(self, crop: np.ndarray) -> np.ndarray | None:
+        from neopain.faces.regions import REGIONS, region_map
+
+        points = self.landmarks(crop)
+        result = self.scorer.score(points)
+        if points is None or not result.assessable:
+            return None
+        labels = region_map(crop.shape[:2], landmarks=points)
+        heat = np.zeros(crop.shape[:2], np.float32)
+        for name in ACTIONS:
+            weight = float(np.clip(result.intensities[name] / self.scorer.thresholds[name],
+                                   0.0, 1.0))
+            if weight < MIN_EVIDENCE:
+                continue
+            for region in ACTION_REGIONS[name]:
+                inside = labels == REGIONS.index(region)
+                heat[inside] = np.maximum(heat[inside], weight)
+        sigma = max(1.0, min(crop.shape[:2]) / 30)
+        return cv2.GaussianBlur(heat, (0, 0), sigma)
+
     def close(self) -> None:
         """Free the face mesh. Safe to call twice."""
+        self._meshed = []
         self._mesh.close()

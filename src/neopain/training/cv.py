@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from neopain.data.augment import Augmenter, AugmentSpec
-from neopain.data.dataset import FaceDataset
+from neopain.training.augment import Augmenter, AugmentSpec
+from neopain.training.dataset import FaceDataset
 from neopain.data.folds import Fold, FoldsError, load_folds
 from neopain.data.manifest import Manifest, load_manifest
 from neopain.evaluation.runs import prediction_table

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from neopain.data.dataset import FaceDataset
+from neopain.training.dataset import FaceDataset
 from neopain.errors import NeopainError
 from neopain.training.callbacks import Callback, load_checkpoint
 from neopain.training.config import LR_SCHEDULES, OPTIMIZERS, PRECISIONS

@@ -10,16 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neopain.facial_actions import ACTION_NAMES
 from neopain.data.synthetic.canvas import Canvas, curve, ellipse_points
 
-ACTIONS: tuple[str, ...] = (
-    "brow_bulge",
-    "eye_squeeze",
-    "nasolabial_furrow",
-    "open_lips",
-    "vertical_mouth_stretch",
-    "horizontal_mouth_stretch",
-)
+# lip purse is not drawn: the generator's mouth shapes cannot purse
+ACTIONS: tuple[str, ...] = tuple(name for name in ACTION_NAMES if name != "lip_purse")
 """NFCS actions drawn by the generator; ``ACTIONS[i]`` is mask bit ``i``."""
 
 FACE_BIT = 7

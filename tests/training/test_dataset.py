@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from neopain.data.augment import Augmenter, AugmentSpec
-from neopain.data.dataset import IMAGENET_MEAN, IMAGENET_STD, LABEL_INDEX, FaceDataset
+from neopain.training.augment import Augmenter, AugmentSpec
+from neopain.training.dataset import IMAGENET_MEAN, IMAGENET_STD, LABEL_INDEX, FaceDataset
 from neopain.data.manifest import format_box, format_keypoints, load_manifest, save_manifest
 from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.errors import NeopainError

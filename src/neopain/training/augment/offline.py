@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from neopain.data.augment.transform import (
+from neopain.training.augment.transform import (
     JPEG_QUALITY,
     AugmentedSample,
     Augmenter,

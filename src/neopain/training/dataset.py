@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from neopain.data.augment import AugmentedSample, network_input, resize_sample
+from neopain.models.preprocess import network_input, resize_sample
+from neopain.training.augment import AugmentedSample
 from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import LABELS, N_KEYPOINTS, Manifest
 from neopain.errors import NeopainError

@@ -14,14 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from neopain.data.augment import (
+from neopain.training.augment import (
     FLIP_ORDER,
     Augmenter,
     AugmentSpec,
     augment_fold,
     points_inside,
-    resize_sample,
 )
+from neopain.models.preprocess import resize_sample
 from neopain.data.images import read_image
 from neopain.data.folds import Fold, FoldPlan, make_folds
 from neopain.data.manifest import (
@@ -343,7 +343,8 @@ def test_same_stem_in_two_folders_of_one_subject_gets_two_names(tmp_path):
 def test_albumentations_is_imported_on_first_use_without_its_pypi_check():
     """Importing neopain must stay fast and offline: albumentations imports torch and, by
     default, asks PyPI for updates when imported."""
-    code = ("import os, sys; import neopain.cli.app; from neopain.data.augment import Augmenter;"
+    code = ("import os, sys; import neopain.cli.app;"
+            "from neopain.training.augment import Augmenter;"
             "assert 'albumentations' not in sys.modules;"
             "import numpy as np; Augmenter(seed=0)(np.zeros((8, 8, 3), np.uint8));"
             "assert os.environ['NO_ALBUMENTATIONS_UPDATE'] == '1'")

@@ -3,7 +3,7 @@ with the image and re-ordered after a flip.
 
 One transform serves both uses: offline, ``augment_fold`` writes N augmented copies of each
 training image of one fold (the published 20×) with their manifest; online, an ``Augmenter`` is
-the ``transform`` of ``neopain.data.dataset.FaceDataset``.
+the ``transform`` of ``neopain.training.dataset.FaceDataset``.
 
 Coordinates are pixels with pixel (i, j)'s centre at x=i, y=j (as cv2 draws and warps), so a
 point is inside a W×H image when -0.5 <= x <= W - 0.5 and -0.5 <= y <= H - 0.5.
@@ -26,6 +26,7 @@ import numpy as np
 
 from neopain.data.manifest import N_KEYPOINTS
 from neopain.errors import NeopainError
+from neopain.models.preprocess import resize_sample
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -141,38 +142,6 @@ def points_inside(points: np.ndarray, *, width: int, height: int) -> bool:
     """
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     return bool(np.all((points >= -0.5) & (points <= np.array([width, height]) - 0.5)))
-
-
-def resize_sample(image: np.ndarray, points: np.ndarray | None = None, *,
-                  size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Resize to ``size`` (height, width) and map (x, y) points exactly onto the new pixels.
-
-    Written here instead of using ``A.Resize``: albumentations scales keypoints as ``x * s``,
-    which for pixel-centre coordinates is off by ``(s - 1) / 2`` px (1.4 px when 60 px become
-    224); cv2 maps pixel centres as ``(x + 0.5) * s - 0.5``.
-    """
-    height, width = image.shape[:2]
-    if (height, width) == tuple(size):
-        return image, points
-    shrink = size[0] * size[1] < height * width
-    resized = cv2.resize(image, (size[1], size[0]),
-                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    resized = resized.reshape(*size, *image.shape[2:])  # cv2 drops a single channel axis
-    if points is None:
-        return resized, None
-    scale = np.array([size[1] / width, size[0] / height])
-    return resized, (np.asarray(points, dtype=float) + 0.5) * scale - 0.5
-
-
-def network_input(image: np.ndarray, *, size: tuple[int, int], mean, std) -> np.ndarray:
-    """An H×W×3 uint8 image, already in the model's channel order → the float32 3×H×W input:
-    ``resize_sample`` to ``size``, then ``(pixel / 255 − mean) / std`` per channel. Training
-    (``FaceDataset``), the ONNX runtime and the explainers all call this one function, so the
-    bedside feeds a network exactly what it was trained on."""
-    image, _ = resize_sample(image, None, size=size)
-    pixels = ((image.astype(np.float32) / 255.0 - np.asarray(mean, dtype=np.float32))
-              / np.asarray(std, dtype=np.float32))
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 def _box_around(corners: np.ndarray, *, width: int, height: int):
