@@ -35,7 +35,7 @@ from neopain.explain.integrated_gradients import IntegratedGradients
 from neopain.explain.localization import localization, mask_in_input, read_action_mask
 from neopain.explain.perception import Reference, compare_perception, load_perception
 from neopain.explain.perception import summarize_agreement
-from neopain.explain.regions import region_map
+from neopain.faces.regions import region_map
 from neopain.explain.run import manifest_items
 from neopain.export.inputs import select_rows
 from neopain.explain.sanity import completeness_check, randomization_test
