@@ -128,11 +128,11 @@ def measure(name: str, work: Path, manifest_path: Path, folds: Path, *, mode: st
     parity = parity_on_inputs(fold, fp32, limit=None)
     manifest = load_manifest(manifest_path)
     saved = torch.load(fold_dir / "model.pt", weights_only=True)
-    margin = fold.exported.margin
+    rule = fold.exported.crop_rule
     train_rows = spread(select_rows(manifest, subjects=saved["train_subjects"]), calibration)
     test_rows = select_rows(manifest, subjects=saved["test_subjects"])
-    calibration_crops = [crop for _, crop in manifest_crops(manifest, train_rows, margin=margin)]
-    test_crops = [crop for _, crop in manifest_crops(manifest, test_rows, margin=margin)]
+    calibration_crops = [crop for _, crop in manifest_crops(manifest, train_rows, crop=rule)]
+    test_crops = [crop for _, crop in manifest_crops(manifest, test_rows, crop=rule)]
     labels = labels_of(manifest, test_rows)
     static = quantize_static_model(fp32, work / "models" / f"{name}-{mode}.int8-static.onnx",
                                    crops=calibration_crops)

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import face_warps  # noqa: E402  (test helper: the landmark-driven pain face)
 
 from neopain.faces.base import create_detector  # noqa: E402
-from neopain.faces.crop import crop_face  # noqa: E402
 from neopain.faces.landmarks import FaceMesh  # noqa: E402
 from neopain.scoring import NfcsPredictor, NfcsScorer  # noqa: E402
 
@@ -46,7 +45,7 @@ def face_crops(count: int) -> list[np.ndarray]:
     for i in range(count):
         shift = rng.uniform(-4, 4, 2)
         moved = (box[0] + shift[0], box[1] + shift[1], box[2] + shift[0], box[3] + shift[1])
-        crop = crop_face(pained if i % 2 else photo, moved, margin=NfcsPredictor.margin).image
+        crop = NfcsPredictor.crop.cut(pained if i % 2 else photo, moved)
         crops.append(cv2.convertScaleAbs(crop, alpha=rng.uniform(0.85, 1.15), beta=0))
     return crops
 

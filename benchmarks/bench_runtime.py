@@ -26,6 +26,7 @@ import torch
 
 from neopain.data.manifest import load_manifest
 from neopain.data.synthetic import CohortSpec, generate_cohort
+from neopain.faces.crop import CropRule
 from neopain.export.inputs import manifest_crops, select_rows
 from neopain.export.onnx import export_model
 from neopain.export.quantize import quantize_dynamic_model, quantize_static_model
@@ -42,7 +43,7 @@ def face_crops(manifest_path: Path | None, work: Path, *, count: int) -> list[np
         manifest_path = work / "cohort" / "manifest.csv"
     manifest = load_manifest(manifest_path)
     rows = select_rows(manifest, limit=count)
-    return [crop for _, crop in manifest_crops(manifest, rows, margin=0.0)]
+    return [crop for _, crop in manifest_crops(manifest, rows, crop=CropRule.exact_box())]
 
 
 def timed_round(run, inputs: np.ndarray, *, batch_size: int) -> float:

@@ -28,7 +28,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the records database; None: SQLite file "
                     "records.sqlite3 in data_dir.",
     )
-    model: str = Field(default="nfcs", description="Pain model: nfcs or an exported .onnx file.")
+    model: str | None = Field(
+        default=None,
+        description="Pain model: a predictor kind's name or an exported .onnx file; None: the "
+                    "default kind, the built-in rule-based NFCS scorer (neopain models list).")
     detector: str = Field(default="mediapipe-short", description="Face detector of the monitor.")
     smoothing_window: int = Field(default=5, ge=1, le=50,
                                   description="Frames the monitor smooths P(pain) over.")

@@ -85,6 +85,9 @@ class Predictor(ABC):
 
     name: str = "predictor"
     crop: CropRule = CropRule.padded_square(0.25)
+    evidence_interval_s: float = 0.0
+    """How often a live stream recomputes ``evidence``: 0 on every frame; a model whose
+    evidence costs many model calls sets seconds."""
     kind: ClassVar[str] = ""
     """The kind's registered name (the entry point's name)."""
     file_suffixes: ClassVar[tuple[str, ...]] = ()

@@ -182,7 +182,7 @@ def test_bad_input_exits_1_naming_it(study, tmp_path, args, says):
 
 
 def test_nfcs_goes_through_the_same_prediction_interface(clips, tmp_path):
-    # the rule-based scorer is loaded by name (load_predictor) and crops with its own margin;
+    # the rule-based scorer is loaded by name (load_predictor) and crops by its own rule;
     # its accuracy is the NFCS tests' business, here only that assess runs it frame by frame
     out = tmp_path / "nfcs"
     code, output = run("assess", str(clips / "S001.mp4"), "--model", "nfcs", "--out", str(out))

@@ -13,6 +13,7 @@ import torch
 from neopain.data.manifest import load_manifest
 from neopain.errors import NeopainError
 from neopain.export import onnx as onnx_module
+from neopain.faces.crop import CropRule
 from neopain.export.inputs import manifest_crops, select_rows
 from neopain.export.metadata import METADATA_KEY, ModelFileError, read_exported_cfg
 from neopain.export.onnx import (
@@ -35,7 +36,7 @@ def real_crops(tiny_fold):
     fold = load_fold(tiny_fold)
     manifest = load_manifest(fold.manifest)
     rows = select_rows(manifest, subjects=fold.test_subjects)
-    return [crop for _, crop in manifest_crops(manifest, rows, margin=0.0)]
+    return [crop for _, crop in manifest_crops(manifest, rows, crop=CropRule.exact_box())]
 
 
 @pytest.mark.slow
@@ -98,7 +99,7 @@ def test_the_file_carries_cfg_crop_rule_threshold_run_and_fold(tiny_fold, tiny_o
     saved = torch.load(tiny_fold / "model.pt", weights_only=True)
     exported = read_exported_cfg(tiny_onnx)
     assert exported.cfg.to_dict() == saved["cfg"]
-    assert exported.crop == "face_box" and exported.margin == 0.0
+    assert exported.crop == "face_box" and exported.crop_rule == CropRule.exact_box()
     assert exported.source_run == str(tiny_fold.parent) and exported.fold == 0
     assert exported.quantization == "none"
     raw = {p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props}
@@ -112,9 +113,9 @@ def test_the_file_carries_cfg_crop_rule_threshold_run_and_fold(tiny_fold, tiny_o
 def test_a_run_trained_on_whole_images_exports_the_whole_image_rule(whole_image_fold, tmp_path):
     path, fold = export_fold(whole_image_fold, tmp_path / "whole.onnx")
     exported = read_exported_cfg(path)
-    assert exported.crop == "image" and exported.margin is None
+    assert exported.crop == "image" and exported.crop_rule == CropRule.whole_image()
     with OnnxPredictor(path) as predictor:
-        assert predictor.margin is None
+        assert predictor.crop == CropRule.whole_image()
     assert parity_on_inputs(fold, path, limit=4).max_abs_diff <= PARITY
 
 

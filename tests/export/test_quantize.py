@@ -14,6 +14,7 @@ from onnx import numpy_helper
 
 from neopain.data.manifest import load_manifest
 from neopain.errors import NeopainError
+from neopain.faces.crop import CropRule
 from neopain.export.inputs import labels_of, manifest_crops, select_rows
 from neopain.export.metadata import read_exported_cfg
 from neopain.export.onnx import load_fold
@@ -35,8 +36,8 @@ def crops(fold):
     manifest = load_manifest(fold.manifest)
     train = select_rows(manifest, subjects=fold.train_subjects)
     test = select_rows(manifest, subjects=fold.test_subjects)
-    return ([crop for _, crop in manifest_crops(manifest, train, margin=0.0)],
-            [crop for _, crop in manifest_crops(manifest, test, margin=0.0)],
+    return ([crop for _, crop in manifest_crops(manifest, train, crop=CropRule.exact_box())],
+            [crop for _, crop in manifest_crops(manifest, test, crop=CropRule.exact_box())],
             labels_of(manifest, test))
 
 
@@ -84,7 +85,7 @@ def test_static_int8_agrees_with_fp32_on_the_test_images(static_file, tiny_onnx,
     assert report.method == "static" and report.images == len(crops[1])
     assert report.max_abs_diff < 0.02
     with OnnxPredictor(tiny_onnx) as fp32, OnnxPredictor(static_file) as int8:
-        assert int8.margin == fp32.margin
+        assert int8.crop == fp32.crop
         p32 = np.array([p.prob_pain for p in fp32.predict_crops(crops[1])])
         p8 = np.array([p.prob_pain for p in int8.predict_crops(crops[1])])
     assert report.max_abs_diff == pytest.approx(np.abs(p8 - p32).max(), abs=1e-9)

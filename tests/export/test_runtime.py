@@ -14,6 +14,7 @@ import torch
 from neopain.training.dataset import FaceDataset
 from neopain.data.manifest import load_manifest
 from neopain.errors import NeopainError
+from neopain.faces.crop import CropRule
 from neopain.export.inputs import manifest_crops, select_rows
 from neopain.export.metadata import ExportedCfg
 from neopain.export.onnx import export_model, load_fold
@@ -59,14 +60,14 @@ def test_runtime_inputs_equal_the_training_dataset_inputs(cohort, tmp_path, chan
         data = FaceDataset(cohort, size=cfg.input_size, mean=cfg.mean, std=cfg.std,
                            channel_order=cfg.channel_order, crop_to_face=crop_to_face)
         rows = list(range(len(cohort)))
-        for row, crop in manifest_crops(cohort, rows, margin=predictor.margin):
+        for row, crop in manifest_crops(cohort, rows, crop=predictor.crop):
             expected = data[row]["image"].numpy()
             assert np.array_equal(predictor.preprocess(crop), expected), row
 
 
 def test_batches_give_the_same_probabilities_as_one_at_a_time(cohort, tiny_onnx):
     rows = select_rows(cohort, limit=11)
-    crops = [crop for _, crop in manifest_crops(cohort, rows, margin=0.0)]
+    crops = [crop for _, crop in manifest_crops(cohort, rows, crop=CropRule.exact_box())]
     with OnnxPredictor(tiny_onnx, batch_size=4, threads=1) as predictor:
         batched = predictor.predict_crops(crops)
         single = [predictor.predict_crops([crop])[0] for crop in crops]
@@ -80,7 +81,8 @@ def test_batches_give_the_same_probabilities_as_one_at_a_time(cohort, tiny_onnx)
 def test_load_predictor_builds_an_onnx_predictor_with_options(tiny_onnx):
     with load_predictor(tiny_onnx, threads=1, batch_size=3) as predictor:
         assert isinstance(predictor, OnnxPredictor)
-        assert (predictor.threads, predictor.batch_size, predictor.margin) == (1, 3, 0.0)
+        assert (predictor.threads, predictor.batch_size) == (1, 3)
+        assert predictor.crop == CropRule.exact_box()
 
 
 @pytest.mark.parametrize("options, says", [
@@ -146,8 +148,9 @@ def test_manifest_rows_and_crops_name_bad_rows(cohort, tmp_path):
     table.loc[2, "image"] = "images/missing.jpg"
     broken = Manifest(table, cohort.root)
     with pytest.raises(NeopainError, match="manifest line 3, column 'face_box': is empty"):
-        list(manifest_crops(broken, [0, 1], margin=0.0))
-    assert len(list(manifest_crops(broken, [1], margin=None))) == 1  # whole image: no box needed
+        list(manifest_crops(broken, [0, 1], crop=CropRule.exact_box()))
+    # whole image: no box needed
+    assert len(list(manifest_crops(broken, [1], crop=CropRule.whole_image()))) == 1
     with pytest.raises(NeopainError, match="manifest line 4, image .*missing.jpg: cannot read "
                                            "image: file not found"):
-        list(manifest_crops(broken, [2], margin=0.0))
+        list(manifest_crops(broken, [2], crop=CropRule.exact_box()))

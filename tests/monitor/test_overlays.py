@@ -1,5 +1,6 @@
 """Explanation overlays: the occlusion heatmap of an exported model lights where the model's
-evidence is, and overlays are written for assessed images only."""
+evidence is, a crop's heatmap lands on the crop's place in the image, and overlays are written
+for assessed images only."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from exported_models import top_left_model
 from neopain.export.runtime import OnnxPredictor
 from neopain.faces.base import Face
 from neopain.monitor.images import ImageAssessment
-from neopain.monitor.overlays import draw_overlay, occlusion_heatmap, write_overlays
+from neopain.faces.crop import CropRule
+from neopain.monitor.overlays import draw_overlay, heat_on_image, write_overlays
 from neopain.prediction import Prediction
 
 
 def test_the_heatmap_lights_where_the_evidence_is(tmp_path):
     # guards: a heatmap flipped, transposed or taken from the wrong class would light the rest
     crop = np.full((60, 80, 3), 200, np.uint8)  # bright everywhere: occluding lowers P(pain)
-    with OnnxPredictor(top_left_model(tmp_path)) as predictor:
-        heat = occlusion_heatmap(predictor, crop, squares=4)
+    with OnnxPredictor(top_left_model(tmp_path), occlusion_squares=4) as predictor:
+        (heat,) = predictor.evidence([crop])
     assert heat.shape == (60, 80) and heat.min() >= 0 and heat.max() == 1.0
     assert heat[:25, :35].mean() > 0.8
     assert heat[35:, :].max() < 0.05 and heat[:, 45:].max() < 0.05
@@ -49,3 +51,16 @@ def test_draw_overlay_without_heat_draws_the_box_in_the_label_colour():
     out = draw_overlay(image, Face((10.0, 10.0, 40.0, 40.0), 1.0),
                        Prediction(0.9, "pain", 0.5, "m"))
     assert tuple(out[25, 10]) == (40, 40, 220) and not image.any()
+
+
+def test_a_padded_square_heatmap_is_clipped_to_the_image_where_the_square_leaves_it():
+    # guards: a square crop that reaches past the image edge shifting its heat inwards
+    rule = CropRule.padded_square(0.5)
+    box = (0.0, 10.0, 20.0, 30.0)  # the square spans x -10..30, y 0..40
+    heat = np.zeros((40, 40), np.float32)
+    heat[:, 10] = 1.0  # column 10 of the crop is x = 0 of the image
+    part, region = heat_on_image(heat, rule.placement(box, image_shape=(50, 50, 3)),
+                                 image_shape=(50, 50, 3))
+    assert region == (0, 0, 30, 40)
+    assert part.shape == (40, 30) and part[:, 0].min() == 1.0 and part[:, 2:].max() == 0.0
+    assert heat_on_image(heat, (-50.0, -50.0, -10.0, -10.0), image_shape=(50, 50, 3)) is None

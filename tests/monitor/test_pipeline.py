@@ -15,7 +15,8 @@ from neopain.training.dataset import _crop as training_crop
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector
 from neopain.monitor import pipeline
-from neopain.monitor.pipeline import Assessor, Smoother, crop_for_predictor
+from neopain.faces.crop import CropRule
+from neopain.monitor.pipeline import Assessor, Smoother
 from neopain.prediction import Prediction, Predictor
 
 BOX = (20.5, 10.2, 60.7, 58.9)
@@ -48,8 +49,8 @@ class Brightness(Predictor):
 
     name = "brightness"
 
-    def __init__(self, *, margin: float | None = 0.0) -> None:
-        self.margin = margin
+    def __init__(self, *, crop: CropRule | None = None) -> None:
+        self.crop = crop or CropRule.exact_box()
         self.crops: list[np.ndarray] = []
         self.closed = 0
 
@@ -79,26 +80,30 @@ def run(probs, *, window=5, hysteresis=0.1, fps=10, **kwargs):
         return [assessor.step(frame(p), time_s=i / fps) for i, p in enumerate(probs)]
 
 
-def test_margin_zero_cuts_the_box_exactly_as_training_crop_to_face_did():
+def test_the_exact_box_rule_cuts_the_box_exactly_as_training_crop_to_face_did():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)
     for box in (BOX, (0.0, 0.0, 100.0, 80.0), (-5.3, 70.2, 30.1, 95.0), (99.2, 3.0, 120.0, 9.5)):
         expected, _, _ = training_crop(image, None, np.array(box))
-        assert np.array_equal(crop_for_predictor(image, box, margin=0.0), expected)
-    assert crop_for_predictor(image, None, margin=None) is image
-    square = crop_for_predictor(image, BOX, margin=0.25)
+        assert np.array_equal(CropRule.exact_box().cut(image, box), expected)
+        left, top, right, bottom = CropRule.exact_box().placement(box, image_shape=image.shape)
+        assert expected.shape[:2] == (bottom - top, right - left)
+    assert CropRule.whole_image().cut(image, None) is image
+    square = CropRule.padded_square(0.25).cut(image, BOX)
     assert square.shape[0] == square.shape[1] == round((58.9 - 10.2) * 1.5)
 
 
-@pytest.mark.parametrize("box, margin, says", [
-    (None, 0.0, "needs a face box"),
-    ((200, 200, 210, 210), 0.0, "outside"),
-    ((10, 10, 5, 20), 0.0, "x2 > x1"),
-    ((10, 10, 20, 20), -0.1, "margin"),
+@pytest.mark.parametrize("box, rule, says", [
+    (None, lambda: CropRule.exact_box(), "needs a face box"),
+    ((200, 200, 210, 210), lambda: CropRule.exact_box(), "outside"),
+    ((10, 10, 5, 20), lambda: CropRule.exact_box(), "x2 > x1"),
+    ((10, 10, 20, 20), lambda: CropRule.padded_square(-0.1), "margin"),
+    ((10, 10, 20, 20), lambda: CropRule("face_box", 0.2), "margin"),
+    ((10, 10, 20, 20), lambda: CropRule("circle"), "valid: image, face_box, square"),
 ])
-def test_bad_crops_are_named(box, margin, says):
+def test_bad_crops_are_named(box, rule, says):
     with pytest.raises(NeopainError, match=says):
-        crop_for_predictor(np.zeros((50, 50, 3), np.uint8), box, margin=margin)
+        rule().cut(np.zeros((50, 50, 3), np.uint8), box)
 
 
 def test_single_frame_flicker_never_changes_the_state():
@@ -148,12 +153,12 @@ def test_before_any_face_there_is_no_state_and_latency_is_measured():
     assert results[2].face.box == (50.0, 30.0, 90.0, 60.0)
 
 
-def test_the_crop_follows_the_predictor_margin():
-    predictor = Brightness(margin=0.0)
+def test_the_crop_follows_the_predictor_crop_rule():
+    predictor = Brightness(crop=CropRule.exact_box())
     with Assessor(predictor, detector=BrightBox()) as assessor:
         assessor.step(frame(0.5), time_s=0.0)
     assert predictor.crops[0].shape == (30, 40, 3)
-    predictor = Brightness(margin=0.5)
+    predictor = Brightness(crop=CropRule.padded_square(0.5))
     with Assessor(predictor, detector=BrightBox()) as assessor:
         result = assessor.step(frame(0.5), time_s=0.0)
     assert predictor.crops[0].shape == (80, 80, 3)  # 40 px × (1 + 2 × 0.5), black around it

@@ -33,6 +33,7 @@ from neopain.monitor.video import (
     write_video_report,
 )
 from neopain.prediction import Prediction, Predictor
+from neopain.faces.crop import CropRule
 
 FPS = 10
 PATCH = (slice(40, 100), slice(60, 120))  # rows, columns of the face patch
@@ -51,7 +52,7 @@ class MarkedFace(FaceDetector):
 
 class Brightness(Predictor):
     name = "brightness"
-    margin = 0.0
+    crop = CropRule.exact_box()
 
     def predict_crops(self, crops):
         return [Prediction(float(c.mean()) / 255, "pain" if c.mean() >= 127.5 else "nopain", 0.5,
@@ -119,7 +120,7 @@ class GroundTruth(Predictor):
     """P(pain) 0.9 or 0.1 from the clip's timeline label of the frame the detector just saw."""
 
     name = "ground-truth"
-    margin = 0.25
+    crop = CropRule.padded_square(0.25)
 
     def __init__(self, seen: dict, labels: dict[str, str]) -> None:
         self.seen, self.labels = seen, labels

@@ -13,7 +13,6 @@ import pytest
 
 import face_warps
 from neopain.faces.base import create_detector
-from neopain.faces.crop import crop_face
 from neopain.faces.landmarks import LandmarkError
 from neopain.prediction import load_predictor
 from neopain.scoring import NfcsPredictor, NfcsScorer
@@ -111,7 +110,7 @@ def crops(face, warped):
         out = []
         for image in (face, warped("pain_face")[0]):
             box = detector.detect(image)[0].box
-            out.append(crop_face(image, box, margin=NfcsPredictor.margin).image)
+            out.append(NfcsPredictor.crop.cut(image, box))
     return out
 
 
@@ -128,6 +127,29 @@ def test_predictor_scores_crops_and_never_raises_on_a_crop_without_a_face(crops)
     assert nothing.details["assessable"] == 0
 
 
+def test_evidence_lights_the_regions_of_the_actions_present(crops, mesh):
+    # guards: heat drawn on the wrong part of the face, for absent actions, or for a crop
+    # without a face (the bedside and assess --overlays draw exactly this)
+    from neopain.faces.regions import region_map, region_shares
+
+    neutral, pain = crops
+    blank = np.full((160, 160, 3), 127, np.uint8)
+    with NfcsPredictor() as predictor:
+        predicted = predictor.predict_crops([neutral, pain])
+        heats = predictor.evidence([neutral, pain, blank])
+    assert heats[2] is None
+    flags = [{name for name, value in p.details.items() if name.endswith("_flag") and value}
+             for p in predicted]
+    assert flags[0] == {"open_lips_flag"}  # her smile parts the lips: the mouth alone
+    assert {"brow_bulge_flag", "eye_squeeze_flag"} <= flags[1]
+    shares = [region_shares(heat, region_map(crop.shape[:2], landmarks=mesh.landmarks(crop)))
+              for crop, heat in zip((neutral, pain), heats)]
+    assert shares[0]["mouth"] > 0.6 and shares[0]["brows"] + shares[0]["eyes"] < 0.02
+    assert shares[1]["brows"] + shares[1]["eyes"] + shares[1]["mouth"] > 0.65
+    assert shares[1]["brows"] > 0.1 and shares[1]["eyes"] > 0.1
+    assert heats[1].max() <= 1.0 and heats[1].min() >= 0.0
+
+
 def test_predictor_calibrates_on_rest_crops_and_releases_its_mesh(crops):
     predictor = NfcsPredictor(count_threshold=2)
     assert predictor.calibrate_crops([crops[0]]) == 1
@@ -139,3 +161,28 @@ def test_predictor_calibrates_on_rest_crops_and_releases_its_mesh(crops):
         predictor.predict_crops([crops[0]])
     with NfcsPredictor() as fresh, pytest.raises(Exception, match="no face in the 1 rest crop"):
         fresh.calibrate_crops([np.full((96, 96, 3), 127, np.uint8)])
+
+
+def test_assess_overlays_draw_the_nfcs_action_regions_on_the_face(warped, tmp_path):
+    # the bug guarded: `assess --model nfcs --overlays` drew no heatmap (only exported models
+    # had one), while the bedside showed the actions' regions
+    from cli_invoke import invoke
+    from neopain.faces.landmarks import LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR
+
+    image, points = warped("pain_face")
+    cv2.imwrite(str(tmp_path / "pain.png"), image)
+    code, output = invoke("assess", str(tmp_path / "pain.png"), "--model", "nfcs",
+                          "--overlays", str(tmp_path / "drawn"))
+    assert code == 0, output
+    drawn = cv2.imread(str(tmp_path / "drawn" / "0000_pain.png")).astype(int)
+    before = cv2.imread(str(tmp_path / "pain.png")).astype(int)
+
+    def change(x: float, y: float, r: int = 4) -> float:
+        x, y = int(round(x)), int(round(y))
+        return float(np.abs(drawn[y - r:y + r, x - r:x + r] - before[y - r:y + r, x - r:x + r])
+                     .mean())
+
+    for contour in (LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR):  # eye squeeze: both eyes lit
+        assert change(*points[list(contour), :2].mean(axis=0)) > 20
+    assert change(*points[[13, 14], :2].mean(axis=0)) > 20  # the parted lips
+    assert change(*points[10, :2] - [0, 60]) < 2  # above the forehead: no action there

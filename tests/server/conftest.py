@@ -18,6 +18,7 @@ from neopain.prediction import Prediction, Predictor
 from neopain.server import security
 from neopain.server.app import create_app
 from neopain.store import crud
+from neopain.faces.crop import CropRule
 
 PASSWORD = "correct horse battery"
 MARK = 24  # side of the white square in the top-left corner that makes the fake model say pain
@@ -26,11 +27,11 @@ MARK = 24  # side of the white square in the top-left corner that makes the fake
 class MarkPredictor(Predictor):
     """Pain when the frame's top-left corner is white: tests choose the label per frame.
 
-    ``margin=None`` makes the assessor pass the whole frame (``crop_for_predictor``).
+    ``CropRule.whole_image()`` makes the assessor pass the whole frame.
     """
 
     name = "fake-mark"
-    margin = None
+    crop = CropRule.whole_image()
 
     def __init__(self) -> None:
         self.calls = 0

@@ -152,23 +152,17 @@ def test_garbage_frames_get_an_error_reply_and_the_stream_goes_on(live, frames):
         assert stream(socket, frames, "n")[0]["found"]
 
 
-def test_heatmap_regions_light_the_areas_of_the_actions_present():
+def test_evidence_cells_become_circles_over_the_crops_place_in_the_frame():
     import numpy as np
 
-    from neopain.faces.base import Face
-    from neopain.prediction import Prediction
-    from neopain.scoring.actions import DEFAULT_THRESHOLDS
-    from neopain.server.heatmap import heatmap_regions
+    from neopain.server.heatmap import EVIDENCE_CELLS, cell_regions, evidence_cells
 
-    keypoints = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], float)
-    face = Face((0, 0, 100, 100), 0.9, keypoints)
-    details = {"brow_bulge": 2 * DEFAULT_THRESHOLDS["brow_bulge"], "eye_squeeze": 0.0,
-               "open_lips": DEFAULT_THRESHOLDS["open_lips"] / 2, "count": 1.0}
-    regions = heatmap_regions(face, Prediction(0.9, "pain", 0.5, "nfcs", details))
-    assert regions == [[50.0, 22.0, 22.0, 1.0], [50.0, 80.0, 18.0, 0.5]]  # brows, mouth
-    assert heatmap_regions(face, Prediction(0.9, "pain", 0.5, "fake-mark")) is None
-    assert heatmap_regions(Face((0, 0, 9, 9), 0.9), Prediction(0.9, "pain", 0.5, "nfcs",
-                                                               details)) is None
+    heat = np.zeros((80, 80), np.float32)
+    heat[:10, :10] = 1.0  # the crop's top-left cell only
+    cells = evidence_cells(heat)
+    assert cells.shape == (EVIDENCE_CELLS, EVIDENCE_CELLS) and cells[0, 0] == 1.0
+    regions = cell_regions(cells, (-20.0, 10.0, 60.0, 90.0))  # a square past the left edge
+    assert regions == [[-15.0, 15.0, 7.5, 1.0]]
 
 
 def test_heatmap_is_sent_only_when_asked(live, frames):
@@ -186,7 +180,6 @@ def test_an_exported_model_lights_where_its_evidence_is_and_follows_the_face(tmp
     from exported_models import top_left_model
 
     from neopain.export.runtime import OnnxPredictor
-    from neopain.server import heatmap
 
     with OnnxPredictor(top_left_model(tmp_path, squared=True)) as model:
         server = make(tmp_path, predictor=model, timeline_interval_s=0.0)
@@ -205,8 +198,8 @@ def test_an_exported_model_lights_where_its_evidence_is_and_follows_the_face(tmp
         circles = reply["heatmap"]
         assert circles and max(weight for *_, weight in circles) == 1.0
         assert all(x < half[0] and y < half[1] for x, y, _, _ in circles), (reply["box"], circles)
-    # within OCCLUSION_INTERVAL_S the grid is reused, placed on the frame's own face box
-    assert heatmap.OCCLUSION_INTERVAL_S > 1
+    # within the model's evidence interval the grid is reused, placed on the frame's own face
+    assert OnnxPredictor.evidence_interval_s > 1
     shift = replies[1]["box"][0] - replies[0]["box"][0]
     assert shift > 30
     assert [c[0] for c in replies[1]["heatmap"]] == pytest.approx(

@@ -18,6 +18,7 @@ from skimage import data as skdata
 from neopain.data.images import read_image
 from neopain.monitor.images import assess_images
 from neopain.prediction import Prediction, Predictor
+from neopain.faces.crop import CropRule
 
 ORIENTATION_TAG = 0x0112
 
@@ -27,7 +28,7 @@ class PixelPredictor(Predictor):
     turn or channel order changes it."""
 
     name = "fake-pixels"
-    margin = 0.2
+    crop = CropRule.padded_square(0.2)
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         out = []

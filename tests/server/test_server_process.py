@@ -99,12 +99,13 @@ SERVER = textwrap.dedent("""
     import sys
     import uvicorn
     from neopain.config import Settings
+    from neopain.faces.crop import CropRule
     from neopain.prediction import Prediction, Predictor
     from neopain.server.app import create_app
 
     class Alternating(Predictor):
         name = "alternating"
-        margin = None
+        crop = CropRule.whole_image()
 
         def __init__(self):
             self.calls = 0

@@ -42,11 +42,9 @@ def _kind(path: Path) -> str:
          f"({', '.join(VIDEO_SUFFIXES)})")
 
 
-def _predictor(model: str, *, threads: int | None, batch_size: int):
+def _predictor(model: str | None, *, threads: int | None, batch_size: int):
     from neopain.prediction import load_predictor
 
-    if model == "nfcs":  # the ONNX runtime's settings below mean nothing to the NFCS scorer
-        return load_predictor(model)
     return load_predictor(model, threads=threads, batch_size=batch_size)
 
 
@@ -54,9 +52,9 @@ def assess(
     source: Annotated[Path, typer.Argument(
         help="An image, a folder of images (searched at any depth), a manifest .csv (faces "
              "from its face_box column) or a video.")],
-    model: Annotated[str, typer.Option(
-        help="nfcs (the rule-based facial-action score) or an .onnx file from neopain "
-             "export.")] = "nfcs",
+    model: Annotated[Optional[str], typer.Option(
+        help="A rule-based model's name (default: nfcs, the facial-action score; neopain "
+             "models list) or an .onnx file from neopain export.")] = None,
     detector: Annotated[Optional[str], typer.Option(
         help="Face detector (neopain faces list). Default: mediapipe-short; for a manifest, "
              "its own face boxes.")] = None,
@@ -71,7 +69,8 @@ def assess(
         help="Video: also write the HTML report here.")] = None,
     overlays: Annotated[Optional[Path], typer.Option(
         help="Images: write one picture per assessed image into this folder: face box, label, "
-             "P(pain) and, for an .onnx model, an occlusion heatmap of where it saw pain.")
+             "P(pain) and the model's heatmap of where it saw pain (nfcs: its facial actions' "
+             "regions; .onnx: occlusion).")
     ] = None,
     window: Annotated[int, typer.Option(
         help="Video: frames whose median P(pain) is the smoothed value.")] = 5,

@@ -100,12 +100,12 @@ def _run(fold_dir: Path, out: Path, *, quantize: str, calibration: int, parity: 
         raise NeopainError(f"{fold_dir.parent / 'config.yaml'} names no manifest: int8 needs "
                            "the run's images to calibrate and to compare")
     manifest = load_manifest(fold.manifest)
-    margin = fold.exported.margin
+    rule = fold.exported.crop_rule
     test_rows = select_rows(manifest, subjects=fold.test_subjects or None)
-    test_crops = [crop for _, crop in manifest_crops(manifest, test_rows, margin=margin)]
+    test_crops = [crop for _, crop in manifest_crops(manifest, test_rows, crop=rule)]
     if quantize == "static":
         rows = spread(select_rows(manifest, subjects=fold.train_subjects or None), calibration)
-        crops = [crop for _, crop in manifest_crops(manifest, rows, margin=margin)]
+        crops = [crop for _, crop in manifest_crops(manifest, rows, crop=rule)]
         if quiet:
             quantize_static_model(fp32_path, out, crops=crops)
         else:

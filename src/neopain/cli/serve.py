@@ -25,7 +25,8 @@ def serve(
         "--db", help="Records database URL (default: SQLite records.sqlite3 in the data "
                      "folder; postgresql+psycopg://user@host/name in production).")] = None,
     model: Annotated[Optional[str], typer.Option(
-        "--model", help="nfcs (the rule-based default) or an exported model.onnx.")] = None,
+        "--model", help="A rule-based model's name (default: the NFCS scorer; neopain "
+                        "models list) or an exported model.onnx.")] = None,
     ssl_certfile: Annotated[Optional[Path], typer.Option(
         "--ssl-certfile", help="TLS certificate (PEM): serve https, which tablets need for "
                                "the camera.")] = None,
@@ -48,8 +49,8 @@ def serve(
                   "forwarded_allow_ips": forwarded_allow_ips}.items()
                  if value is not None}
     settings = Settings(**{**get_settings().model_dump(), **overrides})
-    console.print(f"Loading the model [bold]{Text(settings.model)}[/] …")
     with load_predictor(settings.model) as predictor:
+        console.print(f"Model: [bold]{Text(predictor.name)}[/]")
         app = create_app(settings, predictor=predictor)
         _print_start(app, settings, https=ssl_certfile is not None)
         # no proxy is trusted unless named: uvicorn's own default trusts 127.0.0.1, so a

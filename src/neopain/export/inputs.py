@@ -14,7 +14,7 @@ import numpy as np
 from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
-from neopain.monitor.pipeline import crop_for_predictor
+from neopain.faces.crop import CropRule
 
 
 def select_rows(manifest: Manifest, *, rows: Sequence[int] | None = None,
@@ -55,8 +55,8 @@ def spread(rows: Sequence[int], count: int) -> list[int]:
 
 
 def manifest_crops(manifest: Manifest, rows: Sequence[int], *,
-                   margin: float | None) -> Iterator[tuple[int, np.ndarray]]:
-    """``(row, crop)`` for each row: the image cut to its ``face_box`` with ``margin``.
+                   crop: CropRule) -> Iterator[tuple[int, np.ndarray]]:
+    """``(row, crop)`` for each row: the image cut around its ``face_box`` by the ``crop`` rule.
 
     Raises:
         NeopainError: an unreadable image or a missing face box, naming the manifest line.
@@ -69,15 +69,15 @@ def manifest_crops(manifest: Manifest, rows: Sequence[int], *,
         except ImageReadError as error:
             raise ImageReadError(f"manifest line {row + 2}, image {path}", error.reason) from None
         box = None if np.isnan(boxes[row]).any() else boxes[row]
-        if box is None and margin is not None:
+        if box is None and crop.needs_box:
             raise NeopainError(f"manifest line {row + 2}, column 'face_box': is empty, but the "
                                "model was trained on face crops; detect faces first "
                                "(neopain faces detect)")
         try:
-            crop = crop_for_predictor(image, box, margin=margin)
+            cut = crop.cut(image, box)
         except NeopainError as error:
             raise NeopainError(f"manifest line {row + 2}, column 'face_box': {error}") from None
-        yield int(row), crop
+        yield int(row), cut
 
 
 def labels_of(manifest: Manifest, rows: Sequence[int]) -> np.ndarray:

@@ -92,6 +92,7 @@ class OnnxPredictor(Predictor):
     file_suffixes = (".onnx",)
     file_what = "an exported .onnx file (neopain export)"
     summary = "a CNN exported by neopain export (fp32 or int8), run by ONNX Runtime"
+    evidence_interval_s = 2.0  # occlusion: occlusion_squares² model calls
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
                  batch_size: int = 16, optimization: str = "all",

@@ -3,7 +3,7 @@
 Each image is read with the package's one reader (``data.images.read_image``: EXIF orientation
 applied, transparency on white, the ``NEOPAIN_MAX_IMAGE_PIXELS`` cap), its subject's face found
 (``faces.choose_face``), cropped as the predictor was trained
-(``monitor.pipeline.crop_for_predictor``) and predicted in batches. An image that cannot be read
+(``predictor.crop``) and predicted in batches. An image that cannot be read
 (a broken file, a FIFO or device named like an image, one over the pixel cap) or shows no face
 gets a row saying so; nothing is dropped silently and the other images go on.
 
@@ -25,7 +25,6 @@ from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
-from neopain.monitor.pipeline import crop_for_predictor
 from neopain.prediction import Prediction, Predictor
 
 ProgressHook = Callable[[int, int], None]
@@ -110,7 +109,7 @@ def _assess_with(items: Sequence[tuple[str, int | None, Path, Face | None]],
                 results[index] = ImageAssessment(name, row, None, None, problem)
             else:
                 try:
-                    crop = crop_for_predictor(image, face.box, margin=predictor.margin)
+                    crop = predictor.crop.cut(image, face.box)
                 except NeopainError as error:
                     results[index] = ImageAssessment(name, row, face, None, str(error))
                 else:

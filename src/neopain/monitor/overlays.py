@@ -1,11 +1,8 @@
-"""Explanation overlays for ``neopain assess``: where in the face an exported model saw pain.
+"""Explanation overlays for ``neopain assess``: where in the face the model saw pain.
 
-An exported model has no gradients, so the heatmap is occlusion sensitivity (captum's
-``Occlusion``, Zeiler & Fergus 2014): each square of the model's input is set to the
-normalized zero (the cfg's mean colour) in turn, and the drop in P(pain) is that square's
-evidence for pain. Only drops count (squares whose removal raises P(pain) stay cold). The
-overlay draws the heatmap over the face crop's place in the image, with the face box, label and
-P(pain).
+The heatmap is the predictor's own ``evidence`` for the face crop (the NFCS scorer: its
+actions' facial regions; an exported model: occlusion sensitivity), drawn over the place in the
+image the crop came from (``CropRule.placement``), with the face box, label and P(pain).
 """
 
 from __future__ import annotations
@@ -18,47 +15,32 @@ import cv2
 import numpy as np
 
 from neopain.data.images import read_image
-from neopain.export.runtime import OnnxPredictor
 from neopain.faces.base import Face
+from neopain.faces.crop import Box
 from neopain.monitor.images import ImageAssessment
-from neopain.monitor.pipeline import crop_for_predictor, exact_crop_region
 from neopain.prediction import Prediction, Predictor
 
 ProgressHook = Callable[[int, int], None]
 
 
-def occlusion_heatmap(predictor: OnnxPredictor, crop: np.ndarray, *, squares: int = 8,
-                      batch: int = 16) -> np.ndarray:
-    """Evidence for pain over a face crop, H×W of the crop, 0–1 (1: the strongest square).
+def heat_on_image(heat: np.ndarray, placement: Box, *, image_shape: tuple[int, ...]
+                  ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """A crop's heatmap moved onto the image: the part inside the image and its whole-pixel
+    region (left, top, right, bottom); None when no pixel of it falls inside.
 
-    ``neopain.explain.Occlusion`` over the model's input cut into squares × squares windows
-    (not overlapping), each replaced by the mean colour (``baseline="mean"``).
-
-    Args:
-        predictor: an exported model.
-        crop: the BGR uint8 face crop the model assesses.
-        squares: the input is cut into squares × squares occlusion windows.
-        batch: occluded copies per model call.
-
-    Raises:
-        NeopainError: a crop that is not BGR uint8 H×W×3 (from ``preprocess``).
+    ``placement`` is where the crop lies in the image (``CropRule.placement``); a padded square
+    may reach past the image, and only the part inside is kept.
     """
-    from neopain.explain.occlusion import Occlusion
-
-    pain = predictor.exported_.pain_index
-    inputs = predictor.preprocess(crop)[None]
-    side = max(1, min(inputs.shape[2:]) // squares)
-
-    def prob_pain(images: np.ndarray) -> np.ndarray:
-        return predictor.predict_inputs(images)[:, pain]
-
-    with Occlusion(prob_pain, window=side, stride=side, baseline="mean",
-                   perturbations_per_eval=batch, batch_size=1) as explainer:
-        heat = explainer.explain(inputs, target="pain")[0]
-    if heat.max() > 0:
-        heat = heat / heat.max()
-    return cv2.resize(heat.astype(np.float32), (crop.shape[1], crop.shape[0]),
-                      interpolation=cv2.INTER_LINEAR)
+    left, top, right, bottom = (int(round(v)) for v in placement)
+    if right <= left or bottom <= top:
+        return None
+    resized = cv2.resize(np.asarray(heat, np.float32), (right - left, bottom - top),
+                         interpolation=cv2.INTER_LINEAR)
+    height, width = image_shape[:2]
+    x1, y1, x2, y2 = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return resized[y1 - top:y2 - top, x1 - left:x2 - left], (x1, y1, x2, y2)
 
 
 def draw_overlay(image: np.ndarray, face: Face | None, prediction: Prediction | None, *,
@@ -90,8 +72,8 @@ def write_overlays(results: Sequence[ImageAssessment], paths: Sequence[Path], pr
                    out: str | os.PathLike[str], *, on_progress: ProgressHook | None = None
                    ) -> list[Path]:
     """One PNG per assessed image in ``out`` (``NNNN_<name>.png``, in input order): the face
-    box, label and P(pain), and for an exported model cropping to the face box or the whole
-    image, the occlusion heatmap. Images without a prediction get none.
+    box, label and P(pain), and the predictor's evidence heatmap where it gives one. Images
+    without a prediction get none.
 
     Args:
         results: from ``assess_images`` / ``assess_manifest``.
@@ -104,11 +86,13 @@ def write_overlays(results: Sequence[ImageAssessment], paths: Sequence[Path], pr
         if result.prediction is not None and result.face is not None:
             image = read_image(path)
             heat = region = None
-            if isinstance(predictor, OnnxPredictor):  # an exported model crops 0 or None
-                region = exact_crop_region(result.face.box, image_shape=image.shape,
-                                           margin=predictor.margin)
-                crop = crop_for_predictor(image, result.face.box, margin=predictor.margin)
-                heat = occlusion_heatmap(predictor, crop)
+            crop = predictor.crop.cut(image, result.face.box)
+            evidence = predictor.evidence([crop])[0]
+            if evidence is not None:
+                placed = heat_on_image(evidence, predictor.crop.placement(
+                    result.face.box, image_shape=image.shape), image_shape=image.shape)
+                if placed is not None:
+                    heat, region = placed
             target = out / f"{index:04d}_{Path(path).stem}.png"
             cv2.imwrite(str(target), draw_overlay(image, result.face, result.prediction,
                                                   heat=heat, region=region))

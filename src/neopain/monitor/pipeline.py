@@ -1,7 +1,7 @@
 """One camera or video stream, frame by frame: detect → crop → predict → smooth → state changes.
 
 ``Assessor.step(frame, time_s=...)`` finds the subject's face (``faces.choose_face``), crops it
-the way the predictor was trained (``crop_for_predictor``), predicts P(pain) and smooths it over
+the way the predictor was trained (``predictor.crop``), predicts P(pain) and smooths it over
 the last ``window`` assessed faces. The smoothed value is the MEDIAN of the window, and the
 state only changes when it passes the threshold by ``hysteresis`` or more: one odd frame
 cannot move the median of three or more frames past its neighbours, and a value hovering at the
@@ -22,14 +22,12 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
-from neopain.faces.crop import crop_face, pixel_box
 from neopain.prediction import Prediction, Predictor
 
 @dataclass(frozen=True)
@@ -46,6 +44,7 @@ class FrameAssessment:
         changed: True on the first assessed face (after a start, ``reset`` or long gap) and on
             the first frame after each change of the smoothed state.
         latency_ms: detect + crop + predict for this frame, in milliseconds.
+        crop: the face crop the model assessed (for its ``evidence``); None when no face.
     """
 
     time_s: float
@@ -55,51 +54,7 @@ class FrameAssessment:
     state: str | None
     changed: bool
     latency_ms: float
-
-
-def exact_crop_region(box: Sequence[float] | None, *, image_shape: tuple[int, ...],
-                      margin: float | None) -> tuple[int, int, int, int]:
-    """The pixels (left, top, right, bottom) ``crop_for_predictor`` cuts for ``margin`` None
-    (the whole image) or 0 (``pixel_box``): where a heatmap over the crop belongs.
-
-    Raises:
-        NeopainError: a margin > 0 (its crop is padded, not a region of the image), or what
-            ``pixel_box`` raises.
-    """
-    if margin is None:
-        return 0, 0, image_shape[1], image_shape[0]
-    if margin != 0 or box is None:
-        raise NeopainError(f"margin={margin} with box={box}: only the whole image (None) or a "
-                           "face box cut exactly (0) is a region of the image")
-    return pixel_box(box, image_shape=image_shape)
-
-
-def crop_for_predictor(image: np.ndarray, box: Sequence[float] | None, *,
-                       margin: float | None) -> np.ndarray:
-    """The face crop a predictor with this ``margin`` was trained on, BGR uint8.
-
-    - ``margin=None``: the whole image (a model trained on uncropped images);
-    - ``margin=0``: the face box itself in whole pixels, clipped to the image, as training's
-      ``crop_to_face`` cuts it (``FaceDataset``): floor of the top-left corner, ceiling of the
-      bottom-right, not squared — the model then resizes it as training did;
-    - ``margin > 0``: the square of ``faces.crop.crop_face`` around the box, its side the box's
-      longer side × (1 + 2 × margin), black where it leaves the image.
-
-    Raises:
-        NeopainError: no box when one is needed, a box outside the image, a negative margin.
-    """
-    if margin is None:
-        return image
-    if box is None:
-        raise NeopainError(f"margin={margin} needs a face box; only margin=None (the whole "
-                           "image) works without one")
-    if margin == 0:
-        left, top, right, bottom = exact_crop_region(box, image_shape=image.shape, margin=0)
-        return np.ascontiguousarray(image[top:bottom, left:right])
-    try:
-        return crop_face(image, box, margin=margin).image
-    except ValueError as error:
-        raise NeopainError(f"cannot crop the face: {error}") from None
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Smoother:
@@ -175,7 +130,7 @@ class Assessor:
         self.threshold = threshold
         if not isinstance(predictor, Predictor):
             raise NeopainError(f"predictor={predictor!r} must be a neopain Predictor "
-                               "(load_predictor('nfcs' or 'model.onnx'))")
+                               "(neopain.prediction.load_predictor)")
         if not isinstance(detector, (str, FaceDetector)):
             raise NeopainError(f"detector={detector!r} must be a detector name or a FaceDetector")
         if not max_gap_s > 0:
@@ -213,9 +168,9 @@ class Assessor:
         started = time.perf_counter()
         faces = self._detector().detect(frame, prior=prior)
         face = choose_face(faces, image_shape=frame.shape)
-        prediction = None
+        prediction = crop = None
         if face is not None:
-            crop = crop_for_predictor(frame, face.box, margin=self.predictor.margin)
+            crop = self.predictor.crop.cut(frame, face.box)
             prediction = self.predictor.predict_crops([crop])[0]
         latency_ms = (time.perf_counter() - started) * 1000.0
         if self.last_face_s_ is not None and time_s - self.last_face_s_ > self.max_gap_s:
@@ -231,13 +186,13 @@ class Assessor:
             return FrameAssessment(time_s=time_s, face=face, prediction=prediction,
                                    smoothed=self.smoother_.smoothed_,
                                    state=self.smoother_.state_, changed=False,
-                                   latency_ms=latency_ms)
+                                   latency_ms=latency_ms, crop=crop)
         threshold = prediction.threshold if self.threshold is None else self.threshold
         smoothed, state, changed = self.smoother_.update(prediction.prob_pain,
                                                          threshold=threshold)
         return FrameAssessment(time_s=time_s, face=face, prediction=prediction,
                                smoothed=smoothed, state=state, changed=changed,
-                               latency_ms=latency_ms)
+                               latency_ms=latency_ms, crop=crop)
 
     def reset(self) -> None:
         """Start a new stream: forget the window, the state and the last times."""

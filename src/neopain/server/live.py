@@ -38,13 +38,7 @@ from neopain.data.images import ImageReadError, decode_image
 from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Prediction, Predictor, load_predictor
-from neopain.export.runtime import OnnxPredictor
-from neopain.server.heatmap import (
-    OCCLUSION_INTERVAL_S,
-    cell_regions,
-    heatmap_regions,
-    occlusion_cells,
-)
+from neopain.server.heatmap import cell_regions, evidence_cells
 from neopain.server.deps import ENDED, AccessError, Refusal, live_refusal
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
@@ -66,17 +60,26 @@ class StreamLimitError(Exception):
 
 class SharedPredictor(Predictor):
     """A predictor used by several streams: calls pass one at a time (models such as the face
-    mesh are not thread-safe)."""
+    mesh are not thread-safe). ``close`` closes the wrapped predictor."""
 
     def __init__(self, inner: Predictor) -> None:
-        self.inner = inner
+        self._inner = inner
         self.name = inner.name
-        self.margin = inner.margin
+        self.crop = inner.crop
+        self.evidence_interval_s = inner.evidence_interval_s
         self._lock = threading.Lock()
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         with self._lock:
-            return self.inner.predict_crops(crops)
+            return self._inner.predict_crops(crops)
+
+    def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        with self._lock:
+            return self._inner.evidence(crops)
+
+    def close(self) -> None:
+        with self._lock:
+            self._inner.close()
 
 
 class LiveService:
@@ -194,7 +197,7 @@ class LiveService:
         with self._lock:
             idle, self._idle = self._idle, []
             if self.predictor is None and self._shared is not None:
-                self._shared.inner.close()
+                self._shared.close()
                 self._shared = None
                 self._warm = False
         for detector in idle:
@@ -315,7 +318,7 @@ class LiveStream:
         self._assessor: Assessor | None = None
         self._opened = time.monotonic()
         self.heatmap = False
-        self._cells: np.ndarray | None = None  # the last occlusion grid of an exported model
+        self._cells: np.ndarray | None = None  # the model's last evidence grid
         self._cells_at = -math.inf
 
     async def start(self) -> None:
@@ -372,16 +375,18 @@ class LiveStream:
 
     def _heatmap(self, frame: np.ndarray, result: FrameAssessment, now: float
                  ) -> list[list[float]] | None:
-        """Action regions (nfcs), an exported model's occlusion grid on this frame's face, or
-        None for a model that gives neither."""
-        assert result.face is not None and result.prediction is not None
-        regions = heatmap_regions(result.face, result.prediction)
-        model = self.service.shared_predictor().inner
-        if regions is not None or not isinstance(model, OnnxPredictor):
-            return regions
-        if now - self._cells_at >= OCCLUSION_INTERVAL_S:
-            self._cells, self._cells_at = occlusion_cells(model, frame, result.face), now
-        return cell_regions(self._cells, frame.shape, result.face, margin=model.margin)
+        """The model's evidence grid placed on this frame's face crop, or None when the model
+        gives none. Recomputed at most every ``evidence_interval_s`` seconds."""
+        assert result.face is not None and result.crop is not None
+        predictor = self.service.shared_predictor()
+        if now - self._cells_at >= predictor.evidence_interval_s:
+            heat = predictor.evidence([result.crop])[0]
+            self._cells = None if heat is None else evidence_cells(heat)
+            self._cells_at = now
+        if self._cells is None:
+            return None
+        return cell_regions(self._cells, predictor.crop.placement(result.face.box,
+                                                                 image_shape=frame.shape))
 
     def close(self) -> None:
         """Hand the detector back to the service on the stream's thread, stop the thread and

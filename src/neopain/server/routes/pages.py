@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from neopain.prediction import default_kind
 from neopain.server import charts, security
 from neopain.server.deps import (
     Admin, Carer, Db, RowId, Viewer, csrf_protect, server_state,
@@ -157,7 +158,7 @@ def live_page(request: Request, db: Db, user: Carer, patient_id: RowId) -> Respo
     patient = patient_or_404(db, patient_id)
     _view(db, user, "live page", "patient", patient.id)
     return render(request, "live.html", patient=patient,
-                  model=server_state(request).settings.model)
+                  model=server_state(request).settings.model or default_kind())
 
 
 @router.get("/instructions")
