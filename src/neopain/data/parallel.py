@@ -1,0 +1,123 @@
+"""One ordered parallel map over worker processes, for the batch commands that write files per
+item (``synth``, ``faces detect``, ``augment``): ``ordered_map``."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from neopain.errors import NeopainError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+IN_FLIGHT_PER_WORKER = 2
+"""Items submitted but not yet handed back, per worker: enough to keep every worker busy."""
+
+START_METHODS = ("fork", "spawn", "forkserver")
+
+
+class WorkerDiedError(NeopainError):
+    """A worker process ended without an answer (killed, out of memory, a crash in native
+    code)."""
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C while worker processes start, so that they are born ignoring it (a worker
+    interrupted while importing prints a traceback); the parent stops the pool instead."""
+    main = threading.current_thread() is threading.main_thread()  # signals: main thread only
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _submit(pool: ProcessPoolExecutor, fn: Callable[[Any], Any], items: Iterator[Any],
+            pending: deque[Future], *, limit: int) -> None:
+    """Submit items until ``limit`` are pending or none is left."""
+    while len(pending) < limit:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        pending.append(pool.submit(fn, item))
+
+
+def ordered_map(
+    fn: Callable[[Item], Result],
+    items: Iterable[Item],
+    *,
+    workers: int,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple[Any, ...] = (),
+    start_method: str | None = None,
+) -> Iterator[Result]:
+    """``fn(item)`` for each item, handed back in the order of ``items``.
+
+    With ``workers <= 1`` everything runs here, one item at a time (``initializer`` is not
+    called). Otherwise ``workers`` processes run ``fn``, with at most
+    ``IN_FLIGHT_PER_WORKER * workers`` items submitted and not yet handed back, so a long list
+    is never queued whole. An exception ``fn`` raises is raised here at that item's place, after
+    the results before it. When the iteration ends, fails, is interrupted (Ctrl-C) or is closed
+    early, the pool shuts down: items not started are dropped, running ones are waited for.
+    Worker processes ignore Ctrl-C; the parent stops them. Close the iterator when you stop
+    before its end (``contextlib.closing``).
+
+    Example:
+        >>> with closing(ordered_map(render, jobs, workers=4)) as results:  # doctest: +SKIP
+        ...     for row in results:
+        ...         rows.append(row)
+
+    Args:
+        fn: called on each item; with workers, picklable (a module-level function, or a
+            ``functools.partial`` of one).
+        items: the inputs, read as they are submitted.
+        workers: worker processes; 1 or less runs inline.
+        initializer, initargs: called once in each worker process as it starts (e.g. to build
+            one face detector per process).
+        start_method: ``fork``, ``spawn`` or ``forkserver``; None: the platform's default.
+
+    Raises:
+        WorkerDiedError: a worker process died.
+        NeopainError: ``start_method`` is not one of ``START_METHODS``.
+    """
+    if start_method is not None and start_method not in START_METHODS:
+        raise NeopainError(f"start_method={start_method!r} is not valid; valid: "
+                           f"{', '.join(START_METHODS)} or None")
+    if workers <= 1:
+        return map(fn, items)
+    context = None if start_method is None else multiprocessing.get_context(start_method)
+    return _pooled(fn, iter(items), workers=workers, initializer=initializer,
+                   initargs=initargs, context=context)
+
+
+def _pooled(fn: Callable[[Item], Result], items: Iterator[Item], *, workers: int,
+            initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
+            context: multiprocessing.context.BaseContext | None) -> Iterator[Result]:
+    """``ordered_map`` over a process pool that is shut down however the iteration ends."""
+    limit = IN_FLIGHT_PER_WORKER * workers
+    pending: deque[Future] = deque()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=initializer, initargs=initargs)
+    try:
+        with _sigint_ignored():  # the processes start with the first submissions
+            _submit(pool, fn, items, pending, limit=limit)
+        while pending:
+            result = pending.popleft().result()
+            _submit(pool, fn, items, pending, limit=limit)
+            yield result
+    except BrokenProcessPool:
+        raise WorkerDiedError(f"a worker process died (out of memory?); run again with fewer "
+                              f"workers than {workers}") from None
+    finally:  # done, an error, Ctrl-C or closed early: items not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)

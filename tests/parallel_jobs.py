@@ -1,0 +1,58 @@
+"""Jobs for ``neopain.data.parallel`` tests, importable by spawned worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from neopain.errors import NeopainError
+
+_STARTED_WITH: str | None = None
+
+
+def start(value: str) -> None:
+    """A pool initializer: remembers ``value`` in the worker process."""
+    global _STARTED_WITH
+    _STARTED_WITH = value
+
+
+def started_with(_item: object) -> str | None:
+    return _STARTED_WITH
+
+
+def slow_square(item: int) -> int:
+    """Earlier items take longer, so that later ones finish first."""
+    time.sleep(0.02 * (8 - item % 8))
+    return item * item
+
+
+def pid(_item: object) -> int:
+    return os.getpid()
+
+
+def mark(item: tuple[Path, int, int | None]) -> int:
+    """Write ``folder/<number>``; raise NeopainError at ``fail``; slow after it."""
+    folder, number, fail = item
+    (folder / str(number)).write_text("")
+    if number == fail:
+        raise NeopainError(f"item {number} is bad")
+    if fail is not None and number > fail:
+        time.sleep(0.05)
+    return number
+
+
+def die(item: int) -> int:
+    if item == 1:
+        os._exit(3)
+    time.sleep(0.2)
+    return item
+
+
+def interrupt_parent(item: int) -> str:
+    """Item 0 sends Ctrl-C to the parent; every item says how its process treats Ctrl-C."""
+    if item == 0:
+        os.kill(os.getppid(), signal.SIGINT)
+    time.sleep(0.3)
+    return "ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "handled"
