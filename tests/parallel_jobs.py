@@ -51,8 +51,10 @@ def die(item: int) -> int:
 
 
 def interrupt_parent(item: int) -> str:
-    """Item 0 sends Ctrl-C to the parent; every item says how its process treats Ctrl-C."""
+    """Item 0 sends Ctrl-C to the parent (once the pool has started: Ctrl-C is ignored while
+    worker processes start); every item says how its process treats Ctrl-C."""
+    time.sleep(0.3)
     if item == 0:
         os.kill(os.getppid(), signal.SIGINT)
-    time.sleep(0.3)
+        time.sleep(0.3)
     return "ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "handled"

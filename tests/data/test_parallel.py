@@ -109,3 +109,10 @@ def test_start_method_is_checked():
 def test_workers_ignore_ctrl_c():
     results = ordered_map(parallel_jobs.interrupt_parent, [1, 2, 3], workers=2)
     assert list(results) == ["ignored"] * 3
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_results_can_be_closed_whether_inline_or_pooled(workers):
+    with closing(ordered_map(parallel_jobs.pid, range(10), workers=workers)) as results:
+        next(results)
+    assert multiprocessing.active_children() == []

@@ -7,7 +7,7 @@ import multiprocessing
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -61,7 +61,7 @@ def ordered_map(
     initializer: Callable[..., object] | None = None,
     initargs: tuple[Any, ...] = (),
     start_method: str | None = None,
-) -> Iterator[Result]:
+) -> Generator[Result, None, None]:
     """``fn(item)`` for each item, handed back in the order of ``items``.
 
     With ``workers <= 1`` everything runs here, one item at a time (``initializer`` is not
@@ -70,8 +70,9 @@ def ordered_map(
     is never queued whole. An exception ``fn`` raises is raised here at that item's place, after
     the results before it. When the iteration ends, fails, is interrupted (Ctrl-C) or is closed
     early, the pool shuts down: items not started are dropped, running ones are waited for.
-    Worker processes ignore Ctrl-C; the parent stops them. Close the iterator when you stop
-    before its end (``contextlib.closing``).
+    Worker processes ignore Ctrl-C; the parent stops them (a Ctrl-C pressed in the moment
+    the processes start is ignored too). Close the generator when you stop before its end
+    (``contextlib.closing``): that is when the pool shuts down.
 
     Example:
         >>> with closing(ordered_map(render, jobs, workers=4)) as results:  # doctest: +SKIP
@@ -95,15 +96,20 @@ def ordered_map(
         raise NeopainError(f"start_method={start_method!r} is not valid; valid: "
                            f"{', '.join(START_METHODS)} or None")
     if workers <= 1:
-        return map(fn, items)
+        return _inline(fn, items)
     context = None if start_method is None else multiprocessing.get_context(start_method)
     return _pooled(fn, iter(items), workers=workers, initializer=initializer,
                    initargs=initargs, context=context)
 
 
+def _inline(fn: Callable[[Item], Result], items: Iterable[Item]) -> Generator[Result, None, None]:
+    """``ordered_map`` in this process (a generator, so that it can be closed like the pool's)."""
+    yield from map(fn, items)
+
+
 def _pooled(fn: Callable[[Item], Result], items: Iterator[Item], *, workers: int,
             initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
-            context: multiprocessing.context.BaseContext | None) -> Iterator[Result]:
+            context: multiprocessing.context.BaseContext | None) -> Generator[Result, None, None]:
     """``ordered_map`` over a process pool that is shut down however the iteration ends."""
     limit = IN_FLIGHT_PER_WORKER * workers
     pending: deque[Future] = deque()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
+from contextlib import closing
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from neopain.data.manifest import format_box, format_keypoints, save_manifest
+from neopain.data.parallel import ordered_map
 from neopain.data.synthetic.canvas import Canvas
 from neopain.data.synthetic.face import ACTIONS, FACE_BIT, PRESENT, Expression, Identity, draw_face
 from neopain.data.synthetic.perception import PERSONAS, perception_heatmap
@@ -39,7 +40,6 @@ stretch without the rest: a crying-like no-pain face)."""
 
 ACTION_PREVALENCE = np.array([0.9, 0.95, 0.7, 0.75, 0.55, 0.6])
 """How often each action (in ``ACTIONS`` order) joins a pain face, relative to the others."""
-"""Relative frequency of each action (ACTIONS order) in a pain face."""
 
 ProgressHook = Callable[[int, int], None]
 
@@ -246,9 +246,9 @@ def generate_cohort(out: str | os.PathLike[str], spec: CohortSpec = CohortSpec()
     jobs = _plan(spec, make_subjects(spec))
     rows: list[dict[str, str]] = []
     perception: list[dict[str, str]] = []
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
-        mapper = pool.map if pool else map
-        for row, heatmaps in mapper(_render, jobs, [spec] * len(jobs), [root] * len(jobs)):
+    render = partial(_render, spec=spec, out=root)
+    with closing(ordered_map(render, jobs, workers=workers)) as drawn:
+        for row, heatmaps in drawn:
             rows.append(row)
             perception += [{"file_name": Path(row["image"]).name, "heatmap_file_name": Path(h).name,
                             "persona": name, "new_percep_file_name": h,

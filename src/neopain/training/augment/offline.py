@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from contextlib import closing
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from neopain.data.files import os_error_reason
 from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest, format_box, format_keypoints, save_manifest
 from neopain.data.outputs import output_stems
+from neopain.data.parallel import ordered_map
 from neopain.errors import NeopainError
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def _train_subjects(plan: FoldPlan, fold: int) -> set[str]:
     return train
 
 
-def _augment_job(job: _Job, spec: AugmentSpec, seed: int,
+def _augment_job(job: _Job, *, spec: AugmentSpec, seed: int,
                  out: Path) -> list[AugmentedSample] | ImageReadError:
     """Write one image's copies; returns their samples without pixels (cheap to send back), or
     why the image cannot be read (the other images go on)."""
@@ -106,6 +107,78 @@ def _augment_job(job: _Job, spec: AugmentSpec, seed: int,
         (out / output).write_bytes(data.tobytes())
         samples.append(replace(sample, image=np.empty(0, np.uint8)))
     return samples
+
+
+def _check_out(out: str | os.PathLike[str], *, manifest: Manifest, overwrite: bool) -> Path:
+    """``out`` as a Path, refused when it is a file, the manifest's folder, or (without
+    ``overwrite``) a folder that is not empty."""
+    root = Path(out)
+    if os.path.lexists(root) and not os.path.isdir(root):  # never raise, unlike Path.exists
+        raise NeopainError(f"out={str(root)!r} is a file; valid: a new or empty folder")
+    if os.path.abspath(root) == os.path.abspath(manifest.root):
+        raise NeopainError(f"out={str(root)!r} is the manifest's own folder, whose manifest.csv "
+                           "would be replaced; choose another folder")
+    if os.path.isdir(root) and any(root.iterdir()) and not overwrite:
+        raise NeopainError(f"out={str(root)!r} is not empty; choose a new folder, or allow "
+                           "replacing its files (--overwrite)")
+    return root
+
+
+def _training_rows(manifest: Manifest, plan: FoldPlan, *, fold: int) -> list[int]:
+    """The manifest rows of the fold's training subjects (at least one)."""
+    train = _train_subjects(plan, fold)
+    picked = [i for i, subject in enumerate(manifest.table["subject"]) if subject in train]
+    if not picked:
+        raise NeopainError(f"fold {fold} has no training images in this manifest ({len(train)} "
+                           "training subjects); were the folds made from another manifest?")
+    return picked
+
+
+def _jobs(manifest: Manifest, picked: list[int], *, n: int) -> list[_Job]:
+    """One job per picked row: its ``n`` output names, keypoints and face box."""
+    table = manifest.table
+    images = [table["image"].iat[i] for i in picked]
+    subjects = [table["subject"].iat[i] for i in picked]
+    stems = [f"images/{stem}" for stem in output_stems(images, subjects)]
+    digits = max(2, len(str(n)))
+    boxes, points = manifest.boxes(), manifest.keypoints()
+    return [_Job(line=i + 2, source=os.path.abspath(manifest.image_path(i)), image=image,
+                 outputs=tuple(f"{stem}_aug{copy:0{digits}d}.jpg" for copy in range(1, n + 1)),
+                 keypoints=None if np.isnan(points[i]).any() else points[i],
+                 box=None if np.isnan(boxes[i]).any() else tuple(boxes[i].tolist()))
+            for i, image, stem in zip(picked, images, stems)]
+
+
+_KEPT_COLUMNS = ("subject", "label", "source", "stimulus", "score", "scale", "video", "time_s")
+"""Columns copied from an image's row to its copies' rows."""
+
+
+@dataclass
+class _Copies:
+    """The augmented copies' manifest rows and counts, gathered image by image."""
+
+    root: Path
+    fold: int
+    rows: list[dict[str, str]] = field(default_factory=list)
+    redraws: int = 0
+    fallbacks: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def add(self, row: pd.Series, job: _Job,
+            samples: list[AugmentedSample] | ImageReadError) -> None:
+        """The rows of one image's copies (``row``: the image's manifest row)."""
+        if isinstance(samples, ImageReadError):
+            self.unreadable.append(str(samples))
+            return
+        original = Path(os.path.relpath(job.source, os.path.abspath(self.root))).as_posix()
+        for copy, (output, sample) in enumerate(zip(job.outputs, samples), start=1):
+            self.rows.append({"image": output, **{c: row[c] for c in _KEPT_COLUMNS},
+                              "face_box": format_box(sample.box),
+                              "keypoints": format_keypoints(sample.keypoints),
+                              "augmented_from": original, "fold": str(self.fold),
+                              "copy": str(copy)})
+            self.redraws += sample.attempts - (not sample.fallback)
+            self.fallbacks += sample.fallback
 
 
 def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os.PathLike[str],
@@ -140,31 +213,9 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
     """
     check_count("n", n)
     check_count("workers", workers)
-    root = Path(out)
-    if os.path.lexists(root) and not os.path.isdir(root):  # never raise, unlike Path.exists
-        raise NeopainError(f"out={str(root)!r} is a file; valid: a new or empty folder")
-    if os.path.abspath(root) == os.path.abspath(manifest.root):
-        raise NeopainError(f"out={str(root)!r} is the manifest's own folder, whose manifest.csv "
-                           "would be replaced; choose another folder")
-    if os.path.isdir(root) and any(root.iterdir()) and not overwrite:
-        raise NeopainError(f"out={str(root)!r} is not empty; choose a new folder, or allow "
-                           "replacing its files (--overwrite)")
-    train = _train_subjects(plan, fold)
-    table = manifest.table
-    picked = [i for i, subject in enumerate(table["subject"]) if subject in train]
-    if not picked:
-        raise NeopainError(f"fold {fold} has no training images in this manifest ({len(train)} "
-                           "training subjects); were the folds made from another manifest?")
-    images = [table["image"].iat[i] for i in picked]
-    subjects = [table["subject"].iat[i] for i in picked]
-    stems = [f"images/{stem}" for stem in output_stems(images, subjects)]
-    digits = max(2, len(str(n)))
-    boxes, points = manifest.boxes(), manifest.keypoints()
-    jobs = [_Job(line=i + 2, source=os.path.abspath(manifest.image_path(i)), image=image,
-                 outputs=tuple(f"{stem}_aug{copy:0{digits}d}.jpg" for copy in range(1, n + 1)),
-                 keypoints=None if np.isnan(points[i]).any() else points[i],
-                 box=None if np.isnan(boxes[i]).any() else tuple(boxes[i].tolist()))
-            for i, image, stem in zip(picked, images, stems)]
+    root = _check_out(out, manifest=manifest, overwrite=overwrite)
+    picked = _training_rows(manifest, plan, fold=fold)
+    jobs = _jobs(manifest, picked, n=n)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -172,35 +223,23 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
                            "empty folder") from None
     if on_progress:
         on_progress(0, n * len(jobs))
-    kept = ["subject", "label", "source", "stimulus", "score", "scale", "video", "time_s"]
-    rows: list[dict[str, str]] = []
-    redraws = fallbacks = 0
-    unreadable: list[str] = []
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
-        results = (pool.map if pool else map)(_augment_job, jobs, [spec] * len(jobs),
-                                              [seed] * len(jobs), [root] * len(jobs))
+    copies = _Copies(root, fold)
+    augment = partial(_augment_job, spec=spec, seed=seed, out=root)
+    with closing(ordered_map(augment, jobs, workers=workers)) as results:
         for i, job, samples in zip(picked, jobs, results):
-            if isinstance(samples, ImageReadError):
-                unreadable.append(str(samples))
-                continue
-            original = Path(os.path.relpath(job.source, os.path.abspath(root))).as_posix()
-            for copy, (output, sample) in enumerate(zip(job.outputs, samples), start=1):
-                rows.append({"image": output, **{c: table[c].iat[i] for c in kept},
-                             "face_box": format_box(sample.box),
-                             "keypoints": format_keypoints(sample.keypoints),
-                             "augmented_from": original, "fold": str(fold), "copy": str(copy)})
-                redraws += sample.attempts - (not sample.fallback)
-                fallbacks += sample.fallback
+            copies.add(manifest.table.iloc[i], job, samples)
             if on_progress:
-                on_progress(len(rows), n * len(jobs))
-    if not rows:
+                on_progress(len(copies.rows), n * len(jobs))
+    if not copies.rows:
         raise NeopainError(f"none of the {len(jobs)} training images of fold {fold} can be "
-                           f"read; the first: {unreadable[0]}")
-    path = save_manifest(pd.DataFrame(rows), root / "manifest.csv")
+                           f"read; the first: {copies.unreadable[0]}")
+    path = save_manifest(pd.DataFrame(copies.rows), root / "manifest.csv")
     logger.info("fold %d: %d augmented images of %d training images, %d fallbacks, %d "
-                "unreadable", fold, len(rows), len(jobs), fallbacks, len(unreadable))
+                "unreadable", fold, len(copies.rows), len(jobs), copies.fallbacks,
+                len(copies.unreadable))
+    table = manifest.table
     return AugmentResult(root=root, manifest=path, fold=fold,
                          subjects=len({table["subject"].iat[i] for i in picked}),
-                         source_images=len(jobs), images=len(rows),
-                         skipped=len(table) - len(picked), redraws=redraws, fallbacks=fallbacks,
-                         unreadable=tuple(unreadable))
+                         source_images=len(jobs), images=len(copies.rows),
+                         skipped=len(table) - len(picked), redraws=copies.redraws,
+                         fallbacks=copies.fallbacks, unreadable=tuple(copies.unreadable))

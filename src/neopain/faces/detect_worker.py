@@ -1,0 +1,202 @@
+"""``faces detect``'s work per image: the jobs, the worker that detects, crops and writes one
+image, and the runner that feeds jobs to it here or in worker processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from neopain.data.images import ImageReadError, read_image
+from neopain.data.manifest import (
+    Manifest,
+    format_box,
+    format_keypoints,
+    parse_box,
+    parse_keypoints,
+    sha256_file,
+)
+from neopain.data.outputs import atomic_output, output_stems
+from neopain.data.parallel import WorkerDiedError, ordered_map
+from neopain.errors import NeopainError
+from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
+from neopain.faces.crop import crop_face
+from neopain.faces.landmarks import FaceMesh, keypoints_from_landmarks, save_landmarks
+from neopain.faces.resume import stamp
+
+JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """The settings of a ``faces detect`` run (what a resumed run must share)."""
+
+    detector: str
+    options: dict[str, Any]
+    margin: float
+    size: int | None
+    landmarks: bool
+    align: bool
+
+    def key(self) -> dict[str, Any]:
+        """The settings as JSON; a model file counts by its content."""
+        options = {name: str(value) if isinstance(value, os.PathLike) else value
+                   for name, value in sorted(self.options.items())}
+        files = {name: sha256_file(value) for name, value in self.options.items()
+                 if isinstance(value, (str, os.PathLike)) and Path(value).is_file()}
+        return {"detector": self.detector, "options": options, "option_files": files,
+                "margin": self.margin, "size": self.size, "landmarks": self.landmarks,
+                "align": self.align}
+
+
+@dataclass(frozen=True)
+class DetectJob:
+    """One manifest row to do: its image, its prior face and where its outputs go."""
+
+    line: int
+    image: str
+    source: str
+    prior: Face | None
+    prior_cells: tuple[str, str]
+    crop: str
+    landmarks: str
+
+
+def detect_jobs(manifest: Manifest) -> list[DetectJob]:
+    """One job per manifest row, in order."""
+    table = manifest.table
+    stems = output_stems(list(table["image"]), list(table["subject"]))
+    jobs = []
+    for i, stem in enumerate(stems):
+        box_cell, points_cell = table["face_box"].iat[i], table["keypoints"].iat[i]
+        box = parse_box(box_cell)
+        prior = None if box is None else Face(box, 1.0, parse_keypoints(points_cell))
+        jobs.append(DetectJob(line=i + 2, image=table["image"].iat[i],
+                              source=os.path.abspath(manifest.image_path(i)), prior=prior,
+                              prior_cells=(box_cell, points_cell), crop=f"crops/{stem}.jpg",
+                              landmarks=f"landmarks/{stem}.npy"))
+    return jobs
+
+
+def _crop_box(matrix: np.ndarray, box: tuple[float, float, float, float]) -> list[float]:
+    """The box's corners through the crop's affine map; their bounding box (crop pixels)."""
+    x1, y1, x2, y2 = box
+    corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], dtype=float)
+    moved = corners @ np.asarray(matrix, float)[:, :2].T + np.asarray(matrix, float)[:, 2]
+    return [*moved.min(axis=0).tolist(), *moved.max(axis=0).tolist()]
+
+
+class DetectWorker:
+    """Processes jobs with one detector (and face mesh) built once; ``close`` releases them."""
+
+    def __init__(self, settings: DetectSettings, out: Path,
+                 detector: FaceDetector | None = None) -> None:
+        self.settings = settings
+        self.out = out
+        self._resources = ExitStack()
+        self.detector = self._resources.enter_context(
+            detector or create_detector(settings.detector, **settings.options))
+        self.mesh = (self._resources.enter_context(FaceMesh(video=False))
+                     if settings.landmarks else None)
+
+    def close(self) -> None:
+        """Release the detector and the face mesh."""
+        self._resources.close()
+
+    def __call__(self, job: DetectJob) -> dict[str, Any]:
+        """The job's record (``faces.jsonl``), its crop and landmarks written."""
+        record: dict[str, Any] = {"image": job.source, "stamp": stamp(job.source),
+                                  "prior": list(job.prior_cells), "crop": job.crop}
+        try:
+            image = read_image(job.source)
+        except ImageReadError as error:
+            return {**record, "status": "unreadable", "reason": str(error.reason)}
+        start = time.perf_counter()
+        try:
+            faces = self.detector.detect(image, prior=job.prior)
+        except NeopainError as error:
+            raise NeopainError(f"manifest line {job.line}, image {job.image!r}: {error}") from None
+        record["detect_ms"] = 1000 * (time.perf_counter() - start)
+        face = choose_face(faces, image_shape=image.shape)
+        if face is None:
+            return {**record, "status": "no_face", "reason": self._no_face_reason()}
+        return {**record, **self._crop(job, image, face)}
+
+    def _no_face_reason(self) -> str:
+        if self.settings.detector == "manifest":
+            return "the manifest has no face_box on this row"
+        return (f"no face scored at or above the detector's threshold "
+                f"{self.detector.threshold_:g}")
+
+    def _crop(self, job: DetectJob, image: np.ndarray, face: Face) -> dict[str, Any]:
+        """Crop ``face``, find its landmarks, write both; the record's fields for them."""
+        size = None if self.settings.size is None else (self.settings.size,) * 2
+        crop = crop_face(image, face.box, margin=self.settings.margin, size=size,
+                         keypoints=face.keypoints,
+                         align=self.settings.align and face.keypoints is not None)
+        keypoints = crop.keypoints
+        landmarks = ""
+        if self.mesh is not None:
+            points = self.mesh.landmarks(crop.image)
+            if points is not None:
+                save_landmarks(points, self.out / job.landmarks)
+                landmarks = job.landmarks
+                if keypoints is None:
+                    keypoints = keypoints_from_landmarks(points)
+        ok, data = cv2.imencode(".jpg", crop.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise NeopainError(f"manifest line {job.line}: the crop of {job.image!r} could not "
+                               "be encoded as JPEG")
+        with atomic_output(self.out / job.crop) as partial:
+            partial.write_bytes(data.tobytes())
+        return {"status": "face", "reason": "", "score": float(face.score),
+                "box": format_box(face.box), "crop_box": format_box(_crop_box(crop.matrix,
+                                                                               face.box)),
+                "keypoints": format_keypoints(keypoints), "landmarks": landmarks}
+
+
+_PROCESS_WORKER: DetectWorker | None = None
+
+
+def _start_process_worker(settings: DetectSettings, out: Path) -> None:
+    """Pool initializer: one detector per worker process (detectors hold native graphs); it
+    lives as long as the process."""
+    global _PROCESS_WORKER
+    _PROCESS_WORKER = DetectWorker(settings, out)
+
+
+def _run_in_process_worker(job: DetectJob) -> dict[str, Any]:
+    if _PROCESS_WORKER is None:
+        raise RuntimeError("a worker process started without its initializer")
+    return _PROCESS_WORKER(job)
+
+
+def detect_records(jobs: list[DetectJob], *, settings: DetectSettings, root: Path, workers: int,
+                   detector: FaceDetector) -> Iterator[dict[str, Any]]:
+    """Records of ``jobs`` in order: here with ``detector`` (``workers=1``), or in ``workers``
+    processes that each build their own (``detector`` is closed first). Close the iterator
+    when you stop before its end.
+
+    Raises:
+        NeopainError: a detector failing on an image; a worker process that died.
+    """
+    if workers == 1:
+        with closing(DetectWorker(settings, root, detector)) as worker:
+            yield from ordered_map(worker, jobs, workers=1)
+        return
+    detector.close()
+    try:
+        # spawn, not fork: MediaPipe and ONNX Runtime start native threads that fork does not copy
+        yield from ordered_map(_run_in_process_worker, jobs, workers=workers,
+                               initializer=_start_process_worker, initargs=(settings, root),
+                               start_method="spawn")
+    except WorkerDiedError:
+        raise NeopainError("a worker process died (out of memory?); run again to resume, with "
+                           "fewer workers") from None
