@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from neopain.data.files import FileReadError, load_npy, regular_file_error
+from neopain.data.outputs import atomic_output
 from neopain.errors import NeopainError
 
 logger = logging.getLogger(__name__)
@@ -181,8 +181,8 @@ def keypoints_from_landmarks(points: np.ndarray) -> np.ndarray:
 def save_landmarks(points: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Write landmarks as a ``.npy`` file (float32), creating its folder; returns the path.
 
-    The file is written under a temporary name and then renamed, so an interrupted run never
-    leaves a truncated file behind.
+    Written through ``atomic_output``, so an interrupted run never leaves a truncated file
+    behind.
 
     Raises:
         LandmarkError: ``points`` are not face mesh landmarks, or ``path`` does not end in .npy.
@@ -191,15 +191,8 @@ def save_landmarks(points: np.ndarray, path: str | os.PathLike[str]) -> Path:
     if path.suffix.lower() != ".npy":
         raise LandmarkError(f"landmarks path {path} must end in .npy")
     points = _check_points(points, what="landmarks to save").astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.save(file, points, allow_pickle=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as partial:  # ends in .npy: np.save adds nothing
+        np.save(partial, points, allow_pickle=False)
     return path
 
 

@@ -27,15 +27,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from neopain.training.dataset import FaceDataset
+from neopain.data.outputs import atomic_output
 from neopain.errors import NeopainError
+from neopain.models.base import PainModel
+from neopain.training.dataset import FaceDataset
 
 logger = logging.getLogger(__name__)
 
 ProgressHook = Callable[[int, int], None]
 
 
-def weights_hash(model: torch.nn.Module) -> str:
+def weights_hash(model: PainModel) -> str:
     """sha256 of the backbone's parameters and buffers (the head's are left out)."""
     head = {id(tensor) for tensor in model.head.state_dict(keep_vars=True).values()}
     digest = hashlib.sha256()
@@ -49,7 +51,7 @@ def weights_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_key(model: torch.nn.Module, dataset: FaceDataset) -> str:
+def cache_key(model: PainModel, dataset: FaceDataset) -> str:
     """The key of ``model``'s features of ``dataset``'s images (see the module docstring).
 
     Raises:
@@ -59,7 +61,6 @@ def cache_key(model: torch.nn.Module, dataset: FaceDataset) -> str:
         raise NeopainError("the embedding cache needs a dataset without online augmentation "
                            "(transform=None); train with augment off, or on offline-augmented "
                            "images (neopain augment)")
-    cfg = getattr(model, "cfg", None)
     stamps = []
     for row in dataset.indices_:
         path = dataset.manifest.image_path(int(row))
@@ -70,7 +71,7 @@ def cache_key(model: torch.nn.Module, dataset: FaceDataset) -> str:
                                f"{path}") from None
         stamps.append([str(path), stat.st_size, stat.st_mtime_ns])
     fields = {
-        "model": cfg.name if cfg is not None else "",
+        "model": model.cfg.name,
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "weights": weights_hash(model),
         "size": [int(v) for v in dataset.size],
@@ -103,7 +104,7 @@ class EmbeddingCache:
 
     def features(
         self,
-        model: torch.nn.Module,
+        model: PainModel,
         dataset: FaceDataset,
         *,
         batch_size: int = 32,
@@ -139,16 +140,14 @@ class EmbeddingCache:
                                     workers=workers, on_progress=on_progress)
         self._memory[key] = features
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            torch.save({"key": key, "features": features}, partial)
-            os.replace(partial, path)
+            with atomic_output(path) as partial:
+                torch.save({"key": key, "features": features}, partial)
             logger.debug("embedding cache stored: %s", path)
         return features
 
 
 def compute_features(
-    model: torch.nn.Module,
+    model: PainModel,
     dataset: FaceDataset,
     *,
     batch_size: int = 32,
