@@ -35,7 +35,9 @@ from neopain.training import (
     cache_key,
 )
 from neopain.training.losses import balanced_class_weights, pain_loss, soft_targets
-from neopain.training.trainer import bf16_supported
+from neopain.training.batches import flipped
+from neopain.training.precision import bf16_supported
+from neopain.training.state import TrainState
 
 SIZE = (16, 16)
 
@@ -118,9 +120,9 @@ class Interrupt(Callback):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_epoch_end(self, trainer, logs):
+    def on_epoch_end(self, state, logs):
         if logs["epoch"] == self.epoch:
-            trainer.stop_training = True
+            state.stop_training = True
 
 
 @pytest.mark.parametrize("options", [{}, {"lr_schedule": "onecycle"}, {"flip": 0.5},
@@ -155,8 +157,8 @@ class DtypeSpy(Callback):
     def __init__(self) -> None:
         self.dtypes: set[torch.dtype] = set()
 
-    def on_fit_start(self, trainer):
-        trainer.model.block1[0].register_forward_hook(
+    def on_fit_start(self, state):
+        state.model.block1[0].register_forward_hook(
             lambda module, args, out: self.dtypes.add(out.dtype) if module.training else None)
 
 
@@ -175,25 +177,25 @@ def test_bf16_trains_in_bfloat16_and_learns_while_weights_and_predictions_stay_f
     assert fp32.dtypes == {torch.float32}
 
 
-def test_precision_is_checked_and_auto_follows_the_hardware():
+def test_precision_is_checked_and_auto_follows_the_hardware(manifest):
     with pytest.raises(NeopainError, match="precision='fp16' is not valid; valid: fp32, bf16, "
                                            "auto"):
         Trainer(tiny_model(), precision="fp16", device="cpu")
     native = bf16_supported(torch.device("cpu"))
-    auto = Trainer(tiny_model(), precision="auto", device="cpu").autocast_
-    assert auto == (torch.bfloat16 if native else None)
-    assert Trainer(tiny_model(), precision="fp32", device="cpu").autocast_ is None
+    _, auto, _ = fit(manifest, epochs=1, precision="auto")
+    assert auto.autocast_ == (torch.bfloat16 if native else None)
+    _, fp32, _ = fit(manifest, epochs=1, precision="fp32")
+    assert fp32.autocast_ is None
 
 
 def test_flip_mirrors_about_that_share_of_images_and_only_left_right():
-    trainer = Trainer(tiny_model(), flip=0.3, device="cpu", seed=4)
     images = torch.arange(2000 * 2 * 3, dtype=torch.float32).reshape(2000, 1, 2, 3)
-    out = trainer._flipped(images, epoch=1, batch=1)
+    out = flipped(images, probability=0.3, seed=4, epoch=1, batch=1)
     mirrored = (out != images).flatten(1).any(1)
     assert 0.25 < mirrored.float().mean() < 0.35
     assert torch.equal(out[mirrored], images[mirrored].flip(-1))  # columns reversed, rows kept
-    assert torch.equal(out, trainer._flipped(images, epoch=1, batch=1))  # seeded
-    assert not torch.equal(out, trainer._flipped(images, epoch=2, batch=1))
+    assert torch.equal(out, flipped(images, probability=0.3, seed=4, epoch=1, batch=1))  # seeded
+    assert not torch.equal(out, flipped(images, probability=0.3, seed=4, epoch=2, batch=1))
 
 
 def test_onecycle_with_unfreezing_is_refused_by_the_config(tmp_path):
@@ -233,7 +235,7 @@ def test_unfreeze_opens_the_last_block_after_patience_epochs(manifest):
     class Stall(Callback):
         """Reports no validation improvement, so Unfreeze fires after its patience."""
 
-        def on_epoch_end(self, trainer, logs):
+        def on_epoch_end(self, state, logs):
             logs["val_loss"] = 1.0
 
     class Spy(Callback):
@@ -242,8 +244,8 @@ def test_unfreeze_opens_the_last_block_after_patience_epochs(manifest):
         def __init__(self):
             self.trainable = {}
 
-        def on_epoch_start(self, trainer, epoch):
-            self.trainable[epoch] = {name for name, p in trainer.model.named_parameters()
+        def on_epoch_start(self, state, epoch):
+            self.trainable[epoch] = {name for name, p in state.model.named_parameters()
                                      if p.requires_grad}
 
     spy = Spy()
@@ -259,7 +261,7 @@ def test_unfreeze_opens_the_last_block_after_patience_epochs(manifest):
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(manifest):
     class Worse(Callback):
-        def on_epoch_end(self, trainer, logs):
+        def on_epoch_end(self, state, logs):
             logs["val_loss"] = float(logs["epoch"])  # gets worse every epoch
 
     stopper = EarlyStopping(2)
@@ -273,9 +275,9 @@ def test_checkpoint_restores_the_best_epochs_weights(manifest, tmp_path):
         def __init__(self):
             self.weights = {}
 
-        def on_epoch_end(self, trainer, logs):
+        def on_epoch_end(self, state, logs):
             logs["val_loss"] = abs(logs["epoch"] - 2)  # epoch 2 is best
-            self.weights[logs["epoch"]] = weights_of(trainer.model).clone()
+            self.weights[logs["epoch"]] = weights_of(state.model).clone()
 
     snapshot = Snapshot()
     model, _, _ = fit(manifest, epochs=4, callbacks=[snapshot, Checkpoint(tmp_path / "c.pt")])
@@ -352,3 +354,64 @@ def test_bad_trainer_arguments_name_the_valid_values():
         Trainer(tiny_model(), optimizer="adamw")
     with pytest.raises(NeopainError, match="class_weights='auto'"):
         Trainer(tiny_model(), class_weights="auto")
+
+
+def test_building_a_trainer_stores_its_arguments_and_does_no_work(manifest):
+    """The constructor probed CUDA and bf16 and made the embedding cache: a trainer for a GPU
+    could not even be built (to clone or log it) on a machine without one."""
+    model, callbacks = tiny_model(), [History()]
+    arguments = {"optimizer": "sgd", "lr": 0.02, "weight_decay": 0.1, "epochs": 2,
+                 "batch_size": 4, "class_weights": None, "l1_head": 0.5,
+                 "label_smoothing": 0.1, "soft_labels": "linear", "lr_schedule": "onecycle",
+                 "flip": 0.2, "callbacks": callbacks, "cache": False, "cache_dir": "cache",
+                 "workers": 0, "seed": 7, "device": "cuda", "precision": "bf16"}
+    trainer = Trainer(model, **arguments)
+    assert vars(trainer) == {"model": model, **arguments}
+    assert trainer.device_ is None and trainer.embeddings_ is None and trainer.state_ is None
+    if not torch.cuda.is_available():
+        with pytest.raises(NeopainError, match="device='cuda' but torch sees no CUDA GPU"):
+            trainer.fit(data(manifest, subjects=["s0", "s1"]))
+    with pytest.raises(NeopainError, match="device='gpu' is not valid; valid: auto, cpu, cuda"):
+        Trainer(model, device="gpu")
+
+
+def test_callbacks_get_the_fits_typed_state_not_the_trainer(manifest):
+    class Record(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_fit_start(self, state):
+            self.seen.append(("start", type(state), state.epoch, state.epochs, state.phase))
+
+        def on_epoch_end(self, state, logs):
+            self.seen.append(("end", state.epoch, len(state.history), state.lr, state.phase))
+            state.stop_training = state.epoch == 2
+
+    record = Record()
+    model, trainer, result = fit(manifest, epochs=5, lr=0.01, callbacks=[record])
+    assert record.seen == [("start", TrainState, 0, 5, "train"),
+                           ("end", 1, 1, 0.01, "train"), ("end", 2, 2, 0.01, "train")]
+    assert result.epochs == 2 and result.stopped_early
+    assert trainer.state_.model is model and trainer.state_.history == result.history
+
+
+def test_predict_before_fit_resolves_the_device_itself(manifest):
+    model = tiny_model()
+    test = data(manifest, subjects=["s6", "s7"])
+    prob = Trainer(model, device="cpu").predict(test)
+    images = torch.stack([test[i]["image"] for i in range(len(test))])
+    with torch.no_grad():
+        expected = torch.softmax(model.eval()(images), dim=1)[:, 1].double().numpy()
+    np.testing.assert_allclose(prob, expected, atol=1e-6)
+
+
+def test_soft_label_scores_come_from_the_dataset_with_empty_ones_nan(manifest):
+    table = manifest.table.copy()
+    table.loc[1, "score"] = " "
+    table.loc[2, "score"] = "2.5"
+    scores = FaceDataset(Manifest(table, manifest.root), rows=[0, 1, 2], size=SIZE).scores()
+    np.testing.assert_array_equal(scores, [1.0, np.nan, 2.5])
+    table.loc[2, "score"] = "high"
+    with pytest.raises(NeopainError, match="manifest line 4, column 'score': 'high' is not a "
+                                           "number"):
+        FaceDataset(Manifest(table, manifest.root), rows=[2], size=SIZE).scores()

@@ -1,4 +1,5 @@
-"""Callbacks: hooks the ``Trainer`` calls; each does nothing unless overridden.
+"""Callbacks: hooks the ``Trainer`` calls with the fit's ``TrainState``; each does nothing
+unless overridden.
 
 ``EarlyStopping``, ``Unfreeze`` (two-phase fine-tuning), ``Checkpoint`` (best weights, last
 state for resuming) and ``History`` (history.csv) live here; the command line adds its progress
@@ -18,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from neopain.data.files import regular_file_problem
+from neopain.data.outputs import atomic_output
 from neopain.errors import NeopainError
 
 if TYPE_CHECKING:
-    from neopain.training.trainer import Trainer
+    from neopain.training.state import TrainState
 
 MONITORS = ("val_loss", "val_accuracy")
 HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr")
@@ -41,7 +43,11 @@ def _better(value: float, best: float | None, monitor: str) -> bool:
 
 
 class Callback:
-    """Hooks called by ``Trainer.fit``; all do nothing by default.
+    """Hooks called by ``Trainer.fit`` with its ``TrainState``; all do nothing by default.
+
+    A hook changes the fit through the state: ``state.stop_training = True`` ends it after the
+    epoch, ``state.phase`` names the phase in history.csv, ``state.configure_optimizer(lr)``
+    starts a fresh optimizer, ``state.model`` can be frozen or unfrozen.
 
     ``order`` sorts callbacks (stable): ``Checkpoint`` runs last so that it saves what the
     others changed in the same epoch.
@@ -49,19 +55,19 @@ class Callback:
 
     order: int = 0
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, state: TrainState) -> None:
         """Before the first epoch (also when resuming, before the checkpoint is loaded)."""
 
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+    def on_epoch_start(self, state: TrainState, epoch: int) -> None:
         """Before epoch ``epoch`` (1-based)."""
 
-    def on_batch_end(self, trainer: Trainer, batch: int, batches: int, loss: float) -> None:
+    def on_batch_end(self, state: TrainState, batch: int, batches: int, loss: float) -> None:
         """After training batch ``batch`` (1-based) of ``batches``."""
 
-    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         """After validation; ``logs`` holds the history.csv columns of this epoch."""
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, state: TrainState) -> None:
         """After the last epoch."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -113,12 +119,12 @@ class EarlyStopping(_Monitoring):
         self.phase_ = ""
         self.stopped_epoch_: int | None = None
 
-    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         if logs["phase"] != self.phase_:  # a new phase (e.g. unfrozen) gets its own patience
             self.phase_, self.wait_ = logs["phase"], 0
             self.best_ = None
         if self._update(logs) is False and self.wait_ >= self.patience:
-            trainer.stop_training = True
+            state.stop_training = True
             self.stopped_epoch_ = logs["epoch"]
 
     def state_dict(self) -> dict[str, Any]:
@@ -152,19 +158,17 @@ class Unfreeze(_Monitoring):
         self.lr_factor = lr_factor
         self.unfrozen_epoch_: int | None = None
 
-    def on_fit_start(self, trainer: Trainer) -> None:
-        trainer.model.freeze()
-        trainer.phase_ = "head"
+    def on_fit_start(self, state: TrainState) -> None:
+        state.model.freeze()
+        state.phase = "head"
 
-    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         if self.unfrozen_epoch_ is not None:
             return
         if self._update(logs) is False and self.wait_ >= self.patience:
-            model = trainer.model
-            names = model.blocks()[-self.blocks:]
-            model.unfreeze(names)
-            trainer.phase_ = "fine-tune"
-            trainer.configure_optimizer(trainer.lr_ * self.lr_factor)
+            state.model.unfreeze(state.model.blocks()[-self.blocks:])
+            state.phase = "fine-tune"
+            state.configure_optimizer(state.lr * self.lr_factor)
             self.unfrozen_epoch_ = logs["epoch"]
 
     def state_dict(self) -> dict[str, Any]:
@@ -173,14 +177,6 @@ class Unfreeze(_Monitoring):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.unfrozen_epoch_ = state["unfrozen"]
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temporary file, so an interruption never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
 
 
 _CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "lr", "phase", "frozen", "history",
@@ -232,17 +228,18 @@ class Checkpoint(_Monitoring):
         self.best_epoch_: int | None = None
         self.best_state_: dict[str, torch.Tensor] | None = None
 
-    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         if self._update(logs):
             self.best_epoch_ = logs["epoch"]
             self.best_state_ = copy.deepcopy({k: v.detach().cpu()
-                                              for k, v in trainer.model.state_dict().items()})
+                                              for k, v in state.model.state_dict().items()})
         if self.path is not None:
-            save_atomic(trainer.state_dict(), self.path)
+            with atomic_output(self.path) as partial:  # never half a checkpoint
+                torch.save(state.state_dict(), partial)
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, state: TrainState) -> None:
         if self.restore_best and self.best_state_ is not None:
-            trainer.model.load_state_dict(self.best_state_)
+            state.model.load_state_dict(self.best_state_)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "best_epoch": self.best_epoch_,
@@ -260,7 +257,7 @@ class History(Callback):
         self.path = None if path is None else Path(path)
         self.rows_: list[dict[str, Any]] = []
 
-    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         self.rows_.append({column: logs[column] for column in HISTORY_COLUMNS})
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,25 @@ class FaceDataset(Dataset):
                                "channel in channel_order")
         return array
 
+    def scores(self) -> np.ndarray:
+        """The manifest ``score`` of each item, in dataset order (NaN where empty): what soft
+        labels are made from.
+
+        Raises:
+            NeopainError: a score that is not a number (naming its manifest line).
+        """
+        column = self.manifest.table["score"]
+        scores = np.full(len(self.indices_), np.nan)
+        for item, row in enumerate(self.indices_):
+            text = str(column.iat[row]).strip()
+            if text:
+                try:
+                    scores[item] = float(text)
+                except ValueError:
+                    raise NeopainError(f"manifest line {row + 2}, column 'score': {text!r} is "
+                                       "not a number; valid: a number or empty") from None
+        return scores
+
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass draw epoch ``epoch``'s augmentations (only matters with a seed)."""
         self.epoch = int(epoch)
