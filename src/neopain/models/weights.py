@@ -17,26 +17,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from torch import nn
 
 from neopain.data.files import regular_file_problem
-from neopain.errors import NeopainError
 from neopain.models.base import PainModel
+from neopain.models.weight_files import VGG16_CONVS, FileTensor, WeightsError, read_weights
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "keras-h5", "vggface-pth", "state-dict")
-VGG16_CONVS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-               "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")
 VGG16_FCS = ("fc6", "fc7", "fc8")
 VGGFACE_MEAN_RGB = (129.1863, 104.7624, 93.5940)
 """VGG-Face channel means in 0–255 units, RGB order (keras-vggface subtracts them in BGR)."""
@@ -46,10 +41,6 @@ _VGG_FLATTEN = (512, 7, 7)  # pool5 output that fc6 reads: (channels, height, wi
 KeyMap = Mapping[str, str | None] | Callable[[str], str | None]
 """Prefix renames ``{"old.": "new."}`` (a prefix mapped to None drops its keys) or a callable
 ``file key -> model key`` (None drops it)."""
-
-
-class WeightsError(NeopainError):
-    """A weights file that cannot be loaded into the model."""
 
 
 @dataclass(frozen=True)
@@ -74,15 +65,6 @@ class LoadReport:
     unexpected: tuple[str, ...]
     skipped: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-
-
-@dataclass
-class _Tensor:
-    """One array from the file, in torch layout, with where it came from (for messages)."""
-
-    value: torch.Tensor
-    source: str
-    source_shape: tuple[int, ...]
 
 
 def load_weights(
@@ -125,6 +107,28 @@ def load_weights(
         >>> report = load_weights(model, "rcmalli_vggface_tf_notop_vgg16.h5")
         >>> report.missing  # the head: trained from scratch
     """
+    path = _check_arguments(path, format=format, file_channel_order=file_channel_order)
+    fmt, tensors = read_weights(path, format=format)
+    key_map, optional, notes = _convert(model, tensors, path=path, fmt=fmt, key_map=key_map,
+                                        file_channel_order=file_channel_order)
+    state = model.state_dict()
+    selected, unexpected, skipped = _select(tensors, state, path=path, key_map=key_map,
+                                            optional=optional)
+    missing = [key for key in state if key not in selected]
+    if strict and (missing or unexpected):
+        raise WeightsError(_strict_message(path, missing, unexpected))
+    with torch.no_grad():
+        model.load_state_dict(selected, strict=False)
+    notes += _preprocessing_notes(model, fmt)
+    for note in notes:
+        log.info("%s: %s", path, note)
+    return LoadReport(path, fmt, tuple(selected), tuple(missing), tuple(unexpected), skipped,
+                      tuple(notes))
+
+
+def _check_arguments(path: str | os.PathLike[str], *, format: str,
+                     file_channel_order: str | None) -> Path:
+    """``path`` as a Path, after checking it is a regular file and the options are valid."""
     path = Path(path)
     if format not in FORMATS:
         raise WeightsError(f"format={format!r} is not valid; valid: {', '.join(FORMATS)}")
@@ -133,7 +137,17 @@ def load_weights(
                            "valid: RGB, BGR or None")
     if (problem := regular_file_problem(path, what="a weights file (.h5, .pth, .pt)")) is not None:
         raise WeightsError(f"{path}: {problem}")
-    fmt, tensors = _read(path, format)
+    return path
+
+
+def _convert(model: nn.Module, tensors: dict[str, FileTensor], *, path: Path, fmt: str,
+             key_map: KeyMap | None, file_channel_order: str | None
+             ) -> tuple[KeyMap | None, set[str], list[str]]:
+    """Convert the file's tensors in place for the model (VGG-Face layouts, channel order).
+
+    Returns the key map to use (VGG-Face's default when none is given), the file keys that
+    may be skipped (VGG-Face classifier layers the model has no place for) and notes.
+    """
     notes: list[str] = []
     optional: set[str] = set()
     if fmt in _FILE_CHANNEL_ORDER:
@@ -145,8 +159,17 @@ def load_weights(
                      keras=fmt == "keras-h5", notes=notes)
     elif file_channel_order is not None:
         notes += _flip_first_conv(model, tensors, key_map=key_map, file_order=file_channel_order)
+    return key_map, optional, notes
 
-    state = model.state_dict()
+
+def _select(tensors: dict[str, FileTensor], state: Mapping[str, torch.Tensor], *, path: Path,
+            key_map: KeyMap | None, optional: set[str]
+            ) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
+    """(model key → tensor to load, unexpected file keys, skipped file key → why).
+
+    Raises:
+        WeightsError: a shape that does not fit, or two file keys for one model key.
+    """
     selected: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
     skipped: dict[str, str] = {}
@@ -171,108 +194,7 @@ def load_weights(
                                f"(the second is {tensor.source!r}); fix the key map")
         else:
             selected[target] = tensor.value
-    missing = [key for key in state if key not in selected]
-    if strict and (missing or unexpected):
-        raise WeightsError(_strict_message(path, missing, unexpected))
-    with torch.no_grad():
-        model.load_state_dict(selected, strict=False)
-    notes += _preprocessing_notes(model, fmt)
-    for note in notes:
-        log.info("%s: %s", path, note)
-    return LoadReport(path, fmt, tuple(selected), tuple(missing), tuple(unexpected), skipped,
-                      tuple(notes))
-
-
-def _read(path: Path, format: str) -> tuple[str, dict[str, _Tensor]]:
-    """The format (``auto`` resolved) and the file's tensors in torch layout."""
-    if format == "keras-h5" or (format == "auto" and h5py.is_hdf5(path)):
-        return "keras-h5", _read_keras_h5(path)
-    tensors = _read_torch(path)
-    renamed = {_matconvnet_name(key): value for key, value in tensors.items()}
-    if format == "auto":
-        vgg = {f"{name}.weight" for name in VGG16_CONVS}
-        format = "vggface-pth" if vgg <= renamed.keys() else "state-dict"
-    return format, renamed if format == "vggface-pth" else tensors
-
-
-def _matconvnet_name(key: str) -> str:
-    # some conversions write conv_1_1 for conv1_1
-    return re.sub(r"^conv_(\d)_(\d)\.", r"conv\1_\2.", key)
-
-
-def _read_torch(path: Path) -> dict[str, _Tensor]:
-    with path.open("rb") as file:
-        pickled = file.read(1) == b"\x80"  # torch's legacy (non-zip) format is a pickle
-    if not zipfile.is_zipfile(path) and not pickled:
-        raise WeightsError(f"{path}: not a torch weights file (.pt/.pth) nor a Keras HDF5 file")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged or foreign file
-        reason = str(error).strip().split("\n")[0][:200]
-        raise WeightsError(f"{path}: cannot be read as a torch weights file "
-                           f"({type(error).__name__}: {reason})") from None
-    if isinstance(data, dict):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(data.get(wrapper), dict):
-                data = data[wrapper]
-                break
-    if not isinstance(data, dict) or not data:
-        raise WeightsError(f"{path}: holds a {type(data).__name__}, not a state dict (a dict of "
-                           "tensors, or a dict holding one under 'state_dict' or 'model')")
-    tensors = {}
-    for key, value in data.items():
-        if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{path}: key {key!r} holds a {type(value).__name__}, not a "
-                               "tensor; a state dict holds only tensors")
-        tensors[str(key)] = _Tensor(value, str(key), tuple(value.shape))
-    return tensors
-
-
-def _decode(names: object) -> list[str]:
-    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in np.atleast_1d(names)]
-
-
-def _read_keras_h5(path: Path) -> dict[str, _Tensor]:
-    """Keras 2 ``save_weights`` layout: attribute ``layer_names`` on the root (or on
-    ``model_weights`` for a whole saved model), attribute ``weight_names`` on each layer group,
-    datasets at ``layer/weight_name`` (``conv1_1/conv1_1/kernel:0``)."""
-    try:
-        file = h5py.File(path, "r")
-    except OSError as error:
-        raise WeightsError(f"{path}: cannot be read as an HDF5 file ({error})") from None
-    with file:
-        root = file["model_weights"] if "model_weights" in file else file
-        if "layer_names" not in root.attrs:
-            raise WeightsError(f"{path}: not a Keras 2 weights file (no 'layer_names' attribute;"
-                               " expected the layout of Keras 2 save_weights)")
-        tensors: dict[str, _Tensor] = {}
-        for layer in _decode(root.attrs["layer_names"]):
-            if layer not in root:
-                raise WeightsError(f"{path}: layer {layer!r} is listed in 'layer_names' but "
-                                   "has no group")
-            group = root[layer]
-            for name in _decode(group.attrs.get("weight_names", [])):
-                if name not in group:
-                    raise WeightsError(f"{path}: weight {layer}/{name} is listed but missing")
-                array = np.asarray(group[name])
-                leaf = name.rsplit("/", 1)[-1].split(":")[0]
-                if leaf == "kernel" or leaf.endswith("_W"):
-                    key = f"{layer}.weight"
-                    # Keras kernels: conv (h, w, in, out) -> torch (out, in, h, w);
-                    # dense (in, out) -> (out, in)
-                    if array.ndim == 4:
-                        value = array.transpose(3, 2, 0, 1)
-                    elif array.ndim == 2:
-                        value = array.T
-                    else:
-                        value = array
-                elif leaf == "bias" or leaf.endswith("_b"):
-                    key, value = f"{layer}.bias", array
-                else:
-                    key, value = f"{layer}.{leaf}", array
-                tensors[key] = _Tensor(torch.from_numpy(np.ascontiguousarray(value)),
-                                       f"{layer}/{name}", tuple(array.shape))
-    return tensors
+    return selected, unexpected, skipped
 
 
 def _vgg_key_map(model: nn.Module, path: Path) -> dict[str, str]:
@@ -294,7 +216,7 @@ def _vgg_key_map(model: nn.Module, path: Path) -> dict[str, str]:
     return key_map
 
 
-def _convert_vgg(model: nn.Module, tensors: dict[str, _Tensor], *, key_map: KeyMap,
+def _convert_vgg(model: nn.Module, tensors: dict[str, FileTensor], *, key_map: KeyMap,
                  file_order: str, keras: bool, notes: list[str]) -> None:
     """Reverse conv1_1's input channels when the orders differ; Keras fc6 from HWC flatten."""
     notes += _flip_first_conv(model, tensors, key_map=key_map, file_order=file_order,
@@ -310,7 +232,7 @@ def _convert_vgg(model: nn.Module, tensors: dict[str, _Tensor], *, key_map: KeyM
                      "(c, h, w)")
 
 
-def _flip_first_conv(model: nn.Module, tensors: dict[str, _Tensor], *, key_map: KeyMap | None,
+def _flip_first_conv(model: nn.Module, tensors: dict[str, FileTensor], *, key_map: KeyMap | None,
                      file_order: str, first: str | None = None) -> list[str]:
     model_order = model.cfg.channel_order if isinstance(model, PainModel) else file_order
     if model_order == file_order:
@@ -338,7 +260,7 @@ def _rename(key: str, key_map: KeyMap | None) -> str | None:
     return None if new is None else new + key[len(prefix):]
 
 
-def _shape_message(path: Path, tensor: _Tensor, target: str, model_shape: tuple) -> str:
+def _shape_message(path: Path, tensor: FileTensor, target: str, model_shape: tuple) -> str:
     file_shape = tuple(tensor.value.shape)
     in_file = f"{tensor.source!r} has shape {tensor.source_shape}"
     if tensor.source_shape != file_shape:
