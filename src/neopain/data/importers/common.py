@@ -159,6 +159,35 @@ class Draft:
         self.problems.append(problem_at(place, column, value, message))
 
 
+def _key(problem: Problem) -> tuple[int | None, str | None, str | None]:
+    """What makes two problems the same: the line (or a folder file) and the column."""
+    return problem.line, problem.value if problem.line is None else None, problem.column
+
+
+def _manifest_problems(table: pd.DataFrame, places: Sequence[Place], *, out: Path,
+                       source_columns: Mapping[str, str],
+                       known: Sequence[Problem]) -> list[Problem]:
+    """What the manifest check finds in the rows, named at their place in the source and by
+    the source's column; a problem already ``known`` for that place and column is left out."""
+    if not len(table.columns):
+        return []
+    seen = {_key(p) for p in known}
+    lines = [place if isinstance(place, int) else n + 2 for n, place in enumerate(places)]
+    at = dict(zip(lines, places))  # a table row's own line, so "duplicates line N" is true
+    problems = []
+    for found in validate_table(table, root=out.parent, lines=lines):
+        place = at[found.line or 0]
+        column = source_columns.get(found.column or "", found.column)
+        if isinstance(place, str) and found.column is not None:
+            message = f"{found.column} {found.message}"
+            problem = problem_at(place, column, found.value, message)
+        else:
+            problem = problem_at(place, column, found.value, found.message)
+        if _key(problem) not in seen:
+            problems.append(problem)
+    return problems
+
+
 def finish(
     draft: Draft,
     *,
@@ -184,26 +213,11 @@ def finish(
     Raises:
         ImportTableError: anything wrong in the source, or no row left to write.
     """
-    source_columns = source_columns or {}
     keep = [i for i, gone in enumerate(draft.row_missing) if not (gone and allow_missing)]
     table = pd.DataFrame([draft.rows[i] for i in keep], dtype=str)
     problems = list(draft.problems) + ([] if allow_missing else list(draft.missing))
-    seen = {(p.line, p.value if p.line is None else None, p.column) for p in problems}
-    places = [draft.places[i] for i in keep]
-    lines = [place if isinstance(place, int) else n + 2 for n, place in enumerate(places)]
-    at = dict(zip(lines, places))  # a table row's own line, so "duplicates line N" is true
-    if len(table.columns):
-        for found in validate_table(table, root=out.parent, lines=lines):
-            place = at[found.line or 0]
-            column = source_columns.get(found.column or "", found.column)
-            if isinstance(place, str) and found.column is not None:
-                message = f"{found.column} {found.message}"
-                problem = problem_at(place, column, found.value, message)
-            else:
-                problem = problem_at(place, column, found.value, found.message)
-            if (problem.line, problem.value if problem.line is None else None,
-                    problem.column) not in seen:
-                problems.append(problem)
+    problems += _manifest_problems(table, [draft.places[i] for i in keep], out=out,
+                                   source_columns=source_columns or {}, known=problems)
     if problems:
         order = {name: i for i, name in enumerate(column_order)}
         problems.sort(key=lambda p: (p.line or 0, p.value if p.line is None else "",

@@ -151,20 +151,10 @@ def import_folder(
             unmatched.append(relative)
             continue
         matched += 1
-        original = (match["label"] or "").strip()
-        target = label_map.get(class_key(original))
-        if target is None:
-            message = ("is empty; every image needs a class" if not original
-                       else unknown_class_message(original, label_map))
-            draft.problem(relative, "label", original, message)
-        elif target == "drop":
-            draft.dropped[class_key(original)] += 1
-            continue
-        cells = {name: (match[name] or "") for name in fields}
-        cells.update(image=manifest_path(root_path / relative, out_dir=out_path.parent),
-                     subject=match["subject"] or "", label=target or "")
-        cells.setdefault("stimulus", original)
-        draft.add(relative, {name: cells.get(name, "") for name in [*COLUMNS, *extras]})
+        cells = _match_cells(draft, relative, match, fields=fields, label_map=label_map)
+        if cells is not None:
+            cells["image"] = manifest_path(root_path / relative, out_dir=out_path.parent)
+            draft.add(relative, {name: cells.get(name, "") for name in [*COLUMNS, *extras]})
     if on_progress is not None:
         on_progress(len(images), len(images))
     if matched == 0:
@@ -174,3 +164,22 @@ def import_folder(
         raise ImportTableError(root_path, [Problem(None, None, None, message)])
     return finish(draft, out=out_path, rows_read=matched, allow_missing=False,
                   unmatched=unmatched)
+
+
+def _match_cells(draft: Draft, relative: str, match: re.Match[str], *, fields: list[str],
+                 label_map: Mapping[str, str]) -> dict[str, str] | None:
+    """The manifest cells a matched path gives (but the image), its problems added to
+    ``draft``; None when the label map drops it (counted in ``draft.dropped``)."""
+    original = (match["label"] or "").strip()
+    target = label_map.get(class_key(original))
+    if target is None:
+        message = ("is empty; every image needs a class" if not original
+                   else unknown_class_message(original, label_map))
+        draft.problem(relative, "label", original, message)
+    elif target == "drop":
+        draft.dropped[class_key(original)] += 1
+        return None
+    cells = {name: (match[name] or "") for name in fields}
+    cells.update(subject=match["subject"] or "", label=target or "")
+    cells.setdefault("stimulus", original)
+    return cells

@@ -32,6 +32,7 @@ from neopain.data.manifest import COLUMNS, REQUIRED_COLUMNS, SCALES
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
 
+
 def parse_column_map(entries: str | Sequence[str]) -> dict[str, str]:
     """A column mapping from ``MANIFEST_COLUMN=TABLE_COLUMN`` entries (comma-separated).
 
@@ -139,39 +140,18 @@ def import_rows(
         subfolder_column: a column naming a subfolder of ``root`` that images may also lie in.
         on_progress: called as ``on_progress(done, total)`` after each row.
     """
-    label_column = columns["label"]
     kept = [name for name in table.columns
             if name not in columns.values() or name in image_columns
-            or (name == label_column and "stimulus" in columns)]
+            or (name == columns["label"] and "stimulus" in columns)]
     extras = extra_column_names(kept)
     draft = Draft(source=path)
     total = len(table)
     for i, (line, row) in enumerate(zip(lines, table.to_dict("records"))):
         if on_progress is not None:
             on_progress(i, total)
-        original = row[label_column].strip()
-        target = label_map.get(class_key(original))
-        if not original:
-            draft.problem(line, label_column, None, "is empty; every row needs a class")
-        elif target is None:
-            draft.problem(line, label_column, original, unknown_class_message(original, label_map))
-        elif target == "drop":
-            draft.dropped[class_key(original)] += 1
+        cells = _row_cells(draft, line, row, columns=columns, label_map=label_map, scale=scale)
+        if cells is None:
             continue
-        cells = {name: row[column].strip() for name, column in columns.items()}
-        cells["label"] = target or ""
-        cells.setdefault("stimulus", original)
-        if scale and cells.get("score") and not cells.get("scale"):
-            cells["scale"] = scale
-        for name, parse, form in (("face_box", box_cell, BOX_FORM),
-                                  ("keypoints", keypoints_cell, KEYPOINTS_FORM)):
-            if name in cells:
-                try:
-                    cells[name] = parse(cells[name])
-                except ValueError as error:
-                    draft.problem(line, columns[name], row[columns[name]],
-                                  f"is not valid ({error}); valid: {form}")
-                    cells[name] = ""
         cells["image"], image_problem = _image_cell(
             row, line, image_columns=image_columns, root=root, out_dir=out.parent,
             subfolder=row[subfolder_column] if subfolder_column else "")
@@ -186,6 +166,37 @@ def import_rows(
     return finish(draft, out=out, rows_read=total, allow_missing=allow_missing,
                   source_columns={**columns, "image": image_columns[0]},
                   column_order=list(table.columns))
+
+
+def _row_cells(draft: Draft, line: int, row: Mapping[str, str], *, columns: Mapping[str, str],
+               label_map: Mapping[str, str], scale: str | None) -> dict[str, str] | None:
+    """A row's manifest cells but the image, with its problems added to ``draft``; None when
+    the label map drops the row (counted in ``draft.dropped``)."""
+    label_column = columns["label"]
+    original = row[label_column].strip()
+    target = label_map.get(class_key(original))
+    if not original:
+        draft.problem(line, label_column, None, "is empty; every row needs a class")
+    elif target is None:
+        draft.problem(line, label_column, original, unknown_class_message(original, label_map))
+    elif target == "drop":
+        draft.dropped[class_key(original)] += 1
+        return None
+    cells = {name: row[column].strip() for name, column in columns.items()}
+    cells["label"] = target or ""
+    cells.setdefault("stimulus", original)
+    if scale and cells.get("score") and not cells.get("scale"):
+        cells["scale"] = scale
+    for name, parse, form in (("face_box", box_cell, BOX_FORM),
+                              ("keypoints", keypoints_cell, KEYPOINTS_FORM)):
+        if name in cells:
+            try:
+                cells[name] = parse(cells[name])
+            except ValueError as error:
+                draft.problem(line, columns[name], row[columns[name]],
+                              f"is not valid ({error}); valid: {form}")
+                cells[name] = ""
+    return cells
 
 
 def read_source_table(

@@ -214,13 +214,7 @@ def extract_frames(
         VideoTableError: every bad row of the table.
         NeopainError: a bad argument.
     """
-    if max_frames is not None and not (isinstance(max_frames, int) and max_frames >= 1):
-        raise NeopainError(f"max_frames={max_frames} is not valid; valid: a whole number >= 1")
-    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
-        raise NeopainError(f"max_seconds={max_seconds} is not valid; valid: a number > 0")
-    if image_format not in IMAGE_FORMATS:
-        raise NeopainError(f"image_format={image_format!r} is not valid; valid: "
-                           f"{', '.join(IMAGE_FORMATS)}")
+    _check_options(max_frames=max_frames, max_seconds=max_seconds, image_format=image_format)
     windows = read_videos_table(table, policy=policy)
     out = Path(out).absolute()
     groups: dict[Path, list[Window]] = {}
@@ -233,28 +227,52 @@ def extract_frames(
         if on_progress:
             on_progress(done, len(groups))
         group.sort(key=lambda w: w.start_s)
-        lines = tuple(sorted(w.line for w in group))
         try:
             found, notes = _extract_video(group, out=out, name=names[video], max_frames=max_frames,
                                           max_seconds=max_seconds, image_format=image_format)
         except VideoReadError as error:
             logger.info("%s: %s", group[0].video_text, error)
-            failed.append(FailedVideo(group[0].video_text, lines, str(error)))
+            failed.append(FailedVideo(group[0].video_text, _lines(group), str(error)))
             continue
-        times = [float(row["time_s"]) for row in found]
-        reports.append(VideoFrames(group[0].video_text, lines,
-                                   tuple(dict.fromkeys(w.subject for w in group)), len(found),
-                                   min(times, default=None), max(times, default=None)))
+        reports.append(_report(group, found))
         rows += found
         warnings += notes
     if on_progress:
         on_progress(len(groups), len(groups))
+    path = _save_manifest(rows, windows, out=out)
+    logger.info("wrote %d frames of %d videos to %s", len(rows), len(reports), path)
+    return FramesResult(path, len(rows), reports, failed,
+                        sorted(warnings, key=lambda w: w.line))
+
+
+def _check_options(*, max_frames: int | None, max_seconds: float | None,
+                   image_format: str) -> None:
+    if max_frames is not None and not (isinstance(max_frames, int) and max_frames >= 1):
+        raise NeopainError(f"max_frames={max_frames} is not valid; valid: a whole number >= 1")
+    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise NeopainError(f"max_seconds={max_seconds} is not valid; valid: a number > 0")
+    if image_format not in IMAGE_FORMATS:
+        raise NeopainError(f"image_format={image_format!r} is not valid; valid: "
+                           f"{', '.join(IMAGE_FORMATS)}")
+
+
+def _lines(group: list[Window]) -> tuple[int, ...]:
+    return tuple(sorted(w.line for w in group))
+
+
+def _report(group: list[Window], rows: list[dict[str, str]]) -> VideoFrames:
+    """What was taken from one video's windows."""
+    times = [float(row["time_s"]) for row in rows]
+    return VideoFrames(group[0].video_text, _lines(group),
+                       tuple(dict.fromkeys(w.subject for w in group)), len(rows),
+                       min(times, default=None), max(times, default=None))
+
+
+def _save_manifest(rows: list[dict[str, str]], windows: list[Window], *, out: Path) -> Path:
+    """Write the frames' manifest (the table's extra columns after the manifest's)."""
     extra = dict.fromkeys(name for w in windows for name in w.extra if name not in COLUMNS)
     manifest = pd.DataFrame(rows, columns=[*COLUMNS, *extra]).fillna("")
     problems = validate_table(manifest, root=out, check_files=True)
     if problems:  # a bug here, not the user's input: the rows were checked above
         raise NeopainError(f"the frames manifest came out invalid: {problems[0]}")
-    path = save_manifest(manifest, out / "manifest.csv")
-    logger.info("wrote %d frames of %d videos to %s", len(rows), len(reports), path)
-    return FramesResult(path, len(rows), reports, failed,
-                        sorted(warnings, key=lambda w: w.line))
+    return save_manifest(manifest, out / "manifest.csv")
