@@ -128,7 +128,7 @@ def measure(name: str, work: Path, manifest_path: Path, folds: Path, *, mode: st
     parity = parity_on_inputs(fold, fp32, limit=None)
     manifest = load_manifest(manifest_path)
     saved = torch.load(fold_dir / "model.pt", weights_only=True)
-    rule = fold.exported.crop_rule
+    rule = fold.crop_rule
     train_rows = spread(select_rows(manifest, subjects=saved["train_subjects"]), calibration)
     test_rows = select_rows(manifest, subjects=saved["test_subjects"])
     calibration_crops = [crop for _, crop in manifest_crops(manifest, train_rows, crop=rule)]

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from neopain.cli.app import app as neopain_app
-from neopain.evaluation.metrics import METRICS
+from neopain.runs.metrics import METRICS
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from neopain.errors import NeopainError
-from neopain.evaluation.metrics import (
+from neopain.runs.metrics import (
     METRICS, binary_metrics, confusion, metric_notes, predict, roc_points,
 )
 

@@ -15,7 +15,7 @@ import pytest
 
 from neopain.data.tables import TableError
 from neopain.evaluation.report import compare, evaluate_run, write_comparison, write_report
-from neopain.evaluation.runs import RunError, load_run
+from neopain.runs import RunError, load_run
 
 
 def write_run(root: Path, *, accuracy: float = 0.8, folds: int = 4, images: int = 20,

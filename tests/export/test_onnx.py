@@ -14,18 +14,18 @@ from neopain.data.manifest import load_manifest
 from neopain.errors import NeopainError
 from neopain.export import onnx as onnx_module
 from neopain.faces.crop import CropRule
-from neopain.export.inputs import manifest_crops, select_rows
+from neopain.export.inputs import manifest_crops
 from neopain.export.metadata import METADATA_KEY, ModelFileError, read_exported_cfg
 from neopain.export.onnx import (
     check_parity,
     export_fold,
     export_model,
     fold_test_inputs,
-    load_fold,
     parity_on_inputs,
 )
 from neopain.export.runtime import OnnxPredictor
 from neopain.models import create_model, list_models, model_cfg
+from neopain.runs import load_fold, select_rows
 
 PARITY = 1e-4
 

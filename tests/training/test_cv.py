@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from neopain.cli.app import app as neopain_app
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
-from neopain.evaluation.runs import PREDICTION_COLUMNS
+from neopain.runs import PREDICTION_COLUMNS
 from neopain.training import ConfigError, TrainConfig, load_config, oof_leaks, run_cv
 from neopain.training import cv as cv_module
 

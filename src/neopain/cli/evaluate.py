@@ -22,7 +22,7 @@ SHORT_NAMES = {"accuracy": "acc", "precision": "prec", "recall": "sens", "specif
 
 
 def _load(path: Path):
-    from neopain.evaluation.runs import load_run
+    from neopain.runs import load_run
 
     try:
         return load_run(path)
@@ -116,7 +116,7 @@ def compare(
     Each run needs at least 2 folds. For every metric: each run's mean ± std,
     the ANOVA F and p, and every pair's difference, CI, p and significance.
     """
-    from neopain.evaluation.metrics import METRICS
+    from neopain.runs.metrics import METRICS
     from neopain.evaluation.report import (
         compare as compare_metrics, comparison_to_dict, format_mean_std, format_number,
         format_p, write_comparison,

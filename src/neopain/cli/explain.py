@@ -54,10 +54,10 @@ def _open_model(model: Path):
 
         return (prob_pain, predictor.exported_.cfg, None,
                 predictor.exported_.crop == "face_box", predictor.close)
-    from neopain.export.onnx import load_fold
+    from neopain.runs import load_fold
 
     fold = load_fold(model)
-    return fold.model, fold.model.cfg, fold, fold.exported.crop == "face_box", lambda: None
+    return fold.model, fold.model.cfg, fold, fold.crop_to_face, lambda: None
 
 
 def _skip_unreadable(error) -> None:
@@ -70,7 +70,7 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
     image that cannot be read is named on stderr and left out."""
     from neopain.data.manifest import load_manifest
     from neopain.explain.run import IMAGE_SUFFIXES, folder_items, manifest_items
-    from neopain.export.inputs import select_rows
+    from neopain.runs import select_rows
 
     if images is not None:
         count = sum(1 for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \

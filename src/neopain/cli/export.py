@@ -73,11 +73,12 @@ def export(
 def _run(fold_dir: Path, out: Path, *, quantize: str, calibration: int, parity: int,
          tolerance: float, threads: int | None, opset: int, quiet: bool) -> dict:
     from neopain.data.manifest import load_manifest
-    from neopain.export.inputs import labels_of, manifest_crops, select_rows, spread
+    from neopain.export.inputs import labels_of, manifest_crops, spread
     from neopain.export.onnx import describe_file, export_fold, parity_on_inputs
     from neopain.export.quantize import (
         compare_models, quantize_dynamic_model, quantize_static_model,
     )
+    from neopain.runs import select_rows
 
     fp32_path = out if quantize == "none" else out.with_name(f"{out.stem}.fp32{out.suffix}")
     fp32_path, fold = export_fold(fold_dir, fp32_path, opset=opset)
@@ -100,7 +101,7 @@ def _run(fold_dir: Path, out: Path, *, quantize: str, calibration: int, parity: 
         raise NeopainError(f"{fold_dir.parent / 'config.yaml'} names no manifest: int8 needs "
                            "the run's images to calibrate and to compare")
     manifest = load_manifest(fold.manifest)
-    rule = fold.exported.crop_rule
+    rule = fold.crop_rule
     test_rows = select_rows(manifest, subjects=fold.test_subjects or None)
     test_crops = [crop for _, crop in manifest_crops(manifest, test_rows, crop=rule)]
     if quantize == "static":

@@ -14,7 +14,7 @@ from rich.table import Table
 from neopain.cli.console import console
 
 if TYPE_CHECKING:
-    from neopain.training import CvResult, TrainConfig
+    from neopain.runs import CvResult
 
 
 def _fmt(value: float) -> str:
@@ -61,68 +61,39 @@ def train(
 ) -> None:
     """Train a model over the folds of folds.json; writes runs/NAME/fold_K/ and config.yaml.
 
+    A model that does not train (nfcs) scores each fold's test images instead.
+
     Example: neopain train --model ncnn --manifest data/manifest.csv --folds data/folds.json
     --out runs/ncnn
     """
     # imported here, not at the top: torch would otherwise load on every neopain command
     from neopain.cli.train_progress import ProgressBar
-    from neopain.training import load_config, oof_leaks, run_cv
+    from neopain.runs import CONFIG, FoldFolder
+    from neopain.training import fold_model_class, load_config, oof_leaks, run_cv
 
     resolved = load_config(config, model=model, manifest=manifest, folds=folds, out=out,
                            fold=fold, epochs=epochs, batch_size=batch_size, lr=lr,
                            augment=augment, weights=weights, device=device, workers=workers,
                            seed=seed)
+    ignored = [name for name, value in (
+        ("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr),
+        ("--augment", augment), ("--weights", weights), ("--device", device),
+        ("--workers", workers)) if value is not None]
+    if ignored and not fold_model_class(resolved.model).trains:
+        console.print(f"note: {resolved.model} does not train; {', '.join(ignored)} ignored",
+                      highlight=False)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    if resolved.model == "nfcs":
-        _score_nfcs(resolved, columns, ignored=[name for name, value in (
-            ("--epochs", epochs), ("--batch-size", batch_size), ("--lr", lr),
-            ("--augment", augment), ("--weights", weights), ("--device", device),
-            ("--workers", workers)) if value is not None])
-        return
     with Progress(*columns, console=console) as progress:
-        total = 1 if resolved.fold is not None else None
-        folds_task = progress.add_task(f"training {resolved.model}", total=total)
-        batch_task = progress.add_task("epoch", total=None)
-
-        def callbacks(index: int) -> list[ProgressBar]:
-            return [ProgressBar(progress, fold=index, folds_task=folds_task,
-                                batch_task=batch_task)]
-
-        if total is None:
-            from neopain.data.folds import load_folds
-
-            plan = load_folds(resolved.folds)
-            progress.update(folds_task, total=len(plan.folds))
-        result = run_cv(resolved, callbacks=callbacks)
+        result = run_cv(resolved, progress=ProgressBar(progress))
     _summary(result)
+    for note in result.notes:
+        console.print(note, highlight=False)
     leaks = oof_leaks(result.out)
     if leaks:
         console.print(f"[bold red]{len(leaks)} out-of-fold leak(s):[/] {escape(leaks[0])}")
-    console.print(f"wrote {escape(str(result.out))}/config.yaml and fold_K/ (model.pt, "
-                  "predictions.csv, metrics.json, history.csv, checkpoint.pt); next: "
-                  f"neopain evaluate {escape(str(result.out))}", highlight=False)
-
-
-def _score_nfcs(resolved: TrainConfig, columns: tuple, *, ignored: list[str]) -> None:
-    """``--model nfcs``: score each fold's test images (nothing trains), then summarize."""
-    import json
-
-    from neopain.training import run_cv
-
-    if ignored:
-        console.print(f"note: nfcs is rule-based and does not train; {', '.join(ignored)} "
-                      "ignored", highlight=False)
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("scoring with nfcs", total=None)
-        result = run_cv(resolved, on_progress=lambda done, total: progress.update(
-            task, completed=done, total=total))
-    _summary(result)
-    record = json.loads((result.out / "nfcs.json").read_text(encoding="utf-8"))
-    rows = sum(fold["rows"] for fold in record["folds"])
-    unassessable = sum(fold["unassessable"] for fold in record["folds"])
-    console.print(f"{unassessable} of {rows} image(s) had no usable face mesh and were scored "
-                  "P(pain) = 0.5 (column 'assessable' = 0)", highlight=False)
-    console.print(f"wrote {escape(str(result.out))}/config.yaml, nfcs.json and fold_K/ "
-                  "(predictions.csv, metrics.json); next: "
-                  f"neopain evaluate {escape(str(result.out))}", highlight=False)
+    written = [CONFIG, *([result.record.name] if result.record is not None else [])]
+    fold_files = FoldFolder(result.folds[0].path).files() if result.folds else []
+    console.print(f"wrote {escape(str(result.out))}/{escape(', '.join(written))} and fold_K/ "
+                  f"({', '.join(fold_files)}); next: neopain evaluate {escape(str(result.out))}",
+                  highlight=False)

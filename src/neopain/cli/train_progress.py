@@ -1,31 +1,29 @@
-"""The Rich progress callback of ``neopain train`` (the CLI owns the terminal)."""
+"""The Rich progress bars of ``neopain train`` (the CLI owns the terminal)."""
 
 from __future__ import annotations
 
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
-from neopain.training import Callback
+from neopain.runs import RunProgress
 
 
-class ProgressBar(Callback):
-    """Rich progress: one bar for the folds, one for the batches of the current epoch."""
+class ProgressBar(RunProgress):
+    """Rich progress: one bar for the folds, one for the steps of the current fold (the
+    batches of an epoch, the images being scored)."""
 
-    def __init__(self, progress: Progress, *, fold: int, folds_task, batch_task) -> None:
+    def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.fold = fold
-        self.folds_task = folds_task
-        self.batch_task = batch_task
-        self.epochs = 0
+        self.folds_task: TaskID | None = None
+        self.steps_task: TaskID | None = None
 
-    def on_fit_start(self, trainer) -> None:
-        self.epochs = trainer.epochs
+    def on_run_start(self, *, model: str, folds: int, trains: bool) -> None:
+        self.folds_task = self.progress.add_task(
+            f"training {model}" if trains else f"scoring with {model}", total=folds)
+        self.steps_task = self.progress.add_task("", total=None)
 
-    def on_epoch_start(self, trainer, epoch: int) -> None:
-        self.progress.update(self.batch_task, completed=0, total=None,
-                             description=f"fold {self.fold} epoch {epoch}/{self.epochs}")
+    def on_step(self, fold: int, *, stage: str, done: int, total: int | None) -> None:
+        self.progress.update(self.steps_task, completed=done, total=total,
+                             description=f"fold {fold} {stage}")
 
-    def on_batch_end(self, trainer, batch: int, batches: int, loss: float) -> None:
-        self.progress.update(self.batch_task, completed=batch, total=batches)
-
-    def on_fit_end(self, trainer) -> None:
+    def on_fold_end(self, fold: int) -> None:
         self.progress.advance(self.folds_task)

@@ -1,6 +1,6 @@
 """Evaluation of training runs: metrics, statistics over folds and between runs, reports."""
 
-from neopain.evaluation.metrics import METRICS, binary_metrics, confusion, metric_notes, roc_points
+from neopain.runs.metrics import METRICS, binary_metrics, confusion, metric_notes, roc_points
 from neopain.evaluation.report import (
     Evaluation,
     compare,
@@ -8,7 +8,7 @@ from neopain.evaluation.report import (
     write_comparison,
     write_report,
 )
-from neopain.evaluation.runs import FoldRun, Run, RunError, load_run
+from neopain.runs import FoldRun, Run, RunError, load_run
 from neopain.evaluation.stats import Comparison, compare_runs, confidence_interval, mean_std
 
 __all__ = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from neopain.evaluation.metrics import roc_points
+from neopain.runs.metrics import roc_points
 
 CLASS_NAMES = ("nopain", "pain")
 DPI = 100

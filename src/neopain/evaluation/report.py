@@ -30,8 +30,8 @@ from neopain.evaluation.figures import (
     fold_confusions_figure,
     roc_figure,
 )
-from neopain.evaluation.metrics import METRICS, binary_metrics, confusion, metric_notes, predict
-from neopain.evaluation.runs import Run, load_run
+from neopain.runs.metrics import METRICS, binary_metrics, confusion, metric_notes, predict
+from neopain.runs import Run, load_run
 from neopain.evaluation.stats import Comparison, compare_runs, confidence_interval, mean_std
 
 SAVED_METRICS_TOLERANCE = 1e-3

@@ -1,7 +1,8 @@
 """Explain a model's decisions on a set of images and write heatmaps, overlays and region shares.
 
 ``explain_images`` takes ``ExplainItem``s (preprocessed images with what is known about them)
-from a training fold's test images (``fold_items``), a folder (``folder_items``) or a manifest,
+from a folder (``folder_items``) or a manifest's rows (``manifest_items``: a training fold's test
+rows are ``runs.select_rows(manifest, subjects=runs.load_fold(path).test_subjects)``),
 and one ``Explainer`` per method. For every image, method and target class it writes into
 ``out``:
 

@@ -161,8 +161,7 @@ def check_fold(fold_dir: str | os.PathLike[str], *, methods: Sequence[str] = ("g
     from neopain.data.manifest import load_manifest
     from neopain.explain.gradcam import GradCam
     from neopain.explain.run import manifest_items
-    from neopain.export.inputs import select_rows
-    from neopain.export.onnx import load_fold
+    from neopain.runs import load_fold, select_rows
 
     factories: dict[str, ExplainerFactory] = {
         "gradcam": lambda m: GradCam(m, layer=layer), "ig": lambda m: IntegratedGradients(m)}
@@ -180,7 +179,7 @@ def check_fold(fold_dir: str | os.PathLike[str], *, methods: Sequence[str] = ("g
         raise NeopainError(f"{fold_dir}: none of its test subjects is in {path}")
     model = fold.model
     batch = np.stack([item.image for item in manifest_items(
-        data, model.cfg, rows=rows, crop_to_face=fold.exported.crop == "face_box")])
+        data, model.cfg, rows=rows, crop_to_face=fold.crop_to_face)])
     with torch.no_grad():
         prob_pain = ClassScores(model, probabilities=True)(torch.from_numpy(batch))[:, 1]
     target = (prob_pain.numpy() >= model.cfg.threshold).astype(int)

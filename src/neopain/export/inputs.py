@@ -7,7 +7,7 @@ read them with, so that the pixels are the ones the model was trained and evalua
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -15,34 +15,7 @@ from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
-
-
-def select_rows(manifest: Manifest, *, rows: Sequence[int] | None = None,
-                subjects: Iterable[str] | None = None, limit: int | None = None) -> list[int]:
-    """Manifest row indices: ``rows``, or the rows of ``subjects``, or all; the first ``limit``.
-
-    Raises:
-        NeopainError: rows outside the manifest, unknown subjects, or both given.
-    """
-    if rows is not None and subjects is not None:
-        raise NeopainError("give rows or subjects, not both")
-    n = len(manifest)
-    if rows is not None:
-        chosen = [int(row) for row in rows]
-        outside = [row for row in chosen if not 0 <= row < n]
-        if outside:
-            raise NeopainError(f"rows has {outside[0]}; valid: 0 to {n - 1} (the manifest has "
-                               f"{n} rows)")
-    elif subjects is not None:
-        wanted = {str(subject) for subject in subjects}
-        unknown = sorted(wanted - set(manifest.table["subject"]))
-        if unknown:
-            raise NeopainError(f"subjects {', '.join(unknown[:5])} are not in the manifest; "
-                               "valid: its subject ids")
-        chosen = list(np.flatnonzero(manifest.table["subject"].isin(wanted).to_numpy()))
-    else:
-        chosen = list(range(n))
-    return chosen if limit is None else chosen[:limit]
+from neopain.runs import select_rows as select_rows  # rows are picked where a fold is loaded
 
 
 def spread(rows: Sequence[int], count: int) -> list[int]:

@@ -1,17 +1,17 @@
 """Export a trained model to ONNX with its preprocessing cfg inside, and check parity.
 
-``export_fold("runs/vgg16_nb/fold_0", "model.onnx")`` rebuilds the fold's model from model.pt,
-exports it (opset 17, dynamic batch, softmax included so the output is probabilities) and embeds
-``neopain.cfg`` (``export.metadata``): the model cfg, training's crop rule, the threshold, the
-architecture, the run and the fold. ``check_parity`` compares torch and ONNX Runtime on real
-inputs (the fold's test images, preprocessed by the training ``FaceDataset``).
+``export_fold("runs/vgg16_nb/fold_0", "model.onnx")`` rebuilds the fold's model from model.pt
+(``runs.load_fold``), exports it (opset 17, dynamic batch, softmax included so the output is
+probabilities) and embeds ``neopain.cfg`` (``export.metadata``): the model cfg, training's crop
+rule, the threshold, the architecture, the run and the fold. ``check_parity`` compares torch and
+ONNX Runtime on real inputs (the fold's test images, preprocessed by the training
+``FaceDataset``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -22,38 +22,14 @@ import numpy as np
 import torch
 
 import neopain
-from neopain.data.files import FileReadError, regular_file_problem
-from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
 from neopain.export.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ExportedCfg
-from neopain.models import ModelCfg, PainModel, create_model
+from neopain.models import PainModel
 from neopain.models.scores import ClassScores
-
-logger = logging.getLogger(__name__)
+from neopain.runs import TrainedFold, load_fold
 
 OPSET = 17
 ProgressHook = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class TrainedFold:
-    """A fold's model rebuilt from ``fold_K/model.pt`` and what its run says about it.
-
-    Attributes:
-        model: the network in eval mode, with its saved cfg.
-        exported: the ``neopain.cfg`` an export of it carries.
-        fold_dir: the fold folder.
-        manifest: the run's manifest (from config.yaml), or None when the config has none.
-        train_subjects: the subjects it was trained on (calibration images come from them).
-        test_subjects: the subjects it was tested on (parity images come from them).
-    """
-
-    model: PainModel
-    exported: ExportedCfg
-    fold_dir: Path
-    manifest: Path | None
-    train_subjects: tuple[str, ...]
-    test_subjects: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -66,57 +42,12 @@ class Parity:
     label_changes: int
 
 
-def load_fold(fold_dir: str | os.PathLike[str]) -> TrainedFold:
-    """Rebuild the model a training fold saved (``runs/NAME/fold_K/model.pt``).
-
-    The crop rule comes from the run's config.yaml (``crop_to_face``, default true, as
-    ``TrainConfig``); the threshold from the saved cfg.
-
-    Raises:
-        NeopainError: no model.pt, an unreadable one, or weights that do not fit the model.
-    """
-    fold_dir = Path(fold_dir)
-    file = fold_dir / "model.pt"
-    if (problem := regular_file_problem(file, what="a model.pt file")) is not None:
-        raise NeopainError(f"{file}: {problem}; give a fold folder of a training run "
-                           "(runs/NAME/fold_K, written by neopain train)")
-    try:
-        saved = torch.load(file, map_location="cpu", weights_only=True)
-        name, state = saved["model"], saved["state_dict"]
-        cfg = ModelCfg.from_dict(saved["cfg"])
-    except Exception as error:  # torch raises many types (IndexError too) for a foreign file
-        reason = str(error).strip().split("\n")[0][:200]
-        raise NeopainError(f"{file}: not a neopain model.pt ({type(error).__name__}: "
-                           f"{reason}); valid: the file neopain train writes") from None
-    model = create_model(name, **saved.get("kwargs", {}))
-    model.cfg = cfg
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise NeopainError(f"{file}: weights do not fit model {name!r}: "
-                           f"{str(error).splitlines()[0]}") from None
-    model.eval()
-    config = _run_config(fold_dir.parent / "config.yaml")
-    manifest = config.get("manifest")
-    exported = ExportedCfg(cfg=cfg, crop="face_box" if config.get("crop_to_face", True)
-                           else "image", source_run=str(fold_dir.parent),
-                           fold=saved.get("fold"), version=neopain.__version__,
-                           exported=dt.date.today().isoformat())
-    return TrainedFold(model=model, exported=exported, fold_dir=fold_dir,
-                       manifest=None if manifest is None else Path(manifest),
-                       train_subjects=tuple(saved.get("train_subjects", ())),
-                       test_subjects=tuple(saved.get("test_subjects", ())))
-
-
-def _run_config(file: Path) -> dict:
-    if not os.path.lexists(file):
-        logger.warning("%s not found: exporting with crop_to_face=true (the training default)",
-                       file)
-        return {}
-    try:
-        return read_yaml_mapping(file, what="a run's config.yaml (written by neopain train)")
-    except FileReadError as error:
-        raise NeopainError(str(error)) from None
+def exported_cfg(fold: TrainedFold) -> ExportedCfg:
+    """The ``neopain.cfg`` an export of a training fold carries: its cfg, training's crop rule,
+    the run folder, the fold index, this version and today's date."""
+    return ExportedCfg(cfg=fold.model.cfg, crop="face_box" if fold.crop_to_face else "image",
+                       source_run=str(fold.fold_dir.parent), fold=fold.fold,
+                       version=neopain.__version__, exported=dt.date.today().isoformat())
 
 
 def export_model(model: PainModel, out: str | os.PathLike[str], *,
@@ -184,7 +115,7 @@ def export_fold(fold_dir: str | os.PathLike[str], out: str | os.PathLike[str], *
                 opset: int = OPSET) -> tuple[Path, TrainedFold]:
     """Export the model of a training fold; returns the file and the rebuilt fold."""
     fold = load_fold(fold_dir)
-    return export_model(fold.model, out, exported=fold.exported, opset=opset), fold
+    return export_model(fold.model, out, exported=exported_cfg(fold), opset=opset), fold
 
 
 def fold_test_inputs(fold: TrainedFold, *, limit: int | None = None) -> torch.Tensor:
@@ -200,11 +131,11 @@ def fold_test_inputs(fold: TrainedFold, *, limit: int | None = None) -> torch.Te
         raise NeopainError(f"{fold.fold_dir.parent / 'config.yaml'} names no manifest: no real "
                            "images to check parity on")
     manifest = load_manifest(fold.manifest)
-    cfg = fold.exported.cfg
+    cfg = fold.model.cfg
     subjects = fold.test_subjects or None
     data = FaceDataset(manifest, subjects=subjects, size=cfg.input_size, mean=cfg.mean,
                        std=cfg.std, channel_order=cfg.channel_order,
-                       crop_to_face=fold.exported.crop == "face_box")
+                       crop_to_face=fold.crop_to_face)
     count = len(data) if limit is None else min(limit, len(data))
     return torch.stack([data[i]["image"] for i in range(count)])
 

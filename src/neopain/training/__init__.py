@@ -7,6 +7,7 @@ Example::
     oof_leaks(config.out)                    # [] : no prediction from a model that saw its subject
 """
 
+from neopain.runs import CvResult, FoldResult, oof_leaks
 from neopain.training.callbacks import (
     Callback,
     Checkpoint,
@@ -15,12 +16,14 @@ from neopain.training.callbacks import (
     Unfreeze,
 )
 from neopain.training.config import ConfigError, TrainConfig, load_config, save_config
-from neopain.training.cv import CvResult, FoldResult, oof_leaks, run_cv, train_fold
+from neopain.training.cv import fold_model_class, run_cv, run_fold
 from neopain.training.embeddings import EmbeddingCache, cache_key
+from neopain.training.networks import NetworkFoldModel
 from neopain.training.trainer import FitResult, Trainer
 
 __all__ = [
     "Callback", "Checkpoint", "ConfigError", "CvResult", "EarlyStopping", "EmbeddingCache",
-    "FitResult", "FoldResult", "History", "TrainConfig", "Trainer", "Unfreeze", "cache_key",
-    "load_config", "oof_leaks", "run_cv", "save_config", "train_fold",
+    "FitResult", "FoldResult", "History", "NetworkFoldModel", "TrainConfig", "Trainer",
+    "Unfreeze", "cache_key", "fold_model_class", "load_config", "oof_leaks", "run_cv",
+    "run_fold", "save_config",
 ]  # fmt: skip

@@ -19,11 +19,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from neopain.data.files import FileReadError
 from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
+from neopain.runs import fold_model_names, write_config
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 LR_SCHEDULES = ("constant", "onecycle")
@@ -43,7 +42,8 @@ class TrainConfig:
     """Everything one cross-validated training run needs.
 
     Attributes:
-        model: registry name (``neopain models list``).
+        model: a fold model's name: a network (``neopain models list``) or another registered
+            fold model such as ``nfcs`` (``neopain.runs.fold_model_names``).
         manifest, folds: the manifest CSV and its folds.json.
         out: the run folder (``runs/NAME``).
         fold: train only this fold index; None: every fold.
@@ -159,8 +159,9 @@ def _is_number(value: object) -> bool:
 
 
 def _problems(config: TrainConfig) -> list[str]:
+    models = fold_model_names()
     checks: list[tuple[str, bool, str]] = [
-        ("model", isinstance(config.model, str) and bool(config.model), "a model name"),
+        ("model", isinstance(config.model, str) and config.model in models, ", ".join(models)),
         ("fold", config.fold is None or (_is_int(config.fold) and config.fold >= 0),
          "a fold index >= 0, or empty for every fold"),
         ("epochs", _is_int(config.epochs) and config.epochs >= 1, "a whole number >= 1"),
@@ -226,7 +227,4 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> Path:
     """Write the resolved config as YAML (every key, defaults included)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    return path
+    return write_config(config.to_dict(), path)

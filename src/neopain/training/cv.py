@@ -1,60 +1,34 @@
-"""Cross-validation over folds.json: one model per fold, out-of-fold predictions, the run layout.
+"""Cross-validation over folds.json: any fold model, one fit per fold, out-of-fold predictions.
 
-For each fold K, ``run_cv`` trains on the fold's ``train`` subjects (validating on ``val``),
-predicts its ``test`` subjects and writes ``out/fold_K/``: model.pt, predictions.csv,
-metrics.json, history.csv and checkpoint.pt; ``out/config.yaml`` holds the resolved config.
-model.pt records the subjects the model was trained and validated on, so that ``oof_leaks``
-can prove from the files alone that no prediction comes from a model that saw its subject.
+For each fold K, ``run_cv`` fits the fold model on the fold's ``train`` rows (validating on
+``val``), predicts its ``test`` rows and writes ``out/fold_K/`` through ``neopain.runs``:
+predictions.csv and metrics.json for every fold model, and what the model saves itself
+(a network: model.pt, history.csv, checkpoint.pt). ``out/config.yaml`` holds the resolved
+config, ``out/<model>.json`` the fold model's run record when it keeps one (NFCS: nfcs.json).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-import torch
-
-from neopain.training.augment import Augmenter, AugmentSpec
-from neopain.training.dataset import FaceDataset
-from neopain.data.folds import Fold, FoldsError, load_folds
+from neopain.data.folds import Fold, FoldsError, load_folds, rows_of
 from neopain.data.manifest import Manifest, load_manifest
-from neopain.evaluation.runs import prediction_table
-from neopain.training.callbacks import Callback, Checkpoint, EarlyStopping, History, Unfreeze
+from neopain.runs import (
+    CONFIG,
+    CvResult,
+    FoldContext,
+    FoldModel,
+    FoldResult,
+    RunProgress,
+    fold_folder,
+    other_fold_model,
+    write_metrics,
+    write_predictions,
+    write_record,
+)
 from neopain.training.config import TrainConfig, save_config
-from neopain.training.trainer import Trainer
-
-logger = logging.getLogger(__name__)
-
-CallbackFactory = Callable[[int], Sequence[Callback]]
-
-
-@dataclass(frozen=True)
-class FoldResult:
-    """One trained fold: its index, folder, test metrics, epochs run and wall seconds."""
-
-    index: int
-    path: Path
-    metrics: dict[str, float]
-    epochs: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CvResult:
-    """The run folder and its folds, in fold order."""
-
-    out: Path
-    folds: tuple[FoldResult, ...]
-
-    def metric(self, name: str) -> list[float]:
-        """One metric over the folds, e.g. ``result.metric("accuracy")``."""
-        return [fold.metrics[name] for fold in self.folds]
+from neopain.training.networks import NetworkFoldModel
 
 
 def training_subjects(fold: Fold) -> tuple[str, ...]:
@@ -62,112 +36,54 @@ def training_subjects(fold: Fold) -> tuple[str, ...]:
     return fold.train
 
 
-def _datasets(config: TrainConfig, manifest: Manifest, fold: Fold, cfg) -> tuple:
-    common = {"size": tuple(cfg.input_size), "mean": cfg.mean, "std": cfg.std,
-              "channel_order": cfg.channel_order, "crop_to_face": config.crop_to_face}
-    transform = Augmenter(AugmentSpec()) if config.augment else None
-    train = FaceDataset(manifest, subjects=training_subjects(fold), transform=transform,
-                        seed=config.seed, **common)
-    val = FaceDataset(manifest, subjects=fold.val, **common) if fold.val else None
-    test = FaceDataset(manifest, subjects=fold.test, **common)
-    return train, val, test
+def fold_model_class(name: str) -> type[FoldModel]:
+    """The fold model a run's ``model`` names: any network of ``neopain.models`` trains as a
+    ``NetworkFoldModel``; other names are the entry points ``neopain.fold_models``.
+
+    Raises:
+        NeopainError: no fold model of that name (the valid names are listed).
+    """
+    from neopain.models import list_models  # the registry imports every architecture
+
+    return NetworkFoldModel if name in list_models() else other_fold_model(name)
 
 
-def _subjects_of(manifest: Manifest, data: FaceDataset | None) -> list[str]:
-    if data is None:
-        return []
-    return sorted(set(manifest.table["subject"].iloc[data.indices_]))
-
-
-def _build_model(config: TrainConfig, fold_index: int):
-    from neopain.models import create_model  # the registry imports every architecture
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed * 1000 + fold_index)
-        model = create_model(config.model)
-    if config.weights is not None:
-        from neopain.models.weights import load_weights
-
-        report = load_weights(model, config.weights)
-        logger.info("fold %d: weights from %s (%s)", fold_index, config.weights, report)
-    if config.freeze_backbone:
-        model.freeze()
-    return model
-
-
-def _callbacks(config: TrainConfig, fold_dir: Path, extra: Sequence[Callback]) -> list[Callback]:
-    callbacks: list[Callback] = [History(fold_dir / "history.csv")]
-    if config.unfreeze_patience:
-        callbacks.append(Unfreeze(config.unfreeze_patience, blocks=config.unfreeze_blocks,
-                                  lr_factor=config.unfreeze_lr_factor, monitor=config.monitor))
-    if config.early_stopping:
-        callbacks.append(EarlyStopping(config.early_stopping, monitor=config.monitor))
-    callbacks.append(Checkpoint(fold_dir / "checkpoint.pt", monitor=config.monitor))
-    return callbacks + list(extra)
-
-
-def train_fold(config: TrainConfig, manifest: Manifest, fold: Fold, *,
-               callbacks: Sequence[Callback] = ()) -> FoldResult:
-    """Train, predict and write one fold's folder ``config.out / fold_K``."""
-    from neopain.evaluation.metrics import binary_metrics
-
+def run_fold(model: FoldModel, manifest: Manifest, fold: Fold, *, out: Path,
+             progress: RunProgress) -> FoldResult:
+    """Fit, predict and save one fold; write its predictions.csv and metrics.json."""
     started = time.perf_counter()
-    fold_dir = config.out / f"fold_{fold.index}"
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    model = _build_model(config, fold.index)
-    train, val, test = _datasets(config, manifest, fold, model.cfg)
-    trainer = Trainer(
-        model, optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
-        epochs=config.epochs, batch_size=config.batch_size, class_weights=config.class_weights,
-        l1_head=config.l1_head, label_smoothing=config.label_smoothing,
-        soft_labels=config.soft_labels, lr_schedule=config.lr_schedule, flip=config.flip,
-        callbacks=_callbacks(config, fold_dir, callbacks),
-        cache=config.cache, cache_dir=config.embedding_dir if config.cache else None,
-        workers=config.workers, seed=config.seed + fold.index, device=config.device,
-        precision=config.precision,
-    )
-    checkpoint = fold_dir / "checkpoint.pt"
-    # lexists, not is_file: a FIFO or folder there is refused by name, not trained over
-    resume = checkpoint if config.resume and os.path.lexists(checkpoint) else None
-    if resume is not None:
-        logger.info("fold %d: resuming from %s", fold.index, checkpoint)
-    fit = trainer.fit(train, val, resume_from=resume)
-    prob = trainer.predict(test)
-    threshold = model.cfg.threshold
-    prediction_table(manifest, test.indices_, prob, fold=fold.index, threshold=threshold).to_csv(
-        fold_dir / "predictions.csv", index=False)
-    metrics = binary_metrics(test.labels_, prob, threshold=threshold)
-    model.cpu()
-    torch.save({"model": config.model, "cfg": model.cfg.to_dict(), "kwargs": {},
-                "state_dict": model.state_dict(), "fold": fold.index, "epoch": fit.epochs,
-                "train_subjects": _subjects_of(manifest, train),
-                "val_subjects": _subjects_of(manifest, val),
-                "test_subjects": _subjects_of(manifest, test)}, fold_dir / "model.pt")
+    context = FoldContext(index=fold.index, manifest=manifest,
+                          train=rows_of(manifest, training_subjects(fold)),
+                          val=rows_of(manifest, fold.val), test=rows_of(manifest, fold.test),
+                          folder=fold_folder(out, fold.index), progress=progress)
+    model.fit(context)
+    predicted = model.predict(context)
+    metrics = write_predictions(context.folder, manifest, context.test, predicted.prob,
+                                fold=fold.index, threshold=predicted.threshold,
+                                columns=predicted.columns)
+    model.save(context)
     seconds = time.perf_counter() - started
-    (fold_dir / "metrics.json").write_text(json.dumps(
-        {"fold": fold.index, "metrics": metrics, "epochs": fit.epochs,
-         "seconds": round(seconds, 3)}, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    return FoldResult(index=fold.index, path=fold_dir, metrics=metrics, epochs=fit.epochs,
-                      seconds=seconds)
+    write_metrics(context.folder, fold=fold.index, metrics=metrics, epochs=model.epochs_,
+                  seconds=seconds, summary=predicted.summary)
+    return FoldResult(index=fold.index, path=context.folder.path, metrics=metrics,
+                      epochs=model.epochs_, seconds=seconds, summary=predicted.summary)
 
 
-def run_cv(config: TrainConfig, *, callbacks: CallbackFactory | None = None,
-           on_progress: Callable[[int, int], None] | None = None) -> CvResult:
-    """Train every fold of ``config.folds`` (or only ``config.fold``) and write the run folder.
-
-    ``model: nfcs`` (the rule-based NFCS scorer) trains nothing: each fold's test images are
-    scored and written in the same layout (``neopain.scoring.runs``).
+def run_cv(config: TrainConfig, *, progress: RunProgress | None = None) -> CvResult:
+    """Run the fold model ``config.model`` over every fold of ``config.folds`` (or only
+    ``config.fold``) and write the run folder.
 
     Args:
         config: the run config (saved resolved as ``out/config.yaml``).
-        callbacks: ``fold index -> callbacks`` added to each fold's trainer (e.g. a progress
-            bar).
-        on_progress: nfcs only: ``on_progress(done, total)`` after each scored image.
+        progress: told when the run starts, of each step inside a fold (epochs and batches,
+            images scored) and when each fold is done (e.g. the CLI's progress bars).
 
     Raises:
         NeopainError: bad manifest, folds made for another manifest, a fold index out of
             range, a model name that is not registered, ...
     """
+    progress = progress if progress is not None else RunProgress()
+    model_class = fold_model_class(config.model)
     manifest = load_manifest(config.manifest)
     plan = load_folds(config.folds, manifest=config.manifest)
     if config.fold is not None and config.fold >= len(plan.folds):
@@ -175,38 +91,15 @@ def run_cv(config: TrainConfig, *, callbacks: CallbackFactory | None = None,
                          f"{len(plan.folds) - 1}")
     folds = plan.folds if config.fold is None else (plan.folds[config.fold],)
     config.out.mkdir(parents=True, exist_ok=True)
-    save_config(config, config.out / "config.yaml")
-    if config.model == "nfcs":
-        from neopain.scoring.runs import score_folds
-
-        return score_folds(config, manifest, folds, on_progress=on_progress)
+    save_config(config, config.out / CONFIG)
+    model = model_class.from_config(config)
+    progress.on_run_start(model=config.model, folds=len(folds), trains=model.trains)
     results = []
     for fold in folds:
-        extra = callbacks(fold.index) if callbacks is not None else ()
-        results.append(train_fold(config, manifest, fold, callbacks=extra))
-    return CvResult(out=config.out, folds=tuple(results))
-
-
-def oof_leaks(run: str | os.PathLike[str]) -> list[str]:
-    """Every out-of-fold prediction made by a model that saw its subject, as messages.
-
-    For each ``fold_K``, the subjects of predictions.csv are compared with the training and
-    validation subjects recorded in model.pt. An empty list: no leakage.
-    """
-    problems = []
-    for fold_dir in sorted(Path(run).glob("fold_*")):
-        model_file, predictions_file = fold_dir / "model.pt", fold_dir / "predictions.csv"
-        if not (model_file.is_file() and predictions_file.is_file()):
-            continue
-        try:
-            saved = torch.load(model_file, map_location="cpu", weights_only=True)
-            seen = set(saved["train_subjects"]) | set(saved["val_subjects"])
-        except Exception as error:  # torch raises many types for a foreign file
-            problems.append(f"{fold_dir.name}: model.pt cannot be read ({type(error).__name__})"
-                            "; its predictions cannot be checked for leakage")
-            continue
-        predicted = set(pd.read_csv(predictions_file, dtype=str)["subject"])
-        for subject in sorted(predicted & seen):
-            problems.append(f"{fold_dir.name}: subject {subject} is predicted by a model that "
-                            "trained or validated on it")
-    return problems
+        results.append(run_fold(model, manifest, fold, out=config.out, progress=progress))
+        progress.on_fold_end(fold.index)
+    record = model.record(results)
+    return CvResult(out=config.out, folds=tuple(results),
+                    record=None if record is None else write_record(config.out, config.model,
+                                                                    record),
+                    notes=tuple(model.notes(results)))

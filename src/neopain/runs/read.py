@@ -1,9 +1,10 @@
-"""Read a training run folder (``runs/NAME``) and check its layout.
+"""Read a run folder (``runs/NAME``) and check its layout.
 
 A run holds ``config.yaml`` and one ``fold_K/`` per fold with ``predictions.csv`` (columns
 ``row, image, subject, label, prob_pain, pred, fold``; ``label`` and ``prob_pain`` are required)
 and usually ``metrics.json``. Metrics are always recomputed from ``predictions.csv``; the saved
-ones are only compared with them.
+ones are only compared with them. ``oof_leaks`` checks each fold's predictions against the
+subjects its model.pt says it saw.
 """
 
 from __future__ import annotations
@@ -21,42 +22,24 @@ import pandas as pd
 
 from neopain.data.files import FileReadError, read_regular_text
 from neopain.data.json_text import parse_json
-from neopain.data.manifest import Manifest
 from neopain.data.tables import Problem, TableError, read_table
-from neopain.data.yaml_text import read_yaml_mapping
-from neopain.errors import NeopainError
+from neopain.runs.layout import (
+    CONFIG,
+    LABEL_VALUES,
+    LAYOUT,
+    PREDICTION_COLUMNS,
+    FoldFolder,
+    RunError,
+    read_config,
+)
+from neopain.runs.network import seen_subjects
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ("row", "image", "subject", "label", "prob_pain", "pred", "fold")
 REQUIRED_PREDICTION_COLUMNS = ("label", "prob_pain")
-LABEL_VALUES = {"nopain": 0, "pain": 1}
 DEFAULT_THRESHOLD = 0.5
 MAX_METRICS_BYTES = 1 << 20  # a fold's metrics.json is under 1 KB
 _FOLD_DIR = re.compile(r"fold_(\d+)")
-_LAYOUT = ("a run folder holds config.yaml and fold_K/ folders (fold_0, fold_1, ...), each with "
-           "predictions.csv")
-
-
-class RunError(NeopainError):
-    """A run folder that cannot be evaluated; the message names the file and what is missing."""
-
-
-def prediction_table(manifest: Manifest, rows: np.ndarray, prob, *, fold: int,
-                     threshold: float, **extra) -> pd.DataFrame:
-    """One fold's ``predictions.csv``: ``PREDICTION_COLUMNS`` for the manifest ``rows`` with
-    P(pain) ``prob`` (labelled at ``threshold``), then any ``extra`` columns in order."""
-    table = manifest.table.iloc[rows]
-    return pd.DataFrame({
-        "row": np.asarray(rows).astype(int),
-        "image": table["image"].to_numpy(),
-        "subject": table["subject"].to_numpy(),
-        "label": table["label"].to_numpy(),
-        "prob_pain": [f"{p:.6f}" for p in prob],
-        "pred": ["pain" if p >= threshold else "nopain" for p in prob],
-        "fold": fold,
-        **extra,
-    }, columns=[*PREDICTION_COLUMNS, *extra])
 
 
 @dataclass
@@ -100,17 +83,6 @@ class Run:
                 np.concatenate([fold.prob for fold in self.folds]))
 
 
-def _read_config(path: Path) -> dict:
-    file = path / "config.yaml"
-    if not os.path.lexists(file):
-        raise RunError(f"{file}: file not found; {_LAYOUT} (config.yaml is written by "
-                       f"`neopain train`)")
-    try:
-        return read_yaml_mapping(file, what="a run's config.yaml (written by neopain train)")
-    except FileReadError as error:
-        raise RunError(str(error)) from None
-
-
 def _threshold(config: dict, *, file: Path) -> float:
     """``threshold`` at the top of config.yaml, or in its ``cfg`` / ``model_cfg`` mapping."""
     candidates = [config.get("threshold")]
@@ -129,7 +101,7 @@ def _threshold(config: dict, *, file: Path) -> float:
 def _read_predictions(file: Path, *, fold: int) -> pd.DataFrame:
     hint = f"predictions.csv needs the columns {', '.join(PREDICTION_COLUMNS)}"
     if not os.path.lexists(file):
-        raise RunError(f"{file}: file not found; {_LAYOUT}")
+        raise RunError(f"{file}: file not found; {LAYOUT}")
     table, lines = read_table(file, required_hint=hint, what="a predictions.csv file")
     missing = [c for c in REQUIRED_PREDICTION_COLUMNS if c not in table.columns]
     if missing:
@@ -215,13 +187,13 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     """
     path = Path(path)
     if not os.path.isdir(path):  # never raises, unlike Path.is_dir for a name too long
-        raise RunError(f"{path}: run folder not found; {_LAYOUT}")
-    config = _read_config(path)
-    threshold = _threshold(config, file=path / "config.yaml")
+        raise RunError(f"{path}: run folder not found; {LAYOUT}")
+    config = read_config(path)
+    threshold = _threshold(config, file=path / CONFIG)
     fold_dirs = sorted((int(m.group(1)), d) for d in path.iterdir()
                        if d.is_dir() and (m := _FOLD_DIR.fullmatch(d.name)))
     if not fold_dirs:
-        raise RunError(f"{path}: no fold_K folders; {_LAYOUT}")
+        raise RunError(f"{path}: no fold_K folders; {LAYOUT}")
     folds = [FoldRun(index, d, _read_predictions(d / "predictions.csv", fold=index),
                      _read_saved_metrics(d / "metrics.json")) for index, d in fold_dirs]
     key = next((c for c in ("row", "image") if all(c in f.predictions for f in folds)), None)
@@ -237,3 +209,27 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     notes = [note for fold in folds for note in _check_pred_column(fold, threshold=threshold)]
     logger.debug("loaded run %s: %d folds", path, len(folds))
     return Run(path, config, threshold, folds, notes)
+
+
+def oof_leaks(run: str | os.PathLike[str]) -> list[str]:
+    """Every out-of-fold prediction made by a model that saw its subject, as messages.
+
+    For each ``fold_K``, the subjects of predictions.csv are compared with the training and
+    validation subjects recorded in model.pt. An empty list: no leakage.
+    """
+    problems = []
+    for fold_dir in sorted(Path(run).glob("fold_*")):
+        folder = FoldFolder(fold_dir)
+        if not (folder.model.is_file() and folder.predictions.is_file()):
+            continue
+        try:
+            seen = seen_subjects(folder)
+        except Exception as error:  # torch raises many types for a foreign file
+            problems.append(f"{fold_dir.name}: model.pt cannot be read ({type(error).__name__})"
+                            "; its predictions cannot be checked for leakage")
+            continue
+        predicted = set(pd.read_csv(folder.predictions, dtype=str)["subject"])
+        for subject in sorted(predicted & seen):
+            problems.append(f"{fold_dir.name}: subject {subject} is predicted by a model that "
+                            "trained or validated on it")
+    return problems

@@ -1,0 +1,137 @@
+"""Any network of ``neopain.models`` as a fold model: trained on each fold by ``Trainer``.
+
+``fit`` builds the network (seeded per fold), trains it with the run config's settings and
+callbacks (history.csv, checkpoint.pt, early stopping, two-phase fine-tuning), resuming from
+the fold's checkpoint.pt when there is one; ``predict`` gives P(pain) of the test rows;
+``save`` writes model.pt (``runs.save_network``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from neopain.runs import FoldContext, FoldModel, FoldPredictions, save_network
+from neopain.training.augment import Augmenter, AugmentSpec
+from neopain.training.callbacks import Callback, Checkpoint, EarlyStopping, History, Unfreeze
+from neopain.training.dataset import FaceDataset
+from neopain.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from neopain.models import ModelCfg, PainModel
+    from neopain.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+class StepReport(Callback):
+    """The trainer's epochs and batches, reported as the steps of a fold."""
+
+    def __init__(self, fold: FoldContext) -> None:
+        self.fold = fold
+        self.epochs = 0
+        self.stage = ""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.epochs = trainer.epochs
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self.stage = f"epoch {epoch}/{self.epochs}"
+        self.fold.report(self.stage, done=0, total=None)
+
+    def on_batch_end(self, trainer: Trainer, batch: int, batches: int, loss: float) -> None:
+        self.fold.report(self.stage, done=batch, total=batches)
+
+
+class NetworkFoldModel(FoldModel):
+    """A registered network trained on each fold as the run config says.
+
+    Args:
+        config: the run config (``model`` names the network).
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> NetworkFoldModel:
+        return cls(config)
+
+    def _data(self, fold: FoldContext, rows: np.ndarray, *, train: bool = False) -> FaceDataset:
+        cfg: ModelCfg = self.model_.cfg
+        config = self.config
+        transform = Augmenter(AugmentSpec()) if train and config.augment else None
+        return FaceDataset(fold.manifest, rows=rows, transform=transform,
+                           seed=config.seed if train else None, size=tuple(cfg.input_size),
+                           mean=cfg.mean, std=cfg.std, channel_order=cfg.channel_order,
+                           crop_to_face=config.crop_to_face)
+
+    def _build(self, fold_index: int) -> PainModel:
+        from neopain.models import create_model  # the registry imports every architecture
+
+        config = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed * 1000 + fold_index)
+            model = create_model(config.model)
+        if config.weights is not None:
+            from neopain.models.weights import load_weights
+
+            report = load_weights(model, config.weights)
+            logger.info("fold %d: weights from %s (%s)", fold_index, config.weights, report)
+        if config.freeze_backbone:
+            model.freeze()
+        return model
+
+    def _callbacks(self, fold: FoldContext) -> list[Callback]:
+        config = self.config
+        callbacks: list[Callback] = [History(fold.folder.history)]
+        if config.unfreeze_patience:
+            callbacks.append(Unfreeze(config.unfreeze_patience, blocks=config.unfreeze_blocks,
+                                      lr_factor=config.unfreeze_lr_factor,
+                                      monitor=config.monitor))
+        if config.early_stopping:
+            callbacks.append(EarlyStopping(config.early_stopping, monitor=config.monitor))
+        callbacks.append(Checkpoint(fold.folder.checkpoint, monitor=config.monitor))
+        return [*callbacks, StepReport(fold)]
+
+    def fit(self, fold: FoldContext) -> NetworkFoldModel:
+        """Train a fresh network on ``fold.train`` (validating on ``fold.val``), resuming from
+        the fold's checkpoint.pt when ``resume`` is on and one is there."""
+        config = self.config
+        self.model_ = self._build(fold.index)
+        train = self._data(fold, fold.train, train=True)
+        val = self._data(fold, fold.val) if len(fold.val) else None
+        self.trainer_ = Trainer(
+            self.model_, optimizer=config.optimizer, lr=config.lr,
+            weight_decay=config.weight_decay, epochs=config.epochs,
+            batch_size=config.batch_size, class_weights=config.class_weights,
+            l1_head=config.l1_head, label_smoothing=config.label_smoothing,
+            soft_labels=config.soft_labels, lr_schedule=config.lr_schedule, flip=config.flip,
+            callbacks=self._callbacks(fold),
+            cache=config.cache, cache_dir=config.embedding_dir if config.cache else None,
+            workers=config.workers, seed=config.seed + fold.index, device=config.device,
+            precision=config.precision,
+        )
+        checkpoint = fold.folder.checkpoint
+        # lexists, not is_file: a FIFO or folder there is refused by name, not trained over
+        resume = checkpoint if config.resume and os.path.lexists(checkpoint) else None
+        if resume is not None:
+            logger.info("fold %d: resuming from %s", fold.index, checkpoint)
+        self.epochs_ = self.trainer_.fit(train, val, resume_from=resume).epochs
+        return self
+
+    def predict(self, fold: FoldContext) -> FoldPredictions:
+        """P(pain) of the test rows, labelled at the network's cfg threshold."""
+        prob = self.trainer_.predict(self._data(fold, fold.test))
+        return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold)
+
+    def save(self, fold: FoldContext) -> None:
+        """model.pt: the weights, cfg, epochs and the fold's split by subject."""
+        save_network(fold.folder, self.model_, name=self.config.model, fold=fold.index,
+                     epoch=self.epochs_, train_subjects=fold.subjects(fold.train),
+                     val_subjects=fold.subjects(fold.val),
+                     test_subjects=fold.subjects(fold.test))

@@ -1,0 +1,178 @@
+"""Fold models: ``run_cv`` runs any registered one through ``FoldModel`` alone (a model added
+by registration needs no code elsewhere), every kind reports progress through one hook, and the
+layers stay apart (training and scoring import neither each other nor the layers above)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from neopain.cli.app import app as neopain_app
+from neopain.runs import (
+    PREDICTION_COLUMNS,
+    FoldContext,
+    FoldModel,
+    FoldPredictions,
+    RunProgress,
+    fold_model,
+    load_run,
+    oof_leaks,
+)
+from neopain.training import ConfigError, TrainConfig, run_cv
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "neopain"
+
+
+class ConstantFoldModel(FoldModel):
+    """A fold model from elsewhere: P(pain) = the share of pain among its training rows."""
+
+    trains = False
+    seen: list[tuple[int, set, set]] = []
+
+    def fit(self, fold: FoldContext) -> ConstantFoldModel:
+        labels = fold.manifest.table["label"].iloc[fold.train]
+        self.prob_ = float((labels == "pain").mean())
+        self.seen.append((fold.index, set(fold.subjects(fold.train)),
+                          set(fold.subjects(fold.test))))
+        return self
+
+    def predict(self, fold: FoldContext) -> FoldPredictions:
+        for done in range(1, len(fold.test) + 1):
+            fold.report("guessing", done=done, total=len(fold.test))
+        return FoldPredictions(prob=np.full(len(fold.test), self.prob_), threshold=0.5,
+                               columns={"guess": ["yes"] * len(fold.test)},
+                               summary={"rows": len(fold.test)})
+
+    def record(self, folds):
+        return {"folds": [fold.index for fold in folds]}
+
+    def notes(self, folds):
+        return [f"guessed {sum(fold.summary['rows'] for fold in folds)} row(s)"]
+
+
+class Recorder(RunProgress):
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def on_run_start(self, *, model: str, folds: int, trains: bool) -> None:
+        self.calls.append(("start", model, folds, trains))
+
+    def on_step(self, fold: int, *, stage: str, done: int, total: int | None) -> None:
+        self.calls.append(("step", fold, stage, done, total))
+
+    def on_fold_end(self, fold: int) -> None:
+        self.calls.append(("end", fold))
+
+
+@pytest.fixture()
+def constant_registered(monkeypatch):
+    """``constant`` registered next to the installed fold models, as an entry point would."""
+    installed = fold_model.other_fold_models()
+    monkeypatch.setattr(fold_model, "other_fold_models",
+                        lambda: {**installed, "constant": ConstantFoldModel})
+    ConstantFoldModel.seen = []
+
+
+def test_a_fold_model_registered_elsewhere_runs_through_run_cv_unchanged(cohort6, tmp_path,
+                                                                          constant_registered):
+    """run_cv once chose the NFCS scorer by comparing the model name with "nfcs"; any other
+    model that was not a network could not be run without changing training."""
+    out = tmp_path / "run"
+    progress = Recorder()
+    result = run_cv(TrainConfig(model="constant", manifest=cohort6 / "manifest.csv",
+                                folds=cohort6 / "folds.json", out=out), progress=progress)
+    plan = json.loads((cohort6 / "folds.json").read_text())
+    assert [fold.index for fold in result.folds] == [0, 1, 2]
+    rows = []
+    for fold, (index, trained_on, tested_on) in zip(plan["folds"], ConstantFoldModel.seen):
+        assert index == fold["index"] and trained_on == set(fold["train"])
+        assert tested_on == set(fold["test"]) and not trained_on & tested_on
+        table = pd.read_csv(out / f"fold_{index}" / "predictions.csv", dtype=str)
+        assert list(table.columns) == [*PREDICTION_COLUMNS, "guess"]
+        assert set(table["subject"]) == set(fold["test"]) and set(table["guess"]) == {"yes"}
+        metrics = json.loads((out / f"fold_{index}" / "metrics.json").read_text())
+        assert list(metrics) == ["fold", "metrics", "epochs", "seconds", "rows"]
+        assert metrics["epochs"] == 0 and metrics["rows"] == len(table)
+        rows.append(len(table))
+    assert result.record == out / "constant.json"
+    assert json.loads(result.record.read_text()) == {"folds": [0, 1, 2]}
+    assert result.notes == (f"guessed {sum(rows)} row(s)",)
+    assert progress.calls[0] == ("start", "constant", 3, False)
+    assert [call for call in progress.calls if call[0] == "end"] == [("end", 0), ("end", 1),
+                                                                     ("end", 2)]
+    assert [call for call in progress.calls if call[:2] == ("step", 1)] == [
+        ("step", 1, "guessing", done, rows[1]) for done in range(1, rows[1] + 1)]
+    assert len(load_run(out).folds) == 3 and oof_leaks(out) == []
+
+
+def test_the_cli_trains_a_registered_fold_model_without_knowing_its_name(cohort6, tmp_path,
+                                                                         constant_registered):
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(neopain_app, [
+        "train", "--model", "constant", "--manifest", str(cohort6 / "manifest.csv"),
+        "--folds", str(cohort6 / "folds.json"), "--out", str(out), "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "note: constant does not train; --epochs ignored" in said
+    assert "guessed" in said and "scoring with constant" in said
+    wrote = (f"wrote {out}/config.yaml, constant.json and fold_K/ (predictions.csv, "
+             "metrics.json); next: neopain evaluate")
+    assert "".join(wrote.split()) in "".join(said.split())  # a long path wraps anywhere
+
+
+def test_the_run_config_names_every_fold_model_when_one_is_unknown(tmp_path,
+                                                                    constant_registered):
+    paths = {"manifest": tmp_path / "m.csv", "folds": tmp_path / "f.json", "out": tmp_path}
+    with pytest.raises(ConfigError, match=r"model='nope' is not valid; valid: .*ncnn.*, "
+                                          r"constant, nfcs"):
+        TrainConfig(model="nope", **paths)
+    assert TrainConfig(model="constant", **paths).model == "constant"
+
+
+def test_a_network_reports_its_epochs_and_batches_through_the_same_hook(cohort6, tmp_path):
+    progress = Recorder()
+    run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                       folds=cohort6 / "folds.json", out=tmp_path / "run", fold=1, epochs=2,
+                       batch_size=4, device="cpu"), progress=progress)
+    assert progress.calls[0] == ("start", "ncnn", 1, True)
+    assert progress.calls[-1] == ("end", 1)
+    steps = [call for call in progress.calls if call[0] == "step"]
+    assert {call[2] for call in steps} == {"epoch 1/2", "epoch 2/2"}
+    assert all(call[1] == 1 for call in steps)
+    assert ("step", 1, "epoch 2/2", 0, None) in steps  # an epoch starts with an unknown total
+    assert any(call[3] == call[4] for call in steps)  # and its batches end at their count
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """The neopain packages a module imports (``neopain.X`` → X), lazy imports included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found |= {name.split(".")[1] for name in names
+                  if name.startswith("neopain.") and name.count(".") >= 1}
+    return found
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("runs", {"training", "scoring", "evaluation", "export", "explain", "prediction",
+              "monitor", "store", "server", "cli"}),
+    ("training", {"scoring", "evaluation", "export", "explain", "monitor", "store", "server",
+                  "cli"}),
+    ("scoring", {"training", "evaluation", "export", "explain", "monitor", "store", "server",
+                 "cli"}),
+])
+def test_training_and_scoring_import_neither_each_other_nor_the_layers_above(package,
+                                                                            forbidden):
+    """training.cv imported evaluation (prediction_table, binary_metrics) and dispatched to
+    scoring.runs, which imported training back: an import circle between packages."""
+    offenders = {f"{path.relative_to(SRC)} imports neopain.{name}"
+                 for path in (SRC / package).rglob("*.py")
+                 for name in _imported_packages(path) & forbidden}
+    assert not offenders, sorted(offenders)
