@@ -141,3 +141,29 @@ def test_show_nfcs_says_plainly_what_it_is_with_every_threshold():
         assert " ".join(info.rationale.split()[:4]) in text
     assert "chin_quiver" in output and "taut tongue" in output
     assert "None learned" in wrapped_row(output, "parameters")
+
+
+def test_show_prints_the_description_any_registered_fold_model_gives(monkeypatch):
+    """`models show` printed the NFCS tables only when the name was "nfcs"; a fold model
+    registered elsewhere must be shown from its own description."""
+    from neopain.runs import Description, DescriptionTable, FoldModel, fold_model
+
+    class Described(FoldModel):
+        def predict(self, fold):
+            raise AssertionError("never run here")
+
+        @classmethod
+        def description(cls):
+            return Description((DescriptionTable("coin: a fair coin", rows=(("odds", "1:1"),)),
+                                DescriptionTable("sides", rows=(("heads", "pain"),),
+                                                 columns=("side", "reads as"))),
+                               note="not a medical device")
+
+    installed = fold_model.other_fold_models()
+    monkeypatch.setattr(fold_model, "other_fold_models",
+                        lambda: {**installed, "coin": Described})
+    code, output = run("show", "coin")
+    assert code == 0, output
+    assert "coin: a fair coin" in " ".join(output.split()) and "1:1" in wrapped_row(output, "odds")
+    assert "pain" in wrapped_row(output, "heads") and "reads as" in output
+    assert output.rstrip().endswith("not a medical device")

@@ -12,6 +12,7 @@ from neopain.cli.console import console, fail
 from neopain.errors import NeopainError
 if TYPE_CHECKING:
     from neopain.models import PainModel
+    from neopain.runs import Description
 
 app = typer.Typer(help="The model architectures: list them, show one.", no_args_is_help=True)
 
@@ -44,13 +45,15 @@ def list_command() -> None:
 
 
 def _print_rule_based() -> None:
-    from neopain.models.registry import RULE_BASED
+    """The kinds of pain model run by name, not from a file: rules, not networks."""
+    from neopain.prediction import predictor_kinds
 
     table = Table(title="rule-based models (no parameters, no training)")
     table.add_column("name", no_wrap=True)
     table.add_column("what it is", overflow="fold")
-    for name, summary in RULE_BASED.items():
-        table.add_row(name, escape(summary))
+    for name, kind in sorted(predictor_kinds().items()):
+        if not kind.file_suffixes:
+            table.add_row(name, escape(kind.summary))
     console.print(table)
 
 
@@ -59,11 +62,14 @@ def show(
     name: Annotated[str, typer.Argument(help="A model name from `neopain models list`.")],
 ) -> None:
     """Show a model: preprocessing, blocks, parameter counts (torch, Keras, published)."""
-    if name == "nfcs":
-        _show_nfcs()
-        return
-    from neopain.models import create_model, model_info  # torch loads only for this command
+    from neopain.models import create_model, list_models, model_info  # torch loads only here
+    from neopain.runs import fold_model_names, other_fold_model
 
+    if name not in list_models() and name in fold_model_names():
+        description = other_fold_model(name).description()
+        if description is not None:
+            _print_description(description)
+            return
     try:
         info = model_info(name)
         model = create_model(name)
@@ -120,32 +126,20 @@ def _print_blocks(model: PainModel) -> None:
     console.print(table)
 
 
-def _show_nfcs() -> None:
-    """What the NFCS scorer is, plainly, and every action with its threshold and rationale."""
-    from neopain.scoring import nfcs
-    from neopain.scoring.actions import ACTION_INFO
-    from neopain.scoring.dan import QUIVER_MIN_AMPLITUDE, QUIVER_MIN_HZ
-
-    table = Table(title="nfcs: rule-based NFCS facial-action scorer", show_header=False)
-    table.add_column("field", no_wrap=True, style="bold")
-    table.add_column("value", overflow="fold")
-    for field, value in nfcs.SUMMARY:
-        table.add_row(field, escape(value))
-    console.print(table)
-    actions = Table(title="actions (intensity 0 = like the reference face; flagged at or "
-                          "above the threshold)", show_lines=True)
-    actions.add_column("action", no_wrap=True)
-    actions.add_column("threshold", no_wrap=True)
-    actions.add_column("NFCS describes · measured as · why this threshold", overflow="fold")
-    for info in ACTION_INFO.values():
-        actions.add_row(info.name, f"{info.threshold:g} {info.unit}",
-                        escape(f"NFCS: {info.nfcs}.\nmeasured: {info.measure}.\n"
-                               f"why: {info.rationale}."))
-    actions.add_row("chin_quiver", f"RMS {QUIVER_MIN_AMPLITUDE:g} IOD",
-                    "NFCS: high-frequency vibration of the chin and jaw.\nmeasured (video "
-                    "only): oscillation of the chin-to-nose length at "
-                    f"{QUIVER_MIN_HZ:g} Hz or faster.\nwhy: 2× the mesh's chin jitter on a "
-                    "still face.")
-    console.print(actions)
-    console.print("not measurable from landmarks: taut tongue, tongue protrusion. "
-                  "Full description: docs/nfcs.md", highlight=False)
+def _print_description(description: Description) -> None:
+    """A fold model's own tables: field/value rows, or named columns whose last one wraps."""
+    for part in description.tables:
+        if part.columns:
+            table = Table(title=escape(part.title), show_lines=True)
+            for column in part.columns[:-1]:
+                table.add_column(escape(column), no_wrap=True)
+            table.add_column(escape(part.columns[-1]), overflow="fold")
+        else:
+            table = Table(title=escape(part.title), show_header=False)
+            table.add_column("field", no_wrap=True, style="bold")
+            table.add_column("value", overflow="fold")
+        for row in part.rows:
+            table.add_row(*map(escape, row))
+        console.print(table)
+    if description.note:
+        console.print(escape(description.note), highlight=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import TypeVar
 
 from neopain.errors import NeopainError
@@ -83,27 +84,29 @@ def _load_families() -> None:
 
 
 def list_models() -> list[str]:
-    """Names of every registered network, sorted (rule-based models: ``RULE_BASED``)."""
+    """Names of every registered network, sorted."""
     _load_families()
     return sorted(_FACTORIES)
 
 
-RULE_BASED: dict[str, str] = {
-    "nfcs": "NFCS facial actions from face-mesh landmarks; pain at 3 or more (rule-based "
-            "screening aid, no training; neopain.scoring)",
-}
-"""Models that are rules, not networks: no weights, built by
-``neopain.prediction.load_predictor(name)``; ``neopain train --model nfcs`` scores the folds."""
+def _named_predictor_kinds() -> list[str]:
+    """Kinds of pain model run by name, not from a file (``neopain.prediction.predictor_kinds``
+    without file suffixes): models that are rules, not networks. Read from the entry points
+    ``neopain.predictors``, so that this package imports none of them."""
+    points = entry_points(group="neopain.predictors")
+    return sorted(point.name for point in points if not point.load().file_suffixes)
 
 
 def _check_name(name: str) -> None:
     _load_families()
-    if name in RULE_BASED:
+    if name in _FACTORIES:
+        return
+    named = _named_predictor_kinds()
+    if name in named:
         raise NeopainError(f"model {name!r} is rule-based, not a network: there is nothing to "
                            f"build; use neopain.prediction.load_predictor({name!r})")
-    if name not in _FACTORIES:
-        raise NeopainError(f"unknown model {name!r}; valid: {', '.join(sorted(_FACTORIES))} "
-                           f"(rule-based: {', '.join(RULE_BASED)})")
+    raise NeopainError(f"unknown model {name!r}; valid: {', '.join(sorted(_FACTORIES))} "
+                       f"(rule-based: {', '.join(named)})")
 
 
 def model_info(name: str) -> ModelInfo:
