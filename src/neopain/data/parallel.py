@@ -42,8 +42,8 @@ def _sigint_ignored() -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
-def _submit(pool: ProcessPoolExecutor, fn: Callable[[Any], Any], items: Iterator[Any],
-            pending: deque[Future], *, limit: int) -> None:
+def _submit(pool: ProcessPoolExecutor, *, fn: Callable[[Any], Any], items: Iterator[Any],
+            pending: deque[Future], limit: int) -> None:
     """Submit items until ``limit`` are pending or none is left."""
     while len(pending) < limit:
         try:
@@ -117,10 +117,10 @@ def _pooled(fn: Callable[[Item], Result], items: Iterator[Item], *, workers: int
                                initializer=initializer, initargs=initargs)
     try:
         with _sigint_ignored():  # the processes start with the first submissions
-            _submit(pool, fn, items, pending, limit=limit)
+            _submit(pool, fn=fn, items=items, pending=pending, limit=limit)
         while pending:
             result = pending.popleft().result()
-            _submit(pool, fn, items, pending, limit=limit)
+            _submit(pool, fn=fn, items=items, pending=pending, limit=limit)
             yield result
     except BrokenProcessPool:
         raise WorkerDiedError(f"a worker process died (out of memory?); run again with fewer "

@@ -143,8 +143,8 @@ def _result(manifest: Manifest, jobs: list[DetectJob], records: list[dict[str, A
             start: float) -> DetectResult:
     """Write faces.jsonl whole, manifest.csv and no_face.csv; what was found."""
     write_text_atomic(root / RECORDS, "".join(json.dumps(r) + "\n" for r in records))
-    table = crops_table(manifest, records, root=root, keep_missing=keep_missing)
-    missing = missing_faces(jobs, records)
+    table = crops_table(manifest, records=records, root=root, keep_missing=keep_missing)
+    missing = missing_faces(jobs, records=records)
     statuses = Counter(record["status"] for record in records)
     return DetectResult(
         root=root, manifest=save_manifest(table, root / "manifest.csv"),

@@ -45,7 +45,7 @@ def _manifest_row(row: dict[str, str], record: dict[str, Any], *, manifest: Mani
             "original_face_box": record["box"], "face_score": f"{record['score']:.4f}"}
 
 
-def crops_table(manifest: Manifest, records: Sequence[dict[str, Any]], *, root: Path,
+def crops_table(manifest: Manifest, *, records: Sequence[dict[str, Any]], root: Path,
                 keep_missing: bool) -> pd.DataFrame:
     """The crops manifest: a row per face found (``keep_missing``: also per image without
     one, pointing to the original image), in manifest order."""
@@ -57,7 +57,7 @@ def crops_table(manifest: Manifest, records: Sequence[dict[str, Any]], *, root: 
                         columns=[*manifest.table.columns, *extra])
 
 
-def missing_faces(jobs: Sequence[DetectJob],
+def missing_faces(jobs: Sequence[DetectJob], *,
                   records: Sequence[dict[str, Any]]) -> list[MissingFace]:
     """The images without a face or unreadable, in manifest order."""
     return [MissingFace(job.line, job.image, r["status"], r["reason"])
