@@ -4,26 +4,41 @@ Example:
     >>> from neopain.models import create_model
     >>> model = create_model("ncnn")
     >>> logits = model(torch.zeros(1, 3, *model.cfg.input_size))   # (1, 2)
+
+The names below load on first use (PEP 562): a model's cfg and preprocessing
+(``models.cfg``, ``models.preprocess``), which the ONNX runtime and augmentation need, do not
+load torch.
 """
 
-from neopain.models.base import PainModel
-from neopain.models.cfg import ModelCfg
-from neopain.models.registry import (
-    ModelInfo,
-    create_model,
-    list_models,
-    model_cfg,
-    model_info,
-    register_model,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ModelCfg",
-    "ModelInfo",
-    "PainModel",
-    "create_model",
-    "list_models",
-    "model_cfg",
-    "model_info",
-    "register_model",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "neopain.models.base": ("PainModel",),
+    "neopain.models.cfg": ("ModelCfg",),
+    "neopain.models.registry": ("ModelInfo", "create_model", "list_models", "model_cfg",
+                                "model_info", "register_model"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'neopain.models' has no attribute {name!r}")
+    return getattr(import_module(_MODULE_OF[name]), name)
+
+
+if TYPE_CHECKING:  # what type checkers and readers see
+    from neopain.models.base import PainModel  # noqa: F401
+    from neopain.models.cfg import ModelCfg  # noqa: F401
+    from neopain.models.registry import (  # noqa: F401
+        ModelInfo,
+        create_model,
+        list_models,
+        model_cfg,
+        model_info,
+        register_model,
+    )

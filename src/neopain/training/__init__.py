@@ -1,29 +1,59 @@
-"""Training: the fit loop with callbacks, the embedding cache, cross-validation over folds.
+"""Training: the fit loop with callbacks, the embedding cache, cross-validation over folds,
+the torch dataset and augmentation.
 
 Example::
 
     config = load_config("run.yaml")
     result = run_cv(config)                  # writes runs/NAME/fold_K/...
     oof_leaks(config.out)                    # [] : no prediction from a model that saw its subject
+
+The names below load on first use (PEP 562), so that ``neopain.training.augment`` (for
+``neopain augment``) does not load torch with the trainer.
 """
 
-from neopain.runs import CvResult, FoldResult, oof_leaks
-from neopain.training.callbacks import (
-    Callback,
-    Checkpoint,
-    EarlyStopping,
-    History,
-    Unfreeze,
-)
-from neopain.training.config import ConfigError, TrainConfig, load_config, save_config
-from neopain.training.cv import fold_model_class, run_cv, run_fold
-from neopain.training.embeddings import EmbeddingCache, cache_key
-from neopain.training.networks import NetworkFoldModel
-from neopain.training.trainer import FitResult, Trainer
+from __future__ import annotations
 
-__all__ = [
-    "Callback", "Checkpoint", "ConfigError", "CvResult", "EarlyStopping", "EmbeddingCache",
-    "FitResult", "FoldResult", "History", "NetworkFoldModel", "TrainConfig", "Trainer",
-    "Unfreeze", "cache_key", "fold_model_class", "load_config", "oof_leaks", "run_cv",
-    "run_fold", "save_config",
-]  # fmt: skip
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "neopain.runs": ("CvResult", "FoldResult", "oof_leaks"),
+    "neopain.training.callbacks": ("Callback", "Checkpoint", "EarlyStopping", "History",
+                                   "Unfreeze"),
+    "neopain.training.config": ("ConfigError", "TrainConfig", "load_config", "save_config"),
+    "neopain.training.cv": ("fold_model_class", "run_cv", "run_fold"),
+    "neopain.training.embeddings": ("EmbeddingCache", "cache_key"),
+    "neopain.training.networks": ("NetworkFoldModel",),
+    "neopain.training.state": ("TrainState",),
+    "neopain.training.trainer": ("FitResult", "Trainer"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'neopain.training' has no attribute {name!r}")
+    return getattr(import_module(_MODULE_OF[name]), name)
+
+
+if TYPE_CHECKING:  # what type checkers and readers see
+    from neopain.runs import CvResult, FoldResult, oof_leaks  # noqa: F401
+    from neopain.training.callbacks import (  # noqa: F401
+        Callback,
+        Checkpoint,
+        EarlyStopping,
+        History,
+        Unfreeze,
+    )
+    from neopain.training.config import (  # noqa: F401
+        ConfigError,
+        TrainConfig,
+        load_config,
+        save_config,
+    )
+    from neopain.training.cv import fold_model_class, run_cv, run_fold  # noqa: F401
+    from neopain.training.embeddings import EmbeddingCache, cache_key  # noqa: F401
+    from neopain.training.networks import NetworkFoldModel  # noqa: F401
+    from neopain.training.state import TrainState  # noqa: F401
+    from neopain.training.trainer import FitResult, Trainer  # noqa: F401

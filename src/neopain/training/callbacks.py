@@ -2,8 +2,9 @@
 unless overridden.
 
 ``EarlyStopping``, ``Unfreeze`` (two-phase fine-tuning), ``Checkpoint`` (best weights, last
-state for resuming) and ``History`` (history.csv) live here; the command line adds its progress
-bar as one more callback. A callback's ``state_dict`` goes into checkpoint.pt, so that a resumed
+state for resuming) and ``History`` (history.csv) live here; a network fold model reports its
+epochs and batches to the run's progress through one more (``training.networks.StepReport``).
+A callback's ``state_dict`` goes into checkpoint.pt, so that a resumed
 run continues exactly where the interrupted one stopped.
 """
 

@@ -23,6 +23,7 @@ from neopain.training.trainer import Trainer
 
 if TYPE_CHECKING:
     from neopain.models import ModelCfg, PainModel
+    from neopain.training.state import TrainState
     from neopain.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -36,14 +37,14 @@ class StepReport(Callback):
         self.epochs = 0
         self.stage = ""
 
-    def on_fit_start(self, trainer: Trainer) -> None:
-        self.epochs = trainer.epochs
+    def on_fit_start(self, state: TrainState) -> None:
+        self.epochs = state.epochs
 
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+    def on_epoch_start(self, state: TrainState, epoch: int) -> None:
         self.stage = f"epoch {epoch}/{self.epochs}"
         self.fold.report(self.stage, done=0, total=None)
 
-    def on_batch_end(self, trainer: Trainer, batch: int, batches: int, loss: float) -> None:
+    def on_batch_end(self, state: TrainState, batch: int, batches: int, loss: float) -> None:
         self.fold.report(self.stage, done=batch, total=batches)
 
 
@@ -105,6 +106,8 @@ class NetworkFoldModel(FoldModel):
         self.model_ = self._build(fold.index)
         train = self._data(fold, fold.train, train=True)
         val = self._data(fold, fold.val) if len(fold.val) else None
+        # built before training: a test row that cannot be used stops the run now, not after it
+        self.test_ = self._data(fold, fold.test)
         self.trainer_ = Trainer(
             self.model_, optimizer=config.optimizer, lr=config.lr,
             weight_decay=config.weight_decay, epochs=config.epochs,
@@ -126,7 +129,7 @@ class NetworkFoldModel(FoldModel):
 
     def predict(self, fold: FoldContext) -> FoldPredictions:
         """P(pain) of the test rows, labelled at the network's cfg threshold."""
-        prob = self.trainer_.predict(self._data(fold, fold.test))
+        prob = self.trainer_.predict(self.test_)
         return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold)
 
     def save(self, fold: FoldContext) -> None:
