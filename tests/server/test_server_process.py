@@ -199,7 +199,11 @@ def test_serve_with_an_account_does_not_offer_setup(tmp_path, monkeypatch, make)
 def test_settings_pick_sqlite_in_the_data_folder_by_default(tmp_path):
     settings = Settings(data_dir=tmp_path)
     assert settings.records_url() == f"sqlite:///{tmp_path / 'records.sqlite3'}"
-    assert create_app(settings).state.live.settings.model == "nfcs"
+    live = create_app(settings).state.live
+    try:  # no model named: the default kind, the NFCS scorer
+        assert settings.model is None and live.model_name() == "nfcs"
+    finally:
+        live.close()
     assert (tmp_path / "records.sqlite3").exists()
 
 
