@@ -47,13 +47,8 @@ def _open_model(model: Path):
         from neopain.export.runtime import OnnxPredictor
 
         predictor = OnnxPredictor(model)
-        pain = predictor.exported_.pain_index
-
-        def prob_pain(images):
-            return predictor.predict_inputs(images)[:, pain]
-
-        return (prob_pain, predictor.exported_.cfg, None,
-                predictor.exported_.crop == "face_box", predictor.close)
+        return (predictor.prob_pain, predictor.exported_.cfg, None, predictor.crop.needs_box,
+                predictor.close)
     from neopain.runs import load_fold
 
     fold = load_fold(model)

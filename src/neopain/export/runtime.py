@@ -172,6 +172,14 @@ class OnnxPredictor(Predictor):
             return np.empty((0, len(self.exported_.cfg.labels)))
         return np.concatenate(parts).astype(np.float64)
 
+    def prob_pain(self, inputs: np.ndarray) -> np.ndarray:
+        """P(pain) of preprocessed N×3×H×W float32 inputs (what explainers perturb).
+
+        Raises:
+            NeopainError: as ``predict_inputs``.
+        """
+        return self.predict_inputs(inputs)[:, self.exported_.pain_index]
+
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         """Assess face crops (BGR uint8, cut by ``crop``), one ``Prediction`` each."""
         if len(crops) == 0:
@@ -198,14 +206,9 @@ class OnnxPredictor(Predictor):
 
         from neopain.explain.occlusion import Occlusion
 
-        pain = self.exported_.pain_index
         inputs = self.preprocess(crop)[None]
         side = max(1, min(inputs.shape[2:]) // self.occlusion_squares)
-
-        def prob_pain(images: np.ndarray) -> np.ndarray:
-            return self.predict_inputs(images)[:, pain]
-
-        with Occlusion(prob_pain, window=side, stride=side, baseline="mean",
+        with Occlusion(self.prob_pain, window=side, stride=side, baseline="mean",
                        perturbations_per_eval=self.batch_size, batch_size=1) as explainer:
             heat = explainer.explain(inputs, target="pain")[0]
         if heat.max() > 0:
