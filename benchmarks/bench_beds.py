@@ -43,11 +43,11 @@ SERVER = textwrap.dedent("""
     import sys
     import uvicorn
     from neopain.config import Settings
-    from neopain.prediction import load_predictor
+    from neopain.server.model import load_live_predictor
     from neopain.server.app import create_app
 
     settings = Settings(database_url=sys.argv[1], model=sys.argv[2], data_dir=sys.argv[3])
-    with load_predictor(settings.model) as predictor:  # as neopain serve does
+    with load_live_predictor(settings) as predictor:  # as neopain serve does
         uvicorn.run(create_app(settings, predictor=predictor), host="127.0.0.1",
                     port=int(sys.argv[4]), log_level="warning", access_log=False,
                     ws="websockets-sansio")

@@ -68,10 +68,13 @@ class RuntimeOptions:
     Attributes:
         threads: threads per operator (None: one per CPU core).
         batch_size: crops per model call.
+        evidence_grid: squares a side of an evidence heatmap computed on a grid (occlusion);
+            None: the kind's own default. The bedside asks for a coarser, cheaper one.
     """
 
     threads: int | None = None
     batch_size: int = 16
+    evidence_grid: int | None = None
 
 
 class Predictor(ABC):
@@ -88,6 +91,9 @@ class Predictor(ABC):
     evidence_interval_s: float = 0.0
     """How often a live stream recomputes ``evidence``: 0 on every frame; a model whose
     evidence costs many model calls sets seconds."""
+    thread_safe: ClassVar[bool] = False
+    """Whether several threads may call it at once (an ONNX Runtime session may; the face
+    mesh may not). Callers sharing a predictor that is not serialize their calls."""
     kind: ClassVar[str] = ""
     """The kind's registered name (the entry point's name)."""
     file_suffixes: ClassVar[tuple[str, ...]] = ()
@@ -158,16 +164,19 @@ def model_choices() -> str:
 
 
 def load_predictor(model: str | os.PathLike[str] | None = None, *,
-                   threads: int | None = None, batch_size: int = 16) -> Predictor:
+                   threads: int | None = None, batch_size: int = 16,
+                   evidence_grid: int | None = None) -> Predictor:
     """The predictor ``model`` names: a kind's name (``nfcs``), a file whose suffix a kind loads
-    (an exported ``.onnx``), or None for the default kind.
+    (an exported ``.onnx``), or None for the default kind; the keywords are its
+    ``RuntimeOptions``.
 
     Raises:
         NeopainError: a spec no registered kind accepts, or the kind's own error for it.
     """
     kinds = predictor_kinds()
     spec = default_kind() if model is None else str(model)
-    options = RuntimeOptions(threads=threads, batch_size=batch_size)
+    options = RuntimeOptions(threads=threads, batch_size=batch_size,
+                             evidence_grid=evidence_grid)
     if spec in kinds and not kinds[spec].file_suffixes:
         return kinds[spec].open(spec, options=options)
     suffix = Path(spec).suffix.lower()

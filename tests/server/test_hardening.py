@@ -174,11 +174,11 @@ def test_serve_trusts_no_proxy_unless_told(tmp_path, monkeypatch, make):
     import uvicorn
     from typer.testing import CliRunner
 
-    from neopain.cli import serve as serve_module
+    from neopain.server import model as model_module
     from neopain.cli.app import app as neopain_app
 
     runs = []
-    monkeypatch.setattr(serve_module, "load_predictor", lambda model: make(tmp_path / "x")
+    monkeypatch.setattr(model_module, "load_live_predictor", lambda settings: make(tmp_path / "x")
                         .predictor)
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: runs.append(options))
     monkeypatch.setenv("NEOPAIN_DATA_DIR", str(tmp_path))

@@ -163,6 +163,46 @@ def test_evidence_cells_become_circles_over_the_crops_place_in_the_frame():
     assert cells.shape == (EVIDENCE_CELLS, EVIDENCE_CELLS) and cells[0, 0] == 1.0
     regions = cell_regions(cells, (-20.0, 10.0, 60.0, 90.0))  # a square past the left edge
     assert regions == [[-15.0, 15.0, 7.5, 1.0]]
+    small = np.zeros((80, 80), np.float32)
+    small[42:45, 42:45] = 0.6  # a lit spot much smaller than a cell keeps its strength
+    assert evidence_cells(small).max() == pytest.approx(0.6, abs=0.05)
+
+
+def test_a_thread_safe_models_evidence_never_waits_for_another_beds_prediction(tmp_path):
+    # the bug guarded: occlusion (64 model calls) ran under the lock that serializes the
+    # face mesh, holding up every other bed's frames for up to a second
+    import threading
+
+    import numpy as np
+    from exported_models import top_left_model
+
+    from neopain.config import Settings
+    from neopain.prediction import Prediction, Predictor
+    from neopain.server.heatmap import LIVE_EVIDENCE_GRID
+    from neopain.server.model import SharedPredictor, load_live_predictor
+
+    class Occluding(Predictor):
+        thread_safe = True
+
+        def predict_crops(self, crops):
+            return [Prediction(0.1, "nopain", 0.5, "occluding") for _ in crops]
+
+        def evidence(self, crops):
+            return [None for _ in crops]
+
+    shared = SharedPredictor(Occluding())
+    results = []
+    with shared._lock:  # another bed's prediction holds the model
+        worker = threading.Thread(target=lambda: results.append(
+            shared.evidence([np.zeros((8, 8, 3), np.uint8)])))
+        worker.start()
+        worker.join(2)
+        finished_meanwhile = not worker.is_alive()
+    worker.join(5)
+    assert finished_meanwhile and results == [[None]]
+    model = top_left_model(tmp_path)
+    with load_live_predictor(Settings(data_dir=tmp_path, model=str(model))) as live:
+        assert live.occlusion_squares == LIVE_EVIDENCE_GRID < 8  # 36 model calls, not 64
 
 
 def test_heatmap_is_sent_only_when_asked(live, frames):

@@ -166,12 +166,12 @@ def test_sigkill_mid_stream_loses_no_assessment_reported_saved(tmp_path, frames)
 
 def test_serve_prints_where_to_open_and_how_to_make_the_first_user(tmp_path, monkeypatch,
                                                                    make):
-    from neopain.cli import serve as serve_module
+    from neopain.server import model as model_module
     from neopain.cli.app import app as neopain_app
 
     fake = make(tmp_path / "unused").predictor
     started = {}
-    monkeypatch.setattr(serve_module, "load_predictor", lambda model: fake)
+    monkeypatch.setattr(model_module, "load_live_predictor", lambda settings: fake)
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
     monkeypatch.setenv("NEOPAIN_DATA_DIR", str(tmp_path))
     result = CliRunner().invoke(neopain_app, ["serve", "--port", "8123"], terminal_width=200)
@@ -184,11 +184,11 @@ def test_serve_prints_where_to_open_and_how_to_make_the_first_user(tmp_path, mon
 
 
 def test_serve_with_an_account_does_not_offer_setup(tmp_path, monkeypatch, make):
-    from neopain.cli import serve as serve_module
+    from neopain.server import model as model_module
     from neopain.cli.app import app as neopain_app
 
     add_user(f"sqlite:///{tmp_path / 'records.sqlite3'}")
-    monkeypatch.setattr(serve_module, "load_predictor", lambda model: make(tmp_path / "x")
+    monkeypatch.setattr(model_module, "load_live_predictor", lambda settings: make(tmp_path / "x")
                         .predictor)
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
     monkeypatch.setenv("NEOPAIN_DATA_DIR", str(tmp_path))

@@ -10,7 +10,6 @@ from rich.text import Text
 
 from neopain.cli.console import console
 from neopain.config import Settings, get_settings
-from neopain.prediction import load_predictor
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -43,13 +42,14 @@ def serve(
     import uvicorn
 
     from neopain.server.app import create_app
+    from neopain.server.model import load_live_predictor
 
     overrides = {key: value for key, value in
                  {"host": host, "port": port, "database_url": db, "model": model,
                   "forwarded_allow_ips": forwarded_allow_ips}.items()
                  if value is not None}
     settings = Settings(**{**get_settings().model_dump(), **overrides})
-    with load_predictor(settings.model) as predictor:
+    with load_live_predictor(settings) as predictor:
         console.print(f"Model: [bold]{Text(predictor.name)}[/]")
         app = create_app(settings, predictor=predictor)
         _print_start(app, settings, https=ssl_certfile is not None)

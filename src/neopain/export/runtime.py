@@ -38,6 +38,8 @@ from neopain.prediction import Prediction, Predictor, RuntimeOptions, model_choi
 
 ProgressHook = Callable[[int, int], None]
 OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+OCCLUSION_SQUARES = 8
+"""The occlusion grid of ``evidence`` unless the options ask for another (``evidence_grid``)."""
 
 
 def session_options(*, threads: int | None = None, optimization: str = "all"):
@@ -93,10 +95,11 @@ class OnnxPredictor(Predictor):
     file_what = "an exported .onnx file (neopain export)"
     summary = "a CNN exported by neopain export (fp32 or int8), run by ONNX Runtime"
     evidence_interval_s = 2.0  # occlusion: occlusion_squares² model calls
+    thread_safe = True  # ONNX Runtime sessions run concurrent calls
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
                  batch_size: int = 16, optimization: str = "all",
-                 occlusion_squares: int = 8) -> None:
+                 occlusion_squares: int = OCCLUSION_SQUARES) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -106,6 +109,9 @@ class OnnxPredictor(Predictor):
         self.occlusion_squares = occlusion_squares
         if not isinstance(batch_size, int) or batch_size < 1:
             raise NeopainError(f"batch_size={batch_size!r} must be a whole number >= 1")
+        if not isinstance(occlusion_squares, int) or occlusion_squares < 1:
+            raise NeopainError(f"occlusion_squares={occlusion_squares!r} must be a whole "
+                               "number >= 1")
         options = session_options(threads=threads, optimization=optimization)
         if (problem := regular_file_problem(self.path, what="an .onnx model file")) is not None:
             raise ModelFileError(f"{self.path}: {problem}; valid: an .onnx file written by "
@@ -134,7 +140,8 @@ class OnnxPredictor(Predictor):
         """
         if (problem := regular_file_problem(Path(spec), what="an .onnx model file")) is not None:
             raise NeopainError(f"--model {spec}: {problem}; valid: {model_choices()}")
-        return cls(spec, threads=options.threads, batch_size=options.batch_size)
+        return cls(spec, threads=options.threads, batch_size=options.batch_size,
+                   occlusion_squares=options.evidence_grid or OCCLUSION_SQUARES)
 
     @property
     def threshold(self) -> float:

@@ -2,10 +2,12 @@
 
 The model's own ``evidence`` for the face crop (the NFCS scorer: its actions' facial regions
 lit by intensity; an exported model: occlusion sensitivity) is reduced to a grid of
-``EVIDENCE_CELLS`` × ``EVIDENCE_CELLS`` squares and sent as circles placed where the crop lies
-in the frame (``CropRule.placement``). A model whose evidence is costly says so
-(``Predictor.evidence_interval_s``): a stream then recomputes the grid at most that often and
-places the last grid on each frame's face in between.
+``EVIDENCE_CELLS`` × ``EVIDENCE_CELLS`` squares, each holding the strongest evidence inside
+it, and sent as circles placed where the crop lies in the frame (``CropRule.placement``). A
+model whose evidence is costly says so (``Predictor.evidence_interval_s``): a stream then
+recomputes the grid at most that often and places the last grid on each frame's face in
+between. The monitor asks for the coarser ``LIVE_EVIDENCE_GRID`` (occlusion: 36 model calls
+instead of 64).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import cv2
 import numpy as np
 
 EVIDENCE_CELLS = 8
+LIVE_EVIDENCE_GRID = 6
 MIN_WEIGHT = 0.2
+_SAMPLES = 8  # heat samples per cell side
 
 
 def evidence_cells(heat: np.ndarray) -> np.ndarray:
-    """A crop's heatmap (0–1) averaged over ``EVIDENCE_CELLS`` × ``EVIDENCE_CELLS`` squares."""
-    return cv2.resize(np.asarray(heat, np.float32), (EVIDENCE_CELLS, EVIDENCE_CELLS),
-                      interpolation=cv2.INTER_AREA)
+    """A crop's heatmap (0–1) as ``EVIDENCE_CELLS`` × ``EVIDENCE_CELLS`` squares, each the
+    strongest evidence inside it (a mean would dim a small lit region below ``MIN_WEIGHT``)."""
+    side = EVIDENCE_CELLS * _SAMPLES
+    fine = cv2.resize(np.asarray(heat, np.float32), (side, side), interpolation=cv2.INTER_AREA)
+    return fine.reshape(EVIDENCE_CELLS, _SAMPLES, EVIDENCE_CELLS, _SAMPLES).max(axis=(1, 3))
 
 
 def cell_regions(cells: np.ndarray, placement: Sequence[float]) -> list[list[float]]:

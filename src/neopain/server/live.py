@@ -23,7 +23,7 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from concurrent.futures import ThreadPoolExecutor
@@ -37,8 +37,9 @@ from neopain.config import Settings
 from neopain.data.images import ImageReadError, decode_image
 from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
-from neopain.prediction import Prediction, Predictor, load_predictor
+from neopain.prediction import Predictor
 from neopain.server.heatmap import cell_regions, evidence_cells
+from neopain.server.model import SharedPredictor, load_live_predictor
 from neopain.server.deps import ENDED, AccessError, Refusal, live_refusal
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
@@ -56,30 +57,6 @@ IDLE_DETECTORS = 8
 
 class StreamLimitError(Exception):
     """Every live stream slot is taken (``settings.max_streams``)."""
-
-
-class SharedPredictor(Predictor):
-    """A predictor used by several streams: calls pass one at a time (models such as the face
-    mesh are not thread-safe). ``close`` closes the wrapped predictor."""
-
-    def __init__(self, inner: Predictor) -> None:
-        self._inner = inner
-        self.name = inner.name
-        self.crop = inner.crop
-        self.evidence_interval_s = inner.evidence_interval_s
-        self._lock = threading.Lock()
-
-    def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
-        with self._lock:
-            return self._inner.predict_crops(crops)
-
-    def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
-        with self._lock:
-            return self._inner.evidence(crops)
-
-    def close(self) -> None:
-        with self._lock:
-            self._inner.close()
 
 
 class LiveService:
@@ -106,7 +83,7 @@ class LiveService:
         """The shared model, loaded on first call."""
         with self._lock:
             if self._shared is None:
-                self._shared = SharedPredictor(load_predictor(self.settings.model))
+                self._shared = SharedPredictor(load_live_predictor(self.settings))
             return self._shared
 
     def model_name(self) -> str:
@@ -353,7 +330,7 @@ class LiveStream:
         except StoreError:  # stopped or revoked between the check and the save
             return self.refused(self.recorder.refusal() or ENDED)
         reply = reply_of(result, frame_shape=frame.shape)
-        if self.heatmap and result.face is not None and result.prediction is not None:
+        if self.heatmap and result.face is not None and result.crop is not None:
             reply["heatmap"] = self._heatmap(frame, result, received)
         reply.update(saved=row is not None, snapshot=snapshot,
                      assessment_id=None if row is None else row.id,
@@ -374,10 +351,9 @@ class LiveStream:
         return {"type": "refused", "code": refusal.code, "reason": refusal.reason}
 
     def _heatmap(self, frame: np.ndarray, result: FrameAssessment, now: float
-                 ) -> list[list[float]] | None:
+                 ) -> list[list[float]] | None:  # called with a face and its crop
         """The model's evidence grid placed on this frame's face crop, or None when the model
         gives none. Recomputed at most every ``evidence_interval_s`` seconds."""
-        assert result.face is not None and result.crop is not None
         predictor = self.service.shared_predictor()
         if now - self._cells_at >= predictor.evidence_interval_s:
             heat = predictor.evidence([result.crop])[0]
