@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +17,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path next to ``path`` to write to; it replaces ``path`` when the block ends
     without an error and is deleted when it raises, so an interruption (a crash, Ctrl-C, a
     full disk) never leaves half a file under the real name. The parent folder is created;
-    the file is created 0600 (only its owner reads it).
+    the file gets the permissions the umask gives any new file, as a plain write would.
 
     Example:
         >>> with atomic_output(run / "metrics.json") as partial:  # doctest: +SKIP
@@ -25,11 +25,10 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the real suffix last: cv2.imwrite picks the format by it, np.save adds .npy without it
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
-                                    suffix=f".partial{path.suffix}")
-    os.close(handle)
-    partial = Path(name)
+    # the real suffix last: cv2.imwrite picks the format by it, np.save adds .npy without it;
+    # O_EXCL with mode 0o666 rather than mkstemp (always 0600), so the umask decides
+    partial = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.partial{path.suffix}")
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield partial
         os.replace(partial, path)
