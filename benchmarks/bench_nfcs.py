@@ -45,7 +45,7 @@ def face_crops(count: int) -> list[np.ndarray]:
     for i in range(count):
         shift = rng.uniform(-4, 4, 2)
         moved = (box[0] + shift[0], box[1] + shift[1], box[2] + shift[0], box[3] + shift[1])
-        crop = NfcsPredictor.crop.cut(pained if i % 2 else photo, moved)
+        crop = NfcsPredictor.crop.cut(pained if i % 2 else photo, box=moved)
         crops.append(cv2.convertScaleAbs(crop, alpha=rng.uniform(0.85, 1.15), beta=0))
     return crops
 

@@ -82,7 +82,7 @@ class Predictor(ABC):
 
     Subclasses implement ``predict_crops`` and set ``crop``, the rule their crops are cut by
     (the same rule their training crops had): callers cut with
-    ``predictor.crop.cut(image, face.box)``. A kind loadable by name or file also sets ``kind``
+    ``predictor.crop.cut(image, box=face.box)``. A kind loadable by name or file also sets ``kind``
     (and ``file_suffixes`` for files) and implements ``open``.
     """
 

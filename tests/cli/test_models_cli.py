@@ -167,3 +167,31 @@ def test_show_prints_the_description_any_registered_fold_model_gives(monkeypatch
     assert "coin: a fair coin" in " ".join(output.split()) and "1:1" in wrapped_row(output, "odds")
     assert "pain" in wrapped_row(output, "heads") and "reads as" in output
     assert output.rstrip().endswith("not a medical device")
+
+
+def test_a_kind_run_by_name_is_listed_and_shown_though_it_trains_nothing(monkeypatch):
+    """A kind registered only as a predictor (e.g. a remote model) was listed by `models list`
+    but `models show` called it unknown."""
+    from types import SimpleNamespace
+
+    from neopain import prediction
+
+    class Remote(prediction.Predictor):
+        kind = "remote"
+        summary = "a model served by another machine"
+
+        def predict_crops(self, crops):
+            raise AssertionError("never run here")
+
+    installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
+    remote = SimpleNamespace(name="remote", load=lambda: Remote)
+    monkeypatch.setattr(prediction, "entry_points", lambda group: [*installed, remote])
+    prediction.predictor_kinds.cache_clear()
+    try:
+        code, output = run("show", "remote")
+        assert code == 0 and "remote: a model served by another machine" in " ".join(
+            output.split()), output
+        code, output = run("list")
+        assert code == 0 and "served by another machine" in " ".join(output.split())
+    finally:
+        prediction.predictor_kinds.cache_clear()

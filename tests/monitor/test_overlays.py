@@ -59,8 +59,9 @@ def test_a_padded_square_heatmap_is_clipped_to_the_image_where_the_square_leaves
     box = (0.0, 10.0, 20.0, 30.0)  # the square spans x -10..30, y 0..40
     heat = np.zeros((40, 40), np.float32)
     heat[:, 10] = 1.0  # column 10 of the crop is x = 0 of the image
-    part, region = heat_on_image(heat, rule.placement(box, image_shape=(50, 50, 3)),
+    part, region = heat_on_image(heat, placement=rule.placement(box, image_shape=(50, 50, 3)),
                                  image_shape=(50, 50, 3))
     assert region == (0, 0, 30, 40)
     assert part.shape == (40, 30) and part[:, 0].min() == 1.0 and part[:, 2:].max() == 0.0
-    assert heat_on_image(heat, (-50.0, -50.0, -10.0, -10.0), image_shape=(50, 50, 3)) is None
+    assert heat_on_image(heat, placement=(-50.0, -50.0, -10.0, -10.0),
+                         image_shape=(50, 50, 3)) is None

@@ -85,11 +85,11 @@ def test_the_exact_box_rule_cuts_the_box_exactly_as_training_crop_to_face_did():
     image = rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)
     for box in (BOX, (0.0, 0.0, 100.0, 80.0), (-5.3, 70.2, 30.1, 95.0), (99.2, 3.0, 120.0, 9.5)):
         expected, _, _ = training_crop(image, None, np.array(box))
-        assert np.array_equal(CropRule.exact_box().cut(image, box), expected)
+        assert np.array_equal(CropRule.exact_box().cut(image, box=box), expected)
         left, top, right, bottom = CropRule.exact_box().placement(box, image_shape=image.shape)
         assert expected.shape[:2] == (bottom - top, right - left)
-    assert CropRule.whole_image().cut(image, None) is image
-    square = CropRule.padded_square(0.25).cut(image, BOX)
+    assert CropRule.whole_image().cut(image, box=None) is image
+    square = CropRule.padded_square(0.25).cut(image, box=BOX)
     assert square.shape[0] == square.shape[1] == round((58.9 - 10.2) * 1.5)
 
 
@@ -103,7 +103,7 @@ def test_the_exact_box_rule_cuts_the_box_exactly_as_training_crop_to_face_did():
 ])
 def test_bad_crops_are_named(box, rule, says):
     with pytest.raises(NeopainError, match=says):
-        rule().cut(np.zeros((50, 50, 3), np.uint8), box)
+        rule().cut(np.zeros((50, 50, 3), np.uint8), box=box)
 
 
 def test_single_frame_flicker_never_changes_the_state():

@@ -110,7 +110,7 @@ def crops(face, warped):
         out = []
         for image in (face, warped("pain_face")[0]):
             box = detector.detect(image)[0].box
-            out.append(NfcsPredictor.crop.cut(image, box))
+            out.append(NfcsPredictor.crop.cut(image, box=box))
     return out
 
 

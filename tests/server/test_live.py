@@ -161,7 +161,8 @@ def test_evidence_cells_become_circles_over_the_crops_place_in_the_frame():
     heat[:10, :10] = 1.0  # the crop's top-left cell only
     cells = evidence_cells(heat)
     assert cells.shape == (EVIDENCE_CELLS, EVIDENCE_CELLS) and cells[0, 0] == 1.0
-    regions = cell_regions(cells, (-20.0, 10.0, 60.0, 90.0))  # a square past the left edge
+    # a square reaching past the left edge of the frame
+    regions = cell_regions(cells, placement=(-20.0, 10.0, 60.0, 90.0))
     assert regions == [[-15.0, 15.0, 7.5, 1.0]]
     small = np.zeros((80, 80), np.float32)
     small[42:45, 42:45] = 0.6  # a lit spot much smaller than a cell keeps its strength

@@ -45,10 +45,11 @@ def list_command() -> None:
 
 
 def _print_rule_based() -> None:
-    """The kinds of pain model run by name, not from a file: rules, not networks."""
+    """The kinds of pain model run by name, not from a file (``neopain.predictors``): rules
+    and other models that are not networks."""
     from neopain.prediction import predictor_kinds
 
-    table = Table(title="rule-based models (no parameters, no training)")
+    table = Table(title="rule-based models and other kinds run by name (not networks)")
     table.add_column("name", no_wrap=True)
     table.add_column("what it is", overflow="fold")
     for name, kind in sorted(predictor_kinds().items()):
@@ -62,14 +63,19 @@ def show(
     name: Annotated[str, typer.Argument(help="A model name from `neopain models list`.")],
 ) -> None:
     """Show a model: preprocessing, blocks, parameter counts (torch, Keras, published)."""
-    from neopain.models import create_model, list_models, model_info  # torch loads only here
-    from neopain.runs import fold_model_names, other_fold_model
+    from neopain.prediction import predictor_kinds
+    from neopain.runs.fold_model import other_fold_models
 
-    if name not in list_models() and name in fold_model_names():
-        description = other_fold_model(name).description()
-        if description is not None:
-            _print_description(description)
-            return
+    # models that are not networks first: they need no torch
+    fold_model = other_fold_models().get(name)
+    if fold_model is not None and (description := fold_model.description()) is not None:
+        _print_description(description)
+        return
+    kind = predictor_kinds().get(name)
+    if kind is not None and not kind.file_suffixes:
+        console.print(f"[bold]{escape(name)}[/]: {escape(kind.summary)}")
+        return
+    from neopain.models import create_model, model_info  # torch loads only here
     try:
         info = model_info(name)
         model = create_model(name)

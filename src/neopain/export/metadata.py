@@ -32,6 +32,7 @@ from neopain.models.cfg import ModelCfg
 METADATA_KEY = "neopain.cfg"
 FORMAT = 1
 CROPS = ("face_box", "image")
+"""The ``CropRule`` kinds a trained network's file can carry (training crops exactly or not)."""
 QUANTIZATIONS = ("none", "static", "dynamic")
 INPUT_NAME = "image"
 OUTPUT_NAME = "probs"
@@ -73,7 +74,7 @@ class ExportedCfg:
     @property
     def crop_rule(self) -> CropRule:
         """How crops for this model are cut: the face box exactly, or the whole image."""
-        return CropRule.exact_box() if self.crop == "face_box" else CropRule.whole_image()
+        return CropRule(self.crop)
 
     @property
     def pain_index(self) -> int:
@@ -94,7 +95,7 @@ class ExportedCfg:
         """The flat JSON stored under ``neopain.cfg``."""
         data: dict[str, Any] = {"format": FORMAT, "architecture": self.cfg.name,
                                 **self.cfg.to_dict(), "crop": self.crop,
-                                "margin": 0.0 if self.crop == "face_box" else None,
+                                "margin": 0.0 if self.crop_rule.needs_box else None,
                                 "source_run": self.source_run, "fold": self.fold,
                                 "quantization": self.quantization, "input": INPUT_NAME,
                                 "output": OUTPUT_NAME, "exported": self.exported,

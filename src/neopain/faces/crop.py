@@ -207,7 +207,7 @@ class CropRule:
 
     Example:
         >>> rule = CropRule.padded_square(0.25)
-        >>> crop = rule.cut(image, face.box)  # doctest: +SKIP
+        >>> crop = rule.cut(image, box=face.box)  # doctest: +SKIP
     """
 
     kind: str
@@ -248,7 +248,7 @@ class CropRule:
             return f"square with margin {self.margin:g}"
         return {"image": "whole image", "face_box": "face box"}[self.kind]
 
-    def cut(self, image: np.ndarray, box: Sequence[float] | None) -> np.ndarray:
+    def cut(self, image: np.ndarray, *, box: Sequence[float] | None) -> np.ndarray:
         """The crop of ``image`` (H×W×3 uint8) around ``box`` (x1, y1, x2, y2) by this rule.
 
         Raises:

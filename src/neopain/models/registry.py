@@ -89,19 +89,22 @@ def list_models() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def _named_predictor_kinds() -> list[str]:
-    """Kinds of pain model run by name, not from a file (``neopain.prediction.predictor_kinds``
-    without file suffixes): models that are rules, not networks. Read from the entry points
-    ``neopain.predictors``, so that this package imports none of them."""
-    points = entry_points(group="neopain.predictors")
-    return sorted(point.name for point in points if not point.load().file_suffixes)
+FOLD_MODEL_GROUP = "neopain.fold_models"
+"""The entry point group of the models ``neopain train`` runs that are not networks (the NFCS
+scorer): ``pyproject.toml``, read by ``neopain.runs``."""
+
+
+def _other_model_names() -> list[str]:
+    """Names of the registered models that are not networks, read from their entry points'
+    names only: loading them would import packages above this one."""
+    return sorted(point.name for point in entry_points(group=FOLD_MODEL_GROUP))
 
 
 def _check_name(name: str) -> None:
     _load_families()
     if name in _FACTORIES:
         return
-    named = _named_predictor_kinds()
+    named = _other_model_names()
     if name in named:
         raise NeopainError(f"model {name!r} is rule-based, not a network: there is nothing to "
                            f"build; use neopain.prediction.load_predictor({name!r})")

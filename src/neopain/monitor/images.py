@@ -109,7 +109,7 @@ def _assess_with(items: Sequence[tuple[str, int | None, Path, Face | None]],
                 results[index] = ImageAssessment(name, row, None, None, problem)
             else:
                 try:
-                    crop = predictor.crop.cut(image, face.box)
+                    crop = predictor.crop.cut(image, box=face.box)
                 except NeopainError as error:
                     results[index] = ImageAssessment(name, row, face, None, str(error))
                 else:

@@ -23,7 +23,7 @@ from neopain.prediction import Prediction, Predictor
 ProgressHook = Callable[[int, int], None]
 
 
-def heat_on_image(heat: np.ndarray, placement: Box, *, image_shape: tuple[int, ...]
+def heat_on_image(heat: np.ndarray, *, placement: Box, image_shape: tuple[int, ...]
                   ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """A crop's heatmap moved onto the image: the part inside the image and its whole-pixel
     region (left, top, right, bottom); None when no pixel of it falls inside.
@@ -86,10 +86,10 @@ def write_overlays(results: Sequence[ImageAssessment], paths: Sequence[Path], pr
         if result.prediction is not None and result.face is not None:
             image = read_image(path)
             heat = region = None
-            crop = predictor.crop.cut(image, result.face.box)
+            crop = predictor.crop.cut(image, box=result.face.box)
             evidence = predictor.evidence([crop])[0]
             if evidence is not None:
-                placed = heat_on_image(evidence, predictor.crop.placement(
+                placed = heat_on_image(evidence, placement=predictor.crop.placement(
                     result.face.box, image_shape=image.shape), image_shape=image.shape)
                 if placed is not None:
                     heat, region = placed

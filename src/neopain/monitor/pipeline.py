@@ -170,7 +170,7 @@ class Assessor:
         face = choose_face(faces, image_shape=frame.shape)
         prediction = crop = None
         if face is not None:
-            crop = self.predictor.crop.cut(frame, face.box)
+            crop = self.predictor.crop.cut(frame, box=face.box)
             prediction = self.predictor.predict_crops([crop])[0]
         latency_ms = (time.perf_counter() - started) * 1000.0
         if self.last_face_s_ is not None and time_s - self.last_face_s_ > self.max_gap_s:

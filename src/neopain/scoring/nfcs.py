@@ -338,8 +338,8 @@ class NfcsPredictor(Predictor):
 
     def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         """Each action's facial regions (``faces.regions``) lit by its intensity over its
-        threshold (0–1), blurred by a tenth of the crop; None where no face mesh is found or
-        the face cannot be scored."""
+        threshold (0–1), blurred with σ = 1/30 of the crop's shorter side; None where no face
+        mesh is found or the face cannot be scored."""
         return [self._action_heatmap(crop) for crop in crops]
 
     def _action_heatmap(self, crop: np.ndarray) -> np.ndarray | None:

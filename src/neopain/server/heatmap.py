@@ -31,7 +31,7 @@ def evidence_cells(heat: np.ndarray) -> np.ndarray:
     return fine.reshape(EVIDENCE_CELLS, _SAMPLES, EVIDENCE_CELLS, _SAMPLES).max(axis=(1, 3))
 
 
-def cell_regions(cells: np.ndarray, placement: Sequence[float]) -> list[list[float]]:
+def cell_regions(cells: np.ndarray, *, placement: Sequence[float]) -> list[list[float]]:
     """``[x, y, radius, weight]`` circles in frame pixels: one per square of ``cells`` with
     weight >= ``MIN_WEIGHT``, laid over ``placement`` (left, top, right, bottom), the
     rectangle of the frame the model's crop covers."""

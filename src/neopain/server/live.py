@@ -361,8 +361,8 @@ class LiveStream:
             self._cells_at = now
         if self._cells is None:
             return None
-        return cell_regions(self._cells, predictor.crop.placement(result.face.box,
-                                                                 image_shape=frame.shape))
+        placement = predictor.crop.placement(result.face.box, image_shape=frame.shape)
+        return cell_regions(self._cells, placement=placement)
 
     def close(self) -> None:
         """Hand the detector back to the service on the stream's thread, stop the thread and

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from neopain.data.synthetic.face import ACTIONS
+from neopain.facial_actions import ACTION_REGIONS
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,10 @@ PERSONAS: tuple[Persona, ...] = (
 )
 """Ordered from the closest match to the ground-truth masks to the loosest."""
 
-_EYE_ACTIONS = {"brow_bulge", "eye_squeeze"}
-_MOUTH_ACTIONS = {"open_lips", "vertical_mouth_stretch", "horizontal_mouth_stretch"}
+# the actions a persona's eye or mouth bias weighs, by the regions each moves
+_EYE_ACTIONS = {name for name, regions in ACTION_REGIONS.items()
+                if {"brows", "eyes"} & set(regions)}
+_MOUTH_ACTIONS = {name for name, regions in ACTION_REGIONS.items() if "mouth" in regions}
 
 
 def perception_heatmap(persona: Persona, mask: np.ndarray, keypoints: np.ndarray,
