@@ -12,8 +12,9 @@ load torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neopain.lazy import lazy_exports
 
 _EXPORTS = {
     "neopain.models.base": ("PainModel",),
@@ -21,14 +22,7 @@ _EXPORTS = {
     "neopain.models.registry": ("ModelInfo", "create_model", "list_models", "model_cfg",
                                 "model_info", "register_model"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'neopain.models' has no attribute {name!r}")
-    return getattr(import_module(_MODULE_OF[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # what type checkers and readers see

@@ -13,8 +13,9 @@ The names below load on first use (PEP 562), so that ``neopain.training.augment`
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neopain.lazy import lazy_exports
 
 _EXPORTS = {
     "neopain.runs": ("CvResult", "FoldResult", "oof_leaks"),
@@ -27,14 +28,7 @@ _EXPORTS = {
     "neopain.training.state": ("TrainState",),
     "neopain.training.trainer": ("FitResult", "Trainer"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'neopain.training' has no attribute {name!r}")
-    return getattr(import_module(_MODULE_OF[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # what type checkers and readers see
