@@ -37,9 +37,8 @@ from neopain.explain.perception import Reference, compare_perception, load_perce
 from neopain.explain.perception import summarize_agreement
 from neopain.faces.regions import region_map
 from neopain.explain.run import manifest_items
-from neopain.export.inputs import select_rows
 from neopain.explain.sanity import completeness_check, randomization_test
-from neopain.export.onnx import load_fold
+from neopain.runs import load_fold, select_rows
 from neopain.training import TrainConfig, run_cv
 
 

@@ -33,10 +33,11 @@ from neopain.training.dataset import FaceDataset
 from neopain.data.folds import load_folds, make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.data.synthetic import CohortSpec, generate_cohort
-from neopain.export.inputs import labels_of, manifest_crops, select_rows, spread
+from neopain.export.inputs import labels_of, manifest_crops, spread
 from neopain.export.onnx import export_fold, parity_on_inputs
 from neopain.export.quantize import compare_models, quantize_dynamic_model, quantize_static_model
 from neopain.models import create_model
+from neopain.runs import select_rows
 from neopain.training import TrainConfig, run_cv
 
 ACCEPTANCE = {"speedup": 3.0, "size_ratio": 0.30, "label_agreement": 0.99, "auc_delta": 0.01}

@@ -27,11 +27,12 @@ import torch
 from neopain.data.manifest import load_manifest
 from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.faces.crop import CropRule
-from neopain.export.inputs import manifest_crops, select_rows
+from neopain.export.inputs import manifest_crops
 from neopain.export.onnx import export_model
 from neopain.export.quantize import quantize_dynamic_model, quantize_static_model
 from neopain.export.runtime import OnnxPredictor
 from neopain.models import create_model, list_models
+from neopain.runs import select_rows
 
 ENGINES = ("torch fp32", "ORT fp32", "ORT int8 static", "ORT int8 dynamic")
 

@@ -20,8 +20,8 @@ from neopain.data.manifest import load_manifest, sha256_file
 from neopain.explain import GradCam, IntegratedGradients
 from neopain.explain.localization import localization, mask_in_input, read_action_mask
 from neopain.explain.run import manifest_items
-from neopain.export.inputs import select_rows
 from neopain.explain.sanity import randomization_test
+from neopain.runs import load_fold, select_rows
 from neopain.training import TrainConfig, run_cv
 
 pytestmark = pytest.mark.slow
@@ -32,8 +32,6 @@ IMAGES = 24
 @pytest.fixture(scope="module")
 def trained(cohort30, tmp_path_factory):
     """(model, pain images (N, 3, 120, 120), their action masks on the input (N, 120, 120))."""
-    from neopain.export.onnx import load_fold
-
     root = tmp_path_factory.mktemp("acceptance")
     manifest_path = cohort30.manifest
     manifest = load_manifest(manifest_path)

@@ -15,15 +15,15 @@ from onnx import numpy_helper
 from neopain.data.manifest import load_manifest
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
-from neopain.export.inputs import labels_of, manifest_crops, select_rows
+from neopain.export.inputs import labels_of, manifest_crops
 from neopain.export.metadata import read_exported_cfg
-from neopain.export.onnx import load_fold
 from neopain.export.quantize import (
     compare_models,
     quantize_dynamic_model,
     quantize_static_model,
 )
 from neopain.export.runtime import OnnxPredictor
+from neopain.runs import load_fold, select_rows
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,13 @@ from neopain.training.dataset import FaceDataset
 from neopain.data.manifest import load_manifest
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
-from neopain.export.inputs import manifest_crops, select_rows
+from neopain.export.inputs import manifest_crops
 from neopain.export.metadata import ExportedCfg
-from neopain.export.onnx import export_model, load_fold
+from neopain.export.onnx import export_model
 from neopain.export.runtime import OnnxPredictor, session_options
 from neopain.models import create_model
 from neopain.prediction import load_predictor
+from neopain.runs import load_fold, select_rows
 
 MB = 1 << 20
 

@@ -224,3 +224,42 @@ def test_align_levels_the_eyes_and_needs_a_detector_with_keypoints(photos, tmp_p
     assert tilt.max() > 4 and np.abs(aligned[:, 0, 1] - aligned[:, 1, 1]).max() < 1
     with pytest.raises(NeopainError, match="align=True needs eye keypoints.*'opencv-haar'"):
         detect_faces(source, detector="opencv-haar", out=tmp_path / "c", align=True)
+
+
+def test_a_detect_worker_stores_its_arguments_and_releases_what_open_built(tmp_path,
+                                                                           monkeypatch):
+    """STYLE rule 2: DetectWorker's constructor built a detector and a face mesh (a MediaPipe
+    graph each), so a worker could not be made without them; ``open`` builds them now, and
+    ``close`` frees both, over and over (STYLE rule 9)."""
+    from contextlib import closing
+
+    from neopain.faces import detect_worker
+
+    made = []
+
+    class Resource:
+        def __init__(self, *args, **options) -> None:
+            self.closed = False
+            made.append(self)
+
+        def close(self) -> None:
+            self.closed = True
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.close()
+
+    monkeypatch.setattr(detect_worker, "create_detector", lambda name, **options: Resource())
+    monkeypatch.setattr(detect_worker, "FaceMesh", Resource)
+    settings = detect_worker.DetectSettings(detector="manifest", options={}, margin=0.25,
+                                            size=64, landmarks=True, align=False)
+    given = Resource()
+    made.clear()
+    worker = detect_worker.DetectWorker(settings, out=tmp_path, detector=given)
+    assert made == [] and worker.detector is given and worker.mesh is None
+    for _ in range(20):
+        with closing(detect_worker.DetectWorker.open(settings, out=tmp_path)) as worker:
+            assert {worker.detector, worker.mesh} <= set(made)
+    assert len(made) == 40 and all(resource.closed for resource in made)

@@ -176,3 +176,56 @@ def test_training_and_scoring_import_neither_each_other_nor_the_layers_above(pac
                  for path in (SRC / package).rglob("*.py")
                  for name in _imported_packages(path) & forbidden}
     assert not offenders, sorted(offenders)
+
+
+class CountingMesh:
+    """A face mesh that finds no face and counts how many are opened and closed."""
+
+    opened: list[CountingMesh] = []
+    fail_after: int | None = None
+
+    def __init__(self, **options) -> None:
+        self.calls, self.closed = 0, False
+        CountingMesh.opened.append(self)
+
+    def landmarks(self, image):
+        assert not self.closed, "a closed mesh was used"
+        self.calls += 1
+        if CountingMesh.fail_after is not None and self.calls > CountingMesh.fail_after:
+            raise RuntimeError("the mesh broke")
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> CountingMesh:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["finished", "failed-in-the-last-fold"])
+def test_one_face_mesh_serves_an_nfcs_run_and_is_closed_when_it_ends(cohort6, tmp_path,
+                                                                     monkeypatch, fails):
+    """As a fold model, the NFCS scorer opened a face mesh (a MediaPipe graph) per fold, where
+    the run it replaced opened one for the whole run; the mesh must be freed however the run
+    ends."""
+    import neopain.faces.landmarks
+    from neopain.data.manifest import load_manifest
+
+    rows = len(load_manifest(cohort6 / "manifest.csv"))
+    monkeypatch.setattr(neopain.faces.landmarks, "FaceMesh", CountingMesh)
+    monkeypatch.setattr(CountingMesh, "opened", [])
+    monkeypatch.setattr(CountingMesh, "fail_after", rows - 1 if fails else None)
+    config = TrainConfig(model="nfcs", manifest=cohort6 / "manifest.csv",
+                         folds=cohort6 / "folds.json", out=tmp_path / "run")
+    if not fails:
+        result = run_cv(config)
+        assert len(result.folds) == 3
+        scored = sum(len(pd.read_csv(fold.path / "predictions.csv")) for fold in result.folds)
+        assert CountingMesh.opened[0].calls == scored
+    else:
+        with pytest.raises(RuntimeError, match="the mesh broke"):
+            run_cv(config)
+    assert len(CountingMesh.opened) == 1 and CountingMesh.opened[0].closed

@@ -415,3 +415,33 @@ def test_soft_label_scores_come_from_the_dataset_with_empty_ones_nan(manifest):
     with pytest.raises(NeopainError, match="manifest line 4, column 'score': 'high' is not a "
                                            "number"):
         FaceDataset(Manifest(table, manifest.root), rows=[2], size=SIZE).scores()
+
+
+def _neopain_callbacks(cls: type = Callback) -> set[type]:
+    found = set()
+    for sub in cls.__subclasses__():
+        if sub.__module__.startswith("neopain.") and not sub.__name__.startswith("_"):
+            found.add(sub)
+        found |= _neopain_callbacks(sub)
+    return found
+
+
+def test_callbacks_change_only_their_attributes_ending_in_underscore(manifest, tmp_path):
+    """STYLE rule 2: StepReport kept the fit's epoch count and the epoch under way in
+    ``epochs`` and ``stage``, names that read as its settings. Every callback of the package
+    is checked."""
+    from neopain.runs import FoldContext, FoldFolder
+    from neopain.training.networks import StepReport
+
+    none = np.arange(0)
+    fold = FoldContext(index=0, manifest=manifest, train=none, val=none, test=none,
+                       folder=FoldFolder(tmp_path))
+    callbacks = [History(tmp_path / "history.csv"), Unfreeze(1), EarlyStopping(2),
+                 Checkpoint(tmp_path / "checkpoint.pt"), StepReport(fold)]
+    assert _neopain_callbacks() <= {type(callback) for callback in callbacks}
+    stored = [dict(vars(callback)) for callback in callbacks]
+    fit(manifest, epochs=3, callbacks=callbacks)
+    for callback, before in zip(callbacks, stored):
+        changed = sorted(name for name, value in vars(callback).items()
+                         if name not in before or value is not before[name])
+        assert all(name.endswith("_") for name in changed), (type(callback).__name__, changed)

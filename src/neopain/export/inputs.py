@@ -15,7 +15,6 @@ from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
-from neopain.runs import select_rows as select_rows  # rows are picked where a fold is loaded
 
 
 def spread(rows: Sequence[int], count: int) -> list[int]:
@@ -47,7 +46,7 @@ def manifest_crops(manifest: Manifest, rows: Sequence[int], *,
                                "model was trained on face crops; detect faces first "
                                "(neopain faces detect)")
         try:
-            cut = crop.cut(image, box)
+            cut = crop.cut(image, box=box)
         except NeopainError as error:
             raise NeopainError(f"manifest line {row + 2}, column 'face_box': {error}") from None
         yield int(row), cut

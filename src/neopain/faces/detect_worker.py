@@ -94,21 +94,43 @@ def _crop_box(matrix: np.ndarray, box: tuple[float, float, float, float]) -> lis
 
 
 class DetectWorker:
-    """Processes jobs with one detector (and face mesh) built once; ``close`` releases them."""
+    """Processes jobs with one detector (and face mesh); ``close`` releases both.
 
-    def __init__(self, settings: DetectSettings, out: Path,
-                 detector: FaceDetector | None = None) -> None:
+    ``open`` builds them from the settings; the constructor only stores what it is given.
+
+    Args:
+        settings: the run's settings.
+        out: the folder crops and landmarks are written under.
+        detector: the face detector (closed by ``close``).
+        mesh: the face mesh run on each crop (closed by ``close``); None: no landmarks.
+    """
+
+    def __init__(self, settings: DetectSettings, *, out: Path, detector: FaceDetector,
+                 mesh: FaceMesh | None = None) -> None:
         self.settings = settings
         self.out = out
-        self._resources = ExitStack()
-        self.detector = self._resources.enter_context(
-            detector or create_detector(settings.detector, **settings.options))
-        self.mesh = (self._resources.enter_context(FaceMesh(video=False))
-                     if settings.landmarks else None)
+        self.detector = detector
+        self.mesh = mesh
+
+    @classmethod
+    def open(cls, settings: DetectSettings, *, out: Path,
+             detector: FaceDetector | None = None) -> DetectWorker:
+        """A worker with ``detector`` (None: the one ``settings`` names, built here) and, when
+        ``settings.landmarks``, a face mesh.
+
+        Raises:
+            DetectorError: a detector that cannot be built.
+        """
+        detector = detector or create_detector(settings.detector, **settings.options)
+        return cls(settings, out=out, detector=detector,
+                   mesh=FaceMesh(video=False) if settings.landmarks else None)
 
     def close(self) -> None:
-        """Release the detector and the face mesh."""
-        self._resources.close()
+        """Release the face mesh and the detector."""
+        with ExitStack() as resources:
+            resources.callback(self.detector.close)
+            if self.mesh is not None:
+                resources.callback(self.mesh.close)
 
     def __call__(self, job: DetectJob) -> dict[str, Any]:
         """The job's record (``faces.jsonl``), its crop and landmarks written."""
@@ -169,7 +191,7 @@ def _start_process_worker(settings: DetectSettings, out: Path) -> None:
     """Pool initializer: one detector per worker process (detectors hold native graphs); it
     lives as long as the process."""
     global _PROCESS_WORKER
-    _PROCESS_WORKER = DetectWorker(settings, out)
+    _PROCESS_WORKER = DetectWorker.open(settings, out=out)
 
 
 def _run_in_process_worker(job: DetectJob) -> dict[str, Any]:
@@ -188,7 +210,7 @@ def detect_records(jobs: list[DetectJob], *, settings: DetectSettings, root: Pat
         NeopainError: a detector failing on an image; a worker process that died.
     """
     if workers == 1:
-        with closing(DetectWorker(settings, root, detector)) as worker:
+        with closing(DetectWorker.open(settings, out=root, detector=detector)) as worker:
             yield from ordered_map(worker, jobs, workers=1)
         return
     detector.close()

@@ -32,7 +32,7 @@ image-left in a frontal photo) and 473-477 (the subject's left)."""
 # MediaPipe names the eyes and mouth corners from the subject's side. Its model labels a face by
 # how the face looks, so the subject's right eye is the image-left one in any upright face
 # (mirrored or not) and stays index 0 when the head rolls: the order turns with the face, like
-# the keypoints that data.augment rotates and re-orders only on a flip. The contours are those of
+# the keypoints training.augment rotates and re-orders only on a flip. The contours are those of
 # mediapipe's FACEMESH_RIGHT_EYE and FACEMESH_LEFT_EYE connections (a test checks they agree).
 RIGHT_EYE_CONTOUR = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246)
 LEFT_EYE_CONTOUR = (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398,

@@ -10,9 +10,11 @@
     fold_K/history.csv        per-epoch losses (networks)
     fold_K/checkpoint.pt      the resumable training state (networks)
 
-``training.run_cv`` writes it through this package (``layout``, ``network``); evaluation,
-export, explain and the CLI read it through it (``read``, ``network``). ``fold_model`` is the
-interface every fold model answers through, ``metrics`` the binary metrics metrics.json holds.
+``training.run_cv`` writes it through this package (``layout``, ``network``; the trainer's
+callbacks history.csv and checkpoint.pt through ``checkpoints``, which a resumed fold reads);
+evaluation, export, explain and the CLI read it through it (``read``, ``network``).
+``fold_model`` is the interface every fold model answers through, ``metrics`` the binary
+metrics metrics.json holds.
 
 Example::
 
@@ -21,6 +23,13 @@ Example::
     oof_leaks("runs/ncnn")                   # [] : no prediction from a model that saw its subject
 """
 
+from neopain.runs.checkpoints import (
+    CHECKPOINT_KEYS,
+    HISTORY_COLUMNS,
+    load_checkpoint,
+    save_checkpoint,
+    write_history,
+)
 from neopain.runs.fold_model import (
     CvResult,
     Description,
@@ -53,10 +62,11 @@ from neopain.runs.network import TrainedFold, load_fold, save_network, select_ro
 from neopain.runs.read import FoldRun, Run, load_run, oof_leaks
 
 __all__ = [
-    "CONFIG", "FOLD_FILES", "PREDICTION_COLUMNS", "CvResult", "Description", "DescriptionTable",
-    "FoldContext", "FoldFolder", "FoldModel", "FoldPredictions", "FoldResult", "FoldRun",
-    "Run", "RunConfig", "RunError", "RunProgress", "TrainedFold", "fold_folder",
-    "fold_model_names", "load_fold", "load_run", "oof_leaks", "other_fold_model",
-    "other_fold_models", "prediction_table", "read_config", "save_network", "select_rows",
-    "write_config", "write_metrics", "write_predictions", "write_record",
+    "CHECKPOINT_KEYS", "CONFIG", "FOLD_FILES", "HISTORY_COLUMNS", "PREDICTION_COLUMNS",
+    "CvResult", "Description", "DescriptionTable", "FoldContext", "FoldFolder", "FoldModel",
+    "FoldPredictions", "FoldResult", "FoldRun", "Run", "RunConfig", "RunError", "RunProgress",
+    "TrainedFold", "fold_folder", "fold_model_names", "load_checkpoint", "load_fold",
+    "load_run", "oof_leaks", "other_fold_model", "other_fold_models", "prediction_table",
+    "read_config", "save_checkpoint", "save_network", "select_rows", "write_config",
+    "write_history", "write_metrics", "write_predictions", "write_record",
 ]  # fmt: skip

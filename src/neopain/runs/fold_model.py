@@ -4,7 +4,7 @@
 estimator. Per fold it calls ``fit`` (the fold's training and validation rows), ``predict``
 (its test rows) and ``save``, and writes predictions.csv and metrics.json from what
 ``predict`` returns; after the last fold, ``record`` (the run's ``<model>.json``) and
-``notes``.
+``notes``; when the run ends, finished or failed, ``close``.
 
 Fold models are registered by name: every network of ``neopain.models`` (trained by
 ``training``) and the entry points of the group ``neopain.fold_models`` (``pyproject.toml``),
@@ -152,8 +152,8 @@ class Description:
 class FoldModel(ABC):
     """A model built, fitted and tested once per fold; subclasses implement ``predict``.
 
-    One instance runs every fold of a run: ``fit`` starts afresh each time. Learned state
-    ends in ``_``.
+    One instance runs every fold of a run: ``fit`` starts afresh each time; what it keeps
+    open over the folds (a face mesh) ``close`` releases. Learned state ends in ``_``.
     """
 
     trains: ClassVar[bool] = True
@@ -185,6 +185,10 @@ class FoldModel(ABC):
     def notes(self, folds: Sequence[FoldResult]) -> list[str]:
         """What a person should know about the run's results. Default: nothing."""
         return []
+
+    def close(self) -> None:  # noqa: B027 - a hook (STYLE rule 7)
+        """Release what the model kept open over the run's folds (``run_cv`` calls it once
+        the run ends, finished or failed). Default: nothing."""
 
     @classmethod
     def description(cls) -> Description | None:

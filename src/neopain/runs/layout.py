@@ -74,14 +74,14 @@ class FoldFolder:
         return [name for name in FOLD_FILES if os.path.lexists(self.path / name)]
 
 
-def fold_folder(out: str | os.PathLike[str], index: int) -> FoldFolder:
+def fold_folder(out: str | os.PathLike[str], *, index: int) -> FoldFolder:
     """``out / fold_K``, created."""
     folder = FoldFolder(Path(out) / f"fold_{index}")
     folder.path.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def write_config(settings: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+def write_config(settings: Mapping[str, Any], *, path: str | os.PathLike[str]) -> Path:
     """Write a resolved run config as YAML, keys in the given order; returns the file."""
     return write_text_atomic(path, yaml.safe_dump(dict(settings), sort_keys=False))
 
@@ -104,10 +104,12 @@ def read_config(out: str | os.PathLike[str], *, required: bool = True) -> dict:
         raise RunError(str(error)) from None
 
 
-def prediction_table(manifest: Manifest, rows: np.ndarray, prob, *, fold: int,
-                     threshold: float, **extra) -> pd.DataFrame:
+def prediction_table(manifest: Manifest, *, rows: np.ndarray, prob, fold: int,
+                     threshold: float,
+                     columns: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
     """One fold's ``predictions.csv``: ``PREDICTION_COLUMNS`` for the manifest ``rows`` with
-    P(pain) ``prob`` (labelled at ``threshold``), then any ``extra`` columns in order."""
+    P(pain) ``prob`` (labelled at ``threshold``), then any further ``columns`` in order."""
+    extra = dict(columns or {})
     table = manifest.table.iloc[rows]
     return pd.DataFrame({
         "row": np.asarray(rows).astype(int),
@@ -121,13 +123,13 @@ def prediction_table(manifest: Manifest, rows: np.ndarray, prob, *, fold: int,
     }, columns=[*PREDICTION_COLUMNS, *extra])
 
 
-def write_predictions(folder: FoldFolder, manifest: Manifest, rows: np.ndarray, prob, *,
+def write_predictions(folder: FoldFolder, *, manifest: Manifest, rows: np.ndarray, prob,
                       fold: int, threshold: float,
                       columns: Mapping[str, Sequence] | None = None) -> dict[str, float]:
     """Write ``predictions.csv`` (``prediction_table``); returns the metrics of the rows'
     labels against ``prob`` at ``threshold`` (``runs.metrics.binary_metrics``)."""
-    table = prediction_table(manifest, rows, prob, fold=fold, threshold=threshold,
-                             **dict(columns or {}))
+    table = prediction_table(manifest, rows=rows, prob=prob, fold=fold, threshold=threshold,
+                             columns=columns)
     with atomic_output(folder.predictions) as partial:
         table.to_csv(partial, index=False)
     labels = (table["label"] == "pain").astype(int).to_numpy()
@@ -142,6 +144,7 @@ def write_metrics(folder: FoldFolder, *, fold: int, metrics: Mapping[str, float]
     return write_text_atomic(folder.metrics, json.dumps(record, indent=2, allow_nan=True) + "\n")
 
 
-def write_record(out: str | os.PathLike[str], name: str, record: Mapping[str, Any]) -> Path:
+def write_record(out: str | os.PathLike[str], *, name: str,
+                 record: Mapping[str, Any]) -> Path:
     """Write a fold model's run record as ``out/<name>.json``; returns the file."""
     return write_text_atomic(Path(out) / f"{name}.json", json.dumps(record, indent=2) + "\n")

@@ -61,7 +61,7 @@ class TrainedFold:
         return CropRule.exact_box() if self.crop_to_face else CropRule.whole_image()
 
 
-def save_network(folder: FoldFolder, model: PainModel, *, name: str, fold: int, epoch: int,
+def save_network(folder: FoldFolder, *, model: PainModel, name: str, fold: int, epoch: int,
                  train_subjects: Sequence[str], val_subjects: Sequence[str],
                  test_subjects: Sequence[str]) -> Path:
     """Write ``model.pt`` for a trained network (moved to the CPU); returns the file."""

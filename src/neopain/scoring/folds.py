@@ -46,7 +46,6 @@ def row_landmarks(manifest: Manifest, row: int, *, mesh: FaceMesh,
             manifest line and column).
     """
     from neopain.data.images import read_image
-    from neopain.faces.crop import crop_face
     from neopain.faces.landmarks import load_landmarks
 
     line = row + 2  # header is line 1
@@ -58,7 +57,7 @@ def row_landmarks(manifest: Manifest, row: int, *, mesh: FaceMesh,
         image = read_image(manifest.image_path(row))
         box = parse_box(table["face_box"].iat[row]) if crop_to_face else None
         if box is not None:
-            image = crop_face(image, box, margin=0.25).image
+            image = NfcsPredictor.crop.cut(image, box=box)
     except (NeopainError, ValueError) as error:
         column = "landmarks" if stored else "image"
         raise NeopainError(f"manifest line {line}, column '{column}': {error}") from None
@@ -68,11 +67,16 @@ def row_landmarks(manifest: Manifest, row: int, *, mesh: FaceMesh,
 class NfcsFoldModel(FoldModel):
     """The NFCS scorer with its published defaults, against the population reference face.
 
+    One face mesh serves every fold of a run: opened by the first ``predict`` and freed by
+    ``close`` (``run_cv`` calls it when the run ends).
+
     Args:
         crop_to_face: run the face mesh on the face box (margin 0.25) of rows that have one.
     """
 
     trains = False
+    mesh_: FaceMesh | None = None
+    """The run's face mesh; None before the first ``predict`` and after ``close``."""
 
     def __init__(self, *, crop_to_face: bool = True) -> None:
         self.crop_to_face = crop_to_face
@@ -81,24 +85,36 @@ class NfcsFoldModel(FoldModel):
     def from_config(cls, config: RunConfig) -> NfcsFoldModel:
         return cls(crop_to_face=config.crop_to_face)
 
+    def _mesh(self) -> FaceMesh:
+        """The run's face mesh, opened on first use."""
+        if self.mesh_ is None:
+            from neopain.faces.landmarks import FaceMesh
+
+            self.mesh_ = FaceMesh(refine=True)
+        return self.mesh_
+
     def predict(self, fold: FoldContext) -> FoldPredictions:
         """Score each test row; rows without a face mesh get ``UNASSESSABLE_PROB``."""
-        from neopain.faces.landmarks import FaceMesh
-
         scorer = NfcsScorer()
+        mesh = self._mesh()
         scored = []
-        with FaceMesh(refine=True) as mesh:
-            for done, row in enumerate(fold.test, start=1):
-                points = row_landmarks(fold.manifest, int(row), mesh=mesh,
-                                       crop_to_face=self.crop_to_face)
-                scored.append(scorer.score(points))
-                fold.report("scoring", done=done, total=len(fold.test))
+        for done, row in enumerate(fold.test, start=1):
+            points = row_landmarks(fold.manifest, int(row), mesh=mesh,
+                                   crop_to_face=self.crop_to_face)
+            scored.append(scorer.score(points))
+            fold.report("scoring", done=done, total=len(fold.test))
         return FoldPredictions(
             prob=[result.prob_pain for result in scored], threshold=DECISION_THRESHOLD,
             columns={"count": [result.count for result in scored],
                      "assessable": [int(result.assessable) for result in scored]},
             summary={"rows": len(scored),
                      "unassessable": sum(not result.assessable for result in scored)})
+
+    def close(self) -> None:
+        """Free the run's face mesh (a later ``predict`` opens a new one)."""
+        if self.mesh_ is not None:
+            mesh, self.mesh_ = self.mesh_, None
+            mesh.close()
 
     def record(self, folds: Sequence[FoldResult]) -> dict[str, Any]:
         """The scorer's settings and, per fold, its rows and the unassessable ones."""

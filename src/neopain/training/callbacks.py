@@ -2,16 +2,16 @@
 unless overridden.
 
 ``EarlyStopping``, ``Unfreeze`` (two-phase fine-tuning), ``Checkpoint`` (best weights, last
-state for resuming) and ``History`` (history.csv) live here; a network fold model reports its
+state for resuming) and ``History`` (history.csv) live here; the files they write are
+``neopain.runs``'s (``save_checkpoint``, ``write_history``); a network fold model reports its
 epochs and batches to the run's progress through one more (``training.networks.StepReport``).
-A callback's ``state_dict`` goes into checkpoint.pt, so that a resumed
-run continues exactly where the interrupted one stopped.
+A callback's ``state_dict`` goes into checkpoint.pt, so that a resumed run continues exactly
+where the interrupted one stopped.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import os
 from pathlib import Path
@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from neopain.data.files import regular_file_problem
-from neopain.data.outputs import atomic_output
 from neopain.errors import NeopainError
+from neopain.runs import HISTORY_COLUMNS, save_checkpoint, write_history
 
 if TYPE_CHECKING:
     from neopain.training.state import TrainState
 
 MONITORS = ("val_loss", "val_accuracy")
-HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr")
 
 
 def _check_monitor(monitor: str) -> str:
@@ -180,38 +178,6 @@ class Unfreeze(_Monitoring):
         self.unfrozen_epoch_ = state["unfrozen"]
 
 
-_CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "lr", "phase", "frozen", "history",
-                    "callbacks", "stopped", "rng")
-
-
-def load_checkpoint(path: str | os.PathLike[str], *,
-                    map_location: str | torch.device) -> dict[str, Any]:
-    """A checkpoint.pt written by ``Checkpoint`` (``Trainer.state_dict``).
-
-    Read with torch's weights-only unpickler: tensors, numbers, strings, lists and dicts, never
-    an object that runs code while it loads.
-
-    Raises:
-        NeopainError: not a regular file (a FIFO is refused, not opened), not a torch file, or
-            not a checkpoint; the message says to delete it to train the fold afresh.
-    """
-    advice = "delete it to train this fold from the start"
-    if (problem := regular_file_problem(path, what="a checkpoint.pt file")) is not None:
-        raise NeopainError(f"{path}: {problem}; {advice}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types (IndexError too) for a foreign file
-        reason = str(error).strip().split("\n")[0][:200]
-        raise NeopainError(f"{path}: not a neopain checkpoint.pt ({type(error).__name__}: "
-                           f"{reason}); {advice}") from None
-    missing = [key for key in _CHECKPOINT_KEYS
-               if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise NeopainError(f"{path}: not a neopain checkpoint.pt (it lacks "
-                           f"{', '.join(missing)}); {advice}")
-    return state
-
-
 class Checkpoint(_Monitoring):
     """Keep the best weights (by ``monitor``) and write the last state to ``path`` each epoch.
 
@@ -235,8 +201,7 @@ class Checkpoint(_Monitoring):
             self.best_state_ = copy.deepcopy({k: v.detach().cpu()
                                               for k, v in state.model.state_dict().items()})
         if self.path is not None:
-            with atomic_output(self.path) as partial:  # never half a checkpoint
-                torch.save(state.state_dict(), partial)
+            save_checkpoint(self.path, state=state.state_dict())
 
     def on_fit_end(self, state: TrainState) -> None:
         if self.restore_best and self.best_state_ is not None:
@@ -261,11 +226,7 @@ class History(Callback):
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         self.rows_.append({column: logs[column] for column in HISTORY_COLUMNS})
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-                writer.writeheader()
-                writer.writerows(self.rows_)
+            write_history(self.path, rows=self.rows_)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": list(self.rows_)}

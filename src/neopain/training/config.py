@@ -227,4 +227,4 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> Path:
     """Write the resolved config as YAML (every key, defaults included)."""
-    return write_config(config.to_dict(), path)
+    return write_config(config.to_dict(), path=path)

@@ -5,6 +5,7 @@ For each fold K, ``run_cv`` fits the fold model on the fold's ``train`` rows (va
 predictions.csv and metrics.json for every fold model, and what the model saves itself
 (a network: model.pt, history.csv, checkpoint.pt). ``out/config.yaml`` holds the resolved
 config, ``out/<model>.json`` the fold model's run record when it keeps one (NFCS: nfcs.json).
+The fold model's ``close`` runs once the run ends, whether it finished or failed.
 """
 
 from __future__ import annotations
@@ -48,19 +49,19 @@ def fold_model_class(name: str) -> type[FoldModel]:
     return NetworkFoldModel if name in list_models() else other_fold_model(name)
 
 
-def run_fold(model: FoldModel, manifest: Manifest, fold: Fold, *, out: Path,
+def run_fold(model: FoldModel, *, manifest: Manifest, fold: Fold, out: Path,
              progress: RunProgress) -> FoldResult:
     """Fit, predict and save one fold; write its predictions.csv and metrics.json."""
     started = time.perf_counter()
     context = FoldContext(index=fold.index, manifest=manifest,
                           train=rows_of(manifest, training_subjects(fold)),
                           val=rows_of(manifest, fold.val), test=rows_of(manifest, fold.test),
-                          folder=fold_folder(out, fold.index), progress=progress)
+                          folder=fold_folder(out, index=fold.index), progress=progress)
     model.fit(context)
     predicted = model.predict(context)
-    metrics = write_predictions(context.folder, manifest, context.test, predicted.prob,
-                                fold=fold.index, threshold=predicted.threshold,
-                                columns=predicted.columns)
+    metrics = write_predictions(context.folder, manifest=manifest, rows=context.test,
+                                prob=predicted.prob, fold=fold.index,
+                                threshold=predicted.threshold, columns=predicted.columns)
     model.save(context)
     seconds = time.perf_counter() - started
     write_metrics(context.folder, fold=fold.index, metrics=metrics, epochs=model.epochs_,
@@ -93,13 +94,19 @@ def run_cv(config: TrainConfig, *, progress: RunProgress | None = None) -> CvRes
     config.out.mkdir(parents=True, exist_ok=True)
     save_config(config, config.out / CONFIG)
     model = model_class.from_config(config)
-    progress.on_run_start(model=config.model, folds=len(folds), trains=model.trains)
-    results = []
-    for fold in folds:
-        results.append(run_fold(model, manifest, fold, out=config.out, progress=progress))
-        progress.on_fold_end(fold.index)
-    record = model.record(results)
+    try:
+        progress.on_run_start(model=config.model, folds=len(folds), trains=model.trains)
+        results = []
+        for fold in folds:
+            results.append(run_fold(model, manifest=manifest, fold=fold, out=config.out,
+                                    progress=progress))
+            progress.on_fold_end(fold.index)
+        record = model.record(results)
+        notes = tuple(model.notes(results))
+    finally:
+        model.close()
     return CvResult(out=config.out, folds=tuple(results),
-                    record=None if record is None else write_record(config.out, config.model,
-                                                                    record),
-                    notes=tuple(model.notes(results)))
+                    record=None if record is None else write_record(config.out,
+                                                                    name=config.model,
+                                                                    record=record),
+                    notes=notes)

@@ -140,8 +140,10 @@ class EmbeddingCache:
                                     workers=workers, on_progress=on_progress)
         self._memory[key] = features
         if path is not None:
-            with atomic_output(path) as partial:
-                torch.save({"key": key, "features": features}, partial)
+            # through a file object: torch names the archive inside after a path, here a
+            # temporary one, and the same features would give different bytes
+            with atomic_output(path) as partial, partial.open("wb") as handle:
+                torch.save({"key": key, "features": features}, handle)
             logger.debug("embedding cache stored: %s", path)
         return features
 

@@ -30,22 +30,23 @@ logger = logging.getLogger(__name__)
 
 
 class StepReport(Callback):
-    """The trainer's epochs and batches, reported as the steps of a fold."""
+    """The trainer's epochs and batches, reported as the steps of ``fold``; ``epochs_`` and
+    ``stage_`` (``epoch 2/30``) follow the fit."""
 
     def __init__(self, fold: FoldContext) -> None:
         self.fold = fold
-        self.epochs = 0
-        self.stage = ""
+        self.epochs_ = 0
+        self.stage_ = ""
 
     def on_fit_start(self, state: TrainState) -> None:
-        self.epochs = state.epochs
+        self.epochs_ = state.epochs
 
     def on_epoch_start(self, state: TrainState, epoch: int) -> None:
-        self.stage = f"epoch {epoch}/{self.epochs}"
-        self.fold.report(self.stage, done=0, total=None)
+        self.stage_ = f"epoch {epoch}/{self.epochs_}"
+        self.fold.report(self.stage_, done=0, total=None)
 
     def on_batch_end(self, state: TrainState, batch: int, batches: int, loss: float) -> None:
-        self.fold.report(self.stage, done=batch, total=batches)
+        self.fold.report(self.stage_, done=batch, total=batches)
 
 
 class NetworkFoldModel(FoldModel):
@@ -134,7 +135,7 @@ class NetworkFoldModel(FoldModel):
 
     def save(self, fold: FoldContext) -> None:
         """model.pt: the weights, cfg, epochs and the fold's split by subject."""
-        save_network(fold.folder, self.model_, name=self.config.model, fold=fold.index,
+        save_network(fold.folder, model=self.model_, name=self.config.model, fold=fold.index,
                      epoch=self.epochs_, train_subjects=fold.subjects(fold.train),
                      val_subjects=fold.subjects(fold.val),
                      test_subjects=fold.subjects(fold.test))

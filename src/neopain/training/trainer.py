@@ -20,8 +20,9 @@ import torch
 
 from neopain.errors import NeopainError
 from neopain.models.base import PainModel
+from neopain.runs import load_checkpoint
 from neopain.training.batches import BatchSource, flipped
-from neopain.training.callbacks import Callback, load_checkpoint
+from neopain.training.callbacks import Callback
 from neopain.training.config import LR_SCHEDULES, OPTIMIZERS
 from neopain.training.dataset import FaceDataset
 from neopain.training.embeddings import EmbeddingCache
