@@ -45,7 +45,7 @@ class Parity:
 def exported_cfg(fold: TrainedFold) -> ExportedCfg:
     """The ``neopain.cfg`` an export of a training fold carries: its cfg, training's crop rule,
     the run folder, the fold index, this version and today's date."""
-    return ExportedCfg(cfg=fold.model.cfg, crop="face_box" if fold.crop_to_face else "image",
+    return ExportedCfg(cfg=fold.model.cfg, crop=fold.crop_rule.kind,
                        source_run=str(fold.fold_dir.parent), fold=fold.fold,
                        version=neopain.__version__, exported=dt.date.today().isoformat())
 
