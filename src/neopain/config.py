@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         description="Live monitoring records one assessment per this many seconds (plus every "
                     "state change); 0 records every frame with a face.",
     )
+    stale_s: float = Field(
+        default=3.0, gt=0, le=60,
+        description="Seconds without a result after which the live page greys its state as "
+                    "'no current assessment' and clears the face overlay.",
+    )
     timezone: str | None = Field(default=None,
                                  description="IANA zone for days and hours in charts; "
                                              "None: the server's local time.")
