@@ -38,6 +38,7 @@ from neopain.data.images import ImageReadError, decode_image
 from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Predictor
+from neopain.server.display import shown_reply
 from neopain.server.heatmap import cell_regions, evidence_cells
 from neopain.server.model import SharedPredictor, load_live_predictor
 from neopain.server.deps import ENDED, AccessError, Refusal, live_refusal
@@ -192,8 +193,11 @@ def decode_frame(data: bytes) -> np.ndarray:
                         max_pixels=MAX_FRAME_SIDE * MAX_FRAME_SIDE)
 
 
-def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...]) -> dict[str, Any]:
-    """The JSON-ready part of a reply that describes the assessment itself."""
+def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...],
+             threshold: float | None = None) -> dict[str, Any]:
+    """The JSON-ready part of a reply that describes the assessment itself; ``shown`` is what
+    the page shows (``display.shown_of``: the state and the one number that goes with it),
+    judged against ``threshold`` (None: the prediction's own)."""
     prediction = result.prediction
     return {
         "type": "assessment",
@@ -209,6 +213,7 @@ def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...]) -> dict[s
         "state": result.state,
         "changed": result.changed,
         "ms": round(result.latency_ms, 1),
+        "shown": shown_reply(result, threshold=threshold),
     }
 
 
@@ -329,8 +334,8 @@ class LiveStream:
             row, snapshot = self.recorder.record(result, jpeg=lambda: data)
         except StoreError:  # stopped or revoked between the check and the save
             return self.refused(self.recorder.refusal() or ENDED)
-        reply = reply_of(result, frame_shape=frame.shape)
-        if self.heatmap and result.face is not None and result.crop is not None:
+        reply = reply_of(result, frame_shape=frame.shape, threshold=self._assessor.threshold)
+        if self.heatmap and result.crop is not None and result.prediction.assessable:
             reply["heatmap"] = self._heatmap(frame, result, received)
         reply.update(saved=row is not None, snapshot=snapshot,
                      assessment_id=None if row is None else row.id,
