@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         description="Seconds without a result after which the live page greys its state as "
                     "'no current assessment' and clears the face overlay.",
     )
+    session_idle_s: float = Field(
+        default=300.0, ge=10,
+        description="A live monitoring session that gets no frame for this many seconds is "
+                    "ended by the server (checked on start-up and every 30 s at most).",
+    )
     timezone: str | None = Field(default=None,
                                  description="IANA zone for days and hours in charts; "
                                              "None: the server's local time.")

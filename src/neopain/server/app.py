@@ -3,7 +3,8 @@
 Pages (Jinja2 + small plain JavaScript, every asset served from ``static/``), a JSON API with
 an OpenAPI schema at ``/api/openapi.json``, and the live WebSocket. The records store is opened
 (and migrated) when the app is created; the pain model is loaded on first use unless one is
-passed in.
+passed in. While the app runs (its lifespan), ``sweeper.idle_sweeper`` ends the live sessions
+that get no frame for ``settings.session_idle_s``, first when it starts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from neopain.server.live import LiveService
 from neopain.server.middleware import CRASH_MESSAGE, BodyLimit, RequestGuard
 from neopain.server.render import make_templates, render
 from neopain.server.routes import api, auth, live, pages, uploads
+from neopain.server.sweeper import idle_sweeper
 from neopain.store import crud
 from neopain.store.session import open_store
 
@@ -51,7 +53,8 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with idle_sweeper(store, idle_s=settings.session_idle_s):
+            yield
         live_service.close()
         store.kw["bind"].dispose()
 

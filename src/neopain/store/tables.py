@@ -130,6 +130,9 @@ class MonitoringSession(Base):
     model: Mapped[str] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # a live session's stream: when it last connected or sent a frame (written at most every
+    # few seconds); None before its first connection. Sessions idle too long end themselves.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Assessment(Base):

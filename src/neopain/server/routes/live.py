@@ -10,7 +10,9 @@ the server already runs ``NEOPAIN_MAX_STREAMS`` streams. The same checks run aga
 transaction that saves a frame and twice a second while the socket is open: a logout,
 deactivation, new password or changed role closes it within a second (4401/4403), and no
 frame is saved after it.
-Reconnecting to the same session resumes it.
+Reconnecting to the same session resumes it (audited as ``resume``; the first connection is not).
+The frames a stream sends are noted in its session's row (``sweeper.FrameNotes``): a session
+that gets none for ``NEOPAIN_SESSION_IDLE_S`` is ended by the server's sweeper.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from neopain.server.deps import (
     CARE_ROLES, SESSION_COOKIE, Refusal, RowId, live_refusal, optional_user, server_state,
 )
 from neopain.server.live import LiveService, LiveStream, StreamLimitError
+from neopain.server.sweeper import FrameNotes
 from neopain.store import crud
 
 router = APIRouter()
@@ -75,7 +78,7 @@ async def live_socket(websocket: WebSocket, session_id: RowId) -> None:
         return
     tasks: list[asyncio.Task] = []
     try:
-        await run_in_threadpool(_resume, store, session_id, user_id)
+        await run_in_threadpool(_connect, store, session_id, user_id)
         await stream.start()  # detector and model ready before the page sends frames
         await websocket.send_json({"type": "ready"})
         frames = asyncio.create_task(_frames(websocket, stream, store, session_id, user_id))
@@ -119,12 +122,14 @@ async def _watch(stream: LiveStream) -> Refusal:
 async def _frames(websocket: WebSocket, stream: LiveStream, store: sessionmaker[Session],
                   session_id: int, user_id: int | None) -> None:
     """Answer frames and commands until the client leaves or the stream ends."""
+    notes = FrameNotes(store, session_id=session_id)
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         data = message.get("bytes")
         if data is not None:
+            await notes.frame()
             if len(data) > MAX_FRAME_BYTES:
                 await websocket.send_json({"type": "error", "message": "The frame is "
                                            f"larger than {MAX_FRAME_BYTES} bytes."})
@@ -159,11 +164,12 @@ def _command(text: str | None) -> dict:
     return command if isinstance(command, dict) else {}
 
 
-def _resume(store: sessionmaker[Session], session_id: int, user_id: int | None) -> None:
+def _connect(store: sessionmaker[Session], session_id: int, user_id: int | None) -> None:
+    """Note the connection; a reconnection is audited as a resume (``crud.connect_session``)."""
     with store() as db:
         session = crud.get_session(db, session_id)
         user = None if user_id is None else crud.get_user(db, user_id)
-        crud.resume_session(db, session, actor=user)
+        crud.connect_session(db, session, actor=user)
 
 
 def _stop(store: sessionmaker[Session], session_id: int, user_id: int | None) -> None:

@@ -5,27 +5,29 @@ knows it is on disk; changes of patient data add their audit row in the same tra
 Functions take the SQLAlchemy ``Session`` first and everything else by keyword.
 
 The functions live in ``base`` (commit, audit), ``accounts`` (users, logins, the login rate
-limit) and ``records`` (patients, sessions, assessments); callers use them as ``crud.NAME``.
+limit), ``records`` (patients, sessions, assessments) and ``liveness`` (live streams' connections
+and frames, ending idle sessions); callers use them as ``crud.NAME``.
 """
 
 from neopain.store.crud.accounts import (
     count_users, create_login_session, create_user, end_login_session, find_login_session,
     find_user, get_user, list_users, release_login_attempt, reserve_login_attempt, update_user,
 )
-from neopain.store.crud.base import audit, list_audit
+from neopain.store.crud.base import SYSTEM, audit, list_audit
+from neopain.store.crud.liveness import connect_session, end_idle_sessions, note_frame
 from neopain.store.crud.records import (
     NewAssessment, add_assessment, count_assessments, create_patient, discard_session,
     end_session, record_image,
     get_assessment, get_patient, get_session, last_snapshot_state, list_assessments,
-    list_sessions, resume_session, search_patients, start_session, update_patient,
+    list_sessions, search_patients, start_session, update_patient,
 )
 
 __all__ = [
-    "NewAssessment", "add_assessment", "audit", "count_assessments", "count_users",
-    "create_login_session", "create_patient", "create_user", "discard_session", "end_login_session",
-    "end_session", "find_login_session", "find_user", "get_assessment", "get_patient",
-    "get_session", "get_user", "last_snapshot_state", "list_assessments", "list_audit",
-    "list_sessions", "list_users", "record_image", "release_login_attempt", "reserve_login_attempt",
-    "resume_session", "search_patients", "start_session",
-    "update_patient", "update_user",
+    "add_assessment", "audit", "connect_session", "count_assessments", "count_users",
+    "create_login_session", "create_patient", "create_user", "discard_session",
+    "end_idle_sessions", "end_login_session", "end_session", "find_login_session", "find_user",
+    "get_assessment", "get_patient", "get_session", "get_user", "last_snapshot_state",
+    "list_assessments", "list_audit", "list_sessions", "list_users", "NewAssessment",
+    "note_frame", "record_image", "release_login_attempt", "reserve_login_attempt",
+    "search_patients", "start_session", "SYSTEM", "update_patient", "update_user",
 ]

@@ -23,11 +23,21 @@ def commit(db: Session, what: str) -> None:
         raise StoreError(f"{what}: refused by the database ({reason})") from None
 
 
-def stage_audit(db: Session, actor: User | None, action: str, object_type: str = "",
+SYSTEM = "system"
+"""The actor of what the server does by itself (e.g. ending an idle session) in the audit log."""
+
+
+def stage_audit(db: Session, actor: User | str | None, action: str, object_type: str = "",
                 object_id: int | None = None, detail: str = "") -> None:
-    """Add an audit row to the transaction in progress (committed with the change it records)."""
-    db.add(AuditEntry(user_id=None if actor is None else actor.id,
-                      username="" if actor is None else actor.username, action=action,
+    """Add an audit row to the transaction in progress (committed with the change it records).
+
+    ``actor``: the user, ``SYSTEM`` for the server itself, None for the command line.
+    """
+    if isinstance(actor, User):
+        user_id, username = actor.id, actor.username
+    else:
+        user_id, username = None, actor or ""
+    db.add(AuditEntry(user_id=user_id, username=username, action=action,
                       object_type=object_type, object_id=object_id, detail=detail[:200]))
 
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, undefer
 
-from neopain.store.crud.base import stage_audit, commit, audit
+from neopain.store.crud.base import commit, stage_audit
 from neopain.store.session import StoreError
 from neopain.store.tables import (
     SOURCES, Assessment, MonitoringSession, Patient, User, utc_now,
@@ -112,12 +112,6 @@ def _stage_end(db: Session, session: MonitoringSession, *, actor: User | None,
                when: datetime) -> None:
     session.ended_at = when
     stage_audit(db, actor, "stop", "session", session.id, f"patient={session.patient_id}")
-
-
-def resume_session(db: Session, session: MonitoringSession, *, actor: User | None) -> None:
-    """Audit that a live session's stream reconnected."""
-    audit(db, actor=actor, action="resume", object_type="session", object_id=session.id,
-          detail=f"patient={session.patient_id}")
 
 
 def end_session(db: Session, session: MonitoringSession, *,
