@@ -9,6 +9,7 @@ import typer
 from rich.text import Text
 
 from neopain.cli.console import console
+from neopain.cli.users import first_admin_command, shown_url
 from neopain.config import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def _print_start(app: FastAPI, settings: Settings, *, https: bool) -> None:
 
     with app.state.neopain.store() as db:
         users = crud.count_users(db)
-    console.print(f"Records: [bold]{Text(_safe_url(settings.records_url()))}[/]",
+    console.print(Text.assemble("Records: ", (shown_url(settings.records_url()), "bold")),
                   soft_wrap=True)
     console.print(f"Open [bold cyan]{url}[/] in a browser on this machine", highlight=False)
     if settings.host == "0.0.0.0":
@@ -79,16 +80,18 @@ def _print_start(app: FastAPI, settings: Settings, *, https: bool) -> None:
                       "(the camera needs https there: --ssl-certfile/--ssl-keyfile or a "
                       "TLS proxy)", highlight=False)
     if users == 0:
-        db_option = (f" --db {_safe_url(settings.database_url)}" if settings.database_url
-                     else "")
-        console.print("\n[bold yellow]No account exists yet.[/] Create the first administrator "
-                      "with\n"
-                      f"  [bold]neopain users create --username NAME --role admin{db_option}[/]"
-                      f"\nor once, in the browser, at {url}setup", highlight=False)
+        _print_first_admin(settings, setup_url=f"{url}setup")
     console.print("Stop with Ctrl+C.")
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+def _print_first_admin(settings: Settings, *, setup_url: str) -> None:
+    """How to make the first admin: a command that works in a new shell (it names this
+    server's data folder or database), or the one-time /setup page."""
+    command = first_admin_command(settings)
+    console.print("\n[bold yellow]No account exists yet.[/] Create the first administrator "
+                  "with (in any shell on this machine)", highlight=False)
+    # one line however long, never read as markup: it is meant to be copied
+    console.print(Text("  " + command, style="bold"), soft_wrap=True, highlight=False)
+    if "***" in command:
+        console.print("  (with the database password in place of ***)", highlight=False)
+    console.print(f"or once, in the browser, at {setup_url}", highlight=False)

@@ -6,7 +6,9 @@ is asked twice (or read from stdin with ``--password-stdin``) and stored as an a
 
 from __future__ import annotations
 
+import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -14,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from neopain.cli.console import console, fail
-from neopain.config import get_settings
+from neopain.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +39,37 @@ PasswordStdin = Annotated[
     typer.Option("--password-stdin", help="Read the password from the first line of stdin "
                                           "instead of asking twice."),
 ]
+
+
+def first_admin_command(settings: Settings) -> str:
+    """The ``neopain users create`` command that makes the first admin in the database of
+    ``settings``, from any shell and folder: with ``--db URL`` (password hidden) when
+    ``database_url`` is set, else with ``NEOPAIN_DATA_DIR=/absolute/path`` when the data
+    folder is not the default one.
+
+    Example: ``NEOPAIN_DATA_DIR=/srv/neopain neopain users create --username NAME --role admin``
+    """
+    command = "neopain users create --username NAME --role admin"
+    if settings.database_url:
+        return f"{command} --db {shlex.quote(shown_url(settings.database_url))}"
+    folder = settings.data_dir.expanduser().absolute()
+    default = Settings.model_fields["data_dir"].get_default(call_default_factory=True)
+    if folder == default.expanduser().absolute():
+        return command
+    return f"NEOPAIN_DATA_DIR={shlex.quote(str(folder))} {command}"
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit to print: its password hidden (``***``), a relative SQLite path
+    made absolute (so it names the same file from any folder)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" \
+            and not database.startswith("file:") and not Path(database).is_absolute():
+        parsed = parsed.set(database=str(Path(database).absolute()))
+    return parsed.render_as_string(hide_password=True)
 
 
 def _store(db: str | None) -> sessionmaker[Session]:
@@ -108,8 +141,10 @@ def list_users(db: DbOption = None) -> None:
     with _store(db)() as session:
         users = crud.list_users(session)
     if not users:
-        console.print("No accounts yet. Create the first administrator with\n"
-                      "  neopain users create --username NAME --role admin")
+        settings = get_settings() if db is None else Settings(database_url=db)
+        console.print("No accounts yet. Create the first administrator with")
+        console.print(Text("  " + first_admin_command(settings)), soft_wrap=True,
+                      highlight=False)
         return
     _print_users(users, title=f"{len(users)} account{'s' if len(users) != 1 else ''}")
 
