@@ -8,6 +8,10 @@ the guide turns green with a label, a confidence and milliseconds → the label 
 clip from no pain to pain and back → Stop → the history holds one snapshot per state change
 → the profile's charts render. A clip without a face keeps the guide red and saves nothing.
 Screenshots of every step go to ``$NEOPAIN_E2E_SCREENSHOTS`` or a temporary folder.
+
+The page shows only what is current (issue 19): Stop greys the state at once; leaving the page
+ends the session; a server that stops answering (replies held back) or stops altogether greys
+it within ``NEOPAIN_STALE_S`` + 1 s, the old label and the face box gone.
 """
 
 from __future__ import annotations
@@ -72,16 +76,10 @@ def clips(tmp_path_factory) -> dict[str, Path]:
             "empty": write_y4m(folder / "empty.y4m", empty, fps=FPS)}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app as ``neopain serve`` runs it (real model), on uvicorn in a thread."""
+def start_uvicorn(app) -> tuple[object, threading.Thread, str]:
+    """``app`` on uvicorn in a thread on a free port: (server, thread, base URL)."""
     import uvicorn
 
-    from neopain.config import Settings
-    from neopain.server.app import create_app
-
-    data_dir = tmp_path_factory.mktemp("data")
-    app = create_app(Settings(data_dir=data_dir))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -92,9 +90,49 @@ def server(tmp_path_factory):
     deadline = time.monotonic() + 30
     while not runner.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield app, f"http://127.0.0.1:{port}"
+    return runner, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app as ``neopain serve`` runs it (real model), on uvicorn in a thread."""
+    from neopain.config import Settings
+    from neopain.server.app import create_app
+
+    data_dir = tmp_path_factory.mktemp("data")
+    app = create_app(Settings(data_dir=data_dir))
+    runner, thread, base = start_uvicorn(app)
+    yield app, base
     runner.should_exit = True
     thread.join(timeout=10)
+    app.state.live.close()
+
+
+STALE_S = 2.0
+
+
+@pytest.fixture()
+def stoppable(tmp_path_factory):
+    """A second server (``NEOPAIN_STALE_S`` = ``STALE_S``) with an admin and a patient, that
+    the test stops mid-stream: (app, base URL, patient id, stop())."""
+    from neopain.config import Settings
+    from neopain.server import security
+    from neopain.server.app import create_app
+    from neopain.store import crud
+
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("stoppable"), stale_s=STALE_S))
+    with app.state.neopain.store() as db:
+        admin = crud.create_user(db, username=ADMIN, role="admin",
+                                 password_hash=security.hash_password(PASSWORD))
+        patient_id = crud.create_patient(db, actor=admin, name="Baby Stale").id
+    runner, thread, base = start_uvicorn(app)
+
+    def stop() -> None:  # uvicorn closes its connections and exits on its own thread
+        runner.should_exit = True
+
+    yield app, base, patient_id, stop
+    stop()
+    thread.join(timeout=15)
     app.state.live.close()
 
 
@@ -226,4 +264,111 @@ def test_bedside_monitor_end_to_end(server, clips, shots):
         snapshots = crud.list_assessments(db, session_id=sessions[1].id, snapshots_only=True,
                                           newest_first=False)
         assert [a.state for a in snapshots] == states
-    assert len(list(shots.glob("*.png"))) == 9
+    assert len(list(shots.glob("0*.png"))) == 9
+
+
+CURRENT = ("no pain", "PAIN")
+
+
+def wait_until(page, condition, *, timeout_s: float, what: str) -> float:
+    """Poll ``condition()`` every 100 ms; the seconds it took (AssertionError after timeout)."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what}: not within {timeout_s} s; label {label_of(page)!r}")
+        page.wait_for_timeout(100)
+    return time.monotonic() - started
+
+
+def assert_not_current(page) -> None:
+    """Grey "no current assessment", no old label or number, no face box, no green oval."""
+    assert label_of(page) == "no current assessment"
+    assert page.get_attribute("#label", "data-label") == "stale"
+    assert page.locator("[data-label=pain], [data-label=nopain]").count() == 0
+    assert page.inner_text("#confidence") == "–"
+    assert page.get_attribute("#guide", "data-state") == "idle"
+    painted = page.evaluate("""() => { const c = document.getElementById('overlay');
+        if (!c.width || !c.height) return 0;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }""")
+    assert painted == 0
+
+
+def start_and_wait_current(page) -> None:
+    page.click("#start")
+    wait_until(page, lambda: label_of(page) in CURRENT, timeout_s=90, what="a current state")
+
+
+def test_the_page_shows_only_what_is_current(stoppable, clips, shots):
+    from playwright.sync_api import sync_playwright
+
+    from neopain.store import crud
+
+    app, base, patient_id, stop_server = stoppable
+    hold = {"replies": False}
+
+    def relay(ws) -> None:  # every live socket through here; replies dropped while held
+        upstream = ws.connect_to_server()
+        ws.on_message(upstream.send)
+        upstream.on_message(lambda message: None if hold["replies"] else ws.send(message))
+
+    def ended(session_id: int) -> bool:
+        with app.state.neopain.store() as db:
+            return crud.get_session(db, session_id, fresh=True).ended_at is not None
+
+    def newest_session() -> int:
+        with app.state.neopain.store() as db:
+            return crud.list_sessions(db, patient_id=patient_id)[0].id
+
+    with sync_playwright() as playwright:
+        browser = browser_with_camera(playwright, clips["face"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)
+        page.route_web_socket(re.compile(r".*/ws/sessions/\d+$"), relay)
+        log_in(page, base)
+        live = f"{base}/patients/{patient_id}/live"
+        page.goto(live)
+        assert page.get_attribute("#live", "data-stale-s") == str(STALE_S)
+
+        # Stop: the state greys at once, the last one named with its time
+        start_and_wait_current(page)
+        shown = label_of(page)
+        page.screenshot(path=shots / "10-current.png")
+        page.click("#stop")
+        page.wait_for_selector("#history-link")
+        assert_not_current(page)
+        assert re.fullmatch(rf"last: ({shown}|{'|'.join(CURRENT)}) at \d\d:\d\d:\d\d",
+                            page.inner_text("#last-result")), page.inner_text("#last-result")
+        page.screenshot(path=shots / "11-stopped-not-current.png")
+
+        # leaving the page without Stop ends the session
+        start_and_wait_current(page)
+        left = newest_session()
+        assert not ended(left)
+        page.click(f"nav.tabs a[href='/patients/{patient_id}']")
+        page.wait_for_url(f"{base}/patients/{patient_id}")
+        wait_until(page, lambda: ended(left), timeout_s=5, what="the session ended on leaving")
+
+        # a server that stops answering: grey within NEOPAIN_STALE_S + 1 s
+        page.goto(live)
+        start_and_wait_current(page)
+        hold["replies"] = True
+        took = wait_until(page, lambda: label_of(page) == "no current assessment",
+                          timeout_s=STALE_S + 1, what="grey after replies stopped")
+        assert took >= STALE_S - 1.0, took  # greyed by the time limit, not by anything else
+        assert_not_current(page)
+        page.screenshot(path=shots / "12-no-replies-not-current.png")
+        hold["replies"] = False
+        page.click("#stop")
+        page.wait_for_selector("#history-link")
+
+        # the server stops mid-stream: grey within NEOPAIN_STALE_S + 1 s
+        start_and_wait_current(page)
+        stopped_at = time.monotonic()
+        stop_server()
+        remaining = STALE_S + 1 - (time.monotonic() - stopped_at)
+        wait_until(page, lambda: label_of(page) == "no current assessment",
+                   timeout_s=max(remaining, 0.1), what="grey after the server stopped")
+        assert_not_current(page)
+        page.screenshot(path=shots / "13-server-stopped-not-current.png")
+        browser.close()

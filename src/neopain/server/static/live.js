@@ -2,6 +2,11 @@
 // One frame is in flight at a time (the next goes when the reply is in, at most 2 per second),
 // so a slow network or server never builds a queue. A dropped connection is retried with
 // growing pauses and resumes the same monitoring session.
+// The page shows only what is current: after NEOPAIN_STALE_S seconds without a result, after
+// Stop or while the link is lost, the state turns grey ("no current assessment — last: … at
+// hh:mm:ss") and the overlay clears. What a reply shows (state, number) is decided by the
+// server (reply.shown, neopain.server.display); this page only renders it. Leaving the page
+// ends the session (a beacon to the Stop endpoint).
 (() => {
   "use strict";
   const FRAME_INTERVAL_MS = 500;
@@ -9,6 +14,7 @@
   const $ = (id) => document.getElementById(id);
   const root = $("live");
   const patientId = root.dataset.patient;
+  const STALE_MS = (parseFloat(root.dataset.staleS) || 3) * 1000;
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const video = $("camera");
   const overlay = $("overlay");
@@ -25,6 +31,9 @@
   let sentAt = 0;
   let timer = null;
   let heatmapOn = false;
+  let lastResultAt = 0;  // performance.now() of the last result (or of Start)
+  let lastShown = null;  // {text, at: Date} of the last result shown
+  let staleTimer = null;
 
   function setStatus(text, link) {
     const status = $("status");
@@ -67,6 +76,9 @@
     $("saved-count").textContent = "0";
     running = true;
     stopping = false;
+    lastResultAt = performance.now();
+    clearInterval(staleTimer);
+    staleTimer = setInterval(checkStale, 250);
     $("stop").disabled = false;
     connect();
   }
@@ -132,29 +144,45 @@
   function show(reply) {
     guide.dataset.state = reply.found ? "found" : "missing";
     const label = $("label");
-    if (reply.state) {
-      const pain = reply.state === "pain";
-      label.textContent = pain ? "PAIN" : "no pain";
-      label.dataset.label = reply.state;
-      const sure = pain ? reply.smoothed : 1 - reply.smoothed;
-      $("confidence").textContent = `${Math.round(sure * 100)}%`;
-    }
-    if (!reply.found) {
-      label.textContent = "no face";
-      label.dataset.label = "";
-      $("confidence").textContent = "–";
-    } else if (!reply.assessable) {
-      // a face the model cannot judge (turned away, mesh lost): say so, keep nothing
-      label.textContent = "cannot assess";
-      label.dataset.label = "";
-      $("confidence").textContent = "–";
-    }
+    const shown = reply.shown;
+    label.textContent = shown.text;
+    label.dataset.label = shown.kind;
+    $("confidence").textContent = shown.number;
+    $("last-result").textContent = "";
+    lastResultAt = performance.now();
+    lastShown = {text: shown.text, at: new Date()};
     $("latency").textContent = `${Math.round(reply.server_ms)} ms`;
     if (reply.saved) {
       saved += 1;
       $("saved-count").textContent = String(saved);
     }
     draw(reply);
+  }
+
+  function clock(date) {
+    return [date.getHours(), date.getMinutes(), date.getSeconds()]
+      .map((n) => String(n).padStart(2, "0")).join(":");
+  }
+
+  function checkStale() {
+    if (!running || performance.now() - lastResultAt <= STALE_MS) return;
+    if ($("label").dataset.label !== "stale" && socket && socket.readyState === WebSocket.OPEN) {
+      setStatus(`No result from the server for ${STALE_MS / 1000} s.`);
+    }
+    markStale();
+  }
+
+  function markStale() {
+    // nothing current to show: grey state, no number, no face box, oval or heatmap
+    const label = $("label");
+    label.textContent = "no current assessment";
+    label.dataset.label = "stale";
+    $("confidence").textContent = "–";
+    $("latency").textContent = "–";
+    $("last-result").textContent = lastShown
+      ? `last: ${lastShown.text} at ${clock(lastShown.at)}` : "no result yet";
+    guide.dataset.state = "idle";
+    overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
   }
 
   function draw(reply) {
@@ -164,15 +192,16 @@
     overlay.height = height;
     const context = overlay.getContext("2d");
     context.clearRect(0, 0, width, height);
+    if (heatmapOn && reply.found && reply.assessable && reply.heatmap !== undefined) {
+      // only a face the model can assess tells whether the model gives heatmaps
+      $("heatmap-note").textContent = reply.heatmap === null ? "This model gives no heatmap." : "";
+    }
     if (!reply.found || !reply.box) return;
     // the video is letterboxed inside its element (object-fit: contain)
     const scale = Math.min(width / reply.width, height / reply.height);
     const dx = (width - reply.width * scale) / 2;
     const dy = (height - reply.height * scale) / 2;
     const [x1, y1, x2, y2] = reply.box.map((v, i) => v * scale + (i % 2 ? dy : dx));
-    if (heatmapOn && reply.heatmap === null) {
-      $("heatmap-note").textContent = "This model gives no heatmap.";
-    }
     if (heatmapOn && reply.heatmap) {
       for (const [x, y, radius, weight] of reply.heatmap) {
         const cx = x * scale + dx;
@@ -185,7 +214,7 @@
         context.fillRect(cx - r, cy - r, 2 * r, 2 * r);
       }
     }
-    context.strokeStyle = reply.state === "pain" ? "#e74c3c" : "#2ecc71";
+    context.strokeStyle = reply.shown.kind === "pain" ? "#e74c3c" : "#2ecc71";
     context.lineWidth = 2;
     context.strokeRect(x1, y1, x2 - x1, y2 - y1);
   }
@@ -204,7 +233,7 @@
       postStop();
       return;
     }
-    guide.dataset.state = "idle";
+    markStale();
     retries += 1;
     const delay = Math.min(30000, 1000 * 2 ** Math.min(retries - 1, 5));
     setStatus(`Connection lost; reconnecting in ${Math.round(delay / 1000)} s. ` +
@@ -240,8 +269,9 @@
     running = false;
     stopping = false;
     clearTimeout(timer);
+    clearInterval(staleTimer);
     stopCamera();
-    guide.dataset.state = "idle";
+    markStale();
     $("start").disabled = false;
     $("stop").disabled = true;
     setStatus(`Stopped. ${saved} assessments saved.`,
@@ -254,10 +284,25 @@
     }
   }
 
+  function leave() {
+    // leaving the page (History, reload, closing the tab) ends the session: a beacon survives
+    // the unload, and carries the CSRF token as a form field
+    if (!running || sessionId === null) return;
+    navigator.sendBeacon(`/api/sessions/${sessionId}/stop`,
+                         new URLSearchParams({csrf_token: csrf}));
+    running = false;
+    clearTimeout(timer);
+    clearInterval(staleTimer);
+    if (socket) socket.close();
+    stopCamera();
+  }
+
   $("start").addEventListener("click", start);
+  window.addEventListener("pagehide", leave);
   $("stop").addEventListener("click", stop);
   $("heatmap").addEventListener("change", (event) => {
     heatmapOn = event.target.checked;
+    if (!heatmapOn) $("heatmap-note").textContent = "";
     sendOptions();
   });
 })();
