@@ -275,7 +275,8 @@ def wait_until(page, condition, *, timeout_s: float, what: str) -> float:
     started = time.monotonic()
     while not condition():
         if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s} s; label {label_of(page)!r}")
+            shown = page.locator("#label").all_inner_texts()  # none off the live page
+            raise AssertionError(f"{what}: not within {timeout_s} s; label {shown}")
         page.wait_for_timeout(100)
     return time.monotonic() - started
 
