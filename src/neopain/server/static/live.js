@@ -124,6 +124,8 @@
   }
 
   function handle(reply) {
+    // other panels of the page (explanation.js) render from the same replies
+    document.dispatchEvent(new CustomEvent("neopain:reply", {detail: reply}));
     if (reply.type === "ready") {
       // the server has built this stream's face detector: frames sent now are not kept waiting
       setStatus("Monitoring.");
@@ -173,6 +175,7 @@
   }
 
   function markStale() {
+    document.dispatchEvent(new CustomEvent("neopain:stale"));
     // nothing current to show: grey state, no number, no face box, oval or heatmap
     const label = $("label");
     label.textContent = "no current assessment";
