@@ -1,11 +1,12 @@
 """The profile's charts as SVG, drawn on the server with matplotlib (no pyplot, no scripts):
-assessments and pain share by day and by hour of day, and one session's P(pain) timeline."""
+assessments and pain share by day and by hour of day, and one session's P(pain) timeline in
+clock time. Text stays text in the SVG (readable, searchable, scaled by the browser)."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -28,8 +29,11 @@ def _figure(width: float = 7.5, height: float = 2.8) -> tuple[Figure, Axes]:
 
 
 def _svg(figure: Figure) -> bytes:
+    from matplotlib import rc_context
+
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    with rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     return buffer.getvalue()
 
 
@@ -80,18 +84,22 @@ def share_chart(times: Sequence[datetime], labels: Sequence[str | None], *, by: 
     return _svg(figure)
 
 
-def timeline_chart(offsets_s: Sequence[float], probs: Sequence[float | None],
+def timeline_chart(times: Sequence[datetime], probs: Sequence[float | None],
                    smoothed: Sequence[float | None], states: Sequence[str | None],
-                   snapshots: Sequence[bool], *, threshold: float = 0.5) -> bytes:
+                   snapshots: Sequence[bool], *, zone: tzinfo | None,
+                   threshold: float = 0.5) -> bytes:
     """One session: P(pain) per saved frame (dots), the smoothed value (line) and the
-    snapshots at changes of state (vertical lines, coloured by the new state) (SVG)."""
+    snapshots at changes of state (vertical lines, coloured by the new state), against the
+    clock time of each frame in ``zone`` (None: the server's local zone) (SVG)."""
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+
     figure, ax = _figure(height=2.4)
-    if not offsets_s:
+    if not times:
         _empty(ax, "No assessments in this session")
         return _svg(figure)
-    minutes = max(offsets_s) > 300
-    scale, unit = (60.0, "min") if minutes else (1.0, "s")
-    x = [o / scale for o in offsets_s]
+    local = [t.astimezone(zone) for t in times]
+    # wall-clock times as naive values, drawn and labelled as they are (no second conversion)
+    x = [t.replace(tzinfo=None) for t in local]
     ax.scatter(x, [p if p is not None else float("nan") for p in probs], s=8, color=COUNT,
                label="P(pain)")
     ax.plot(x, [s if s is not None else float("nan") for s in smoothed], color="black",
@@ -99,9 +107,15 @@ def timeline_chart(offsets_s: Sequence[float], probs: Sequence[float | None],
     for position, state, snap in zip(x, states, snapshots):
         if snap:
             ax.axvline(position, color=PAIN if state == "pain" else NOPAIN, lw=1.5, alpha=0.8)
+    if x[0] == x[-1]:  # one moment: a minute around it, so the axis has clock times
+        ax.set_xlim(x[0] - timedelta(seconds=30), x[0] + timedelta(seconds=30))
+    ax.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=8))
+    several_days = local[-1].date() != local[0].date()
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M" if several_days else "%H:%M:%S",
+                                               tz=timezone.utc))
     ax.axhline(threshold, color="0.5", ls="--", lw=0.8)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(f"time since start ({unit})")
+    ax.set_xlabel(f"clock time, {local[0]:%Y-%m-%d} (UTC{local[0]:%z})")
     ax.set_ylabel("P(pain)")
     ax.legend(loc="upper right", fontsize=7)
     return _svg(figure)

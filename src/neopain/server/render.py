@@ -1,9 +1,10 @@
 """HTML responses: Jinja2 templates with the user, a CSRF token and local times; cookies with
-the flags the settings ask for."""
+the flags the settings ask for; the view grants that let a page's pictures and charts ride on
+the page's one audit row."""
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 FLASH_COOKIE = "neopain_flash"
 FLASH_MAX = 300
 FLASH_AGE_S = 60
+VIEW_GRANT_AGE_S = 12 * 3600
 
 
 def display_zone(settings: Settings) -> tzinfo | None:
@@ -29,19 +31,50 @@ def display_zone(settings: Settings) -> tzinfo | None:
     return ZoneInfo(settings.timezone) if settings.timezone else None
 
 
+def local_time(value: datetime, zone: tzinfo | None) -> datetime:
+    """A stored (aware UTC) time as clock time in ``zone`` (None: the server's local zone);
+    every page, table and chart converts through here."""
+    return value.astimezone(zone)
+
+
+def day_start(day: date, zone: tzinfo | None) -> datetime:
+    """The first instant of ``day`` in ``zone`` (None: the server's local zone), aware."""
+    start = datetime.combine(day, time())
+    return start.replace(tzinfo=zone) if zone is not None else start.astimezone()
+
+
+def day_end(day: date, zone: tzinfo | None) -> datetime:
+    """The first instant after ``day`` in ``zone``, aware."""
+    return day_start(day + timedelta(days=1), zone)
+
+
+def duration_text(seconds: float | None) -> str:
+    """``"1 h 05 min"``, ``"4 min 20 s"``, ``"12 s"``; ``"–"`` for None."""
+    if seconds is None:
+        return "–"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
 def make_templates(settings: Settings) -> Jinja2Templates:
-    """The page templates, with filters ``localtime``, ``percent`` and ``patient_label``."""
+    """The page templates, with filters ``localtime`` (clock time in the display zone),
+    ``duration``, ``percent`` and ``patient_label``."""
     templates = Jinja2Templates(directory=TEMPLATES)
     zone = display_zone(settings)
 
     def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-        return "" if value is None else value.astimezone(zone).strftime(fmt)
+        return "" if value is None else local_time(value, zone).strftime(fmt)
 
     def percent(value: float | None) -> str:
         return "–" if value is None else f"{value:.0%}"
 
     templates.env.filters["localtime"] = localtime
     templates.env.filters["percent"] = percent
+    templates.env.filters["duration"] = duration_text
     templates.env.filters["patient_label"] = patient_label
     return templates
 
@@ -87,6 +120,27 @@ def _flashed(request: Request) -> str:
     except BadSignature:  # forged, or older than FLASH_AGE_S (SignatureExpired)
         return ""
     return notice if isinstance(notice, str) else ""
+
+
+def view_grant(request: Request, *, user_id: int, patient_id: int) -> str:
+    """A token for the addresses of the pictures and charts a page of ``patient_id`` shows
+    (``?view=…``): the page's own audit row covers them, so each adds none. Signed with the
+    server's secret and bound to the user; it holds ids only."""
+    return URLSafeTimedSerializer(server_state(request).secret, salt="view").dumps(
+        [user_id, patient_id])
+
+
+def view_granted(request: Request, token: str, *, user_id: int, patient_id: int) -> bool:
+    """Whether ``token`` came from ``view_grant`` for this user and patient, within
+    ``VIEW_GRANT_AGE_S`` (a request without it is audited on its own)."""
+    if not token:
+        return False
+    try:
+        granted = URLSafeTimedSerializer(server_state(request).secret, salt="view").loads(
+            token, max_age=VIEW_GRANT_AGE_S)
+    except BadSignature:
+        return False
+    return granted == [user_id, patient_id]
 
 
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> Response:

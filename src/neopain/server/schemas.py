@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
+)
 
 from neopain.store.tables import Assessment, MonitoringSession, Patient, User
 
@@ -36,6 +38,31 @@ class PatientIn(BaseModel):
         if value is not None and value > date.today():
             raise ValueError("the birth date lies in the future")
         return value
+
+
+PATIENT_FIELD_RULES = {
+    "name": "Name: up to 200 characters.",
+    "record_number": "Record number: up to 64 characters.",
+    "birth_date": "Birth date: a date (YYYY-MM-DD), today or earlier, or empty.",
+    "gestational_age_weeks": "Gestational age: a number of weeks from 20 to 45, or empty.",
+    "notes": "Notes: up to 5000 characters.",
+}
+IDENTIFIED_RULE = "Name or record number: give at least one of them."
+
+
+def form_problems(error: ValidationError) -> dict[str, str]:
+    """Each refused field of a ``PatientIn`` form and what it accepts, in words for the page
+    (pydantic's own text is for developers, and it may echo the input). A patient with
+    neither a name nor a record number is named under ``"name"``."""
+    problems = {}
+    for problem in error.errors():
+        if not problem["loc"]:  # the rule of the whole form
+            problems["name"] = IDENTIFIED_RULE
+            continue
+        field = str(problem["loc"][0])
+        problems[field] = PATIENT_FIELD_RULES.get(
+            field, f"{field}: not a field of this form; valid: {', '.join(PATIENT_FIELD_RULES)}.")
+    return problems
 
 
 class PatientUpdate(BaseModel):

@@ -1,14 +1,17 @@
 """The HTML pages: patient list and search, new/edit patient, history, profile with charts,
 snapshot images, the live page, instructions, and the admin's users and audit pages.
 
-Every view of patient data adds an audit row; the detail names the page, never a value.
+Every view of patient data adds an audit row; the detail names the page, never a value. The
+pictures and charts a page shows carry its view grant (``render.view_grant``) and add no row of
+their own; fetched without it, each is audited as a view.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -16,24 +19,39 @@ from sqlalchemy.orm import Session
 from neopain.prediction import default_kind
 from neopain.server import charts, security
 from neopain.server.deps import (
-    Admin, Carer, Db, RowId, Viewer, csrf_protect, server_state,
+    MAX_ROW_ID, Admin, Carer, Db, Offset, RowId, Viewer, csrf_protect, server_state,
 )
-from neopain.server.render import display_zone, render
+from neopain.server.render import (
+    day_end, day_start, display_zone, render, view_grant, view_granted,
+)
 from neopain.server.routes.common import patient_or_404, session_or_404
-from neopain.server.schemas import PatientIn
+from neopain.server.schemas import PatientIn, form_problems
 from neopain.store import crud
 from neopain.store.session import StoreError
-from neopain.store.tables import ROLES, User
+from neopain.store.tables import ROLES, Patient, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
 SVG = "image/svg+xml"
 FORM_FIELDS = ("name", "record_number", "birth_date", "gestational_age_weeks", "notes")
 PROFILE_SESSIONS = 10
+AUDIT_PAGE = 50
+ViewGrant = Annotated[str, Query(max_length=200)]
 
 
 def _view(db: Session, user: User, what: str, object_type: str, object_id: int | None) -> None:
     crud.audit(db, actor=user, action="view", object_type=object_type, object_id=object_id,
                detail=what)
+
+
+def _part_view(request: Request, db: Session, user: User, *, view: str, patient_id: int,
+               what: str, object_type: str, object_id: int) -> None:
+    """Audit a picture or chart unless it is part of a page view that was audited."""
+    if not view_granted(request, view, user_id=user.id, patient_id=patient_id):
+        _view(db, user, what, object_type, object_id)
+
+
+def _gap_s(request: Request) -> float:
+    return max(crud.history.MAX_GAP_S, 2 * server_state(request).settings.timeline_interval_s)
 
 
 @router.get("/patients")
@@ -50,14 +68,16 @@ def _form_values(form: dict[str, str]) -> dict[str, object]:
     return values
 
 
-def _form_problems(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}"
-                     for e in error.errors())
+def _refused_form(request: Request, patient: object, form: dict[str, str],
+                  error: ValidationError) -> Response:
+    problems = form_problems(error)
+    return render(request, "patient_form.html", status=422, patient=patient, values=form,
+                  problems=problems, message="Not saved: " + " ".join(problems.values()))
 
 
 @router.get("/patients/new")
 def new_patient_page(request: Request, user: Carer) -> Response:
-    return render(request, "patient_form.html", patient=None, values={})
+    return render(request, "patient_form.html", patient=None, values={}, problems={})
 
 
 @router.post("/patients")
@@ -66,25 +86,30 @@ async def create_patient_form(request: Request, user: Carer) -> Response:
     try:
         fields = PatientIn(**_form_values(form))
     except ValidationError as error:
-        return render(request, "patient_form.html", status=422, patient=None, values=form,
-                      message=f"Not saved: {_form_problems(error)}")
+        return _refused_form(request, None, form, error)
     try:
         with server_state(request).store() as db:
             patient = crud.create_patient(db, actor=user, **fields.model_dump())
     except StoreError as error:
         return render(request, "patient_form.html", status=422, patient=None, values=form,
-                      message=f"Not saved: {error}")
+                      problems={}, message=f"Not saved: {error}")
     return RedirectResponse(f"/patients/{patient.id}", status_code=303)
 
 
 @router.get("/patients/{patient_id}")
 def history_page(request: Request, db: Db, user: Viewer, patient_id: RowId) -> Response:
-    patient = patient_or_404(db, patient_id)
+    return history_response(request, db, user, patient_or_404(db, patient_id))
+
+
+def history_response(request: Request, db: Session, user: User, patient: Patient, *,
+                     status: int = 200, message: str = "") -> Response:
+    """The patient's history page (audited as one view), with ``message`` as its notice."""
     snapshots = crud.list_assessments(db, patient_id=patient.id, snapshots_only=True, limit=500)
-    sessions = crud.list_sessions(db, patient_id=patient.id)
+    summaries = crud.session_summaries(db, patient_id=patient.id, max_gap_s=_gap_s(request))
     _view(db, user, "history", "patient", patient.id)
-    return render(request, "history.html", patient=patient, snapshots=snapshots,
-                  sessions=sessions)
+    return render(request, "history.html", status=status, message=message, patient=patient,
+                  snapshots=snapshots, summaries=summaries,
+                  view=view_grant(request, user_id=user.id, patient_id=patient.id))
 
 
 @router.get("/patients/{patient_id}/edit")
@@ -93,7 +118,7 @@ def edit_patient_page(request: Request, db: Db, user: Carer, patient_id: RowId) 
     _view(db, user, "edit form", "patient", patient.id)
     values = {k: "" if getattr(patient, k) is None else str(getattr(patient, k))
               for k in FORM_FIELDS}
-    return render(request, "patient_form.html", patient=patient, values=values)
+    return render(request, "patient_form.html", patient=patient, values=values, problems={})
 
 
 @router.post("/patients/{patient_id}/edit")
@@ -104,51 +129,62 @@ async def edit_patient(request: Request, user: Carer, patient_id: RowId) -> Resp
         try:
             fields = PatientIn(**_form_values(form))
         except ValidationError as error:
-            return render(request, "patient_form.html", status=422, patient=patient,
-                          values=form, message=f"Not saved: {_form_problems(error)}")
+            return _refused_form(request, patient, form, error)
         crud.update_patient(db, patient, actor=user, **fields.model_dump())
     return RedirectResponse(f"/patients/{patient_id}", status_code=303)
 
 
 @router.get("/patients/{patient_id}/profile")
-def profile_page(request: Request, db: Db, user: Viewer, patient_id: RowId) -> Response:
+def profile_page(request: Request, db: Db, user: Viewer, patient_id: RowId,
+                 session: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None) -> Response:
+    """The patient's details, charts and the timelines of the newest live and video sessions,
+    and of ``session`` (a link from the history's sessions table) whatever its kind."""
     patient = patient_or_404(db, patient_id)
-    sessions = [s for s in crud.list_sessions(db, patient_id=patient.id)
-                if s.source in ("live", "video")][:PROFILE_SESSIONS]
-    counts = {s.id: crud.count_assessments(db, session_id=s.id) for s in sessions}
+    summaries = crud.session_summaries(db, patient_id=patient.id, max_gap_s=_gap_s(request))
+    shown = [s for s in summaries if s.session.source in ("live", "video")][:PROFILE_SESSIONS]
+    asked = [s for s in summaries if s.session.id == session and s not in shown]
     _view(db, user, "profile", "patient", patient.id)
-    return render(request, "profile.html", patient=patient, sessions=sessions, counts=counts)
+    return render(request, "profile.html", patient=patient, summaries=asked + shown,
+                  view=view_grant(request, user_id=user.id, patient_id=patient.id))
 
 
 @router.get("/patients/{patient_id}/charts/{by}.svg")
-def share_chart_svg(db: Db, user: Viewer, request: Request, patient_id: RowId, by: str) -> Response:
+def share_chart_svg(db: Db, user: Viewer, request: Request, patient_id: RowId, by: str,
+                    view: ViewGrant = "") -> Response:
     patient = patient_or_404(db, patient_id)
     if by not in ("day", "hour"):
         return Response("Unknown chart; valid: day.svg, hour.svg", status_code=404)
     rows = crud.list_assessments(db, patient_id=patient.id, newest_first=False)
-    _view(db, user, f"chart by {by}", "patient", patient.id)
+    _part_view(request, db, user, view=view, patient_id=patient.id, what=f"chart by {by}",
+               object_type="patient", object_id=patient.id)
     svg = charts.share_chart([r.time for r in rows], [r.label for r in rows], by=by,
                              zone=display_zone(server_state(request).settings))
     return Response(svg, media_type=SVG, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/sessions/{session_id}/timeline.svg")
-def timeline_svg(db: Db, user: Viewer, session_id: RowId) -> Response:
+def timeline_svg(request: Request, db: Db, user: Viewer, session_id: RowId,
+                 view: ViewGrant = "") -> Response:
     session = session_or_404(db, session_id)
     rows = crud.list_assessments(db, session_id=session.id, newest_first=False)
-    _view(db, user, "session timeline", "session", session.id)
-    svg = charts.timeline_chart([r.offset_s for r in rows], [r.prob_pain for r in rows],
+    _part_view(request, db, user, view=view, patient_id=session.patient_id,
+               what="session timeline", object_type="session", object_id=session.id)
+    svg = charts.timeline_chart([r.time for r in rows], [r.prob_pain for r in rows],
                                 [r.smoothed for r in rows], [r.state for r in rows],
-                                [r.has_snapshot for r in rows])
+                                [r.has_snapshot for r in rows],
+                                zone=display_zone(server_state(request).settings))
     return Response(svg, media_type=SVG, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/assessments/{assessment_id}/snapshot.jpg")
-def snapshot(db: Db, user: Viewer, assessment_id: RowId) -> Response:
+def snapshot(request: Request, db: Db, user: Viewer, assessment_id: RowId,
+             view: ViewGrant = "") -> Response:
+    """One snapshot's JPEG: audited on its own, unless it is a thumbnail of an audited page."""
     row = crud.get_assessment(db, assessment_id, with_snapshot=True)
     if row is None or row.snapshot is None:
         return Response("No such snapshot", status_code=404)
-    _view(db, user, "snapshot", "assessment", row.id)
+    _part_view(request, db, user, view=view, patient_id=row.patient_id, what="snapshot",
+               object_type="assessment", object_id=row.id)
     return Response(row.snapshot, media_type="image/jpeg",
                     headers={"Cache-Control": "private, no-store"})
 
@@ -205,7 +241,38 @@ def update_user(request: Request, db: Db, user: Admin, user_id: RowId,
     return RedirectResponse("/users", status_code=303)
 
 
+def _day(text: str, label: str, problems: list[str]) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        problems.append(f"{label}: not a date; valid: YYYY-MM-DD.")
+        return None
+
+
 @router.get("/audit")
-def audit_page(request: Request, db: Db, user: Admin) -> Response:
-    return render(request, "audit.html", entries=crud.list_audit(db, limit=500))
+def audit_page(request: Request, db: Db, user: Admin,
+               username: Annotated[str, Query(max_length=64)] = "",
+               action: Annotated[str, Query(max_length=32)] = "",
+               since: Annotated[str, Query(max_length=10)] = "",
+               until: Annotated[str, Query(max_length=10)] = "",
+               upto: Offset = 0, offset: Offset = 0) -> Response:
+    """The audit log, newest first, ``AUDIT_PAGE`` rows a page; filtered by user, action and
+    days (``since``/``until`` inclusive, in the display zone). ``upto`` pins the pages to the
+    rows that existed at the first page, so rows added meanwhile shift none."""
+    problems: list[str] = []
+    zone = display_zone(server_state(request).settings)
+    first, last = _day(since, "From", problems), _day(until, "To", problems)
+    upto = upto or crud.newest_audit_id(db)
+    entries = crud.list_audit_page(
+        db, upto=upto, username=username, action=action,
+        since=None if first is None else day_start(first, zone),
+        until=None if last is None else day_end(last, zone),
+        limit=AUDIT_PAGE + 1, offset=offset)
+    usernames, actions = crud.audit_choices(db)
+    query = {"username": username, "action": action, "since": since, "until": until,
+             "upto": upto}
+    return render(request, "audit.html", status=422 if problems else 200,
+                  message=" ".join(problems), entries=entries[:AUDIT_PAGE], query=query,
+                  offset=offset, page_size=AUDIT_PAGE, more=len(entries) > AUDIT_PAGE,
+                  usernames=usernames, actions=actions)
 

@@ -27,6 +27,7 @@ from neopain.server.deps import AccessError, Carer, Db, RowId, csrf_protect, ser
 from neopain.server.live import LiveService, Recorder
 from neopain.server.render import flash, render
 from neopain.server.routes.common import patient_or_404
+from neopain.server.routes.pages import history_response
 from neopain.server.schemas import AssessmentOut, SessionOut, UploadOut
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
@@ -168,13 +169,20 @@ def upload_api(request: Request, db: Db, user: Carer, patient_id: RowId,
 @router.post("/patients/{patient_id}/upload", include_in_schema=False)
 def upload_form(request: Request, db: Db, user: Carer, patient_id: RowId,
                 file: Annotated[UploadFile, File()]) -> Response:
+    """Assess an upload from the history page; back on that page either way, with a notice
+    that says what was saved or why nothing was (and the refusal's status)."""
     try:
         result = assess_upload(request, db, user=user, patient_id=patient_id, file=file)
     except AccessError as error:
         if error.status in (401, 403):
             raise
-        response = render(request, "error.html", status=error.status, message=error.message,
-                          back=f"/patients/{patient_id}")
+        patient = crud.get_patient(db, patient_id)
+        if patient is None:
+            response = render(request, "error.html", status=error.status,
+                              message=error.message, back="/patients")
+        else:
+            response = history_response(request, db, user, patient, status=error.status,
+                                        message=f"Upload refused: {error.message}")
         response.headers.update(error.headers)  # Retry-After of a busy server
         return response
     response = RedirectResponse(f"/patients/{patient_id}?uploaded={result.session.id}",

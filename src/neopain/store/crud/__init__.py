@@ -14,6 +14,9 @@ from neopain.store.crud.accounts import (
     find_user, get_user, list_users, release_login_attempt, reserve_login_attempt, update_user,
 )
 from neopain.store.crud.base import SYSTEM, audit, list_audit
+from neopain.store.crud.history import (
+    SessionSummary, audit_choices, list_audit_page, newest_audit_id, session_summaries,
+)
 from neopain.store.crud.liveness import connect_session, end_idle_sessions, note_frame
 from neopain.store.crud.records import (
     NewAssessment, add_assessment, count_assessments, create_patient, discard_session,
@@ -30,4 +33,5 @@ __all__ = [
     "list_assessments", "list_audit", "list_sessions", "list_users", "NewAssessment",
     "note_frame", "record_image", "release_login_attempt", "reserve_login_attempt",
     "search_patients", "start_session", "SYSTEM", "update_patient", "update_user",
+    "SessionSummary", "audit_choices", "list_audit_page", "newest_audit_id", "session_summaries",
 ]

@@ -1,0 +1,121 @@
+"""Looking back: a patient's sessions summed up (duration, pain share, episodes) and the
+audit log filtered and paged. Queries only; nothing here writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from neopain.store.tables import Assessment, AuditEntry, MonitoringSession
+
+MAX_GAP_S = 5.0
+"""The longest time one saved row stands for: rows come once per timeline interval while a
+face is assessed, so a longer gap had no assessable face and counts as not assessed."""
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One monitoring session summed up from its rows.
+
+    ``duration_s``: for a live session that has ended, from its start to its end; for a video,
+    the video time up to its last assessed frame; None for an open live session and an image.
+    ``assessed_s`` / ``pain_s``: seconds assessed and seconds in pain, each saved row's state
+    holding until the next row (at most ``max_gap_s``). ``episodes``: runs of rows in pain
+    (a row in pain after a row not in pain, or first).
+    """
+
+    session: MonitoringSession
+    assessments: int
+    duration_s: float | None
+    assessed_s: float
+    pain_s: float
+    episodes: int
+
+    @property
+    def pain_share(self) -> float | None:
+        """Share of the assessed time in pain; None when no time was assessed."""
+        return self.pain_s / self.assessed_s if self.assessed_s > 0 else None
+
+
+def session_summaries(db: Session, *, patient_id: int,
+                      max_gap_s: float = MAX_GAP_S) -> list[SessionSummary]:
+    """Every session of a patient, newest first, with its duration, pain share and episodes."""
+    ordered = {"partition_by": Assessment.session_id, "order_by": Assessment.id}
+    rows = (select(Assessment.session_id, Assessment.state, Assessment.offset_s,
+                   func.lead(Assessment.offset_s).over(**ordered).label("next_s"),
+                   func.lag(Assessment.state).over(**ordered).label("previous"))
+            .where(Assessment.patient_id == patient_id, Assessment.state.is_not(None))
+            .subquery())
+    gap = rows.c.next_s - rows.c.offset_s
+    held = func.coalesce(case((gap > max_gap_s, max_gap_s), else_=gap), 0.0)
+    pain = rows.c.state == "pain"
+    starts = pain & ((rows.c.previous.is_(None)) | (rows.c.previous != "pain"))
+    per_session = {row.session_id: row for row in db.execute(
+        select(rows.c.session_id, func.sum(held).label("assessed_s"),
+               func.sum(case((pain, held), else_=0.0)).label("pain_s"),
+               func.sum(case((starts, 1), else_=0)).label("episodes"),
+               func.max(rows.c.offset_s).label("last_s"))
+        .group_by(rows.c.session_id))}
+    counts = {session_id: count for session_id, count in db.execute(
+        select(Assessment.session_id, func.count()).where(Assessment.patient_id == patient_id)
+        .group_by(Assessment.session_id))}
+    sessions = db.scalars(select(MonitoringSession)
+                          .where(MonitoringSession.patient_id == patient_id)
+                          .order_by(MonitoringSession.id.desc()))
+    summaries = []
+    for session in sessions:
+        sums = per_session.get(session.id)
+        summaries.append(SessionSummary(
+            session=session, assessments=counts.get(session.id, 0),
+            duration_s=_duration_s(session, None if sums is None else sums.last_s),
+            assessed_s=0.0 if sums is None else float(sums.assessed_s),
+            pain_s=0.0 if sums is None else float(sums.pain_s),
+            episodes=0 if sums is None else int(sums.episodes)))
+    return summaries
+
+
+def _duration_s(session: MonitoringSession, last_offset_s: float | None) -> float | None:
+    if session.source == "live":
+        if session.ended_at is None:
+            return None
+        return (session.ended_at - session.started_at).total_seconds()
+    if session.source == "video":
+        return last_offset_s or 0.0
+    return None
+
+
+def list_audit_page(db: Session, *, upto: int | None = None, username: str = "",
+                    action: str = "", since: datetime | None = None,
+                    until: datetime | None = None, limit: int = 50,
+                    offset: int = 0) -> list[AuditEntry]:
+    """Audit rows, newest first, that match every filter given: ``username`` and ``action``
+    exactly, ``since`` ≤ time < ``until`` (aware datetimes). ``upto`` (a row id) pins the
+    listing to the rows that existed when its first page was read, so rows added meanwhile
+    shift no page: paging by ``offset`` then neither skips nor repeats a row."""
+    statement = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
+    if upto is not None:
+        statement = statement.where(AuditEntry.id <= upto)
+    if username:
+        statement = statement.where(AuditEntry.username == username)
+    if action:
+        statement = statement.where(AuditEntry.action == action)
+    if since is not None:
+        statement = statement.where(AuditEntry.time >= since)
+    if until is not None:
+        statement = statement.where(AuditEntry.time < until)
+    return list(db.scalars(statement))
+
+
+def newest_audit_id(db: Session) -> int:
+    """The id of the newest audit row (0 when there is none)."""
+    return db.scalar(select(func.max(AuditEntry.id))) or 0
+
+
+def audit_choices(db: Session) -> tuple[list[str], list[str]]:
+    """The usernames and the actions that occur in the audit log, sorted (for filters)."""
+    names = db.scalars(select(AuditEntry.username).distinct().order_by(AuditEntry.username))
+    actions = db.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))
+    return [n for n in names if n], list(actions)
