@@ -46,6 +46,9 @@ class Prediction:
         assessable: False when the model could not judge this face (e.g. the NFCS scorer found
             no landmarks, or the head is turned too far); ``prob_pain`` is then 0.5 and means
             nothing, and callers show "cannot assess" and leave it out of smoothing and records.
+        reason: why the face could not be assessed ("head turned beyond the limits …",
+            "face too small …"), for the screen; "" when assessable or when the model does not
+            say.
     """
 
     prob_pain: float
@@ -54,6 +57,7 @@ class Prediction:
     model: str
     details: Mapping[str, float] = field(default_factory=dict)
     assessable: bool = True
+    reason: str = ""
 
     @property
     def confidence(self) -> float:
@@ -123,6 +127,12 @@ class Predictor(ABC):
         """Where the model saw pain in each crop: an H×W float32 heatmap over the crop, 0–1
         (1: the strongest evidence), or None where it cannot say. Default: None for all."""
         return [None] * len(crops)
+
+    def explain(self, prediction: Prediction) -> list[str] | None:
+        """What the model saw in one of its predictions, as lines for a person to read (e.g. the
+        NFCS actions present); None (the default) for a model that names nothing, whose only
+        evidence is its heatmap (``evidence``)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - a hook that does nothing by default (STYLE rule 7)
         """Release sessions, threads or models the predictor holds."""

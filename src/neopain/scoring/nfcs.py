@@ -39,6 +39,13 @@ MAX_PITCH = 25.0
 """Head turns (degrees) beyond which a face is not scored: the far half of the face is hidden
 or foreshortened and the mesh guesses it."""
 
+MIN_FACE_SIDE = 48
+"""Faces smaller than this (pixels, the face box's side) are not scored ("face too small"):
+the face mesh sees them upsampled 4× or more, and their lids and lips span a few pixels."""
+
+MIN_CROP_SIDE = round(MIN_FACE_SIDE * 1.5)
+"""The crop side of a ``MIN_FACE_SIDE`` face (the crop's margin is 0.25 of the face a side)."""
+
 MIN_EVIDENCE = 0.2
 """An action lights its regions in ``evidence`` from this share of its threshold on."""
 
@@ -263,7 +270,8 @@ def to_prediction(result: NfcsResult) -> Prediction:
     """The ``Prediction`` of a scored face; ``details`` carries intensities, flags and count."""
     label = "pain" if result.prob_pain >= DECISION_THRESHOLD else "nopain"
     return Prediction(prob_pain=result.prob_pain, label=label, threshold=DECISION_THRESHOLD,
-                      model="nfcs", details=dict(result.details), assessable=result.assessable)
+                      model="nfcs", details=dict(result.details), assessable=result.assessable,
+                      reason=result.reason)
 
 
 class NfcsPredictor(Predictor):
@@ -328,13 +336,31 @@ class NfcsPredictor(Predictor):
         return self.scorer.rest_frames_
 
     def score_crops(self, crops: Sequence[np.ndarray]) -> list[NfcsResult]:
-        """Full results (intensities, flags, pose) for face crops."""
-        meshed = [(crop, self._mesh.landmarks(crop)) for crop in crops]
+        """Full results (intensities, flags, pose) for face crops; a crop smaller than
+        ``MIN_CROP_SIDE`` is not meshed and reads "face too small"."""
+        meshed = [(crop, None if min(crop.shape[:2]) < MIN_CROP_SIDE
+                   else self._mesh.landmarks(crop)) for crop in crops]
         self._meshed = meshed  # held for evidence() on the same crops
-        return [self.scorer.score(points) for _, points in meshed]
+        return [self._score(crop, points) for crop, points in meshed]
+
+    def _score(self, crop: np.ndarray, points: np.ndarray | None) -> NfcsResult:
+        side = min(crop.shape[:2])
+        if side < MIN_CROP_SIDE:
+            return self.scorer.unassessable(
+                f"face too small (about {side / 1.5:.0f} px; valid: at least {MIN_FACE_SIDE} px "
+                "across): bring the camera closer")
+        return self.scorer.score(points)
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         return [to_prediction(result) for result in self.score_crops(crops)]
+
+    def explain(self, prediction: Prediction) -> list[str] | None:
+        """The actions present, k of the 7 NFCS actions, and the reference face they were
+        measured against (``scoring.explanation.action_lines``); [] for a face that could
+        not be assessed."""
+        from neopain.scoring.explanation import action_lines
+
+        return action_lines(prediction)
 
     def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         """Each action's facial regions (``faces.regions``) lit by its intensity over its

@@ -39,6 +39,7 @@ from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Predictor
 from neopain.server.display import shown_reply
+from neopain.server.explanation import StreamExplainer
 from neopain.server.heatmap import cell_regions, evidence_cells
 from neopain.server.model import SharedPredictor, load_live_predictor
 from neopain.server.deps import ENDED, AccessError, Refusal, live_refusal
@@ -302,6 +303,7 @@ class LiveStream:
         self.heatmap = False
         self._cells: np.ndarray | None = None  # the model's last evidence grid
         self._cells_at = -math.inf
+        self.explainer = StreamExplainer()
 
     async def start(self) -> None:
         """Build this stream's detector and warm the model on the stream's thread; frames sent
@@ -335,6 +337,8 @@ class LiveStream:
         except StoreError:  # stopped or revoked between the check and the save
             return self.refused(self.recorder.refusal() or ENDED)
         reply = reply_of(result, frame_shape=frame.shape, threshold=self._assessor.threshold)
+        reply["explanation"] = self.explainer.explain(
+            result, predictor=self.service.shared_predictor())
         if self.heatmap and result.crop is not None and result.prediction.assessable:
             reply["heatmap"] = self._heatmap(frame, result, received)
         reply.update(saved=row is not None, snapshot=snapshot,

@@ -39,6 +39,9 @@ class SharedPredictor(Predictor):
         with self._lock:
             return self._inner.evidence(crops)
 
+    def explain(self, prediction: Prediction) -> list[str] | None:
+        return self._inner.explain(prediction)  # reads the prediction only: no lock
+
     def close(self) -> None:
         with self._lock:
             self._inner.close()

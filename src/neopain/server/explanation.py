@@ -1,0 +1,77 @@
+"""The explanation panel of a live reply: what the model saw, the DAN score, or why not.
+
+``StreamExplainer`` belongs to one live stream. For every frame it builds the reply's
+``explanation``:
+
+- ``status``: ``"assessed"``, ``"cannot_assess"`` (with ``reason``: head turned, face too
+  small, no face mesh …) or ``"no_face"``;
+- ``lines``: the model's own words for an assessed face (``Predictor.explain``; the NFCS
+  scorer names the actions present, "brow bulge, eye squeeze — 2 of 7"); [] otherwise;
+- ``note``: for a model that names nothing (an exported network), that its evidence is the
+  heatmap overlay;
+- ``dan``: the DAN facial score (0-4) of the last ``DAN_WINDOW_S`` seconds of the scorer's
+  results (``scoring.dan.score_window``), with the frames it rests on; None for a model whose
+  predictions carry no NFCS count and flags.
+
+Generic code here never asks which model runs: the lines come through the predictor's hook and
+the DAN window through ``scoring.explanation.result_of``, which reads a prediction's details.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from neopain.monitor.pipeline import FrameAssessment
+from neopain.prediction import Predictor
+from neopain.scoring.dan import score_window
+from neopain.scoring.explanation import result_of
+from neopain.scoring.nfcs import NfcsResult
+
+DAN_WINDOW_S = 10.0
+"""Seconds of stream time the DAN score looks back over (20 frames at the page's 2 per
+second). Chin quiver is left out: it needs at least 4 frames per second."""
+
+HEATMAP_NOTE = ("This model names no facial actions: its evidence is the heatmap overlay "
+                "(tick Heatmap overlay to see where it saw pain).")
+NO_FACE = "no face found in the frame"
+UNKNOWN_REASON = "the model could not judge this face"
+
+
+class StreamExplainer:
+    """The explanation of each frame of one stream, with its window of NFCS results.
+
+    Args:
+        window_s: seconds of stream time the DAN score looks back over.
+    """
+
+    def __init__(self, *, window_s: float = DAN_WINDOW_S) -> None:
+        self.window_s = window_s
+        self.results_: deque[tuple[float, NfcsResult]] = deque()
+
+    def explain(self, result: FrameAssessment, *, predictor: Predictor) -> dict[str, Any]:
+        """The ``explanation`` of the reply to ``result`` (see the module's docstring)."""
+        prediction = result.prediction
+        nfcs = None if prediction is None else result_of(prediction)
+        if nfcs is not None:
+            self.results_.append((result.time_s, nfcs))
+        while self.results_ and result.time_s - self.results_[0][0] > self.window_s:
+            self.results_.popleft()
+        reply: dict[str, Any] = {"status": "no_face", "lines": [], "note": "",
+                                 "reason": NO_FACE, "dan": self._dan()}
+        if prediction is None:
+            return reply
+        if not prediction.assessable:
+            reply.update(status="cannot_assess", reason=prediction.reason or UNKNOWN_REASON)
+            return reply
+        lines = predictor.explain(prediction)
+        reply.update(status="assessed", reason="", lines=list(lines or []),
+                     note=HEATMAP_NOTE if lines is None else "")
+        return reply
+
+    def _dan(self) -> dict[str, Any] | None:
+        if not self.results_:
+            return None
+        window = score_window([nfcs for _, nfcs in self.results_])
+        return {"score": window.dan, "of": 4, "frames": window.frames,
+                "assessable": window.assessable, "window_s": self.window_s}
