@@ -66,3 +66,25 @@ def test_another_models_prediction_reads_back_as_no_nfcs_result():
     assert result_of(Prediction(0.9, "pain", 0.5, "net", details={"logit": 2.0})) is None
     assert result_of(Prediction(0.9, "pain", 0.5, "net", details={
         "count": 3.0, "count_threshold": 3.0, "assessable": 1.0})) is None  # no flags
+
+
+def test_cross_validation_applies_the_bedsides_face_size_rule(face_points, tmp_path):
+    # the bug guarded: `assess` and the monitor read a 40-px face as "face too small" while
+    # `train --model nfcs` scored the same face, so a run's metrics counted faces the bedside
+    # refuses
+    from neopain.data.manifest import Manifest
+    from neopain.scoring.folds import NfcsFoldModel
+    from neopain.scoring.nfcs import MIN_FACE_SIDE
+
+    import pandas as pd
+
+    scorer = NfcsScorer()
+    assert scorer.score(face_points).assessable
+    small = scorer.score(face_points, face_side=MIN_FACE_SIDE - 8)
+    assert not small.assessable and small.reason.startswith("face too small")
+    table = pd.DataFrame({"image": ["a.png", "b.png", "c.png"], "face_box": [
+        "[10, 10, 50, 45]", "[10, 10, 90, 100]", ""], "landmarks": ["", "", ""]})
+    manifest = Manifest(table=table, root=tmp_path)
+    model = NfcsFoldModel()
+    assert [model._face_side(manifest, row) for row in range(3)] == [40.0, 90.0, None]
+    assert NfcsFoldModel(crop_to_face=False)._face_side(manifest, 1) is None

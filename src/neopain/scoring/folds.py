@@ -101,7 +101,7 @@ class NfcsFoldModel(FoldModel):
         for done, row in enumerate(fold.test, start=1):
             points = row_landmarks(fold.manifest, int(row), mesh=mesh,
                                    crop_to_face=self.crop_to_face)
-            scored.append(scorer.score(points))
+            scored.append(scorer.score(points, face_side=self._face_side(fold.manifest, row)))
             fold.report("scoring", done=done, total=len(fold.test))
         return FoldPredictions(
             prob=[result.prob_pain for result in scored], threshold=DECISION_THRESHOLD,
@@ -109,6 +109,15 @@ class NfcsFoldModel(FoldModel):
                      "assessable": [int(result.assessable) for result in scored]},
             summary={"rows": len(scored),
                      "unassessable": sum(not result.assessable for result in scored)})
+
+    def _face_side(self, manifest: Manifest, row: int) -> float | None:
+        """The longer side of the row's face box when the mesh runs on it (the size rule the
+        bedside applies, ``MIN_FACE_SIDE``); None for a stored landmarks file or a whole image."""
+        table = manifest.table
+        if not self.crop_to_face or ("landmarks" in table and table["landmarks"].iat[row].strip()):
+            return None
+        box = parse_box(table["face_box"].iat[row])
+        return None if box is None else max(box[2] - box[0], box[3] - box[1])
 
     def close(self) -> None:
         """Free the run's face mesh (a later ``predict`` opens a new one)."""

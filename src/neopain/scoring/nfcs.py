@@ -219,12 +219,19 @@ class NfcsScorer:
             rest_landmarks, max_yaw=self.max_yaw, max_pitch=self.max_pitch)
         return self
 
-    def score(self, landmarks: np.ndarray | None) -> NfcsResult:
+    def score(self, landmarks: np.ndarray | None, *, face_side: float | None = None
+              ) -> NfcsResult:
         """Score one face's landmarks ((468 or 478, 3), pixels); None: no face mesh found.
+        ``face_side`` (the face box's longer side in pixels, when known): a face smaller than
+        ``MIN_FACE_SIDE`` reads "face too small" whatever the mesh found.
 
         Raises:
             ScoringError: landmarks of the wrong shape or with NaN.
         """
+        if face_side is not None and face_side < MIN_FACE_SIDE:
+            return self.unassessable(
+                f"face too small (about {face_side:.0f} px; valid: at least {MIN_FACE_SIDE} px "
+                "across): bring the camera closer")
         if landmarks is None:
             return self.unassessable("no face mesh found")
         return self.score_measurements(measure(landmarks))
@@ -341,15 +348,8 @@ class NfcsPredictor(Predictor):
         meshed = [(crop, None if min(crop.shape[:2]) < MIN_CROP_SIDE
                    else self._mesh.landmarks(crop)) for crop in crops]
         self._meshed = meshed  # held for evidence() on the same crops
-        return [self._score(crop, points) for crop, points in meshed]
-
-    def _score(self, crop: np.ndarray, points: np.ndarray | None) -> NfcsResult:
-        side = min(crop.shape[:2])
-        if side < MIN_CROP_SIDE:
-            return self.scorer.unassessable(
-                f"face too small (about {side / 1.5:.0f} px; valid: at least {MIN_FACE_SIDE} px "
-                "across): bring the camera closer")
-        return self.scorer.score(points)
+        return [self.scorer.score(points, face_side=min(crop.shape[:2]) / 1.5)
+                for crop, points in meshed]
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         return [to_prediction(result) for result in self.score_crops(crops)]
