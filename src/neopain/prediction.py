@@ -61,7 +61,8 @@ class Prediction:
 
     @property
     def confidence(self) -> float:
-        """How sure the model is of its label: P(label), 0.5–1."""
+        """How sure the model is of its label: P(label) (0.5–1 at a 0.5 threshold; below 0.5
+        possible for a model whose threshold is not 0.5)."""
         return self.prob_pain if self.label == "pain" else 1.0 - self.prob_pain
 
 
