@@ -7,6 +7,11 @@
 // hh:mm:ss") and the overlay clears. What a reply shows (state, number) is decided by the
 // server (reply.shown, neopain.server.display); this page only renders it. Leaving the page
 // ends the session (a beacon to the Stop endpoint).
+// The guide oval judges the face: green only when the reply's face box lies inside the oval
+// (faceInOval, on the oval's own geometry), amber when a face is found outside it, red when
+// none is, with a caption for each. The camera's secure-context requirement is told on load,
+// before Start. Bedside mode: full screen (Fullscreen API) holding a Screen Wake Lock,
+// re-acquired when the page becomes visible again; where either is missing the page says so.
 (() => {
   "use strict";
   const FRAME_INTERVAL_MS = 500;
@@ -34,6 +39,70 @@
   let lastResultAt = 0;  // performance.now() of the last result (or of Start)
   let lastShown = null;  // {text, at: Date} of the last result shown
   let staleTimer = null;
+  let wakeLock = null;
+  const OVAL_SLACK = 1.1;  // the face's edges may touch the oval's line
+
+  /** Whether a face box (frame pixels [x1, y1, x2, y2]) lies inside the guide oval.
+   *  frame: the camera picture's size; stage: the element's size (the picture is letterboxed
+   *  in it, object-fit: contain); oval: cx, cy, rx, ry in percent of the stage (the SVG's
+   *  viewBox 0..100 stretched over it). Inside: the box's centre and the middles of its four
+   *  sides (so the ellipse the box encloses) lie within the oval, OVAL_SLACK tolerated. */
+  function faceInOval(box, frame, stage, oval) {
+    const scale = Math.min(stage.width / frame.width, stage.height / frame.height);
+    const dx = (stage.width - frame.width * scale) / 2;
+    const dy = (stage.height - frame.height * scale) / 2;
+    const [x1, y1, x2, y2] = box.map((v, i) => v * scale + (i % 2 ? dy : dx));
+    const cx = (oval.cx / 100) * stage.width;
+    const cy = (oval.cy / 100) * stage.height;
+    const rx = (oval.rx / 100) * stage.width * OVAL_SLACK;
+    const ry = (oval.ry / 100) * stage.height * OVAL_SLACK;
+    const mx = (x1 + x2) / 2;
+    const my = (y1 + y2) / 2;
+    return [[mx, my], [mx, y1], [mx, y2], [x1, my], [x2, my]]
+      .every(([x, y]) => ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1);
+  }
+  // for the page's tests (tests/e2e/test_bedside_layout.py): the geometry on its own
+  window.neopainLive = {faceInOval};
+
+  function ovalGeometry() {
+    const ellipse = guide.querySelector("ellipse");
+    return {cx: ellipse.cx.baseVal.value, cy: ellipse.cy.baseVal.value,
+            rx: ellipse.rx.baseVal.value, ry: ellipse.ry.baseVal.value};
+  }
+
+  function judgeGuide(reply) {
+    // face found or not (data-state), and inside the oval or not (data-fit): colour and caption
+    guide.dataset.state = reply.found ? "found" : "missing";
+    const inside = reply.found && reply.box && reply.width && faceInOval(
+      reply.box, {width: reply.width, height: reply.height},
+      {width: video.clientWidth, height: video.clientHeight}, ovalGeometry());
+    guide.dataset.fit = reply.found && reply.box ? (inside ? "inside" : "outside") : "";
+    $("guide-note").textContent = !reply.found ? "No face found"
+      : inside ? "Face inside the oval" : "Face outside the oval: move the camera";
+  }
+
+  function clearGuide() {
+    guide.dataset.state = "idle";
+    guide.dataset.fit = "";
+    $("guide-note").textContent = "";
+  }
+
+  function cameraProblem() {
+    // browsers give pages the camera only in a secure context: https, or this computer itself
+    if (!window.isSecureContext) {
+      return "The camera cannot be used on this page: it was opened over plain http from " +
+        `another computer (${location.host}), and browsers allow the camera only over https ` +
+        "or on the server's own computer. Ask for the server to be started with https " +
+        "(neopain serve --ssl-certfile cert.pem --ssl-keyfile key.pem) and open " +
+        `https://${location.host}${location.pathname}, or open the page on the server ` +
+        "itself at http://localhost.";
+    }
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      return "This browser gives web pages no camera (navigator.mediaDevices is missing): " +
+        "use a current Chrome, Edge, Firefox or Safari.";
+    }
+    return null;
+  }
 
   function setStatus(text, link) {
     const status = $("status");
@@ -144,7 +213,7 @@
   }
 
   function show(reply) {
-    guide.dataset.state = reply.found ? "found" : "missing";
+    judgeGuide(reply);
     const label = $("label");
     const shown = reply.shown;
     label.textContent = shown.text;
@@ -184,7 +253,7 @@
     $("latency").textContent = "–";
     $("last-result").textContent = lastShown
       ? `last: ${lastShown.text} at ${clock(lastShown.at)}` : "no result yet";
-    guide.dataset.state = "idle";
+    clearGuide();
     overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
   }
 
@@ -300,6 +369,73 @@
     stopCamera();
   }
 
+  function wakeNote(text) {
+    $("wake-note").textContent = text;
+  }
+
+  async function keepScreenOn() {
+    if (!("wakeLock" in navigator)) {
+      wakeNote("This browser cannot keep the screen on (no Screen Wake Lock): set the " +
+               "device's screen timeout to \"never\" while monitoring.");
+      return;
+    }
+    try {
+      wakeLock = await navigator.wakeLock.request("screen");
+      wakeNote("Screen kept on.");
+      wakeLock.addEventListener("release", () => { wakeLock = null; });
+    } catch (error) {
+      wakeNote(`The screen cannot be kept on (${error.name}): set the device's screen ` +
+               "timeout to \"never\" while monitoring.");
+    }
+  }
+
+  function inBedside() {
+    return document.body.classList.contains("bedside");
+  }
+
+  async function bedside(on) {
+    document.body.classList.toggle("bedside", on);
+    const button = $("bedside");
+    button.setAttribute("aria-pressed", String(on));
+    button.textContent = on ? "Leave bedside mode" : "Bedside mode";
+    if (!on) {
+      if (wakeLock) wakeLock.release();
+      wakeLock = null;
+      wakeNote("Full screen, screen kept on.");
+      if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+      return;
+    }
+    let fullscreen = "";
+    if (document.documentElement.requestFullscreen) {
+      try {
+        await document.documentElement.requestFullscreen({navigationUI: "hide"});
+      } catch (error) {
+        fullscreen = ` Full screen refused (${error.name}).`;
+      }
+    } else {
+      fullscreen = " This browser has no full screen for pages.";
+    }
+    await keepScreenOn();
+    if (fullscreen) wakeNote($("wake-note").textContent + fullscreen);
+    window.scrollTo(0, 0);  // the patient's name at the top
+  }
+
+  const problem = cameraProblem();
+  if (problem) {
+    $("camera-note").textContent = problem;
+    $("camera-note").hidden = false;
+    $("start").disabled = true;
+    setStatus("Start needs the camera: see above.");
+  }
+  document.addEventListener("visibilitychange", () => {
+    // the browser drops a wake lock when the page is hidden: take it again on return
+    if (inBedside() && document.visibilityState === "visible" && !wakeLock) keepScreenOn();
+  });
+  document.addEventListener("fullscreenchange", () => {
+    if (!document.fullscreenElement && inBedside()) bedside(false);  // Esc leaves it too
+    else if (document.fullscreenElement) window.scrollTo(0, 0);
+  });
+  $("bedside").addEventListener("click", () => bedside(!inBedside()));
   $("start").addEventListener("click", start);
   window.addEventListener("pagehide", leave);
   $("stop").addEventListener("click", stop);
