@@ -10,8 +10,7 @@
 // The guide oval judges the face: green only when the reply's face box lies inside the oval
 // (faceInOval, on the oval's own geometry), amber when a face is found outside it, red when
 // none is, with a caption for each. The camera's secure-context requirement is told on load,
-// before Start. Bedside mode: full screen (Fullscreen API) holding a Screen Wake Lock,
-// re-acquired when the page becomes visible again; where either is missing the page says so.
+// before Start. Bedside mode is bedside.js.
 (() => {
   "use strict";
   const FRAME_INTERVAL_MS = 500;
@@ -39,7 +38,6 @@
   let lastResultAt = 0;  // performance.now() of the last result (or of Start)
   let lastShown = null;  // {text, at: Date} of the last result shown
   let staleTimer = null;
-  let wakeLock = null;
   const OVAL_SLACK = 1.1;  // the face's edges may touch the oval's line
 
   /** Whether a face box (frame pixels [x1, y1, x2, y2]) lies inside the guide oval.
@@ -369,57 +367,6 @@
     stopCamera();
   }
 
-  function wakeNote(text) {
-    $("wake-note").textContent = text;
-  }
-
-  async function keepScreenOn() {
-    if (!("wakeLock" in navigator)) {
-      wakeNote("This browser cannot keep the screen on (no Screen Wake Lock): set the " +
-               "device's screen timeout to \"never\" while monitoring.");
-      return;
-    }
-    try {
-      wakeLock = await navigator.wakeLock.request("screen");
-      wakeNote("Screen kept on.");
-      wakeLock.addEventListener("release", () => { wakeLock = null; });
-    } catch (error) {
-      wakeNote(`The screen cannot be kept on (${error.name}): set the device's screen ` +
-               "timeout to \"never\" while monitoring.");
-    }
-  }
-
-  function inBedside() {
-    return document.body.classList.contains("bedside");
-  }
-
-  async function bedside(on) {
-    document.body.classList.toggle("bedside", on);
-    const button = $("bedside");
-    button.setAttribute("aria-pressed", String(on));
-    button.textContent = on ? "Leave bedside mode" : "Bedside mode";
-    if (!on) {
-      if (wakeLock) wakeLock.release();
-      wakeLock = null;
-      wakeNote("Full screen, screen kept on.");
-      if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
-      return;
-    }
-    let fullscreen = "";
-    if (document.documentElement.requestFullscreen) {
-      try {
-        await document.documentElement.requestFullscreen({navigationUI: "hide"});
-      } catch (error) {
-        fullscreen = ` Full screen refused (${error.name}).`;
-      }
-    } else {
-      fullscreen = " This browser has no full screen for pages.";
-    }
-    await keepScreenOn();
-    if (fullscreen) wakeNote($("wake-note").textContent + fullscreen);
-    window.scrollTo(0, 0);  // the patient's name at the top
-  }
-
   const problem = cameraProblem();
   if (problem) {
     $("camera-note").textContent = problem;
@@ -427,15 +374,6 @@
     $("start").disabled = true;
     setStatus("Start needs the camera: see above.");
   }
-  document.addEventListener("visibilitychange", () => {
-    // the browser drops a wake lock when the page is hidden: take it again on return
-    if (inBedside() && document.visibilityState === "visible" && !wakeLock) keepScreenOn();
-  });
-  document.addEventListener("fullscreenchange", () => {
-    if (!document.fullscreenElement && inBedside()) bedside(false);  // Esc leaves it too
-    else if (document.fullscreenElement) window.scrollTo(0, 0);
-  });
-  $("bedside").addEventListener("click", () => bedside(!inBedside()));
   $("start").addEventListener("click", start);
   window.addEventListener("pagehide", leave);
   $("stop").addEventListener("click", stop);
