@@ -67,6 +67,22 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """A subject's reference taken at rest, for a model that measures change from it.
+
+    Attributes:
+        model: the model it was taken for (``Predictor.name``).
+        frames: how many rest faces it rests on.
+        reference: the model's reference values by name (JSON-ready numbers; for NFCS the
+            rest face's measurements), read back by that model's ``with_calibration``.
+    """
+
+    model: str
+    frames: int
+    reference: Mapping[str, float]
+
+
+@dataclass(frozen=True)
 class RuntimeOptions:
     """How a predictor runs, for kinds that use it (the NFCS scorer uses none of it).
 
@@ -134,6 +150,27 @@ class Predictor(ABC):
         NFCS actions present); None (the default) for a model that names nothing, whose only
         evidence is its heatmap (``evidence``)."""
         return None
+
+    def calibrate(self, crops: Sequence[np.ndarray]) -> Calibration | None:
+        """The reference of a subject at rest, from face crops of a few seconds at rest; None
+        (the default): this model needs no calibration. The predictor itself is unchanged:
+        apply the result with ``with_calibration``.
+
+        Raises:
+            NeopainError: no usable face among the crops (naming why).
+        """
+        return None
+
+    def with_calibration(self, calibration: Calibration) -> Predictor:
+        """A view of this predictor that measures against ``calibration`` and shares its heavy
+        resources (models, graphs); the predictor and its other views are unchanged. The view
+        holds nothing of its own to release: closing it closes nothing shared. Default: self
+        (a model without calibration).
+
+        Raises:
+            NeopainError: a calibration this model cannot use.
+        """
+        return self
 
     def close(self) -> None:  # noqa: B027 - a hook that does nothing by default (STYLE rule 7)
         """Release sessions, threads or models the predictor holds."""

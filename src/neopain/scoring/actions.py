@@ -17,6 +17,7 @@ the other way (brows raised, eyes wider). The reference is either ``POPULATION_R
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -281,3 +282,19 @@ ACTION_INFO: dict[str, ActionInfo] = {info.name: info for info in (
 
 DEFAULT_THRESHOLDS: dict[str, float] = {name: info.threshold for name, info in
                                         ACTION_INFO.items()}
+
+
+def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
+    """``DEFAULT_THRESHOLDS`` with ``thresholds`` over them, each checked (``ScoringError``
+    naming a bad action or value)."""
+    merged = dict(DEFAULT_THRESHOLDS)
+    for name, value in (thresholds or {}).items():
+        if name not in DEFAULT_THRESHOLDS:
+            raise ScoringError(f"thresholds: unknown action {name!r}; valid: "
+                               f"{', '.join(ACTIONS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0):
+            raise ScoringError(f"thresholds[{name!r}]={value!r} is not valid; valid: a "
+                               "number > 0")
+        merged[name] = float(value)
+    return merged

@@ -9,9 +9,11 @@ the median geometry of a rest period so that intensities measure change from tha
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, fields
 
 import numpy as np
 
+from neopain.prediction import Calibration
 from neopain.scoring.actions import Measurements, ScoringError, measure, median_measurements
 
 
@@ -44,3 +46,28 @@ def rest_reference(rest_landmarks: Sequence[np.ndarray], *, max_yaw: float, max_
                            f"±{max_yaw:g}° yaw and ±{max_pitch:g}° pitch; valid: faces "
                            "looking roughly at the camera")
     return median_measurements(usable), len(usable)
+
+
+def rest_calibration(rest_landmarks: Sequence[np.ndarray], *, model: str, max_yaw: float,
+                     max_pitch: float) -> Calibration:
+    """``rest_reference`` as a ``Calibration`` of ``model``: the median rest face's
+    measurements by name, and how many faces it rests on. Raises as ``rest_reference``."""
+    reference, frames = rest_reference(rest_landmarks, max_yaw=max_yaw, max_pitch=max_pitch)
+    return Calibration(model=model, frames=frames, reference=asdict(reference))
+
+
+def reference_of(calibration: Calibration) -> Measurements:
+    """The rest face a ``Calibration`` holds (e.g. read back from the records).
+
+    Raises:
+        ScoringError: its reference is not every ``Measurements`` field as a finite number.
+    """
+    names = [field.name for field in fields(Measurements)]
+    values = calibration.reference
+    if set(values) != set(names) or not all(
+            isinstance(values[name], (int, float)) and not isinstance(values[name], bool)
+            and np.isfinite(values[name]) for name in names):
+        raise ScoringError(f"calibration of {calibration.model!r}: its reference "
+                           f"({', '.join(sorted(values))}) is not an NFCS rest face; valid: "
+                           f"the numbers {', '.join(names)}")
+    return Measurements(**{name: float(values[name]) for name in names})

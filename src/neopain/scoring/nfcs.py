@@ -13,6 +13,7 @@ training data. It is not a validated medical device.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,17 +23,18 @@ import numpy as np
 
 from neopain.faces.crop import CropRule
 from neopain.facial_actions import ACTION_REGIONS
-from neopain.prediction import Prediction, Predictor, RuntimeOptions
+from neopain.prediction import Calibration, Prediction, Predictor, RuntimeOptions
 from neopain.scoring.actions import (
     ACTIONS,
-    DEFAULT_THRESHOLDS,
     PAIN_COUNT,
     POPULATION_REFERENCE,
     Measurements,
     ScoringError,
+    check_thresholds,
     intensities,
     measure,
 )
+from neopain.scoring.calibration import reference_of, rest_calibration, rest_reference
 
 MAX_YAW = 30.0
 MAX_PITCH = 25.0
@@ -141,20 +143,6 @@ def pain_probability(values: Mapping[str, float], thresholds: Mapping[str, float
     return 1.0 / (1.0 + math.exp(-gain * distance))
 
 
-def _check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
-    merged = dict(DEFAULT_THRESHOLDS)
-    for name, value in (thresholds or {}).items():
-        if name not in DEFAULT_THRESHOLDS:
-            raise ScoringError(f"thresholds: unknown action {name!r}; valid: "
-                               f"{', '.join(ACTIONS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and value > 0):
-            raise ScoringError(f"thresholds[{name!r}]={value!r} is not valid; valid: a "
-                               "number > 0")
-        merged[name] = float(value)
-    return merged
-
-
 class NfcsScorer:
     """Scores face mesh landmarks against NFCS action thresholds.
 
@@ -189,7 +177,7 @@ class NfcsScorer:
                 raise ScoringError(f"{name}={value!r} is not valid; valid: a number in (0, "
                                    f"{top}]")
         self.count_threshold = count_threshold
-        self.thresholds = _check_thresholds(thresholds)
+        self.thresholds = check_thresholds(thresholds)
         self.max_yaw = float(max_yaw)
         self.max_pitch = float(max_pitch)
         self.gain = float(gain)
@@ -213,8 +201,6 @@ class NfcsScorer:
         Raises:
             ScoringError: no landmarks given, bad landmarks, or no face within the limits.
         """
-        from neopain.scoring.calibration import rest_reference
-
         self.reference_, self.rest_frames_ = rest_reference(
             rest_landmarks, max_yaw=self.max_yaw, max_pitch=self.max_pitch)
         return self
@@ -315,6 +301,7 @@ class NfcsPredictor(Predictor):
         self.min_confidence = min_confidence
         self._mesh = FaceMesh(refine=refine, min_confidence=min_confidence)
         self._meshed: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self._owns_mesh = True  # False in a calibrated view (``with_calibration``)
 
     @classmethod
     def open(cls, spec: str, *, options: RuntimeOptions) -> NfcsPredictor:
@@ -329,18 +316,33 @@ class NfcsPredictor(Predictor):
                 return points
         return self._mesh.landmarks(crop)
 
-    def calibrate_crops(self, crops: Sequence[np.ndarray]) -> int:
-        """Calibrate on crops of the subject at rest; returns how many faces were used.
-
-        Raises:
-            ScoringError: no usable face among the crops.
-        """
-        found = [points for points in map(self.landmarks, crops) if points is not None]
+    def calibrate(self, crops: Sequence[np.ndarray]) -> Calibration:
+        """The median rest face of ``crops`` (``calibration.rest_reference``; crops under
+        ``MIN_CROP_SIDE`` left out); this predictor's own reference is unchanged. Raises
+        ``ScoringError`` when no usable face is among the crops."""
+        found = [points for crop in crops if min(crop.shape[:2]) >= MIN_CROP_SIDE
+                 and (points := self.landmarks(crop)) is not None]
         if not found:
             raise ScoringError(f"calibration: the face mesh found no face in the {len(crops)} "
                                "rest crop(s); valid: crops of the subject's face at rest")
-        self.scorer.calibrate(found)
+        return rest_calibration(found, model=self.name, max_yaw=self.scorer.max_yaw,
+                                max_pitch=self.scorer.max_pitch)
+
+    def calibrate_crops(self, crops: Sequence[np.ndarray]) -> int:
+        """Calibrate this predictor itself on rest crops (``calibrate``); the faces used."""
+        self.scorer = self.with_calibration(self.calibrate(crops)).scorer
         return self.scorer.rest_frames_
+
+    def with_calibration(self, calibration: Calibration) -> NfcsPredictor:
+        """A view measuring against ``calibration``'s rest face that shares this predictor's
+        face mesh (closing the view leaves the mesh open). Raises ``ScoringError`` for a
+        calibration that is not an NFCS rest face."""
+        view = copy.copy(self)
+        view.scorer = copy.copy(self.scorer)
+        view.scorer.reference_, view.scorer.rest_frames_ = (reference_of(calibration),
+                                                            calibration.frames)
+        view._meshed, view._owns_mesh = [], False
+        return view
 
     def score_crops(self, crops: Sequence[np.ndarray]) -> list[NfcsResult]:
         """Full results (intensities, flags, pose) for face crops; a crop smaller than
@@ -389,6 +391,8 @@ class NfcsPredictor(Predictor):
         return cv2.GaussianBlur(heat, (0, 0), sigma)
 
     def close(self) -> None:
-        """Free the face mesh. Safe to call twice."""
+        """Free the face mesh (a calibrated view leaves it to its predictor). Safe to call
+        twice."""
         self._meshed = []
-        self._mesh.close()
+        if self._owns_mesh:
+            self._mesh.close()

@@ -38,6 +38,7 @@ from neopain.data.images import ImageReadError, decode_image
 from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Predictor
+from neopain.server.calibration import StreamCalibration
 from neopain.server.display import shown_reply
 from neopain.server.explanation import StreamExplainer
 from neopain.server.heatmap import cell_regions, evidence_cells
@@ -304,6 +305,7 @@ class LiveStream:
         self._cells: np.ndarray | None = None  # the model's last evidence grid
         self._cells_at = -math.inf
         self.explainer = StreamExplainer()
+        self.calibration = StreamCalibration(store, session_id=session_id)  # its own reference
 
     async def start(self) -> None:
         """Build this stream's detector and warm the model on the stream's thread; frames sent
@@ -313,6 +315,7 @@ class LiveStream:
     def _start(self) -> None:
         if self._assessor is None:
             self._assessor = self.service.assessor()
+            self._assessor.predictor = self.calibration.restore(self._assessor.predictor)
         self.service.warm_model()
 
     async def process(self, data: bytes) -> dict[str, Any]:
@@ -332,13 +335,16 @@ class LiveStream:
         self._start()
         assert self._assessor is not None
         result = self._assessor.step(frame, time_s=received - self._opened)
+        calibrated = self.calibration.add(result, predictor=self._assessor.predictor)
+        if calibrated is not None:  # this stream's view of the shared model from now on
+            self._assessor.predictor = calibrated
         try:
             row, snapshot = self.recorder.record(result, jpeg=lambda: data)
         except StoreError:  # stopped or revoked between the check and the save
             return self.refused(self.recorder.refusal() or ENDED)
         reply = reply_of(result, frame_shape=frame.shape, threshold=self._assessor.threshold)
         reply["explanation"] = self.explainer.explain(
-            result, predictor=self.service.shared_predictor())
+            result, predictor=self._assessor.predictor)
         if self.heatmap and result.crop is not None and result.prediction.assessable:
             reply["heatmap"] = self._heatmap(frame, result, received)
         reply.update(saved=row is not None, snapshot=snapshot,
@@ -363,7 +369,7 @@ class LiveStream:
                  ) -> list[list[float]] | None:  # called with a face and its crop
         """The model's evidence grid placed on this frame's face crop, or None when the model
         gives none. Recomputed at most every ``evidence_interval_s`` seconds."""
-        predictor = self.service.shared_predictor()
+        predictor = self._assessor.predictor  # the stream's (calibrated) view
         if now - self._cells_at >= predictor.evidence_interval_s:
             heat = predictor.evidence([result.crop])[0]
             self._cells = None if heat is None else evidence_cells(heat)

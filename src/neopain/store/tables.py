@@ -1,5 +1,5 @@
 """The records tables (SQLAlchemy 2): users, their login sessions and login rate limit,
-patients, monitoring sessions, assessments and the audit log.
+patients, monitoring sessions, assessments, sessions' rest calibrations and the audit log.
 
 Rows holding patient data never leave the server as they are: the server turns them into its
 own output schemas. Times are stored as UTC and read back timezone-aware (``UtcDateTime``), on
@@ -173,6 +173,22 @@ class Assessment(Base):
         if self.prob_pain is None or self.label is None:
             return None
         return self.prob_pain if self.label == "pain" else 1.0 - self.prob_pain
+
+
+class SessionCalibration(Base):
+    """A session's reference taken at rest ("Calibrate at rest"): who took it, when, from how
+    many frames, for which model, and the model's reference values (``reference``: JSON of
+    names to numbers, face geometry, no image). The newest one applies to the session."""
+
+    __tablename__ = "session_calibrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("monitoring_sessions.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    model: Mapped[str] = mapped_column(String(200))
+    frames: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str] = mapped_column(Text)
 
 
 class AuditEntry(Base):

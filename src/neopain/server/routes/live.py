@@ -1,6 +1,8 @@
 """The live stream: ``/ws/sessions/{id}`` takes JPEG frames (binary messages) and answers each
 with a JSON assessment; the text message ``{"type": "stop"}`` ends the session and
-``{"type": "options", "heatmap": true}`` asks for heatmap regions in the replies.
+``{"type": "options", "heatmap": true}`` asks for heatmap regions in the replies;
+``{"type": "calibrate", "seconds": 3}`` takes the next seconds at rest as this session's
+reference (``server.calibration``), answered by ``calibrated`` or an ``error`` naming why.
 
 The socket checks what the HTTP routes check: a logged-in admin or clinician (the login
 cookie), a page of this site (the Origin header), and a live session that has not ended.
@@ -81,6 +83,7 @@ async def live_socket(websocket: WebSocket, session_id: RowId) -> None:
         await run_in_threadpool(_connect, store, session_id, user_id)
         await stream.start()  # detector and model ready before the page sends frames
         await websocket.send_json({"type": "ready"})
+        await _send_notices(websocket, stream)  # a calibration restored on resume
         frames = asyncio.create_task(_frames(websocket, stream, store, session_id, user_id))
         watch = asyncio.create_task(_watch(stream))
         tasks = [frames, watch]
@@ -136,6 +139,7 @@ async def _frames(websocket: WebSocket, stream: LiveStream, store: sessionmaker[
                 continue
             reply = await stream.process(data)
             await websocket.send_json(reply)
+            await _send_notices(websocket, stream)
             if reply["type"] == "stopped":
                 await websocket.close(code=4409, reason="The session has ended.")
                 return
@@ -146,12 +150,22 @@ async def _frames(websocket: WebSocket, stream: LiveStream, store: sessionmaker[
             command = _command(message.get("text"))
             if command.get("type") == "options":
                 stream.heatmap = bool(command.get("heatmap"))
+            elif command.get("type") == "calibrate":
+                error = stream.calibration.request(command, user_id=user_id)
+                if error is not None:
+                    await websocket.send_json(error)
             elif command.get("type") == "stop":
                 await run_in_threadpool(_stop, store, session_id, user_id)
                 await websocket.send_json({"type": "stopped",
                                            "saved": stream.recorder.saved_})
                 await websocket.close(code=1000)
                 return
+
+
+async def _send_notices(websocket: WebSocket, stream: LiveStream) -> None:
+    """Send what the stream has to say besides a frame's reply (``calibrated``, or why not)."""
+    for notice in stream.calibration.take():
+        await websocket.send_json(notice)
 
 
 def _command(text: str | None) -> dict:

@@ -5,8 +5,9 @@ knows it is on disk; changes of patient data add their audit row in the same tra
 Functions take the SQLAlchemy ``Session`` first and everything else by keyword.
 
 The functions live in ``base`` (commit, audit), ``accounts`` (users, logins, the login rate
-limit), ``records`` (patients, sessions, assessments) and ``liveness`` (live streams' connections
-and frames, ending idle sessions); callers use them as ``crud.NAME``.
+limit), ``records`` (patients, sessions, assessments), ``liveness`` (live streams' connections
+and frames, ending idle sessions) and ``calibrations`` (a session's rest calibrations); callers
+use them as ``crud.NAME``.
 """
 
 from neopain.store.crud.accounts import (
@@ -14,6 +15,9 @@ from neopain.store.crud.accounts import (
     find_user, get_user, list_users, release_login_attempt, reserve_login_attempt, update_user,
 )
 from neopain.store.crud.base import SYSTEM, audit, list_audit
+from neopain.store.crud.calibrations import (
+    add_calibration, calibration_reference, latest_calibration,
+)
 from neopain.store.crud.history import (
     SessionSummary, audit_choices, list_audit_page, newest_audit_id, session_summaries,
 )
@@ -34,4 +38,5 @@ __all__ = [
     "note_frame", "record_image", "release_login_attempt", "reserve_login_attempt",
     "search_patients", "start_session", "SYSTEM", "update_patient", "update_user",
     "SessionSummary", "audit_choices", "list_audit_page", "newest_audit_id", "session_summaries",
+    "add_calibration", "calibration_reference", "latest_calibration",
 ]
