@@ -203,7 +203,9 @@
       if (!stopping) schedule(Math.max(0, FRAME_INTERVAL_MS - (performance.now() - sentAt)));
     } else if (reply.type === "stopped") {
       finish();
-    } else if (reply.type === "error") {
+    } else if (reply.type === "error" && reply.command !== "calibrate") {
+      // a calibrate command's error answers no frame (explanation.js shows it): the frame
+      // in flight still is, so nothing is scheduled here
       waiting = false;
       setStatus(reply.message);
       schedule(FRAME_INTERVAL_MS);
@@ -374,6 +376,10 @@
     $("start").disabled = true;
     setStatus("Start needs the camera: see above.");
   }
+  // commands of other panels (explanation.js: "Calibrate at rest") go on the open socket
+  document.addEventListener("neopain:command", (event) => {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(event.detail));
+  });
   $("start").addEventListener("click", start);
   window.addEventListener("pagehide", leave);
   $("stop").addEventListener("click", stop);
