@@ -112,6 +112,8 @@ class Predictor(ABC):
     evidence_interval_s: float = 0.0
     """How often a live stream recomputes ``evidence``: 0 on every frame; a model whose
     evidence costs many model calls sets seconds."""
+    calibrates: ClassVar[bool] = False
+    """Whether ``calibrate`` can give a calibration (a kind that needs none: False)."""
     thread_safe: ClassVar[bool] = False
     """Whether several threads may call it at once (an ONNX Runtime session may; the face
     mesh may not). Callers sharing a predictor that is not serialize their calls."""

@@ -125,11 +125,18 @@ def crud_user_id(server, username: str) -> int:
         return crud.find_user(db, username).id
 
 
-def test_commands_that_cannot_be_honoured_say_why(server, frames):
+def test_commands_that_cannot_be_honoured_say_why(server, frames, monkeypatch):
     client = server.client("clinician")
     session_id = _session(client, "CAL-D")
     face, coffee = frames.jpeg(frames.face()), frames.jpeg(frames.no_face())
     with live_socket(client, session_id) as socket:
+        # a model that needs no calibration says so at once, before collecting any frame
+        # (review finding: it collected for seconds, holding the crops, then said so)
+        socket.send_json({"type": "calibrate", "seconds": 0.2})
+        refused = socket.receive_json()
+        assert refused["type"] == "error" and "needs no calibration" in refused["message"]
+        # from here the fake model claims to calibrate, and calibrate() then returns None
+        monkeypatch.setattr(server.app.state.live.shared_predictor(), "calibrates", True)
         no_face = _calibrate(socket, coffee)
         socket.send_json({"type": "calibrate", "seconds": 0.2})
         twice = _calibrate(socket, face)  # the second request while the first collects

@@ -75,6 +75,9 @@ def test_note_frame_writes_at_most_every_few_seconds_and_never_to_an_ended_sessi
     assert crud.note_frame(db, session_id=session.id, now=first)
     assert not crud.note_frame(db, session_id=session.id, now=first + timedelta(seconds=1))
     assert crud.note_frame(db, session_id=session.id, now=first + timedelta(seconds=6))
+    # the stream's own 5 s throttle arriving a few ms early is still written (review finding:
+    # a skipped note doubled the gap, and a short idle limit ended a streaming session)
+    assert crud.note_frame(db, session_id=session.id, now=first + timedelta(seconds=10.99))
     crud.end_session(db, session, actor=None)
     assert not crud.note_frame(db, session_id=session.id, now=first + timedelta(seconds=60))
 
@@ -122,3 +125,16 @@ def test_the_migration_dates_existing_sessions_by_their_newest_assessment(tmp_pa
             (command.downgrade if target == "0002" else command.upgrade)(config, target)
     with open_store(url)() as db:
         assert crud.get_session(db, session.id).last_seen_at == when
+
+
+def test_a_stop_racing_the_sweep_ends_and_audits_the_session_once(db, sessions):
+    # review finding: end_session read ended_at, then wrote unconditionally, so a nurse's
+    # Stop (or the page's beacon) arriving as the sweep ended the session audited it twice
+    session = sessions()
+    stale = db.get(type(session), session.id)  # what the Stop request loaded before the sweep
+    later = utc_now() + timedelta(hours=1)
+    assert [s.id for s in crud.end_idle_sessions(db, idle_s=60, now=later)] == [session.id]
+    db.expire_all()
+    stale.__dict__["ended_at"] = None  # the Stop's copy still says open
+    crud.end_session(db, stale, actor=None)
+    assert len(stops(db, session.id)) == 1

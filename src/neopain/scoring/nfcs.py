@@ -288,6 +288,7 @@ class NfcsPredictor(Predictor):
     crop = CropRule.padded_square(0.25)
     kind = "nfcs"
     default = True
+    calibrates = True
     summary = ("NFCS facial actions from face-mesh landmarks; pain at 3 or more (rule-based "
                "screening aid, no training; neopain.scoring)")
 

@@ -19,7 +19,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import cv2
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from neopain.errors import NeopainError
@@ -48,6 +50,19 @@ def calibrated_reply(row: SessionCalibration, *, restored: bool = False) -> dict
             "restored": restored}
 
 
+MAX_CROP_SIDE = 640
+"""Collected crops are shrunk to this side at most: 30 whole 1920-pixel frames (a model that
+crops nothing) would otherwise hold some 300 MB per stream while collecting."""
+
+
+def _bounded(crop: np.ndarray) -> np.ndarray:
+    side = max(crop.shape[:2])
+    if side <= MAX_CROP_SIDE:
+        return crop
+    scale = MAX_CROP_SIDE / side
+    return cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 class StreamCalibration:
     """One stream's rest calibration: collecting, calibrating, storing, restoring.
 
@@ -70,9 +85,13 @@ class StreamCalibration:
         self._replies: list[dict[str, Any]] = []
         self._lock = threading.Lock()  # requests come from the event loop, frames do not
 
-    def request(self, command: Mapping[str, Any], *, user_id: int | None) -> dict[str, Any] | None:
+    def request(self, command: Mapping[str, Any], *, user_id: int | None,
+                calibrates: bool = True) -> dict[str, Any] | None:
         """Start collecting for ``command["seconds"]`` (default ``DEFAULT_SECONDS``) of the
-        next frames; None, or the error reply (already collecting, a bad number of seconds)."""
+        next frames; None, or the error reply (the model needs no calibration, already
+        collecting, a bad number of seconds)."""
+        if not calibrates:  # say so now, not after collecting frames for nothing
+            return calibration_error("Not calibrated: this model needs no calibration.")
         with self._lock:
             return self._request(command, user_id=user_id)
 
@@ -102,7 +121,7 @@ class StreamCalibration:
                 self.started_s_ = result.time_s
             self.frames_ += 1
             if result.crop is not None:
-                self.crops_.append(result.crop)
+                self.crops_.append(_bounded(result.crop))
             if (result.time_s - self.started_s_ < self.seconds_
                     and len(self.crops_) < self.max_crops):
                 return None
@@ -111,6 +130,12 @@ class StreamCalibration:
             return self._calibrate(predictor, crops=crops, frames=frames, seconds=seconds)
         except NeopainError as error:  # scoring or store errors name what was wrong
             self._reply(calibration_error(f"Not calibrated: {error}"))
+            return None
+        except (SQLAlchemyError, ValueError, cv2.error) as error:  # never ends the stream
+            log.warning("calibration of session %d failed: %s", self.session_id,
+                        type(error).__name__)
+            self._reply(calibration_error("Not calibrated: the calibration could not be "
+                                          "computed or saved; try again."))
             return None
         finally:  # a new request may come only now: "already collecting" until here
             with self._lock:

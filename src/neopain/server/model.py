@@ -31,6 +31,7 @@ class SharedPredictor(Predictor):
         self.name = inner.name
         self.crop = inner.crop
         self.evidence_interval_s = inner.evidence_interval_s
+        self.calibrates = inner.calibrates
         self._lock = threading.Lock() if lock is None else lock
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:

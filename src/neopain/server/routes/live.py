@@ -151,7 +151,9 @@ async def _frames(websocket: WebSocket, stream: LiveStream, store: sessionmaker[
             if command.get("type") == "options":
                 stream.heatmap = bool(command.get("heatmap"))
             elif command.get("type") == "calibrate":
-                error = stream.calibration.request(command, user_id=user_id)
+                error = stream.calibration.request(
+                    command, user_id=user_id,
+                    calibrates=stream.service.shared_predictor().calibrates)
                 if error is not None:
                     await websocket.send_json(error)
             elif command.get("type") == "stop":

@@ -1,16 +1,12 @@
 // The live page: camera frames → JPEG → WebSocket → assessment → oval guide, label, numbers.
-// One frame is in flight at a time (the next goes when the reply is in, at most 2 per second),
-// so a slow network or server never builds a queue. A dropped connection is retried with
-// growing pauses and resumes the same monitoring session.
-// The page shows only what is current: after NEOPAIN_STALE_S seconds without a result, after
-// Stop or while the link is lost, the state turns grey ("no current assessment — last: … at
-// hh:mm:ss") and the overlay clears. What a reply shows (state, number) is decided by the
-// server (reply.shown, neopain.server.display); this page only renders it. Leaving the page
-// ends the session (a beacon to the Stop endpoint).
-// The guide oval judges the face: green only when the reply's face box lies inside the oval
-// (faceInOval, on the oval's own geometry), amber when a face is found outside it, red when
-// none is, with a caption for each. The camera's secure-context requirement is told on load,
-// before Start. Bedside mode is bedside.js.
+// One frame is in flight at a time (at most 2 per second), so nothing queues; a dropped link
+// is retried with growing pauses and resumes the same session. Only what is current is shown:
+// after NEOPAIN_STALE_S s without a result, after Stop or a lost link, the state turns grey
+// ("no current assessment — last: … at hh:mm:ss") and the overlay clears. The server decides
+// what a reply shows (reply.shown, neopain.server.display). Leaving the page ends the session
+// (a beacon to Stop). The oval is green only with the face inside it (faceInOval), amber with
+// a face outside, red with none. The camera's secure-context need is told before Start.
+// Bedside mode is bedside.js; the explanation panel, explanation.js.
 (() => {
   "use strict";
   const FRAME_INTERVAL_MS = 500;
@@ -38,6 +34,7 @@
   let lastResultAt = 0;  // performance.now() of the last result (or of Start)
   let lastShown = null;  // {text, at: Date} of the last result shown
   let staleTimer = null;
+  let reconnectTimer = null;  // the pending reconnection after a lost link
   const OVAL_SLACK = 1.1;  // the face's edges may touch the oval's line
 
   /** Whether a face box (frame pixels [x1, y1, x2, y2]) lies inside the guide oval.
@@ -116,6 +113,7 @@
 
   async function start() {
     $("start").disabled = true;
+    clearTimeout(reconnectTimer);  // a reconnection of the last session must not join this one
     try {
       camera = await navigator.mediaDevices.getUserMedia({
         audio: false,
@@ -286,7 +284,8 @@
         context.fillRect(cx - r, cy - r, 2 * r, 2 * r);
       }
     }
-    context.strokeStyle = reply.shown.kind === "pain" ? "#e74c3c" : "#2ecc71";
+    // the box's colour follows the state shown: pain, no pain, or neither (cannot assess)
+    context.strokeStyle = {pain: "#e74c3c", nopain: "#2ecc71"}[reply.shown.kind] || "#f0b429";
     context.lineWidth = 2;
     context.strokeRect(x1, y1, x2 - x1, y2 - y1);
   }
@@ -310,7 +309,7 @@
     const delay = Math.min(30000, 1000 * 2 ** Math.min(retries - 1, 5));
     setStatus(`Connection lost; reconnecting in ${Math.round(delay / 1000)} s. ` +
               "Saved assessments are kept.");
-    setTimeout(() => { if (running && !stopping) connect(); }, delay);
+    reconnectTimer = setTimeout(() => { if (running && !stopping) connect(); }, delay);
   }
 
   function postStop() {
@@ -341,9 +340,11 @@
     running = false;
     stopping = false;
     clearTimeout(timer);
+    clearTimeout(reconnectTimer);
     clearInterval(staleTimer);
     stopCamera();
     markStale();
+    $("heatmap-note").textContent = "";
     $("start").disabled = false;
     $("stop").disabled = true;
     setStatus(`Stopped. ${saved} assessments saved.`,
@@ -364,9 +365,14 @@
                          new URLSearchParams({csrf_token: csrf}));
     running = false;
     clearTimeout(timer);
+    clearTimeout(reconnectTimer);
     clearInterval(staleTimer);
     if (socket) socket.close();
     stopCamera();
+    // a page brought back from the back/forward cache shows nothing old as current
+    markStale();
+    $("start").disabled = false;
+    $("stop").disabled = true;
   }
 
   const problem = cameraProblem();

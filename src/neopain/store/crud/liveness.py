@@ -28,14 +28,15 @@ def connect_session(db: Session, session: MonitoringSession, *, actor: User | No
 
 def note_frame(db: Session, *, session_id: int, now: datetime | None = None) -> bool:
     """Record that a live session's stream sent a frame at ``now`` (default: now); written only
-    when the last note is ``SEEN_WRITE_S`` old or more, and never to an ended session. Whether
-    it was written."""
+    when the last note is half ``SEEN_WRITE_S`` old or more (the stream itself writes every
+    ``SEEN_WRITE_S``; the half absorbs its timing jitter, so a note is never skipped for a few
+    milliseconds), and never to an ended session. Whether it was written."""
     now = now or utc_now()
     seen = MonitoringSession.last_seen_at
     result = db.execute(
         update(MonitoringSession)
         .where(MonitoringSession.id == session_id, MonitoringSession.ended_at.is_(None),
-               (seen.is_(None)) | (seen <= now - timedelta(seconds=SEEN_WRITE_S)))
+               (seen.is_(None)) | (seen <= now - timedelta(seconds=SEEN_WRITE_S / 2)))
         .values(last_seen_at=now)
         .execution_options(synchronize_session=False))
     commit(db, f"note a frame of session {session_id}")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, undefer
 
 from neopain.store.crud.base import commit, stage_audit
@@ -116,10 +116,20 @@ def _stage_end(db: Session, session: MonitoringSession, *, actor: User | None,
 
 def end_session(db: Session, session: MonitoringSession, *,
                 actor: User | None) -> MonitoringSession:
-    """Close a session (once; closing a closed one changes nothing) and audit it."""
-    if session.ended_at is None:
-        _stage_end(db, session, actor=actor, when=utc_now())
+    """Close a session (once; closing a closed one changes nothing) and audit it. A
+    conditional update, so a Stop racing the idle sweep (or another Stop) ends it and audits
+    it once."""
+    if session.ended_at is not None:
+        return session
+    when = utc_now()
+    ended = db.execute(update(MonitoringSession)
+                       .where(MonitoringSession.id == session.id,
+                              MonitoringSession.ended_at.is_(None))
+                       .values(ended_at=when).execution_options(synchronize_session=False))
+    if ended.rowcount == 1:
+        stage_audit(db, actor, "stop", "session", session.id, f"patient={session.patient_id}")
         commit(db, "end session")
+    db.refresh(session)
     return session
 
 
