@@ -212,6 +212,12 @@ def test_thumbnails_and_charts_of_an_audited_page_add_no_audit_rows(server, fram
     server.client("admin").get(parts[-1])
     assert audit_count(server, username="researcher") == before + 2
     assert audit_count(server, username="admin", detail="session timeline") == 1
+    # a grant is bound to its login: the same user logged in anew is audited (review finding:
+    # a grant outlived its login for 12 h)
+    again = server.client("researcher")
+    before = audit_count(server, username="researcher")  # after its login row
+    assert again.get(parts[-1]).status_code == 200
+    assert audit_count(server, username="researcher") == before + 1
 
 
 # forms --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ the page's one audit row."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 FLASH_COOKIE = "neopain_flash"
 FLASH_MAX = 300
 FLASH_AGE_S = 60
-VIEW_GRANT_AGE_S = 12 * 3600
+VIEW_GRANT_AGE_S = 600
+"""A page's pictures load within seconds of it; a grant is not a pass for later."""
 
 
 def display_zone(settings: Settings) -> tzinfo | None:
@@ -125,9 +127,14 @@ def _flashed(request: Request) -> str:
 def view_grant(request: Request, *, user_id: int, patient_id: int) -> str:
     """A token for the addresses of the pictures and charts a page of ``patient_id`` shows
     (``?view=…``): the page's own audit row covers them, so each adds none. Signed with the
-    server's secret and bound to the user; it holds ids only."""
+    server's secret and bound to the user and to this login (a new login needs a new page
+    view); it holds ids and a digest of the login cookie only."""
     return URLSafeTimedSerializer(server_state(request).secret, salt="view").dumps(
-        [user_id, patient_id])
+        [user_id, patient_id, _login_digest(request)])
+
+
+def _login_digest(request: Request) -> str:
+    return hashlib.sha256((csrf_binding(request) or "").encode()).hexdigest()[:16]
 
 
 def view_granted(request: Request, token: str, *, user_id: int, patient_id: int) -> bool:
@@ -140,7 +147,7 @@ def view_granted(request: Request, token: str, *, user_id: int, patient_id: int)
             token, max_age=VIEW_GRANT_AGE_S)
     except BadSignature:
         return False
-    return granted == [user_id, patient_id]
+    return granted == [user_id, patient_id, _login_digest(request)]
 
 
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> Response:
