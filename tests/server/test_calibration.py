@@ -8,7 +8,6 @@ change every other baby's scores (issue 19, build 3)."""
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -17,15 +16,11 @@ from neopain.prediction import Calibration
 from neopain.scoring import NfcsPredictor
 from neopain.server.model import SharedPredictor
 from neopain.store import crud
+from live_client import live_socket
 
 REST = "measured against this baby's rest face"
 
 
-@contextmanager
-def live_socket(client, session_id: int):
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
-        assert socket.receive_json() == {"type": "ready"}
-        yield socket
 
 
 def _session(client, record: str) -> int:

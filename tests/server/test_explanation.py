@@ -9,7 +9,6 @@ rather than reported as not assessable (issue 19)."""
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 
 import cv2
 import pytest
@@ -20,17 +19,13 @@ from neopain.scoring import NfcsPredictor, NfcsScorer
 from neopain.scoring.explanation import action_text
 from neopain.scoring.nfcs import to_prediction
 from neopain.server.explanation import HEATMAP_NOTE, NO_FACE, StreamExplainer
+from live_client import live_socket
 
 ASSESSMENT_FIELDS = {"type", "found", "box", "width", "height", "assessable", "label",
                      "prob_pain", "confidence", "smoothed", "state", "changed", "ms", "shown",
                      "saved", "snapshot", "assessment_id", "server_ms"}
 
 
-@contextmanager
-def live_socket(client, session_id: int):
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
-        assert socket.receive_json() == {"type": "ready"}
-        yield socket
 
 
 def _session(server, record: str) -> tuple[object, int]:

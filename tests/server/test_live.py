@@ -4,13 +4,13 @@ a reconnect resumes the same session without a new snapshot; Stop ends the sessi
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from neopain.store import crud
 from neopain.store.tables import AuditEntry
+from live_client import live_socket
 
 
 @pytest.fixture()
@@ -23,12 +23,6 @@ def live(server):
     return client, session["id"]
 
 
-@contextmanager
-def live_socket(client, session_id: int):
-    """The session's WebSocket once the server said it is ready for frames."""
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
-        assert socket.receive_json() == {"type": "ready"}
-        yield socket
 
 
 def stream(socket, frames, pattern: str) -> list[dict]:

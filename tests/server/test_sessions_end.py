@@ -7,7 +7,6 @@ reconnection, is audited as a resume."""
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -17,15 +16,10 @@ from sqlalchemy import select, update
 from neopain.server import sweeper
 from neopain.store import crud
 from neopain.store.tables import AuditEntry, MonitoringSession, utc_now
+from live_client import live_socket
 
 
 
-@contextmanager
-def live_socket(client, session_id: int):
-    """The session's WebSocket once the server said it is ready for frames."""
-    with client.websocket_connect(f"/ws/sessions/{session_id}") as socket:
-        assert socket.receive_json() == {"type": "ready"}
-        yield socket
 
 
 def stream(socket, frames, pattern: str) -> list[dict]:
