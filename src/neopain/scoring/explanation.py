@@ -8,10 +8,13 @@ out of ``facial_actions.FACIAL_ACTIONS``, the one action list.
 
 from __future__ import annotations
 
-from neopain.facial_actions import FACIAL_ACTIONS
+import cv2
+import numpy as np
+
+from neopain.facial_actions import ACTION_REGIONS, FACIAL_ACTIONS
 from neopain.prediction import Prediction
 from neopain.scoring.actions import ACTIONS
-from neopain.scoring.nfcs import NfcsResult
+from neopain.scoring.nfcs import MIN_EVIDENCE, NfcsResult
 
 
 def result_of(prediction: Prediction) -> NfcsResult | None:
@@ -50,3 +53,24 @@ def action_lines(prediction: Prediction) -> list[str]:
     return [f"{names} — {len(present)} of {len(FACIAL_ACTIONS)}",
             "measured against this baby's rest face" if result.calibrated
             else "measured against an adult reference face (not calibrated at rest)"]
+
+
+def action_heatmap(crop: np.ndarray, *, landmarks: np.ndarray | None, result: NfcsResult,
+                   thresholds: dict[str, float]) -> np.ndarray | None:
+    """``NfcsPredictor.evidence`` of one crop: each action's facial regions (``faces.regions``
+    on ``landmarks``) lit by its intensity over its threshold (0–1), blurred with σ = 1/30 of
+    the crop's shorter side; None without landmarks or for a face that cannot be scored."""
+    from neopain.faces.regions import REGIONS, region_map
+
+    if landmarks is None or not result.assessable:
+        return None
+    labels = region_map(crop.shape[:2], landmarks=landmarks)
+    heat = np.zeros(crop.shape[:2], np.float32)
+    for name in ACTIONS:
+        weight = float(np.clip(result.intensities[name] / thresholds[name], 0.0, 1.0))
+        if weight < MIN_EVIDENCE:
+            continue
+        for region in ACTION_REGIONS[name]:
+            inside = labels == REGIONS.index(region)
+            heat[inside] = np.maximum(heat[inside], weight)
+    return cv2.GaussianBlur(heat, (0, 0), max(1.0, min(crop.shape[:2]) / 30))

@@ -18,11 +18,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from neopain.faces.crop import CropRule
-from neopain.facial_actions import ACTION_REGIONS
 from neopain.prediction import Calibration, Prediction, Predictor, RuntimeOptions
 from neopain.scoring.actions import (
     ACTIONS,
@@ -45,8 +43,11 @@ MIN_FACE_SIDE = 48
 """Faces smaller than this (pixels, the face box's side) are not scored ("face too small"):
 the face mesh sees them upsampled 4× or more, and their lids and lips span a few pixels."""
 
-MIN_CROP_SIDE = round(MIN_FACE_SIDE * 1.5)
-"""The crop side of a ``MIN_FACE_SIDE`` face (the crop's margin is 0.25 of the face a side)."""
+CROP_MARGIN = 0.25
+"""The scorer's crops: a square around the face box with this margin a side."""
+
+MIN_CROP_SIDE = round(MIN_FACE_SIDE * (1 + 2 * CROP_MARGIN))
+"""The crop side of a ``MIN_FACE_SIDE`` face."""
 
 MIN_EVIDENCE = 0.2
 """An action lights its regions in ``evidence`` from this share of its threshold on."""
@@ -259,6 +260,11 @@ class NfcsScorer:
                           details=details)
 
 
+def face_side(crop: np.ndarray) -> float:
+    """The side of the face box a scorer's crop was cut around (``CROP_MARGIN`` a side)."""
+    return min(crop.shape[:2]) / (1 + 2 * CROP_MARGIN)
+
+
 def to_prediction(result: NfcsResult) -> Prediction:
     """The ``Prediction`` of a scored face; ``details`` carries intensities, flags and count."""
     label = "pain" if result.prob_pain >= DECISION_THRESHOLD else "nopain"
@@ -285,7 +291,7 @@ class NfcsPredictor(Predictor):
     """
 
     name = "nfcs"
-    crop = CropRule.padded_square(0.25)
+    crop = CropRule.padded_square(CROP_MARGIN)
     kind = "nfcs"
     default = True
     calibrates = True
@@ -321,7 +327,7 @@ class NfcsPredictor(Predictor):
         """The median rest face of ``crops`` (``calibration.rest_reference``; crops under
         ``MIN_CROP_SIDE`` left out); this predictor's own reference is unchanged. Raises
         ``ScoringError`` when no usable face is among the crops."""
-        found = [points for crop in crops if min(crop.shape[:2]) >= MIN_CROP_SIDE
+        found = [points for crop in crops if face_side(crop) >= MIN_FACE_SIDE
                  and (points := self.landmarks(crop)) is not None]
         if not found:
             raise ScoringError(f"calibration: the face mesh found no face in the {len(crops)} "
@@ -348,11 +354,10 @@ class NfcsPredictor(Predictor):
     def score_crops(self, crops: Sequence[np.ndarray]) -> list[NfcsResult]:
         """Full results (intensities, flags, pose) for face crops; a crop smaller than
         ``MIN_CROP_SIDE`` is not meshed and reads "face too small"."""
-        meshed = [(crop, None if min(crop.shape[:2]) < MIN_CROP_SIDE
+        meshed = [(crop, None if face_side(crop) < MIN_FACE_SIDE
                    else self._mesh.landmarks(crop)) for crop in crops]
         self._meshed = meshed  # held for evidence() on the same crops
-        return [self.scorer.score(points, face_side=min(crop.shape[:2]) / 1.5)
-                for crop, points in meshed]
+        return [self.scorer.score(points, face_side=face_side(crop)) for crop, points in meshed]
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         return [to_prediction(result) for result in self.score_crops(crops)]
@@ -369,27 +374,11 @@ class NfcsPredictor(Predictor):
         """Each action's facial regions (``faces.regions``) lit by its intensity over its
         threshold (0–1), blurred with σ = 1/30 of the crop's shorter side; None where no face
         mesh is found or the face cannot be scored."""
-        return [self._action_heatmap(crop) for crop in crops]
+        from neopain.scoring.explanation import action_heatmap
 
-    def _action_heatmap(self, crop: np.ndarray) -> np.ndarray | None:
-        from neopain.faces.regions import REGIONS, region_map
-
-        points = self.landmarks(crop)
-        result = self.scorer.score(points)
-        if points is None or not result.assessable:
-            return None
-        labels = region_map(crop.shape[:2], landmarks=points)
-        heat = np.zeros(crop.shape[:2], np.float32)
-        for name in ACTIONS:
-            weight = float(np.clip(result.intensities[name] / self.scorer.thresholds[name],
-                                   0.0, 1.0))
-            if weight < MIN_EVIDENCE:
-                continue
-            for region in ACTION_REGIONS[name]:
-                inside = labels == REGIONS.index(region)
-                heat[inside] = np.maximum(heat[inside], weight)
-        sigma = max(1.0, min(crop.shape[:2]) / 30)
-        return cv2.GaussianBlur(heat, (0, 0), sigma)
+        return [action_heatmap(crop, landmarks=(points := self.landmarks(crop)),
+                               result=self.scorer.score(points, face_side=face_side(crop)),
+                               thresholds=self.scorer.thresholds) for crop in crops]
 
     def close(self) -> None:
         """Free the face mesh (a calibrated view leaves it to its predictor). Safe to call
