@@ -12,8 +12,6 @@ load torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from neopain.lazy import lazy_exports
 
 _EXPORTS = {
@@ -23,16 +21,3 @@ _EXPORTS = {
                                 "model_info", "register_model"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
-
-
-if TYPE_CHECKING:  # what type checkers and readers see
-    from neopain.models.base import PainModel  # noqa: F401
-    from neopain.models.cfg import ModelCfg  # noqa: F401
-    from neopain.models.registry import (  # noqa: F401
-        ModelInfo,
-        create_model,
-        list_models,
-        model_cfg,
-        model_info,
-        register_model,
-    )

@@ -13,8 +13,6 @@ The names below load on first use (PEP 562), so that ``neopain.training.augment`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from neopain.lazy import lazy_exports
 
 _EXPORTS = {
@@ -29,25 +27,3 @@ _EXPORTS = {
     "neopain.training.trainer": ("FitResult", "Trainer"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
-
-
-if TYPE_CHECKING:  # what type checkers and readers see
-    from neopain.runs import CvResult, FoldResult, oof_leaks  # noqa: F401
-    from neopain.training.callbacks import (  # noqa: F401
-        Callback,
-        Checkpoint,
-        EarlyStopping,
-        History,
-        Unfreeze,
-    )
-    from neopain.training.config import (  # noqa: F401
-        ConfigError,
-        TrainConfig,
-        load_config,
-        save_config,
-    )
-    from neopain.training.cv import fold_model_class, run_cv, run_fold  # noqa: F401
-    from neopain.training.embeddings import EmbeddingCache, cache_key  # noqa: F401
-    from neopain.training.networks import NetworkFoldModel  # noqa: F401
-    from neopain.training.state import TrainState  # noqa: F401
-    from neopain.training.trainer import FitResult, Trainer  # noqa: F401
