@@ -153,6 +153,12 @@ class Predictor(ABC):
         evidence is its heatmap (``evidence``)."""
         return None
 
+    def window_score(self, predictions: Sequence[Prediction]) -> dict[str, float] | None:
+        """A score over a stream's recent predictions (the NFCS scorer: the DAN facial score,
+        ``{"score", "of", "frames", "assessable"}``); None (the default) for a model that has
+        none."""
+        return None
+
     def calibrate(self, crops: Sequence[np.ndarray]) -> Calibration | None:
         """The reference of a subject at rest, from face crops of a few seconds at rest; None
         (the default): this model needs no calibration. The predictor itself is unchanged:

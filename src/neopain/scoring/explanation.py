@@ -8,6 +8,8 @@ out of ``facial_actions.FACIAL_ACTIONS``, the one action list.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -74,3 +76,16 @@ def action_heatmap(crop: np.ndarray, *, landmarks: np.ndarray | None, result: Nf
             inside = labels == REGIONS.index(region)
             heat[inside] = np.maximum(heat[inside], weight)
     return cv2.GaussianBlur(heat, (0, 0), max(1.0, min(crop.shape[:2]) / 30))
+
+
+def dan_score(predictions: Sequence[Prediction]) -> dict[str, float] | None:
+    """``NfcsPredictor.window_score``: the DAN facial score of the scorer's predictions among
+    ``predictions``; None when there are none."""
+    from neopain.scoring.dan import score_window
+
+    results = [result for p in predictions if (result := result_of(p)) is not None]
+    if not results:
+        return None
+    window = score_window(results)
+    return {"score": window.dan, "of": 4, "frames": window.frames,
+            "assessable": window.assessable}

@@ -370,6 +370,12 @@ class NfcsPredictor(Predictor):
 
         return action_lines(prediction)
 
+    def window_score(self, predictions: Sequence[Prediction]) -> dict[str, float] | None:
+        """The DAN facial score (0-4) of these predictions (``scoring.dan.score_window``)."""
+        from neopain.scoring.explanation import dan_score
+
+        return dan_score(predictions)
+
     def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         """Each action's facial regions (``faces.regions``) lit by its intensity over its
         threshold (0–1), blurred with σ = 1/30 of the crop's shorter side; None where no face

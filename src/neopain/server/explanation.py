@@ -13,8 +13,8 @@
   results (``scoring.dan.score_window``), with the frames it rests on; None for a model whose
   predictions carry no NFCS count and flags.
 
-Generic code here never asks which model runs: the lines come through the predictor's hook and
-the DAN window through ``scoring.explanation.result_of``, which reads a prediction's details.
+Generic code here never asks which model runs: the lines and the window's score come through
+the predictor's hooks (``explain``, ``window_score``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from typing import Any
 
 from neopain.monitor.pipeline import FrameAssessment
 from neopain.prediction import Predictor
-from neopain.scoring.dan import score_window
-from neopain.scoring.explanation import result_of
-from neopain.scoring.nfcs import NfcsResult
+from neopain.prediction import Prediction
 
 DAN_WINDOW_S = 10.0
 """Seconds of stream time the DAN score looks back over (20 frames at the page's 2 per
@@ -47,18 +45,17 @@ class StreamExplainer:
 
     def __init__(self, *, window_s: float = DAN_WINDOW_S) -> None:
         self.window_s = window_s
-        self.results_: deque[tuple[float, NfcsResult]] = deque()
+        self.recent_: deque[tuple[float, Prediction]] = deque()
 
     def explain(self, result: FrameAssessment, *, predictor: Predictor) -> dict[str, Any]:
         """The ``explanation`` of the reply to ``result`` (see the module's docstring)."""
         prediction = result.prediction
-        nfcs = None if prediction is None else result_of(prediction)
-        if nfcs is not None:
-            self.results_.append((result.time_s, nfcs))
-        while self.results_ and result.time_s - self.results_[0][0] > self.window_s:
-            self.results_.popleft()
+        if prediction is not None:
+            self.recent_.append((result.time_s, prediction))
+        while self.recent_ and result.time_s - self.recent_[0][0] > self.window_s:
+            self.recent_.popleft()
         reply: dict[str, Any] = {"status": "no_face", "lines": [], "note": "",
-                                 "reason": NO_FACE, "dan": self._dan()}
+                                 "reason": NO_FACE, "dan": self._dan(predictor)}
         if prediction is None:
             return reply
         if not prediction.assessable:
@@ -69,9 +66,6 @@ class StreamExplainer:
                      note=HEATMAP_NOTE if lines is None else "")
         return reply
 
-    def _dan(self) -> dict[str, Any] | None:
-        if not self.results_:
-            return None
-        window = score_window([nfcs for _, nfcs in self.results_])
-        return {"score": window.dan, "of": 4, "frames": window.frames,
-                "assessable": window.assessable, "window_s": self.window_s}
+    def _dan(self, predictor: Predictor) -> dict[str, Any] | None:
+        score = predictor.window_score([p for _, p in self.recent_]) if self.recent_ else None
+        return None if score is None else {**score, "window_s": self.window_s}

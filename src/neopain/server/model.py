@@ -47,6 +47,9 @@ class SharedPredictor(Predictor):
     def explain(self, prediction: Prediction) -> list[str] | None:
         return self._inner.explain(prediction)  # reads the prediction only: no lock
 
+    def window_score(self, predictions: Sequence[Prediction]) -> dict[str, float] | None:
+        return self._inner.window_score(predictions)  # reads predictions only: no lock
+
     def calibrate(self, crops: Sequence[np.ndarray]) -> Calibration | None:
         with self._lock:
             return self._inner.calibrate(crops)
