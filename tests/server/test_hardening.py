@@ -162,7 +162,7 @@ def test_a_query_string_cannot_put_text_in_the_notice_bar_but_a_flash_can(server
     done = client.post(f"/patients/{patient_id}/upload",
                        files={"file": ("a.jpg", photo, "image/jpeg")})
     assert done.status_code == 200  # followed the redirect to the history
-    assert "The image was assessed (a face found); 1 assessment(s) saved." in done.text
+    assert "The image was assessed (a face found); 1 assessment saved." in done.text
     assert "was assessed" not in client.get(f"/patients/{patient_id}").text  # once only
     client.cookies.set("neopain_flash", "forged-notice")
     assert "forged" not in client.get(f"/patients/{patient_id}").text

@@ -254,3 +254,22 @@ def test_a_refused_upload_returns_to_the_patients_page_with_a_notice(server, fra
     photo = cv2.imencode(".jpg", frames.face())[1].tobytes()
     gone = client.post("/patients/999/upload", files={"file": ("a.jpg", photo, "image/jpeg")})
     assert gone.status_code == 404 and 'href="/patients"' in gone.text
+
+
+def test_an_uploaded_images_session_shows_the_images_state_as_its_pain_share(server, frames):
+    # the bug guarded (seen in chromium): after uploading one image the notice said it was
+    # assessed and the snapshot read "no pain 95%", while the session row said "not assessed"
+    client = server.client("clinician")
+    patient = client.post("/api/patients", json={"record_number": "IMG-1"}).json()
+    for body in (frames.jpeg(frames.face()), frames.jpeg(frames.face(pain=True))):
+        done = client.post(f"/api/patients/{patient['id']}/uploads",
+                           files={"file": ("face.jpg", body, "image/jpeg")})
+        assert done.status_code in (200, 201), done.text
+    rows = [session_row(client.get(f"/patients/{patient['id']}").text, s.session.id)
+            for s in _summaries(server, patient["id"])]
+    assert sorted(row["pain-share"] for row in rows) == ["0%", "100%"]
+
+
+def _summaries(server, patient_id: int):
+    with server.db() as db:
+        return crud.session_summaries(db, patient_id=patient_id)

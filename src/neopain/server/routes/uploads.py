@@ -193,6 +193,7 @@ def upload_form(request: Request, db: Db, user: Carer, patient_id: RowId,
         found = "a face found"
     else:
         found = f"a face in {result.faces} of {result.frames} frames"
-    flash(response, request, f"The {result.kind} was assessed ({found}); "
-                             f"{len(result.saved)} assessment(s) saved.")
+    saved = len(result.saved)
+    flash(response, request, f"The {result.kind} was assessed ({found}); {saved} "
+                             f"{'assessment' if saved == 1 else 'assessments'} saved.")
     return response

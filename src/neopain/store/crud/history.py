@@ -23,8 +23,10 @@ class SessionSummary:
     ``duration_s``: for a live session that has ended, from its start to its end; for a video,
     the video time up to its last assessed frame; None for an open live session and an image.
     ``assessed_s`` / ``pain_s``: seconds assessed and seconds in pain, each saved row's state
-    holding until the next row (at most ``max_gap_s``). ``episodes``: runs of rows in pain
-    (a row in pain after a row not in pain, or first).
+    holding until the next row (at most ``max_gap_s``); a row's state is its smoothed state,
+    or its label where it has none (an uploaded image). ``rated`` / ``pain_rows``: rows with
+    a state, and those in pain. ``episodes``: runs of rows in pain (a row in pain after a row
+    not in pain, or first).
     """
 
     session: MonitoringSession
@@ -33,21 +35,27 @@ class SessionSummary:
     assessed_s: float
     pain_s: float
     episodes: int
+    rated: int = 0
+    pain_rows: int = 0
 
     @property
     def pain_share(self) -> float | None:
-        """Share of the assessed time in pain; None when no time was assessed."""
-        return self.pain_s / self.assessed_s if self.assessed_s > 0 else None
+        """Share of the assessed time in pain; for rows without duration (a single image),
+        the share of rows in pain; None when nothing was assessed."""
+        if self.assessed_s > 0:
+            return self.pain_s / self.assessed_s
+        return self.pain_rows / self.rated if self.rated else None
 
 
 def session_summaries(db: Session, *, patient_id: int,
                       max_gap_s: float = MAX_GAP_S) -> list[SessionSummary]:
     """Every session of a patient, newest first, with its duration, pain share and episodes."""
     ordered = {"partition_by": Assessment.session_id, "order_by": Assessment.id}
-    rows = (select(Assessment.session_id, Assessment.state, Assessment.offset_s,
+    state = func.coalesce(Assessment.state, Assessment.label)
+    rows = (select(Assessment.session_id, state.label("state"), Assessment.offset_s,
                    func.lead(Assessment.offset_s).over(**ordered).label("next_s"),
-                   func.lag(Assessment.state).over(**ordered).label("previous"))
-            .where(Assessment.patient_id == patient_id, Assessment.state.is_not(None))
+                   func.lag(state).over(**ordered).label("previous"))
+            .where(Assessment.patient_id == patient_id, state.is_not(None))
             .subquery())
     gap = rows.c.next_s - rows.c.offset_s
     held = func.coalesce(case((gap > max_gap_s, max_gap_s), else_=gap), 0.0)
@@ -57,6 +65,7 @@ def session_summaries(db: Session, *, patient_id: int,
         select(rows.c.session_id, func.sum(held).label("assessed_s"),
                func.sum(case((pain, held), else_=0.0)).label("pain_s"),
                func.sum(case((starts, 1), else_=0)).label("episodes"),
+               func.count().label("rated"), func.sum(case((pain, 1), else_=0)).label("pain_rows"),
                func.max(rows.c.offset_s).label("last_s"))
         .group_by(rows.c.session_id))}
     counts = {session_id: count for session_id, count in db.execute(
@@ -73,7 +82,9 @@ def session_summaries(db: Session, *, patient_id: int,
             duration_s=_duration_s(session, None if sums is None else sums.last_s),
             assessed_s=0.0 if sums is None else float(sums.assessed_s),
             pain_s=0.0 if sums is None else float(sums.pain_s),
-            episodes=0 if sums is None else int(sums.episodes)))
+            episodes=0 if sums is None else int(sums.episodes),
+            rated=0 if sums is None else int(sums.rated),
+            pain_rows=0 if sums is None else int(sums.pain_rows)))
     return summaries
 
 
