@@ -347,7 +347,7 @@
     $("heatmap-note").textContent = "";
     $("start").disabled = false;
     $("stop").disabled = true;
-    setStatus(`Stopped. ${saved} assessments saved.`,
+    setStatus(`Stopped. ${saved} ${saved === 1 ? "assessment" : "assessments"} saved.`,
               {href: `/patients/${patientId}`, text: "Open the history"});
   }
 
