@@ -86,6 +86,20 @@ class Settings(BaseSettings):
         description="A live monitoring session that gets no frame for this many seconds is "
                     "ended by the server (checked on start-up and every 30 s at most).",
     )
+    alarm_pain_s: float = Field(
+        default=30.0, ge=5, le=3600,
+        description="Ward alarm (high): the smoothed state has been pain this many seconds.")
+    alarm_stale_s: float = Field(
+        default=10.0, ge=5, le=3600,
+        description="Ward alarm (medium): an open live session got no frame this many seconds.")
+    alarm_noface_s: float = Field(
+        default=120.0, ge=5, le=3600,
+        description="Ward alarm (low): an open live session had no assessable face this many "
+                    "seconds.")
+    alarm_escalate_s: float = Field(
+        default=120.0, ge=5, le=3600,
+        description="An alarm nobody acknowledged this many seconds after it was raised "
+                    "escalates.")
     timezone: str | None = Field(default=None,
                                  description="IANA zone for days and hours in charts; "
                                              "None: the server's local time.")

@@ -193,8 +193,12 @@ def seed(server: Server) -> dict[str, int]:
             state="pain", changed=True, face_box=(1, 2, 3, 4), snapshot=jpeg(no_face_frame())))
         other = crud.start_session(db, actor=nurse, patient=patient, source="live",
                                    model="fake-mark")
+        alarm = crud.raise_alarm(db, session=other, rule="link", priority="medium",
+                                 condition_since=other.started_at, limit_s=10.0,
+                                 now=other.started_at)
     return {"patient_id": patient.id, "session_id": session.id, "assessment_id": row.id,
-            "user_id": nurse.id, "by": "day", "open_session_id": other.id}
+            "user_id": nurse.id, "by": "day", "open_session_id": other.id,
+            "alarm_id": alarm.id}
 
 
 @pytest.fixture(scope="session")

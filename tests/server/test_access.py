@@ -55,6 +55,14 @@ ACCESS = {
     ("POST", "/api/patients/{patient_id}/uploads"): CARE,
     ("POST", "/patients/{patient_id}/upload"): CARE,
     ("WS", "/ws/sessions/{session_id}"): CARE,
+    ("GET", "/ward"): ANY,
+    ("GET", "/api/ward"): ANY,
+    ("GET", "/api/alarms"): ANY,
+    ("POST", "/api/alarms/{alarm_id}/ack"): CARE,
+    ("POST", "/api/sessions/{session_id}/pause-alarms"): CARE,
+    ("GET", "/api/patients/{patient_id}/alarm-limits"): ANY,
+    ("PUT", "/api/patients/{patient_id}/alarm-limits"): CARE,
+    ("WS", "/ws/ward"): ANY,
 }
 NOT_PATIENT_DATA = {"/api/me", "/instructions", "/users", "/audit", "/patients/new"}
 LOGOUTS = {"/logout", "/api/logout"}
@@ -128,7 +136,7 @@ def test_roles_without_the_right_get_403_and_those_with_it_get_in(module_server,
             assert status == (4403 if method == "WS" else 403), (role, status)
 
 
-@pytest.mark.parametrize("route", sorted(r for r in ACCESS if r[0] in ("POST", "PATCH")),
+@pytest.mark.parametrize("route", sorted(r for r in ACCESS if r[0] in ("POST", "PATCH", "PUT")),
                          ids=lambda r: f"{r[0]} {r[1]}")
 def test_state_changes_without_the_csrf_token_are_refused(module_records, clients, route):
     method, path = route

@@ -18,7 +18,7 @@ from neopain.faces.base import Face, FaceDetector
 from neopain.faces.crop import CropRule
 from neopain.monitor.pipeline import Assessor
 from neopain.prediction import Prediction, Predictor
-from neopain.server.display import shown_state
+from neopain.server.display import shown_of, shown_state
 from neopain.server.live import reply_of
 
 UNASSESSABLE = 1.0  # a face this bright is one the fake model cannot judge
@@ -77,7 +77,8 @@ def test_shown_number_agrees_with_the_held_state_in_every_frame(threshold):
                   hysteresis=0.1) as assessor:
         for i, prob in enumerate(around(threshold)):
             result = assessor.step(frame(prob), time_s=i * 0.5)
-            replies.append(reply_of(result, frame_shape=(40, 40, 3), threshold=threshold))
+            replies.append(reply_of(result, frame_shape=(40, 40, 3),
+                                    shown=shown_of(result, threshold=threshold)))
     held = 0
     for reply in replies:
         shown = reply["shown"]

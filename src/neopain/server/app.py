@@ -4,7 +4,8 @@ Pages (Jinja2 + small plain JavaScript, every asset served from ``static/``), a 
 an OpenAPI schema at ``/api/openapi.json``, and the live WebSocket. The records store is opened
 (and migrated) when the app is created; the pain model is loaded on first use unless one is
 passed in. While the app runs (its lifespan), ``sweeper.idle_sweeper`` ends the live sessions
-that get no frame for ``settings.session_idle_s``, first when it starts.
+that get no frame for ``settings.session_idle_s``, first when it starts, and
+``alarm_engine.alarm_engine`` judges the ward's alarms every half second.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from neopain.server.deps import AccessError, ServerState
 from neopain.server.live import LiveService
 from neopain.server.middleware import CRASH_MESSAGE, BodyLimit, RequestGuard
 from neopain.server.render import make_templates, render
-from neopain.server.routes import api, auth, live, pages, uploads
+from neopain.server.routes import api, auth, live, pages, uploads, ward
 from neopain.server.sweeper import idle_sweeper
+from neopain.server.alarm_engine import alarm_engine
+from neopain.server.ward import WardHub
 from neopain.store import crud
 from neopain.store.session import open_store
 
@@ -50,10 +53,12 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
     """
     store = open_store(settings.records_url())
     live_service = LiveService(settings, predictor=predictor)
+    ward_hub = WardHub()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async with idle_sweeper(store, idle_s=settings.session_idle_s):
+        async with idle_sweeper(store, idle_s=settings.session_idle_s), \
+                alarm_engine(store, settings=settings, hub=ward_hub):
             yield
         live_service.close()
         store.kw["bind"].dispose()
@@ -67,8 +72,9 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
                                       window_s=settings.login_window_s))
     app.state.templates = make_templates(settings)
     app.state.live = live_service
+    app.state.ward = ward_hub
     _add_error_handlers(app)
-    for module in (auth, pages, api, uploads, live):
+    for module in (auth, pages, api, uploads, live, ward):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1e6) + 1_000_000)

@@ -16,8 +16,7 @@ panel shows"):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from neopain.monitor.pipeline import FrameAssessment
 
@@ -74,7 +73,3 @@ def shown_of(result: FrameAssessment, *, threshold: float | None = None) -> Show
     return shown_state(state=result.state, smoothed=result.smoothed,
                        threshold=result.prediction.threshold if threshold is None else threshold)
 
-
-def shown_reply(result: FrameAssessment, *, threshold: float | None = None) -> dict[str, Any]:
-    """``shown_of`` as the reply's JSON-ready ``shown`` field."""
-    return asdict(shown_of(result, threshold=threshold))

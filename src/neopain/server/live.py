@@ -23,6 +23,7 @@ import asyncio
 import math
 import threading
 import time
+from dataclasses import asdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -39,10 +40,11 @@ from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Predictor
 from neopain.server.calibration import StreamCalibration
-from neopain.server.display import shown_reply
+from neopain.server.display import Shown, shown_of
 from neopain.server.explanation import StreamExplainer
 from neopain.server.heatmap import cell_regions, evidence_cells
 from neopain.server.model import SharedPredictor, load_live_predictor
+from neopain.server.stream_status import StatusWriter
 from neopain.server.deps import ENDED, AccessError, Refusal, live_refusal
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
@@ -196,10 +198,9 @@ def decode_frame(data: bytes) -> np.ndarray:
 
 
 def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...],
-             threshold: float | None = None) -> dict[str, Any]:
+             shown: Shown) -> dict[str, Any]:
     """The JSON-ready part of a reply that describes the assessment itself; ``shown`` is what
-    the page shows (``display.shown_of``: the state and the one number that goes with it),
-    judged against ``threshold`` (None: the prediction's own)."""
+    the page shows (``display.shown_of``: the state and the one number that goes with it)."""
     prediction = result.prediction
     return {
         "type": "assessment",
@@ -215,7 +216,7 @@ def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...],
         "state": result.state,
         "changed": result.changed,
         "ms": round(result.latency_ms, 1),
-        "shown": shown_reply(result, threshold=threshold),
+        "shown": asdict(shown),
     }
 
 
@@ -306,6 +307,7 @@ class LiveStream:
         self._cells_at = -math.inf
         self.explainer = StreamExplainer()
         self.calibration = StreamCalibration(store, session_id=session_id)  # its own reference
+        self.status = StatusWriter(store, session_id=session_id)  # for the ward and its alarms
 
     async def start(self) -> None:
         """Build this stream's detector and warm the model on the stream's thread; frames sent
@@ -342,7 +344,9 @@ class LiveStream:
             row, snapshot = self.recorder.record(result, jpeg=lambda: data)
         except StoreError:  # stopped or revoked between the check and the save
             return self.refused(self.recorder.refusal() or ENDED)
-        reply = reply_of(result, frame_shape=frame.shape, threshold=self._assessor.threshold)
+        shown = shown_of(result, threshold=self._assessor.threshold)
+        reply = reply_of(result, frame_shape=frame.shape, shown=shown)
+        self.status.frame(result, shown=shown, now=utc_now())
         reply["explanation"] = self.explainer.explain(
             result, predictor=self._assessor.predictor)
         if self.heatmap and result.crop is not None and result.prediction.assessable:
@@ -385,6 +389,7 @@ class LiveStream:
         if self._closed:
             return
         self._closed = True
+        self._executor.submit(self.status.flush)
         if self._assessor is not None:
             self._executor.submit(self.service.release, self._assessor)
         self._executor.shutdown(wait=False)

@@ -1,5 +1,6 @@
 """The records tables (SQLAlchemy 2): users, their login sessions and login rate limit,
-patients, monitoring sessions, assessments, sessions' rest calibrations and the audit log.
+patients, monitoring sessions, assessments, sessions' rest calibrations, the ward's live status,
+alarms, alarm pauses and patients' alarm limits, and the audit log.
 
 Rows holding patient data never leave the server as they are: the server turns them into its
 own output schemas. Times are stored as UTC and read back timezone-aware (``UtcDateTime``), on
@@ -12,7 +13,7 @@ from datetime import date, datetime, timezone
 
 from sqlalchemy import (
     Boolean, CheckConstraint, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
-    MetaData, String, Text, TypeDecorator,
+    MetaData, String, Text, TypeDecorator, text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
@@ -189,6 +190,85 @@ class SessionCalibration(Base):
     model: Mapped[str] = mapped_column(String(200))
     frames: Mapped[int] = mapped_column(Integer)
     reference: Mapped[str] = mapped_column(Text)
+
+
+class LiveStatus(Base):
+    """A live session's stream as it stands: written by the stream at most every second and at
+    once when its state changes; read by the alarm engine and the ward station."""
+
+    __tablename__ = "live_status"
+    __table_args__ = (CheckConstraint(
+        "state IN ('pain', 'nopain', 'cannot_assess', 'no_face')", name="state"),)
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("monitoring_sessions.id"),
+                                            primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    smoothed: Mapped[float | None] = mapped_column(Float)
+    # P(state shown), 0.5-1, by the live page's rule (server.display); None: "uncertain"
+    confidence: Mapped[float | None] = mapped_column(Float)
+    first_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_assessed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    pain_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Alarm(Base):
+    """One alarm of one live session: raised → acknowledged (who, when) → resolved, and
+    escalated when nobody acknowledged it in time. At most one unresolved alarm per session and
+    rule (a partial unique index), so several server processes raise it once."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        CheckConstraint("rule IN ('pain', 'link', 'noface')", name="rule"),
+        CheckConstraint("priority IN ('high', 'medium', 'low')", name="priority"),
+        Index("uq_alarms_active", "session_id", "rule", unique=True,
+              sqlite_where=text("resolved_at IS NULL"),
+              postgresql_where=text("resolved_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("monitoring_sessions.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    rule: Mapped[str] = mapped_column(String(8))
+    priority: Mapped[str] = mapped_column(String(8))
+    condition_since: Mapped[datetime] = mapped_column(UtcDateTime)
+    limit_s: Mapped[float] = mapped_column(Float)
+    raised_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("users.id",
+                                                                   ondelete="SET NULL"))
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    resolution: Mapped[str] = mapped_column(String(32), default="")
+
+    acknowledger: Mapped[User | None] = relationship(lazy="joined")
+
+
+class AlarmPause(Base):
+    """A clinician paused a session's alarms until ``until``, saying why; the newest pause of a
+    session applies (a pause of 0 minutes ends one early)."""
+
+    __tablename__ = "alarm_pauses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("monitoring_sessions.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    until: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(String(200))
+
+
+class AlarmLimit(Base):
+    """A patient's own alarm limits, seconds (None: the server's default)."""
+
+    __tablename__ = "alarm_limits"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), primary_key=True)
+    pain_s: Mapped[float | None] = mapped_column(Float)
+    stale_s: Mapped[float | None] = mapped_column(Float)
+    noface_s: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class AuditEntry(Base):

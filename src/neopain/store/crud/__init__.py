@@ -6,13 +6,18 @@ Functions take the SQLAlchemy ``Session`` first and everything else by keyword.
 
 The functions live in ``base`` (commit, audit), ``accounts`` (users, logins, the login rate
 limit), ``records`` (patients, sessions, assessments), ``liveness`` (live streams' connections
-and frames, ending idle sessions) and ``calibrations`` (a session's rest calibrations); callers
-use them as ``crud.NAME``.
+and frames, ending idle sessions), ``calibrations`` (a session's rest calibrations), ``alarms``
+(streams' status, alarm transitions, pauses, patients' limits) and ``ward`` (reading the open
+beds and their alarms); callers use them as ``crud.NAME``.
 """
 
 from neopain.store.crud.accounts import (
     count_users, create_login_session, create_user, end_login_session, find_login_session,
     find_user, get_user, list_users, release_login_attempt, reserve_login_attempt, update_user,
+)
+from neopain.store.crud.alarms import (
+    MAX_PAUSE_MINUTES, StreamStatus, acknowledge_alarm, escalate_alarm, get_alarm, pause_alarms,
+    raise_alarm, resolve_alarm, set_alarm_limits, write_status,
 )
 from neopain.store.crud.base import SYSTEM, audit, list_audit
 from neopain.store.crud.calibrations import (
@@ -22,6 +27,9 @@ from neopain.store.crud.history import (
     SessionSummary, audit_choices, list_audit_page, newest_audit_id, session_summaries,
 )
 from neopain.store.crud.liveness import connect_session, end_idle_sessions, note_frame
+from neopain.store.crud.ward import (
+    Bed, list_alarms, open_beds, patients_of, recent_smoothed, unresolved_alarms,
+)
 from neopain.store.crud.records import (
     NewAssessment, add_assessment, count_assessments, create_patient, discard_session,
     end_session, record_image,
@@ -39,4 +47,7 @@ __all__ = [
     "search_patients", "start_session", "SYSTEM", "update_patient", "update_user",
     "SessionSummary", "audit_choices", "list_audit_page", "newest_audit_id", "session_summaries",
     "add_calibration", "calibration_reference", "latest_calibration",
+    "MAX_PAUSE_MINUTES", "StreamStatus", "acknowledge_alarm", "escalate_alarm", "get_alarm",
+    "pause_alarms", "raise_alarm", "resolve_alarm", "set_alarm_limits", "write_status",
+    "Bed", "list_alarms", "open_beds", "patients_of", "recent_smoothed", "unresolved_alarms",
 ]

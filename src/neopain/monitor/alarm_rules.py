@@ -1,0 +1,127 @@
+"""The ward's alarm rules: which alarm conditions hold for one bed at one moment.
+
+Pure (no database, no clock of its own): the server's alarm engine reads each open live
+session's status from the records and applies these rules on every tick, so an alarm depends
+only on the data, never on which page is open (docs/monitor.md, "Alarms").
+
+- ``pain`` (high): the smoothed, held state has been pain for ``pain_s`` seconds;
+- ``link`` (medium): the session got no frame for ``stale_s`` seconds (from its start when no
+  frame ever came);
+- ``noface`` (low): frames arrive but none had an assessable face for ``noface_s`` seconds.
+
+While the link is lost, what the camera would show is unknown: ``pain`` and ``noface`` are then
+neither raised nor cleared. An alarm not acknowledged ``escalate_s`` seconds after it was raised
+escalates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+STATUS_WRITE_S = 1.0
+"""A stream writes its status at most this often (and at once when its state changes), so the
+newest frame may be up to this much younger than ``last_frame_at``; a rule about quiet time
+waits this much longer, so it never holds before its condition did."""
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """One alarm condition: its name (stored), priority, and what a nurse reads."""
+
+    name: str
+    priority: str
+    title: str
+
+
+PAIN = AlarmRule("pain", "high", "In pain")
+LINK = AlarmRule("link", "medium", "Camera link lost")
+NOFACE = AlarmRule("noface", "low", "No assessment")
+RULES = {rule.name: rule for rule in (PAIN, LINK, NOFACE)}
+PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
+
+
+@dataclass(frozen=True)
+class AlarmLimits:
+    """Seconds a condition must hold before its alarm, and before an alarm escalates."""
+
+    pain_s: float = 30.0
+    stale_s: float = 10.0
+    noface_s: float = 120.0
+    escalate_s: float = 120.0
+
+    def overridden(self, *, pain_s: float | None = None, stale_s: float | None = None,
+                   noface_s: float | None = None) -> AlarmLimits:
+        """These limits with a patient's own values where given (None keeps the default)."""
+        given = {"pain_s": pain_s, "stale_s": stale_s, "noface_s": noface_s}
+        return replace(self, **{name: value for name, value in given.items()
+                                if value is not None})
+
+    def limit_s(self, rule: str) -> float:
+        """The seconds ``rule`` waits for."""
+        return {"pain": self.pain_s, "link": self.stale_s, "noface": self.noface_s}[rule]
+
+
+@dataclass(frozen=True)
+class BedReading:
+    """What the records say of one open live session (times aware UTC).
+
+    Attributes:
+        started_at: when the session started.
+        first_frame_at: its stream's first frame; None before any.
+        last_frame_at: its newest frame as written (up to ``STATUS_WRITE_S`` old).
+        last_assessed_at: its newest frame with an assessable face; None before any.
+        pain_since: since when the held state is pain; None when it is not.
+    """
+
+    started_at: datetime
+    first_frame_at: datetime | None = None
+    last_frame_at: datetime | None = None
+    last_assessed_at: datetime | None = None
+    pain_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The rules for one bed now: ``holding`` maps each rule whose alarm is due to when its
+    condition began; ``unknown`` names the rules that can be neither raised nor cleared."""
+
+    holding: dict[str, datetime]
+    unknown: frozenset[str]
+
+
+def _after(since: datetime, seconds: float) -> datetime:
+    return since + timedelta(seconds=seconds)
+
+
+def judge(reading: BedReading, limits: AlarmLimits, *, now: datetime) -> Verdict:
+    """Which alarms ``reading`` calls for at ``now`` under ``limits`` (module docstring)."""
+    quiet_since = reading.last_frame_at or reading.started_at
+    if now >= _after(quiet_since, limits.stale_s + STATUS_WRITE_S):
+        return Verdict(holding={"link": quiet_since}, unknown=frozenset({"pain", "noface"}))
+    holding: dict[str, datetime] = {}
+    if reading.pain_since is not None and now >= _after(reading.pain_since, limits.pain_s):
+        holding["pain"] = reading.pain_since
+    unseen_since = reading.last_assessed_at or reading.first_frame_at
+    if unseen_since is not None and now >= _after(unseen_since,
+                                                  limits.noface_s + STATUS_WRITE_S):
+        holding["noface"] = unseen_since
+    return Verdict(holding=holding, unknown=frozenset())
+
+
+def escalation_due(*, raised_at: datetime, acknowledged: bool, escalated: bool,
+                   limits: AlarmLimits, now: datetime) -> bool:
+    """Whether an alarm raised at ``raised_at`` escalates now: not acknowledged, not escalated
+    yet, and raised ``limits.escalate_s`` seconds ago or more."""
+    return not acknowledged and not escalated and now >= _after(raised_at, limits.escalate_s)
+
+
+def bed_state(*, status_state: str | None, last_frame_at: datetime | None, stale_s: float,
+              now: datetime) -> str:
+    """The state a ward tile shows: the stream's last state (``pain``, ``nopain``,
+    ``cannot_assess``, ``no_face``), or ``stale`` when no frame came for ``stale_s`` seconds
+    (or ever)."""
+    if status_state is None or last_frame_at is None \
+            or now >= _after(last_frame_at, stale_s + STATUS_WRITE_S):
+        return "stale"
+    return status_state
