@@ -63,6 +63,8 @@ ACCESS = {
     ("GET", "/api/patients/{patient_id}/alarm-limits"): ANY,
     ("PUT", "/api/patients/{patient_id}/alarm-limits"): CARE,
     ("WS", "/ws/ward"): ANY,
+    ("GET", "/patients/{patient_id}/alarms"): ANY,
+    ("POST", "/patients/{patient_id}/alarms"): CARE,
 }
 NOT_PATIENT_DATA = {"/api/me", "/instructions", "/users", "/audit", "/patients/new"}
 LOGOUTS = {"/logout", "/api/logout"}

@@ -138,3 +138,17 @@ def test_a_stop_racing_the_sweep_ends_and_audits_the_session_once(db, sessions):
     stale.__dict__["ended_at"] = None  # the Stop's copy still says open
     crud.end_session(db, stale, actor=None)
     assert len(stops(db, session.id)) == 1
+
+
+def test_a_session_whose_alarm_nobody_acknowledged_stays_open_until_someone_does(db, sessions):
+    """Issue 18: closing the tab must not silence a bed. Ending the idle session would resolve
+    its link alarm unheard; it stays on the station until acknowledged, then ends."""
+    session = sessions()
+    nurse = crud.find_user(db, "nurse")
+    alarm = crud.raise_alarm(db, session=session, rule="link", priority="medium",
+                             condition_since=session.started_at, limit_s=10,
+                             now=session.started_at + timedelta(seconds=11))
+    later = session.started_at + timedelta(seconds=IDLE_S + 60)
+    assert crud.end_idle_sessions(db, idle_s=IDLE_S, now=later) == []
+    crud.acknowledge_alarm(db, alarm, actor=nurse)
+    assert [s.id for s in crud.end_idle_sessions(db, idle_s=IDLE_S, now=later)] == [session.id]

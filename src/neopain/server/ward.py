@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from neopain.monitor.alarm_rules import PRIORITY_RANK, bed_state
-from neopain.server.ward_schemas import AlarmOut, WardBedOut, WardOut, display_name
+from neopain.server.render import patient_label
+from neopain.server.ward_schemas import AlarmOut, WardBedOut, WardOut
 from neopain.store import crud
 
 TREND_S = 600.0
@@ -50,7 +51,7 @@ def ward_view(db: Session, *, stale_s: float, now: datetime, trend: bool = False
                      key=lambda a: (PRIORITY_RANK[a.priority], a.raised_at))
         entries.append(WardBedOut(
             session_id=bed.session.id, patient_id=bed.patient.id,
-            patient=display_name(bed.patient),
+            patient=patient_label(bed.patient),
             state=bed_state(status_state=None if status is None else status.state,
                             last_frame_at=None if status is None else status.last_frame_at,
                             stale_s=stale_s, now=now),

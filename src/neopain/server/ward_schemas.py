@@ -8,15 +8,11 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from neopain.monitor.alarm_rules import RULES
+from neopain.server.render import patient_label
 from neopain.store.crud.alarms import LIMIT_RANGE_S, MAX_PAUSE_MINUTES
 from neopain.store.tables import Alarm, AlarmLimit, Patient
 
 LOW_S, HIGH_S = LIMIT_RANGE_S
-
-
-def display_name(patient: Patient) -> str:
-    """How a bed is named on the station: the patient's name, else the record number."""
-    return patient.name or patient.record_number
 
 
 class AlarmOut(BaseModel):
@@ -39,7 +35,7 @@ class AlarmOut(BaseModel):
     @classmethod
     def of(cls, row: Alarm, *, patient: Patient) -> AlarmOut:
         return cls(id=row.id, session_id=row.session_id, patient_id=row.patient_id,
-                   patient=display_name(patient), rule=row.rule, priority=row.priority,
+                   patient=patient_label(patient), rule=row.rule, priority=row.priority,
                    title=RULES[row.rule].title, condition_since=row.condition_since,
                    limit_s=row.limit_s, raised_at=row.raised_at,
                    acknowledged_at=row.acknowledged_at,

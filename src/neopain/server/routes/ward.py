@@ -14,31 +14,40 @@ import asyncio
 import time
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from neopain.server.deps import (
     AccessError, Carer, Db, Offset, RowId, Viewer, csrf_protect, optional_user, server_state,
 )
-from neopain.server.render import render
+from neopain.monitor.alarm_rules import RULES
+from neopain.server.alarm_engine import default_limits
+from neopain.server.render import flash, render
 from neopain.server.routes.common import patient_or_404, session_or_404
 from neopain.server.ward import ward_view
 from neopain.server.ward_schemas import (
-    AlarmLimitsIn, AlarmLimitsOut, AlarmOut, AlarmsOut, PauseIn, PauseOut, WardOut,
+    HIGH_S, LOW_S, AlarmLimitsIn, AlarmLimitsOut, AlarmOut, AlarmsOut, PauseIn, PauseOut, WardOut,
 )
 from neopain.store import crud
 from neopain.store.session import StoreError
-from neopain.store.tables import utc_now
+from neopain.store.tables import Patient, utc_now
 
 router = APIRouter()
+pages = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
 api = APIRouter(prefix="/api", dependencies=[Depends(csrf_protect)], tags=["ward"])
+LIMIT_FIELDS = ("pain_s", "stale_s", "noface_s")
+LIMIT_RULE = (f"a limit is a number of seconds from {LOW_S:g} to {HIGH_S:g}, or empty for "
+              "the ward default.")
+ALARM_HISTORY_ROWS = 500
 
 
 def _audit_view(db: Db, user: Viewer, what: str) -> None:
     crud.audit(db, actor=user, action="view", object_type="ward", detail=what)
 
 
-@router.get("/ward")
+@pages.get("/ward")
 def station_page(request: Request, db: Db, user: Viewer) -> Response:
     """The station: a tile per bed, alarms with Acknowledge, sound and announcements."""
     _audit_view(db, user, "station")
@@ -113,6 +122,51 @@ def set_limits(db: Db, user: Carer, patient_id: RowId, body: AlarmLimitsIn) -> A
     return AlarmLimitsOut.of(row)
 
 
+def _alarms_page(request: Request, db: Session, patient: Patient, *, status: int = 200,
+                 values: dict[str, str] | None = None, problems: dict[str, str] | None = None,
+                 message: str = "") -> Response:
+    limits = crud.alarm_limits(db, patient_ids=[patient.id]).get(patient.id)
+    if values is None:
+        values = {name: "" if limits is None or getattr(limits, name) is None
+                  else f"{getattr(limits, name):g}" for name in LIMIT_FIELDS}
+    return render(request, "patient_alarms.html", status=status, patient=patient,
+                  values=values, problems=problems or {}, message=message,
+                  defaults=default_limits(server_state(request).settings),
+                  titles={name: rule.title for name, rule in RULES.items()},
+                  alarms=crud.list_alarms(db, active_only=False, patient_id=patient.id,
+                                          limit=ALARM_HISTORY_ROWS))
+
+
+@pages.get("/patients/{patient_id}/alarms")
+def patient_alarms(request: Request, db: Db, user: Viewer, patient_id: RowId) -> Response:
+    """A patient's alarm limits (a form for clinicians) and alarm history."""
+    patient = patient_or_404(db, patient_id)
+    crud.audit(db, actor=user, action="view", object_type="patient", object_id=patient.id,
+               detail="alarms")
+    return _alarms_page(request, db, patient)
+
+
+@pages.post("/patients/{patient_id}/alarms")
+async def set_patient_alarm_limits(request: Request, user: Carer,
+                                   patient_id: RowId) -> Response:
+    """Save a patient's own alarm limits from the form (an empty field: the ward default)."""
+    form = await request.form()
+    values = {name: str(form.get(name, "")).strip() for name in LIMIT_FIELDS}
+    with server_state(request).store() as db:
+        patient = patient_or_404(db, patient_id)
+        try:
+            limits = AlarmLimitsIn(**{k: v or None for k, v in values.items()})
+        except ValidationError as error:
+            problems = {str(e["loc"][0]): LIMIT_RULE for e in error.errors() if e["loc"]}
+            return _alarms_page(request, db, patient, status=422, values=values,
+                                problems=problems, message="Not saved: " + LIMIT_RULE)
+        crud.set_alarm_limits(db, patient, actor=user, **limits.model_dump())
+    response = RedirectResponse(f"/patients/{patient_id}/alarms", status_code=303)
+    flash(response, request, "Alarm limits saved.")
+    return response
+
+
+router.include_router(pages)
 router.include_router(api)
 
 

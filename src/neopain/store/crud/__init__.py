@@ -16,8 +16,8 @@ from neopain.store.crud.accounts import (
     find_user, get_user, list_users, release_login_attempt, reserve_login_attempt, update_user,
 )
 from neopain.store.crud.alarms import (
-    MAX_PAUSE_MINUTES, StreamStatus, acknowledge_alarm, escalate_alarm, get_alarm, pause_alarms,
-    raise_alarm, resolve_alarm, set_alarm_limits, write_status,
+    MAX_PAUSE_MINUTES, StreamStatus, acknowledge_alarm, alarm_limits, escalate_alarm, get_alarm,
+    pause_alarms, raise_alarm, resolve_alarm, set_alarm_limits, write_status,
 )
 from neopain.store.crud.base import SYSTEM, audit, list_audit
 from neopain.store.crud.calibrations import (
@@ -47,7 +47,8 @@ __all__ = [
     "search_patients", "start_session", "SYSTEM", "update_patient", "update_user",
     "SessionSummary", "audit_choices", "list_audit_page", "newest_audit_id", "session_summaries",
     "add_calibration", "calibration_reference", "latest_calibration",
-    "MAX_PAUSE_MINUTES", "StreamStatus", "acknowledge_alarm", "escalate_alarm", "get_alarm",
+    "MAX_PAUSE_MINUTES", "StreamStatus", "acknowledge_alarm", "alarm_limits", "escalate_alarm",
+    "get_alarm",
     "pause_alarms", "raise_alarm", "resolve_alarm", "set_alarm_limits", "write_status",
     "Bed", "list_alarms", "open_beds", "patients_of", "recent_smoothed", "unresolved_alarms",
 ]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from neopain.store.crud.base import SYSTEM, commit, stage_audit
-from neopain.store.tables import MonitoringSession, User, utc_now
+from neopain.store.tables import Alarm, MonitoringSession, User, utc_now
 
 SEEN_WRITE_S = 5.0
 """``note_frame`` writes ``last_seen_at`` at most this often (seconds): frames arrive several
@@ -49,11 +49,16 @@ def end_idle_sessions(db: Session, *, idle_s: float,
     more than ``idle_s`` seconds before ``now`` (default: now); each gets one ``stop`` audit row
     by the system saying for how long no frame came. Each session is ended once, also when
     several server processes sweep at the same time. The sessions ended.
+
+    A session with an alarm nobody has acknowledged stays open (and on the ward station) until
+    someone does: ending it would resolve the alarm, and a closed tab must not silence a bed.
     """
     now = now or utc_now()
     last = func.coalesce(MonitoringSession.last_seen_at, MonitoringSession.started_at)
+    unheard = exists().where(Alarm.session_id == MonitoringSession.id,
+                             Alarm.resolved_at.is_(None), Alarm.acknowledged_at.is_(None))
     idle = (MonitoringSession.source == "live", MonitoringSession.ended_at.is_(None),
-            last < now - timedelta(seconds=idle_s))
+            last < now - timedelta(seconds=idle_s), ~unheard)
     candidates = list(db.scalars(select(MonitoringSession).where(*idle)
                                  .order_by(MonitoringSession.id)))
     ended = []

@@ -50,12 +50,15 @@ def unresolved_alarms(db: Session) -> list[Alarm]:
                            .order_by(Alarm.id)))
 
 
-def list_alarms(db: Session, *, active_only: bool, limit: int = 200,
-                offset: int = 0) -> list[Alarm]:
-    """Alarms, newest first; only the unresolved ones when ``active_only``."""
+def list_alarms(db: Session, *, active_only: bool, patient_id: int | None = None,
+                limit: int = 200, offset: int = 0) -> list[Alarm]:
+    """Alarms, newest first; only the unresolved ones when ``active_only``, only one patient's
+    when ``patient_id`` is given."""
     query = select(Alarm).order_by(Alarm.id.desc()).limit(limit).offset(offset)
     if active_only:
         query = query.where(Alarm.resolved_at.is_(None))
+    if patient_id is not None:
+        query = query.where(Alarm.patient_id == patient_id)
     return list(db.scalars(query))
 
 
