@@ -158,6 +158,27 @@ def test_the_push_channel_sends_the_ward_with_trends_then_changes(server, frames
     assert [e.detail for e in audit_rows(server, "view") if e.object_type == "ward"] == []
 
 
+def test_trends_are_thinned_to_at_most_120_points_and_empty_without_assessments(server):
+    from datetime import timedelta
+
+    from neopain.store import crud
+    from neopain.store.crud import NewAssessment
+
+    client = server.client("clinician")
+    _, quiet = open_bed(server, client)
+    _, busy = open_bed(server, client)
+    with server.db() as db:
+        session = crud.get_session(db, busy)
+        for second in range(300):  # 2 points a second for the last 150 s
+            crud.add_assessment(db, session=session, assessment=NewAssessment(
+                face_found=True, model="m", latency_ms=1.0, label="pain", prob_pain=0.9,
+                smoothed=0.9, state="pain",
+                time=session.started_at - timedelta(seconds=second / 2)))
+    beds = {b["session_id"]: b for b in client.get("/api/ward?trend=true").json()["beds"]}
+    assert beds[quiet]["trend"] == []
+    assert 100 <= len(beds[busy]["trend"]) <= 120
+
+
 def test_the_push_channel_refuses_a_visitor_without_login(server):
     from starlette.websockets import WebSocketDisconnect
 

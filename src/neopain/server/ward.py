@@ -29,7 +29,7 @@ QUEUE_VIEWS = 2
 
 def _thinned(points: list[tuple[datetime, float]]) -> list[tuple[datetime, float]]:
     """At most ``TREND_POINTS``, evenly picked, the newest kept."""
-    step = -(-len(points) // TREND_POINTS)
+    step = max(1, -(-len(points) // TREND_POINTS))
     return points[::-1][::step][::-1]
 
 
