@@ -221,3 +221,18 @@ def test_the_alarm_history_says_who_acknowledged(server):
     client.post(f"/api/alarms/{alarm.id}/ack")
     page = client.get(f"/patients/{patient_id}/alarms").text
     assert "Camera link lost" in page and "by clinician" in page and "active" in page
+
+
+def test_the_patient_list_shows_each_patients_current_state(server, frames):
+    client = server.client("clinician")
+    monitored, session_id = open_bed(server, client)
+    quiet = client.post("/api/patients", json={"name": "Baby Quiet"}).json()["id"]
+    with live_socket(client, session_id) as socket:
+        for _ in range(6):
+            socket.send_bytes(frames.jpeg(frames.face(pain=True)))
+            socket.receive_json()
+        page = client.get("/patients").text
+    rows = {row.split('href="/patients/')[1].split('"')[0]: row
+            for row in page.split("<tr>")[2:]}
+    assert 'data-state="pain">PAIN<' in rows[str(monitored)]
+    assert "not monitored" in rows[str(quiet)]

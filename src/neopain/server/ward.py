@@ -17,6 +17,9 @@ from neopain.server.render import patient_label
 from neopain.server.ward_schemas import AlarmOut, WardBedOut, WardOut
 from neopain.store import crud
 
+STATE_TEXT = {"pain": "PAIN", "nopain": "no pain", "no_face": "no face",
+              "cannot_assess": "cannot assess", "stale": "no current assessment"}
+"""What each ward state reads as on a page (the live panel's words, ``server.display``)."""
 TREND_S = 600.0
 """The sparkline's span: the last 10 minutes."""
 TREND_POINTS = 120

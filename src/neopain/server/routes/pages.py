@@ -26,9 +26,10 @@ from neopain.server.render import (
 )
 from neopain.server.routes.common import patient_or_404, session_or_404
 from neopain.server.schemas import PatientIn, form_problems
+from neopain.server.ward import STATE_TEXT, ward_view
 from neopain.store import crud
 from neopain.store.session import StoreError
-from neopain.store.tables import ROLES, Patient, User
+from neopain.store.tables import ROLES, Patient, User, utc_now
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
 SVG = "image/svg+xml"
@@ -58,7 +59,9 @@ def _gap_s(request: Request) -> float:
 def patient_list(request: Request, db: Db, user: Viewer, q: str = "") -> Response:
     patients = crud.search_patients(db, q[:200])
     _view(db, user, "search" if q.strip() else "list", "patients", None)
-    return render(request, "patients.html", patients=patients, q=q)
+    ward = ward_view(db, stale_s=server_state(request).settings.stale_s, now=utc_now())
+    return render(request, "patients.html", patients=patients, q=q, state_text=STATE_TEXT,
+                  beds={bed.patient_id: bed for bed in ward.beds})
 
 
 def _form_values(form: dict[str, str]) -> dict[str, object]:
