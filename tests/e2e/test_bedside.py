@@ -306,11 +306,11 @@ def test_the_page_shows_only_what_is_current(stoppable, clips, shots):
     from neopain.store import crud
 
     app, base, patient_id, stop_server = stoppable
-    hold = {"replies": False}
+    hold = {"replies": False, "requests": False}
 
-    def relay(ws) -> None:  # every live socket through here; replies dropped while held
+    def relay(ws) -> None:  # every live socket through here; messages dropped while held
         upstream = ws.connect_to_server()
-        ws.on_message(upstream.send)
+        ws.on_message(lambda message: None if hold["requests"] else upstream.send(message))
         upstream.on_message(lambda message: None if hold["replies"] else ws.send(message))
 
     def ended(session_id: int) -> bool:
@@ -362,6 +362,23 @@ def test_the_page_shows_only_what_is_current(stoppable, clips, shots):
         hold["replies"] = False
         page.click("#stop")
         page.wait_for_selector("#history-link")
+
+        # Stop while the server answers nothing, on the socket or over HTTP: the page stops
+        # after 5 s + 5 s and says the server was not told (it used to wait for good)
+        start_and_wait_current(page)
+        stop_route = re.compile(r".*/api/sessions/\d+/stop$")
+        page.route(stop_route, lambda route: None)  # the request is never answered
+        hold["replies"] = hold["requests"] = True
+        clicked = time.monotonic()
+        page.click("#stop")
+        page.wait_for_selector("#history-link", timeout=15_000)
+        took = time.monotonic() - clicked
+        assert 9.5 <= took <= 12.5, took
+        assert "could not be told" in page.inner_text("#status")
+        assert_not_current(page)
+        page.screenshot(path=shots / "14-stop-unanswered.png")
+        page.unroute(stop_route)
+        hold["replies"] = hold["requests"] = False
 
         # the server stops mid-stream: grey within NEOPAIN_STALE_S + 1 s
         start_and_wait_current(page)

@@ -10,6 +10,11 @@
 (() => {
   "use strict";
   const FRAME_INTERVAL_MS = 500;
+  // Stop waits this long for the server's answer on the socket, then asks over HTTP, which
+  // waits as long again; after that the page stops and says the server was not told
+  const STOP_WAIT_MS = 5000;
+  const UNTOLD = "The server could not be told: it ends the session by itself after a few " +
+                 "minutes without frames, and the ward station shows this camera's link as lost.";
   const MAX_WIDTH = 640;
   const $ = (id) => document.getElementById(id);
   const root = $("live");
@@ -25,6 +30,7 @@
   let socket = null;
   let running = false;
   let stopping = false;
+  let stopTimer = null;
   let waiting = false;
   let saved = 0;
   let retries = 0;
@@ -313,9 +319,15 @@
   }
 
   function postStop() {
+    clearTimeout(stopTimer);
+    if (!stopping) return;
+    const abort = new AbortController();
+    const timeout = setTimeout(() => abort.abort(), STOP_WAIT_MS);
     fetch(`/api/sessions/${sessionId}/stop`, {
       method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": csrf},
-    }).then(finish, finish);
+      signal: abort.signal,
+    }).then((response) => finish(response.ok ? "" : UNTOLD), () => finish(UNTOLD))
+      .finally(() => clearTimeout(timeout));
   }
 
   function stop() {
@@ -325,6 +337,7 @@
     clearTimeout(timer);
     if (socket && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify({type: "stop"}));
+      stopTimer = setTimeout(postStop, STOP_WAIT_MS);
     } else {
       postStop();
     }
@@ -335,10 +348,11 @@
     camera = null;
   }
 
-  function finish() {
+  function finish(note = "") {
     if (!running) return;
     running = false;
     stopping = false;
+    clearTimeout(stopTimer);
     clearTimeout(timer);
     clearTimeout(reconnectTimer);
     clearInterval(staleTimer);
@@ -347,7 +361,8 @@
     $("heatmap-note").textContent = "";
     $("start").disabled = false;
     $("stop").disabled = true;
-    setStatus(`Stopped. ${saved} ${saved === 1 ? "assessment" : "assessments"} saved.`,
+    setStatus(`Stopped. ${saved} ${saved === 1 ? "assessment" : "assessments"} saved.` +
+              (note ? ` ${note}` : ""),
               {href: `/patients/${patientId}`, text: "Open the history"});
   }
 
