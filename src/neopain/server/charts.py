@@ -1,6 +1,8 @@
 """The profile's charts as SVG, drawn on the server with matplotlib (no pyplot, no scripts):
 assessments and pain share by day and by hour of day, and one session's P(pain) timeline in
-clock time. Text stays text in the SVG (readable, searchable, scaled by the browser)."""
+clock time. Text stays text in the SVG (readable, searchable, scaled by the browser), and the
+same inputs give the same bytes. The server draws them in a separate process
+(``server.chart_worker``): plain values in, SVG bytes out."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def _svg(figure: Figure) -> bytes:
     from matplotlib import rc_context
 
     buffer = io.BytesIO()
-    with rc_context({"svg.fonttype": "none"}):
+    # a fixed salt: clip-path ids follow from the content, so the same rows give the same bytes
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "neopain"}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     return buffer.getvalue()
 

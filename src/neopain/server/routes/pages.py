@@ -15,9 +15,11 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from neopain.prediction import default_kind
 from neopain.server import charts, security
+from neopain.server.chart_worker import ChartJob, ChartUnavailable, chart_job, chart_worker
 from neopain.server.deps import (
     MAX_ROW_ID, Admin, Carer, Db, Offset, RowId, Viewer, csrf_protect, server_state,
 )
@@ -152,30 +154,54 @@ def profile_page(request: Request, db: Db, user: Viewer, patient_id: RowId,
 
 
 @router.get("/patients/{patient_id}/charts/{by}.svg")
-def share_chart_svg(db: Db, user: Viewer, request: Request, patient_id: RowId, by: str,
-                    view: ViewGrant = "") -> Response:
+async def share_chart_svg(request: Request, db: Db, user: Viewer, patient_id: RowId, by: str,
+                          view: ViewGrant = "") -> Response:
+    """Assessments and pain share by day or by hour of day, drawn by the chart worker."""
+    job = await run_in_threadpool(_share_chart_job, request, db, user, patient_id, by, view)
+    if job is None:
+        return Response("Unknown chart; valid: day.svg, hour.svg", status_code=404)
+    return await _chart_response(request, job)
+
+
+def _share_chart_job(request: Request, db: Session, user: User, patient_id: int, by: str,
+                     view: str) -> ChartJob | None:
     patient = patient_or_404(db, patient_id)
     if by not in ("day", "hour"):
-        return Response("Unknown chart; valid: day.svg, hour.svg", status_code=404)
+        return None
     rows = crud.list_assessments(db, patient_id=patient.id, newest_first=False)
     _part_view(request, db, user, view=view, patient_id=patient.id, what=f"chart by {by}",
                object_type="patient", object_id=patient.id)
-    svg = charts.share_chart([r.time for r in rows], [r.label for r in rows], by=by,
-                             zone=display_zone(server_state(request).settings))
-    return Response(svg, media_type=SVG, headers={"Cache-Control": "no-store"})
+    return chart_job(charts.share_chart, [r.time for r in rows], [r.label for r in rows], by=by,
+                     zone=display_zone(server_state(request).settings))
 
 
 @router.get("/sessions/{session_id}/timeline.svg")
-def timeline_svg(request: Request, db: Db, user: Viewer, session_id: RowId,
-                 view: ViewGrant = "") -> Response:
+async def timeline_svg(request: Request, db: Db, user: Viewer, session_id: RowId,
+                       view: ViewGrant = "") -> Response:
+    """One session's P(pain) timeline, drawn by the chart worker."""
+    job = await run_in_threadpool(_timeline_job, request, db, user, session_id, view)
+    return await _chart_response(request, job)
+
+
+def _timeline_job(request: Request, db: Session, user: User, session_id: int,
+                  view: str) -> ChartJob:
     session = session_or_404(db, session_id)
     rows = crud.list_assessments(db, session_id=session.id, newest_first=False)
     _part_view(request, db, user, view=view, patient_id=session.patient_id,
                what="session timeline", object_type="session", object_id=session.id)
-    svg = charts.timeline_chart([r.time for r in rows], [r.prob_pain for r in rows],
-                                [r.smoothed for r in rows], [r.state for r in rows],
-                                [r.has_snapshot for r in rows],
-                                zone=display_zone(server_state(request).settings))
+    return chart_job(charts.timeline_chart, [r.time for r in rows], [r.prob_pain for r in rows],
+                     [r.smoothed for r in rows], [r.state for r in rows],
+                     [r.has_snapshot for r in rows],
+                     zone=display_zone(server_state(request).settings))
+
+
+async def _chart_response(request: Request, job: ChartJob) -> Response:
+    """The SVG (never stored: it holds patient data), or 503 with a message to reload."""
+    try:
+        svg = await chart_worker(request.app).render(job)
+    except ChartUnavailable as error:
+        return Response(str(error), status_code=503, media_type="text/plain",
+                        headers={"Cache-Control": "no-store", "Retry-After": "5"})
     return Response(svg, media_type=SVG, headers={"Cache-Control": "no-store"})
 
 

@@ -1,0 +1,164 @@
+"""The profile's charts drawn in a separate process, awaited by the routes.
+
+matplotlib is pure Python for most of a drawing and holds the GIL while it runs: drawn inside a
+request, a chart stalled the event loop and the live streams' inference threads (the live round
+trip p95 went from under 100 ms to 240 ms while two readers browsed). One spawned worker process
+draws them instead; the routes read the rows, hand plain values over and await the SVG.
+
+``chart_worker(app)`` is the app's ``ChartWorker``, made on first use; ``close_chart_worker(app)``
+stops it when the app stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import multiprocessing
+import pickle
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from types import TracebackType
+
+from starlette.applications import Starlette
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "The chart could not be drawn just now; reload the page to try again."
+
+
+class ChartUnavailable(Exception):
+    """The worker crashed or a chart took too long; the message is for users."""
+
+
+@dataclass(frozen=True)
+class ChartJob:
+    """One chart: ``draw(*args, **kwargs)`` returns the SVG; ``key`` names its inputs
+    (``chart_job`` makes it)."""
+
+    draw: Callable[..., bytes]
+    args: tuple[object, ...]
+    kwargs: dict[str, object]
+    key: bytes
+
+
+def chart_job(draw: Callable[..., bytes], *args: object, **kwargs: object) -> ChartJob:
+    """A ``ChartJob`` keyed by a digest of ``draw`` and its arguments.
+
+    ``draw`` must be a module-level function (it reaches the worker by name) and the arguments
+    plain values (numbers, strings, datetimes, zones). Call it where the rows were read, off
+    the event loop: the digest reads every value.
+    """
+    # the inputs themselves, not a row count and newest id: SQLite reuses the ids of a
+    # discarded session, so those could match while the rows differ
+    data = pickle.dumps((draw, args, sorted(kwargs.items())), protocol=pickle.HIGHEST_PROTOCOL)
+    return ChartJob(draw, args, kwargs, hashlib.sha256(data).digest())
+
+
+class ChartWorker:
+    """Draws ``ChartJob``s in one spawned worker process, started with the first chart that is
+    not cached; ``close`` (or leaving a ``with`` block) stops it.
+
+    Args:
+        timeout_s: how long a chart may take, its wait in the queue included; past it the
+            worker is stopped (a new one starts with the next chart).
+        cache_bytes: how many bytes of SVG to keep, least recently used out. A profile page
+            asks for the same charts each time it is opened and most rows do not change
+            between views, so a reader coming back costs no drawing; the key is a digest of
+            the chart's inputs, so a new or changed row draws anew.
+    """
+
+    def __init__(self, *, timeout_s: float = 30.0, cache_bytes: int = 16_000_000) -> None:
+        self.timeout_s = timeout_s
+        self.cache_bytes = cache_bytes
+        self._pool: ProcessPoolExecutor | None = None
+        self._svgs: OrderedDict[bytes, bytes] = OrderedDict()
+        self._cached_bytes = 0
+
+    async def render(self, job: ChartJob) -> bytes:
+        """The chart's SVG, from the cache or drawn by the worker.
+
+        Raises:
+            ChartUnavailable: the worker process ended, or the chart took over ``timeout_s``.
+        """
+        cached = self._svgs.get(job.key)
+        if cached is not None:
+            self._svgs.move_to_end(job.key)
+            return cached
+        pool = self._running_pool()
+        try:
+            try:
+                future = pool.submit(job.draw, *job.args, **job.kwargs)
+            except BrokenProcessPool:  # the idle worker ended (killed, out of memory): anew
+                self._stop(pool)
+                pool = self._running_pool()
+                future = pool.submit(job.draw, *job.args, **job.kwargs)
+            svg = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+        except TimeoutError:
+            log.error("a chart took over %g s; its worker process is stopped", self.timeout_s)
+            self._stop(pool)
+            raise ChartUnavailable(UNAVAILABLE) from None
+        except BrokenProcessPool:
+            log.error("the chart worker process ended; a new one starts with the next chart")
+            self._stop(pool)
+            raise ChartUnavailable(UNAVAILABLE) from None
+        self._remember(job.key, svg)
+        return svg
+
+    def close(self) -> None:
+        """Stop the worker process (after the chart it is drawing) and drop the cached SVGs."""
+        pool, self._pool = self._pool, None
+        self._svgs.clear()
+        self._cached_bytes = 0
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ChartWorker:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def _remember(self, key: bytes, svg: bytes) -> None:
+        if key in self._svgs or len(svg) > self.cache_bytes:
+            return
+        self._svgs[key] = svg
+        self._cached_bytes += len(svg)
+        while self._cached_bytes > self.cache_bytes:
+            self._cached_bytes -= len(self._svgs.popitem(last=False)[1])
+
+    def _running_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: a forked child would copy the locks of the server's threads
+            # (live streams, database, logging) in whatever state they were in
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def _stop(self, pool: ProcessPoolExecutor) -> None:
+        """End ``pool``'s process now, busy or not, and start afresh with the next chart."""
+        if self._pool is pool:
+            self._pool = None
+        # Python before 3.14 has no public call that ends a busy worker: its processes by pid
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def chart_worker(app: Starlette) -> ChartWorker:
+    """The app's ``ChartWorker`` (``app.state.chart_worker``), made on first use."""
+    worker = getattr(app.state, "chart_worker", None)
+    if worker is None:
+        worker = app.state.chart_worker = ChartWorker()
+    return worker
+
+
+def close_chart_worker(app: Starlette) -> None:
+    """Stop the app's chart worker if it was made; call it when the app stops."""
+    worker = getattr(app.state, "chart_worker", None)
+    if worker is not None:
+        worker.close()
