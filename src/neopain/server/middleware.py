@@ -1,5 +1,5 @@
 """ASGI middleware of the monitor: headers on every response, a log line without patient data,
-crashes answered without a traceback, and the request body limit.
+crashes answered without a traceback, the request body limit, and gzip where it is safe.
 
 Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: it must also see WebSockets, and it
 must answer a crash itself. Starlette's ``ServerErrorMiddleware`` sits outside every user
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from starlette.applications import Starlette
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("neopain.server")
@@ -32,7 +35,16 @@ SECURITY_HEADERS = {
 }
 HSTS = "max-age=31536000"
 """Sent over https only: a browser that saw it keeps to https for this host for a year."""
+STATIC_CACHE = "public, max-age=600, must-revalidate"
+"""Static assets: their addresses carry no version, so a browser keeps one ten minutes (an
+upgrade reaches every screen soon), then asks again and gets 304 while its ETag still holds."""
 CRASH_MESSAGE = "Internal error; the administrator can find it in the server log."
+COMPRESSED_PATHS = re.compile(r"/static/.*|/api/openapi\.json|/patients/\d+/charts/\w+\.svg"
+                              r"|/sessions/\d+/timeline\.svg")
+"""The responses gzip may compress: none holds a secret (the CSRF token, a login) next to text
+taken from the request. An HTML page can hold both, and then the size of its compressed body
+tells an attacker who can add text how much of it matches the secret (BREACH); these paths
+answer HTML too when they fail (a login page, an error page), so HTML is never compressed."""
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 CrashPage = Callable[[Scope], Awaitable[tuple[bytes, str]]]
@@ -66,8 +78,9 @@ def crash_site(error: BaseException) -> str:
 
 
 class RequestGuard:
-    """Adds the security headers (and HSTS over https) to every HTTP response and
-    ``Cache-Control: no-store`` to every page and API reply (static assets may be cached);
+    """Adds the security headers (and HSTS over https) to every HTTP response,
+    ``Cache-Control: no-store`` to every page and API reply and ``STATIC_CACHE`` to static
+    assets (a route may set its own);
     logs method, path (never the query string), status and time; answers an exception no
     route handled with a 500 that has these headers too, and logs where it happened (type,
     file, line) without its message or traceback. A WebSocket that crashes is closed with
@@ -103,8 +116,9 @@ class RequestGuard:
                 headers = message.setdefault("headers", [])
                 present = {name.lower() for name, _ in headers}
                 headers.extend((k.lower().encode(), v.encode()) for k, v in extra)
-                if not cacheable and b"cache-control" not in present:
-                    headers.append((b"cache-control", b"no-store"))
+                if b"cache-control" not in present:
+                    headers.append((b"cache-control",
+                                    STATIC_CACHE.encode() if cacheable else b"no-store"))
             await send(message)
 
         try:
@@ -203,3 +217,33 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class CompressAssets:
+    """gzip (Starlette's ``GZipMiddleware``) for the requests whose path matches ``paths``
+    and the replies that are not HTML; every other request passes untouched.
+
+    Args:
+        app: the ASGI app.
+        paths: the paths that may be compressed (whole path), ``COMPRESSED_PATHS`` by default.
+        minimum_size: bodies under this many bytes go as they are.
+    """
+
+    def __init__(self, app: ASGIApp, *, paths: re.Pattern[str] = COMPRESSED_PATHS,
+                 minimum_size: int = 500) -> None:
+        self.app = app
+        self.paths = paths
+        self.minimum_size = minimum_size
+        self._gzip = GZipMiddleware(app, minimum_size=minimum_size, exclude_content_types=(
+            *DEFAULT_EXCLUDED_CONTENT_TYPES, "text/html"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.paths.fullmatch(scope["path"]):
+            await self._gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def add_transport_middleware(app: Starlette) -> None:
+    """Add ``CompressAssets`` around ``app``'s other middleware (call after adding them)."""
+    app.add_middleware(CompressAssets)
