@@ -28,7 +28,10 @@ from neopain.prediction import Predictor
 from neopain.server import security
 from neopain.server.deps import AccessError, ServerState
 from neopain.server.live import LiveService
-from neopain.server.middleware import CRASH_MESSAGE, BodyLimit, RequestGuard
+from neopain.server.chart_worker import close_chart_worker
+from neopain.server.middleware import (
+    CRASH_MESSAGE, BodyLimit, RequestGuard, add_transport_middleware,
+)
 from neopain.server.render import make_templates, render
 from neopain.server.routes import api, auth, live, pages, uploads, ward
 from neopain.server.sweeper import idle_sweeper
@@ -60,6 +63,7 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
         async with idle_sweeper(store, idle_s=settings.session_idle_s), \
                 alarm_engine(store, settings=settings, hub=ward_hub):
             yield
+        close_chart_worker(_app)
         live_service.close()
         store.kw["bind"].dispose()
 
@@ -79,6 +83,7 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1e6) + 1_000_000)
     app.add_middleware(RequestGuard, crash_page=_crash_page)
+    add_transport_middleware(app)  # last, so gzip sits outermost
     return app
 
 

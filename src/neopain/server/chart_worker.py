@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
+import os
 import pickle
 from collections import OrderedDict
 from collections.abc import Callable
@@ -136,7 +137,8 @@ class ChartWorker:
             # spawn, not fork: a forked child would copy the locks of the server's threads
             # (live streams, database, logging) in whatever state they were in
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_yield_to_the_monitor)
         return self._pool
 
     def _stop(self, pool: ProcessPoolExecutor) -> None:
@@ -147,6 +149,17 @@ class ChartWorker:
         for process in list((pool._processes or {}).values()):
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+CHART_NICENESS = 10
+"""How much lower the worker's CPU priority is than the server's: a chart waits, a bed does not."""
+
+
+def _yield_to_the_monitor() -> None:
+    """Lower this worker's CPU priority (``os.nice``), so that on a busy server the live
+    streams' threads run first and charts take the CPU time left over (on two cores, charts
+    drawn at the same priority pushed the live round trip p95 from 74 ms to 388 ms)."""
+    os.nice(CHART_NICENESS)
 
 
 def chart_worker(app: Starlette) -> ChartWorker:
