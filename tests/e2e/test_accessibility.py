@@ -1,10 +1,9 @@
 """Automated accessibility check (issue 19): axe-core, vendored for tests only
 (``tests/vendor/axe-core``, never served), runs in Debian's chromium on the login, patients,
-live (while monitoring the fake camera), history and profile pages, and on the setup,
-instructions, users, audit and patient form pages: no serious or critical violation.
-
-The issue also names a "station" page (a central station): it does not exist yet, so it is not
-checked here; add it to ``PAGES`` when it does.
+live (while monitoring the fake camera), history and profile pages, the ward station (with the
+monitored bed on it, and empty), and on the setup, instructions, users, audit and patient form
+pages: no serious or critical violation. ``e2e/test_ward.py`` runs it on a station of 16 beds
+with alarms too.
 """
 
 from __future__ import annotations
@@ -59,13 +58,19 @@ def test_no_serious_accessibility_violations(ward, clips, tmp_path):  # noqa: F8
         page.wait_for_function("() => ['PAIN', 'no pain'].includes("
                                "document.getElementById('label').textContent)", timeout=90_000)
         found += axe_violations(page)  # while monitoring
+        station = browser.new_page(viewport={"width": 1280, "height": 800})
+        log_in(station, base)
+        station.goto(f"{base}/ward")
+        station.wait_for_function("() => document.querySelectorAll('#beds .bed').length === 1")
+        found += axe_violations(station)  # the ward station with the monitored bed
+        station.close()
         page.click("#stop")
         page.wait_for_selector("#history-link")
         found += axe_violations(page)  # stopped: no current assessment
 
         for path in (f"/patients/{patient_id}", f"/patients/{patient_id}/profile",
                      f"/patients/{patient_id}/edit", "/patients/new", "/instructions",
-                     "/users", "/audit"):
+                     "/users", "/audit", "/ward"):
             page.goto(base + path)
             page.wait_for_load_state("networkidle")
             found += axe_violations(page)

@@ -1,0 +1,635 @@
+"""The ward station (issue 18) in Debian's chromium, driven by Playwright:
+
+- end to end, with the real app and model: two beds stream from two browsers with fake cameras
+  (one face turning to pain and staying, one at rest) to their live pages while a third browser
+  shows ``/ward``. The pain bed's alarm reaches the banner, and sounds (after "Enable sound"),
+  within ``alarm_pain_s`` + 2 s of the pain state starting, and sounds again while it stands
+  unacknowledged; Acknowledge clears it from the banner, writes an ``alarm_ack`` audit row and
+  stops the repeats; closing the rest bed's browser without Stop turns its tile stale and
+  raises its link alarm within ``alarm_stale_s`` + 2 s. Latencies are printed;
+- 16 simulated beds (statuses written every second as a stream does; alarms raised,
+  acknowledged, escalated, paused) fit 1920×1080 without scrolling, each state told in its own
+  words, the banner most urgent first; 1280×800 scrolls with the banner in view; a researcher
+  sees no Acknowledge or Pause; Pause and Resume from a tile; contrast and axe;
+- a station whose server goes away greys every tile ("no current data") within ~6 s and says
+  it is disconnected.
+
+Screenshots go to ``$NEOPAIN_E2E_SCREENSHOTS`` or a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from e2e.test_accessibility import CONTRAST, axe_violations
+from e2e.test_bedside import (ADMIN, CHROMIUM, PASSWORD, browser_with_camera,  # noqa: F401
+                              label_of, on_canvas, shots, start_uvicorn, write_y4m)
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
+                       "/usr/bin/chromium (apt-get install -y chromium); CI installs it"),
+    pytest.mark.slow,
+]
+READER = "reader"
+CLIP_FPS = 2  # the live page sends at most 2 frames a second
+GREY_S = 6.0  # a station with no view for 5 s (2 heartbeats and a half) is grey by then
+STATION_READY = "() => document.getElementById('link').dataset.link === 'live'"
+
+
+def make_app(data_dir: Path, **settings):
+    """The monitor with ``settings``, an admin and a researcher: (app, admin)."""
+    from neopain.config import Settings
+    from neopain.server import security
+    from neopain.server.app import create_app
+    from neopain.store import crud
+
+    app = create_app(Settings(data_dir=data_dir, **settings))
+    with app.state.neopain.store() as db:
+        admin = crud.create_user(db, username=ADMIN, role="admin",
+                                 password_hash=security.hash_password(PASSWORD))
+        crud.create_user(db, username=READER, role="researcher",
+                         password_hash=security.hash_password(PASSWORD))
+    return app, admin
+
+
+@contextmanager
+def serving(app):
+    """``app`` on uvicorn in a thread: (base URL, stop())."""
+    runner, thread, base = start_uvicorn(app)
+
+    def stop() -> None:  # uvicorn closes its connections and exits on its own thread
+        runner.should_exit = True
+
+    try:
+        yield base, stop
+    finally:
+        stop()
+        thread.join(timeout=15)
+        app.state.live.close()
+
+
+def log_in_as(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/patients")
+
+
+def open_station(page, base: str) -> None:
+    page.goto(f"{base}/ward")
+    page.wait_for_function(STATION_READY, timeout=15_000)
+
+
+def tile_texts(page) -> dict[str, dict[str, str]]:
+    """Each tile's name → its state (data-state), label, confidence and age line."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#beds .bed')]
+        .map((t) => [t.querySelector('.bed-name').textContent, {
+            state: t.dataset.state, label: t.querySelector('.bed-state').textContent,
+            confidence: t.querySelector('.bed-confidence').textContent,
+            age: t.querySelector('.bed-age').textContent,
+            pause: t.querySelector('.bed-pause').hidden ? ''
+                : t.querySelector('.bed-pause-text').textContent}]))""")
+
+
+def banner_alarms(page) -> list[int]:
+    return page.eval_on_selector_all("#banner li[data-alarm]",
+                                     "els => els.map((e) => Number(e.dataset.alarm))")
+
+
+def tones(page) -> int:
+    return int(page.evaluate("() => document.body.dataset.tones"))
+
+
+def poll(condition, *, timeout_s: float, what: str, step_s: float = 0.1) -> float:
+    """Wait for ``condition()``; the seconds it took (AssertionError after ``timeout_s``)."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        time.sleep(step_s)
+    return time.monotonic() - started
+
+
+# --- two real beds ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bed_clips(tmp_path_factory) -> dict[str, Path]:
+    """Fake-camera clips (``test_bedside``'s face and its pain warp, moving a few pixels):
+    ``pain`` at rest 3 s, then in pain for 90 s; ``rest`` at rest (10 s, looped)."""
+    from face_warps import pain_face
+    from skimage import data
+
+    from neopain.faces.landmarks import FaceMesh
+
+    folder = tmp_path_factory.mktemp("bed-clips")
+    neutral = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    with FaceMesh() as mesh:
+        pain = pain_face(neutral, mesh.landmarks(neutral))
+
+    def clip(faces: list[np.ndarray]) -> list[np.ndarray]:
+        return [on_canvas(face, dx=int(3 * np.sin(i / 2)), dy=int(2 * np.cos(i / 3)))
+                for i, face in enumerate(faces)]
+
+    return {"pain": write_y4m(folder / "pain.y4m", clip([neutral] * 3 * CLIP_FPS
+                                                       + [pain] * 90 * CLIP_FPS), fps=CLIP_FPS),
+            "rest": write_y4m(folder / "rest.y4m", clip([neutral] * 10 * CLIP_FPS),
+                              fps=CLIP_FPS)}
+
+
+def start_bed(playwright, clip: Path, base: str, patient_id: int):
+    """A browser whose camera plays ``clip``, monitoring ``patient_id``: (browser, page)."""
+    browser = browser_with_camera(playwright, clip)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(30_000)
+    log_in_as(page, base, ADMIN)
+    page.goto(f"{base}/patients/{patient_id}/live")
+    page.click("#start")
+    page.wait_for_function("() => !document.getElementById('stop').disabled")  # session open
+    return browser, page
+
+
+def test_station_alarms_end_to_end(tmp_path_factory, bed_clips, shots):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    from neopain.store import crud
+
+    pain_s, stale_s = 5.0, 5.0
+    app, admin = make_app(tmp_path_factory.mktemp("ward-e2e"), alarm_pain_s=pain_s,
+                          alarm_stale_s=stale_s)
+    with app.state.neopain.store() as db:
+        in_pain = crud.create_patient(db, actor=admin, name="Baby Pain", record_number="E-1").id
+        at_rest = crud.create_patient(db, actor=admin, name="Baby Rest", record_number="E-2").id
+
+    def open_session(patient_id: int) -> int:
+        with app.state.neopain.store() as db:
+            return crud.list_sessions(db, patient_id=patient_id)[0].id
+
+    def alarm_of(session_id: int, rule: str):
+        with app.state.neopain.store() as db:
+            found = [a for a in crud.list_alarms(db, active_only=False)
+                     if a.session_id == session_id and a.rule == rule]
+        assert len(found) == 1, found
+        return found[0]
+
+    with serving(app) as (base, _stop), sync_playwright() as playwright:
+        station_browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                     args=["--no-sandbox", "--disable-gpu"])
+        station = station_browser.new_page(viewport={"width": 1920, "height": 1080})
+        station.set_default_timeout(30_000)
+        log_in_as(station, base, ADMIN)
+        open_station(station, base)
+        station.click("#sound")
+        station.wait_for_function("() => document.getElementById('sound-state').dataset.sound"
+                                  " === 'on'")
+        assert station.is_hidden("#sound") and tones(station) == 0
+
+        rest_browser, rest = start_bed(playwright, bed_clips["rest"], base, at_rest)
+        poll(lambda: label_of(rest) == "no pain", timeout_s=90, what="the rest bed assessed")
+        pain_browser, pain = start_bed(playwright, bed_clips["pain"], base, in_pain)
+        pain_session, rest_session = open_session(in_pain), open_session(at_rest)
+        station.wait_for_function("() => document.querySelectorAll('#beds .bed').length === 2")
+
+        # the pain alarm: banner and tone within alarm_pain_s + 2 s of the pain state
+        shown_pain = alarmed = None
+        deadline = time.monotonic() + 90
+        while alarmed is None:
+            assert time.monotonic() < deadline, "no pain alarm on the station in 90 s"
+            if shown_pain is None and label_of(pain) == "PAIN":
+                shown_pain = time.time()
+            if shown_pain is not None and tones(station) >= 1 and station.locator(
+                    "#banner li[data-priority=high]").count():
+                alarmed = time.time()
+            time.sleep(0.05)
+        station.screenshot(path=shots / "ward-e2e-pain-alarm.png")
+        alarm = alarm_of(pain_session, "pain")
+        from_shown = alarmed - shown_pain
+        from_condition = alarmed - alarm.condition_since.timestamp()
+        print(f"\npain alarm on the station {from_shown:.1f} s after the live page showed "
+              f"PAIN, {from_condition:.1f} s after its condition began (raised "
+              f"{(alarm.raised_at - alarm.condition_since).total_seconds():.1f} s after it; "
+              f"limit {pain_s:g} s)")
+        assert from_shown <= pain_s + 2 and from_condition <= pain_s + 2
+        assert banner_alarms(station) == [alarm.id]
+        assert station.get_attribute("#banner", "data-priority") == "high"
+        assert "Baby Pain" in station.inner_text("#announce")
+
+        # an unacknowledged high alarm sounds again (every 10 s)
+        first_tones = tones(station)
+        repeat = poll(lambda: tones(station) > first_tones, timeout_s=12,
+                      what="the tone repeated")
+        print(f"high tone repeated {repeat:.1f} s after the alarm reached the station")
+
+        # Acknowledge: gone from the banner, audited, no more tones for it
+        station.click(f"#bed-{pain_session} .ack")
+        station.wait_for_function(f"() => !document.querySelector("
+                                  f"'#banner li[data-alarm=\"{alarm.id}\"]')")
+        acknowledged_at = time.monotonic()
+        tones_at_ack = tones(station)
+        assert "No unacknowledged alarms" in station.inner_text("#banner")
+        assert "acknowledged by charge-nurse" in station.inner_text(f"#bed-{pain_session}")
+        with app.state.neopain.store() as db:
+            audited = [(row.username, row.object_id) for row in crud.list_audit(db, limit=100)
+                       if row.action == "alarm_ack"]
+        assert audited == [(ADMIN, alarm.id)], audited
+        assert alarm_of(pain_session, "pain").acknowledged_at is not None
+        station.screenshot(path=shots / "ward-e2e-acknowledged.png")
+
+        # the rest bed's browser goes away without Stop: stale, and its link alarm
+        rest_browser.close()
+        closed = time.time()
+        stale = linked = None
+        while linked is None or stale is None:
+            assert time.time() - closed < 30, "the closed bed never alarmed on the station"
+            state = station.get_attribute(f"#bed-{rest_session}", "data-state")
+            if stale is None and state == "stale":
+                stale = time.time()
+            if linked is None and station.locator("#banner li[data-priority=medium]").count():
+                linked = time.time()
+            time.sleep(0.05)
+        station.screenshot(path=shots / "ward-e2e-link-lost.png")
+        link = alarm_of(rest_session, "link")
+        from_frame = linked - link.condition_since.timestamp()
+        print(f"rest bed stale on the station {stale - closed:.1f} s and its link alarm "
+              f"{linked - closed:.1f} s after its browser closed ({from_frame:.1f} s after "
+              f"its last frame; limit {stale_s:g} s)")
+        assert linked - closed <= stale_s + 2 and stale - closed <= stale_s + 2
+        assert banner_alarms(station) == [link.id]
+        texts = tile_texts(station)["Baby Rest (E-2)"]
+        assert texts["label"] == "no current assessment", texts
+        assert re.fullmatch(r"last: \d\d:\d\d:\d\d", texts["age"]), texts
+        assert label_of(pain) == "PAIN"  # the other bed streams on
+
+        # after the acknowledgement only the link alarm sounded (once: medium)
+        time.sleep(max(0.0, acknowledged_at + 11 - time.monotonic()))
+        assert tones(station) == tones_at_ack + 1, (tones_at_ack, tones(station))
+        pain.click("#stop")
+        pain.wait_for_selector("#history-link")
+        pain_browser.close()
+        station_browser.close()
+
+
+# --- simulated beds -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimBed:
+    """A bed as a stream would have reported it: ``state`` with its smoothed P(pain) and
+    confidence; ``quiet_s``: its stream stopped that long ago (else it streams: its status is
+    written every second); ``unassessed_s``: no assessable face for that long; ``pain_s``: in
+    pain for that long; ``alarm``: the rule of its alarm, ``alarm_is`` acknowledged or
+    escalated; ``pause``: why its alarms are paused (20 min)."""
+
+    name: str
+    state: str
+    smoothed: float | None = None
+    confidence: float | None = None
+    quiet_s: float = 0.0
+    unassessed_s: float = 0.0
+    pain_s: float = 0.0
+    alarm: str = ""
+    alarm_is: str = ""
+    pause: str = ""
+
+
+WARD16 = [
+    SimBed("Baby Okafor", "nopain", 0.12, 0.88),
+    SimBed("Baby Lindqvist", "nopain", 0.25, 0.75),
+    SimBed("Baby Haddad", "pain", 0.86, 0.86, pain_s=95, alarm="pain"),
+    SimBed("Baby Nakamura", "pain", 0.91, 0.91, pain_s=300, alarm="pain", alarm_is="escalated"),
+    SimBed("Baby Fernández", "pain", 0.79, 0.79, pain_s=200, alarm="pain",
+           alarm_is="acknowledged"),
+    SimBed("Baby Kowalski", "nopain", 0.58, None),  # held no pain, crossed: uncertain
+    SimBed("Baby Mensah", "no_face", unassessed_s=900, alarm="noface"),
+    SimBed("Baby O'Connor", "cannot_assess", 0.4, unassessed_s=20),
+    SimBed("Baby Petrov", "nopain", 0.2, 0.8, quiet_s=900, alarm="link"),
+    SimBed("Baby Abernathy-Featherstonehaugh", "nopain", 0.3, 0.7, quiet_s=400, alarm="link",
+           alarm_is="acknowledged"),
+    SimBed("Baby Silva", "nopain", 0.2, 0.8, pause="Kangaroo care"),
+    SimBed("Baby Dubois", "pain", 0.72, 0.72, pain_s=12, pause="Procedure"),
+    SimBed("Baby Nguyen", "nopain", 0.08, 0.92),
+    SimBed("Baby Schmidt", "nopain", 0.31, 0.69),
+    SimBed("Baby Rossi", "no_face", unassessed_s=40),
+    SimBed("Baby Johansson", "nopain", 0.15, 0.85),
+]
+WARD_SETTINGS = {"alarm_noface_s": 600.0, "alarm_escalate_s": 3600.0}
+"""Nothing the seed did not make is raised or escalated while a test looks."""
+TREND_STEP_S = 10
+
+
+def trend_value(bed: SimBed, *, ago_s: float) -> float:
+    """The seeded smoothed P(pain) ``ago_s`` seconds ago: a slow wobble about the bed's value,
+    rising to it from 0.2 before the pain began."""
+    value = bed.smoothed if bed.smoothed is not None else 0.3
+    if bed.state == "pain" and ago_s > bed.pain_s:
+        onset = np.exp(-(ago_s - bed.pain_s) / 90)
+        value = 0.2 + (value - 0.2) * onset
+    return float(np.clip(value + 0.04 * np.sin(ago_s / 45), 0, 1))
+
+
+def status_of(bed: SimBed, *, seeded_at: datetime, now: datetime):
+    """What the bed's stream writes at ``now`` (its status as of its last frame)."""
+    from neopain.store.crud import StreamStatus
+
+    last_frame = now - timedelta(seconds=bed.quiet_s) if bed.quiet_s else now
+    assessed = bed.state in ("pain", "nopain")
+    return StreamStatus(
+        state=bed.state, smoothed=bed.smoothed, confidence=bed.confidence,
+        first_frame_at=seeded_at - timedelta(minutes=30), last_frame_at=last_frame,
+        last_assessed_at=last_frame if assessed
+        else seeded_at - timedelta(seconds=bed.unassessed_s),
+        pain_since=seeded_at - timedelta(seconds=bed.pain_s) if bed.state == "pain" else None)
+
+
+def seed_ward(app, admin, beds: list[SimBed]) -> dict[str, dict]:
+    """Open a live session per bed with its status, trend, alarm and pause: name →
+    {session, patient, alarm, bed, at} (``at``: when it was seeded)."""
+    from neopain.monitor.alarm_rules import RULES
+    from neopain.store import crud
+    from neopain.store.crud import NewAssessment
+    from neopain.store.tables import utc_now
+
+    now = utc_now()
+    seeded = {}
+    with app.state.neopain.store() as db:
+        for number, bed in enumerate(beds, 1):
+            patient = crud.create_patient(db, actor=admin, name=bed.name,
+                                          record_number=f"W-{number:02d}")
+            session = crud.start_session(db, actor=admin, patient=patient, source="live",
+                                         model="nfcs")
+            status = status_of(bed, seeded_at=now, now=now)
+            newest = status.last_assessed_at
+            for ago_s in range(600, -1, -TREND_STEP_S):
+                at = now - timedelta(seconds=ago_s)
+                if at > newest:
+                    break
+                p = trend_value(bed, ago_s=ago_s)
+                label = "pain" if p >= 0.5 else "nopain"
+                crud.add_assessment(db, session=session, assessment=NewAssessment(
+                    face_found=True, model="nfcs", latency_ms=40.0, label=label, prob_pain=p,
+                    smoothed=p, state=label, time=at))
+            crud.write_status(db, session_id=session.id, status=status)
+            alarm = None
+            if bed.alarm:
+                since = {"pain": status.pain_since, "link": status.last_frame_at,
+                         "noface": status.last_assessed_at}[bed.alarm]
+                raised = since + timedelta(seconds=30)
+                alarm = crud.raise_alarm(db, session=session, rule=bed.alarm,
+                                         priority=RULES[bed.alarm].priority,
+                                         condition_since=since, limit_s=30.0, now=raised)
+                if bed.alarm_is == "acknowledged":
+                    crud.acknowledge_alarm(db, alarm, actor=admin,
+                                           now=raised + timedelta(seconds=20))
+                elif bed.alarm_is == "escalated":
+                    crud.escalate_alarm(db, alarm_id=alarm.id,
+                                        now=raised + timedelta(seconds=120))
+            if bed.pause:
+                crud.pause_alarms(db, session, actor=admin, minutes=20, reason=bed.pause)
+            seeded[bed.name] = {"session": session.id, "patient": patient.id,
+                                "alarm": None if alarm is None else alarm.id, "bed": bed,
+                                "at": now}
+    return seeded
+
+
+@contextmanager
+def streaming(app, seeded: dict[str, dict]):
+    """Write each streaming bed's status every second, as its live stream would."""
+    from neopain.store import crud
+    from neopain.store.tables import utc_now
+
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(1.0):
+            with app.state.neopain.store() as db:
+                for entry in seeded.values():
+                    bed = entry["bed"]
+                    if not bed.quiet_s:
+                        crud.write_status(db, session_id=entry["session"], status=status_of(
+                            bed, seeded_at=entry["at"], now=utc_now()))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)
+
+
+# --- 16 beds ---------------------------------------------------------------------------------
+
+
+LABELS = {"pain": "PAIN", "nopain": "no pain", "no_face": "no face",
+          "cannot_assess": "cannot assess", "stale": "no current assessment"}
+INSIDE = """([w, h]) => [...document.querySelectorAll('#beds .bed')].filter((t) => {
+    const r = t.getBoundingClientRect();
+    return r.top < 0 || r.left < 0 || r.bottom > h + 0.5 || r.right > w + 0.5; })
+    .map((t) => t.querySelector('.bed-name').textContent)"""
+
+
+def expected_state(bed: SimBed) -> str:
+    return "stale" if bed.quiet_s else bed.state
+
+
+def test_sixteen_beds_fit_a_1920x1080_station(tmp_path_factory, shots):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    from neopain.store import crud
+
+    app, admin = make_app(tmp_path_factory.mktemp("ward16"), **WARD_SETTINGS)
+    seeded = seed_ward(app, admin, WARD16)
+    alarm_ids = {name: entry["alarm"] for name, entry in seeded.items()}
+    with serving(app) as (base, _stop), streaming(app, seeded), \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        page.set_default_timeout(30_000)
+        errors = []  # a refused inline script or style, or any script error, shows here
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        log_in_as(page, base, ADMIN)
+        open_station(page, base)
+        page.wait_for_function("() => document.querySelectorAll('#beds .bed').length === 16")
+        page.wait_for_timeout(1500)  # a few ticks: ages, title
+
+        # one screen, no scrolling, every tile whole
+        page.screenshot(path=shots / "ward-16-1920x1080.png")
+        size = page.evaluate("() => [document.documentElement.scrollWidth, "
+                             "document.documentElement.scrollHeight, innerWidth, innerHeight]")
+        assert size[0] <= size[2] and size[1] <= size[3], size
+        assert page.evaluate(INSIDE, [1920, 1080]) == []
+
+        # each bed in its own words
+        shown = tile_texts(page)
+        assert set(shown) == {f"{bed.name} (W-{n:02d})" for n, bed in enumerate(WARD16, 1)}
+        by_name = {name.rsplit(" (", 1)[0]: texts for name, texts in shown.items()}
+        for bed in WARD16:
+            texts = by_name[bed.name]
+            state = expected_state(bed)
+            assert (texts["state"], texts["label"]) == (state, LABELS[state]), (bed, texts)
+            if state in ("pain", "nopain"):
+                assert re.fullmatch(r"updated [0-3] s ago", texts["age"]), texts
+                wanted = "uncertain" if bed.confidence is None \
+                    else f"confidence {round(bed.confidence * 100)}%"
+                assert texts["confidence"] == wanted, texts
+            else:
+                assert texts["confidence"] == "confidence –", texts
+            if state == "stale":
+                assert re.fullmatch(r"last: \d\d:\d\d:\d\d", texts["age"]), texts
+            if bed.pause:
+                assert re.fullmatch(rf"Alarms paused until \d\d:\d\d — {bed.pause}",
+                                    texts["pause"]), texts
+        # the age ticks on the server's clock
+        before = by_name["Baby Rossi"]["age"]
+        assert re.fullmatch(r"last assessed \d+ s ago", before), before
+        page.wait_for_timeout(2100)
+        after = tile_texts(page)["Baby Rossi (W-15)"]["age"]
+        assert int(after.split()[2]) - int(before.split()[2]) in (2, 3), (before, after)
+
+        # the banner: unacknowledged alarms, most urgent first (escalated high first)
+        assert banner_alarms(page) == [alarm_ids[name] for name in (
+            "Baby Nakamura", "Baby Haddad", "Baby Petrov", "Baby Mensah")]
+        assert page.get_attribute("#banner", "role") == "alert"
+        assert page.get_attribute("#banner", "data-priority") == "high"
+        escalated = page.locator(f"#banner li[data-alarm='{alarm_ids['Baby Nakamura']}']")
+        assert "ESCALATED" in escalated.inner_text()
+        tile = page.locator(f"#bed-{seeded['Baby Nakamura']['session']}")
+        assert "ESCALATED" in tile.locator(".alarm").inner_text()
+        acknowledged = page.locator(f"#bed-{seeded['Baby Fernández']['session']} .alarm")
+        assert "acknowledged by charge-nurse" in acknowledged.inner_text()
+        assert not acknowledged.locator(".ack").is_visible()
+        # the title and icon flash while unacknowledged alarms stand
+        titles, icons = set(), set()
+        for _ in range(12):
+            titles.add(page.title())
+            icons.add(page.get_attribute("link[rel=icon]", "href")[:22])
+            page.wait_for_timeout(200)
+        assert any(title.startswith("(4) ALARM") for title in titles), titles
+        assert "Ward · neopain" in titles, titles
+        assert icons == {"/static/favicon.svg", "data:image/svg+xml,%3C"}, icons
+
+        # contrast of every state, alarm and button; and axe
+        low = []
+        for selector in (".bed-state", ".alarm", "main button:not([hidden])", ".bed-age",
+                         ".bed-confidence", "#banner li", ".bed-pause-text", "#link",
+                         "#sound-state"):
+            for node in page.query_selector_all(selector):
+                if not node.is_visible():
+                    continue
+                seen = node.evaluate(CONTRAST)
+                if seen["ratio"] < 4.5 or seen["opacity"] < 1:
+                    low.append((node.evaluate("el => el.outerHTML.slice(0, 80)"), seen))
+        assert not low, low
+        assert axe_violations(page) == [], json.dumps(axe_violations(page), indent=1)
+
+        # Pause and Resume from a tile (a clinician's or an admin's)
+        johansson = seeded["Baby Johansson"]["session"]
+        page.click(f"#bed-{johansson} .pause-open")
+        assert page.is_visible("#pause-dialog")
+        assert axe_violations(page) == []
+        page.fill("#pause-minutes", "5")
+        page.fill("#pause-reason", "Feeding")
+        page.click("#pause-form button[type=submit]")
+        page.wait_for_function(f"() => /paused until \\d\\d:\\d\\d — Feeding/.test("
+                               f"document.querySelector('#bed-{johansson} .bed-pause-text')"
+                               ".textContent)")
+        assert not page.is_visible("#pause-dialog")
+        page.click(f"#bed-{johansson} .pause-end")
+        page.wait_for_function(f"() => document.querySelector('#bed-{johansson} .bed-pause')"
+                               ".hidden")
+        with app.state.neopain.store() as db:
+            pauses = [(row.username, row.detail) for row in crud.list_audit(db, limit=50)
+                      if row.action == "alarm_pause" and row.object_id == johansson]
+        assert [detail.rsplit(" ", 1)[1] for _, detail in pauses] == ["minutes=0",
+                                                                      "minutes=5"], pauses
+        assert {user for user, _ in pauses} == {ADMIN}
+
+        # 1280×800: three columns, the page scrolls, the banner stays in view
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.wait_for_timeout(500)
+        page.screenshot(path=shots / "ward-16-1280x800.png")
+        width = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+        assert width[0] <= width[1], width
+        columns = page.evaluate("() => getComputedStyle(document.getElementById('beds'))"
+                                ".gridTemplateColumns.split(' ').length")
+        assert columns == 3, columns
+        page.screenshot(path=shots / "ward-16-1280x800-full.png", full_page=True)
+        page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
+        page.wait_for_timeout(300)
+        box = page.locator("#banner").bounding_box()
+        assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 800, box
+        page.screenshot(path=shots / "ward-16-1280x800-scrolled.png")
+
+        # a researcher reads the ward, and cannot acknowledge or pause
+        reader = browser.new_page(viewport={"width": 1920, "height": 1080})
+        log_in_as(reader, base, READER)
+        open_station(reader, base)
+        reader.wait_for_function("() => document.querySelectorAll('#beds .bed').length === 16")
+        assert reader.locator(".ack, .pause-open, .pause-end, #pause-dialog").count() == 0
+        assert "Read only" in reader.inner_text(".ward-head")
+        assert banner_alarms(reader) == banner_alarms(page)
+        browser.close()
+    assert errors == [], errors
+
+
+# --- the server goes away -------------------------------------------------------------------
+
+
+def test_the_station_greys_when_the_server_goes_away(tmp_path_factory, shots):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    app, admin = make_app(tmp_path_factory.mktemp("gone"), **WARD_SETTINGS)
+    beds = [WARD16[0], WARD16[2], WARD16[6], WARD16[8]]  # no pain, pain, no face, stale
+    seeded = seed_ward(app, admin, beds)
+    with serving(app) as (base, stop), streaming(app, seeded), \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(30_000)
+        log_in_as(page, base, ADMIN)
+        open_station(page, base)
+        page.wait_for_function("() => document.querySelectorAll('#beds .bed').length === 4")
+        page.wait_for_timeout(2500)  # a heartbeat or more: the page keeps being current
+        assert {t["state"] for t in tile_texts(page).values()} == {"nopain", "pain", "no_face",
+                                                                   "stale"}
+        assert page.get_attribute("#link", "data-link") == "live"
+        assert page.locator(".ack:visible:enabled").count() == 3
+        stopped_at = time.monotonic()
+        stop()
+        took = poll(lambda: all(t["state"] == "offline" for t in tile_texts(page).values()),
+                    timeout_s=GREY_S + 2, what="every tile grey")
+        print(f"\nstation grey {took:.1f} s after the server stopped")
+        assert took <= GREY_S, took
+        for texts in tile_texts(page).values():
+            assert texts["label"] == "no current data", texts
+            assert re.fullmatch(r"last: \d\d:\d\d:\d\d", texts["age"]), texts
+            assert texts["confidence"] == "confidence –", texts
+        assert page.locator(".bed-state[data-state=pain], .bed-state[data-state=nopain]"
+                            ).count() == 0
+        link = page.inner_text("#link")
+        assert link.startswith("Disconnected"), link
+        assert page.get_attribute("#banner", "data-current") == "false"
+        assert "Not current" in page.inner_text("#banner")
+        assert page.locator(".ack:visible:enabled").count() == 0
+        backgrounds = page.eval_on_selector_all(
+            ".bed .alarm", "els => els.map((e) => getComputedStyle(e).backgroundColor)")
+        assert set(backgrounds) == {"rgb(238, 241, 243)"}, backgrounds  # grey, not red
+        assert page.title().startswith("Disconnected")
+        page.screenshot(path=shots / "ward-disconnected.png")
+        assert time.monotonic() - stopped_at < 30
+        browser.close()
