@@ -72,6 +72,7 @@ def test_a_streams_frames_become_its_beds_status(server, frames):
     after_close = status_of(server, session_id).last_frame_at
     assert after_close >= before_close
     assert status_of(server, session_id).state == "pain"
+    assert not status_of(server, session_id).streaming  # its times are exact now
 
 
 def test_the_engine_raises_the_pain_alarm_and_the_api_shows_and_acknowledges_it(quick, frames):

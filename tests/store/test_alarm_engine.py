@@ -95,6 +95,19 @@ def test_a_lost_link_raises_a_medium_alarm_and_freezes_the_others(db, ward):
     assert [a.rule for a in alarms(db)] == ["link"]
 
 
+def test_a_closed_streams_times_are_exact_so_its_link_alarm_waits_no_margin(db, ward):
+    """A stream writes its last status as it closes: its link alarm comes at the limit, not a
+    write interval later (the e2e link alarm came 6.0 s after a 5 s limit)."""
+    from dataclasses import replace
+
+    crud.write_status(db, session_id=ward.session.id,
+                      status=replace(status(ward.t0, last_s=5), streaming=False))
+    run(db, ward, 14.9)
+    assert alarms(db) == []
+    run(db, ward, 15.0)
+    assert [a.rule for a in alarms(db)] == ["link"]
+
+
 def test_a_session_that_never_sends_a_frame_raises_the_link_alarm(db, ward):
     run(db, ward, 11.0)
     assert [a.rule for a in alarms(db)] == ["link"]

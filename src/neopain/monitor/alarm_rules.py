@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 STATUS_WRITE_S = 1.0
-"""A stream writes its status at most this often (and at once when its state changes), so the
-newest frame may be up to this much younger than ``last_frame_at``; a rule about quiet time
-waits this much longer, so it never holds before its condition did."""
+"""A stream writes its status at most this often (and at once when its state changes, and when
+it closes), so while it streams the newest frame may be up to this much younger than
+``last_frame_at``; a rule about quiet time then waits this much longer, so it never holds
+before its condition did."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class BedReading:
         last_frame_at: its newest frame as written (up to ``STATUS_WRITE_S`` old).
         last_assessed_at: its newest frame with an assessable face; None before any.
         pain_since: since when the held state is pain; None when it is not.
+        streaming: whether its stream is still connected (its times are then up to
+            ``STATUS_WRITE_S`` old; once closed they are exact).
     """
 
     started_at: datetime
@@ -79,6 +82,12 @@ class BedReading:
     last_frame_at: datetime | None = None
     last_assessed_at: datetime | None = None
     pain_since: datetime | None = None
+    streaming: bool = True
+
+    @property
+    def lag_s(self) -> float:
+        """How much older than the truth its times may be."""
+        return STATUS_WRITE_S if self.streaming else 0.0
 
 
 @dataclass(frozen=True)
@@ -97,14 +106,13 @@ def _after(since: datetime, seconds: float) -> datetime:
 def judge(reading: BedReading, limits: AlarmLimits, *, now: datetime) -> Verdict:
     """Which alarms ``reading`` calls for at ``now`` under ``limits`` (module docstring)."""
     quiet_since = reading.last_frame_at or reading.started_at
-    if now >= _after(quiet_since, limits.stale_s + STATUS_WRITE_S):
+    if now >= _after(quiet_since, limits.stale_s + reading.lag_s):
         return Verdict(holding={"link": quiet_since}, unknown=frozenset({"pain", "noface"}))
     holding: dict[str, datetime] = {}
     if reading.pain_since is not None and now >= _after(reading.pain_since, limits.pain_s):
         holding["pain"] = reading.pain_since
     unseen_since = reading.last_assessed_at or reading.first_frame_at
-    if unseen_since is not None and now >= _after(unseen_since,
-                                                  limits.noface_s + STATUS_WRITE_S):
+    if unseen_since is not None and now >= _after(unseen_since, limits.noface_s + reading.lag_s):
         holding["noface"] = unseen_since
     return Verdict(holding=holding, unknown=frozenset())
 
@@ -116,12 +124,13 @@ def escalation_due(*, raised_at: datetime, acknowledged: bool, escalated: bool,
     return not acknowledged and not escalated and now >= _after(raised_at, limits.escalate_s)
 
 
-def bed_state(*, status_state: str | None, last_frame_at: datetime | None, stale_s: float,
-              now: datetime) -> str:
+def bed_state(*, status_state: str | None, last_frame_at: datetime | None, streaming: bool,
+              stale_s: float, now: datetime) -> str:
     """The state a ward tile shows: the stream's last state (``pain``, ``nopain``,
     ``cannot_assess``, ``no_face``), or ``stale`` when no frame came for ``stale_s`` seconds
     (or ever)."""
+    lag_s = STATUS_WRITE_S if streaming else 0.0
     if status_state is None or last_frame_at is None \
-            or now >= _after(last_frame_at, stale_s + STATUS_WRITE_S):
+            or now >= _after(last_frame_at, stale_s + lag_s):
         return "stale"
     return status_state

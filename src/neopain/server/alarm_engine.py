@@ -63,7 +63,8 @@ def reading_of(bed: Bed) -> BedReading:
         return BedReading(started_at=bed.session.started_at)
     return BedReading(started_at=bed.session.started_at, first_frame_at=status.first_frame_at,
                       last_frame_at=status.last_frame_at,
-                      last_assessed_at=status.last_assessed_at, pain_since=status.pain_since)
+                      last_assessed_at=status.last_assessed_at, pain_since=status.pain_since,
+                      streaming=status.streaming)
 
 
 def evaluate(db: Session, *, defaults: AlarmLimits, now: datetime) -> int:

@@ -389,7 +389,7 @@ class LiveStream:
         if self._closed:
             return
         self._closed = True
-        self._executor.submit(self.status.flush)
+        self._executor.submit(self.status.close)
         if self._assessor is not None:
             self._executor.submit(self.service.release, self._assessor)
         self._executor.shutdown(wait=False)

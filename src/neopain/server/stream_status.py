@@ -4,12 +4,14 @@
 ``cannot_assess``, ``no_face``: what the live page shows, ``server.display``) and writes it
 with ``crud.write_status``: at once when the state or the onset of pain changes, otherwise at
 most every ``alarm_rules.STATUS_WRITE_S`` (frames come several times a second; the rules count
-in seconds), and once more when the stream closes, so the last frame's time is exact.
+in seconds), and once more when the stream closes (``streaming`` false), so the last frame's
+time is then exact.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -59,10 +61,11 @@ class StatusWriter:
         else:
             self.pending_ = status
 
-    def flush(self) -> None:
-        """Write the newest status not written yet (when the stream closes)."""
-        if self.pending_ is not None:
-            self._write(self.pending_)
+    def close(self) -> None:
+        """The stream closed: write its newest status, no longer streaming."""
+        last = self.pending_ or self.written_
+        if last is not None:
+            self._write(replace(last, streaming=False))
 
     def _write(self, status: StreamStatus) -> None:
         try:

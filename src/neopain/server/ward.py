@@ -57,6 +57,7 @@ def ward_view(db: Session, *, stale_s: float, now: datetime, trend: bool = False
             patient=patient_label(bed.patient),
             state=bed_state(status_state=None if status is None else status.state,
                             last_frame_at=None if status is None else status.last_frame_at,
+                            streaming=status is not None and status.streaming,
                             stale_s=stale_s, now=now),
             prob_pain=None if status is None else status.smoothed,
             confidence=None if status is None else status.confidence,

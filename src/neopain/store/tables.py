@@ -210,6 +210,8 @@ class LiveStatus(Base):
     last_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_assessed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     pain_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # False once the stream closed: last_frame_at is then exact, not up to a second old
+    streaming: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class Alarm(Base):

@@ -36,6 +36,7 @@ class StreamStatus:
     last_frame_at: datetime
     last_assessed_at: datetime | None
     pain_since: datetime | None
+    streaming: bool = True
 
 
 def write_status(db: Session, *, session_id: int, status: StreamStatus) -> None:

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("last_frame_at", sa.DateTime(), nullable=False),
         sa.Column("last_assessed_at", sa.DateTime(), nullable=True),
         sa.Column("pain_since", sa.DateTime(), nullable=True),
+        sa.Column("streaming", sa.Boolean(), nullable=False),
         sa.CheckConstraint("state IN ('pain', 'nopain', 'cannot_assess', 'no_face')",
                            name=op.f("ck_live_status_state")),
         _fk("live_status", "session_id", "monitoring_sessions.id"),
