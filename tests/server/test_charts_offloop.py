@@ -230,3 +230,14 @@ def test_the_worker_runs_at_a_lower_cpu_priority_than_the_server():
         [process] = new_workers(before)
         lowered = os.getpriority(os.PRIO_PROCESS, process.pid)
         assert lowered == min(19, os.getpriority(os.PRIO_PROCESS, 0) + CHART_NICENESS)
+
+
+def test_the_app_starts_its_chart_worker_before_it_answers(server):
+    """Starting the worker (a process, at full priority until it lowers its own) while beds
+    stream slowed every bed's frames to 0.3-0.4 s (bench_ward); it starts with the app."""
+    from fastapi.testclient import TestClient
+
+    before = set(multiprocessing.active_children())
+    with TestClient(server.app):
+        assert len(new_workers(before)) == 1
+    assert new_workers(before) == []  # and stops with it

@@ -11,6 +11,7 @@ that get no frame for ``settings.session_idle_s``, first when it starts, and
 from __future__ import annotations
 
 import secrets
+from datetime import timezone
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,10 +26,10 @@ from starlette.types import Scope
 from neopain import __version__
 from neopain.config import Settings
 from neopain.prediction import Predictor
-from neopain.server import security
+from neopain.server import charts, security
 from neopain.server.deps import AccessError, ServerState
 from neopain.server.live import LiveService
-from neopain.server.chart_worker import close_chart_worker
+from neopain.server.chart_worker import chart_job, close_chart_worker, warm_chart_worker
 from neopain.server.middleware import (
     CRASH_MESSAGE, BodyLimit, RequestGuard, add_transport_middleware,
 )
@@ -60,6 +61,8 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await warm_chart_worker(_app, chart_job(charts.share_chart, [], [], by="hour",
+                                                zone=timezone.utc))
         async with idle_sweeper(store, idle_s=settings.session_idle_s), \
                 alarm_engine(store, settings=settings, hub=ward_hub):
             yield

@@ -170,6 +170,17 @@ def chart_worker(app: Starlette) -> ChartWorker:
     return worker
 
 
+async def warm_chart_worker(app: Starlette, job: ChartJob) -> None:
+    """Start the app's worker and draw ``job`` with it (loading the drawing library), so that
+    starting a process, at full priority until it lowers its own, happens while the server
+    starts rather than while beds stream (bench_ward: frames of every bed took 0.3-0.4 s as
+    the first reader's chart started the worker). A failure is logged; charts start it later."""
+    try:
+        await chart_worker(app).render(job)
+    except ChartUnavailable:
+        log.warning("the chart worker could not start; the first chart starts it")
+
+
 def close_chart_worker(app: Starlette) -> None:
     """Stop the app's chart worker if it was made; call it when the app stops."""
     worker = getattr(app.state, "chart_worker", None)
