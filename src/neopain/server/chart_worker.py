@@ -133,6 +133,11 @@ class ChartWorker:
             self._cached_bytes -= len(self._svgs.popitem(last=False)[1])
 
     def _running_pool(self) -> ProcessPoolExecutor:
+        if self._pool is not None and not all(
+                process.is_alive() for process in (self._pool._processes or {}).values()):
+            # the idle worker ended (killed, out of memory) and the pool may not know yet: a
+            # chart sent to it would fail although nothing was wrong with the chart
+            self._stop(self._pool)
         if self._pool is None:
             # spawn, not fork: a forked child would copy the locks of the server's threads
             # (live streams, database, logging) in whatever state they were in

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from neopain.server.deps import AccessError, Carer, Db, Offset, RowId, Viewer, csrf_protect
-from neopain.server.routes.common import patient_or_404, session_or_404
+from neopain.server.routes.common import audit_view, patient_or_404, session_or_404
 from neopain.server.schemas import (
     AssessmentOut, PatientIn, PatientOut, PatientUpdate, SessionOut,
 )
@@ -17,18 +17,13 @@ from neopain.store.session import StoreError
 router = APIRouter(prefix="/api", dependencies=[Depends(csrf_protect)])
 
 
-def _view(db: Db, user: Viewer, what: str, object_type: str, object_id: int | None) -> None:
-    crud.audit(db, actor=user, action="view", object_type=object_type, object_id=object_id,
-               detail=f"api {what}")
-
-
 @router.get("/patients", response_model=list[PatientOut], tags=["patients"])
 def list_patients(db: Db, user: Viewer, q: str = Query("", max_length=200),
                   limit: int = Query(100, ge=1, le=1000),
                   offset: Offset = 0) -> list[PatientOut]:
     """Patients whose name or record number contains ``q`` (any case), newest first."""
     patients = crud.search_patients(db, q, limit=limit, offset=offset)
-    _view(db, user, "search" if q.strip() else "list", "patients", None)
+    audit_view(db, user, "api search" if q.strip() else "api list", "patients", None)
     return [PatientOut.of(p) for p in patients]
 
 
@@ -45,7 +40,7 @@ def create_patient(db: Db, user: Carer, body: PatientIn) -> PatientOut:
 def get_patient(db: Db, user: Viewer, patient_id: RowId) -> PatientOut:
     """One patient."""
     patient = patient_or_404(db, patient_id)
-    _view(db, user, "patient", "patient", patient.id)
+    audit_view(db, user, "api patient", "patient", patient.id)
     return PatientOut.of(patient)
 
 
@@ -65,7 +60,7 @@ def update_patient(db: Db, user: Carer, patient_id: RowId, body: PatientUpdate) 
 def list_sessions(db: Db, user: Viewer, patient_id: RowId) -> list[SessionOut]:
     """A patient's monitoring sessions and uploads, newest first."""
     patient = patient_or_404(db, patient_id)
-    _view(db, user, "sessions", "patient", patient.id)
+    audit_view(db, user, "api sessions", "patient", patient.id)
     return [SessionOut.of(s) for s in crud.list_sessions(db, patient_id=patient.id)]
 
 
@@ -88,7 +83,7 @@ def list_patient_assessments(db: Db, user: Viewer, patient_id: RowId,
     patient = patient_or_404(db, patient_id)
     rows = crud.list_assessments(db, patient_id=patient.id, snapshots_only=snapshots_only,
                                  limit=limit)
-    _view(db, user, "assessments", "patient", patient.id)
+    audit_view(db, user, "api assessments", "patient", patient.id)
     return [AssessmentOut.of(r) for r in rows]
 
 
@@ -96,7 +91,7 @@ def list_patient_assessments(db: Db, user: Viewer, patient_id: RowId,
 def get_session(db: Db, user: Viewer, session_id: RowId) -> SessionOut:
     """One monitoring session."""
     session = session_or_404(db, session_id)
-    _view(db, user, "session", "session", session.id)
+    audit_view(db, user, "api session", "session", session.id)
     return SessionOut.of(session)
 
 
@@ -106,7 +101,7 @@ def list_session_assessments(db: Db, user: Viewer, session_id: RowId) -> list[As
     """A session's assessments in time order (its P(pain) timeline)."""
     session = session_or_404(db, session_id)
     rows = crud.list_assessments(db, session_id=session.id, newest_first=False)
-    _view(db, user, "session assessments", "session", session.id)
+    audit_view(db, user, "api session assessments", "session", session.id)
     return [AssessmentOut.of(r) for r in rows]
 
 

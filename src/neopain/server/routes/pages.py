@@ -26,12 +26,14 @@ from neopain.server.deps import (
 from neopain.server.render import (
     day_end, day_start, display_zone, render, view_grant, view_granted,
 )
-from neopain.server.routes.common import patient_or_404, session_or_404
+from neopain.server.routes.common import (
+    audit_view, history_gap_s, history_response, patient_or_404, session_or_404,
+)
 from neopain.server.schemas import PatientIn, form_problems
 from neopain.server.ward import STATE_TEXT, ward_view
 from neopain.store import crud
 from neopain.store.session import StoreError
-from neopain.store.tables import ROLES, Patient, User, utc_now
+from neopain.store.tables import ROLES, User, utc_now
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
 SVG = "image/svg+xml"
@@ -41,26 +43,17 @@ AUDIT_PAGE = 50
 ViewGrant = Annotated[str, Query(max_length=200)]
 
 
-def _view(db: Session, user: User, what: str, object_type: str, object_id: int | None) -> None:
-    crud.audit(db, actor=user, action="view", object_type=object_type, object_id=object_id,
-               detail=what)
-
-
 def _part_view(request: Request, db: Session, user: User, *, view: str, patient_id: int,
                what: str, object_type: str, object_id: int) -> None:
     """Audit a picture or chart unless it is part of a page view that was audited."""
     if not view_granted(request, view, user_id=user.id, patient_id=patient_id):
-        _view(db, user, what, object_type, object_id)
-
-
-def _gap_s(request: Request) -> float:
-    return max(crud.history.MAX_GAP_S, 2 * server_state(request).settings.timeline_interval_s)
+        audit_view(db, user, what, object_type, object_id)
 
 
 @router.get("/patients")
 def patient_list(request: Request, db: Db, user: Viewer, q: str = "") -> Response:
     patients = crud.search_patients(db, q[:200])
-    _view(db, user, "search" if q.strip() else "list", "patients", None)
+    audit_view(db, user, "search" if q.strip() else "list", "patients", None)
     ward = ward_view(db, stale_s=server_state(request).settings.stale_s, now=utc_now())
     return render(request, "patients.html", patients=patients, q=q, state_text=STATE_TEXT,
                   beds={bed.patient_id: bed for bed in ward.beds})
@@ -106,21 +99,10 @@ def history_page(request: Request, db: Db, user: Viewer, patient_id: RowId) -> R
     return history_response(request, db, user, patient_or_404(db, patient_id))
 
 
-def history_response(request: Request, db: Session, user: User, patient: Patient, *,
-                     status: int = 200, message: str = "") -> Response:
-    """The patient's history page (audited as one view), with ``message`` as its notice."""
-    snapshots = crud.list_assessments(db, patient_id=patient.id, snapshots_only=True, limit=500)
-    summaries = crud.session_summaries(db, patient_id=patient.id, max_gap_s=_gap_s(request))
-    _view(db, user, "history", "patient", patient.id)
-    return render(request, "history.html", status=status, message=message, patient=patient,
-                  snapshots=snapshots, summaries=summaries,
-                  view=view_grant(request, user_id=user.id, patient_id=patient.id))
-
-
 @router.get("/patients/{patient_id}/edit")
 def edit_patient_page(request: Request, db: Db, user: Carer, patient_id: RowId) -> Response:
     patient = patient_or_404(db, patient_id)
-    _view(db, user, "edit form", "patient", patient.id)
+    audit_view(db, user, "edit form", "patient", patient.id)
     values = {k: "" if getattr(patient, k) is None else str(getattr(patient, k))
               for k in FORM_FIELDS}
     return render(request, "patient_form.html", patient=patient, values=values, problems={})
@@ -145,10 +127,10 @@ def profile_page(request: Request, db: Db, user: Viewer, patient_id: RowId,
     """The patient's details, charts and the timelines of the newest live and video sessions,
     and of ``session`` (a link from the history's sessions table) whatever its kind."""
     patient = patient_or_404(db, patient_id)
-    summaries = crud.session_summaries(db, patient_id=patient.id, max_gap_s=_gap_s(request))
+    summaries = crud.session_summaries(db, patient_id=patient.id, max_gap_s=history_gap_s(request))
     shown = [s for s in summaries if s.session.source in ("live", "video")][:PROFILE_SESSIONS]
     asked = [s for s in summaries if s.session.id == session and s not in shown]
-    _view(db, user, "profile", "patient", patient.id)
+    audit_view(db, user, "profile", "patient", patient.id)
     return render(request, "profile.html", patient=patient, summaries=asked + shown,
                   view=view_grant(request, user_id=user.id, patient_id=patient.id))
 
@@ -221,7 +203,7 @@ def snapshot(request: Request, db: Db, user: Viewer, assessment_id: RowId,
 @router.get("/patients/{patient_id}/live")
 def live_page(request: Request, db: Db, user: Carer, patient_id: RowId) -> Response:
     patient = patient_or_404(db, patient_id)
-    _view(db, user, "live page", "patient", patient.id)
+    audit_view(db, user, "live page", "patient", patient.id)
     return render(request, "live.html", patient=patient,
                   model=server_state(request).settings.model or default_kind())
 

@@ -26,8 +26,7 @@ from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.server.deps import AccessError, Carer, Db, RowId, csrf_protect, server_state
 from neopain.server.live import LiveService, Recorder
 from neopain.server.render import flash, render
-from neopain.server.routes.common import patient_or_404
-from neopain.server.routes.pages import history_response
+from neopain.server.routes.common import history_response, patient_or_404
 from neopain.server.schemas import AssessmentOut, SessionOut, UploadOut
 from neopain.store import crud
 from neopain.store.crud import NewAssessment

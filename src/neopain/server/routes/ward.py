@@ -25,7 +25,7 @@ from neopain.server.deps import (
 from neopain.monitor.alarm_rules import RULES
 from neopain.server.alarm_engine import default_limits
 from neopain.server.render import flash, render
-from neopain.server.routes.common import patient_or_404, session_or_404
+from neopain.server.routes.common import audit_view, patient_or_404, session_or_404
 from neopain.server.ward import ward_view
 from neopain.server.ward_schemas import (
     HIGH_S, LOW_S, AlarmLimitsIn, AlarmLimitsOut, AlarmOut, AlarmsOut, PauseIn, PauseOut, WardOut,
@@ -43,14 +43,10 @@ LIMIT_RULE = (f"a limit is a number of seconds from {LOW_S:g} to {HIGH_S:g}, or 
 ALARM_HISTORY_ROWS = 500
 
 
-def _audit_view(db: Db, user: Viewer, what: str) -> None:
-    crud.audit(db, actor=user, action="view", object_type="ward", detail=what)
-
-
 @pages.get("/ward")
 def station_page(request: Request, db: Db, user: Viewer) -> Response:
     """The station: a tile per bed, alarms with Acknowledge, sound and announcements."""
-    _audit_view(db, user, "station")
+    audit_view(db, user, "station", "ward")
     return render(request, "ward.html", stale_s=server_state(request).settings.stale_s)
 
 
@@ -58,7 +54,7 @@ def station_page(request: Request, db: Db, user: Viewer) -> Response:
 def get_ward(request: Request, db: Db, user: Viewer, trend: bool = False) -> WardOut:
     """One entry per bed with an open live session; ``trend`` adds each bed's smoothed
     P(pain) of the last 10 minutes."""
-    _audit_view(db, user, "api ward")
+    audit_view(db, user, "api ward", "ward")
     return ward_view(db, stale_s=server_state(request).settings.stale_s, now=utc_now(),
                      trend=trend)
 
@@ -71,7 +67,7 @@ def list_alarms(db: Db, user: Viewer, active: bool = False,
         raise AccessError(422, f"limit={limit} is outside 1-1000")
     alarms = crud.list_alarms(db, active_only=active, limit=limit, offset=offset)
     patients = crud.patients_of(db, alarms)
-    _audit_view(db, user, "api alarms")
+    audit_view(db, user, "api alarms", "ward")
     return AlarmsOut(alarms=[AlarmOut.of(a, patient=patients[a.patient_id]) for a in alarms])
 
 
@@ -107,7 +103,7 @@ def get_limits(db: Db, user: Viewer, patient_id: RowId) -> AlarmLimitsOut:
     """A patient's own alarm limits (None where the server's default applies)."""
     patient = patient_or_404(db, patient_id)
     row = crud.alarm_limits(db, patient_ids=[patient.id]).get(patient.id)
-    _audit_view(db, user, f"api alarm limits of patient {patient.id}")
+    audit_view(db, user, "api alarm limits", "patient", patient.id)
     return AlarmLimitsOut(patient_id=patient.id) if row is None else AlarmLimitsOut.of(row)
 
 
@@ -141,8 +137,7 @@ def _alarms_page(request: Request, db: Session, patient: Patient, *, status: int
 def patient_alarms(request: Request, db: Db, user: Viewer, patient_id: RowId) -> Response:
     """A patient's alarm limits (a form for clinicians) and alarm history."""
     patient = patient_or_404(db, patient_id)
-    crud.audit(db, actor=user, action="view", object_type="patient", object_id=patient.id,
-               detail="alarms")
+    audit_view(db, user, "alarms", "patient", patient.id)
     return _alarms_page(request, db, patient)
 
 
