@@ -65,6 +65,8 @@ def share_table(times: Sequence[datetime], labels: Sequence[str | None], *, by: 
 def share_chart(times: Sequence[datetime], labels: Sequence[str | None], *, by: str,
                 zone: tzinfo | None) -> bytes:
     """Bars: assessments per day or hour; line: the share of them labelled pain (SVG)."""
+    from matplotlib.ticker import MaxNLocator
+
     table = share_table(times, labels, by=by, zone=zone)
     figure, ax = _figure()
     if table["assessments"].sum() == 0:
@@ -73,6 +75,7 @@ def share_chart(times: Sequence[datetime], labels: Sequence[str | None], *, by: 
     positions = range(len(table))
     ax.bar(positions, table["assessments"], color=COUNT, label="assessments")
     ax.set_ylabel("assessments")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count: no "2.5 assessments"
     ax.set_xticks(list(positions), [str(k) for k in table.index],
                   rotation=45 if by == "day" else 0, fontsize=8)
     ax.set_xlabel("day" if by == "day" else "hour of day")
@@ -84,6 +87,7 @@ def share_chart(times: Sequence[datetime], labels: Sequence[str | None], *, by: 
     share.set_ylabel("pain share", color=PAIN)
     share.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
     ax.set_title(f"Assessments and pain share by {by}", fontsize=10)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return _svg(figure)
 
 
