@@ -2,7 +2,9 @@
 // mirrored from the server's view (/ws/ward: the whole view with each bed's trend on
 // connecting, then whenever it changes and at least every 2 s). The alarms live on the server
 // (alarm_engine): this page raises, clears or silences nothing there; Acknowledge and Pause
-// (admins and clinicians only) ask the server, and show what it answers.
+// (admins and clinicians only) ask the server, and show what it answers. This script keeps
+// the link, the tiles and the actions; the banner, tones, announcements and flashing are
+// ward-alarms.js (window.neopainWardAlarms, loaded first).
 //
 // Only what is current is shown: when no view came for STALE_VIEW_MS (about 2 heartbeats),
 // every tile turns grey ("no current data", the bed's last assessment time), the banner says
@@ -11,15 +13,6 @@
 // "stale" ("no current assessment"), told apart from "no face" and "cannot assess" by text,
 // icon, frame and colour (ward.css). "updated N s ago" counts on the server's clock (the
 // offset of its `now` from this computer's), each second.
-//
-// Tones: alarm-high.wav and alarm-medium.wav were made once with numpy + wave (11025 Hz,
-// 16-bit mono; each pulse a fundamental and its 2nd-5th harmonics at 1/k amplitude, 20 ms
-// rise and fall), patterned on IEC 60601-1-8: high = 523 Hz, two bursts of 5 pulses (3 + 2)
-// of 150 ms, 100 ms apart; medium = 440 Hz, 3 pulses of 200 ms, 200 ms apart (low-priority
-// alarms play it too). Browsers play sound only after a click on the page (autoplay
-// rules): "Enable sound" makes the AudioContext and decodes both files. A new or escalated
-// alarm sounds once; an unacknowledged high alarm again every REPEAT_HIGH_MS. Tones played:
-// document.body.dataset.tones (for tests).
 //
 // The sparkline is an SVG path drawn here (a dozen lines): a chart library would be a
 // vendored dependency many times this file's size for one line per tile.
@@ -31,23 +24,15 @@
   const STALE_VIEW_MS = 5000;
   const TREND_MS = 600000;  // the sparkline's span, the server's ward.TREND_S
   const GAP_MS = 30000;  // points further apart are not joined
-  const REPEAT_HIGH_MS = 10000;
   const MAX_RETRY_MS = 10000;
   const NOTICE_MS = 15000;
-  const PRIORITY = {high: 0, medium: 1, low: 2};
-  const MARK = {high: "!!!", medium: "!!", low: "!"};  // IEC 60601-1-8's visual markers
   const STATES = {
     pain: "PAIN", nopain: "no pain", no_face: "no face", cannot_assess: "cannot assess",
     stale: "no current assessment", offline: "no current data",
   };
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const titleText = document.title;
-  const favicon = document.querySelector('link[rel="icon"]');
-  const faviconHref = favicon.getAttribute("href");
-  const ALARM_ICON = "data:image/svg+xml," + encodeURIComponent(
-    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" ' +
-    'height="32" rx="5" fill="#a61b1b"/><path d="M16 4 30 28H2z" fill="#fff"/><path ' +
-    'd="M14.5 12h3l-.5 9h-2zM14.5 23h3v3h-3z" fill="#a61b1b"/></svg>');
+  const {clock, hhmm, describe} = window.neopainWardAlarms;
+  const alarmSide = window.neopainWardAlarms.start();
 
   let view = null;  // the last view received
   let offsetMs = 0;  // the server's clock minus this computer's
@@ -58,44 +43,16 @@
   let retries = 0;
   const trends = new Map();  // session id → [[ms, P(pain)], ...], oldest first
   const tiles = new Map();  // session id → its tile
-  const heard = new Map();  // alarm id → "raised" or "escalated": what was sounded and said
-  let audio = null;
-  const buffers = {};
-  let tones = 0;
-  let lastHighAt = -Infinity;
-  let bannerKey = null;
   let pauseSession = null;
   let noticeTimer = null;
-  document.body.dataset.tones = "0";
 
   const serverNow = () => Date.now() + offsetMs;
-  const two = (n) => String(n).padStart(2, "0");
-  const clock = (ms) => {
-    const d = new Date(ms);
-    return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
-  };
-  const hhmm = (ms) => clock(ms).slice(0, 5);
 
   function ago(ms) {
     const s = Math.max(0, Math.round((serverNow() - ms) / 1000));
     if (s < 90) return `${s} s`;
     if (s < 5400) return `${Math.round(s / 60)} min`;
     return `${Math.round(s / 3600)} h`;
-  }
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function unacknowledged() {
-    const alarms = view ? view.beds.flatMap((bed) => bed.alarms)
-      .filter((a) => a.acknowledged_at === null) : [];
-    return alarms.sort((a, b) => PRIORITY[a.priority] - PRIORITY[b.priority]
-      || (b.escalated_at !== null) - (a.escalated_at !== null)
-      || Date.parse(a.raised_at) - Date.parse(b.raised_at));
   }
 
   // --- the link -------------------------------------------------------------------------------
@@ -163,7 +120,7 @@
     view = message;
     current = true;
     render();
-    heedAlarms();
+    alarmSide.heed(message.beds);
   }
 
   // --- tiles ----------------------------------------------------------------------------------
@@ -180,7 +137,7 @@
     for (const bed of beds) fillTile(tileOf(bed), bed);
     $("empty").hidden = !(view && current && beds.length === 0);
     root.dataset.current = String(current);
-    renderBanner();
+    alarmSide.show({beds, current, seenAt: view ? receivedAtMs() : null});
     showLink();
   }
 
@@ -272,59 +229,13 @@
       item.dataset.priority = alarm.priority;
       item.dataset.escalated = String(alarm.escalated_at !== null);
       item.dataset.acknowledged = String(alarm.acknowledged_at !== null);
-      item.querySelector(".alarm-text").replaceChildren(...alarmText(alarm, true));
+      item.querySelector(".alarm-text").replaceChildren(...describe(alarm, true));
       const ack = item.querySelector(".ack");
       if (ack) {
         ack.hidden = alarm.acknowledged_at !== null;
         ack.disabled = !current || ack.dataset.busy === "true";
       }
     });
-  }
-
-  function alarmText(alarm, onTile) {
-    const mark = element("span", "mark", MARK[alarm.priority]);
-    mark.setAttribute("aria-hidden", "true");
-    const parts = [mark, element("span", "sr-only", `${alarm.priority} priority: `), " "];
-    if (!onTile) parts.push(element("strong", "alarm-who", alarm.patient), " ");
-    parts.push(`${alarm.title} since ${hhmm(Date.parse(alarm.condition_since))}`);
-    if (alarm.escalated_at !== null) parts.push(" ", element("span", "escalated", "ESCALATED"));
-    if (onTile && alarm.acknowledged_at !== null) {
-      parts.push(element("span", "acked", ` acknowledged by ${alarm.acknowledged_by || "?"} ` +
-                                          `at ${hhmm(Date.parse(alarm.acknowledged_at))}`));
-    }
-    return parts;
-  }
-
-  function renderBanner() {
-    const banner = $("banner");
-    const alarms = unacknowledged();
-    const key = JSON.stringify([current, alarms.map((a) => [a.id, a.escalated_at])]);
-    if (key === bannerKey) return;
-    bannerKey = key;
-    banner.dataset.alarms = String(alarms.length);
-    banner.dataset.current = String(current);
-    const top = alarms.length ? alarms[0].priority : "none";
-    banner.dataset.priority = current ? top : "none";
-    const children = [];
-    if (!current && view) {
-      children.push(element("p", "banner-stale",
-                            `Not current: alarms as of ${clock(receivedAtMs())}.`));
-    }
-    if (!alarms.length) {
-      children.push(element("p", "banner-none", "No unacknowledged alarms."));
-    } else {
-      const list = element("ul", "banner-list");
-      for (const alarm of alarms) {
-        const item = element("li");
-        item.dataset.priority = alarm.priority;
-        item.dataset.alarm = String(alarm.id);
-        item.dataset.escalated = String(alarm.escalated_at !== null);
-        item.append(...alarmText(alarm, false));
-        list.append(item);
-      }
-      children.push(list);
-    }
-    banner.replaceChildren(...children);
   }
 
   function updateAges() {
@@ -338,93 +249,14 @@
     }
   }
 
-  // --- alarms: sound, announcements, title and icon -------------------------------------------
-
-  function heedAlarms() {
-    const news = [];
-    const seen = new Set();
-    for (const alarm of view.beds.flatMap((bed) => bed.alarms)) {
-      seen.add(alarm.id);
-      const now = alarm.escalated_at !== null ? "escalated" : "raised";
-      const before = heard.get(alarm.id);
-      heard.set(alarm.id, now);
-      if (alarm.acknowledged_at === null && before !== now) news.push(alarm);
-    }
-    for (const id of heard.keys()) if (!seen.has(id)) heard.delete(id);
-    if (!news.length) return;
-    news.sort((a, b) => PRIORITY[a.priority] - PRIORITY[b.priority]);
-    announce(news.map((a) => `${a.escalated_at !== null ? "Escalated" : "New"} ` +
-                              `${a.priority}-priority alarm: ${a.title}, ${a.patient}.`).join(" "));
-    play(news[0].priority);
-  }
-
-  function announce(text) {
-    const region = $("announce");
-    region.textContent = "";
-    setTimeout(() => { region.textContent = text; }, 50);
-  }
-
-  function soundIsOn() {
-    return audio !== null && audio.state === "running" && buffers.high !== undefined;
-  }
-
-  function play(priority) {
-    if (!soundIsOn()) return;
-    const source = audio.createBufferSource();
-    source.buffer = buffers[priority === "high" ? "high" : "medium"];
-    source.connect(audio.destination);
-    source.start();
-    if (priority === "high") lastHighAt = performance.now();
-    tones += 1;
-    document.body.dataset.tones = String(tones);
-  }
-
-  async function enableSound() {
-    try {
-      audio = audio || new AudioContext();
-      audio.onstatechange = showSound;
-      await audio.resume();
-      for (const priority of ["high", "medium"]) {
-        if (buffers[priority]) continue;
-        const response = await fetch(`/static/alarm-${priority}.wav`);
-        if (!response.ok) throw new Error(`the tone could not be loaded (${response.status})`);
-        buffers[priority] = await audio.decodeAudioData(await response.arrayBuffer());
-      }
-    } catch (error) {
-      showSound(`Sound off: ${error.message || error.name}`);
-      return;
-    }
-    showSound();
-    const standing = current ? unacknowledged() : [];
-    if (standing.length) play(standing[0].priority);
-  }
-
-  function showSound(problem) {
-    const on = soundIsOn();
-    const state = $("sound-state");
-    state.dataset.sound = on ? "on" : "off";
-    state.textContent = on ? "Sound on" : typeof problem === "string" ? problem : "Sound off";
-    $("sound").hidden = on;
-  }
-
-  function flash() {
-    const standing = current ? unacknowledged().length : 0;
-    const lit = standing > 0 && Math.floor(performance.now() / 1000) % 2 === 0;
-    let title = titleText;
-    if (standing) title = lit ? `(${standing}) ALARM · ${titleText}` : titleText;
-    else if (view && !current) title = `Disconnected · ${titleText}`;
-    if (document.title !== title) document.title = title;
-    const href = lit ? ALARM_ICON : faviconHref;
-    if (favicon.getAttribute("href") !== href) favicon.setAttribute("href", href);
-    document.body.dataset.flashing = String(standing > 0);
-  }
+  // --- every 250 ms: current or not, ages, the link, the alarm side ---------------------------
 
   function tick() {
     const fresh = performance.now() - receivedAt <= STALE_VIEW_MS;
     if (fresh !== current) {
       current = fresh;
       render();
-      if (!current) announce("Station disconnected: nothing shown is current.");
+      if (!current) alarmSide.announce("Station disconnected: nothing shown is current.");
     } else {
       updateAges();
       showLink();
@@ -433,9 +265,7 @@
     if (socket && performance.now() - Math.max(receivedAt, connectedAt) > 2 * STALE_VIEW_MS) {
       socket.close();
     }
-    flash();
-    const high = current && unacknowledged().some((a) => a.priority === "high");
-    if (high && performance.now() - lastHighAt >= REPEAT_HIGH_MS) play("high");
+    alarmSide.tick();
   }
 
   // --- acting: acknowledge, pause -------------------------------------------------------------
@@ -554,7 +384,6 @@
     applyPause(result.answer);
   }
 
-  $("sound").addEventListener("click", enableSound);
   if (CAN_ACT) {
     $("pause-form").addEventListener("submit", submitPause);
     $("pause-cancel").addEventListener("click", () => $("pause-dialog").close());
