@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from neopain.server.chart_worker import close_chart_worker
-from neopain.server.middleware import (
-    COMPRESSED_PATHS, STATIC_CACHE, add_transport_middleware,
-)
+from neopain.server.middleware import COMPRESSED_PATHS, STATIC_CACHE
 
 GZIP = {"Accept-Encoding": "gzip"}
 STATIC = Path(__file__).parents[2] / "src" / "neopain" / "server" / "static"
@@ -20,9 +18,9 @@ STATIC = Path(__file__).parents[2] / "src" / "neopain" / "server" / "static"
 
 @pytest.fixture()
 def wired(server, records):
-    """The server with ``add_transport_middleware`` (as ``create_app`` adds it) and its
+    """The app as ``create_app`` makes it (its own transport middleware, nothing added here:
+    a test that added it again passed with the call gone from ``create_app``) and its
     ``records``; the chart worker is closed afterwards."""
-    add_transport_middleware(server.app)
     yield server, records
     close_chart_worker(server.app)
 
