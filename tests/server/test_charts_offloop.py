@@ -9,6 +9,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -17,7 +19,8 @@ import pytest
 
 from neopain.server import charts
 from neopain.server.chart_worker import (
-    CHART_NICENESS, UNAVAILABLE, ChartWorker, chart_job, chart_worker, close_chart_worker,
+    CHART_NICENESS, UNAVAILABLE, ChartJob, ChartUnavailable, ChartWorker, chart_job,
+    chart_worker, close_chart_worker,
 )
 from neopain.server.render import display_zone
 from neopain.store import crud
@@ -62,6 +65,12 @@ def expected_chart(server, patient_id: int) -> tuple[bytes, float]:
     started = time.perf_counter()
     svg = charts.share_chart(times, labels, by="day", zone=zone)
     return svg, time.perf_counter() - started
+
+
+def sleeping_chart(seconds: float) -> ChartJob:
+    """A chart that takes ``seconds`` to draw, whatever the machine's speed: the worker waits
+    on ``sleep`` (its SVG is empty)."""
+    return chart_job(subprocess.check_output, [shutil.which("sleep"), str(seconds)])
 
 
 def new_workers(before: set) -> list:
@@ -186,6 +195,98 @@ def test_a_chart_past_its_time_answers_503_and_its_worker_is_stopped(slow, caplo
 
     worker.timeout_s = 30.0
     assert client.get(path).status_code == 200
+
+
+def test_charts_queued_behind_one_past_its_time_answer_503_not_cancelled(slow):
+    """Guards: stopping the worker of a chart past its time cancelled the charts queued behind
+    it, and their requests ended in ``asyncio.CancelledError`` (no answer at all) instead of
+    the 503 that says to reload."""
+    server, _, path = slow
+    server.app.state.chart_worker = ChartWorker(timeout_s=0.3)
+
+    async def three_readers() -> list:
+        async with async_client(server) as client:
+            return await asyncio.gather(*(client.get(path) for _ in range(3)),
+                                        return_exceptions=True)
+
+    answers = asyncio.run(three_readers())
+    assert [getattr(a, "status_code", repr(a)) for a in answers] == [503, 503, 503]
+    assert all(answer.text == UNAVAILABLE for answer in answers)
+    assert server.client("researcher").get(path).status_code == 503  # still too slow
+
+
+def test_charts_queued_behind_a_stopped_one_raise_chart_unavailable(caplog):
+    before = set(multiprocessing.active_children())
+    with ChartWorker(timeout_s=0.5) as worker:
+        asyncio.run(worker.render(sleeping_chart(0)))  # started: spawning is not timed
+
+        async def queued() -> list:
+            return await asyncio.gather(
+                worker.render(sleeping_chart(30)),
+                *(worker.render(sleeping_chart(seconds)) for seconds in (0.05, 0.1, 0.2)),
+                return_exceptions=True)
+
+        started = time.perf_counter()
+        answers = asyncio.run(queued())
+        assert time.perf_counter() - started < 5
+        assert [type(answer) for answer in answers] == [ChartUnavailable] * 4
+        assert asyncio.run(worker.render(sleeping_chart(0.3))) == b""  # a new worker draws
+    assert new_workers(before) == []
+    assert "took over 0.5 s" in caplog.text
+
+
+def test_a_request_that_leaves_still_ends_with_cancelled_error_and_its_chart_is_dropped():
+    """Only charts the worker dropped become ``ChartUnavailable``: a request cancelled while
+    it waits (the reader left) is cancelled as usual, and the chart queued for it is not
+    drawn."""
+    with ChartWorker(timeout_s=5) as worker:
+        asyncio.run(worker.render(sleeping_chart(0)))
+
+        async def leave_while_queued() -> float:
+            started = time.perf_counter()
+            ahead = asyncio.create_task(worker.render(sleeping_chart(0.5)))
+            mine = asyncio.create_task(worker.render(sleeping_chart(2)))
+            await asyncio.sleep(0.1)
+            mine.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await mine
+            assert await worker.render(sleeping_chart(0.01)) == b"" and await ahead == b""
+            return time.perf_counter() - started
+
+        assert asyncio.run(leave_while_queued()) < 1.5  # the 2 s chart was not drawn
+
+
+def test_close_answers_the_queued_charts_and_no_worker_starts_after_it():
+    """A chart drawing when the app stops is finished; the charts queued behind it answer
+    ``ChartUnavailable`` (they were cancelled: ``CancelledError``) and start no worker."""
+    before = set(multiprocessing.active_children())
+    worker = ChartWorker()
+    asyncio.run(worker.render(sleeping_chart(0)))
+
+    async def close_while_queued() -> list:
+        renders = [asyncio.create_task(worker.render(sleeping_chart(seconds)))
+                   for seconds in (0.5, 0.05, 0.1)]
+        await asyncio.sleep(0.1)
+        worker.close()
+        return await asyncio.gather(*renders, return_exceptions=True)
+
+    answers = asyncio.run(close_while_queued())
+    assert [type(answer) for answer in answers] == [bytes, ChartUnavailable, ChartUnavailable]
+    assert new_workers(before) == []
+
+
+def test_a_chart_is_timed_from_when_its_drawing_starts_not_from_when_it_was_queued():
+    """Two charts of 1 s each, asked at once, with 1.6 s allowed each: the second waited 1 s
+    for the first, and timed from its request it was stopped although it drew in 1 s."""
+    with ChartWorker(timeout_s=1.6) as worker:
+        asyncio.run(worker.render(sleeping_chart(0)))
+
+        async def two_at_once() -> list:
+            return await asyncio.gather(worker.render(sleeping_chart(1)),
+                                        worker.render(sleeping_chart(1.0)),
+                                        return_exceptions=True)
+
+        assert asyncio.run(two_at_once()) == [b"", b""]
 
 
 def test_a_worker_is_made_per_app_and_released_by_close_in_a_loop(server):

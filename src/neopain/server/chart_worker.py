@@ -19,7 +19,7 @@ import os
 import pickle
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from types import TracebackType
@@ -63,9 +63,13 @@ class ChartWorker:
     """Draws ``ChartJob``s in one spawned worker process, started with the first chart that is
     not cached; ``close`` (or leaving a ``with`` block) stops it.
 
+    Charts are drawn one at a time, in the order asked. A chart that is stopped takes the
+    charts queued behind it with it: those answer ``ChartUnavailable`` too.
+
     Args:
-        timeout_s: how long a chart may take, its wait in the queue included; past it the
-            worker is stopped (a new one starts with the next chart).
+        timeout_s: how long a chart may take from when its drawing starts (the charts asked
+            before it are done), so that charts queued behind a slow one each get the whole
+            time; past it the worker is stopped (a new one starts with the next chart).
         cache_bytes: how many bytes of SVG to keep, least recently used out. A profile page
             asks for the same charts each time it is opened and most rows do not change
             between views, so a reader coming back costs no drawing; the key is a digest of
@@ -78,40 +82,47 @@ class ChartWorker:
         self._pool: ProcessPoolExecutor | None = None
         self._svgs: OrderedDict[bytes, bytes] = OrderedDict()
         self._cached_bytes = 0
+        self._last_turn: Future[None] | None = None
+        self._stops = 0  # times the worker failed or was closed: the charts queued then fail
 
     async def render(self, job: ChartJob) -> bytes:
-        """The chart's SVG, from the cache or drawn by the worker.
+        """The chart's SVG, from the cache or drawn by the worker once the charts asked before
+        it are done.
 
         Raises:
-            ChartUnavailable: the worker process ended, or the chart took over ``timeout_s``.
+            ChartUnavailable: the worker process ended, the chart took over ``timeout_s``, or
+                it was queued behind one of those or behind ``close``.
+            asyncio.CancelledError: the awaiting task was cancelled (a chart still queued
+                for it is not drawn).
         """
-        cached = self._svgs.get(job.key)
+        cached = self._cached(job)
         if cached is not None:
-            self._svgs.move_to_end(job.key)
             return cached
-        pool = self._running_pool()
+        # one chart in the worker at a time: its time counts from when it was handed over,
+        # and a chart whose reader left while it waited is never drawn
+        ahead, turn, stops = self._last_turn, Future[None](), self._stops
+        self._last_turn = turn
         try:
-            try:
-                future = pool.submit(job.draw, *job.args, **job.kwargs)
-            except BrokenProcessPool:  # the idle worker ended (killed, out of memory): anew
-                self._stop(pool)
-                pool = self._running_pool()
-                future = pool.submit(job.draw, *job.args, **job.kwargs)
-            svg = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
-        except TimeoutError:
-            log.error("a chart took over %g s; its worker process is stopped", self.timeout_s)
-            self._stop(pool)
-            raise ChartUnavailable(UNAVAILABLE) from None
-        except BrokenProcessPool:
-            log.error("the chart worker process ended; a new one starts with the next chart")
-            self._stop(pool)
-            raise ChartUnavailable(UNAVAILABLE) from None
+            if ahead is not None and not ahead.done():
+                await asyncio.wait([asyncio.wrap_future(ahead)])
+            if self._stops != stops:  # the worker failed, or was closed, meanwhile
+                log.warning("a chart queued behind a stopped worker was not drawn")
+                raise ChartUnavailable(UNAVAILABLE)
+            svg = self._cached(job)  # a reader before it asked for the same chart
+            if svg is None:
+                svg = await self._draw(job)
+        finally:
+            # the next chart's turn, however this one ended (a chart whose reader left may
+            # still be drawing: what is left of it then counts against the next one's time)
+            turn.set_result(None)
         self._remember(job.key, svg)
         return svg
 
     def close(self) -> None:
-        """Stop the worker process (after the chart it is drawing) and drop the cached SVGs."""
+        """Stop the worker process (after the chart it is drawing), drop the cached SVGs, and
+        answer the charts still queued with ``ChartUnavailable``."""
         pool, self._pool = self._pool, None
+        self._stops += 1
         self._svgs.clear()
         self._cached_bytes = 0
         if pool is not None:
@@ -123,6 +134,37 @@ class ChartWorker:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.close()
+
+    async def _draw(self, job: ChartJob) -> bytes:
+        pool = self._running_pool()
+        try:
+            future = pool.submit(job.draw, *job.args, **job.kwargs)
+        except BrokenProcessPool:  # the idle worker ended (killed, out of memory): anew
+            self._stop(pool)
+            pool = self._running_pool()
+            future = pool.submit(job.draw, *job.args, **job.kwargs)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+        except TimeoutError:
+            log.error("a chart took over %g s; its worker process is stopped", self.timeout_s)
+            self._stops += 1
+            self._stop(pool)
+        except BrokenProcessPool:
+            log.error("the chart worker process ended; a new one starts with the next chart")
+            self._stops += 1
+            self._stop(pool)
+        except asyncio.CancelledError:
+            if _cancelled_from_outside() or not future.cancelled():
+                raise  # the reader left
+            # ``close`` came before the worker took the chart: cancelled, but not this task
+            log.warning("the chart worker was closed before it drew a chart")
+        raise ChartUnavailable(UNAVAILABLE)
+
+    def _cached(self, job: ChartJob) -> bytes | None:
+        svg = self._svgs.get(job.key)
+        if svg is not None:
+            self._svgs.move_to_end(job.key)
+        return svg
 
     def _remember(self, key: bytes, svg: bytes) -> None:
         if key in self._svgs or len(svg) > self.cache_bytes:
@@ -154,6 +196,13 @@ class ChartWorker:
         for process in list((pool._processes or {}).values()):
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether the running task was asked to stop (``Task.cancel``), rather than an awaited
+    future ending cancelled."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 CHART_NICENESS = 10
