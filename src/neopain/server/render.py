@@ -15,12 +15,14 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection
 
+from neopain import __version__
 from neopain.config import Settings
 from neopain.server import security
 from neopain.server.deps import PRELOGIN_COOKIE, csrf_binding, server_state
 from neopain.store.tables import Patient
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
 FLASH_COOKIE = "neopain_flash"
 FLASH_MAX = 300
 FLASH_AGE_S = 60
@@ -62,11 +64,28 @@ def duration_text(seconds: float | None) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+def asset_version(directory: Path = STATIC) -> str:
+    """``neopain.__version__`` and a digest of the files under ``directory``, e.g.
+    ``"0.1.0-3f9a1c2b7d"``: the ``?v=`` of every /static/ address a page gives. Browsers keep
+    static files for a while (``middleware.STATIC_CACHE``); a new address after an upgrade, or
+    any change of a file, keeps them from mixing a new page with an old script."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"{__version__}-{digest.hexdigest()[:10]}"
+
+
 def make_templates(settings: Settings) -> Jinja2Templates:
     """The page templates, with filters ``localtime`` (clock time in the display zone),
-    ``duration``, ``percent`` and ``patient_label``."""
+    ``duration``, ``percent`` and ``patient_label``, and the global ``static_url(name)`` (the
+    address of a static file, with ``asset_version()``, computed here once)."""
     templates = Jinja2Templates(directory=TEMPLATES)
     zone = display_zone(settings)
+    version = asset_version()
+
+    def static_url(name: str) -> str:
+        return f"/static/{name}?v={version}"
 
     def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
         return "" if value is None else local_time(value, zone).strftime(fmt)
@@ -78,6 +97,7 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     templates.env.filters["percent"] = percent
     templates.env.filters["duration"] = duration_text
     templates.env.filters["patient_label"] = patient_label
+    templates.env.globals["static_url"] = static_url
     return templates
 
 

@@ -25,6 +25,8 @@
 (() => {
   "use strict";
   const $ = (id) => document.getElementById(id);
+  // the ?v= of this script's address (render.asset_version): the tones of the same release
+  const VERSION = new URL(document.currentScript.src).search;
   const REPEAT_HIGH_MS = 10000;
   const PRIORITY = {high: 0, medium: 1, low: 2};
   const MARK = {high: "!!!", medium: "!!", low: "!"};  // IEC 60601-1-8's visual markers
@@ -165,7 +167,7 @@
         await audio.resume();
         for (const priority of ["high", "medium"]) {
           if (buffers[priority]) continue;
-          const response = await fetch(`/static/alarm-${priority}.wav`);
+          const response = await fetch(`/static/alarm-${priority}.wav${VERSION}`);
           if (!response.ok) throw new Error(`the tone could not be loaded (${response.status})`);
           buffers[priority] = await audio.decodeAudioData(await response.arrayBuffer());
         }
