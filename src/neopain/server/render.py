@@ -19,7 +19,7 @@ from neopain import __version__
 from neopain.config import Settings
 from neopain.server import security
 from neopain.server.deps import PRELOGIN_COOKIE, csrf_binding, server_state
-from neopain.store.tables import Patient
+from neopain.store.tables import Patient, utc_now
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -78,8 +78,9 @@ def asset_version(directory: Path = STATIC) -> str:
 
 def make_templates(settings: Settings) -> Jinja2Templates:
     """The page templates, with filters ``localtime`` (clock time in the display zone),
-    ``duration``, ``percent`` and ``patient_label``, and the global ``static_url(name)`` (the
-    address of a static file, with ``asset_version()``, computed here once)."""
+    ``duration``, ``percent`` and ``patient_label``, and globals ``static_url(name)`` (the
+    address of a static file, with ``asset_version()``, computed here once) and
+    ``rendered_at()`` (now, aware: when the page was made)."""
     templates = Jinja2Templates(directory=TEMPLATES)
     zone = display_zone(settings)
     version = asset_version()
@@ -98,6 +99,7 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     templates.env.filters["duration"] = duration_text
     templates.env.filters["patient_label"] = patient_label
     templates.env.globals["static_url"] = static_url
+    templates.env.globals["rendered_at"] = utc_now
     return templates
 
 
