@@ -11,8 +11,10 @@
   acknowledged, escalated, paused) fit 1920×1080 without scrolling, each state told in its own
   words, the banner most urgent first; 1280×800 scrolls with the banner in view; a researcher
   sees no Acknowledge or Pause; Pause and Resume from a tile; contrast and axe;
-- a station whose server goes away greys every tile ("no current data") within ~6 s and says
-  it is disconnected.
+- a bed whose alarms are paused neither sounds, nor flashes the title, nor sits in the banner
+  for an alarm raised before the pause (it stays on its tile, marked paused); Resume sounds it;
+- a station whose server goes away greys every tile ("no current data") within ~6 s, says it
+  is disconnected, and plays the medium tone then and every 60 s while it stays grey.
 
 Screenshots go to ``$NEOPAIN_E2E_SCREENSHOTS`` or a temporary folder.
 """
@@ -31,9 +33,9 @@ import pytest
 from e2e.test_accessibility import CONTRAST, axe_violations
 from e2e.test_bedside import (ADMIN, CHROMIUM, label_of, on_canvas, shots,  # noqa: F401
                               write_y4m)
-from e2e.ward_beds import (READER, WARD16, WARD_SETTINGS, banner_alarms, expected_state,
-                           log_in_as, make_app, open_station, poll, seed_ward, serving,
-                           start_bed, streaming, tile_texts, tones)
+from e2e.ward_beds import (READER, WARD16, WARD_SETTINGS, banner_alarms, enable_sound,
+                           expected_state, log_in_as, make_app, open_station, poll, seed_ward,
+                           serving, start_bed, streaming, technical_tones, tile_texts, tones)
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
@@ -101,9 +103,7 @@ def test_station_alarms_end_to_end(tmp_path_factory, bed_clips, shots):  # noqa:
         station.set_default_timeout(30_000)
         log_in_as(station, base, ADMIN)
         open_station(station, base)
-        station.click("#sound")
-        station.wait_for_function("() => document.getElementById('sound-state').dataset.sound"
-                                  " === 'on'")
+        enable_sound(station)
         assert station.is_hidden("#sound") and tones(station) == 0
 
         rest_browser, rest = start_bed(playwright, bed_clips["rest"], base, at_rest)
@@ -345,6 +345,56 @@ def test_sixteen_beds_fit_a_1920x1080_station(tmp_path_factory, shots):  # noqa:
     assert errors == [], errors
 
 
+# --- a paused bed ----------------------------------------------------------------------------
+
+
+def test_a_paused_bed_neither_sounds_nor_flashes_nor_sits_in_the_banner(tmp_path_factory):
+    """Guards (review of issue 18): an alarm raised before its bed's alarms were paused kept
+    sounding (the high tone every 10 s), flashing the title and sitting in the banner."""
+    from playwright.sync_api import sync_playwright
+
+    app, admin = make_app(tmp_path_factory.mktemp("paused"), **WARD_SETTINGS)
+    paused = WARD16[11]
+    assert paused.pause and paused.alarm == "pain"
+    seeded = seed_ward(app, admin, [WARD16[0], paused])
+    alarm_id, session = seeded[paused.name]["alarm"], seeded[paused.name]["session"]
+    alarm = f"#bed-{session} .alarm[data-alarm='{alarm_id}']"
+    with serving(app) as (base, _stop), streaming(app, seeded), \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(30_000)
+        log_in_as(page, base, ADMIN)
+        open_station(page, base)
+        page.wait_for_function("() => document.querySelectorAll('#beds .bed').length === 2")
+        enable_sound(page)  # plays the most urgent standing alarm, if any
+        titles = set()
+        for _ in range(12):  # a flashing title is lit one second in two
+            titles.add(page.title())
+            page.wait_for_timeout(200)
+        assert tones(page) == 0
+        assert banner_alarms(page) == [] and page.get_attribute("#banner", "data-alarms") == "0"
+        assert titles == {"Ward · neopain"}, titles
+        assert page.evaluate("() => document.body.dataset.flashing") == "false"
+        assert paused.name not in page.inner_text("#announce")
+        # on its tile, marked paused, with its bed's pause
+        assert page.get_attribute(alarm, "data-paused") == "true"
+        assert re.search(r"In pain since \d\d:\d\d · paused$", page.inner_text(
+            f"{alarm} .alarm-text")), page.inner_text(alarm)
+        assert page.get_attribute(f"#bed-{session}", "data-paused") == "true"
+
+        # Resume: the alarm sounds, is told and sits in the banner
+        page.click(f"#bed-{session} .pause-end")
+        poll(lambda: tones(page) == 1, timeout_s=5, what="the resumed alarm sounded")
+        assert banner_alarms(page) == [alarm_id]
+        page.wait_for_function("() => /Resumed high-priority alarm: In pain, Baby Dubois/"
+                               ".test(document.getElementById('announce').textContent)")
+        assert page.get_attribute(alarm, "data-paused") == "false"
+        assert "paused" not in page.inner_text(f"{alarm} .alarm-text")
+        browser.close()
+
+
 # --- the server goes away -------------------------------------------------------------------
 
 
@@ -360,10 +410,13 @@ def test_the_station_greys_when_the_server_goes_away(tmp_path_factory, shots):  
                                              args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(30_000)
+        page.clock.install()  # time flows; fast_forward below skips the minute between tones
         log_in_as(page, base, ADMIN)
         open_station(page, base)
         page.wait_for_function("() => document.querySelectorAll('#beds .bed').length === 4")
+        enable_sound(page)
         page.wait_for_timeout(2500)  # a heartbeat or more: the page keeps being current
+        assert technical_tones(page) == 0
         assert {t["state"] for t in tile_texts(page).values()} == {"nopain", "pain", "no_face",
                                                                    "stale"}
         assert page.get_attribute("#link", "data-link") == "live"
@@ -390,5 +443,17 @@ def test_the_station_greys_when_the_server_goes_away(tmp_path_factory, shots):  
         assert set(backgrounds) == {"rgb(238, 241, 243)"}, backgrounds  # grey, not red
         assert page.title().startswith("Disconnected")
         page.screenshot(path=shots / "ward-disconnected.png")
+
+        # a technical alarm: the medium tone when it turned grey, told, and again each minute
+        assert technical_tones(page) == 1
+        assert "Station disconnected" in page.inner_text("#announce")
+        page.clock.fast_forward(50_000)
+        page.wait_for_timeout(600)
+        assert technical_tones(page) == 1
+        page.clock.fast_forward(11_000)
+        poll(lambda: technical_tones(page) == 2, timeout_s=2, what="the tone repeated")
+        page.wait_for_function("() => /Station still disconnected: nothing current since "
+                               "\\d\\d:\\d\\d:\\d\\d/.test("
+                               "document.getElementById('announce').textContent)")
         assert time.monotonic() - stopped_at < 30
         browser.close()

@@ -86,6 +86,17 @@ def tones(page) -> int:
     return int(page.evaluate("() => document.body.dataset.tones"))
 
 
+def technical_tones(page) -> int:
+    """The tones played for a lost server (``data-technical-tones``)."""
+    return int(page.evaluate("() => document.body.dataset.technicalTones"))
+
+
+def enable_sound(page) -> None:
+    page.click("#sound")
+    page.wait_for_function("() => document.getElementById('sound-state').dataset.sound"
+                           " === 'on'")
+
+
 def poll(condition, *, timeout_s: float, what: str, step_s: float = 0.1) -> float:
     """Wait for ``condition()``; the seconds it took (AssertionError after ``timeout_s``)."""
     started = time.monotonic()
@@ -145,7 +156,8 @@ WARD16 = [
     SimBed("Baby Abernathy-Featherstonehaugh", "nopain", 0.3, 0.7, quiet_s=400, alarm="link",
            alarm_is="acknowledged"),
     SimBed("Baby Silva", "nopain", 0.2, 0.8, pause="Kangaroo care"),
-    SimBed("Baby Dubois", "pain", 0.72, 0.72, pain_s=12, pause="Procedure"),
+    SimBed("Baby Dubois", "pain", 0.72, 0.72, pain_s=95, alarm="pain",  # raised, then paused
+           pause="Procedure"),
     SimBed("Baby Nguyen", "nopain", 0.08, 0.92),
     SimBed("Baby Schmidt", "nopain", 0.31, 0.69),
     SimBed("Baby Rossi", "no_face", unassessed_s=40),

@@ -4,15 +4,22 @@
 // clears or silences nothing. Loaded before ward.js, it sets window.neopainWardAlarms:
 //
 //   clock(ms), hhmm(ms)     the station's times ("14:05:09", "14:05"), this computer's zone
-//   describe(alarm, onTile) an alarm's text as nodes: marker, priority, title, since (on a
-//                           tile: acknowledged by whom and when; in the banner: the patient)
-//   start()                 wires "Enable sound" and returns the station's alarms:
+//   describe(alarm, onTile, paused)  an alarm's text as nodes: marker, priority, title,
+//                           since (on a tile: acknowledged by whom and when, and "paused" while
+//                           its bed's alarms are; in the banner: the patient)
+//   pausedUntil(bed, nowMs) when the bed's alarm pause ends (ms), null if none is in force
+//   start({now})            wires "Enable sound" and returns the station's alarms; now() is
+//                           the server's clock (ms), which pauses are judged by:
 //     show({beds, current, seenAt})  what the station now shows (after every render): the
 //                           banner; seenAt, when the last view came (ms), null before the first
-//     heed(beds)            a view came: new or escalated unacknowledged alarms are announced
-//                           and sound once (the most urgent)
-//     tick()                every 250 ms: flash the title and icon; repeat the high tone
-//     announce(text)        say text in the aria-live region
+//     heed(beds)            a view came: new or escalated unacknowledged alarms, and those of
+//                           a bed whose pause ended, are announced and sound once (the most
+//                           urgent)
+//     tick()                every 250 ms: flash the title and icon; repeat the high tone; tell
+//                           of a lost server
+//
+// A bed whose alarms are paused neither sounds, nor flashes, nor sits in the banner: its
+// alarms stay on its tile (ward.js marks them paused) and sound again when the pause ends.
 //
 // Tones: alarm-high.wav and alarm-medium.wav were made once with numpy + wave (11025 Hz,
 // 16-bit mono; each pulse a fundamental and its 2nd-5th harmonics at 1/k amplitude, 20 ms
@@ -22,12 +29,18 @@
 // rules): "Enable sound" makes the AudioContext and decodes both files. A new or escalated
 // alarm sounds once; an unacknowledged high alarm again every REPEAT_HIGH_MS. Tones played:
 // document.body.dataset.tones (for tests).
+//
+// A station that lost the server (no view for 5 s: every tile grey) is a technical alarm:
+// it says so in the aria-live region and plays the medium tone when it turns grey and again
+// every REPEAT_LOST_MS while it stays grey; those tones are counted apart, in
+// document.body.dataset.technicalTones.
 (() => {
   "use strict";
   const $ = (id) => document.getElementById(id);
   // the ?v= of this script's address (render.asset_version): the tones of the same release
   const VERSION = new URL(document.currentScript.src).search;
   const REPEAT_HIGH_MS = 10000;
+  const REPEAT_LOST_MS = 60000;
   const PRIORITY = {high: 0, medium: 1, low: 2};
   const MARK = {high: "!!!", medium: "!!", low: "!"};  // IEC 60601-1-8's visual markers
   const ALARM_ICON = "data:image/svg+xml," + encodeURIComponent(
@@ -49,7 +62,7 @@
     return node;
   }
 
-  function describe(alarm, onTile) {
+  function describe(alarm, onTile, paused = false) {
     const mark = element("span", "mark", MARK[alarm.priority]);
     mark.setAttribute("aria-hidden", "true");
     const parts = [mark, element("span", "sr-only", `${alarm.priority} priority: `), " "];
@@ -60,10 +73,16 @@
       parts.push(element("span", "acked", ` acknowledged by ${alarm.acknowledged_by || "?"} ` +
                                           `at ${hhmm(Date.parse(alarm.acknowledged_at))}`));
     }
+    if (paused) parts.push(element("span", "alarm-paused", " · paused"));
     return parts;
   }
 
-  function start() {
+  function pausedUntil(bed, nowMs) {
+    const until = bed.paused_until === null ? null : Date.parse(bed.paused_until);
+    return until !== null && until > nowMs ? until : null;
+  }
+
+  function start({now}) {
     const titleText = document.title;
     const favicon = document.querySelector('link[rel="icon"]');
     const faviconHref = favicon.getAttribute("href");
@@ -76,10 +95,16 @@
     const buffers = {};
     let tones = 0;
     let lastHighAt = -Infinity;
+    let technicalTones = 0;
+    let lostToldAt = null;  // performance.now() when a lost server was last told; null: current
     document.body.dataset.tones = "0";
+    document.body.dataset.technicalTones = "0";
+
+    const paused = (bed) => pausedUntil(bed, now()) !== null;
 
     function unacknowledged() {
-      const alarms = beds.flatMap((bed) => bed.alarms).filter((a) => a.acknowledged_at === null);
+      const alarms = beds.filter((bed) => !paused(bed)).flatMap((bed) => bed.alarms)
+        .filter((a) => a.acknowledged_at === null);
       return alarms.sort((a, b) => PRIORITY[a.priority] - PRIORITY[b.priority]
         || (b.escalated_at !== null) - (a.escalated_at !== null)
         || Date.parse(a.raised_at) - Date.parse(b.raised_at));
@@ -124,19 +149,26 @@
     function heed(viewBeds) {
       const news = [];
       const seen = new Set();
-      for (const alarm of viewBeds.flatMap((bed) => bed.alarms)) {
-        seen.add(alarm.id);
-        const now = alarm.escalated_at !== null ? "escalated" : "raised";
-        const before = heard.get(alarm.id);
-        heard.set(alarm.id, now);
-        if (alarm.acknowledged_at === null && before !== now) news.push(alarm);
+      for (const bed of viewBeds) {
+        const quiet = paused(bed);
+        for (const alarm of bed.alarms) {
+          seen.add(alarm.id);
+          const status = quiet ? "paused" : alarm.escalated_at !== null ? "escalated" : "raised";
+          const before = heard.get(alarm.id);
+          heard.set(alarm.id, status);
+          if (!quiet && alarm.acknowledged_at === null && before !== status) {
+            const what = status === "escalated" ? "Escalated" : before === "paused" ? "Resumed"
+              : "New";
+            news.push({alarm, what});
+          }
+        }
       }
       for (const id of heard.keys()) if (!seen.has(id)) heard.delete(id);
       if (!news.length) return;
-      news.sort((a, b) => PRIORITY[a.priority] - PRIORITY[b.priority]);
-      announce(news.map((a) => `${a.escalated_at !== null ? "Escalated" : "New"} ` +
-                     `${a.priority}-priority alarm: ${a.title}, ${a.patient}.`).join(" "));
-      play(news[0].priority);
+      news.sort((a, b) => PRIORITY[a.alarm.priority] - PRIORITY[b.alarm.priority]);
+      announce(news.map(({alarm, what}) => `${what} ${alarm.priority}-priority alarm: ` +
+                        `${alarm.title}, ${alarm.patient}.`).join(" "));
+      play(news[0].alarm.priority);
     }
 
     function announce(text) {
@@ -149,15 +181,26 @@
       return audio !== null && audio.state === "running" && buffers.high !== undefined;
     }
 
-    function play(priority) {
-      if (!soundIsOn()) return;
+    function sound(tone) {
+      if (!soundIsOn()) return false;
       const source = audio.createBufferSource();
-      source.buffer = buffers[priority === "high" ? "high" : "medium"];
+      source.buffer = buffers[tone];
       source.connect(audio.destination);
       source.start();
+      return true;
+    }
+
+    function play(priority) {
+      if (!sound(priority === "high" ? "high" : "medium")) return;
       if (priority === "high") lastHighAt = performance.now();
       tones += 1;
       document.body.dataset.tones = String(tones);
+    }
+
+    function playLost() {
+      if (!sound("medium")) return;
+      technicalTones += 1;
+      document.body.dataset.technicalTones = String(technicalTones);
     }
 
     async function enableSound() {
@@ -178,6 +221,7 @@
       showSound();
       const standing = current ? unacknowledged() : [];
       if (standing.length) play(standing[0].priority);
+      if (lostToldAt !== null) playLost();
     }
 
     function showSound(problem) {
@@ -200,15 +244,28 @@
       document.body.dataset.flashing = String(standing > 0);
     }
 
+    function tellLost() {
+      if (current || seenAt === null) {
+        lostToldAt = null;
+        return;
+      }
+      if (lostToldAt !== null && performance.now() - lostToldAt < REPEAT_LOST_MS) return;
+      announce(lostToldAt === null ? "Station disconnected: nothing shown is current."
+        : `Station still disconnected: nothing current since ${clock(seenAt)}.`);
+      lostToldAt = performance.now();
+      playLost();
+    }
+
     function tick() {
       flash();
       const high = current && unacknowledged().some((a) => a.priority === "high");
       if (high && performance.now() - lastHighAt >= REPEAT_HIGH_MS) play("high");
+      tellLost();
     }
 
     $("sound").addEventListener("click", enableSound);
-    return {show, heed, tick, announce};
+    return {show, heed, tick};
   }
 
-  window.neopainWardAlarms = {clock, hhmm, describe, start};
+  window.neopainWardAlarms = {clock, hhmm, describe, pausedUntil, start};
 })();

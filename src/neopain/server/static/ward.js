@@ -31,8 +31,7 @@
     stale: "no current assessment", offline: "no current data",
   };
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const {clock, hhmm, describe} = window.neopainWardAlarms;
-  const alarmSide = window.neopainWardAlarms.start();
+  const {clock, hhmm, describe, pausedUntil} = window.neopainWardAlarms;
 
   let view = null;  // the last view received
   let offsetMs = 0;  // the server's clock minus this computer's
@@ -47,6 +46,7 @@
   let noticeTimer = null;
 
   const serverNow = () => Date.now() + offsetMs;
+  const alarmSide = window.neopainWardAlarms.start({now: serverNow});
 
   function ago(ms) {
     const s = Math.max(0, Math.round((serverNow() - ms) / 1000));
@@ -174,8 +174,8 @@
     tile.querySelector(".bed-confidence").textContent = confidence;
     tile.querySelector(".bed-age").textContent = ageText(bed, state);
     const pause = tile.querySelector(".bed-pause");
-    const until = bed.paused_until === null ? null : Date.parse(bed.paused_until);
-    pause.hidden = until === null || until <= serverNow();
+    const until = pausedUntil(bed, serverNow());
+    pause.hidden = until === null;
     tile.querySelector(".bed-pause-text").textContent = pause.hidden ? ""
       : `Alarms paused until ${hhmm(until)} — ${bed.pause_reason}`;
     tile.dataset.paused = String(!pause.hidden);
@@ -183,7 +183,7 @@
       button.disabled = !current;
     }
     drawTrend(tile, bed);
-    fillAlarms(tile.querySelector(".bed-alarms"), bed.alarms);
+    fillAlarms(tile.querySelector(".bed-alarms"), bed.alarms, !pause.hidden);
   }
 
   function ageText(bed, state) {
@@ -211,7 +211,8 @@
       ? "Smoothed P(pain), last 10 minutes" : "No P(pain) in the last 10 minutes");
   }
 
-  function fillAlarms(list, alarms) {
+  function fillAlarms(list, alarms, paused) {
+    // a paused bed's alarms stay on its tile, marked; they do not sound or sit in the banner
     const keep = new Set(alarms.map((alarm) => String(alarm.id)));
     for (const item of [...list.children]) if (!keep.has(item.dataset.alarm)) item.remove();
     alarms.forEach((alarm, index) => {
@@ -229,7 +230,8 @@
       item.dataset.priority = alarm.priority;
       item.dataset.escalated = String(alarm.escalated_at !== null);
       item.dataset.acknowledged = String(alarm.acknowledged_at !== null);
-      item.querySelector(".alarm-text").replaceChildren(...describe(alarm, true));
+      item.dataset.paused = String(paused);
+      item.querySelector(".alarm-text").replaceChildren(...describe(alarm, true, paused));
       const ack = item.querySelector(".ack");
       if (ack) {
         ack.hidden = alarm.acknowledged_at !== null;
@@ -255,8 +257,7 @@
     const fresh = performance.now() - receivedAt <= STALE_VIEW_MS;
     if (fresh !== current) {
       current = fresh;
-      render();
-      if (!current) alarmSide.announce("Station disconnected: nothing shown is current.");
+      render();  // the alarm side tells of a lost server (its tick, below)
     } else {
       updateAges();
       showLink();
