@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from neopain.errors import NeopainError
 
 
 class Settings(BaseSettings):
@@ -104,6 +106,16 @@ class Settings(BaseSettings):
                                  description="IANA zone for days and hours in charts; "
                                              "None: the server's local time.")
 
+    @model_validator(mode="after")
+    def _link_alarm_before_idle_end(self) -> "Settings":
+        # a silent bed must alarm before the server ends its session as idle
+        if self.alarm_stale_s >= self.session_idle_s:
+            raise ValueError(
+                f"NEOPAIN_ALARM_STALE_S={self.alarm_stale_s:g} must be below "
+                f"NEOPAIN_SESSION_IDLE_S={self.session_idle_s:g}: a bed whose camera went "
+                "silent must raise its link alarm before its session is ended as idle")
+        return self
+
     def records_url(self) -> str:
         """The database URL in use: ``database_url`` or SQLite in ``data_dir``."""
         if self.database_url:
@@ -111,6 +123,25 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'records.sqlite3'}"
 
 
+def settings_from(**values: object) -> Settings:
+    """Settings from the environment, with ``values`` given instead where named.
+
+    Raises:
+        NeopainError: a setting is not valid; the message names each ``NEOPAIN_*`` variable
+            and what it accepts, never the value (it may be a secret).
+    """
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        problems = [f"NEOPAIN_{str(e['loc'][0]).upper()}: {e['msg']}" if e["loc"]
+                    else e["msg"].removeprefix("Value error, ") for e in error.errors()]
+        raise NeopainError("settings not valid: " + "; ".join(problems)) from None
+
+
 def get_settings() -> Settings:
-    """Build settings from the environment, afresh on every call."""
-    return Settings()
+    """Build settings from the environment, afresh on every call (``settings_from``).
+
+    Raises:
+        NeopainError: a ``NEOPAIN_*`` variable is not valid.
+    """
+    return settings_from()

@@ -156,7 +156,9 @@ def test_the_push_channel_sends_the_ward_with_trends_then_changes(server, frames
         server.app.state.ward.publish(judge(server), clock=time.monotonic())
         pushed = socket.receive_json()
         assert pushed["type"] == "ward" and pushed["beds"][0]["trend"] is None
-    assert [e.detail for e in audit_rows(server, "view") if e.object_type == "ward"] == []
+    # one audit row for the channel's connection, none per view pushed
+    assert [e.detail for e in audit_rows(server, "view") if e.object_type == "ward"] == [
+        "station channel"]
 
 
 def test_trends_are_thinned_to_at_most_120_points_and_empty_without_assessments(server):
@@ -237,3 +239,92 @@ def test_the_patient_list_shows_each_patients_current_state(server, frames):
             for row in page.split("<tr>")[2:]}
     assert 'data-state="pain">PAIN<' in rows[str(monitored)]
     assert "not monitored" in rows[str(quiet)]
+
+
+def test_a_page_that_reconnects_while_the_baby_is_in_pain_keeps_its_alarm(quick, frames):
+    """Review of issue 18: a new stream started from a blank status, so a reconnection
+    resolved the pain alarm as 'cleared' and restarted its clock."""
+    client = quick.client("clinician")
+    _, session_id = open_bed(quick, client)
+
+    def stream_pain(seconds: float) -> None:
+        with live_socket(client, session_id) as socket:
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                socket.send_bytes(frames.jpeg(frames.face(pain=True)))
+                socket.receive_json()
+                time.sleep(0.1)
+
+    stream_pain(6.5)
+    onset = status_of(quick, session_id).pain_since
+    [alarm] = judge(quick)["beds"][0]["alarms"]
+    client.post(f"/api/alarms/{alarm['id']}/ack")
+    with live_socket(client, session_id) as socket:  # reconnected: no face judged yet
+        socket.send_bytes(frames.jpeg(frames.no_face()))
+        socket.receive_json()
+        after = judge(quick)["beds"][0]["alarms"]
+        assert [a["id"] for a in after] == [alarm["id"]]
+        assert after[0]["acknowledged_by"] == "clinician"
+    stream_pain(1.5)
+    [bed] = judge(quick)["beds"]
+    assert [a["id"] for a in bed["alarms"]] == [alarm["id"]]  # the same alarm, never cleared
+    assert bed["state"] == "pain"
+    assert status_of(quick, session_id).pain_since == onset  # its clock did not restart
+
+
+def test_the_engine_outlives_a_bug_in_one_tick(server, monkeypatch, caplog):
+    """Review of issue 18: one unexpected exception ended the engine's task for good."""
+    import asyncio
+
+    from neopain.server import alarm_engine
+    from neopain.server.ward import WardHub
+
+    calls = []
+
+    def tick(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("a bug with Baby Ward's name in it")
+        return None
+
+    monkeypatch.setattr(alarm_engine, "tick", tick)
+    monkeypatch.setattr(alarm_engine, "TICK_S", 0.05)
+
+    async def run_for(seconds: float) -> None:
+        async with alarm_engine.alarm_engine(server.app.state.neopain.store,
+                                             settings=server.settings, hub=WardHub()):
+            await asyncio.sleep(seconds)
+
+    asyncio.run(run_for(0.5))
+    assert len(calls) >= 5  # it went on after the failing tick
+    assert "ValueError" in caplog.text and "Baby Ward" not in caplog.text
+
+
+def test_the_push_channel_refuses_a_page_of_another_site(server):
+    from starlette.websockets import WebSocketDisconnect
+
+    client = server.client("researcher")
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
+            "/ws/ward", headers={"origin": "https://evil.example"}) as socket:
+        socket.receive_json()
+    assert closed.value.code == 4403
+
+
+def test_a_stale_bed_sends_no_number(server, frames):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    client = server.client("clinician")
+    _, session_id = open_bed(server, client)
+    with live_socket(client, session_id) as socket:
+        socket.send_bytes(frames.jpeg(frames.face(pain=False)))
+        socket.receive_json()
+    time.sleep(0.3)  # the stream writes its last status as it closes
+    with server.db() as db:
+        old = db.get(LiveStatus, session_id).last_frame_at - timedelta(seconds=60)
+        db.execute(update(LiveStatus).where(LiveStatus.session_id == session_id)
+                   .values(last_frame_at=old))
+        db.commit()
+    [bed] = client.get("/api/ward").json()["beds"]
+    assert (bed["state"], bed["prob_pain"], bed["confidence"]) == ("stale", None, None)

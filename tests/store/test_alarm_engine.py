@@ -48,13 +48,22 @@ def ward(db):
     return ward
 
 
+NEWEST = object()
+
+
 def status(t0: datetime, *, state: str = "nopain", last_s: float, pain_from_s: float | None = None,
-           assessed_s: float | None = 0.0) -> StreamStatus:
-    """A stream's status: frames from t0 to t0 + last_s, in pain since t0 + pain_from_s."""
+           assessed_s: object = NEWEST, held: object = NEWEST,
+           streaming: bool = True) -> StreamStatus:
+    """A stream's status: frames from t0 to t0 + last_s, in pain since t0 + pain_from_s, the
+    newest frame assessed unless ``assessed_s`` says when; the held state pain while in pain,
+    else no pain, unless ``held`` says otherwise (None: unknown)."""
     at = lambda s: None if s is None else t0 + timedelta(seconds=s)  # noqa: E731
     return StreamStatus(state=state, smoothed=0.9 if state == "pain" else 0.1, confidence=0.9,
                         first_frame_at=t0, last_frame_at=at(last_s),
-                        last_assessed_at=at(assessed_s), pain_since=at(pain_from_s))
+                        last_assessed_at=at(last_s if assessed_s is NEWEST else assessed_s),
+                        held_state=("pain" if pain_from_s is not None else "nopain")
+                        if held is NEWEST else held,
+                        pain_since=at(pain_from_s), stream_started_at=t0, streaming=streaming)
 
 
 def alarms(db, **where) -> list[Alarm]:
@@ -98,10 +107,8 @@ def test_a_lost_link_raises_a_medium_alarm_and_freezes_the_others(db, ward):
 def test_a_closed_streams_times_are_exact_so_its_link_alarm_waits_no_margin(db, ward):
     """A stream writes its last status as it closes: its link alarm comes at the limit, not a
     write interval later (the e2e link alarm came 6.0 s after a 5 s limit)."""
-    from dataclasses import replace
-
     crud.write_status(db, session_id=ward.session.id,
-                      status=replace(status(ward.t0, last_s=5), streaming=False))
+                      status=status(ward.t0, last_s=5, streaming=False))
     run(db, ward, 14.9)
     assert alarms(db) == []
     run(db, ward, 15.0)
@@ -230,3 +237,73 @@ def test_status_is_never_written_to_an_ended_session(db, ward):
     from neopain.store.tables import LiveStatus
     assert db.get(LiveStatus, ward.session.id) is None
 
+
+
+# --- found by the review of issue 18 ---------------------------------------------------------
+
+def test_a_longer_limit_set_while_an_alarm_stands_does_not_clear_it(db, ward):
+    crud.write_status(db, session_id=ward.session.id,
+                      status=status(ward.t0, state="pain", last_s=40, pain_from_s=0))
+    run(db, ward, 40)
+    crud.set_alarm_limits(db, ward.patient, actor=ward.nurse, pain_s=120, stale_s=None,
+                          noface_s=None)
+    run(db, ward, 40.5)
+    [alarm] = alarms(db)
+    assert alarm.resolved_at is None  # still in pain: the condition is there
+
+
+def test_a_pain_alarm_stands_while_the_held_state_is_unknown(db, ward):
+    """A face lost for a while, or a stream that reconnected and has not judged a face yet:
+    pain is unknown, not gone."""
+    crud.write_status(db, session_id=ward.session.id,
+                      status=status(ward.t0, state="pain", last_s=40, pain_from_s=0))
+    run(db, ward, 40)
+    crud.write_status(db, session_id=ward.session.id,
+                      status=status(ward.t0, state="no_face", last_s=41, pain_from_s=0,
+                                    held=None, assessed_s=40))
+    run(db, ward, 41.5)
+    [alarm] = alarms(db)
+    assert alarm.resolved_at is None
+
+
+def test_no_escalation_while_a_bed_is_paused(db, ward):
+    run(db, ward, 11)  # link alarm raised
+    crud.pause_alarms(db, ward.session, actor=ward.nurse, minutes=5,
+                      reason="procedure", now=ward.t0 + timedelta(seconds=12))
+    run(db, ward, 200)
+    assert alarms(db)[0].escalated_at is None
+
+
+def test_an_alarm_is_raised_once_even_by_a_process_that_has_not_seen_it(db, ward, monkeypatch):
+    """Deterministic: the engine's read of unresolved alarms misses the one just raised (as a
+    second process reading a moment earlier would); the database refuses the second."""
+    run(db, ward, 11)
+    monkeypatch.setattr(crud, "unresolved_alarms", lambda _db: [])
+    assert run(db, ward, 11.5) == 0
+    assert len(alarms(db)) == 1 and len(audited(db, "alarm_raise")) == 1
+
+
+def test_an_older_stream_never_writes_over_a_newer_ones_status(db, ward):
+    """A dead socket noticed late closes its stream after the page reconnected."""
+    from dataclasses import replace
+
+    old = status(ward.t0, state="pain", last_s=10, pain_from_s=0)
+    new = replace(status(ward.t0, state="nopain", last_s=12),
+                  stream_started_at=ward.t0 + timedelta(seconds=11))
+    assert crud.write_status(db, session_id=ward.session.id, status=old)
+    assert crud.write_status(db, session_id=ward.session.id, status=new)
+    assert not crud.write_status(db, session_id=ward.session.id,
+                                 status=replace(old, streaming=False))
+    row = crud.read_status(db, session_id=ward.session.id)
+    assert (row.state, row.streaming) == ("nopain", True)
+
+
+def test_a_paused_silent_bed_is_not_ended_as_idle_before_its_link_alarm(db, ward):
+    """The pause counts as seen: the idle time runs from its end, so the engine raises the
+    link alarm after the pause, before the sweep could end the session unheard."""
+    crud.pause_alarms(db, ward.session, actor=ward.nurse, minutes=10, reason="kangaroo care",
+                      now=ward.t0)
+    assert crud.end_idle_sessions(db, idle_s=300, now=ward.t0 + timedelta(seconds=400)) == []
+    run(db, ward, 601)  # the pause ended at 600 s: the link alarm comes at once
+    assert [a.rule for a in alarms(db)] == ["link"]
+    assert crud.end_idle_sessions(db, idle_s=300, now=ward.t0 + timedelta(seconds=905)) == []

@@ -13,7 +13,9 @@ from neopain.cli import (
     assess, augment, dataset, demo, evaluate, explain, export, faces, folds, frames, importing,
     models, serve, synth, train, users,
 )
-from neopain.cli.console import console, fail, setup_logging, silence_native_stderr
+from neopain.cli.console import (
+    console, err_console, fail, setup_logging, silence_native_stderr,
+)
 from neopain.config import get_settings
 from neopain.errors import NeopainError
 
@@ -79,6 +81,12 @@ def _root(
 def main() -> None:
     """Console-script entry point: user errors, and errors the file system reports, end with a
     message and exit 1, not a traceback."""
-    if get_settings().log_level.upper() != "DEBUG":  # DEBUG keeps the native libraries' lines
+    try:
+        level = get_settings().log_level
+    except NeopainError as error:  # before any command runs: its handler is not there yet
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False,
+                          soft_wrap=True)
+        raise SystemExit(1) from None
+    if level.upper() != "DEBUG":  # DEBUG keeps the native libraries' lines
         silence_native_stderr()
     app()

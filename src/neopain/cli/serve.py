@@ -10,7 +10,7 @@ from rich.text import Text
 
 from neopain.cli.console import console
 from neopain.cli.users import first_admin_command, shown_url
-from neopain.config import Settings, get_settings
+from neopain.config import Settings, get_settings, settings_from
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -49,7 +49,7 @@ def serve(
                  {"host": host, "port": port, "database_url": db, "model": model,
                   "forwarded_allow_ips": forwarded_allow_ips}.items()
                  if value is not None}
-    settings = Settings(**{**get_settings().model_dump(), **overrides})
+    settings = settings_from(**{**get_settings().model_dump(), **overrides})
     with load_live_predictor(settings) as predictor:
         console.print(f"Model: [bold]{Text(predictor.name)}[/]")
         app = create_app(settings, predictor=predictor)

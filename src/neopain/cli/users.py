@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from neopain.cli.console import console, fail
-from neopain.config import Settings, get_settings
+from neopain.config import Settings, get_settings, settings_from
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -141,7 +141,7 @@ def list_users(db: DbOption = None) -> None:
     with _store(db)() as session:
         users = crud.list_users(session)
     if not users:
-        settings = get_settings() if db is None else Settings(database_url=db)
+        settings = get_settings() if db is None else settings_from(database_url=db)
         console.print("No accounts yet. Create the first administrator with")
         console.print(Text("  " + first_admin_command(settings)), soft_wrap=True,
                       highlight=False)

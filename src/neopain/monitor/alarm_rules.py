@@ -10,8 +10,10 @@ only on the data, never on which page is open (docs/monitor.md, "Alarms").
 - ``noface`` (low): frames arrive but none had an assessable face for ``noface_s`` seconds.
 
 While the link is lost, what the camera would show is unknown: ``pain`` and ``noface`` are then
-neither raised nor cleared. An alarm not acknowledged ``escalate_s`` seconds after it was raised
-escalates.
+neither raised nor cleared; so is ``pain`` while the held state is unknown (a face lost for a
+while, a stream that reconnected and has not judged a face yet). An alarm is resolved only when
+its condition is gone, not when its limit changes. An alarm not acknowledged ``escalate_s``
+seconds after it was raised escalates.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ class BedReading:
         first_frame_at: its stream's first frame; None before any.
         last_frame_at: its newest frame as written (up to ``STATUS_WRITE_S`` old).
         last_assessed_at: its newest frame with an assessable face; None before any.
-        pain_since: since when the held state is pain; None when it is not.
+        held_state: the smoothed, held state: ``pain``, ``nopain``, or None when unknown (no
+            face for a while, or a stream that has not judged one yet).
+        pain_since: since when the held state is pain; kept while it is unknown.
         streaming: whether its stream is still connected (its times are then up to
             ``STATUS_WRITE_S`` old; once closed they are exact).
     """
@@ -81,6 +85,7 @@ class BedReading:
     first_frame_at: datetime | None = None
     last_frame_at: datetime | None = None
     last_assessed_at: datetime | None = None
+    held_state: str | None = None
     pain_since: datetime | None = None
     streaming: bool = True
 
@@ -92,11 +97,24 @@ class BedReading:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The rules for one bed now: ``holding`` maps each rule whose alarm is due to when its
-    condition began; ``unknown`` names the rules that can be neither raised nor cleared."""
+    """The rules for one bed now.
 
-    holding: dict[str, datetime]
+    Attributes:
+        due: each rule whose alarm is due, and when its condition began.
+        present: the rules whose condition is there now, due or not yet (an alarm is resolved
+            only when its condition is neither present nor unknown: a longer limit set while
+            an alarm stands does not clear it).
+        unknown: the rules that can be neither raised nor cleared now.
+    """
+
+    due: dict[str, datetime]
+    present: frozenset[str]
     unknown: frozenset[str]
+
+
+LINK_QUIET_S = 2.0
+"""An open stream quiet this long (plus ``STATUS_WRITE_S``) has lost its link for the rules:
+what its camera shows is unknown from then on, and its link alarm is not cleared."""
 
 
 def _after(since: datetime, seconds: float) -> datetime:
@@ -104,17 +122,29 @@ def _after(since: datetime, seconds: float) -> datetime:
 
 
 def judge(reading: BedReading, limits: AlarmLimits, *, now: datetime) -> Verdict:
-    """Which alarms ``reading`` calls for at ``now`` under ``limits`` (module docstring)."""
+    """Which alarm conditions ``reading`` shows at ``now`` and which alarms are due under
+    ``limits`` (module docstring)."""
     quiet_since = reading.last_frame_at or reading.started_at
-    if now >= _after(quiet_since, limits.stale_s + reading.lag_s):
-        return Verdict(holding={"link": quiet_since}, unknown=frozenset({"pain", "noface"}))
-    holding: dict[str, datetime] = {}
-    if reading.pain_since is not None and now >= _after(reading.pain_since, limits.pain_s):
-        holding["pain"] = reading.pain_since
-    unseen_since = reading.last_assessed_at or reading.first_frame_at
-    if unseen_since is not None and now >= _after(unseen_since, limits.noface_s + reading.lag_s):
-        holding["noface"] = unseen_since
-    return Verdict(holding=holding, unknown=frozenset())
+    if not reading.streaming or now >= _after(quiet_since, LINK_QUIET_S + reading.lag_s):
+        due = {"link": quiet_since} if now >= _after(quiet_since,
+                                                     limits.stale_s + reading.lag_s) else {}
+        return Verdict(due=due, present=frozenset({"link"}),
+                       unknown=frozenset({"pain", "noface"}))
+    present, unknown, due = set(), set(), {}
+    if reading.held_state is None:
+        unknown.add("pain")
+    elif reading.held_state == "pain" and reading.pain_since is not None:
+        present.add("pain")
+        if now >= _after(reading.pain_since, limits.pain_s):
+            due["pain"] = reading.pain_since
+    last_frame = reading.last_frame_at
+    if last_frame is not None and (reading.last_assessed_at is None
+                                   or reading.last_assessed_at < last_frame):
+        present.add("noface")  # its newest frame had no face that could be assessed
+        unseen_since = reading.last_assessed_at or reading.first_frame_at or last_frame
+        if now >= _after(unseen_since, limits.noface_s + reading.lag_s):
+            due["noface"] = unseen_since
+    return Verdict(due=due, present=frozenset(present), unknown=frozenset(unknown))
 
 
 def escalation_due(*, raised_at: datetime, acknowledged: bool, escalated: bool,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -63,17 +64,20 @@ def reading_of(bed: Bed) -> BedReading:
         return BedReading(started_at=bed.session.started_at)
     return BedReading(started_at=bed.session.started_at, first_frame_at=status.first_frame_at,
                       last_frame_at=status.last_frame_at,
-                      last_assessed_at=status.last_assessed_at, pain_since=status.pain_since,
-                      streaming=status.streaming)
+                      last_assessed_at=status.last_assessed_at, held_state=status.held_state,
+                      pain_since=status.pain_since, streaming=status.streaming)
 
 
 def evaluate(db: Session, *, defaults: AlarmLimits, now: datetime) -> int:
     """Judge the ward at ``now`` and make the transitions due (module docstring); how many this
     call made (another process may have made some first)."""
+    # the alarms before the beds: a status newer than the alarms read cannot make this call
+    # raise again an alarm that another process resolved a moment ago
+    unresolved = crud.unresolved_alarms(db)
     beds = crud.open_beds(db, now=now)
     active: dict[int, dict[str, int]] = defaultdict(dict)
     raised_at: dict[int, tuple[datetime, bool, bool]] = {}
-    for alarm in crud.unresolved_alarms(db):
+    for alarm in unresolved:
         active[alarm.session_id][alarm.rule] = alarm.id
         raised_at[alarm.id] = (alarm.raised_at, alarm.acknowledged_at is not None,
                                alarm.escalated_at is not None)
@@ -88,7 +92,7 @@ def evaluate(db: Session, *, defaults: AlarmLimits, now: datetime) -> int:
         verdict = judge(reading_of(bed), limits, now=now)
         own = active.get(bed.session.id, {})
         for rule, alarm_id in own.items():
-            if rule not in verdict.holding and rule not in verdict.unknown:
+            if rule not in verdict.present and rule not in verdict.unknown:
                 made += crud.resolve_alarm(db, alarm_id=alarm_id, resolution="cleared", now=now)
                 continue
             raised, acknowledged, escalated = raised_at[alarm_id]
@@ -97,7 +101,7 @@ def evaluate(db: Session, *, defaults: AlarmLimits, now: datetime) -> int:
                 made += crud.escalate_alarm(db, alarm_id=alarm_id, now=now)
         if bed.pause is not None:
             continue
-        for rule, since in verdict.holding.items():
+        for rule, since in verdict.due.items():
             if rule not in own:
                 made += crud.raise_alarm(db, session=bed.session, rule=rule,
                                          priority=RULES[rule].priority, condition_since=since,
@@ -127,6 +131,12 @@ async def _run(store: sessionmaker[Session], *, settings: Settings, hub: WardHub
             if not failing:
                 log.warning("the alarm engine could not judge the ward: %s; trying again "
                             "every %.1f s", type(error).__name__, TICK_S)
+            failing = True
+        except Exception as error:  # noqa: BLE001 - no bug may stop the ward's alarms for good
+            if not failing:  # its type and place only: a message may quote patient data
+                place = traceback.extract_tb(error.__traceback__)[-1]
+                log.error("the alarm engine failed: %s at %s:%d; trying again every %.1f s",
+                          type(error).__name__, place.filename, place.lineno, TICK_S)
             failing = True
         else:
             failing = False

@@ -61,10 +61,10 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await warm_chart_worker(_app, chart_job(charts.share_chart, [], [], by="hour",
-                                                zone=timezone.utc))
         async with idle_sweeper(store, idle_s=settings.session_idle_s), \
                 alarm_engine(store, settings=settings, hub=ward_hub):
+            await warm_chart_worker(_app, chart_job(charts.share_chart, [], [], by="hour",
+                                                    zone=timezone.utc))
             yield
         close_chart_worker(_app)
         live_service.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, NamedTuple
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -106,6 +107,17 @@ def live_refusal(db: Session, *, token_hash: str, session_id: int) -> Refusal | 
     if session.ended_at is not None:
         return ENDED
     return None
+
+
+def same_origin(connection: HTTPConnection) -> bool:
+    """Whether a WebSocket comes from a page of this site (its Origin names this host); a
+    client that sends no Origin is not a browser (scripts, the benchmark) and still needs the
+    login cookie. SameSite=Lax cookies also reach sockets opened by sibling sites (another
+    port or subdomain), so sockets check the origin themselves."""
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == connection.headers.get("host")
 
 
 def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:

@@ -307,7 +307,8 @@ class LiveStream:
         self._cells_at = -math.inf
         self.explainer = StreamExplainer()
         self.calibration = StreamCalibration(store, session_id=session_id)  # its own reference
-        self.status = StatusWriter(store, session_id=session_id)  # for the ward and its alarms
+        self.status = StatusWriter(store, session_id=session_id,  # for the ward and its alarms
+                                   started_at=utc_now())
 
     async def start(self) -> None:
         """Build this stream's detector and warm the model on the stream's thread; frames sent
@@ -316,6 +317,7 @@ class LiveStream:
 
     def _start(self) -> None:
         if self._assessor is None:
+            self.status.resume()
             self._assessor = self.service.assessor()
             self._assessor.predictor = self.calibration.restore(self._assessor.predictor)
         self.service.warm_model()

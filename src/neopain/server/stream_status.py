@@ -32,29 +32,57 @@ WARD_STATE = {"pain": "pain", "nopain": "nopain", "unassessable": "cannot_assess
 
 
 class StatusWriter:
-    """Writes one stream's status (module docstring); called on the stream's own thread."""
+    """Writes one stream's status (module docstring); called on the stream's own thread.
 
-    def __init__(self, store: sessionmaker[Session], *, session_id: int) -> None:
+    A stream that resumes a session (``resume``) continues from the status its session's
+    last stream wrote: the first frame, the last assessed face and the onset of pain carry
+    over, so a reconnection neither clears a standing pain alarm nor restarts its clock. The
+    onset of pain is dropped only when the held state is no pain; while it is unknown (no face
+    for a while, or no face judged yet since the reconnection) it is kept.
+    """
+
+    def __init__(self, store: sessionmaker[Session], *, session_id: int,
+                 started_at: datetime) -> None:
         self.store = store
         self.session_id = session_id
+        self.started_at = started_at
+        self.carried_: StreamStatus | None = None
         self.written_: StreamStatus | None = None
         self.pending_: StreamStatus | None = None
 
+    def resume(self) -> None:
+        """Read the session's status as its last stream left it, to continue from (a failed
+        read is logged, and the stream starts afresh)."""
+        try:
+            with self.store() as db:
+                row = crud.read_status(db, session_id=self.session_id)
+        except (StoreError, SQLAlchemyError) as error:
+            log.warning("reading the status of session %d failed: %s", self.session_id,
+                        type(error).__name__)
+            return
+        if row is not None:
+            self.carried_ = StreamStatus(
+                state=row.state, smoothed=row.smoothed, confidence=row.confidence,
+                first_frame_at=row.first_frame_at, last_frame_at=row.last_frame_at,
+                last_assessed_at=row.last_assessed_at, held_state=row.held_state,
+                pain_since=row.pain_since, stream_started_at=self.started_at)
+
     def frame(self, result: FrameAssessment, *, shown: Shown, now: datetime) -> None:
         """Note one frame's assessment, received at ``now``."""
-        last = self.pending_ or self.written_
+        last = self.pending_ or self.written_ or self.carried_
         state = WARD_STATE[shown.kind]
         assessed = shown.kind in ("pain", "nopain")
-        pain_since = None
-        if result.state == "pain":  # the held state: it outlasts a frame or two without a face
-            pain_since = last.pain_since if last is not None and last.pain_since else now
+        before = None if last is None else last.pain_since
+        # the held state outlasts a frame or two without a face; unknown keeps the onset
+        pain_since = {"pain": before or now, "nopain": None}.get(result.state, before)
         status = StreamStatus(
             state=state, smoothed=result.smoothed, confidence=shown.confidence,
             first_frame_at=now if last is None else last.first_frame_at, last_frame_at=now,
             last_assessed_at=now if assessed else None if last is None else last.last_assessed_at,
-            pain_since=pain_since)
+            held_state=result.state, pain_since=pain_since, stream_started_at=self.started_at)
         written = self.written_
         due = (written is None or state != written.state or pain_since != written.pain_since
+               or result.state != written.held_state
                or now - written.last_frame_at >= timedelta(seconds=STATUS_WRITE_S))
         if due:
             self._write(status)
@@ -70,11 +98,13 @@ class StatusWriter:
     def _write(self, status: StreamStatus) -> None:
         try:
             with self.store() as db:
-                crud.write_status(db, session_id=self.session_id, status=status)
+                written = crud.write_status(db, session_id=self.session_id, status=status)
         except (StoreError, SQLAlchemyError) as error:  # the next frame tries again
             log.warning("writing the status of session %d failed: %s", self.session_id,
                         type(error).__name__)
+            written = False
+        if written:
+            self.written_, self.pending_ = status, None
+        else:  # a newer stream speaks for the session, or the write failed: kept for later
             self.pending_ = status
-            return
-        self.written_, self.pending_ = status, None
 

@@ -52,15 +52,16 @@ def ward_view(db: Session, *, stale_s: float, now: datetime, trend: bool = False
         assessed = None if status is None else status.last_assessed_at
         own = sorted(alarms.get(bed.session.id, []),
                      key=lambda a: (PRIORITY_RANK[a.priority], a.raised_at))
+        state = bed_state(status_state=None if status is None else status.state,
+                          last_frame_at=None if status is None else status.last_frame_at,
+                          streaming=status is not None and status.streaming,
+                          stale_s=stale_s, now=now)
+        current = state != "stale"  # an old number is not sent as if it were current
         entries.append(WardBedOut(
             session_id=bed.session.id, patient_id=bed.patient.id,
-            patient=patient_label(bed.patient),
-            state=bed_state(status_state=None if status is None else status.state,
-                            last_frame_at=None if status is None else status.last_frame_at,
-                            streaming=status is not None and status.streaming,
-                            stale_s=stale_s, now=now),
-            prob_pain=None if status is None else status.smoothed,
-            confidence=None if status is None else status.confidence,
+            patient=patient_label(bed.patient), state=state,
+            prob_pain=status.smoothed if current else None,
+            confidence=status.confidence if current else None,
             last_assessment_at=assessed,
             seconds_since=None if assessed is None else round((now - assessed)
                                                               .total_seconds(), 1),

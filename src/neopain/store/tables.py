@@ -149,6 +149,7 @@ class Assessment(Base):
         CheckConstraint("label IS NULL OR label IN ('nopain', 'pain')", name="label"),
         CheckConstraint("prob_pain IS NULL OR (prob_pain >= 0 AND prob_pain <= 1)", name="prob"),
         Index("ix_assessments_patient_time", "patient_id", "time"),
+        Index("ix_assessments_session_time", "session_id", "time"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -197,8 +198,11 @@ class LiveStatus(Base):
     once when its state changes; read by the alarm engine and the ward station."""
 
     __tablename__ = "live_status"
-    __table_args__ = (CheckConstraint(
-        "state IN ('pain', 'nopain', 'cannot_assess', 'no_face')", name="state"),)
+    __table_args__ = (
+        CheckConstraint("state IN ('pain', 'nopain', 'cannot_assess', 'no_face')", name="state"),
+        CheckConstraint("held_state IS NULL OR held_state IN ('pain', 'nopain')",
+                        name="held_state"),
+    )
 
     session_id: Mapped[int] = mapped_column(ForeignKey("monitoring_sessions.id"),
                                             primary_key=True)
@@ -209,9 +213,12 @@ class LiveStatus(Base):
     first_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_assessed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    held_state: Mapped[str | None] = mapped_column(String(8))  # pain, nopain; None: unknown
     pain_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # False once the stream closed: last_frame_at is then exact, not up to a second old
     streaming: Mapped[bool] = mapped_column(Boolean, default=True)
+    # the writing stream's start: an older stream (a dead socket noticed late) writes no more
+    stream_started_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Alarm(Base):
@@ -230,7 +237,7 @@ class Alarm(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("monitoring_sessions.id"), index=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
     rule: Mapped[str] = mapped_column(String(8))
     priority: Mapped[str] = mapped_column(String(8))
     condition_since: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -20,8 +20,6 @@ that gets none for ``NEOPAIN_SESSION_IDLE_S`` is ended by the server's sweeper.
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
-
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from neopain.data.json_text import parse_json
 from neopain.server import security
 from neopain.server.deps import (
-    CARE_ROLES, SESSION_COOKIE, Refusal, RowId, live_refusal, optional_user, server_state,
+    CARE_ROLES, SESSION_COOKIE, Refusal, RowId, live_refusal, optional_user, same_origin,
+    server_state,
 )
 from neopain.server.live import LiveService, LiveStream, StreamLimitError
 from neopain.server.sweeper import FrameNotes
@@ -41,13 +40,6 @@ MAX_COMMAND_CHARS = 1000
 WATCH_INTERVAL_S = 0.5
 
 
-def _same_origin(websocket: WebSocket) -> bool:
-    origin = websocket.headers.get("origin")
-    if origin is None:  # not a browser (scripts, the benchmark): cookies still required
-        return True
-    return urlsplit(origin).netloc == websocket.headers.get("host")
-
-
 def _authorize(websocket: WebSocket, session_id: int) -> tuple[Refusal | None, str, int | None]:
     """(refusal or None, login token hash, user id): the HTTP routes' login and role checks
     and the page's origin, answered as WebSocket close codes."""
@@ -57,7 +49,7 @@ def _authorize(websocket: WebSocket, session_id: int) -> tuple[Refusal | None, s
         user = optional_user(websocket, db)
         if user is None:
             return Refusal(4401, "Please log in."), token_hash, None
-        if user.role in CARE_ROLES and not _same_origin(websocket):
+        if user.role in CARE_ROLES and not same_origin(websocket):
             return Refusal(4403, "The page is not from this server."), token_hash, None
         return live_refusal(db, token_hash=token_hash, session_id=session_id), token_hash, \
             user.id

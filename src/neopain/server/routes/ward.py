@@ -4,7 +4,7 @@ channel ``/ws/ward``, which sends the ward's view (``server.ward``) on connectin
 changes and at least every ``ward.HEARTBEAT_S``.
 
 Everyone logged in may read the ward; admins and clinicians act (acknowledge, pause, set
-limits). Reading is audited once per page or API call (a page's push channel adds no row);
+limits). Reading is audited once per page, API call or push-channel connection;
 every alarm transition is audited where it is made (``crud.alarms``).
 """
 
@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from neopain.server.deps import (
-    AccessError, Carer, Db, Offset, RowId, Viewer, csrf_protect, optional_user, server_state,
+    AccessError, Carer, Db, Offset, Refusal, RowId, Viewer, csrf_protect, optional_user,
+    same_origin, server_state,
 )
 from neopain.monitor.alarm_rules import RULES
 from neopain.server.alarm_engine import default_limits
@@ -108,11 +109,14 @@ def get_limits(db: Db, user: Viewer, patient_id: RowId) -> AlarmLimitsOut:
 
 
 @api.put("/patients/{patient_id}/alarm-limits", response_model=AlarmLimitsOut)
-def set_limits(db: Db, user: Carer, patient_id: RowId, body: AlarmLimitsIn) -> AlarmLimitsOut:
-    """Set a patient's own alarm limits, seconds (5-3600; None: the server's default)."""
+def set_limits(request: Request, db: Db, user: Carer, patient_id: RowId,
+               body: AlarmLimitsIn) -> AlarmLimitsOut:
+    """Set a patient's own alarm limits, seconds (5-3600, the link limit below
+    NEOPAIN_SESSION_IDLE_S; None: the server's default)."""
     patient = patient_or_404(db, patient_id)
     try:
-        row = crud.set_alarm_limits(db, patient, actor=user, **body.model_dump())
+        row = crud.set_alarm_limits(db, patient, actor=user, **body.model_dump(),
+                                    stale_below_s=server_state(request).settings.session_idle_s)
     except StoreError as error:
         raise AccessError(422, str(error)) from None
     return AlarmLimitsOut.of(row)
@@ -155,7 +159,12 @@ async def set_patient_alarm_limits(request: Request, user: Carer,
             problems = {str(e["loc"][0]): LIMIT_RULE for e in error.errors() if e["loc"]}
             return _alarms_page(request, db, patient, status=422, values=values,
                                 problems=problems, message="Not saved: " + LIMIT_RULE)
-        crud.set_alarm_limits(db, patient, actor=user, **limits.model_dump())
+        try:
+            crud.set_alarm_limits(db, patient, actor=user, **limits.model_dump(),
+                                  stale_below_s=server_state(request).settings.session_idle_s)
+        except StoreError as error:
+            return _alarms_page(request, db, patient, status=422, values=values,
+                                problems={"stale_s": str(error)}, message=f"Not saved: {error}")
     response = RedirectResponse(f"/patients/{patient_id}/alarms", status_code=303)
     flash(response, request, "Alarm limits saved.")
     return response
@@ -174,24 +183,29 @@ def _logged_in(websocket: WebSocket) -> bool:
         return optional_user(websocket, db) is not None
 
 
-def _first_view(websocket: WebSocket) -> dict | None:
-    """The ward's view with trends for a page that connects; None without a login."""
-    if not _logged_in(websocket):
-        return None
+def _first_view(websocket: WebSocket) -> dict | Refusal:
+    """The ward's view with trends for a page that connects (audited as one view of the ward),
+    or the refusal: 4401 without a login, 4403 for a page of another site."""
     state = server_state(websocket)
     with state.store() as db:
+        user = optional_user(websocket, db)
+        if user is None:
+            return Refusal(4401, "Please log in.")
+        if not same_origin(websocket):
+            return Refusal(4403, "The page is not from this server.")
+        audit_view(db, user, "station channel", "ward")
         view = ward_view(db, stale_s=state.settings.stale_s, now=utc_now(), trend=True)
     return {"type": "ward", **view.model_dump(mode="json")}
 
 
 @router.websocket("/ws/ward")
 async def ward_socket(websocket: WebSocket) -> None:
-    """Push the ward's view to a station page (any logged-in user; 4401 without a login, or
-    within ``LOGIN_CHECK_S`` of a logout)."""
+    """Push the ward's view to a station page (any logged-in user of a page of this site;
+    4401 without a login or within ``LOGIN_CHECK_S`` of a logout, 4403 from another site)."""
     first = await run_in_threadpool(_first_view, websocket)
     await websocket.accept()
-    if first is None:
-        await websocket.close(code=4401, reason="Please log in.")
+    if isinstance(first, Refusal):
+        await websocket.close(code=first.code, reason=first.reason)
         return
     hub = websocket.app.state.ward
     queue = hub.subscribe()

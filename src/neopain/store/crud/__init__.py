@@ -17,7 +17,7 @@ from neopain.store.crud.accounts import (
 )
 from neopain.store.crud.alarms import (
     MAX_PAUSE_MINUTES, StreamStatus, acknowledge_alarm, alarm_limits, escalate_alarm, get_alarm,
-    pause_alarms, raise_alarm, resolve_alarm, set_alarm_limits, write_status,
+    pause_alarms, raise_alarm, read_status, resolve_alarm, set_alarm_limits, write_status,
 )
 from neopain.store.crud.base import SYSTEM, audit, list_audit
 from neopain.store.crud.calibrations import (
@@ -49,6 +49,7 @@ __all__ = [
     "add_calibration", "calibration_reference", "latest_calibration",
     "MAX_PAUSE_MINUTES", "StreamStatus", "acknowledge_alarm", "alarm_limits", "escalate_alarm",
     "get_alarm",
-    "pause_alarms", "raise_alarm", "resolve_alarm", "set_alarm_limits", "write_status",
+    "pause_alarms", "raise_alarm", "read_status", "resolve_alarm", "set_alarm_limits",
+    "write_status",
     "Bed", "list_alarms", "open_beds", "patients_of", "recent_smoothed", "unresolved_alarms",
 ]

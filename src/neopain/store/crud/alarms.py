@@ -35,30 +35,49 @@ class StreamStatus:
     first_frame_at: datetime
     last_frame_at: datetime
     last_assessed_at: datetime | None
+    held_state: str | None
     pain_since: datetime | None
+    stream_started_at: datetime
     streaming: bool = True
 
 
-def write_status(db: Session, *, session_id: int, status: StreamStatus) -> None:
-    """Write a live stream's status (insert or replace); never for an ended session."""
+def write_status(db: Session, *, session_id: int, status: StreamStatus) -> bool:
+    """Write a live stream's status (insert or replace); whether it was written. Never to an
+    ended session, and never over the status of a stream that started later (the newest
+    stream of a session speaks for it; an old one's dead socket may be noticed late)."""
     values = vars(status)
     open_session = select(MonitoringSession.id).where(MonitoringSession.id == session_id,
                                                       MonitoringSession.ended_at.is_(None))
-    changed = db.execute(update(LiveStatus).where(LiveStatus.session_id == session_id,
-                                                  LiveStatus.session_id.in_(open_session))
-                         .values(**values).execution_options(synchronize_session=False))
-    if changed.rowcount == 0 and db.scalar(open_session) is not None:
+    changed = db.execute(update(LiveStatus).where(
+        LiveStatus.session_id == session_id, LiveStatus.session_id.in_(open_session),
+        LiveStatus.stream_started_at <= status.stream_started_at)
+        .values(**values).execution_options(synchronize_session=False)).rowcount
+    if changed == 0:
+        if db.get(LiveStatus, session_id) is not None or db.scalar(open_session) is None:
+            db.rollback()
+            return False
         db.add(LiveStatus(session_id=session_id, **values))
     try:
         commit(db, f"write the status of session {session_id}")
     except StoreError:  # two streams of one session inserted at once: the other row stands
-        return
+        return False
+    return True
+
+
+def read_status(db: Session, *, session_id: int) -> LiveStatus | None:
+    """A live session's status as its streams last wrote it, or None."""
+    return db.get(LiveStatus, session_id, populate_existing=True)
 
 
 def raise_alarm(db: Session, *, session: MonitoringSession, rule: str, priority: str,
                 condition_since: datetime, limit_s: float, now: datetime) -> Alarm | None:
     """Raise ``rule``'s alarm for ``session``; None when it is raised already (here or by
-    another server process: the partial unique index refuses a second unresolved one)."""
+    another server process: the partial unique index refuses a second unresolved one) or the
+    session has ended meanwhile."""
+    ended = db.scalar(select(MonitoringSession.ended_at).where(
+        MonitoringSession.id == session.id))
+    if ended is not None:
+        return None
     alarm = Alarm(session_id=session.id, patient_id=session.patient_id, rule=rule,
                   priority=priority, condition_since=condition_since, limit_s=limit_s,
                   raised_at=now, resolution="")
@@ -171,17 +190,26 @@ def alarm_limits(db: Session, *, patient_ids: list[int]) -> dict[int, AlarmLimit
 
 
 def set_alarm_limits(db: Session, patient: Patient, *, actor: User, pain_s: float | None,
-                     stale_s: float | None, noface_s: float | None) -> AlarmLimit:
+                     stale_s: float | None, noface_s: float | None,
+                     stale_below_s: float = LIMIT_RANGE_S[1]) -> AlarmLimit:
     """Set a patient's own alarm limits (None: the server's default) and audit it.
 
+    Args:
+        stale_below_s: the link limit must be below this (the server's idle end of a session:
+            a silent bed must alarm before its session is ended).
+
     Raises:
-        StoreError: a limit outside ``LIMIT_RANGE_S``.
+        StoreError: a limit outside ``LIMIT_RANGE_S``, or a link limit not below
+            ``stale_below_s``.
     """
     low, high = LIMIT_RANGE_S
     values = {"pain_s": pain_s, "stale_s": stale_s, "noface_s": noface_s}
     for name, value in values.items():
         if value is not None and not low <= value <= high:
             raise StoreError(f"{name}={value:g} is outside {low:g}-{high:g} seconds")
+    if stale_s is not None and stale_s >= stale_below_s:
+        raise StoreError(f"stale_s={stale_s:g} must be below {stale_below_s:g} seconds, after "
+                         "which the server ends a silent session (NEOPAIN_SESSION_IDLE_S)")
     row = db.get(AlarmLimit, patient.id) or AlarmLimit(patient_id=patient.id)
     for name, value in values.items():
         setattr(row, name, value)

@@ -10,7 +10,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from neopain.store.crud.base import SYSTEM, commit, stage_audit
-from neopain.store.tables import Alarm, MonitoringSession, User, utc_now
+from neopain.store.tables import Alarm, AlarmPause, MonitoringSession, User, utc_now
 
 SEEN_WRITE_S = 5.0
 """``note_frame`` writes ``last_seen_at`` at most this often (seconds): frames arrive several
@@ -50,15 +50,21 @@ def end_idle_sessions(db: Session, *, idle_s: float,
     by the system saying for how long no frame came. Each session is ended once, also when
     several server processes sweep at the same time. The sessions ended.
 
-    A session with an alarm nobody has acknowledged stays open (and on the ward station) until
-    someone does: ending it would resolve the alarm, and a closed tab must not silence a bed.
+    A closed tab must not silence a bed, so a session stays open (and on the ward station)
+    while one of its alarms is unacknowledged, and its alarms' pause counts as being seen: the
+    idle time runs from the later of its last frame and the end of its last pause, so its link
+    alarm is raised after the pause (the link limit is shorter than ``idle_s``) before the sweep
+    could end it.
     """
     now = now or utc_now()
+    cutoff = now - timedelta(seconds=idle_s)
     last = func.coalesce(MonitoringSession.last_seen_at, MonitoringSession.started_at)
     unheard = exists().where(Alarm.session_id == MonitoringSession.id,
                              Alarm.resolved_at.is_(None), Alarm.acknowledged_at.is_(None))
+    paused = exists().where(AlarmPause.session_id == MonitoringSession.id,
+                            AlarmPause.until > cutoff)
     idle = (MonitoringSession.source == "live", MonitoringSession.ended_at.is_(None),
-            last < now - timedelta(seconds=idle_s), ~unheard)
+            last < cutoff, ~unheard, ~paused)
     candidates = list(db.scalars(select(MonitoringSession).where(*idle)
                                  .order_by(MonitoringSession.id)))
     ended = []

@@ -1,6 +1,7 @@
 """The ward station and its alarms: live_status (each live session's stream as it stands),
 alarms (one row per alarm with its transitions; one unresolved alarm per session and rule),
-alarm_pauses and alarm_limits (a patient's own limits).
+alarm_pauses and alarm_limits (a patient's own limits); assessments indexed by session and
+time (the station's 10-minute trends).
 
 Revision ID: 0005
 Revises: 0004
@@ -35,10 +36,14 @@ def upgrade() -> None:
         sa.Column("first_frame_at", sa.DateTime(), nullable=False),
         sa.Column("last_frame_at", sa.DateTime(), nullable=False),
         sa.Column("last_assessed_at", sa.DateTime(), nullable=True),
+        sa.Column("held_state", sa.String(length=8), nullable=True),
         sa.Column("pain_since", sa.DateTime(), nullable=True),
         sa.Column("streaming", sa.Boolean(), nullable=False),
+        sa.Column("stream_started_at", sa.DateTime(), nullable=False),
         sa.CheckConstraint("state IN ('pain', 'nopain', 'cannot_assess', 'no_face')",
                            name=op.f("ck_live_status_state")),
+        sa.CheckConstraint("held_state IS NULL OR held_state IN ('pain', 'nopain')",
+                           name=op.f("ck_live_status_held_state")),
         _fk("live_status", "session_id", "monitoring_sessions.id"),
         sa.PrimaryKeyConstraint("session_id", name=op.f("pk_live_status")),
     )
@@ -66,6 +71,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alarms")),
     )
     op.create_index(op.f("ix_alarms_session_id"), "alarms", ["session_id"])
+    op.create_index(op.f("ix_alarms_patient_id"), "alarms", ["patient_id"])
+    op.create_index("ix_assessments_session_time", "assessments", ["session_id", "time"])
     op.create_index(op.f("ix_alarms_resolved_at"), "alarms", ["resolved_at"])
     op.create_index("uq_alarms_active", "alarms", ["session_id", "rule"], unique=True,
                     sqlite_where=sa.text("resolved_at IS NULL"),
@@ -103,6 +110,8 @@ def downgrade() -> None:
     op.drop_table("alarm_pauses")
     op.drop_index("uq_alarms_active", table_name="alarms")
     op.drop_index(op.f("ix_alarms_resolved_at"), table_name="alarms")
+    op.drop_index(op.f("ix_alarms_patient_id"), table_name="alarms")
     op.drop_index(op.f("ix_alarms_session_id"), table_name="alarms")
     op.drop_table("alarms")
     op.drop_table("live_status")
+    op.drop_index("ix_assessments_session_time", table_name="assessments")
