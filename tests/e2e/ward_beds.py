@@ -189,7 +189,9 @@ def status_of(bed: SimBed, *, seeded_at: datetime, now: datetime):
         first_frame_at=seeded_at - timedelta(minutes=30), last_frame_at=last_frame,
         last_assessed_at=last_frame if assessed
         else seeded_at - timedelta(seconds=bed.unassessed_s),
-        pain_since=seeded_at - timedelta(seconds=bed.pain_s) if bed.state == "pain" else None)
+        held_state=bed.state if bed.state in ("pain", "nopain") else None,
+        pain_since=seeded_at - timedelta(seconds=bed.pain_s) if bed.state == "pain" else None,
+        stream_started_at=seeded_at - timedelta(minutes=30))
 
 
 def seed_ward(app, admin, beds: list[SimBed]) -> dict[str, dict]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from importlib.resources import files
 
+from neopain.server.render import asset_version
+
 
 def _luminance(colour: str) -> float:
     channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
@@ -24,8 +26,9 @@ def test_the_live_page_loads_the_panel_script_and_style(server):
     patient = client.post("/api/patients", json={"record_number": "EXP-1"}).json()
     page = client.get(f"/patients/{patient['id']}/live").text
     assert '<section id="explanation"' in page
-    assert '<script src="/static/explanation.js"></script>' in page
-    assert '<link rel="stylesheet" href="/static/explanation.css">' in page
+    version = asset_version()
+    assert f'<script src="/static/explanation.js?v={version}"></script>' in page
+    assert f'<link rel="stylesheet" href="/static/explanation.css?v={version}">' in page
     for name in ("explanation.js", "explanation.css"):
         assert client.get(f"/static/{name}").status_code == 200
 
