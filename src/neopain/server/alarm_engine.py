@@ -20,7 +20,7 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +31,7 @@ from neopain.config import Settings
 from neopain.monitor.alarm_rules import (
     RULES, AlarmLimits, BedReading, escalation_due, judge,
 )
+from neopain.server.background import in_background
 from neopain.server.ward import WardHub, ward_view
 from neopain.store import crud
 from neopain.store.crud import Bed
@@ -149,10 +150,5 @@ async def _run(store: sessionmaker[Session], *, settings: Settings, hub: WardHub
 async def alarm_engine(store: sessionmaker[Session], *, settings: Settings,
                        hub: WardHub) -> AsyncIterator[None]:
     """Run the engine in the background until the block ends."""
-    task = asyncio.create_task(_run(store, settings=settings, hub=hub), name="alarm-engine")
-    try:
+    async with in_background(_run(store, settings=settings, hub=hub), name="alarm-engine"):
         yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task

@@ -16,12 +16,13 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from neopain.server.background import in_background
 from neopain.store import crud
 from neopain.store.crud.liveness import SEEN_WRITE_S
 from neopain.store.session import StoreError
@@ -64,13 +65,8 @@ async def _sweep_forever(store: sessionmaker[Session], *, idle_s: float) -> None
 async def idle_sweeper(store: sessionmaker[Session], *, idle_s: float) -> AsyncIterator[None]:
     """Sweep now (before the app answers), then in the background until the block ends."""
     await _sweep_logged(store, idle_s=idle_s)
-    task = asyncio.create_task(_sweep_forever(store, idle_s=idle_s), name="idle-sweeper")
-    try:
+    async with in_background(_sweep_forever(store, idle_s=idle_s), name="idle-sweeper"):
         yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 class FrameNotes:
