@@ -391,8 +391,8 @@ class LiveStream:
         if self._closed:
             return
         self._closed = True
-        self._executor.submit(self.status.close)
-        if self._assessor is not None:
+        if self._assessor is not None:  # first: a reconnecting page takes this detector
             self._executor.submit(self.service.release, self._assessor)
+        self._executor.submit(self.status.close)
         self._executor.shutdown(wait=False)
         self.service.stream_closed()
