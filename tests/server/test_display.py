@@ -80,6 +80,7 @@ def test_shown_number_agrees_with_the_held_state_in_every_frame(threshold):
             replies.append(reply_of(result, frame_shape=(40, 40, 3),
                                     shown=shown_of(result, threshold=threshold)))
     held = 0
+    held_by_state = {"pain": 0, "nopain": 0}
     for reply in replies:
         shown = reply["shown"]
         if not reply["found"]:
@@ -98,6 +99,7 @@ def test_shown_number_agrees_with_the_held_state_in_every_frame(threshold):
             assert shown["number"] == "uncertain"
             assert not (on_its_side and sure >= 0.5), reply
             held += on_its_side is False
+            held_by_state[state] += on_its_side is False
         else:
             assert on_its_side, reply
             assert 0.5 <= shown["confidence"] <= 1
@@ -105,6 +107,7 @@ def test_shown_number_agrees_with_the_held_state_in_every_frame(threshold):
             assert shown["number"] == f"{round(shown['confidence'] * 100)}%"
             assert 50 <= int(shown["number"].rstrip("%")) <= 100
     assert held >= 4  # the smoothing really went through held states on both sides
+    assert held_by_state["pain"] >= 1 and held_by_state["nopain"] >= 1, held_by_state
     states = [r["state"] for r in replies if r["found"] and r["assessable"]]
     assert {"pain", "nopain"} <= set(states)
 
@@ -115,3 +118,6 @@ def test_a_smoothed_value_that_means_nothing_shows_no_number(smoothed):
         shown = shown_state(state=state, smoothed=smoothed, threshold=0.5)
         assert shown.confidence is None or 0.5 <= shown.confidence <= 1
         assert shown.number == "uncertain" or shown.confidence is not None
+        # no number at all: a clamped "100%" would pass the two lines above
+        assert shown.confidence is None and shown.number == "uncertain", (state, smoothed)
+        assert shown.kind == state

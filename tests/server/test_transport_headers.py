@@ -54,6 +54,8 @@ def test_html_pages_and_replies_with_a_csrf_token_are_never_gzipped(wired):
         assert "content-encoding" not in response.headers, path
     # the API's replies with a token are under the 500 bytes gzip skips: not by size alone
     assert not any(COMPRESSED_PATHS.fullmatch(path) for path in ("/api/me", "/api/login"))
+    me = client.get("/api/me", headers=GZIP)
+    assert me.status_code == 200 and "content-encoding" not in me.headers
     # a chart's address answered with the login page (HTML with a token): not compressed
     login = server.client().get(f"/patients/{ids['patient_id']}/charts/day.svg",
                                 headers=GZIP)
@@ -67,6 +69,9 @@ def test_static_assets_are_cached_and_revalidated_and_charts_are_not_stored(wire
     client = server.client("researcher")
     first = client.get("/static/app.css", headers=headers)
     assert first.headers["cache-control"] == STATIC_CACHE and "max-age=" in STATIC_CACHE
+    # what a browser is told: kept ten minutes, then asked again
+    assert "max-age=600" in first.headers["cache-control"]
+    assert "must-revalidate" in first.headers["cache-control"]
     etag = first.headers["etag"]
     again = client.get("/static/app.css", headers={**headers, "If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""

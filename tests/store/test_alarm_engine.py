@@ -150,6 +150,7 @@ def test_ending_the_session_resolves_its_alarms(db, ward):
     run(db, ward, 12)
     [alarm] = alarms(db)
     assert alarm.resolution == "session ended"
+    assert [e.detail for e in audited(db, "alarm_resolve")] == ["session ended"]
 
 
 def test_an_unacknowledged_alarm_escalates_once_and_an_acknowledged_one_never(db, ward):
@@ -195,10 +196,16 @@ def test_a_pause_holds_alarms_back_for_its_time_only(db, ward):
     assert "kangaroo" not in entry.detail  # free text stays out of the audit log
 
 
-@pytest.mark.parametrize("minutes,reason", [(61, "too long"), (-1, "negative"), (5, "  ")])
-def test_a_pause_is_bounded_and_says_why(db, ward, minutes, reason):
+@pytest.mark.parametrize("minutes,reason,why", [(61, "too long", "minutes=61 is outside 0-60"),
+                                                (-1, "negative", "minutes=-1 is outside 0-60"),
+                                                (5, "  ", "reason is empty")])
+def test_a_pause_is_bounded_and_says_why(db, ward, minutes, reason, why):
     with pytest.raises(StoreError):
         crud.pause_alarms(db, ward.session, actor=ward.nurse, minutes=minutes, reason=reason)
+    with pytest.raises(StoreError, match=why):
+        crud.pause_alarms(db, ward.session, actor=ward.nurse, minutes=minutes, reason=reason)
+    assert audited(db, "alarm_pause") == []  # nothing half written
+    assert crud.open_beds(db, now=utc_now())[0].pause is None
 
 
 def test_a_patients_own_limit_overrides_the_default(db, ward):
@@ -234,6 +241,8 @@ def test_status_is_never_written_to_an_ended_session(db, ward):
     crud.end_session(db, ward.session, actor=ward.nurse)
     crud.write_status(db, session_id=ward.session.id, status=status(ward.t0, last_s=1))
     assert crud.open_beds(db, now=utc_now()) == []
+    assert not crud.write_status(db, session_id=ward.session.id,
+                                 status=status(ward.t0, last_s=2))
     from neopain.store.tables import LiveStatus
     assert db.get(LiveStatus, ward.session.id) is None
 
