@@ -76,7 +76,7 @@ def audited(db, action: str) -> list[AuditEntry]:
 
 
 def run(db, ward, seconds: float, limits: AlarmLimits = LIMITS) -> int:
-    return evaluate(db, defaults=limits, now=ward.t0 + timedelta(seconds=seconds))
+    return evaluate(db, defaults=limits, now=ward.t0 + timedelta(seconds=seconds)).made
 
 
 def test_sustained_pain_raises_a_high_alarm_once_its_time_has_come(db, ward):
@@ -316,3 +316,15 @@ def test_a_paused_silent_bed_is_not_ended_as_idle_before_its_link_alarm(db, ward
     run(db, ward, 601)  # the pause ended at 600 s: the link alarm comes at once
     assert [a.rule for a in alarms(db)] == ["link"]
     assert crud.end_idle_sessions(db, idle_s=300, now=ward.t0 + timedelta(seconds=905)) == []
+
+
+def test_a_pause_of_zero_minutes_ends_a_longer_one_before_it(db, ward):
+    """The newest pause applies: an older, longer one does not come back in its place."""
+    crud.pause_alarms(db, ward.session, actor=ward.nurse, minutes=30, reason="procedure",
+                      now=ward.t0)
+    assert crud.open_beds(db, now=ward.t0 + timedelta(minutes=1))[0].pause is not None
+    crud.pause_alarms(db, ward.session, actor=ward.nurse, minutes=0, reason="done",
+                      now=ward.t0 + timedelta(minutes=2))
+    assert crud.open_beds(db, now=ward.t0 + timedelta(minutes=3))[0].pause is None
+    run(db, ward, 181)
+    assert [a.rule for a in alarms(db)] == ["link"]

@@ -21,6 +21,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -69,9 +70,17 @@ def reading_of(bed: Bed) -> BedReading:
                       pain_since=status.pain_since, streaming=status.streaming)
 
 
-def evaluate(db: Session, *, defaults: AlarmLimits, now: datetime) -> int:
-    """Judge the ward at ``now`` and make the transitions due (module docstring); how many this
-    call made (another process may have made some first)."""
+@dataclass(frozen=True)
+class Judgement:
+    """What one ``evaluate`` did: ``made`` transitions (another process may have made some
+    first), judging the open ``beds`` it read (the ward's view reuses them)."""
+
+    made: int
+    beds: list[Bed]
+
+
+def evaluate(db: Session, *, defaults: AlarmLimits, now: datetime) -> Judgement:
+    """Judge the ward at ``now`` and make the transitions due (module docstring)."""
     # the alarms before the beds: a status newer than the alarms read cannot make this call
     # raise again an alarm that another process resolved a moment ago
     unresolved = crud.unresolved_alarms(db)
@@ -107,7 +116,7 @@ def evaluate(db: Session, *, defaults: AlarmLimits, now: datetime) -> int:
                 made += crud.raise_alarm(db, session=bed.session, rule=rule,
                                          priority=RULES[rule].priority, condition_since=since,
                                          limit_s=limits.limit_s(rule), now=now) is not None
-    return made
+    return Judgement(made=made, beds=beds)
 
 
 def tick(store: sessionmaker[Session], *, settings: Settings, with_view: bool
@@ -115,10 +124,12 @@ def tick(store: sessionmaker[Session], *, settings: Settings, with_view: bool
     """One judgement of the ward now; the ward's view after it (as JSON) when ``with_view``."""
     now = utc_now()
     with store() as db:
-        evaluate(db, defaults=default_limits(settings), now=now)
+        judged = evaluate(db, defaults=default_limits(settings), now=now)
         if not with_view:
             return None
-        return ward_view(db, stale_s=settings.stale_s, now=now).model_dump(mode="json")
+        # the beds as judged (a transition changes only alarms, which the view reads anew)
+        return ward_view(db, stale_s=settings.stale_s, now=now,
+                         beds=judged.beds).model_dump(mode="json")
 
 
 async def _run(store: sessionmaker[Session], *, settings: Settings, hub: WardHub) -> None:

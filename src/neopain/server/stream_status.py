@@ -61,11 +61,7 @@ class StatusWriter:
                         type(error).__name__)
             return
         if row is not None:
-            self.carried_ = StreamStatus(
-                state=row.state, smoothed=row.smoothed, confidence=row.confidence,
-                first_frame_at=row.first_frame_at, last_frame_at=row.last_frame_at,
-                last_assessed_at=row.last_assessed_at, held_state=row.held_state,
-                pain_since=row.pain_since, stream_started_at=self.started_at)
+            self.carried_ = replace(crud.stream_status_of(row), stream_started_at=self.started_at)
 
     def frame(self, result: FrameAssessment, *, shown: Shown, now: datetime) -> None:
         """Note one frame's assessment, received at ``now``."""

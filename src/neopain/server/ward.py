@@ -36,11 +36,13 @@ def _thinned(points: list[tuple[datetime, float]]) -> list[tuple[datetime, float
     return points[::-1][::step][::-1]
 
 
-def ward_view(db: Session, *, stale_s: float, now: datetime, trend: bool = False) -> WardOut:
+def ward_view(db: Session, *, stale_s: float, now: datetime, trend: bool = False,
+              beds: list[crud.Bed] | None = None) -> WardOut:
     """Every open live session as a ward entry: its state (``stale`` when no frame came for
     ``stale_s``), numbers, pause and unresolved alarms, most urgent first; with ``trend``,
-    each bed's saved smoothed P(pain) of the last ``TREND_S`` seconds."""
-    beds = crud.open_beds(db, now=now)
+    each bed's saved smoothed P(pain) of the last ``TREND_S`` seconds. ``beds``: the open
+    beds as just read (``crud.open_beds``), None to read them."""
+    beds = crud.open_beds(db, now=now) if beds is None else beds
     alarms: dict[int, list] = defaultdict(list)
     for alarm in crud.unresolved_alarms(db):
         alarms[alarm.session_id].append(alarm)

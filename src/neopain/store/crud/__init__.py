@@ -17,7 +17,8 @@ from neopain.store.crud.accounts import (
 )
 from neopain.store.crud.alarms import (
     MAX_PAUSE_MINUTES, StreamStatus, acknowledge_alarm, alarm_limits, escalate_alarm, get_alarm,
-    pause_alarms, raise_alarm, read_status, resolve_alarm, set_alarm_limits, write_status,
+    pause_alarms, raise_alarm, read_status, resolve_alarm, set_alarm_limits, stream_status_of,
+    write_status,
 )
 from neopain.store.crud.base import SYSTEM, audit, list_audit
 from neopain.store.crud.calibrations import (
@@ -50,6 +51,6 @@ __all__ = [
     "MAX_PAUSE_MINUTES", "StreamStatus", "acknowledge_alarm", "alarm_limits", "escalate_alarm",
     "get_alarm",
     "pause_alarms", "raise_alarm", "read_status", "resolve_alarm", "set_alarm_limits",
-    "write_status",
+    "write_status", "stream_status_of",
     "Bed", "list_alarms", "open_beds", "patients_of", "recent_smoothed", "unresolved_alarms",
 ]

@@ -6,10 +6,10 @@ same transaction, so several server processes on one database make each transiti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,11 @@ def write_status(db: Session, *, session_id: int, status: StreamStatus) -> bool:
     except StoreError:  # two streams of one session inserted at once: the other row stands
         return False
     return True
+
+
+def stream_status_of(row: LiveStatus) -> StreamStatus:
+    """A ``live_status`` row as the ``StreamStatus`` that wrote it."""
+    return StreamStatus(**{field.name: getattr(row, field.name) for field in fields(StreamStatus)})
 
 
 def read_status(db: Session, *, session_id: int) -> LiveStatus | None:
@@ -176,11 +181,13 @@ def current_pauses(db: Session, *, session_ids: list[int],
                    now: datetime) -> dict[int, AlarmPause]:
     """The pause in force for each of these sessions that has one (its newest pause, if its
     time has not run out)."""
-    newest: dict[int, AlarmPause] = {}
-    for pause in db.scalars(select(AlarmPause).where(AlarmPause.session_id.in_(session_ids))
-                            .order_by(AlarmPause.id)):
-        newest[pause.session_id] = pause
-    return {sid: pause for sid, pause in newest.items() if pause.until > now}
+    newest = (select(func.max(AlarmPause.id)).where(AlarmPause.session_id.in_(session_ids))
+              .group_by(AlarmPause.session_id))
+    # the newest pause of each (a 0-minute pause ends an older one), if it still runs: not
+    # every pause a session ever had, on every tick
+    pauses = db.scalars(select(AlarmPause).where(AlarmPause.id.in_(newest),
+                                                 AlarmPause.until > now))
+    return {pause.session_id: pause for pause in pauses}
 
 
 def alarm_limits(db: Session, *, patient_ids: list[int]) -> dict[int, AlarmLimit]:
