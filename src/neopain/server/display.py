@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from neopain.monitor.pipeline import FrameAssessment
 
 STATE_TEXT = {"pain": "PAIN", "nopain": "no pain"}
+KIND_TEXT = {**STATE_TEXT, "noface": "no face", "unassessable": "cannot assess"}
+"""Each kind the panel shows, in the nurse's words (the ward's tiles say the same)."""
 UNCERTAIN = "uncertain"
 NO_NUMBER = "–"
 
@@ -50,7 +52,7 @@ def shown_state(*, state: str | None, smoothed: float | None,
     the smoothed value is missing, outside 0–1 (NaN included), or on the other side of
     ``threshold``."""
     if state not in STATE_TEXT:
-        return Shown(kind="unassessable", text="cannot assess", confidence=None,
+        return Shown(kind="unassessable", text=KIND_TEXT["unassessable"], confidence=None,
                      number=NO_NUMBER)
     pain = state == "pain"
     agrees = (smoothed is not None and threshold is not None and 0.0 <= smoothed <= 1.0
@@ -66,9 +68,9 @@ def shown_of(result: FrameAssessment, *, threshold: float | None = None) -> Show
     """What the panel shows for ``result``; ``threshold`` is the one the state was held
     against (the assessor's; None: the prediction's own)."""
     if result.face is None or result.prediction is None:
-        return Shown(kind="noface", text="no face", confidence=None, number=NO_NUMBER)
+        return Shown(kind="noface", text=KIND_TEXT["noface"], confidence=None, number=NO_NUMBER)
     if not result.prediction.assessable:
-        return Shown(kind="unassessable", text="cannot assess", confidence=None,
+        return Shown(kind="unassessable", text=KIND_TEXT["unassessable"], confidence=None,
                      number=NO_NUMBER)
     return shown_state(state=result.state, smoothed=result.smoothed,
                        threshold=result.prediction.threshold if threshold is None else threshold)

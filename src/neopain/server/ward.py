@@ -13,12 +13,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from neopain.monitor.alarm_rules import PRIORITY_RANK, bed_state
+from neopain.server.display import KIND_TEXT
 from neopain.server.render import patient_label
+from neopain.server.stream_status import WARD_STATE
 from neopain.server.ward_schemas import AlarmOut, WardBedOut, WardOut
 from neopain.store import crud
 
-STATE_TEXT = {"pain": "PAIN", "nopain": "no pain", "no_face": "no face",
-              "cannot_assess": "cannot assess", "stale": "no current assessment"}
+STATE_TEXT = {**{WARD_STATE[kind]: text for kind, text in KIND_TEXT.items()},
+              "stale": "no current assessment"}
 """What each ward state reads as on a page (the live panel's words, ``server.display``)."""
 TREND_S = 600.0
 """The sparkline's span: the last 10 minutes."""
