@@ -274,7 +274,7 @@ def audit_page(request: Request, db: Db, user: Admin,
     zone = display_zone(server_state(request).settings)
     first, last = _day(since, "From", problems), _day(until, "To", problems)
     upto = upto or crud.newest_audit_id(db)
-    entries = crud.list_audit_page(
+    entries = crud.list_audit(
         db, upto=upto, username=username, action=action,
         since=None if first is None else day_start(first, zone),
         until=None if last is None else day_end(last, zone),

@@ -25,7 +25,7 @@ from neopain.store.crud.calibrations import (
     add_calibration, calibration_reference, latest_calibration,
 )
 from neopain.store.crud.history import (
-    SessionSummary, audit_choices, list_audit_page, newest_audit_id, session_summaries,
+    SessionSummary, audit_choices, newest_audit_id, session_summaries,
 )
 from neopain.store.crud.liveness import connect_session, end_idle_sessions, note_frame
 from neopain.store.crud.ward import (
@@ -46,7 +46,7 @@ __all__ = [
     "list_assessments", "list_audit", "list_sessions", "list_users", "NewAssessment",
     "note_frame", "record_image", "release_login_attempt", "reserve_login_attempt",
     "search_patients", "start_session", "SYSTEM", "update_patient", "update_user",
-    "SessionSummary", "audit_choices", "list_audit_page", "newest_audit_id", "session_summaries",
+    "SessionSummary", "audit_choices", "newest_audit_id", "session_summaries",
     "add_calibration", "calibration_reference", "latest_calibration",
     "MAX_PAUSE_MINUTES", "StreamStatus", "acknowledge_alarm", "alarm_limits", "escalate_alarm",
     "get_alarm",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -51,6 +53,22 @@ def audit(db: Session, *, actor: User | None, action: str, object_type: str = ""
     commit(db, f"audit {action}")
 
 
-def list_audit(db: Session, *, limit: int = 200) -> list[AuditEntry]:
-    """The newest audit rows first."""
-    return list(db.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))
+def list_audit(db: Session, *, upto: int | None = None, username: str = "", action: str = "",
+               since: datetime | None = None, until: datetime | None = None, limit: int = 200,
+               offset: int = 0) -> list[AuditEntry]:
+    """Audit rows, newest first, that match every filter given: ``username`` and ``action``
+    exactly, ``since`` ≤ time < ``until`` (aware datetimes). ``upto`` (a row id) pins the
+    listing to the rows that existed when its first page was read, so rows added meanwhile
+    shift no page: paging by ``offset`` then neither skips nor repeats a row."""
+    statement = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
+    if upto is not None:
+        statement = statement.where(AuditEntry.id <= upto)
+    if username:
+        statement = statement.where(AuditEntry.username == username)
+    if action:
+        statement = statement.where(AuditEntry.action == action)
+    if since is not None:
+        statement = statement.where(AuditEntry.time >= since)
+    if until is not None:
+        statement = statement.where(AuditEntry.time < until)
+    return list(db.scalars(statement))

@@ -1,10 +1,10 @@
-"""Looking back: a patient's sessions summed up (duration, pain share, episodes) and the
-audit log filtered and paged. Queries only; nothing here writes."""
+"""Looking back: a patient's sessions summed up (duration, pain share, episodes), and what the
+audit log page needs besides ``base.list_audit`` (its newest id, the names to filter by).
+Queries only; nothing here writes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -96,28 +96,6 @@ def _duration_s(session: MonitoringSession, last_offset_s: float | None) -> floa
     if session.source == "video":
         return last_offset_s or 0.0
     return None
-
-
-def list_audit_page(db: Session, *, upto: int | None = None, username: str = "",
-                    action: str = "", since: datetime | None = None,
-                    until: datetime | None = None, limit: int = 50,
-                    offset: int = 0) -> list[AuditEntry]:
-    """Audit rows, newest first, that match every filter given: ``username`` and ``action``
-    exactly, ``since`` ≤ time < ``until`` (aware datetimes). ``upto`` (a row id) pins the
-    listing to the rows that existed when its first page was read, so rows added meanwhile
-    shift no page: paging by ``offset`` then neither skips nor repeats a row."""
-    statement = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
-    if upto is not None:
-        statement = statement.where(AuditEntry.id <= upto)
-    if username:
-        statement = statement.where(AuditEntry.username == username)
-    if action:
-        statement = statement.where(AuditEntry.action == action)
-    if since is not None:
-        statement = statement.where(AuditEntry.time >= since)
-    if until is not None:
-        statement = statement.where(AuditEntry.time < until)
-    return list(db.scalars(statement))
 
 
 def newest_audit_id(db: Session) -> int:
