@@ -386,7 +386,9 @@ def test_a_paused_bed_neither_sounds_nor_flashes_nor_sits_in_the_banner(tmp_path
 
         # Resume: the alarm sounds, is told and sits in the banner
         page.click(f"#bed-{session} .pause-end")
-        poll(lambda: tones(page) == 1, timeout_s=5, what="the resumed alarm sounded")
+        poll(lambda: tones(page) >= 1, timeout_s=5, what="the resumed alarm sounded")
+        page.wait_for_timeout(1500)  # the next view and a few ticks: it sounded once, not twice
+        assert tones(page) == 1, tones(page)
         assert banner_alarms(page) == [alarm_id]
         page.wait_for_function("() => /Resumed high-priority alarm: In pain, Baby Dubois/"
                                ".test(document.getElementById('announce').textContent)")

@@ -337,13 +337,17 @@
     $("pause-reason").focus();
   }
 
-  function applyPause(answer) {
+  // ended: the pause was ended (not judged by the clocks: this computer's estimate of the
+  // server's may lag the end it was told). The alarm side hears the change at once, so a
+  // resumed alarm sounds and is told once, now, and not again when the next view comes.
+  function applyPause(answer, ended = false) {
     const bed = bedOf(answer.session_id);
     if (!bed) return;
-    const future = Date.parse(answer.paused_until) > serverNow();
+    const future = !ended && Date.parse(answer.paused_until) > serverNow();
     bed.paused_until = future ? answer.paused_until : null;
     bed.pause_reason = future ? answer.reason : null;
     render();
+    alarmSide.heed(view.beds);
   }
 
   async function submitPause(event) {
@@ -382,7 +386,7 @@
       return;
     }
     notice("Alarms resumed.");
-    applyPause(result.answer);
+    applyPause(result.answer, true);
   }
 
   if (CAN_ACT) {
