@@ -49,6 +49,12 @@ class Prediction:
         reason: why the face could not be assessed ("head turned beyond the limits …",
             "face too small …"), for the screen; "" when assessable or when the model does not
             say.
+        prob_raw: the model's P(pain) before calibration when ``prob_pain`` is calibrated
+            (``models.calibrator``); None: ``prob_pain`` is the model's own output.
+        prediction_set: the conformal set (``"pain"``, ``"nopain"`` or ``"pain|nopain"``:
+            uncertain, look at the baby) when the model carries a referral band, else None.
+        uncertainty: spread over stochastic passes or ensemble members (``entropy``,
+            ``mutual_information``, ``passes``); empty when the model gives none.
     """
 
     prob_pain: float
@@ -58,6 +64,20 @@ class Prediction:
     details: Mapping[str, float] = field(default_factory=dict)
     assessable: bool = True
     reason: str = ""
+    prob_raw: float | None = None
+    prediction_set: str | None = None
+    uncertainty: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether ``prob_pain`` is a calibrated probability (else a raw model output, for a
+        rule-based model a score)."""
+        return self.prob_raw is not None
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the referral band holds both labels: "uncertain: look at the baby"."""
+        return self.prediction_set == "pain|nopain"
 
     @property
     def confidence(self) -> float:
@@ -91,11 +111,15 @@ class RuntimeOptions:
         batch_size: crops per model call.
         evidence_grid: squares a side of an evidence heatmap computed on a grid (occlusion);
             None: the kind's own default. The bedside asks for a coarser, cheaper one.
+        mc_passes: stochastic forward passes with dropout on (MC dropout) per crop, for kinds
+            that can (``Prediction.uncertainty``); 0: one deterministic pass. A kind that cannot
+            refuses a positive value in ``open``.
     """
 
     threads: int | None = None
     batch_size: int = 16
     evidence_grid: int | None = None
+    mc_passes: int = 0
 
 
 class Predictor(ABC):
@@ -221,7 +245,7 @@ def model_choices() -> str:
 
 def load_predictor(model: str | os.PathLike[str] | None = None, *,
                    threads: int | None = None, batch_size: int = 16,
-                   evidence_grid: int | None = None) -> Predictor:
+                   evidence_grid: int | None = None, mc_passes: int = 0) -> Predictor:
     """The predictor ``model`` names: a kind's name (``nfcs``), a file whose suffix a kind loads
     (an exported ``.onnx``), or None for the default kind; the keywords are its
     ``RuntimeOptions``.
@@ -231,8 +255,11 @@ def load_predictor(model: str | os.PathLike[str] | None = None, *,
     """
     kinds = predictor_kinds()
     spec = default_kind() if model is None else str(model)
+    if isinstance(mc_passes, bool) or not isinstance(mc_passes, int) or mc_passes < 0:
+        raise NeopainError(f"mc_passes={mc_passes!r} must be 0 (one deterministic pass) or a "
+                           "positive number of passes, e.g. 20")
     options = RuntimeOptions(threads=threads, batch_size=batch_size,
-                             evidence_grid=evidence_grid)
+                             evidence_grid=evidence_grid, mc_passes=mc_passes)
     if spec in kinds and not kinds[spec].file_suffixes:
         return kinds[spec].open(spec, options=options)
     suffix = Path(spec).suffix.lower()

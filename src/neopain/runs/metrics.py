@@ -15,6 +15,7 @@ from sklearn.metrics import (
     brier_score_loss,
     confusion_matrix,
     f1_score,
+    log_loss,
     precision_score,
     recall_score,
     roc_auc_score,
@@ -25,10 +26,14 @@ from neopain.errors import NeopainError
 
 METRICS = (
     "accuracy", "precision", "recall", "specificity", "f1", "auc", "balanced_accuracy", "brier",
+    "nll", "ece", "ece_mass", "mce",
 )  # fmt: skip
-"""The metrics of :func:`binary_metrics`, in report order. recall is sensitivity."""
+"""The metrics of :func:`binary_metrics`, in report order. recall is sensitivity; the last four
+say whether P(pain) means what it says (:func:`calibration_errors`)."""
 
-LOWER_IS_BETTER = frozenset({"brier"})
+LOWER_IS_BETTER = frozenset({"brier", "nll", "ece", "ece_mass", "mce"})
+CALIBRATION_BINS = 15
+"""Bins of the calibration errors and reliability diagrams (Guo et al. 2017 use 15)."""
 
 
 def _labels_and_probs(y_true: ArrayLike, prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -57,9 +62,10 @@ def predict(prob: ArrayLike, *, threshold: float = 0.5) -> np.ndarray:
 
 def binary_metrics(y_true: ArrayLike, prob: ArrayLike, *,
                    threshold: float = 0.5) -> dict[str, float]:
-    """The eight metrics of ``METRICS`` for one set of predictions.
+    """The metrics of ``METRICS`` for one set of predictions.
 
-    Threshold metrics use ``prob >= threshold`` as pain; AUC and Brier use ``prob``.
+    Threshold metrics use ``prob >= threshold`` as pain; AUC, Brier, NLL and the calibration
+    errors use ``prob``.
     Undefined metrics are NaN (see :func:`metric_notes`).
 
     Raises:
@@ -78,7 +84,45 @@ def binary_metrics(y_true: ArrayLike, prob: ArrayLike, *,
         # sklearn warns and averages over the one class present; undefined is clearer
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else float("nan"),
         "brier": float(brier_score_loss(y, p, pos_label=1)),
+        "nll": float(log_loss(y, p, labels=[0, 1])),
+        **calibration_errors(y, p),
     }
+
+
+def calibration_bins(prob: ArrayLike, *, bins: int = CALIBRATION_BINS,
+                     strategy: str = "width") -> list[np.ndarray]:
+    """The indices of ``prob`` in each non-empty bin: ``width``, equal-width bins over [0, 1]
+    (a P of 1 in the last); ``mass``, ``bins`` bins of nearly equal counts in order of P."""
+    p = np.asarray(prob, dtype=float)
+    if strategy == "width":
+        which = np.minimum((p * bins).astype(int), bins - 1)
+        return [np.flatnonzero(which == b) for b in range(bins) if (which == b).any()]
+    if strategy == "mass":
+        return [part for part in np.array_split(np.argsort(p, kind="stable"), bins) if len(part)]
+    raise NeopainError(f"strategy={strategy!r}; valid: width, mass")
+
+
+def calibration_errors(y_true: ArrayLike, prob: ArrayLike, *,
+                       bins: int = CALIBRATION_BINS) -> dict[str, float]:
+    """How far P(pain) is from the share of pain among images given about that P.
+
+    ``ece``: the mean over equal-width bins of |share of pain - mean P|, weighted by the bins'
+    counts; ``ece_mass`` the same over equal-mass bins; ``mce`` the largest gap of an
+    equal-width bin. 0 is perfect. (scikit-learn's ``calibration_curve`` gives the points of a
+    reliability diagram but not the bins' counts these need.)
+    """
+    y, p = _labels_and_probs(y_true, prob)
+
+    def gaps(strategy: str) -> tuple[np.ndarray, np.ndarray]:
+        parts = calibration_bins(p, bins=bins, strategy=strategy)
+        return (np.array([abs(y[i].mean() - p[i].mean()) for i in parts]),
+                np.array([len(i) for i in parts]))
+
+    width, counts = gaps("width")
+    mass, mass_counts = gaps("mass")
+    return {"ece": float(width @ counts / counts.sum()),
+            "ece_mass": float(mass @ mass_counts / mass_counts.sum()),
+            "mce": float(width.max())}
 
 
 def metric_notes(y_true: ArrayLike, prob: ArrayLike, *, threshold: float = 0.5) -> list[str]:

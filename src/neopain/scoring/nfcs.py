@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
 from neopain.prediction import Calibration, Prediction, Predictor, RuntimeOptions
 from neopain.scoring.actions import (
@@ -312,7 +313,15 @@ class NfcsPredictor(Predictor):
 
     @classmethod
     def open(cls, spec: str, *, options: RuntimeOptions) -> NfcsPredictor:
-        """The scorer with the published defaults (``options`` mean nothing to it)."""
+        """The scorer with the published defaults (of ``options`` it takes none).
+
+        Raises:
+            NeopainError: MC dropout asked for (``mc_passes``): the scorer has no dropout.
+        """
+        if options.mc_passes:
+            raise NeopainError(f"--mc-passes {options.mc_passes}: the NFCS scorer is rule-based "
+                               "and has no dropout; MC dropout needs a trained network (a run "
+                               "folder or its fold's model.pt)")
         return cls()
 
     def landmarks(self, crop: np.ndarray) -> np.ndarray | None:
