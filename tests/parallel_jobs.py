@@ -50,11 +50,25 @@ def die(item: int) -> int:
     return item
 
 
+def _ignores_ctrl_c(pid: int) -> bool:
+    """Whether process ``pid`` ignores SIGINT now (Linux: the SigIgn mask of /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("SigIgn:")), 16)
+    return bool(mask >> (signal.SIGINT - 1) & 1)
+
+
 def interrupt_parent(item: int) -> str:
-    """Item 0 sends Ctrl-C to the parent (once the pool has started: Ctrl-C is ignored while
-    worker processes start); every item says how its process treats Ctrl-C."""
+    """Item 0 sends Ctrl-C to the parent once the pool has started (Ctrl-C is ignored while
+    worker processes start, which on a busy machine can outlast a worker's first item: it waits
+    up to 10 s for the parent to heed Ctrl-C again); every item says how its process treats
+    Ctrl-C."""
     time.sleep(0.3)
     if item == 0:
-        os.kill(os.getppid(), signal.SIGINT)
+        parent = os.getppid()
+        deadline = time.monotonic() + 10
+        while _ignores_ctrl_c(parent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(parent, signal.SIGINT)
         time.sleep(0.3)
     return "ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "handled"
