@@ -16,6 +16,7 @@ import pytest
 from neopain.data.tables import TableError
 from neopain.evaluation.report import compare, evaluate_run, write_comparison, write_report
 from neopain.runs import RunError, load_run
+from neopain.runs.metrics import binary_metrics
 
 
 def write_run(root: Path, *, accuracy: float = 0.8, folds: int = 4, images: int = 20,
@@ -57,7 +58,8 @@ def test_report_files_hold_numpy_mean_and_sample_std(tmp_path):
     run = write_run(tmp_path / "ncnn", folds=5)
     written = write_report(load_run(run))
     names = {"summary.json", "report.md", "report.html", "figures/confusion.png",
-             "figures/confusion_folds.png", "figures/roc.png"}
+             "figures/confusion_folds.png", "figures/roc.png", "figures/precision_recall.png",
+             "figures/reliability.png", "figures/probabilities.png"}
     assert {p.relative_to(run).as_posix() for p in written.values()} == names
     for name in names:
         if name.endswith(".png"):
@@ -81,7 +83,7 @@ def test_report_files_hold_numpy_mean_and_sample_std(tmp_path):
     assert row in markdown
     assert "figures/roc.png" in markdown
     html = (run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3  # self-contained: pictures embedded
+    assert html.count("data:image/png;base64,") == 6  # self-contained: pictures embedded
     assert f"{accuracy.mean():.3f} ± {accuracy.std(ddof=1):.3f}" in html
 
 
@@ -188,3 +190,21 @@ def test_compare_refuses_a_single_fold_run(tmp_path):
     other = load_run(write_run(tmp_path / "other"))
     with pytest.raises(Exception, match=r"at least 2 folds to compare; too few: .*one \(1 fold\)"):
         compare([one, other])
+
+
+def test_a_metrics_json_from_before_the_calibration_metrics_is_no_mismatch(tmp_path):
+    run = write_run(tmp_path / "run", folds=3)
+    loaded = load_run(run)
+    old = {"accuracy", "precision", "recall", "specificity", "f1", "auc", "balanced_accuracy",
+           "brier"}
+    for fold in loaded.folds:  # an old run's metrics.json: right values, no nll/ece/ece_mass/mce
+        values = binary_metrics(fold.y_true, fold.prob)
+        (fold.path / "metrics.json").write_text(json.dumps(
+            {"fold": fold.index, "metrics": {k: v for k, v in values.items() if k in old}}))
+    assert not [n for n in evaluate_run(load_run(run)).notes if "metrics.json" in n]
+
+    saved = json.loads((run / "fold_1" / "metrics.json").read_text())
+    saved["metrics"]["ece"] = 0.5  # a key that is there and differs is still named
+    (run / "fold_1" / "metrics.json").write_text(json.dumps(saved))
+    stale = [n for n in evaluate_run(load_run(run)).notes if "metrics.json" in n]
+    assert len(stale) == 1 and stale[0].startswith("fold 1: metrics.json says ece = 0.5")

@@ -91,3 +91,16 @@ def test_comparison_needs_two_runs_with_two_values_each():
         compare_runs({"a": [1.0, 2.0], "b": [1.0, math.nan]})
     flat = compare_runs({"a": [0.5, 0.5], "b": [0.5, 0.5]})
     assert math.isnan(flat.f) and flat.pairs == [] and flat.notes
+
+
+def test_the_best_run_and_the_better_of_a_pair_follow_the_metric_direction():
+    rng = np.random.default_rng(5)
+    low = 0.05 + rng.normal(0, 0.01, 8)
+    high = 0.20 + rng.normal(0, 0.01, 8)
+    error = compare_runs({"low": low, "high": high}, lower_is_better=True)
+    assert error.best == "low" and error.pairs[0].better == "low"
+    score = compare_runs({"low": low, "high": high})
+    assert score.best == "high" and score.pairs[0].better == "high"
+    assert error.to_dict()["lower_is_better"] and error.to_dict()["tukey"][0]["better"] == "low"
+    same = compare_runs({"a": low, "b": low.copy()}, lower_is_better=True)
+    assert same.best is None and same.pairs[0].better is None  # a tie, nothing significant

@@ -18,7 +18,7 @@ from neopain.errors import NeopainError
 
 
 SHORT_NAMES = {"accuracy": "acc", "precision": "prec", "recall": "sens", "specificity": "spec",
-               "balanced_accuracy": "bal acc"}
+               "balanced_accuracy": "bal acc", "ece_mass": "ece mass"}
 
 
 def _load(path: Path):
@@ -50,11 +50,15 @@ def evaluate(
     """Metrics of a run from its out-of-fold predictions, with mean ± std over folds.
 
     Every fold's metrics are recomputed from fold_K/predictions.csv: accuracy,
-    precision, recall (sensitivity), specificity, F1, AUC, balanced accuracy, Brier.
-    Writes summary.json, report.md, report.html and figures/ (confusion, ROC).
+    precision, recall (sensitivity), specificity, F1, AUC, balanced accuracy, and the
+    errors of P(pain): Brier, NLL, ECE (equal-width and equal-mass bins), MCE. A
+    calibrated run (neopain calibrate) also gets its calibrated metrics and its
+    conformal coverage and referrals per fold. Writes summary.json, report.md,
+    report.html and figures/ (confusion, ROC, precision-recall, reliability,
+    probability histograms).
     """
     from neopain.evaluation.report import (
-        evaluate_run, format_ci, format_mean_std, format_number, write_report,
+        evaluate_run, format_ci, format_mean_std, format_number, metric_label, write_report,
     )
 
     loaded = _load(run)
@@ -79,26 +83,84 @@ def evaluate(
                           ("folds", "right"), ("pooled", "right")):
         table.add_column(name, justify=justify, no_wrap=True)
     for name, s in evaluation.summary.items():
-        table.add_row(name, format_mean_std(s.mean, s.std), Text(format_ci(s.ci_low, s.ci_high)),
-                      str(s.n), format_number(s.pooled))
+        table.add_row(metric_label(name), format_mean_std(s.mean, s.std),
+                      Text(format_ci(s.ci_low, s.ci_high)), str(s.n), format_number(s.pooled))
     console.print(table)
-
-    folds = Table(title="per fold", caption="sens = recall (sensitivity), spec = specificity")
-    folds.add_column("fold", justify="right")
-    folds.add_column("images", justify="right")
-    for name in evaluation.per_fold.columns:
-        folds.add_column(SHORT_NAMES.get(name, name), justify="right")
-    for fold, row in evaluation.per_fold.iterrows():
-        folds.add_row(str(fold), str(int(evaluation.confusions[fold].sum())),
-                      *(format_number(v) for v in row))
-    console.print(folds)
+    _print_fold_tables(evaluation)
     (tn, fp), (fn, tp) = evaluation.pooled_confusion.tolist()
     console.print(f"pooled confusion: TN {tn}  FP {fp}  FN {fn}  TP {tp}", highlight=False)
+    if evaluation.calibration is not None:
+        _print_calibration(evaluation)
     _print_notes(evaluation.notes)
     for key in ("summary", "markdown", "html"):
         console.print(f"wrote {escape(str(written[key]))}", highlight=False)
-    console.print(f"wrote {escape(str(written['roc'].parent))}/ (confusion matrices, ROC)",
-                  highlight=False)
+    console.print(f"wrote {escape(str(written['roc'].parent))}/ (confusion matrices, ROC, "
+                  f"precision-recall, reliability, probability histograms)", highlight=False)
+
+
+def _fold_table(title: str, per_fold, names: list[str], *, images: dict | None = None,
+                caption: str | None = None) -> Table:
+    from neopain.evaluation.report import format_number
+
+    table = Table(title=title, caption=caption)
+    table.add_column("fold", justify="right")
+    if images is not None:
+        table.add_column("images", justify="right")
+    for name in names:
+        table.add_column(SHORT_NAMES.get(name, name), justify="right")
+    for fold, row in per_fold[names].iterrows():
+        table.add_row(str(fold), *([str(int(images[fold].sum()))] if images is not None else []),
+                      *(format_number(v) for v in row))
+    return table
+
+
+def _print_fold_tables(evaluation) -> None:
+    """Per fold: the decisions' metrics, then the errors of P(pain) (raw, and calibrated)."""
+    from neopain.runs.metrics import LOWER_IS_BETTER
+
+    errors = [m for m in evaluation.per_fold.columns if m in LOWER_IS_BETTER]
+    decisions = [m for m in evaluation.per_fold.columns if m not in LOWER_IS_BETTER]
+    console.print(_fold_table("per fold", evaluation.per_fold, decisions,
+                              images=evaluation.confusions,
+                              caption="sens = recall (sensitivity), spec = specificity"))
+    console.print(_fold_table("per fold, errors of P(pain) (lower is better)",
+                              evaluation.per_fold, errors))
+    if evaluation.calibration is not None:
+        console.print(_fold_table("per fold, errors of the calibrated P(pain)",
+                                  evaluation.calibration.per_fold, errors))
+
+
+def _print_calibration(evaluation) -> None:
+    """Raw against calibrated metrics, and the conformal sets per fold and pooled."""
+    from neopain.evaluation.calibration_report import comparison_rows, set_rows
+
+    calibration = evaluation.calibration
+    table = Table(title=f"calibrated by {', '.join(calibration.methods) or 'unknown'} "
+                        f"(mean ± std over folds, pooled)")
+    for name in ("metric", "raw", "calibrated", "pooled", "pooled cal"):
+        table.add_column(name, justify="left" if name == "metric" else "right", no_wrap=True)
+    for row in comparison_rows(evaluation.summary, calibration.summary):
+        table.add_row(row["metric"], row["raw"], row["calibrated"], row["raw_pooled"],
+                      row["calibrated_pooled"])
+    console.print(table)
+    if not calibration.sets:
+        return
+    sets = Table(title="conformal prediction sets (coverage target 1 − alpha)",
+                 caption="referred = set holds both labels (uncertain: look at the baby)")
+    for name in ("fold", "images", "target", "coverage", "referred", "decided acc"):
+        sets.add_column(name, justify="right")
+    for row in set_rows(calibration):
+        sets.add_row(row["fold"], row["images"], row["target"], row["coverage"],
+                     row["referral"], row["decided_accuracy"],
+                     style="bold" if row["fold"] == "pooled" else None)
+    console.print(sets)
+
+
+def _p_text(p: float) -> str:
+    from neopain.evaluation.report import format_p
+
+    text = format_p(p)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def compare(
@@ -119,7 +181,7 @@ def compare(
     from neopain.runs.metrics import METRICS
     from neopain.evaluation.report import (
         compare as compare_metrics, comparison_to_dict, format_mean_std, format_number,
-        format_p, write_comparison,
+        format_p, metric_label, write_comparison,
     )
 
     if len(runs) < 2:
@@ -135,15 +197,19 @@ def compare(
         return
 
     names = list(next(iter(comparisons.values())).groups) if comparisons else []
-    table = Table(title="one-way ANOVA across runs (mean ± sample std over folds)")
+    table = Table(title="one-way ANOVA across runs (mean ± sample std over folds)",
+                  caption="↓ lower is better; best = the best mean (whether it is "
+                          "significantly better, the pairs say)")
     table.add_column("metric", no_wrap=True)
     for name in names:
         table.add_column(Text(name), justify="right", no_wrap=True)
     table.add_column("F", justify="right")
     table.add_column("p", justify="right")
+    table.add_column("best")
     for name, c in comparisons.items():
-        table.add_row(name, *(format_mean_std(g.mean, g.std) for g in c.groups.values()),
-                      format_number(c.f, digits=2), format_p(c.p))
+        table.add_row(metric_label(name),
+                      *(format_mean_std(g.mean, g.std) for g in c.groups.values()),
+                      format_number(c.f, digits=2), format_p(c.p), Text(c.best or "tie"))
     console.print(table)
 
     pairs = Table(title=f"Tukey HSD pairs (difference = mean A − mean B; "
@@ -153,10 +219,18 @@ def compare(
                          no_wrap=column in ("metric", "CI"))
     for name, c in comparisons.items():
         for pair in c.pairs:
-            pairs.add_row(name, Text(pair.a), Text(pair.b), format_number(pair.difference),
+            pairs.add_row(metric_label(name), Text(pair.a), Text(pair.b),
+                          format_number(pair.difference),
                           Text(f"[{pair.low:.3f}, {pair.high:.3f}]"), format_p(pair.p),
                           "[bold green]yes[/]" if pair.significant else "no")
     console.print(pairs)
+    better = [Text(f"{metric_label(name)}: {pair.better} is better than "
+                   f"{pair.b if pair.better == pair.a else pair.a} (p {_p_text(pair.p)})")
+              for name, c in comparisons.items() for pair in c.pairs if pair.better]
+    console.print(Text("significantly better (lower is better where marked ↓):", style="bold")
+                  if better else "no pair of runs differs significantly", highlight=False)
+    for line in better:
+        console.print(Text("  ").append(line))
     skipped = [m for m in (metric or METRICS) if m not in comparisons]
     if skipped:
         _print_notes([f"not compared (undefined on all but one fold of some run): "

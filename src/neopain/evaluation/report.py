@@ -2,7 +2,10 @@
 
 ``write_report`` leaves in the run folder (or ``out``): ``summary.json``, ``report.md`` (a
 Markdown table: metric, mean ± std, 95% CI, pooled), ``report.html`` (self-contained: the
-pictures are embedded) and ``figures/{confusion,confusion_folds,roc}.png``.
+pictures are embedded) and ``figures/{confusion,confusion_folds,roc,precision_recall,
+reliability,probabilities}.png``. A calibrated run (``neopain calibrate``) also gets its
+calibrated metrics beside the raw ones and its conformal coverage and referrals
+(:mod:`neopain.evaluation.calibration_report`).
 ``compare`` runs ANOVA + Tukey HSD per metric across runs; ``write_comparison`` leaves
 ``comparison.json`` and a box plot per metric.
 """
@@ -24,15 +27,41 @@ import pandas as pd
 
 from neopain import __version__
 from neopain.errors import NeopainError
+from neopain.evaluation.calibration_report import (
+    CalibrationEvaluation,
+    comparison_rows,
+    evaluate_calibration,
+    reliability_curve,
+    set_rows,
+)
 from neopain.evaluation.figures import (
     box_figure,
     confusion_figure,
     fold_confusions_figure,
+    precision_recall_figure,
+    probability_histograms_figure,
+    reliability_figure,
     roc_figure,
 )
-from neopain.runs.metrics import METRICS, binary_metrics, confusion, metric_notes, predict
+from neopain.evaluation.formats import (
+    format_ci,
+    format_mean_std,
+    format_number,
+    format_p,
+    format_share,
+    metric_label,
+)
+from neopain.runs.metrics import (
+    CALIBRATION_BINS,
+    LOWER_IS_BETTER,
+    METRICS,
+    binary_metrics,
+    confusion,
+    metric_notes,
+    predict,
+)
 from neopain.runs import Run, load_run
-from neopain.evaluation.stats import Comparison, compare_runs, confidence_interval, mean_std
+from neopain.evaluation.stats import Comparison, MetricSummary, compare_runs, summarize
 
 SAVED_METRICS_TOLERANCE = 1e-3
 """|saved − recomputed| above which a fold's metrics.json is reported as disagreeing."""
@@ -40,26 +69,11 @@ SAVED_METRICS_TOLERANCE = 1e-3
 ProgressFn = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class MetricSummary:
-    """One metric over folds: mean, sample std (ddof=1), t CI, non-NaN folds, pooled value."""
-
-    mean: float
-    std: float
-    ci_low: float
-    ci_high: float
-    n: int
-    pooled: float
-
-    def to_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "ci95": [self.ci_low, self.ci_high],
-                "n": self.n, "pooled": self.pooled}
-
-
 @dataclass
 class Evaluation:
     """A run's metrics: ``per_fold`` (one row per fold, columns ``METRICS``), ``summary``
-    per metric, confusion matrices per fold and pooled, and notes on undefined values."""
+    per metric, confusion matrices per fold and pooled, notes on undefined values, and the
+    calibrated metrics and conformal sets when the run is calibrated (else None)."""
 
     run: Run
     per_fold: pd.DataFrame
@@ -67,6 +81,7 @@ class Evaluation:
     confusions: dict[int, np.ndarray]
     pooled_confusion: np.ndarray
     notes: list[str] = field(default_factory=list)
+    calibration: CalibrationEvaluation | None = None
 
     def to_dict(self) -> dict:
         """The content of summary.json (NaN written as null)."""
@@ -85,6 +100,7 @@ class Evaluation:
             "pooled_confusion": self.pooled_confusion.tolist(),
             "confusion_layout": "rows true nopain, pain; columns predicted nopain, pain",
             "per_fold": folds,
+            "calibrated": self.calibration.to_dict() if self.calibration else None,
             "notes": self.notes,
         })
 
@@ -103,7 +119,8 @@ def evaluate_run(run: Run) -> Evaluation:
     """Per-fold metrics recomputed from predictions.csv, their mean ± std and CI, pooled metrics.
 
     Saved metrics.json values that differ from the recomputed ones by more than 1e-3 are named
-    in ``notes`` (the recomputed values are the ones used).
+    in ``notes`` (the recomputed values are the ones used); a metric the file lacks (one added
+    to ``METRICS`` after the run was trained) is not a difference.
     """
     rows, confusions, notes = {}, {}, list(run.notes)
     for fold in run.folds:
@@ -123,38 +140,15 @@ def evaluate_run(run: Run) -> Evaluation:
     per_fold = pd.DataFrame.from_dict(rows, orient="index", columns=list(METRICS))
     per_fold.index.name = "fold"
     y, prob = run.pooled()
-    pooled = binary_metrics(y, prob, threshold=run.threshold)
-    summary = {}
-    for name in METRICS:
-        mean, std = mean_std(per_fold[name])
-        low, high = confidence_interval(per_fold[name])
-        summary[name] = MetricSummary(mean, std, low, high, int(per_fold[name].notna().sum()),
-                                      pooled[name])
+    summary = summarize(per_fold, binary_metrics(y, prob, threshold=run.threshold))
     pooled_confusion = confusion(y, predict(prob, threshold=run.threshold))
-    return Evaluation(run, per_fold, summary, confusions, pooled_confusion, notes)
-
-
-def format_mean_std(mean: float, std: float, *, digits: int = 3) -> str:
-    """'0.912 ± 0.031'; 'n/a' for NaN parts."""
-    if math.isnan(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ± " + ("n/a" if math.isnan(std) else f"{std:.{digits}f}")
-
-
-def format_number(value: float, *, digits: int = 3) -> str:
-    """A rounded number, or 'n/a' for NaN."""
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def format_ci(low: float, high: float, *, digits: int = 3) -> str:
-    """'[0.880, 0.944]'; 'n/a' when undefined."""
-    if math.isnan(low):
-        return "n/a"
-    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+    calibration, calibration_notes = evaluate_calibration(run)
+    return Evaluation(run, per_fold, summary, confusions, pooled_confusion,
+                      notes + calibration_notes, calibration)
 
 
 def _metric_rows(evaluation: Evaluation) -> list[dict[str, str]]:
-    return [{"metric": name, "mean_std": format_mean_std(s.mean, s.std),
+    return [{"metric": metric_label(name), "mean_std": format_mean_std(s.mean, s.std),
              "ci": format_ci(s.ci_low, s.ci_high), "n": str(s.n),
              "pooled": format_number(s.pooled)} for name, s in evaluation.summary.items()]
 
@@ -168,19 +162,65 @@ def markdown_table(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def _write_figures(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
+FIGURES = ("confusion", "roc", "precision_recall", "reliability", "probabilities",
+           "confusion_folds")
+"""The report's pictures, in report order; each is ``figures/<name>.png``."""
+
+
+def _figures(evaluation: Evaluation, folder: Path) -> dict[str, tuple[Path, str]]:
+    """Draw every figure; name → (path, alt text saying what it shows and its key numbers)."""
     folder.mkdir(parents=True, exist_ok=True)
-    run = evaluation.run
+    run, calibration = evaluation.run, evaluation.calibration
+    folds = {f.index: (f.y_true, f.prob) for f in run.folds}
     auc = evaluation.summary["auc"]
     auc_text = (f"AUC over folds {format_mean_std(auc.mean, auc.std)}, "
                 f"pooled {format_number(auc.pooled)}")
+    curves = {"raw": reliability_curve(*run.pooled())}
+    panels = {"raw": run.pooled()}
+    if calibration is not None:
+        curves["calibrated"] = reliability_curve(*calibration.pooled)
+        panels["calibrated"] = calibration.pooled
+    eces = ", ".join(f"{name} ECE {curve.ece:.3f}" for name, curve in curves.items())
     return {
-        "confusion": confusion_figure(evaluation.pooled_confusion, folder / "confusion.png",
-                                      title=f"{run.name}: all folds pooled"),
-        "confusion_folds": fold_confusions_figure(evaluation.confusions,
-                                                  folder / "confusion_folds.png"),
-        "roc": roc_figure({f.index: (f.y_true, f.prob) for f in run.folds}, run.pooled(),
-                          folder / "roc.png", title=run.name, auc_text=auc_text),
+        "confusion": (confusion_figure(evaluation.pooled_confusion, folder / "confusion.png",
+                                       title=f"{run.name}: all folds pooled"),
+                      "Confusion matrix of all folds pooled: counts and shares of true nopain "
+                      "and pain images predicted nopain and pain"),
+        "roc": (roc_figure(folds, run.pooled(), folder / "roc.png", title=run.name,
+                           auc_text=auc_text),
+                f"ROC curves of each fold (grey) and pooled (red); {auc_text}"),
+        "precision_recall": (precision_recall_figure(folds, run.pooled(),
+                                                     folder / "precision_recall.png",
+                                                     title=f"{run.name}: precision-recall"),
+                             "Precision-recall curves of each fold (grey) and pooled (red), "
+                             "average precision in the legend; the dashed line is the share of "
+                             "pain images"),
+        "reliability": (reliability_figure(curves, folder / "reliability.png",
+                                           title=f"{run.name}: reliability, all folds pooled"),
+                        f"Reliability diagram of all folds pooled: share of pain images "
+                        f"against mean P(pain) in {CALIBRATION_BINS} equal-width bins, the "
+                        f"diagonal is perfect calibration, image counts per bin below; {eces}"),
+        "probabilities": (probability_histograms_figure(panels, folder / "probabilities.png",
+                                                        threshold=run.threshold),
+                          "Histograms of P(pain) for the nopain and the pain images, all "
+                          "folds pooled" + (", raw and calibrated" if calibration else "")
+                          + f"; the dashed line is the threshold {run.threshold:g}"),
+        "confusion_folds": (fold_confusions_figure(evaluation.confusions,
+                                                   folder / "confusion_folds.png"),
+                            "Confusion matrix of each fold"),
+    }
+
+
+def _calibration_context(evaluation: Evaluation) -> dict | None:
+    calibration = evaluation.calibration
+    if calibration is None:
+        return None
+    return {
+        "methods": ", ".join(calibration.methods) or "unknown (no calibrator.json)",
+        "rows": comparison_rows(evaluation.summary, calibration.summary),
+        "per_fold": [(int(fold), [format_number(v) for v in row])
+                     for fold, row in calibration.per_fold.iterrows()],
+        "sets": set_rows(calibration),
     }
 
 
@@ -199,14 +239,15 @@ def write_report(run: Run, out: str | os.PathLike[str] | None = None, *,
         run: from :func:`load_run`.
         out: the folder to write into; the run folder when None.
         evaluation: from :func:`evaluate_run`; computed when None.
-        on_progress: called ``(done, total)`` after each file.
+        on_progress: called ``(done, total)`` after the figures and after each file.
 
     Returns:
-        name → path of every file written (``summary``, ``markdown``, ``html``, and figures).
+        name → path of every file written (``summary``, ``markdown``, ``html``, and the
+        ``FIGURES``).
     """
     out = Path(out) if out is not None else run.path
     evaluation = evaluation or evaluate_run(run)
-    total, done = 6, 0
+    total, done = 4, 0
 
     def step() -> None:
         nonlocal done
@@ -215,10 +256,9 @@ def write_report(run: Run, out: str | os.PathLike[str] | None = None, *,
             on_progress(done, total)
 
     out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, path in _write_figures(evaluation, out / "figures").items():
-        written[name] = path
-        step()
+    figures = _figures(evaluation, out / "figures")
+    written = {name: path for name, (path, _) in figures.items()}
+    step()
     written["summary"] = out / "summary.json"
     written["summary"].write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n",
                                   encoding="utf-8")
@@ -227,18 +267,20 @@ def write_report(run: Run, out: str | os.PathLike[str] | None = None, *,
         "run": run.name, "folds": len(run.folds), "threshold": f"{run.threshold:g}",
         "images": int(evaluation.pooled_confusion.sum()), "rows": _metric_rows(evaluation),
         "table": markdown_table(evaluation), "notes": evaluation.notes,
-        "metrics": list(METRICS), "version": __version__,
+        "metrics": [metric_label(m) for m in METRICS], "version": __version__,
+        "bins": CALIBRATION_BINS,
         "per_fold": [(int(fold), [format_number(v) for v in row])
                      for fold, row in evaluation.per_fold.iterrows()],
+        "calibration": _calibration_context(evaluation),
+        "alts": {name: alt for name, (_, alt) in figures.items()},
     }
     written["markdown"] = out / "report.md"
-    figures = {k: written[k].relative_to(out).as_posix() for k in ("confusion", "roc",
-                                                                     "confusion_folds")}
-    written["markdown"].write_text(_template("report.md.j2").render(**context, figures=figures),
+    links = {name: path.relative_to(out).as_posix() for name, (path, _) in figures.items()}
+    written["markdown"].write_text(_template("report.md.j2").render(**context, figures=links),
                                    encoding="utf-8")
     step()
-    embedded = {k: "data:image/png;base64," + base64.b64encode(written[k].read_bytes()).decode()
-                for k in ("confusion", "roc", "confusion_folds")}
+    embedded = {name: "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+                for name, (path, _) in figures.items()}
     written["html"] = out / "report.html"
     written["html"].write_text(_template("report.html.j2").render(**context, figures=embedded),
                                encoding="utf-8")
@@ -284,7 +326,8 @@ def compare(runs: Sequence[Run], *, metrics: Sequence[str] = METRICS,
     for metric in metrics:
         values = {name: table[metric].tolist() for name, table in per_fold.items()}
         if all(sum(not math.isnan(v) for v in vals) >= 2 for vals in values.values()):
-            result[metric] = compare_runs(values, alpha=alpha)
+            result[metric] = compare_runs(values, alpha=alpha,
+                                          lower_is_better=metric in LOWER_IS_BETTER)
     return result
 
 
@@ -304,22 +347,16 @@ def write_comparison(runs: Sequence[Run], comparisons: dict[str, Comparison],
     per_fold = {name: evaluate_run(run).per_fold for name, run in zip(run_names(runs), runs)}
     for metric, comparison in comparisons.items():
         caption = (f"ANOVA F = {format_number(comparison.f, digits=2)}, "
-                   f"p = {format_p(comparison.p)}")
+                   f"p = {format_p(comparison.p)}; "
+                   + ("lower is better" if comparison.lower_is_better else "higher is better"))
         values = {name: table[metric].tolist() for name, table in per_fold.items()}
         written[metric] = box_figure(values, out / f"box_{metric}.png", metric=metric,
                                      caption=caption)
     return written
 
 
-def format_p(p: float) -> str:
-    """A p-value for people: '<0.001', '0.034', or 'n/a'."""
-    if math.isnan(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 __all__ = [
     "Evaluation", "MetricSummary", "Run", "compare", "comparison_to_dict", "evaluate_run",
-    "format_ci", "format_mean_std", "format_number", "format_p", "load_run", "markdown_table",
-    "run_names", "write_comparison", "write_report",
+    "format_ci", "format_mean_std", "format_number", "format_p", "format_share", "load_run",
+    "markdown_table", "metric_label", "run_names", "write_comparison", "write_report",
 ]  # fmt: skip

@@ -2,7 +2,9 @@
 
 Values are one number per fold. NaN values (a metric undefined on a fold) are left out and the
 count ``n`` says how many were used. The standard deviation is the sample one (ddof=1), as the
-published fold tables report it.
+published fold tables report it. A comparison knows whether its metric is better high
+(accuracy) or low (Brier, NLL, ECE) and names the best run and the better run of each
+significant pair accordingly.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
@@ -53,8 +56,37 @@ def confidence_interval(values: ArrayLike, *, level: float = 0.95) -> tuple[floa
 
 
 @dataclass(frozen=True)
+class MetricSummary:
+    """One metric over folds: mean, sample std (ddof=1), t CI, non-NaN folds, pooled value."""
+
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    n: int
+    pooled: float
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "ci95": [self.ci_low, self.ci_high],
+                "n": self.n, "pooled": self.pooled}
+
+
+def summarize(per_fold: pd.DataFrame, pooled: dict[str, float]) -> dict[str, MetricSummary]:
+    """A :class:`MetricSummary` per column of ``per_fold`` (one row per fold), with the value
+    of ``pooled`` for that column (NaN when it has none)."""
+    summary = {}
+    for name in per_fold.columns:
+        mean, std = mean_std(per_fold[name])
+        low, high = confidence_interval(per_fold[name])
+        summary[name] = MetricSummary(mean, std, low, high, int(per_fold[name].notna().sum()),
+                                      float(pooled.get(name, math.nan)))
+    return summary
+
+
+@dataclass(frozen=True)
 class TukeyPair:
-    """One pair of runs: ``difference`` is mean(a) − mean(b), ``low``/``high`` its 95% CI."""
+    """One pair of runs: ``difference`` is mean(a) − mean(b), ``low``/``high`` its 95% CI;
+    ``better`` is the run whose mean is better when the pair is significant, else None."""
 
     a: str
     b: str
@@ -63,10 +95,12 @@ class TukeyPair:
     low: float
     high: float
     significant: bool
+    better: str | None = None
 
     def to_dict(self) -> dict:
         return {"a": self.a, "b": self.b, "difference": self.difference, "p": self.p,
-                "ci": [self.low, self.high], "significant": self.significant}
+                "ci": [self.low, self.high], "significant": self.significant,
+                "better": self.better}
 
 
 @dataclass(frozen=True)
@@ -86,6 +120,8 @@ class Comparison:
     """One-way ANOVA across runs (``f``, ``p``) and every Tukey HSD pair, at ``alpha``.
 
     ``f`` and ``p`` are NaN when every value of every run is the same (nothing to compare).
+    ``best`` is the run with the best mean (the lowest when ``lower_is_better``), None when
+    runs tie for it; whether it is better than another run, the pairs say.
     """
 
     groups: dict[str, Group]
@@ -94,19 +130,24 @@ class Comparison:
     pairs: list[TukeyPair]
     alpha: float = 0.05
     notes: list[str] = field(default_factory=list)
+    lower_is_better: bool = False
+    best: str | None = None
 
     def to_dict(self) -> dict:
         return {"groups": {name: g.to_dict() for name, g in self.groups.items()},
+                "lower_is_better": self.lower_is_better, "best": self.best,
                 "anova": {"f": self.f, "p": self.p}, "alpha": self.alpha,
                 "tukey": [pair.to_dict() for pair in self.pairs], "notes": list(self.notes)}
 
 
-def compare_runs(per_run: dict[str, Sequence[float]], *, alpha: float = 0.05) -> Comparison:
+def compare_runs(per_run: dict[str, Sequence[float]], *, alpha: float = 0.05,
+                 lower_is_better: bool = False) -> Comparison:
     """One-way ANOVA (``scipy.stats.f_oneway``) and Tukey HSD (``scipy.stats.tukey_hsd``).
 
     Args:
         per_run: run name → one value per fold (NaN values are left out).
         alpha: significance level of the Tukey pairs; their CIs are at level 1 − alpha.
+        lower_is_better: the metric is an error (Brier, NLL, ECE): the lowest mean is best.
 
     Raises:
         NeopainError: fewer than 2 runs, or a run with fewer than 2 non-NaN values.
@@ -126,10 +167,14 @@ def compare_runs(per_run: dict[str, Sequence[float]], *, alpha: float = 0.05) ->
         raise NeopainError(f"every run needs at least 2 fold values to compare; too few in: "
                            f"{', '.join(short)}")
     groups = {name: Group(*mean_std(s), n=len(s)) for name, s in zip(names, samples)}
+    sign = -1.0 if lower_is_better else 1.0
+    top = max(sign * group.mean for group in groups.values())
+    leaders = [name for name in names if sign * groups[name].mean == top]
+    best = leaders[0] if len(leaders) == 1 else None
     notes = []
     if np.ptp(np.concatenate(samples)) == 0:
         notes.append("every fold of every run has the same value: nothing to compare")
-        return Comparison(groups, math.nan, math.nan, [], alpha, notes)
+        return Comparison(groups, math.nan, math.nan, [], alpha, notes, lower_is_better, best)
     with warnings.catch_warnings():
         # zero spread within every run but different means: F is infinite, p is 0
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -139,10 +184,14 @@ def compare_runs(per_run: dict[str, Sequence[float]], *, alpha: float = 0.05) ->
         ci = tukey.confidence_interval(confidence_level=1 - alpha)
     if all(np.std(s) == 0 for s in samples):
         notes.append("no spread within any run: F is infinite and every p is 0")
-    pairs = [
-        TukeyPair(names[i], names[j], float(tukey.statistic[i, j]), float(tukey.pvalue[i, j]),
-                  float(ci.low[i, j]), float(ci.high[i, j]),
-                  bool(tukey.pvalue[i, j] < alpha))
-        for i in range(len(names)) for j in range(i + 1, len(names))
-    ]
-    return Comparison(groups, float(anova.statistic), float(anova.pvalue), pairs, alpha, notes)
+    pairs = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            significant = bool(tukey.pvalue[i, j] < alpha)
+            ahead = names[i] if sign * tukey.statistic[i, j] > 0 else names[j]
+            pairs.append(TukeyPair(names[i], names[j], float(tukey.statistic[i, j]),
+                                   float(tukey.pvalue[i, j]), float(ci.low[i, j]),
+                                   float(ci.high[i, j]), significant,
+                                   ahead if significant else None))
+    return Comparison(groups, float(anova.statistic), float(anova.pvalue), pairs, alpha, notes,
+                      lower_is_better, best)
