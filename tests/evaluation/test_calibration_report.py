@@ -9,6 +9,7 @@ import base64
 import json
 import math
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from neopain.data.tables import TableError
+from neopain.errors import NeopainError
 from neopain.evaluation.calibration import set_summary
 from neopain.evaluation.calibration_report import reliability_curve
 from neopain.evaluation.figures import draw_reliability
@@ -233,3 +235,18 @@ def test_compare_ranks_the_lower_ece_as_better(tmp_path):
         assert pair.difference < 0 and pair.significant and pair.better == "honest"
     assert not result["accuracy"].lower_is_better and result["accuracy"].best is None  # a tie
     assert result["accuracy"].pairs[0].better is None
+
+
+def test_compare_calibrated_uses_the_calibrated_probabilities(tmp_path):
+    kept = set_probabilities(write_run(tmp_path / "kept", folds=5, images=150), honest)
+    sharpened = Path(shutil.copytree(kept, tmp_path / "sharpened"))
+    calibrate_folds(kept, t=1.0)  # honest stays honest
+    calibrate_folds(sharpened, t=0.2)  # "calibrated" into overconfidence
+    runs = [load_run(kept), load_run(sharpened)]
+    raw = compare(runs, metrics=["ece"])
+    assert raw["ece"].best is None  # the same raw P(pain): a tie
+    calibrated = compare(runs, metrics=["ece"], calibrated=True)
+    assert calibrated["ece"].best == "kept" and calibrated["ece"].pairs[0].better == "kept"
+    plain = load_run(write_run(tmp_path / "plain", folds=5))
+    with pytest.raises(NeopainError, match=r"plain is not calibrated .*neopain calibrate"):
+        compare([runs[0], plain], calibrated=True)

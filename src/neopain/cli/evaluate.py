@@ -132,7 +132,7 @@ def _print_fold_tables(evaluation) -> None:
 
 def _print_calibration(evaluation) -> None:
     """Raw against calibrated metrics, and the conformal sets per fold and pooled."""
-    from neopain.evaluation.calibration_report import comparison_rows, set_rows
+    from neopain.evaluation.calibration_report import comparison_rows, coverage_spread, set_rows
 
     calibration = evaluation.calibration
     table = Table(title=f"calibrated by {', '.join(calibration.methods) or 'unknown'} "
@@ -154,6 +154,8 @@ def _print_calibration(evaluation) -> None:
                      row["referral"], row["decided_accuracy"],
                      style="bold" if row["fold"] == "pooled" else None)
     console.print(sets)
+    if spread := coverage_spread(calibration):
+        console.print(Text(spread, style="dim"))
 
 
 def _p_text(p: float) -> str:
@@ -172,11 +174,16 @@ def compare(
     metric: Annotated[Optional[list[str]], typer.Option(
         "--metric", help="Compare only this metric (repeatable); default all.")] = None,
     alpha: Annotated[float, typer.Option(help="Significance level of the Tukey pairs.")] = 0.05,
+    calibrated: Annotated[bool, typer.Option(
+        "--calibrated", help="Compare the metrics of the calibrated P(pain) (every run must "
+                             "be calibrated: neopain calibrate).")] = False,
 ) -> None:
     """One-way ANOVA and Tukey HSD across runs for each metric, on the per-fold values.
 
     Each run needs at least 2 folds. For every metric: each run's mean ± std,
-    the ANOVA F and p, and every pair's difference, CI, p and significance.
+    the ANOVA F and p, the best run (the lowest for the errors of P(pain), marked ↓),
+    and every pair's difference, CI, p and significance. --calibrated compares the
+    metrics of the calibrated P(pain).
     """
     from neopain.runs.metrics import METRICS
     from neopain.evaluation.report import (
@@ -188,8 +195,10 @@ def compare(
         fail(f"compare needs at least 2 run folders; got {len(runs)}")
     loaded = [_load(path) for path in runs]
     try:
-        comparisons = compare_metrics(loaded, metrics=metric or METRICS, alpha=alpha)
-        written = write_comparison(loaded, comparisons, out) if out is not None else {}
+        comparisons = compare_metrics(loaded, metrics=metric or METRICS, alpha=alpha,
+                                      calibrated=calibrated)
+        written = (write_comparison(loaded, comparisons, out, calibrated=calibrated)
+                   if out is not None else {})
     except NeopainError as error:
         fail(escape(str(error)))
     if as_json:
@@ -197,7 +206,8 @@ def compare(
         return
 
     names = list(next(iter(comparisons.values())).groups) if comparisons else []
-    table = Table(title="one-way ANOVA across runs (mean ± sample std over folds)",
+    table = Table(title=f"one-way ANOVA across runs{' (calibrated P(pain))' if calibrated else ''}"
+                        f" (mean ± sample std over folds)",
                   caption="↓ lower is better; best = the best mean (whether it is "
                           "significantly better, the pairs say)")
     table.add_column("metric", no_wrap=True)

@@ -250,3 +250,18 @@ def set_rows(evaluation: CalibrationEvaluation) -> list[dict[str, str]]:
     return [{"fold": name, "images": str(s.images), "target": format_share(s.target),
              "coverage": format_share(s.coverage), "referral": format_share(s.referral),
              "decided_accuracy": format_share(s.decided_accuracy)} for name, s in items]
+
+
+def coverage_spread(evaluation: CalibrationEvaluation) -> str:
+    """A sentence on how far a fold's coverage strays from its target by chance (one binomial
+    standard error of the test images at the mean fold size, a lower bound: the band's own
+    validation images add to it); empty without sets or a common alpha."""
+    pooled = evaluation.pooled_sets
+    if pooled is None or math.isnan(pooled.alpha):
+        return ""
+    images = pooled.images / len(evaluation.sets)
+    error = 100 * math.sqrt(pooled.alpha * (1 - pooled.alpha) / images)
+    return (f"A fold's coverage strays from the target by chance: drawing {images:.0f} test "
+            f"images alone moves it by about {error:.1f} points (one standard error at "
+            f"α = {pooled.alpha:g}), and the few validation images its band was fitted on move "
+            f"it more; hold the pooled coverage against the target.")

@@ -30,6 +30,7 @@ from neopain.errors import NeopainError
 from neopain.evaluation.calibration_report import (
     CalibrationEvaluation,
     comparison_rows,
+    coverage_spread,
     evaluate_calibration,
     reliability_curve,
     set_rows,
@@ -221,6 +222,7 @@ def _calibration_context(evaluation: Evaluation) -> dict | None:
         "per_fold": [(int(fold), [format_number(v) for v in row])
                      for fold, row in calibration.per_fold.iterrows()],
         "sets": set_rows(calibration),
+        "spread": coverage_spread(calibration),
     }
 
 
@@ -302,15 +304,33 @@ def run_names(runs: Sequence[Run]) -> list[str]:
     return names
 
 
-def compare(runs: Sequence[Run], *, metrics: Sequence[str] = METRICS,
-            alpha: float = 0.05) -> dict[str, Comparison]:
+def _fold_values(runs: Sequence[Run], *, calibrated: bool) -> dict[str, pd.DataFrame]:
+    """Run name → its per-fold metrics, of the raw or the calibrated P(pain)."""
+    tables = {}
+    for name, run in zip(run_names(runs), runs):
+        evaluation = evaluate_run(run)
+        if not calibrated:
+            tables[name] = evaluation.per_fold
+        elif evaluation.calibration is None:
+            raise NeopainError(f"{run.path} is not calibrated (no prob_pain_calibrated in every "
+                               f"fold); run neopain calibrate {run.path}, or compare the raw "
+                               f"P(pain) without --calibrated")
+        else:
+            tables[name] = evaluation.calibration.per_fold
+    return tables
+
+
+def compare(runs: Sequence[Run], *, metrics: Sequence[str] = METRICS, alpha: float = 0.05,
+            calibrated: bool = False) -> dict[str, Comparison]:
     """ANOVA + Tukey HSD across runs for each metric, on the per-fold values.
 
     A metric that some run has on fewer than 2 folds (undefined on the others) is left out of
     the result. Runs are named by folder name, or by path when two folder names are equal.
+    With ``calibrated`` the metrics are those of each run's calibrated P(pain).
 
     Raises:
-        NeopainError: fewer than 2 runs, a run with fewer than 2 folds, an unknown metric.
+        NeopainError: fewer than 2 runs, a run with fewer than 2 folds, an unknown metric, an
+            uncalibrated run with ``calibrated``.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -321,7 +341,7 @@ def compare(runs: Sequence[Run], *, metrics: Sequence[str] = METRICS,
     if few:
         raise NeopainError(f"every run needs at least 2 folds to compare; too few: "
                            f"{', '.join(few)}")
-    per_fold = {name: evaluate_run(run).per_fold for name, run in zip(run_names(runs), runs)}
+    per_fold = _fold_values(runs, calibrated=calibrated)
     result = {}
     for metric in metrics:
         values = {name: table[metric].tolist() for name, table in per_fold.items()}
@@ -337,20 +357,22 @@ def comparison_to_dict(comparisons: dict[str, Comparison]) -> dict:
 
 
 def write_comparison(runs: Sequence[Run], comparisons: dict[str, Comparison],
-                     out: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``comparison.json`` and ``box_<metric>.png`` per compared metric into ``out``."""
+                     out: str | os.PathLike[str], *, calibrated: bool = False) -> dict[str, Path]:
+    """Write ``comparison.json`` and ``box_<metric>.png`` per compared metric into ``out``
+    (``calibrated``: as :func:`compare` made them)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {"json": out / "comparison.json"}
     written["json"].write_text(json.dumps(comparison_to_dict(comparisons), indent=2) + "\n",
                                encoding="utf-8")
-    per_fold = {name: evaluate_run(run).per_fold for name, run in zip(run_names(runs), runs)}
+    per_fold = _fold_values(runs, calibrated=calibrated)
     for metric, comparison in comparisons.items():
         caption = (f"ANOVA F = {format_number(comparison.f, digits=2)}, "
                    f"p = {format_p(comparison.p)}; "
                    + ("lower is better" if comparison.lower_is_better else "higher is better"))
         values = {name: table[metric].tolist() for name, table in per_fold.items()}
-        written[metric] = box_figure(values, out / f"box_{metric}.png", metric=metric,
+        written[metric] = box_figure(values, out / f"box_{metric}.png",
+                                     metric=f"calibrated {metric}" if calibrated else metric,
                                      caption=caption)
     return written
 
