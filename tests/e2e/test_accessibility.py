@@ -93,7 +93,7 @@ CONTRAST = """(el) => {
     for (let e = el; e; e = e.parentElement) opacity *= parseFloat(getComputedStyle(e).opacity);
     return {ratio: (b + 0.05) / (a + 0.05), opacity};
 }"""
-KINDS = ("pain", "nopain", "noface", "unassessable", "stale", "")
+KINDS = ("pain", "nopain", "uncertain", "noface", "unassessable", "stale", "")
 
 
 def test_every_state_and_button_reads_at_aa_contrast(ward):

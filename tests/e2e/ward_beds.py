@@ -21,14 +21,15 @@ READER = "reader"
 STATION_READY = "() => document.getElementById('link').dataset.link === 'live'"
 
 
-def make_app(data_dir: Path, **settings):
-    """The monitor with ``settings``, an admin and a researcher: (app, admin)."""
+def make_app(data_dir: Path, *, predictor=None, **settings):
+    """The monitor with ``settings`` (and ``predictor``; None: the configured model), an admin
+    and a researcher: (app, admin)."""
     from neopain.config import Settings
     from neopain.server import security
     from neopain.server.app import create_app
     from neopain.store import crud
 
-    app = create_app(Settings(data_dir=data_dir, **settings))
+    app = create_app(Settings(data_dir=data_dir, **settings), predictor=predictor)
     with app.state.neopain.store() as db:
         admin = crud.create_user(db, username=ADMIN, role="admin",
                                  password_hash=security.hash_password(PASSWORD))
@@ -149,7 +150,7 @@ WARD16 = [
     SimBed("Baby Nakamura", "pain", 0.91, 0.91, pain_s=300, alarm="pain", alarm_is="escalated"),
     SimBed("Baby Fernández", "pain", 0.79, 0.79, pain_s=200, alarm="pain",
            alarm_is="acknowledged"),
-    SimBed("Baby Kowalski", "nopain", 0.58, None),  # held no pain, crossed: uncertain
+    SimBed("Baby Kowalski", "nopain", 0.58, None),  # held no pain, crossed: borderline
     SimBed("Baby Mensah", "no_face", unassessed_s=900, alarm="noface"),
     SimBed("Baby O'Connor", "cannot_assess", 0.4, unassessed_s=20),
     SimBed("Baby Petrov", "nopain", 0.2, 0.8, quiet_s=900, alarm="link"),
@@ -159,7 +160,7 @@ WARD16 = [
     SimBed("Baby Dubois", "pain", 0.72, 0.72, pain_s=95, alarm="pain",  # raised, then paused
            pause="Procedure"),
     SimBed("Baby Nguyen", "nopain", 0.08, 0.92),
-    SimBed("Baby Schmidt", "nopain", 0.31, 0.69),
+    SimBed("Baby Schmidt", "uncertain", 0.62),  # the referral band holds both: no number
     SimBed("Baby Rossi", "no_face", unassessed_s=40),
     SimBed("Baby Johansson", "nopain", 0.15, 0.85),
 ]
@@ -183,13 +184,13 @@ def status_of(bed: SimBed, *, seeded_at: datetime, now: datetime):
     from neopain.store.crud import StreamStatus
 
     last_frame = now - timedelta(seconds=bed.quiet_s) if bed.quiet_s else now
-    assessed = bed.state in ("pain", "nopain")
+    assessed = bed.state in ("pain", "nopain", "uncertain")
     return StreamStatus(
         state=bed.state, smoothed=bed.smoothed, confidence=bed.confidence,
         first_frame_at=seeded_at - timedelta(minutes=30), last_frame_at=last_frame,
         last_assessed_at=last_frame if assessed
         else seeded_at - timedelta(seconds=bed.unassessed_s),
-        held_state=bed.state if bed.state in ("pain", "nopain") else None,
+        held_state=bed.state if bed.state in ("pain", "nopain", "uncertain") else None,
         pain_since=seeded_at - timedelta(seconds=bed.pain_s) if bed.state == "pain" else None,
         stream_started_at=seeded_at - timedelta(minutes=30))
 

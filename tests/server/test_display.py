@@ -4,7 +4,8 @@ Guards issue 19: the page showed the held (hysteresis) state beside the smoothed
 read "no pain 47 %" and "PAIN 47 %". Here a fake model drives ``Assessor``'s smoothing into
 and through held states (the median past the threshold, not yet past the band), and every
 reply's ``shown`` must agree with its ``state``: a number only when it is 50–100 % and is the
-confidence in the state beside it, else "uncertain".
+confidence in the state beside it, else "borderline" (issue 20 gave "uncertain" to the
+referral band, tests/server/test_live_uncertain.py).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def test_shown_number_agrees_with_the_held_state_in_every_frame(threshold):
         on_its_side = smoothed >= threshold if state == "pain" else smoothed < threshold
         sure = smoothed if state == "pain" else 1 - smoothed
         if shown["confidence"] is None:
-            assert shown["number"] == "uncertain"
+            assert shown["number"] == "borderline"
             assert not (on_its_side and sure >= 0.5), reply
             held += on_its_side is False
             held_by_state[state] += on_its_side is False
@@ -117,7 +118,7 @@ def test_a_smoothed_value_that_means_nothing_shows_no_number(smoothed):
     for state in ("pain", "nopain"):
         shown = shown_state(state=state, smoothed=smoothed, threshold=0.5)
         assert shown.confidence is None or 0.5 <= shown.confidence <= 1
-        assert shown.number == "uncertain" or shown.confidence is not None
+        assert shown.number == "borderline" or shown.confidence is not None
         # no number at all: a clamped "100%" would pass the two lines above
-        assert shown.confidence is None and shown.number == "uncertain", (state, smoothed)
+        assert shown.confidence is None and shown.number == "borderline", (state, smoothed)
         assert shown.kind == state

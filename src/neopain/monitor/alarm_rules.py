@@ -9,6 +9,12 @@ only on the data, never on which page is open (docs/monitor.md, "Alarms").
   frame ever came);
 - ``noface`` (low): frames arrive but none had an assessable face for ``noface_s`` seconds.
 
+``uncertain`` (the model's referral band holds both labels) is not pain: it neither starts nor
+feeds the pain clock (the stream drops the onset of pain, and pain after it starts afresh).
+Nor is it "no face": the face was judged, so the ``noface`` condition is absent. While it lasts
+a standing pain alarm is neither cleared nor raised (the model cannot say the pain is over; the
+tile asks the nurse to look).
+
 While the link is lost, what the camera would show is unknown: ``pain`` and ``noface`` are then
 neither raised nor cleared; so is ``pain`` while the held state is unknown (a face lost for a
 while, a stream that reconnected and has not judged a face yet). An alarm is resolved only when
@@ -74,9 +80,10 @@ class BedReading:
         first_frame_at: its stream's first frame; None before any.
         last_frame_at: its newest frame as written (up to ``STATUS_WRITE_S`` old).
         last_assessed_at: its newest frame with an assessable face; None before any.
-        held_state: the smoothed, held state: ``pain``, ``nopain``, or None when unknown (no
-            face for a while, or a stream that has not judged one yet).
-        pain_since: since when the held state is pain; kept while it is unknown.
+        held_state: the smoothed, held state: ``pain``, ``nopain``, ``uncertain``, or None
+            when unknown (no face for a while, or a stream that has not judged one yet).
+        pain_since: since when the held state is pain; kept while it is unknown, dropped by
+            ``nopain`` and ``uncertain``.
         streaming: whether its stream is still connected (its times are then up to
             ``STATUS_WRITE_S`` old; once closed they are exact).
     """
@@ -131,7 +138,7 @@ def judge(reading: BedReading, limits: AlarmLimits, *, now: datetime) -> Verdict
         return Verdict(due=due, present=frozenset({"link"}),
                        unknown=frozenset({"pain", "noface"}))
     present, unknown, due = set(), set(), {}
-    if reading.held_state is None:
+    if reading.held_state in (None, "uncertain"):
         unknown.add("pain")
     elif reading.held_state == "pain" and reading.pain_since is not None:
         present.add("pain")
@@ -157,8 +164,8 @@ def escalation_due(*, raised_at: datetime, acknowledged: bool, escalated: bool,
 def bed_state(*, status_state: str | None, last_frame_at: datetime | None, streaming: bool,
               stale_s: float, now: datetime) -> str:
     """The state a ward tile shows: the stream's last state (``pain``, ``nopain``,
-    ``cannot_assess``, ``no_face``), or ``stale`` when no frame came for ``stale_s`` seconds
-    (or ever)."""
+    ``uncertain``, ``cannot_assess``, ``no_face``), or ``stale`` when no frame came for
+    ``stale_s`` seconds (or ever)."""
     lag_s = STATUS_WRITE_S if streaming else 0.0
     if status_state is None or last_frame_at is None \
             or now >= _after(last_frame_at, stale_s + lag_s):

@@ -7,6 +7,12 @@ state only changes when it passes the threshold by ``hysteresis`` or more: one o
 cannot move the median of three or more frames past its neighbours, and a value hovering at the
 threshold cannot make the state flicker. The bedside saves a snapshot at every ``changed``.
 
+A model with a referral band (``Prediction.prediction_set``) may say a face is uncertain (the
+band holds both labels: look at the baby). That is smoothed over the same window: the assessment
+is ``uncertain`` while at least half the window's frames were; a frame without a band counts as
+not uncertain, so a model without one never gives uncertain, and one odd frame in a window of
+five cannot make the panel flicker.
+
 Frames without a face leave the window as it is; after more than ``max_gap_s`` seconds without
 a face the window is emptied and the next face starts afresh (``changed`` again), so a state
 from minutes ago is never carried over to a face that comes back.
@@ -41,8 +47,11 @@ class FrameAssessment:
         smoothed: median P(pain) over the recent window; None before any face (and after a gap
             longer than ``max_gap_s``).
         state: ``"pain"``/``"nopain"`` after smoothing; None when ``smoothed`` is None.
+        uncertain: True while at least half the window's frames had a referral band holding
+            both labels (module docstring); the ``state`` is then not vouched for. Always
+            False for a model without a band.
         changed: True on the first assessed face (after a start, ``reset`` or long gap) and on
-            the first frame after each change of the smoothed state.
+            the first frame after each change of the smoothed state (not of ``uncertain``).
         latency_ms: detect + crop + predict for this frame, in milliseconds.
         crop: the face crop the model assessed (for its ``evidence``); None when no face.
     """
@@ -55,6 +64,7 @@ class FrameAssessment:
     changed: bool
     latency_ms: float
     crop: np.ndarray | None = field(default=None, repr=False, compare=False)
+    uncertain: bool = False
 
 
 class Smoother:
@@ -63,7 +73,9 @@ class Smoother:
     ``update(prob, threshold=...)`` returns ``(smoothed, state, changed)``. The state becomes
     ``pain`` when the median reaches ``threshold + hysteresis`` and ``nopain`` when it falls
     below ``threshold - hysteresis``; in between it stays. The first value sets the state by
-    the threshold alone (``changed`` is True then).
+    the threshold alone (``changed`` is True then). ``uncertain`` (a frame whose referral band
+    held both labels) is kept over the same window: ``uncertain_`` is True while at least half
+    of the window's frames were.
     """
 
     def __init__(self, *, window: int = 5, hysteresis: float = 0.1) -> None:
@@ -79,6 +91,7 @@ class Smoother:
     def reset(self) -> None:
         """Forget the window and the state."""
         self.values_: deque[float] = deque(maxlen=self.window)
+        self.flags_: deque[bool] = deque(maxlen=self.window)
         self.state_: str | None = None
 
     @property
@@ -86,9 +99,17 @@ class Smoother:
         """The median of the window, or None when it is empty."""
         return float(np.median(self.values_)) if self.values_ else None
 
-    def update(self, prob: float, *, threshold: float) -> tuple[float, str, bool]:
-        """Add one probability; the smoothed value, the state and whether the state changed."""
+    @property
+    def uncertain_(self) -> bool:
+        """Whether at least half the window's frames were uncertain (False when empty)."""
+        return 2 * sum(self.flags_) >= len(self.flags_) > 0
+
+    def update(self, prob: float, *, threshold: float, uncertain: bool = False
+               ) -> tuple[float, str, bool]:
+        """Add one probability (and whether its frame was uncertain); the smoothed value, the
+        state and whether the state changed."""
         self.values_.append(float(prob))
+        self.flags_.append(bool(uncertain))
         smoothed = float(np.median(self.values_))
         previous = self.state_
         if previous is None:
@@ -180,19 +201,21 @@ class Assessor:
             return FrameAssessment(time_s=time_s, face=None, prediction=None,
                                    smoothed=self.smoother_.smoothed_,
                                    state=self.smoother_.state_, changed=False,
-                                   latency_ms=latency_ms)
+                                   latency_ms=latency_ms, uncertain=self.smoother_.uncertain_)
         self.last_face_s_ = time_s
         if not prediction.assessable:  # a face the model cannot judge: shown, never smoothed
             return FrameAssessment(time_s=time_s, face=face, prediction=prediction,
                                    smoothed=self.smoother_.smoothed_,
                                    state=self.smoother_.state_, changed=False,
-                                   latency_ms=latency_ms, crop=crop)
+                                   latency_ms=latency_ms, crop=crop,
+                                   uncertain=self.smoother_.uncertain_)
         threshold = prediction.threshold if self.threshold is None else self.threshold
-        smoothed, state, changed = self.smoother_.update(prediction.prob_pain,
-                                                         threshold=threshold)
+        smoothed, state, changed = self.smoother_.update(
+            prediction.prob_pain, threshold=threshold, uncertain=prediction.uncertain)
         return FrameAssessment(time_s=time_s, face=face, prediction=prediction,
                                smoothed=smoothed, state=state, changed=changed,
-                               latency_ms=latency_ms, crop=crop)
+                               latency_ms=latency_ms, crop=crop,
+                               uncertain=self.smoother_.uncertain_)
 
     def reset(self) -> None:
         """Start a new stream: forget the window, the state and the last times."""

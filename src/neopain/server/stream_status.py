@@ -1,11 +1,16 @@
 """A live stream's status in the records, for the alarm engine and the ward station.
 
 ``StatusWriter`` turns each frame's assessment into the bed's state (``pain``, ``nopain``,
-``cannot_assess``, ``no_face``: what the live page shows, ``server.display``) and writes it
-with ``crud.write_status``: at once when the state or the onset of pain changes, otherwise at
-most every ``alarm_rules.STATUS_WRITE_S`` (frames come several times a second; the rules count
-in seconds), and once more when the stream closes (``streaming`` false), so the last frame's
-time is then exact.
+``uncertain``, ``cannot_assess``, ``no_face``: what the live page shows, ``server.display``)
+and writes it with ``crud.write_status``: at once when the state or the onset of pain changes,
+otherwise at most every ``alarm_rules.STATUS_WRITE_S`` (frames come several times a second; the
+rules count in seconds), and once more when the stream closes (``streaming`` false), so the last
+frame's time is then exact.
+
+The held state it writes for the alarm rules is ``uncertain`` while the model's referral band
+holds both labels (``FrameAssessment.uncertain``), else the smoothed ``pain``/``nopain``.
+Uncertain is not pain: it drops the onset of pain, so uncertain time never counts towards the
+pain alarm, and pain after it starts a new onset (docs/monitor.md, "Alarms").
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from neopain.store.session import StoreError
 
 log = logging.getLogger("neopain.server")
 
-WARD_STATE = {"pain": "pain", "nopain": "nopain", "unassessable": "cannot_assess",
-              "noface": "no_face"}
+WARD_STATE = {"pain": "pain", "nopain": "nopain", "uncertain": "uncertain",
+              "unassessable": "cannot_assess", "noface": "no_face"}
 """The ward's name for each kind the live panel shows."""
 
 
@@ -37,8 +42,8 @@ class StatusWriter:
     A stream that resumes a session (``resume``) continues from the status its session's
     last stream wrote: the first frame, the last assessed face and the onset of pain carry
     over, so a reconnection neither clears a standing pain alarm nor restarts its clock. The
-    onset of pain is dropped only when the held state is no pain; while it is unknown (no face
-    for a while, or no face judged yet since the reconnection) it is kept.
+    onset of pain is dropped only when the held state is no pain or uncertain; while it is unknown
+    (no face for a while, or no face judged yet since the reconnection) it is kept.
     """
 
     def __init__(self, store: sessionmaker[Session], *, session_id: int,
@@ -67,18 +72,19 @@ class StatusWriter:
         """Note one frame's assessment, received at ``now``."""
         last = self.pending_ or self.written_ or self.carried_
         state = WARD_STATE[shown.kind]
-        assessed = shown.kind in ("pain", "nopain")
+        assessed = shown.kind in ("pain", "nopain", "uncertain")  # a face judged
+        held = "uncertain" if result.uncertain and result.state is not None else result.state
         before = None if last is None else last.pain_since
         # the held state outlasts a frame or two without a face; unknown keeps the onset
-        pain_since = {"pain": before or now, "nopain": None}.get(result.state, before)
+        pain_since = {"pain": before or now, "nopain": None, "uncertain": None}.get(held, before)
         status = StreamStatus(
             state=state, smoothed=result.smoothed, confidence=shown.confidence,
             first_frame_at=now if last is None else last.first_frame_at, last_frame_at=now,
             last_assessed_at=now if assessed else None if last is None else last.last_assessed_at,
-            held_state=result.state, pain_since=pain_since, stream_started_at=self.started_at)
+            held_state=held, pain_since=pain_since, stream_started_at=self.started_at)
         written = self.written_
         due = (written is None or state != written.state or pain_since != written.pain_since
-               or result.state != written.held_state
+               or held != written.held_state
                or now - written.last_frame_at >= timedelta(seconds=STATUS_WRITE_S))
         if due:
             self._write(status)

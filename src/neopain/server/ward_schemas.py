@@ -49,11 +49,13 @@ class WardBedOut(BaseModel):
     session_id: int
     patient_id: int
     patient: str = Field(description="The patient's display name")
-    state: str = Field(description="pain, nopain, cannot_assess, no_face or stale")
+    state: str = Field(description="pain, nopain, uncertain (the model's referral band holds "
+                                   "both: look at the baby), cannot_assess, no_face or stale")
     prob_pain: float | None = Field(
         description="Smoothed P(pain) of the last frame; None when stale")
     confidence: float | None = Field(
-        description="P(state shown), 0.5-1, by the live page's rule; None: uncertain or stale")
+        description="P(state shown), 0.5-1, by the live page's rule; None: no number vouched "
+                    "for (borderline, uncertain, cannot_assess, no_face or stale)")
     last_assessment_at: datetime | None = Field(description="Newest assessable face")
     seconds_since: float | None = Field(description="Seconds since last_assessment_at")
     last_frame_at: datetime | None

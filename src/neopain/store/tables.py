@@ -199,8 +199,9 @@ class LiveStatus(Base):
 
     __tablename__ = "live_status"
     __table_args__ = (
-        CheckConstraint("state IN ('pain', 'nopain', 'cannot_assess', 'no_face')", name="state"),
-        CheckConstraint("held_state IS NULL OR held_state IN ('pain', 'nopain')",
+        CheckConstraint("state IN ('pain', 'nopain', 'uncertain', 'cannot_assess', 'no_face')",
+                        name="state"),
+        CheckConstraint("held_state IS NULL OR held_state IN ('pain', 'nopain', 'uncertain')",
                         name="held_state"),
     )
 
@@ -208,12 +209,13 @@ class LiveStatus(Base):
                                             primary_key=True)
     state: Mapped[str] = mapped_column(String(16))
     smoothed: Mapped[float | None] = mapped_column(Float)
-    # P(state shown), 0.5-1, by the live page's rule (server.display); None: "uncertain"
+    # P(state shown), 0.5-1, by the live page's rule (server.display); None: no number shown
     confidence: Mapped[float | None] = mapped_column(Float)
     first_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_assessed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    held_state: Mapped[str | None] = mapped_column(String(8))  # pain, nopain; None: unknown
+    # pain, nopain, uncertain (the referral band holds both); None: unknown
+    held_state: Mapped[str | None] = mapped_column(String(16))
     pain_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # False once the stream closed: last_frame_at is then exact, not up to a second old
     streaming: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -290,10 +290,15 @@
         context.fillRect(cx - r, cy - r, 2 * r, 2 * r);
       }
     }
-    // the box's colour follows the state shown: pain, no pain, or neither (cannot assess)
-    context.strokeStyle = {pain: "#e74c3c", nopain: "#2ecc71"}[reply.shown.kind] || "#f0b429";
+    // the box's colour follows the state shown: pain, no pain, uncertain (dashed), or
+    // neither (cannot assess)
+    const kind = reply.shown.kind;
+    context.strokeStyle = {pain: "#e74c3c", nopain: "#2ecc71", uncertain: "#b794f6"}[kind]
+      || "#f0b429";
     context.lineWidth = 2;
+    context.setLineDash(kind === "uncertain" ? [8, 5] : []);
     context.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    context.setLineDash([]);
   }
 
   function closed(event) {

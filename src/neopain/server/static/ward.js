@@ -27,7 +27,8 @@
   const MAX_RETRY_MS = 10000;
   const NOTICE_MS = 15000;
   const STATES = {
-    pain: "PAIN", nopain: "no pain", no_face: "no face", cannot_assess: "cannot assess",
+    pain: "PAIN", nopain: "no pain", uncertain: "uncertain – look at the baby",
+    no_face: "no face", cannot_assess: "cannot assess",
     stale: "no current assessment", offline: "no current data",
   };
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
@@ -168,7 +169,7 @@
     label.dataset.state = state;
     let confidence = "confidence –";
     if (assessed) {
-      confidence = bed.confidence === null ? "uncertain"
+      confidence = bed.confidence === null ? "borderline"
         : `confidence ${Math.round(bed.confidence * 100)}%`;
     }
     tile.querySelector(".bed-confidence").textContent = confidence;
@@ -189,7 +190,7 @@
   function ageText(bed, state) {
     if (bed.last_assessment_at === null) return "no assessment yet";
     const last = Date.parse(bed.last_assessment_at);
-    if (state === "pain" || state === "nopain") return `updated ${ago(last)} ago`;
+    if (["pain", "nopain", "uncertain"].includes(state)) return `updated ${ago(last)} ago`;
     if (state === "stale" || state === "offline") return `last: ${clock(last)}`;
     return `last assessed ${ago(last)} ago`;
   }
