@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from neopain.evaluation.calibration_report import ReliabilityCurve
@@ -110,15 +111,24 @@ def box_figure(values: dict[str, Sequence[float]], out: Path, *, metric: str,
 
 def draw_reliability(ax_points, ax_counts, curves: dict[str, ReliabilityCurve]) -> None:
     """A reliability diagram on ``ax_points`` (each non-empty bin's mean P(pain) against its
-    share of pain images, ECE in the legend) and the bins' image counts as bars on
-    ``ax_counts``; ``curves`` maps a name of ``CURVE_STYLES`` (raw, calibrated) to its bins."""
-    ax_points.plot([0, 1], [0, 1], ls=":", color="black", lw=0.8, label="perfectly calibrated")
+    share of pain images, the marker's area growing with the bin's images, ECE in the legend)
+    and the bins' image counts as bars on ``ax_counts`` (log scale: a bin of 2 images stays
+    visible beside one of 200); ``curves`` maps a name of ``CURVE_STYLES`` (raw, calibrated)
+    to its bins."""
+    handles = ax_points.plot([0, 1], [0, 1], ls=":", color="black", lw=0.8,
+                             label="perfectly calibrated")
     width = 1 / next(iter(curves.values())).bins / len(curves)
+    largest = max(int(curve.counts.max()) for curve in curves.values())
     for k, (name, curve) in enumerate(curves.items()):
         style = CURVE_STYLES[name]
-        ax_points.plot(curve.mean_prob, curve.pain_share, color=style["color"],
-                       marker=style["marker"], ls=style["ls"], lw=1.2, ms=5,
-                       label=f"{name} (ECE {curve.ece:.3f})")
+        label = f"{name} (ECE {curve.ece:.3f})"
+        ax_points.plot(curve.mean_prob, curve.pain_share, color=style["color"], ls=style["ls"],
+                       lw=0.9, alpha=0.5, label=label)
+        ax_points.scatter(curve.mean_prob, curve.pain_share, s=6 + 150 * curve.counts / largest,
+                          color=style["color"], marker=style["marker"], alpha=0.75,
+                          edgecolors="white", linewidths=0.5, zorder=3)
+        handles.append(Line2D([], [], color=style["color"], marker=style["marker"],
+                              ls=style["ls"], lw=1.0, ms=5, label=label))
         left = curve.index / curve.bins + k * width
         ax_counts.bar(left, curve.counts, width=width, align="edge", color=style["color"],
                       alpha=0.75, label=name)
@@ -126,12 +136,14 @@ def draw_reliability(ax_points, ax_counts, curves: dict[str, ReliabilityCurve]) 
         ax.set_xlim(0, 1)
         ax.set_xticks(np.linspace(0, 1, 6))
         ax.grid(alpha=0.3, lw=0.5)
-    ax_points.set_ylim(0, 1)
+    ax_points.set_ylim(-0.02, 1.02)
     ax_points.set_ylabel("share of pain images in the bin")
-    ax_points.legend(loc="upper left", fontsize=8)
+    ax_points.legend(handles=handles, loc="upper left", fontsize=8)
     ax_points.tick_params(labelbottom=False)
+    ax_counts.set_yscale("log")
+    ax_counts.set_ylim(0.7, largest * 2)
     ax_counts.set_xlabel("P(pain) given by the model (equal-width bins)")
-    ax_counts.set_ylabel("images")
+    ax_counts.set_ylabel("images (log)")
 
 
 def reliability_figure(curves: dict[str, ReliabilityCurve], out: Path, *, title: str) -> Path:

@@ -200,7 +200,8 @@ def _figures(evaluation: Evaluation, folder: Path) -> dict[str, tuple[Path, str]
                                            title=f"{run.name}: reliability, all folds pooled"),
                         f"Reliability diagram of all folds pooled: share of pain images "
                         f"against mean P(pain) in {CALIBRATION_BINS} equal-width bins, the "
-                        f"diagonal is perfect calibration, image counts per bin below; {eces}"),
+                        f"diagonal is perfect calibration, marker areas and the bars below (log "
+                        f"scale) count the images per bin; {eces}"),
         "probabilities": (probability_histograms_figure(panels, folder / "probabilities.png",
                                                         threshold=run.threshold),
                           "Histograms of P(pain) for the nopain and the pain images, all "
