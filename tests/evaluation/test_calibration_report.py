@@ -250,3 +250,18 @@ def test_compare_calibrated_uses_the_calibrated_probabilities(tmp_path):
     plain = load_run(write_run(tmp_path / "plain", folds=5))
     with pytest.raises(NeopainError, match=r"plain is not calibrated .*neopain calibrate"):
         compare([runs[0], plain], calibrated=True)
+
+
+def test_a_bad_calibrator_json_is_named_and_a_missing_one_leaves_alpha_unknown(tmp_path):
+    run = calibrate_folds(write_run(tmp_path / "run", folds=3))
+    (run / "fold_1" / "calibrator.json").write_text('{"method": "temperature", "params": {}}')
+    with pytest.raises(NeopainError, match=r"fold_1/calibrator.json: calibrator temperature"):
+        evaluate_run(load_run(run))
+    (run / "fold_1" / "calibrator.json").unlink()
+    evaluation = evaluate_run(load_run(run))
+    assert math.isnan(evaluation.calibration.sets[1].alpha)
+    assert math.isnan(evaluation.calibration.pooled_sets.alpha)  # no common target
+    assert "fold 1: no calibrator.json; the calibration method and alpha are unknown" in \
+        evaluation.notes
+    html = write_report(load_run(run))["html"].read_text()
+    assert "n/a" in re.search(r'<tr class="pooled">(.*?)</tr>', html).group(1)
