@@ -1,4 +1,5 @@
-"""``load_predictor``: a model name or file that cannot run is a clear error, never a traceback."""
+"""``load_predictor``: a model name or file that cannot run is a clear error, never a traceback;
+a run's calibrator shows any predictor's output calibrated (``CalibratedPredictor``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ from neopain import prediction
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector
 from neopain.faces.crop import CropRule
+from neopain.models.calibrator import Calibrator, logit_of, sigmoid
 from neopain.monitor.pipeline import Assessor
-from neopain.prediction import Prediction, Predictor, load_predictor
+from neopain.prediction import (
+    CalibratedPredictor,
+    Prediction,
+    Predictor,
+    load_predictor,
+    read_calibrator,
+)
 
 
 @pytest.mark.parametrize("model, says", [
@@ -99,3 +107,70 @@ class WholeImage(FaceDetector):
     def _detect(self, image, *, prior):
         height, width = image.shape[:2]
         return [Face((0.0, 0.0, float(width), float(height)), 1.0)]
+
+
+class Scores(Predictor):
+    """A rule-based kind: a score of crop brightness, unassessable for black crops; counts
+    the calls made on it."""
+
+    name = "scores"
+    crop = CropRule.whole_image()
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def predict_crops(self, crops):
+        return [Prediction(float(c.mean()) / 255, "nopain", 0.5, self.name,
+                           assessable=bool(c.any()), reason="" if c.any() else "dark")
+                for c in crops]
+
+    def close(self):
+        self.closed += 1
+
+
+def test_a_calibrated_view_maps_the_logit_of_any_predictors_output():
+    # guards: a calibrator applied to P instead of its logit, sets that are not the
+    # calibrator's, and an unassessable face given a calibrated number
+    calibrator = Calibrator(method="platt", params={"a": 2.0, "b": -0.5}, alpha=0.1,
+                            quantile=0.3)
+    inner = Scores()
+    crops = [np.full((4, 4, 3), v, np.uint8) for v in (20, 0, 128, 240, 150)]
+    with CalibratedPredictor(inner, calibrator, where="cal.json") as view:
+        assert view.crop == inner.crop and "calibrated (platt, cal.json)" in view.name
+        predictions = view.predict_crops(crops)
+    assert inner.closed == 1
+    raw = np.array([c.mean() / 255 for c in crops])
+    assert not predictions[1].assessable and predictions[1].prob_raw is None
+    assert predictions[1].prob_kind == "score"
+    usable = [p for p in predictions if p.assessable]
+    expected = sigmoid(2.0 * logit_of(raw[[0, 2, 3, 4]]) - 0.5)
+    assert np.allclose([p.prob_pain for p in usable], expected, atol=1e-12)
+    assert np.allclose([p.prob_raw for p in usable], raw[[0, 2, 3, 4]])
+    assert [p.prediction_set for p in usable] == calibrator.prediction_sets(expected)
+    assert {p.prediction_set for p in usable} >= {"pain", "nopain", "pain|nopain"}
+    assert [p.label for p in usable] == ["pain" if p >= 0.5 else "nopain" for p in expected]
+    assert all(p.prob_kind == "calibrated" and p.calibrated for p in usable)
+
+
+def test_prob_kind_says_what_prob_pain_is():
+    assert Prediction(0.7, "pain", 0.5, "m").prob_kind == "score"
+    assert Prediction(0.7, "pain", 0.5, "m", probabilistic=True).prob_kind == "uncalibrated"
+    assert Prediction(0.7, "pain", 0.5, "m", prob_raw=0.9).prob_kind == "calibrated"
+    assert set(prediction.PROB_KINDS) == {"calibrated", "uncalibrated", "score"}
+
+
+@pytest.mark.parametrize("content, says", [
+    ("{not json", "not valid JSON (Expecting property name enclosed in double quotes, line 1"),
+    ("[1, 2]", "must be a mapping with method and params, got list"),
+    ('{"method": "temperature", "params": {"t": 1.0}, "alpha": 0.0, "quantile": 0.2}',
+     "calibrator: alpha=0.0 must be between 0 and 1"),
+    ('{"method": "isotonic", "params": {"x": [0, 1], "y": [1, 0]}}', "non-decreasing"),
+    ('{"method": "sigmoid", "params": {}}', "method='sigmoid'; valid: temperature"),
+    ("\0", "holds a NUL byte"),
+])
+def test_a_bad_calibrator_file_is_named_with_its_field(tmp_path, content, says):
+    path = tmp_path / "calibrator.json"
+    path.write_text(content)
+    with pytest.raises(NeopainError) as error:
+        read_calibrator(path)
+    assert str(error.value).startswith(str(path)) and says in str(error.value)

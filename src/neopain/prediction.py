@@ -10,10 +10,15 @@ Kinds of predictor are registered as entry points of the group ``neopain.predict
 files (``export.runtime``); another package can add its own the same way. ``load_predictor``
 resolves a model spec, a kind's name or a file whose suffix a kind claims, through them, so this
 module imports no implementation.
+
+``CalibratedPredictor`` shows any predictor's output through a run's calibrator
+(``read_calibrator("runs/NAME/fold_K/calibrator.json")``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -25,11 +30,19 @@ from typing import ClassVar
 
 import numpy as np
 
+from neopain.data.files import read_regular_text
+from neopain.data.json_text import parse_json
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
+from neopain.models.calibrator import Calibrator, logit_of
 
 LABELS = ("nopain", "pain")
 ENTRY_POINT_GROUP = "neopain.predictors"
+PROB_KINDS = ("calibrated", "uncalibrated", "score")
+"""What a ``Prediction.prob_pain`` is (``Prediction.prob_kind``)."""
+CALIBRATOR_MAX_BYTES = 4_000_000
+"""A calibrator.json larger than this is refused unread (an isotonic curve of the largest
+validation sets is a few hundred kB)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,9 @@ class Prediction:
             uncertain, look at the baby) when the model carries a referral band, else None.
         uncertainty: spread over stochastic passes or ensemble members (``entropy``,
             ``mutual_information``, ``passes``); empty when the model gives none.
+        probabilistic: whether the model's own output (``prob_raw`` when calibrated, else
+            ``prob_pain``) is a probability (a network's softmax or sigmoid); False (the
+            default): a score, such as the rule-based NFCS confidence.
     """
 
     prob_pain: float
@@ -67,6 +83,16 @@ class Prediction:
     prob_raw: float | None = None
     prediction_set: str | None = None
     uncertainty: Mapping[str, float] = field(default_factory=dict)
+    probabilistic: bool = False
+
+    @property
+    def prob_kind(self) -> str:
+        """What ``prob_pain`` is (``PROB_KINDS``): ``calibrated`` (a calibrated probability),
+        ``uncalibrated`` (a network's own probability, not calibrated) or ``score`` (a
+        rule-based score, not a probability)."""
+        if self.calibrated:
+            return "calibrated"
+        return "uncalibrated" if self.probabilistic else "score"
 
     @property
     def calibrated(self) -> bool:
@@ -212,6 +238,96 @@ class Predictor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_calibrator(path: str | os.PathLike[str]) -> Calibrator:
+    """The ``Calibrator`` of a calibrator.json (``neopain calibrate``; ``Calibrator.to_dict``).
+
+    Raises:
+        NeopainError: not a regular readable file, not JSON, or a field out of range; the
+            message starts with the file and names the field.
+    """
+    text = read_regular_text(path, what="a calibrator.json (neopain calibrate)",
+                             max_bytes=CALIBRATOR_MAX_BYTES)
+    try:
+        data = parse_json(text)
+    except json.JSONDecodeError as error:
+        raise NeopainError(f"{path}: not valid JSON ({error.msg}, line {error.lineno} column "
+                           f"{error.colno}); expected a calibrator.json written by neopain "
+                           "calibrate") from None
+    return Calibrator.from_dict(data, where=str(path))
+
+
+class CalibratedPredictor(Predictor):
+    """Another predictor's output shown through a ``Calibrator``: the calibrated P(pain) is
+    ``calibrator.probability(logit_of(raw P))``, labelled at the predictor's threshold, with
+    the conformal set when the calibrator has a band. Everything else (crop rule, evidence,
+    explanations, window score, rest calibration) is the predictor's own.
+
+    The raw P is the predictor's own output (``prob_raw`` of one that calibrates itself: this
+    calibrator replaces that one). A float32 P rounded to 0 or 1 is read ``LOGIT_CLIP`` inside,
+    so an exported network is calibrated exactly only by the calibrator embedded in its file
+    (``neopain export``), which works on its logits.
+
+    Args:
+        predictor: the predictor to calibrate; closing this one closes it.
+        calibrator: the calibration (e.g. ``read_calibrator(...)``).
+        where: where the calibrator came from, for the name (e.g. its file).
+    """
+
+    def __init__(self, predictor: Predictor, calibrator: Calibrator, *, where: str = "") -> None:
+        self.predictor = predictor
+        self.calibrator = calibrator
+        self.where = where
+        self.crop = predictor.crop
+        self.evidence_interval_s = predictor.evidence_interval_s
+        self.calibrates = predictor.calibrates
+        self.thread_safe = predictor.thread_safe
+        self.name = f"{predictor.name}, calibrated ({calibrator.method}" + (
+            f", {where})" if where else ")")
+
+    def predict_crops(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
+        """The predictor's predictions with ``prob_pain`` calibrated (unassessable ones as
+        they are)."""
+        predictions = self.predictor.predict_crops(crops)
+        usable = [p for p in predictions if p.assessable]
+        raw = np.array([p.prob_pain if p.prob_raw is None else p.prob_raw for p in usable])
+        calibrated = self.calibrator.probability(logit_of(raw)) if usable else raw
+        sets = (self.calibrator.prediction_sets(calibrated) if self.calibrator.has_band
+                else [None] * len(usable))
+        found = iter(zip(usable, raw, calibrated, sets))
+        out = []
+        for prediction in predictions:
+            if not prediction.assessable:
+                out.append(prediction)
+                continue
+            _, prob_raw, prob, band = next(found)
+            out.append(dataclasses.replace(
+                prediction, prob_pain=float(prob), prob_raw=float(prob_raw),
+                label="pain" if prob >= prediction.threshold else "nopain", prediction_set=band,
+                model=self.name))
+        return out
+
+    def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        return self.predictor.evidence(crops)
+
+    def explain(self, prediction: Prediction) -> list[str] | None:
+        return self.predictor.explain(prediction)
+
+    def window_score(self, predictions: Sequence[Prediction]) -> dict[str, float] | None:
+        return self.predictor.window_score(predictions)
+
+    def calibrate(self, crops: Sequence[np.ndarray]) -> Calibration | None:
+        return self.predictor.calibrate(crops)
+
+    def with_calibration(self, calibration: Calibration) -> Predictor:
+        """The predictor's view for ``calibration``, shown through the same calibrator."""
+        return CalibratedPredictor(self.predictor.with_calibration(calibration),
+                                   self.calibrator, where=self.where)
+
+    def close(self) -> None:
+        """Close the predictor."""
+        self.predictor.close()
 
 
 @cache

@@ -22,7 +22,7 @@ from neopain.export.quantize import (
     quantize_dynamic_model,
     quantize_static_model,
 )
-from neopain.export.runtime import OnnxPredictor
+from neopain.export.runtime import OnnxPredictor, PainOutputs
 from neopain.runs import load_fold, select_rows
 
 
@@ -107,13 +107,15 @@ def test_dynamic_int8_quantizes_matmul_and_gemm_but_not_convolutions(tiny_onnx, 
 def test_a_report_counts_labels_that_int8_flips(tiny_onnx, static_file, crops, monkeypatch):
     # the report must see disagreement when there is some: make int8 answer 1 - P(pain)
     p32 = np.array(_probs(tiny_onnx, crops[1]))
-    original = OnnxPredictor.predict_inputs
+    original = OnnxPredictor.pain_outputs
 
     def reversed_int8(self, inputs, **kwargs):
-        probs = original(self, inputs, **kwargs)
-        return probs[:, ::-1] if self.exported_.quantization == "static" else probs
+        out = original(self, inputs, **kwargs)
+        if self.exported_.quantization != "static":
+            return out
+        return PainOutputs(raw=1 - out.raw, logit=-out.logit, calibrated=1 - out.calibrated)
 
-    monkeypatch.setattr(OnnxPredictor, "predict_inputs", reversed_int8)
+    monkeypatch.setattr(OnnxPredictor, "pain_outputs", reversed_int8)
     report = compare_models(tiny_onnx, static_file, crops=crops[1], labels=crops[2], repeats=1)
     expected = np.mean((p32 >= 0.5) == ((1 - p32) >= 0.5))
     assert report.label_agreement == pytest.approx(expected) and expected < 0.5

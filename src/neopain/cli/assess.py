@@ -42,10 +42,34 @@ def _kind(path: Path) -> str:
          f"({', '.join(VIDEO_SUFFIXES)})")
 
 
-def _predictor(model: str | None, *, threads: int | None, batch_size: int):
-    from neopain.prediction import load_predictor
+PROB_WORDS = {
+    "calibrated": "P(pain) is a calibrated probability",
+    "uncalibrated": "P(pain) is the network's own probability, not calibrated (neopain "
+                    "calibrate, then --calibrator or neopain export, makes it one)",
+    "score": "P(pain) is a rule-based score, not a probability (a run's --calibrator maps "
+             "it to one)",
+}
+"""What each ``Prediction.prob_kind`` means, in the printed summary."""
 
-    return load_predictor(model, threads=threads, batch_size=batch_size)
+
+def _predictor(model: str | None, *, threads: int | None, batch_size: int,
+               calibrator: Path | None, mc_passes: int):
+    """The predictor, shown through ``calibrator`` when one is given (read first, so that a
+    bad file is named before a model is loaded)."""
+    from neopain.prediction import CalibratedPredictor, load_predictor, read_calibrator
+
+    fitted = None if calibrator is None else read_calibrator(calibrator)
+    predictor = load_predictor(model, threads=threads, batch_size=batch_size,
+                               mc_passes=mc_passes)
+    if fitted is None:
+        return predictor
+    return CalibratedPredictor(predictor, fitted, where=str(calibrator))
+
+
+def _kind_line(kinds) -> str:
+    """The printed sentence saying what the P(pain) shown is; "" when nothing was assessed."""
+    found = [kind for kind in PROB_WORDS if kind in set(kinds)]
+    return "; ".join(PROB_WORDS[kind] for kind in found)
 
 
 def assess(
@@ -85,12 +109,20 @@ def assess(
     threads: Annotated[Optional[int], typer.Option(
         help="ONNX Runtime threads (default: one per core).")] = None,
     batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = 16,
+    calibrator: Annotated[Optional[Path], typer.Option(
+        help="A run's calibrator (runs/NAME/fold_K/calibrator.json, neopain calibrate) to "
+             "show the model's P(pain) through, with its referral band; replaces one embedded "
+             "in an .onnx file.")] = None,
+    mc_passes: Annotated[int, typer.Option(
+        help="Stochastic passes with dropout on (MC dropout) per face, for models that can "
+             "(uncertainty); 0: one deterministic pass.")] = 0,
 ) -> None:
     """Detect the face, crop it as the model was trained, predict pain; images or a video.
 
     Images and manifests: one row per image (face box, P(pain), label, or why there is
-    none). A video: a per-frame timeline with smoothing, pain episodes, the share of time in
-    pain, a timeline plot and an HTML report.
+    none; prob_kind says whether P(pain) is calibrated, uncalibrated or a rule-based score,
+    prob_raw and prediction_set come with a calibrator). A video: a per-frame timeline with
+    smoothing, pain episodes, the share of time in pain, a timeline plot and an HTML report.
 
     Exit codes: 0 done, 1 bad input, 3 no face found in any image or frame.
 
@@ -100,8 +132,11 @@ def assess(
     if output_format not in FORMATS:
         fail(f"--format {escape(output_format)} is not valid; valid: {', '.join(FORMATS)}")
     kind = _kind(source)
+    if mc_passes < 0:
+        fail(f"--mc-passes {mc_passes} must be 0 (one deterministic pass) or more, e.g. 20")
     try:
-        with _predictor(model, threads=threads, batch_size=batch_size) as predictor:
+        with _predictor(model, threads=threads, batch_size=batch_size, calibrator=calibrator,
+                        mc_passes=mc_passes) as predictor:
             if kind == "video":
                 if output_format != "table" or overlays is not None:
                     fail("--format and --overlays are for images; a video writes its files "
@@ -186,20 +221,29 @@ def _print_images(table, *, source: Path, model: str, out: Path | None,
     view = Table(title=f"{escape(str(source))}: {len(table)} images, model {escape(model)}",
                  caption=None if len(table) <= 50 else f"first 50 of {len(table)} rows; use "
                  "--out or --format csv for all")
-    for name, justify in (("image", "left"), ("face", "right"), ("P(pain)", "right"),
-                          ("label", "left"), ("note", "left")):
+    kinds = set(table["prob_kind"]) - {""}
+    with_sets = bool((table["prediction_set"] != "").any())
+    columns = [("image", "left"), ("face", "right"),
+               ("score" if kinds == {"score"} else "P(pain)", "right"), ("label", "left")]
+    for name, justify in columns + ([("set", "left")] if with_sets else []) + [("note", "left")]:
         view.add_column(name, justify=justify)
     for record in shown.itertuples(index=False):
         prob = "" if record.prob_pain is None or record.prob_pain != record.prob_pain \
             else f"{record.prob_pain:.3f}"
         label = f"[bold red]{record.label}[/]" if record.label == "pain" else record.label
+        band = ["uncertain: look at the baby" if record.prediction_set == "pain|nopain"
+                else record.prediction_set] if with_sets else []
         view.add_row(escape(str(record.image)), "yes" if record.face else "no", prob, label,
-                     escape(record.problem))
+                     *band, escape(record.problem))
     console.print(view)
+    if kinds:
+        console.print(_kind_line(kinds))
     pain = int((table["label"] == "pain").sum())
     assessed = int((table["label"] != "").sum())
-    console.print(f"{assessed} assessed: {pain} pain, {assessed - pain} no pain; "
-                  f"{len(table) - assessed} without an assessment"
+    uncertain = int((table["prediction_set"] == "pain|nopain").sum())
+    console.print(f"{assessed} assessed: {pain} pain, {assessed - pain} no pain"
+                  + (f" ({uncertain} uncertain: look at the baby)" if with_sets else "")
+                  + f"; {len(table) - assessed} without an assessment"
                   + (f"; wrote {escape(str(out))}" if out is not None else "")
                   + (f"; overlays in {escape(str(overlays))}/" if overlays is not None else ""))
 
@@ -234,7 +278,13 @@ def _video(source: Path, predictor, *, detector: str, out: Path | None, report: 
     view.add_row("time in pain", f"{result.pain_s:.1f} s ({share} of observed)")
     view.add_row("pain episodes", str(len(result.episodes)))
     view.add_row("median latency", f"{result.timeline['latency_ms'].median():.1f} ms / frame")
+    sets = result.timeline["prediction_set"]
+    if (sets != "").any():
+        view.add_row("frames uncertain (look at the baby)",
+                     f"{int((sets == 'pain|nopain').sum())} of {int((sets != '').sum())}")
     console.print(view)
+    if result.prob_kind:
+        console.print(_kind_line([result.prob_kind]))
     if result.episodes:
         episodes = Table(title="pain episodes")
         for name in ("#", "start s", "end s", "duration s", "peak"):

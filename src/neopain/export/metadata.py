@@ -7,12 +7,20 @@ The JSON is flat::
      "mean": [...], "std": [...], "channel_order": "BGR", "labels": ["nopain", "pain"],
      "cam_layer": "features.conv5_3", "threshold": 0.5, "crop": "face_box", "margin": 0.0,
      "source_run": "runs/vgg16_nb", "fold": 0, "quantization": "none",
-     "input": "image", "output": "probs", "exported": "2026-11-22", "neopain": "0.1.0"}
+     "input": "image", "output": "probs", "log_output": "log_probs", "calibrator": null,
+     "exported": "2026-11-22", "neopain": "0.1.0"}
 
 ``crop`` is the rule training used: ``face_box`` (``crop_to_face``: the manifest's face box in
 whole pixels, no margin, not squared) or ``image`` (the whole image). The network's input is a
 float32 N×3×H×W batch normalized as ``(pixel / 255 - mean) / std`` in ``channel_order``; its
-output ``probs`` is N×len(labels) softmax probabilities.
+output ``probs`` is N×len(labels) softmax probabilities, and ``log_probs`` their logarithms
+(log-softmax), so that ``log_probs[:, pain] - log_probs[:, nopain]`` is the network's raw logit
+``z_pain - z_nopain`` even where float32 probabilities round to 0 or 1 (files exported before
+it have ``probs`` only).
+
+``calibrator`` is the fold's ``models.calibrator.Calibrator`` (``to_dict``) or null: a runtime
+maps the raw logit through it to the calibrated P(pain) it shows, and gives the conformal set
+when it has a band.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from neopain.data.json_text import parse_json
 from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
+from neopain.models.calibrator import Calibrator
 from neopain.models.cfg import ModelCfg
 
 METADATA_KEY = "neopain.cfg"
@@ -36,6 +45,7 @@ CROPS = ("face_box", "image")
 QUANTIZATIONS = ("none", "static", "dynamic")
 INPUT_NAME = "image"
 OUTPUT_NAME = "probs"
+LOG_OUTPUT_NAME = "log_probs"
 
 
 class ModelFileError(NeopainError):
@@ -54,6 +64,8 @@ class ExportedCfg:
         quantization: ``none``, ``static`` (int8 QDQ) or ``dynamic`` (int8 MatMul/Gemm).
         exported: ISO date of the export.
         version: the neopain version that exported it.
+        calibrator: the calibration of P(pain) (and its referral band) the file carries, or
+            None: the file's P(pain) is the network's own.
     """
 
     cfg: ModelCfg
@@ -63,6 +75,7 @@ class ExportedCfg:
     quantization: str = "none"
     exported: str = ""
     version: str = ""
+    calibrator: Calibrator | None = None
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
@@ -91,6 +104,10 @@ class ExportedCfg:
         """The same cfg for a quantized copy of the model."""
         return replace(self, quantization=quantization)
 
+    def with_calibrator(self, calibrator: Calibrator | None) -> ExportedCfg:
+        """The same cfg carrying ``calibrator`` (None: none)."""
+        return replace(self, calibrator=calibrator)
+
     def to_json(self) -> str:
         """The flat JSON stored under ``neopain.cfg``."""
         data: dict[str, Any] = {"format": FORMAT, "architecture": self.cfg.name,
@@ -98,8 +115,10 @@ class ExportedCfg:
                                 "margin": 0.0 if self.crop_rule.needs_box else None,
                                 "source_run": self.source_run, "fold": self.fold,
                                 "quantization": self.quantization, "input": INPUT_NAME,
-                                "output": OUTPUT_NAME, "exported": self.exported,
-                                "neopain": self.version}
+                                "output": OUTPUT_NAME, "log_output": LOG_OUTPUT_NAME,
+                                "calibrator": None if self.calibrator is None
+                                else self.calibrator.to_dict(),
+                                "exported": self.exported, "neopain": self.version}
         return json.dumps(data, sort_keys=False)
 
     @classmethod
@@ -107,7 +126,8 @@ class ExportedCfg:
         """Parse ``to_json`` output.
 
         Raises:
-            ModelFileError: not JSON, a newer format, or a missing or invalid field (named).
+            ModelFileError: not JSON, a newer format, or a missing or invalid field (named; for
+                the calibrator, its field).
         """
         try:
             data = parse_json(text)
@@ -119,6 +139,13 @@ class ExportedCfg:
             raise ModelFileError(f"{source}: {METADATA_KEY} format={data.get('format')!r}; this "
                                  f"neopain reads format {FORMAT} (export the model again)")
         cfg_keys = {field.name for field in fields(ModelCfg)}
+        calibrator = data.get("calibrator")
+        if calibrator is not None:
+            try:
+                calibrator = Calibrator.from_dict(calibrator,
+                                                  where=f"{source}: {METADATA_KEY}: calibrator")
+            except NeopainError as error:
+                raise ModelFileError(str(error)) from None
         try:
             cfg = ModelCfg.from_dict({key: data[key] for key in cfg_keys if key in data})
             fold = data.get("fold")
@@ -127,7 +154,7 @@ class ExportedCfg:
                        fold=None if fold is None else int(fold),
                        quantization=data.get("quantization", "none"),
                        exported=str(data.get("exported") or ""),
-                       version=str(data.get("neopain") or ""))
+                       version=str(data.get("neopain") or ""), calibrator=calibrator)
         except NeopainError as error:
             raise ModelFileError(f"{source}: {METADATA_KEY}: {error}") from None
         except (TypeError, ValueError) as error:

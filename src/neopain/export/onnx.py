@@ -1,11 +1,13 @@
 """Export a trained model to ONNX with its preprocessing cfg inside, and check parity.
 
 ``export_fold("runs/vgg16_nb/fold_0", "model.onnx")`` rebuilds the fold's model from model.pt
-(``runs.load_fold``), exports it (opset 17, dynamic batch, softmax included so the output is
-probabilities) and embeds ``neopain.cfg`` (``export.metadata``): the model cfg, training's crop
-rule, the threshold, the architecture, the run and the fold. ``check_parity`` compares torch and
-ONNX Runtime on real inputs (the fold's test images, preprocessed by the training
-``FaceDataset``).
+(``runs.load_fold``), exports it (opset 17, dynamic batch; outputs ``probs``, softmax
+probabilities, and ``log_probs``, their logarithms, from which a runtime takes the raw logit)
+and embeds ``neopain.cfg`` (``export.metadata``): the model cfg, training's crop rule, the
+threshold, the architecture, the run, the fold and the fold's calibrator (``calibrator.json``,
+when it has one). ``check_parity`` compares torch and ONNX Runtime on real inputs (the fold's
+test images, preprocessed by the training ``FaceDataset``): the raw P(pain) and, for a file with
+a calibrator, the calibrated P(pain) a runtime shows.
 """
 
 from __future__ import annotations
@@ -15,39 +17,94 @@ import io
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 import neopain
 from neopain.errors import NeopainError
-from neopain.export.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ExportedCfg
+from neopain.export.metadata import (
+    INPUT_NAME,
+    LOG_OUTPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    ExportedCfg,
+)
 from neopain.models import PainModel
+from neopain.models.calibrator import Calibrator
 from neopain.models.scores import ClassScores
+from neopain.prediction import read_calibrator
 from neopain.runs import TrainedFold, load_fold
 
 OPSET = 17
+CALIBRATOR_FILE = "calibrator.json"
+"""A fold's calibrator (``neopain calibrate``), embedded by ``export_fold``."""
 ProgressHook = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class Parity:
     """Torch vs ONNX Runtime on the same inputs: images compared, largest |ΔP(pain)|, and how
-    many labels differ at the model's threshold."""
+    many labels differ at the model's threshold; for a file with a calibrator, the same for the
+    calibrated P(pain) (whose labels are the ones a runtime shows), else None."""
 
     images: int
     max_abs_diff: float
     label_changes: int
+    calibrated_max_abs_diff: float | None = None
+    calibrated_label_changes: int | None = None
 
 
-def exported_cfg(fold: TrainedFold) -> ExportedCfg:
+class GraphOutputs(nn.Module):
+    """What an exported graph computes from a model: P(class) and log P(class), N×2 each, from
+    one forward pass. ``log_probs[:, pain] - log_probs[:, nopain]`` is the raw logit (``z_pain -
+    z_nopain`` of two logits, ``z`` of one sigmoid logit) without float32 probabilities'
+    rounding to 0 or 1. ``probs`` is ``ClassScores(model, probabilities=True)``.
+
+    Raises:
+        NeopainError: (when called) the model's output is neither (N, 2) nor (N, 1) / (N,).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(images)
+        if out.ndim == 1:
+            out = out[:, None]
+        if out.ndim != 2 or out.shape[1] not in (1, 2):
+            raise NeopainError(f"model output has shape {tuple(out.shape)}; valid: (N, 2) class "
+                               "logits or (N, 1) one sigmoid logit")
+        if out.shape[1] == 1:
+            pain = torch.sigmoid(out)
+            log_probs = torch.cat([nn.functional.logsigmoid(-out), nn.functional.logsigmoid(out)],
+                                  dim=1)
+            return torch.cat([1.0 - pain, pain], dim=1), log_probs
+        return torch.softmax(out, dim=1), torch.log_softmax(out, dim=1)
+
+
+def exported_cfg(fold: TrainedFold, *, calibrator: Calibrator | None = None) -> ExportedCfg:
     """The ``neopain.cfg`` an export of a training fold carries: its cfg, training's crop rule,
-    the run folder, the fold index, this version and today's date."""
+    the run folder, the fold index, ``calibrator``, this version and today's date."""
     return ExportedCfg(cfg=fold.model.cfg, crop=fold.crop_rule.kind,
                        source_run=str(fold.fold_dir.parent), fold=fold.fold,
-                       version=neopain.__version__, exported=dt.date.today().isoformat())
+                       version=neopain.__version__, exported=dt.date.today().isoformat(),
+                       calibrator=calibrator)
+
+
+def fold_calibrator(fold_dir: str | os.PathLike[str]) -> Calibrator | None:
+    """The fold's ``calibrator.json`` (``neopain calibrate``), or None when it has none.
+
+    Raises:
+        NeopainError: a calibrator.json that cannot be read or used (naming the file and the
+            field).
+    """
+    path = Path(fold_dir) / CALIBRATOR_FILE
+    return read_calibrator(path) if os.path.lexists(path) else None
 
 
 def export_model(model: PainModel, out: str | os.PathLike[str], *,
@@ -79,18 +136,20 @@ def export_model(model: PainModel, out: str | os.PathLike[str], *,
     training = model.training
     buffer = io.BytesIO()
     try:
-        wrapper = ClassScores(model, probabilities=True).eval()
+        wrapper = GraphOutputs(model).eval()
         with warnings.catch_warnings():
             # the TorchScript exporter is deprecated in favour of the dynamo one, which needs
             # onnxscript (not installed); it still writes opset 17 graphs that ORT runs exactly.
             # It traces in eval mode (dropout off, batch-norm running statistics).
             warnings.simplefilter("ignore", DeprecationWarning)
-            # ClassScores branches on the output's width, which is fixed for a model
+            # GraphOutputs branches on the output's width, which is fixed for a model
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(wrapper, (sample,), buffer, dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME, LOG_OUTPUT_NAME],
                               training=torch.onnx.TrainingMode.EVAL,
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"},
+                                            LOG_OUTPUT_NAME: {0: "batch"}})
     finally:
         model.train(training)  # the caller's mode, whichever it was
     graph = onnx.load_from_string(buffer.getvalue())
@@ -112,10 +171,17 @@ def set_metadata(model, exported: ExportedCfg) -> None:
 
 
 def export_fold(fold_dir: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                opset: int = OPSET) -> tuple[Path, TrainedFold]:
-    """Export the model of a training fold; returns the file and the rebuilt fold."""
+                opset: int = OPSET, calibrator: bool = True) -> tuple[Path, TrainedFold]:
+    """Export the model of a training fold with its calibrator (``calibrator.json``, when the
+    fold has one and ``calibrator`` is True); returns the file and the rebuilt fold.
+
+    Raises:
+        NeopainError: an unusable fold, or a calibrator.json that cannot be used (named).
+    """
+    fitted = fold_calibrator(fold_dir) if calibrator else None
     fold = load_fold(fold_dir)
-    return export_model(fold.model, out, exported=exported_cfg(fold), opset=opset), fold
+    return export_model(fold.model, out, exported=exported_cfg(fold, calibrator=fitted),
+                        opset=opset), fold
 
 
 def fold_test_inputs(fold: TrainedFold, *, limit: int | None = None) -> torch.Tensor:
@@ -150,9 +216,31 @@ def torch_probabilities(model: PainModel, inputs: torch.Tensor, *, batch_size: i
     return torch.cat(parts).numpy().astype(np.float64)
 
 
+def torch_pain_logits(model: PainModel, inputs: torch.Tensor, *, pain: int = 1,
+                      batch_size: int = 16) -> np.ndarray:
+    """The raw logit of ``model`` for preprocessed inputs, N float64: ``z_pain - z_nopain`` of
+    two class logits (``pain`` is the pain column), ``z`` of one sigmoid logit. What a
+    calibrator maps, taken from torch's logits, not from any graph."""
+    model.eval()
+    with torch.no_grad():
+        parts = [model(inputs[start:start + batch_size]).reshape(
+            len(inputs[start:start + batch_size]), -1) for start in range(0, len(inputs),
+                                                                          batch_size)]
+    logits = torch.cat(parts).numpy().astype(np.float64)
+    if logits.shape[1] == 1:
+        return logits[:, 0]
+    return logits[:, pain] - logits[:, 1 - pain]
+
+
+def _changes(a: np.ndarray, b: np.ndarray, threshold: float) -> int:
+    return int(((a >= threshold) != (b >= threshold)).sum())
+
+
 def check_parity(model: PainModel, path: str | os.PathLike[str], inputs: torch.Tensor | np.ndarray,
                  *, batch_size: int = 16, on_progress: ProgressHook | None = None) -> Parity:
-    """Compare P(pain) of ``model`` (torch) and the model file (ONNX Runtime) on ``inputs``.
+    """Compare P(pain) of ``model`` (torch) and the model file (ONNX Runtime) on ``inputs``;
+    for a file with a calibrator also the calibrated P(pain): the file's calibrator applied to
+    torch's own logits against what the runtime shows.
 
     Raises:
         NeopainError: no inputs, or a file ONNX Runtime cannot load (``ModelFileError``).
@@ -165,10 +253,19 @@ def check_parity(model: PainModel, path: str | os.PathLike[str], inputs: torch.T
     with OnnxPredictor(path, batch_size=batch_size) as predictor:
         pain = predictor.exported_.pain_index
         threshold = predictor.exported_.cfg.threshold
-        onnx_prob = predictor.predict_inputs(tensors.numpy(), on_progress=on_progress)[:, pain]
+        calibrator = predictor.calibrator_
+        onnx_out = predictor.pain_outputs(tensors.numpy(), on_progress=on_progress)
     torch_prob = torch_probabilities(model, tensors, batch_size=batch_size)[:, pain]
-    return Parity(images=len(tensors), max_abs_diff=float(np.abs(onnx_prob - torch_prob).max()),
-                  label_changes=int(((onnx_prob >= threshold) != (torch_prob >= threshold)).sum()))
+    parity = Parity(images=len(tensors),
+                    max_abs_diff=float(np.abs(onnx_out.raw - torch_prob).max()),
+                    label_changes=_changes(onnx_out.raw, torch_prob, threshold))
+    if calibrator is None:
+        return parity
+    torch_calibrated = calibrator.probability(
+        torch_pain_logits(model, tensors, pain=pain, batch_size=batch_size))
+    return replace(parity, calibrated_max_abs_diff=float(
+        np.abs(onnx_out.calibrated - torch_calibrated).max()),
+        calibrated_label_changes=_changes(onnx_out.calibrated, torch_calibrated, threshold))
 
 
 def parity_on_inputs(fold: TrainedFold, path: str | os.PathLike[str], *,
@@ -187,5 +284,8 @@ def describe_file(path: str | os.PathLike[str]) -> dict[str, object]:
             "architecture": exported.cfg.name, "quantization": exported.quantization,
             "input_size": list(exported.cfg.input_size), "crop": exported.crop,
             "threshold": exported.cfg.threshold, "source_run": exported.source_run,
-            "fold": exported.fold}
+            "fold": exported.fold,
+            "calibrator": None if exported.calibrator is None else {
+                "method": exported.calibrator.method, "alpha": exported.calibrator.alpha,
+                "fitted_on": dict(exported.calibrator.fitted_on)}}
 

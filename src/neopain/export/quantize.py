@@ -3,14 +3,17 @@
 - ``quantize_static_model``: ONNX Runtime's static quantization in QDQ format, weights int8 per
   output channel, activation ranges calibrated (MinMax) on real face crops preprocessed by the
   runtime; ``quant_pre_process`` (shape inference + graph optimization) first. The logits
-  layer and the Softmax stay float so that probabilities keep their resolution.
+  layer, the Softmax and the LogSoftmax stay float so that probabilities and the raw logit keep
+  their resolution.
 - ``quantize_dynamic_model``: int8 weights for MatMul/Gemm only, activations quantized on the
   fly. On CPUs it speeds up fully connected layers, not convolutions.
 - ``compare_models``: label agreement, AUC of each, |ΔP(pain)|, file sizes and ms per image of
-  the fp32 and int8 files, timed alternately in the same process.
+  the fp32 and int8 files, timed alternately in the same process. P(pain) is the one the
+  runtime shows: calibrated when the files carry a calibrator.
 
-Both quantizers copy ``neopain.cfg`` into the int8 file (with ``quantization`` set), so
-``OnnxPredictor`` preprocesses for it exactly as for the fp32 file.
+Both quantizers copy ``neopain.cfg`` into the int8 file (with ``quantization`` set, the
+calibrator included), so ``OnnxPredictor`` preprocesses and calibrates for it exactly as for
+the fp32 file.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class QuantizationReport:
             threshold are the model's uncertainty, not a broken copy.
         auc_fp32, auc_int8: ROC AUC against the manifest labels (None with one class).
         max_abs_diff: largest |P(pain) int8 − P(pain) fp32|.
+        calibrated: whether P(pain) (and so the labels and AUC) is the calibrated one that the
+            files' calibrator gives, as the runtime shows it.
         fp32_bytes, int8_bytes: file sizes.
         fp32_ms, int8_ms: milliseconds per image (best of the repeats, same images, batch
             size and threads, timed alternately in one process).
@@ -63,6 +68,7 @@ class QuantizationReport:
     int8_bytes: int
     fp32_ms: float
     int8_ms: float
+    calibrated: bool = False
 
     @property
     def auc_delta(self) -> float | None:
@@ -198,16 +204,16 @@ def quantize_static_model(model: str | os.PathLike[str], out: str | os.PathLike[
 
 
 def _float_tail(path: Path) -> list[str]:
-    """The Softmax nodes and the layers computing their logits: kept float, so that the
-    probabilities keep their resolution (int8 logits would put P(pain) on a coarse grid and tie
-    images that fp32 ranks apart)."""
+    """The Softmax and LogSoftmax nodes and the layers computing their logits: kept float, so
+    that the probabilities and the raw logit keep their resolution (int8 logits would put
+    P(pain) on a coarse grid and tie images that fp32 ranks apart)."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     producers = {output: node.name for node in graph.node for output in node.output}
-    softmax = [node for node in graph.node if node.op_type == "Softmax"]
-    return [node.name for node in softmax] + [producers[node.input[0]] for node in softmax
-                                              if node.input[0] in producers]
+    softmax = [node for node in graph.node if node.op_type in ("Softmax", "LogSoftmax")]
+    logits = [producers[node.input[0]] for node in softmax if node.input[0] in producers]
+    return list(dict.fromkeys([node.name for node in softmax] + logits))
 
 
 def quantize_dynamic_model(model: str | os.PathLike[str], out: str | os.PathLike[str], *,
@@ -282,9 +288,9 @@ def compare_models(fp32: str | os.PathLike[str], int8: str | os.PathLike[str], *
             raise NeopainError(f"{int8} is not a quantized copy (its neopain.cfg says "
                                "quantization none)")
         inputs = np.stack([reference.preprocess(crop) for crop in crops])
-        pain = reference.exported_.pain_index
-        prob32 = reference.predict_inputs(inputs)[:, pain]
-        prob8 = quantized.predict_inputs(inputs)[:, pain]
+        calibrated = reference.calibrator_ is not None
+        prob32 = reference.pain_outputs(inputs).calibrated
+        prob8 = quantized.pain_outputs(inputs).calibrated
         if on_progress is not None:
             on_progress(2, total)
         ms32, ms8 = math.inf, math.inf
@@ -302,4 +308,4 @@ def compare_models(fp32: str | os.PathLike[str], int8: str | os.PathLike[str], *
         auc_fp32=_auc(labels, prob32), auc_int8=_auc(labels, prob8),
         max_abs_diff=float(np.abs(prob8 - prob32).max()),
         fp32_bytes=Path(fp32).stat().st_size, int8_bytes=Path(int8).stat().st_size,
-        fp32_ms=ms32, int8_ms=ms8)
+        fp32_ms=ms32, int8_ms=ms8, calibrated=calibrated)

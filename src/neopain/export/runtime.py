@@ -7,6 +7,13 @@ shrinking, INTER_LINEAR when growing) and normalized as ``(pixel / 255 - mean) /
 float32 (``models.preprocess``, as ``FaceDataset`` does).
 Batches go through one ONNX Runtime session, released by ``close``.
 
+A file that carries a calibrator (``neopain.cfg``) is shown calibrated from the file alone: the
+raw logit ``z = log P(pain) - log P(nopain)`` is taken in float64 from the graph's
+``log_probs`` output (not from float32 probabilities, which round to 0 or 1 for a confident
+network), ``prob_pain`` is ``calibrator.probability(z)``, the label is the cfg's threshold on
+it, ``prob_raw`` is the network's own P(pain) and ``prediction_set`` the conformal set when the
+calibrator has a band.
+
 An exported model has no gradients, so its ``evidence`` is occlusion sensitivity (captum's
 ``Occlusion``, Zeiler & Fergus 2014): each square of the model's input is set to the
 normalized zero (the cfg's mean colour) in turn, and the drop in P(pain) is that square's
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +37,13 @@ from neopain.data.files import regular_file_problem
 from neopain.errors import NeopainError
 from neopain.export.metadata import (
     INPUT_NAME,
+    LOG_OUTPUT_NAME,
+    OUTPUT_NAME,
     ExportedCfg,
     ModelFileError,
     cfg_from_metadata,
 )
+from neopain.models.calibrator import Calibrator, logit_of
 from neopain.models.preprocess import preprocess_crop
 from neopain.prediction import Prediction, Predictor, RuntimeOptions, model_choices
 
@@ -40,6 +51,21 @@ ProgressHook = Callable[[int, int], None]
 OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 OCCLUSION_SQUARES = 8
 """The occlusion grid of ``evidence`` unless the options ask for another (``evidence_grid``)."""
+
+
+@dataclass(frozen=True)
+class PainOutputs:
+    """P(pain) of a batch, float64, one value per input.
+
+    Attributes:
+        raw: the network's own P(pain).
+        logit: its raw logit ``log P(pain) - log P(nopain)``.
+        calibrated: ``calibrator.probability(logit)``; ``raw`` when the file has no calibrator.
+    """
+
+    raw: np.ndarray
+    logit: np.ndarray
+    calibrated: np.ndarray
 
 
 def session_options(*, threads: int | None = None, optimization: str = "all"):
@@ -81,7 +107,9 @@ class OnnxPredictor(Predictor):
         optimization: ONNX Runtime graph optimization: disable, basic, extended or all.
 
     Attributes:
-        exported_: the file's ``ExportedCfg`` (cfg, crop rule, run, fold, quantization).
+        exported_: the file's ``ExportedCfg`` (cfg, crop rule, run, fold, quantization,
+            calibrator).
+        calibrator_: the file's calibrator, or None (``prob_pain`` is the network's own).
         crop: the file's crop rule: the face box exactly, or the whole image.
         occlusion_squares: the evidence heatmap cuts the input into this many squares a side.
 
@@ -124,6 +152,12 @@ class OnnxPredictor(Predictor):
                                  f"({str(error).splitlines()[0][:200]})") from None
         metadata = self.session_.get_modelmeta().custom_metadata_map
         self.exported_: ExportedCfg = cfg_from_metadata(metadata, source=str(self.path))
+        self.calibrator_: Calibrator | None = self.exported_.calibrator
+        outputs = [output.name for output in self.session_.get_outputs()]
+        self.outputs_ = [OUTPUT_NAME] + ([LOG_OUTPUT_NAME] if LOG_OUTPUT_NAME in outputs else [])
+        if OUTPUT_NAME not in outputs:
+            raise ModelFileError(f"{self.path}: the graph has no {OUTPUT_NAME!r} output "
+                                 f"(outputs: {', '.join(outputs)}); export it with neopain export")
         cfg = self.exported_.cfg
         self.crop = self.exported_.crop_rule
         self.name = cfg.name + (f" {self.exported_.source_run}/fold_{self.exported_.fold}"
@@ -136,8 +170,14 @@ class OnnxPredictor(Predictor):
         """An exported file, run with ``options`` (threads, batch size).
 
         Raises:
-            NeopainError: not a readable regular file; ModelFileError: not a neopain model.
+            NeopainError: not a readable regular file, or ``mc_passes`` asked for;
+                ModelFileError: not a neopain model.
         """
+        if options.mc_passes > 0:
+            raise NeopainError(f"--model {spec}: an exported .onnx file cannot run "
+                               f"mc_passes={options.mc_passes} (MC dropout): its graph was "
+                               "traced with dropout off; use mc_passes 0, or the run's model.pt "
+                               "(neopain models list)")
         if (problem := regular_file_problem(Path(spec), what="an .onnx model file")) is not None:
             raise NeopainError(f"--model {spec}: {problem}; valid: {model_choices()}")
         return cls(spec, threads=options.threads, batch_size=options.batch_size,
@@ -163,6 +203,28 @@ class OnnxPredictor(Predictor):
         Raises:
             NeopainError: the predictor is closed, or inputs of the wrong shape.
         """
+        return self._run(inputs, on_progress=on_progress)[0]
+
+    def pain_outputs(self, inputs: np.ndarray, *,
+                     on_progress: ProgressHook | None = None) -> PainOutputs:
+        """Raw P(pain), raw logit and calibrated P(pain) of preprocessed N×3×H×W float32
+        inputs, from one pass.
+
+        Raises:
+            NeopainError: as ``predict_inputs``.
+        """
+        probs, log_probs = self._run(inputs, on_progress=on_progress)
+        pain = self.exported_.pain_index
+        raw = probs[:, pain]
+        if log_probs is None:  # a file exported before log_probs: its rounded probabilities
+            logit = logit_of(raw)
+        else:
+            logit = log_probs[:, pain] - log_probs[:, 1 - pain]
+        calibrated = raw if self.calibrator_ is None else self.calibrator_.probability(logit)
+        return PainOutputs(raw=raw, logit=logit, calibrated=calibrated)
+
+    def _run(self, inputs: np.ndarray, *, on_progress: ProgressHook | None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
         session = self._session()
         inputs = np.asarray(inputs, dtype=np.float32)
         expected = (3, *self.exported_.cfg.input_size)
@@ -172,12 +234,15 @@ class OnnxPredictor(Predictor):
         parts = []
         for start in range(0, len(inputs), self.batch_size):
             batch = inputs[start:start + self.batch_size]
-            parts.append(session.run(None, {INPUT_NAME: batch})[0])
+            parts.append(session.run(self.outputs_, {INPUT_NAME: batch}))
             if on_progress is not None:
                 on_progress(min(start + self.batch_size, len(inputs)), len(inputs))
         if not parts:
-            return np.empty((0, len(self.exported_.cfg.labels)))
-        return np.concatenate(parts).astype(np.float64)
+            empty = np.empty((0, len(self.exported_.cfg.labels)))
+            return empty, (empty if len(self.outputs_) > 1 else None)
+        joined = [np.concatenate([part[i] for part in parts]).astype(np.float64)
+                  for i in range(len(self.outputs_))]
+        return joined[0], (joined[1] if len(joined) > 1 else None)
 
     def prob_pain(self, inputs: np.ndarray) -> np.ndarray:
         """P(pain) of preprocessed N×3×H×W float32 inputs (what explainers perturb).
@@ -191,11 +256,18 @@ class OnnxPredictor(Predictor):
         """Assess face crops (BGR uint8, cut by ``crop``), one ``Prediction`` each."""
         if len(crops) == 0:
             return []
-        probs = self.predict_inputs(np.stack([self.preprocess(crop) for crop in crops]))
-        pain = probs[:, self.exported_.pain_index]
-        threshold = self.threshold
+        out = self.pain_outputs(np.stack([self.preprocess(crop) for crop in crops]))
+        threshold, calibrator = self.threshold, self.calibrator_
+        if calibrator is None:
+            return [Prediction(prob_pain=float(p), label="pain" if p >= threshold else "nopain",
+                               threshold=threshold, model=self.name, probabilistic=True)
+                    for p in out.raw]
+        sets = (calibrator.prediction_sets(out.calibrated) if calibrator.has_band
+                else [None] * len(crops))
         return [Prediction(prob_pain=float(p), label="pain" if p >= threshold else "nopain",
-                           threshold=threshold, model=self.name) for p in pain]
+                           threshold=threshold, model=self.name, prob_raw=float(raw),
+                           prediction_set=band, probabilistic=True)
+                for p, raw, band in zip(out.calibrated, out.raw, sets)]
 
     def evidence(self, crops: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         """Occlusion sensitivity over each crop, H×W of the crop, 0–1 (1: the strongest square).

@@ -30,7 +30,11 @@ from neopain.prediction import Prediction, Predictor
 ProgressHook = Callable[[int, int], None]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 RESULT_COLUMNS = ("image", "row", "face", "x1", "y1", "x2", "y2", "prob_pain", "label",
-                  "threshold", "model", "problem")
+                  "threshold", "model", "problem", "prob_kind", "prob_raw", "prediction_set")
+"""``prob_kind`` says what ``prob_pain`` is (``prediction.PROB_KINDS``: calibrated,
+uncalibrated or score); ``prob_raw`` is the model's own P(pain) when ``prob_pain`` is
+calibrated, and ``prediction_set`` the conformal set (``pain``, ``nopain`` or ``pain|nopain``:
+uncertain, look at the baby) when the model has a referral band; empty otherwise."""
 
 
 @dataclass(frozen=True)
@@ -175,5 +179,8 @@ def results_table(results: Sequence[ImageAssessment]) -> pd.DataFrame:
             "label": "" if prediction is None else prediction.label,
             "threshold": None if prediction is None else prediction.threshold,
             "model": "" if prediction is None else prediction.model,
-            "problem": result.problem})
+            "problem": result.problem,
+            "prob_kind": "" if prediction is None else prediction.prob_kind,
+            "prob_raw": None if prediction is None else prediction.prob_raw,
+            "prediction_set": "" if prediction is None else prediction.prediction_set or ""})
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).astype({"row": "Int64"})

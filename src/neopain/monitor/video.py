@@ -40,7 +40,9 @@ from neopain.prediction import Predictor
 
 ProgressHook = Callable[[int, int], None]
 TIMELINE_COLUMNS = ("frame", "time_s", "duration_s", "face", "x1", "y1", "x2", "y2", "prob_pain",
-                    "label", "smoothed", "state", "changed", "latency_ms")
+                    "label", "smoothed", "state", "changed", "latency_ms", "prob_kind", "prob_raw",
+                    "prediction_set")
+"""The last three as ``monitor.images.RESULT_COLUMNS`` says (empty without a prediction)."""
 
 
 class NoFaceError(NeopainError):
@@ -72,6 +74,8 @@ class VideoAssessment:
         duration_s: the video's length (the last frame's end).
         settings: the smoothing settings used (window, hysteresis, max_gap_s, detector, step).
         threshold: the model's pain threshold (0.5 when no face was assessed).
+        prob_kind: what its P(pain) is (``prediction.PROB_KINDS``), "" when no face was
+            assessed.
     """
 
     video: Path
@@ -81,6 +85,7 @@ class VideoAssessment:
     duration_s: float
     settings: dict[str, object] = field(default_factory=dict)
     threshold: float = 0.5
+    prob_kind: str = ""
 
     @property
     def frames(self) -> int:
@@ -116,6 +121,7 @@ class VideoAssessment:
                 "observed_s": round(self.observed_s, 3), "pain_s": round(self.pain_s, 3),
                 "pain_share": None if self.pain_share is None else round(self.pain_share, 4),
                 "observed_share": round(self.observed_share, 4), "threshold": self.threshold,
+                "prob_kind": self.prob_kind,
                 "episodes": [{"start_s": round(e.start_s, 3), "end_s": round(e.end_s, 3),
                               "duration_s": round(e.duration_s, 3), "peak": round(e.peak, 4)}
                              for e in self.episodes],
@@ -179,7 +185,7 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
         with open_video(path) as capture, Assessor(predictor, detector=detector, window=window,
                                                    hysteresis=hysteresis,
                                                    max_gap_s=max_gap_s) as assessor:
-            last_time, threshold = 0.0, 0.5
+            last_time, threshold, prob_kind = 0.0, 0.5, ""
             # one open and one stat (open_video's): the container's count, 0 when unknown
             total = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
             for decoded in decode_frames(capture):
@@ -192,7 +198,7 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
                 box = result.face.box if result.face is not None else (np.nan,) * 4
                 prediction = result.prediction
                 if prediction is not None:
-                    threshold = prediction.threshold
+                    threshold, prob_kind = prediction.threshold, prediction.prob_kind
                 rows.append({
                     "frame": decoded.index, "time_s": decoded.time_s,
                     "face": int(result.face is not None),
@@ -201,7 +207,12 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
                     "label": "" if prediction is None else prediction.label,
                     "smoothed": np.nan if result.smoothed is None else result.smoothed,
                     "state": result.state or "", "changed": int(result.changed),
-                    "latency_ms": result.latency_ms})
+                    "latency_ms": result.latency_ms,
+                    "prob_kind": "" if prediction is None else prediction.prob_kind,
+                    "prob_raw": np.nan if prediction is None or prediction.prob_raw is None
+                    else prediction.prob_raw,
+                    "prediction_set": "" if prediction is None else prediction.prediction_set
+                    or ""})
     except VideoReadError as error:
         raise VideoReadError(f"{path}: {error}") from None
     if not rows:
@@ -218,7 +229,7 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
                 "min_episode_s": min_episode_s}
     return VideoAssessment(video=path, model=predictor.name, timeline=table[list(
         TIMELINE_COLUMNS)], episodes=episodes, duration_s=end_s, settings=settings,
-                           threshold=threshold)
+                           threshold=threshold, prob_kind=prob_kind)
 
 
 def timeline_figure(result: VideoAssessment, out: Path) -> Path:
