@@ -19,10 +19,13 @@ from neopain.cli.app import app as neopain_app
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.runs import PREDICTION_COLUMNS
-from neopain.training import ConfigError, TrainConfig, load_config, oof_leaks, run_cv
+from neopain.training import (
+    ConfigError, TrainConfig, load_config, oof_leaks, run_cv, save_config,
+)
 from neopain.training import cv as cv_module
 
-FOLD_FILES = {"model.pt", "predictions.csv", "metrics.json", "history.csv", "checkpoint.pt"}
+FOLD_FILES = {"model.pt", "predictions.csv", "validation.csv", "metrics.json", "history.csv",
+              "checkpoint.pt"}
 
 
 @pytest.fixture()
@@ -35,6 +38,12 @@ def config(cohort, out, **kwargs) -> TrainConfig:
     return TrainConfig(model="ncnn", manifest=cohort / "manifest.csv",
                        folds=cohort / "folds.json", out=out,
                        **{"epochs": 1, "batch_size": 8, "device": "cpu", **kwargs})
+
+
+def manifest_rows(cohort, subjects) -> list[int]:
+    """The manifest rows of ``subjects``, ascending."""
+    table = load_manifest(cohort / "manifest.csv").table
+    return np.flatnonzero(table["subject"].isin(subjects).to_numpy()).tolist()
 
 
 def test_every_oof_prediction_comes_from_a_model_that_never_saw_its_subject(cohort, tmp_path,
@@ -50,6 +59,16 @@ def test_every_oof_prediction_comes_from_a_model_that_never_saw_its_subject(coho
         predictions = pd.read_csv(folder / "predictions.csv", dtype=str)
         assert list(predictions.columns) == list(PREDICTION_COLUMNS)
         assert set(predictions["subject"]) == set(fold["test"])
+        # validation.csv: exactly the validation subjects' rows, predicted by the same model
+        validation = pd.read_csv(folder / "validation.csv", dtype=str)
+        assert list(validation.columns) == list(PREDICTION_COLUMNS)
+        assert validation["row"].astype(int).tolist() == manifest_rows(cohort, fold["val"])
+        assert set(validation["subject"]) == set(fold["val"]) == set(saved["val_subjects"])
+        assert not set(validation["subject"]) & set(fold["test"])
+        for table in (predictions, validation):
+            z = table["logit_pain"].astype(float).to_numpy()
+            np.testing.assert_allclose(table["prob_pain"].astype(float), 1 / (1 + np.exp(-z)),
+                                       atol=2e-6)
         seen = set(saved["train_subjects"] + saved["val_subjects"])
         assert not set(predictions["subject"]) & seen
         assert saved["train_subjects"] == sorted(fold["train"])
@@ -72,8 +91,8 @@ def test_metrics_json_and_model_pt_follow_the_runs_layout(cohort, tmp_path):
     assert [p.name for p in out.glob("fold_*")] == ["fold_0"]
     metrics = json.loads((out / "fold_0" / "metrics.json").read_text())
     assert set(metrics) == {"fold", "metrics", "epochs", "seconds"}
-    assert {"accuracy", "precision", "recall", "specificity", "f1", "auc",
-            "balanced_accuracy", "brier"} == set(metrics["metrics"])
+    assert {"accuracy", "precision", "recall", "specificity", "f1", "auc", "balanced_accuracy",
+            "brier", "nll", "ece", "ece_mass", "mce"} == set(metrics["metrics"])
     saved = torch.load(out / "fold_0" / "model.pt", weights_only=False)
     assert (saved["model"], saved["fold"], saved["cfg"]["name"]) == ("ncnn", 0, "ncnn")
     resolved = yaml.safe_load((out / "config.yaml").read_text())
@@ -92,6 +111,37 @@ def test_config_errors_name_the_key_and_the_valid_values(tmp_path):
     with pytest.raises(ConfigError, match="missing 'folds', 'out'"):
         load_config(None, model="ncnn", manifest="m.csv")
     assert load_config(None, model="ncnn", manifest="m", folds="f", out="o", lr=None).lr == 1e-3
+
+
+@pytest.mark.parametrize("calibration, says", [
+    ({"method": "bayes"}, "calibration.method='bayes' is not valid; valid: temperature, platt, "
+                          "isotonic, histogram"),
+    ({"alpha": 0.1}, "calibration.method=None is not valid; valid: temperature"),
+    ({"method": "platt", "alpha": 1.0}, "calibration.alpha=1.0 is not valid; valid: a number "
+                                        "between 0 and 1 (exclusive)"),
+    ({"method": "histogram", "bins": 1}, "calibration.bins=1 is not valid; valid: a whole "
+                                         "number >= 2"),
+    ({"method": "platt", "alhpa": 0.1}, "calibration: unknown key 'alhpa'; valid: method, "
+                                        "alpha, bins"),
+    ("temperature", "calibration='temperature' is not valid; valid: a mapping such as "
+                    "{method: temperature, alpha: 0.1}, or null"),
+])
+def test_calibration_errors_name_the_field_and_the_valid_values(tmp_path, calibration, says):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"model": "ncnn", "manifest": "m.csv", "folds": "f.json",
+                                    "out": "runs/x", "calibration": calibration}))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert says in str(raised.value)
+
+
+def test_the_calibration_setting_is_saved_resolved_and_read_back(tmp_path):
+    config = load_config(None, model="ncnn", manifest="m", folds="f", out="o",
+                         calibration={"method": "isotonic"})
+    assert config.to_dict()["calibration"] == {"method": "isotonic", "alpha": 0.1, "bins": 10}
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+    assert load_config(None, model="ncnn", manifest="m", folds="f", out="o").calibration is None
 
 
 def test_neopain_train_cli_writes_the_run_and_a_summary(cohort, tmp_path):

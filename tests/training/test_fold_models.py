@@ -96,6 +96,9 @@ def test_a_fold_model_registered_elsewhere_runs_through_run_cv_unchanged(cohort6
         table = pd.read_csv(out / f"fold_{index}" / "predictions.csv", dtype=str)
         assert list(table.columns) == [*PREDICTION_COLUMNS, "guess"]
         assert set(table["subject"]) == set(fold["test"]) and set(table["guess"]) == {"yes"}
+        validation = pd.read_csv(out / f"fold_{index}" / "validation.csv", dtype=str)
+        assert list(validation.columns) == [*PREDICTION_COLUMNS, "guess"]
+        assert set(validation["subject"]) == set(fold["val"])
         metrics = json.loads((out / f"fold_{index}" / "metrics.json").read_text())
         assert list(metrics) == ["fold", "metrics", "epochs", "seconds", "rows"]
         assert metrics["epochs"] == 0 and metrics["rows"] == len(table)
@@ -106,8 +109,13 @@ def test_a_fold_model_registered_elsewhere_runs_through_run_cv_unchanged(cohort6
     assert progress.calls[0] == ("start", "constant", 3, False)
     assert [call for call in progress.calls if call[0] == "end"] == [("end", 0), ("end", 1),
                                                                      ("end", 2)]
+    subjects = pd.read_csv(cohort6 / "manifest.csv", dtype=str)["subject"]
+    validation = int(subjects.isin(plan["folds"][1]["val"]).sum())  # then its validation rows
+    assert validation > 0
     assert [call for call in progress.calls if call[:2] == ("step", 1)] == [
-        ("step", 1, "guessing", done, rows[1]) for done in range(1, rows[1] + 1)]
+        *[("step", 1, "guessing", done, rows[1]) for done in range(1, rows[1] + 1)],
+        *[("step", 1, "validation guessing", done, validation)
+          for done in range(1, validation + 1)]]
     assert len(load_run(out).folds) == 3 and oof_leaks(out) == []
 
 
@@ -122,7 +130,7 @@ def test_the_cli_trains_a_registered_fold_model_without_knowing_its_name(cohort6
     assert "note: constant does not train; --epochs ignored" in said
     assert "guessed" in said and "scoring with constant" in said
     wrote = (f"wrote {out}/config.yaml, constant.json and fold_K/ (predictions.csv, "
-             "metrics.json); next: neopain evaluate")
+             "validation.csv, metrics.json); next: neopain evaluate")
     assert "".join(wrote.split()) in "".join(said.split())  # a long path wraps anywhere
 
 
@@ -214,18 +222,42 @@ def test_one_face_mesh_serves_an_nfcs_run_and_is_closed_when_it_ends(cohort6, tm
     import neopain.faces.landmarks
     from neopain.data.manifest import load_manifest
 
-    rows = len(load_manifest(cohort6 / "manifest.csv"))
+    subjects = load_manifest(cohort6 / "manifest.csv").table["subject"]
+    plan = json.loads((cohort6 / "folds.json").read_text())
+    # each image is scored once as a test image and once per fold that validates on it
+    images = len(subjects) + sum(int(subjects.isin(fold["val"]).sum()) for fold in plan["folds"])
     monkeypatch.setattr(neopain.faces.landmarks, "FaceMesh", CountingMesh)
     monkeypatch.setattr(CountingMesh, "opened", [])
-    monkeypatch.setattr(CountingMesh, "fail_after", rows - 1 if fails else None)
+    monkeypatch.setattr(CountingMesh, "fail_after", images - 1 if fails else None)
     config = TrainConfig(model="nfcs", manifest=cohort6 / "manifest.csv",
                          folds=cohort6 / "folds.json", out=tmp_path / "run")
     if not fails:
         result = run_cv(config)
         assert len(result.folds) == 3
-        scored = sum(len(pd.read_csv(fold.path / "predictions.csv")) for fold in result.folds)
-        assert CountingMesh.opened[0].calls == scored
+        scored = sum(len(pd.read_csv(fold.path / name)) for fold in result.folds
+                     for name in ("predictions.csv", "validation.csv"))
+        assert CountingMesh.opened[0].calls == scored == images
     else:
         with pytest.raises(RuntimeError, match="the mesh broke"):
             run_cv(config)
     assert len(CountingMesh.opened) == 1 and CountingMesh.opened[0].closed
+
+
+def test_train_ends_with_one_line_when_the_run_cannot_be_calibrated(cohort6, tmp_path,
+                                                                    constant_registered):
+    """The tiny cohort's folds validate on one subject (3-4 images): too few to calibrate.
+    The run is written, then the calibration's refusal is one line naming the file."""
+    import yaml
+
+    out = tmp_path / "cli"
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(yaml.safe_dump({"calibration": {"method": "temperature"}}))
+    result = CliRunner().invoke(neopain_app, [
+        "train", "--config", str(run_yaml), "--model", "constant", "--manifest",
+        str(cohort6 / "manifest.csv"), "--folds", str(cohort6 / "folds.json"), "--out",
+        str(out)])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "error:" in said and "validation.csv:" in said and "needs at least 10" in said
+    assert said.count("error:") == 1 and "Traceback" not in result.output
+    assert len(load_run(out).folds) == 3 and not (out / "fold_0" / "calibrator.json").exists()

@@ -445,3 +445,22 @@ def test_callbacks_change_only_their_attributes_ending_in_underscore(manifest, t
         changed = sorted(name for name, value in vars(callback).items()
                          if name not in before or value is not before[name])
         assert all(name.endswith("_") for name in changed), (type(callback).__name__, changed)
+
+
+def test_the_raw_logit_stays_finite_where_the_softmax_rounds_p_to_one(manifest):
+    """An overconfident network's float32 softmax gives P = 1 for every image, whose logit
+    is infinite: calibrators must be fitted on z_pain - z_nopain, taken before the softmax."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.head.fc.weight.zero_()
+        model.head.fc.bias.copy_(torch.tensor([-30.0, 30.0]))
+        model.head.fc.weight[1, :8] = 0.5  # varies a little from image to image
+    test = data(manifest, subjects=["s6", "s7"])
+    prob, logit = Trainer(model, device="cpu").predict_with_logit(test)
+    images = torch.stack([test[i]["image"] for i in range(len(test))])
+    with torch.no_grad():
+        z = model.eval()(images).double()
+    assert (prob == 1.0).all()  # what a logit taken from P would make infinite
+    np.testing.assert_allclose(logit, (z[:, 1] - z[:, 0]).numpy(), rtol=1e-6)
+    assert np.isfinite(logit).all() and (logit >= 60).all() and len(set(logit)) > 1
+    np.testing.assert_array_equal(prob, Trainer(model, device="cpu").predict(test))

@@ -10,8 +10,8 @@ from rich.markup import escape
 
 from neopain import __version__
 from neopain.cli import (
-    assess, augment, dataset, demo, evaluate, explain, export, faces, folds, frames, importing,
-    models, serve, synth, train, users,
+    assess, augment, calibrate, dataset, demo, evaluate, explain, export, faces, folds, frames,
+    importing, models, serve, synth, train, users,
 )
 from neopain.cli.console import (
     console, err_console, fail, setup_logging, silence_native_stderr,
@@ -53,6 +53,7 @@ app.add_typer(folds.app, name="folds")
 app.command("augment")(augment.augment)
 app.add_typer(models.app, name="models")
 app.command("train")(train.train)
+app.command("calibrate")(calibrate.calibrate)
 app.command("evaluate")(evaluate.evaluate)
 app.command("compare")(evaluate.compare)
 app.add_typer(explain.app, name="explain")

@@ -61,7 +61,9 @@ def train(
 ) -> None:
     """Train a model over the folds of folds.json; writes runs/NAME/fold_K/ and config.yaml.
 
-    A model that does not train (nfcs) scores each fold's test images instead.
+    A model that does not train (nfcs) scores each fold's test images instead. With
+    calibration in the YAML config ({method: temperature, alpha: 0.1}), the run is then
+    calibrated as neopain calibrate does.
 
     Example: neopain train --model ncnn --manifest data/manifest.csv --folds data/folds.json
     --out runs/ncnn
@@ -97,3 +99,8 @@ def train(
     console.print(f"wrote {escape(str(result.out))}/{escape(', '.join(written))} and fold_K/ "
                   f"({', '.join(fold_files)}); next: neopain evaluate {escape(str(result.out))}",
                   highlight=False)
+    if resolved.calibration is not None:
+        from neopain.cli.calibrate import run_calibration
+
+        run_calibration(result.out, method=resolved.calibration.method,
+                        alpha=resolved.calibration.alpha, bins=resolved.calibration.bins)

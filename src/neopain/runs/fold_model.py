@@ -2,7 +2,8 @@
 
 ``training.run_cv`` takes any fold model the way scikit-learn's ``cross_validate`` takes any
 estimator. Per fold it calls ``fit`` (the fold's training and validation rows), ``predict``
-(its test rows) and ``save``, and writes predictions.csv and metrics.json from what
+twice (its test rows; then its validation rows, as the ``test`` of a context that holds no test
+row) and ``save``, and writes predictions.csv, validation.csv and metrics.json from what
 ``predict`` returns; after the last fold, ``record`` (the run's ``<model>.json``) and
 ``notes``; when the run ends, finished or failed, ``close``.
 
@@ -95,12 +96,16 @@ class FoldPredictions:
         threshold: P(pain) at or above it is pain (the ``pred`` column and the metrics).
         columns: predictions.csv columns after the usual ones, one value per row each.
         summary: metrics.json keys after the usual ones (e.g. rows it could not score).
+        logit: the raw logit of P(pain) per row (a network's ``z_pain - z_nopain``), which
+            calibrators are fitted on; None: the logit of ``prob`` (``logit_pain``), which
+            loses what a probability rounded to 1 no longer tells.
     """
 
     prob: Sequence[float] | np.ndarray
     threshold: float
     columns: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     summary: Mapping[str, Any] = field(default_factory=dict)
+    logit: Sequence[float] | np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,8 @@ class FoldModel(ABC):
 
     @abstractmethod
     def predict(self, fold: FoldContext) -> FoldPredictions:
-        """P(pain) for each row of ``fold.test``."""
+        """P(pain) for each row of ``fold.test``. After the test rows, ``run_cv`` asks again
+        for the fold's validation rows, passed as ``test`` of a copy of the context."""
 
     def save(self, fold: FoldContext) -> None:  # noqa: B027 - a hook (STYLE rule 7)
         """Write what the fitted model keeps into ``fold.folder``. Default: nothing."""

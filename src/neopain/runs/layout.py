@@ -1,7 +1,10 @@
 """The files of a run folder and the writers of the ones every fold model leaves.
 
 ``runs/NAME/config.yaml`` is the resolved run config, ``runs/NAME/<model>.json`` a fold model's
-run record (the NFCS scorer's ``nfcs.json``), and ``runs/NAME/fold_K/`` holds ``FOLD_FILES``.
+run record (the NFCS scorer's ``nfcs.json``), and ``runs/NAME/fold_K/`` holds ``FOLD_FILES``:
+training writes predictions.csv (test rows) and validation.csv (validation rows) with the same
+columns, ``PREDICTION_COLUMNS`` first; ``neopain calibrate`` writes calibrator.json and adds
+``CALIBRATED_COLUMNS`` to predictions.csv.
 Every file is written whole or not at all (``data.outputs.atomic_output``).
 """
 
@@ -18,18 +21,27 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from neopain.data.files import FileReadError
+from neopain.data.files import FileReadError, read_regular_text
+from neopain.data.json_text import parse_json
 from neopain.data.manifest import Manifest
 from neopain.data.outputs import atomic_output, write_text_atomic
+from neopain.data.tables import read_table
 from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
+from neopain.models.calibrator import Calibrator, logit_of
 from neopain.runs.metrics import binary_metrics
 
 CONFIG = "config.yaml"
-FOLD_FILES = ("model.pt", "predictions.csv", "metrics.json", "history.csv", "checkpoint.pt")
+FOLD_FILES = ("model.pt", "predictions.csv", "validation.csv", "metrics.json", "calibrator.json",
+              "history.csv", "checkpoint.pt")
 """What a fold folder may hold, in the order the CLI names them."""
-PREDICTION_COLUMNS = ("row", "image", "subject", "label", "prob_pain", "pred", "fold")
+PREDICTION_COLUMNS = ("row", "image", "subject", "label", "prob_pain", "logit_pain", "pred",
+                      "fold")
+"""The columns of predictions.csv and validation.csv, before a fold model's own."""
+CALIBRATED_COLUMNS = ("prob_pain_calibrated", "pred_calibrated", "prediction_set")
+"""What ``neopain calibrate`` adds to predictions.csv, after every other column."""
 LABEL_VALUES = {"nopain": 0, "pain": 1}
+MAX_CALIBRATOR_BYTES = 1 << 20  # an isotonic calibrator of a large fold is a few KB
 LAYOUT = ("a run folder holds config.yaml and fold_K/ folders (fold_0, fold_1, ...), each with "
           "predictions.csv")
 
@@ -53,6 +65,16 @@ class FoldFolder:
     def predictions(self) -> Path:
         """predictions.csv: the out-of-fold predictions."""
         return self.path / "predictions.csv"
+
+    @property
+    def validation(self) -> Path:
+        """validation.csv: the predictions of the fold's validation rows (calibration)."""
+        return self.path / "validation.csv"
+
+    @property
+    def calibrator(self) -> Path:
+        """calibrator.json: the calibrator fitted on validation.csv (``neopain calibrate``)."""
+        return self.path / "calibrator.json"
 
     @property
     def metrics(self) -> Path:
@@ -105,18 +127,24 @@ def read_config(out: str | os.PathLike[str], *, required: bool = True) -> dict:
 
 
 def prediction_table(manifest: Manifest, *, rows: np.ndarray, prob, fold: int,
-                     threshold: float,
+                     threshold: float, logit=None,
                      columns: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
-    """One fold's ``predictions.csv``: ``PREDICTION_COLUMNS`` for the manifest ``rows`` with
-    P(pain) ``prob`` (labelled at ``threshold``), then any further ``columns`` in order."""
+    """One fold's ``predictions.csv`` (or ``validation.csv``): ``PREDICTION_COLUMNS`` for the
+    manifest ``rows`` with P(pain) ``prob`` (labelled at ``threshold``) and raw logits ``logit``
+    (None: the logit of ``prob``), then any further ``columns`` in order."""
     extra = dict(columns or {})
     table = manifest.table.iloc[rows]
+    logit = logit_of(prob) if logit is None else np.asarray(logit, dtype=float)
+    if len(logit) != len(table) or len(prob) != len(table):
+        raise NeopainError(f"{len(table)} rows, {len(prob)} probabilities and {len(logit)} "
+                           "logits: a fold model gives one of each per row")
     return pd.DataFrame({
         "row": np.asarray(rows).astype(int),
         "image": table["image"].to_numpy(),
         "subject": table["subject"].to_numpy(),
         "label": table["label"].to_numpy(),
         "prob_pain": [f"{p:.6f}" for p in prob],
+        "logit_pain": [f"{z:.6f}" for z in logit],
         "pred": ["pain" if p >= threshold else "nopain" for p in prob],
         "fold": fold,
         **extra,
@@ -124,16 +152,73 @@ def prediction_table(manifest: Manifest, *, rows: np.ndarray, prob, fold: int,
 
 
 def write_predictions(folder: FoldFolder, *, manifest: Manifest, rows: np.ndarray, prob,
-                      fold: int, threshold: float,
+                      fold: int, threshold: float, logit=None,
                       columns: Mapping[str, Sequence] | None = None) -> dict[str, float]:
     """Write ``predictions.csv`` (``prediction_table``); returns the metrics of the rows'
     labels against ``prob`` at ``threshold`` (``runs.metrics.binary_metrics``)."""
     table = prediction_table(manifest, rows=rows, prob=prob, fold=fold, threshold=threshold,
-                             columns=columns)
+                             logit=logit, columns=columns)
     with atomic_output(folder.predictions) as partial:
         table.to_csv(partial, index=False)
     labels = (table["label"] == "pain").astype(int).to_numpy()
     return binary_metrics(labels, prob, threshold=threshold)
+
+
+def write_validation(folder: FoldFolder, *, manifest: Manifest, rows: np.ndarray, prob,
+                     fold: int, threshold: float, logit=None,
+                     columns: Mapping[str, Sequence] | None = None) -> Path:
+    """Write ``validation.csv``: the fold's validation ``rows`` as ``prediction_table`` writes
+    test rows (only a header when the fold has no validation rows); returns the file."""
+    table = prediction_table(manifest, rows=rows, prob=prob, fold=fold, threshold=threshold,
+                             logit=logit, columns=columns)
+    with atomic_output(folder.validation) as partial:
+        table.to_csv(partial, index=False)
+    return folder.validation
+
+
+def write_calibrated(folder: FoldFolder, *, calibrator: Calibrator, prob, pred,
+                     sets: Sequence[str]) -> None:
+    """Write ``calibrator.json`` and add ``CALIBRATED_COLUMNS`` (calibrated P(pain), its label,
+    the conformal set; one per row, in file order) to ``predictions.csv``, replacing those of
+    an earlier calibration; every other cell keeps its text.
+
+    Raises:
+        TableError: an unreadable predictions.csv.
+        NeopainError: not one value per row.
+    """
+    table, _ = read_table(folder.predictions, required_hint="a fold's predictions.csv",
+                          what="a predictions.csv file")
+    if not len(prob) == len(pred) == len(sets) == len(table):
+        raise NeopainError(f"{folder.predictions}: {len(table)} rows but {len(prob)} "
+                           f"calibrated probabilities, {len(pred)} labels and {len(sets)} sets")
+    table = table.drop(columns=[c for c in CALIBRATED_COLUMNS if c in table.columns])
+    table["prob_pain_calibrated"] = [f"{p:.6f}" for p in prob]
+    table["pred_calibrated"] = list(pred)
+    table["prediction_set"] = list(sets)
+    write_text_atomic(folder.calibrator, json.dumps(calibrator.to_dict(), indent=2) + "\n")
+    with atomic_output(folder.predictions) as partial:
+        table.to_csv(partial, index=False)
+
+
+def read_calibrator(folder: FoldFolder) -> Calibrator | None:
+    """The fold's ``calibrator.json``; None when the fold is not calibrated.
+
+    Raises:
+        RunError: an unreadable file, bad JSON or a bad calibrator (the file is named).
+    """
+    if not os.path.lexists(folder.calibrator):
+        return None
+    try:
+        data = parse_json(read_regular_text(folder.calibrator, what="a calibrator.json file",
+                                            max_bytes=MAX_CALIBRATOR_BYTES))
+    except FileReadError as error:
+        raise RunError(str(error)) from None
+    except json.JSONDecodeError as error:
+        raise RunError(f"{folder.calibrator}: is not valid JSON ({error})") from None
+    try:
+        return Calibrator.from_dict(data, where=str(folder.calibrator))
+    except NeopainError as error:
+        raise RunError(str(error)) from None
 
 
 def write_metrics(folder: FoldFolder, *, fold: int, metrics: Mapping[str, float], epochs: int,

@@ -1,10 +1,12 @@
 """Read a run folder (``runs/NAME``) and check its layout.
 
 A run holds ``config.yaml`` and one ``fold_K/`` per fold with ``predictions.csv`` (columns
-``row, image, subject, label, prob_pain, pred, fold``; ``label`` and ``prob_pain`` are required)
-and usually ``metrics.json``. Metrics are always recomputed from ``predictions.csv``; the saved
-ones are only compared with them. ``oof_leaks`` checks each fold's predictions against the
-subjects its model.pt says it saw.
+``row, image, subject, label, prob_pain, logit_pain, pred, fold``; ``label`` and ``prob_pain``
+are required; a calibrated run adds ``prob_pain_calibrated, pred_calibrated, prediction_set``)
+and usually ``metrics.json`` and ``validation.csv`` (the validation rows, read by
+``load_validation``). Metrics are always recomputed from ``predictions.csv``; the saved ones are
+only compared with them. ``oof_leaks`` checks each fold's predictions against the subjects its
+model.pt says it saw.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import pandas as pd
 from neopain.data.files import FileReadError, read_regular_text
 from neopain.data.json_text import parse_json
 from neopain.data.tables import Problem, TableError, read_table
+from neopain.models.calibrator import SETS
 from neopain.runs.layout import (
+    CALIBRATED_COLUMNS,
     CONFIG,
     LABEL_VALUES,
     LAYOUT,
@@ -46,7 +50,8 @@ _FOLD_DIR = re.compile(r"fold_(\d+)")
 class FoldRun:
     """One fold: its out-of-fold predictions and the metrics training saved (None if absent).
 
-    ``predictions`` has the file's columns with ``label`` as 0/1 ints and ``prob_pain`` floats.
+    ``predictions`` has the file's columns with ``label`` as 0/1 ints, ``prob_pain``,
+    ``logit_pain`` and ``prob_pain_calibrated`` (when there) floats.
     """
 
     index: int
@@ -62,6 +67,33 @@ class FoldRun:
     def prob(self) -> np.ndarray:
         return self.predictions["prob_pain"].to_numpy(dtype=float)
 
+    @property
+    def logit(self) -> np.ndarray | None:
+        """The raw logits of P(pain) (``logit_pain``); None for a run written without them."""
+        if "logit_pain" not in self.predictions:
+            return None
+        return self.predictions["logit_pain"].to_numpy(dtype=float)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether ``neopain calibrate`` added calibrated columns to predictions.csv."""
+        return "prob_pain_calibrated" in self.predictions
+
+    @property
+    def prob_calibrated(self) -> np.ndarray | None:
+        """Calibrated P(pain) (``prob_pain_calibrated``); None when not calibrated."""
+        if not self.calibrated:
+            return None
+        return self.predictions["prob_pain_calibrated"].to_numpy(dtype=float)
+
+    @property
+    def prediction_sets(self) -> list[str] | None:
+        """Each image's conformal set (``pain``, ``nopain`` or ``pain|nopain``: refer); None
+        when not calibrated."""
+        if not self.calibrated:
+            return None
+        return self.predictions["prediction_set"].tolist()
+
 
 @dataclass
 class Run:
@@ -76,6 +108,11 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether every fold is calibrated (``neopain calibrate``)."""
+        return all(fold.calibrated for fold in self.folds)
 
     def pooled(self) -> tuple[np.ndarray, np.ndarray]:
         """All folds' out-of-fold labels and probabilities, concatenated."""
@@ -98,35 +135,57 @@ def _threshold(config: dict, *, file: Path) -> float:
     return DEFAULT_THRESHOLD
 
 
-def _read_predictions(file: Path, *, fold: int) -> pd.DataFrame:
-    hint = f"predictions.csv needs the columns {', '.join(PREDICTION_COLUMNS)}"
+def _number(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan
+
+
+def _read_predictions(file: Path, *, fold: int, rows_needed: bool = True) -> pd.DataFrame:
+    hint = f"{file.name} needs the columns {', '.join(PREDICTION_COLUMNS)}"
     if not os.path.lexists(file):
         raise RunError(f"{file}: file not found; {LAYOUT}")
-    table, lines = read_table(file, required_hint=hint, what="a predictions.csv file")
-    missing = [c for c in REQUIRED_PREDICTION_COLUMNS if c not in table.columns]
+    table, lines = read_table(file, required_hint=hint, what=f"a {file.name} file")
+    required = list(REQUIRED_PREDICTION_COLUMNS)
+    if any(column in table.columns for column in CALIBRATED_COLUMNS):
+        required += CALIBRATED_COLUMNS  # written together by neopain calibrate
+    missing = [c for c in required if c not in table.columns]
     if missing:
-        raise TableError(file, [Problem(None, c, None, f"column missing; {hint}")
-                                for c in missing])
-    if table.empty:
+        together = (f"neopain calibrate writes {', '.join(CALIBRATED_COLUMNS)} together; "
+                    "run it again")
+        raise TableError(file, [Problem(None, c, None, "column missing; " + (
+            hint if c in REQUIRED_PREDICTION_COLUMNS else together)) for c in missing])
+    if table.empty and rows_needed:
         raise TableError(file, [Problem(None, None, None, "has no rows; every fold needs "
                                                           "at least one test prediction")])
     problems = []
-    labels, probs = [], []
-    for line, label, prob in zip(lines, table["label"], table["prob_pain"]):
+    labels = []
+    for line, label in zip(lines, table["label"]):
         labels.append(LABEL_VALUES.get(label.strip(), -1))
         if labels[-1] < 0:
             problems.append(Problem(line, "label", label, "is not a label; valid: pain, nopain"))
-        try:
-            value = float(prob)
-        except ValueError:
-            value = math.nan
-        if not 0.0 <= value <= 1.0:  # also refuses NaN
-            problems.append(Problem(line, "prob_pain", prob, "is not a probability in [0, 1]"))
-        probs.append(value)
-    if "pred" in table.columns:
-        problems += [Problem(line, "pred", pred, "is not a label; valid: pain, nopain")
-                     for line, pred in zip(lines, table["pred"])
-                     if pred.strip() not in LABEL_VALUES]
+    numbers = {}
+    for column in ("prob_pain", "prob_pain_calibrated", "logit_pain"):
+        if column not in table.columns:
+            continue
+        numbers[column] = [_number(cell) for cell in table[column]]
+        probability = column != "logit_pain"
+        problems += [Problem(line, column, cell, "is not a probability in [0, 1]" if probability
+                             else "is not a finite number")
+                     for line, cell, value in zip(lines, table[column], numbers[column])
+                     if not (0.0 <= value <= 1.0 if probability else math.isfinite(value))]
+    for column in ("pred", "pred_calibrated"):
+        if column in table.columns:
+            problems += [Problem(line, column, pred, "is not a label; valid: pain, nopain")
+                         for line, pred in zip(lines, table[column])
+                         if pred.strip() not in LABEL_VALUES]
+    if "prediction_set" in table.columns:
+        problems += [Problem(line, "prediction_set", cell, f"is not a prediction set; valid: "
+                                                           f"{', '.join(SETS)}")
+                     for line, cell in zip(lines, table["prediction_set"])
+                     if cell.strip() not in SETS]
+        table["prediction_set"] = table["prediction_set"].str.strip()
     if "fold" in table.columns:
         problems += [Problem(line, "fold", value, f"differs from the folder's fold {fold}")
                      for line, value in zip(lines, table["fold"])
@@ -134,7 +193,8 @@ def _read_predictions(file: Path, *, fold: int) -> pd.DataFrame:
     if problems:
         raise TableError(file, problems)
     table["label"] = labels
-    table["prob_pain"] = probs
+    for column, values in numbers.items():
+        table[column] = values
     table["line"] = lines
     return table
 
@@ -209,6 +269,22 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     notes = [note for fold in folds for note in _check_pred_column(fold, threshold=threshold)]
     logger.debug("loaded run %s: %d folds", path, len(folds))
     return Run(path, config, threshold, folds, notes)
+
+
+def load_validation(fold: FoldRun) -> pd.DataFrame:
+    """The fold's ``validation.csv``: its validation rows, read and checked like
+    predictions.csv (it may have no rows: a fold without validation subjects).
+
+    Raises:
+        RunError: no validation.csv (a run trained before validation predictions were kept).
+        TableError: missing columns or bad cells (line and column named).
+    """
+    file = FoldFolder(fold.path).validation
+    if not os.path.lexists(file):
+        raise RunError(f"{file}: file not found; this run predates calibration (its "
+                       "validation predictions were not kept): train it again with neopain "
+                       "train to calibrate it")
+    return _read_predictions(file, fold=fold.index, rows_needed=False)
 
 
 def oof_leaks(run: str | os.PathLike[str]) -> list[str]:

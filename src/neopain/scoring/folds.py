@@ -1,10 +1,13 @@
 """The NFCS scorer as a fold model: ``neopain train --model nfcs`` scores the test folds.
 
-Nothing is learned (``fit`` does nothing), so each fold's test images are simply scored and
-written like a trained model's: ``fold_K/predictions.csv`` (the usual columns, plus ``count``
-and ``assessable``) and ``metrics.json`` (plus ``rows`` and ``unassessable``); the run record
-``nfcs.json`` holds the scorer's settings and, per fold, how many rows could not be scored.
-``neopain evaluate`` and ``neopain compare`` then treat the run like any CNN's.
+Nothing is learned (``fit`` does nothing), so each fold's test images (and its validation
+images, for ``neopain calibrate``) are simply scored and written like a trained model's:
+``fold_K/predictions.csv`` and ``validation.csv`` (the usual columns, ``logit_pain`` the logit
+of the scorer's logistic, plus ``count`` and ``assessable``) and ``metrics.json`` (plus ``rows``
+and ``unassessable`` of the test rows); the run record ``nfcs.json`` holds the scorer's
+settings and, per fold, how many rows could not be scored. ``neopain evaluate`` and
+``neopain compare`` then treat the run like any CNN's; ``neopain calibrate`` fits the
+logistic's scale and offset (``--method platt``) on the validation images.
 
 Landmarks come from the manifest's ``landmarks`` column (.npy, from ``neopain faces detect
 --landmarks``) when a row has one; otherwise the face mesh runs on the image, cropped to its
@@ -94,7 +97,7 @@ class NfcsFoldModel(FoldModel):
         return self.mesh_
 
     def predict(self, fold: FoldContext) -> FoldPredictions:
-        """Score each test row; rows without a face mesh get ``UNASSESSABLE_PROB``."""
+        """Score each test row; rows without a face mesh get ``UNASSESSABLE_PROB`` (logit 0)."""
         scorer = NfcsScorer()
         mesh = self._mesh()
         scored = []
@@ -105,6 +108,7 @@ class NfcsFoldModel(FoldModel):
             fold.report("scoring", done=done, total=len(fold.test))
         return FoldPredictions(
             prob=[result.prob_pain for result in scored], threshold=DECISION_THRESHOLD,
+            logit=[result.logit for result in scored],
             columns={"count": [result.count for result in scored],
                      "assessable": [int(result.assessable) for result in scored]},
             summary={"rows": len(scored),

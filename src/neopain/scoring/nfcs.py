@@ -99,6 +99,8 @@ class NfcsResult:
         pain: count >= count_threshold (False for a face that cannot be scored, whose
             ``prob_pain`` is nonetheless ``UNASSESSABLE_PROB``).
         prob_pain: a probability-like confidence (see ``pain_probability``).
+        logit: the logit of ``prob_pain``, ``gain`` × distance (0 when unassessable), exact
+            where ``prob_pain`` rounds to 0 or 1; what ``neopain calibrate`` rescales.
         assessable: False when the face could not be scored; ``reason`` says why.
         measurements: the face's geometry and head pose (None without landmarks).
         calibrated: intensities are relative to the subject's rest face, not the population.
@@ -114,6 +116,7 @@ class NfcsResult:
     measurements: Measurements | None = None
     calibrated: bool = False
     details: Mapping[str, float] = field(default_factory=dict, repr=False)
+    logit: float = 0.0
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -121,10 +124,10 @@ class NfcsResult:
         return tuple(name for name in ACTIONS if self.flags.get(name, False))
 
 
-def pain_probability(values: Mapping[str, float], thresholds: Mapping[str, float], *,
-                     count_threshold: int, gain: float = 2.0) -> float:
-    """A probability-like confidence: the logistic of how far the face is from the other
-    decision, in threshold units.
+def pain_logit(values: Mapping[str, float], thresholds: Mapping[str, float], *,
+               count_threshold: int, gain: float = 2.0) -> float:
+    """The logit of ``pain_probability``: ``gain`` × how far the face is from the other
+    decision, in threshold units (positive for pain).
 
     Each action's margin is ``(intensity − threshold) / threshold``. For a pain face the
     distance is the sum of the smallest margins of the flagged actions that would have to
@@ -142,7 +145,14 @@ def pain_probability(values: Mapping[str, float], thresholds: Mapping[str, float
         distance = float(present[: count - count_threshold + 1].sum())
     else:
         distance = -float(missing[: count_threshold - count].sum())
-    return 1.0 / (1.0 + math.exp(-gain * distance))
+    return gain * distance
+
+
+def pain_probability(values: Mapping[str, float], thresholds: Mapping[str, float], *,
+                     count_threshold: int, gain: float = 2.0) -> float:
+    """A probability-like confidence: the logistic of ``pain_logit``."""
+    logit = pain_logit(values, thresholds, count_threshold=count_threshold, gain=gain)
+    return 1.0 / (1.0 + math.exp(-logit))
 
 
 class NfcsScorer:
@@ -234,8 +244,8 @@ class NfcsScorer:
         values = intensities(measured, self.reference)
         flags = {name: values[name] >= self.thresholds[name] for name in ACTIONS}
         count = sum(flags.values())
-        prob = pain_probability(values, self.thresholds, count_threshold=self.count_threshold,
-                                gain=self.gain)
+        logit = pain_logit(values, self.thresholds, count_threshold=self.count_threshold,
+                           gain=self.gain)
         details: dict[str, float] = {"landmarks": 1.0, "assessable": 1.0, "count": float(count),
                                      "count_threshold": float(self.count_threshold),
                                      "calibrated": float(self.reference_ is not None)}
@@ -244,9 +254,9 @@ class NfcsScorer:
             details[f"{name}_flag"] = float(flags[name])
         details.update(yaw=round(measured.yaw, 1), pitch=round(measured.pitch, 1),
                        roll=round(measured.roll, 1))
-        return NfcsResult(values, flags, count, count >= self.count_threshold, prob,
-                          measurements=measured, calibrated=self.reference_ is not None,
-                          details=details)
+        return NfcsResult(values, flags, count, count >= self.count_threshold,
+                          1.0 / (1.0 + math.exp(-logit)), measurements=measured,
+                          calibrated=self.reference_ is not None, details=details, logit=logit)
 
     def unassessable(self, reason: str, measured: Measurements | None = None) -> NfcsResult:
         """The result for a face that cannot be scored (prob ``UNASSESSABLE_PROB``)."""

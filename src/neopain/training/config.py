@@ -9,6 +9,7 @@ Example run.yaml::
     epochs: 40
     lr: 0.001
     augment: false
+    calibration: {method: temperature, alpha: 0.1}
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from neopain.data.files import FileReadError
 from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
+from neopain.models.calibrator import METHODS
 from neopain.runs import fold_model_names, write_config
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -35,6 +37,53 @@ _PATHS = ("manifest", "folds", "out", "weights", "cache_dir")
 
 class ConfigError(NeopainError):
     """A run config with a missing, unknown or invalid key."""
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """The run config's ``calibration``: what ``neopain train`` passes to ``neopain calibrate``
+    once the folds are done.
+
+    Attributes:
+        method: one of ``models.calibrator.METHODS``.
+        alpha: the referral band's error rate, in (0, 1).
+        bins: histogram bins (``histogram`` only), at least 2.
+    """
+
+    method: str
+    alpha: float = 0.1  # evaluation.calibration.DEFAULT_ALPHA (a layer above)
+    bins: int = 10
+
+    @classmethod
+    def from_value(cls, value: Any) -> CalibrationSettings:
+        """From the YAML mapping, checked; errors name the key and what is valid.
+
+        Raises:
+            ConfigError: not a mapping, unknown or missing keys, a value out of range.
+        """
+        valid = [f.name for f in fields(cls)]
+        if not isinstance(value, dict):
+            raise ConfigError(f"calibration={value!r:.60} is not valid; valid: a mapping such "
+                              "as {method: temperature, alpha: 0.1}, or null")
+        unknown = sorted(set(value) - set(valid))
+        if unknown:
+            raise ConfigError(f"calibration: unknown key {unknown[0]!r}; valid: "
+                              f"{', '.join(valid)}")
+        if value.get("method") not in METHODS:
+            raise ConfigError(f"calibration.method={value.get('method')!r} is not valid; "
+                              f"valid: {', '.join(METHODS)}")
+        settings = cls(**value)
+        if not (_is_number(settings.alpha) and 0 < settings.alpha < 1):
+            raise ConfigError(f"calibration.alpha={settings.alpha!r} is not valid; valid: a "
+                              "number between 0 and 1 (exclusive), e.g. 0.1")
+        if not (_is_int(settings.bins) and settings.bins >= 2):
+            raise ConfigError(f"calibration.bins={settings.bins!r} is not valid; valid: a "
+                              "whole number >= 2")
+        return settings
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML mapping."""
+        return {"method": self.method, "alpha": self.alpha, "bins": self.bins}
 
 
 @dataclass(frozen=True)
@@ -75,6 +124,8 @@ class TrainConfig:
             predictions stay float32) or ``auto`` (bf16 where native).
         workers: DataLoader worker processes.
         seed: seeds model initialization, shuffling, dropout and augmentation.
+        calibration: fit a calibrator on each fold's validation images once the run is done
+            (``neopain calibrate``), e.g. ``{method: temperature, alpha: 0.1}``; None: not.
     """
 
     model: str
@@ -109,12 +160,17 @@ class TrainConfig:
     precision: str = "fp32"
     workers: int = 0
     seed: int = 0
+    calibration: CalibrationSettings | None = None
 
     def __post_init__(self) -> None:
         for name in _PATHS:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
+        if self.calibration is not None and not isinstance(self.calibration,
+                                                           CalibrationSettings):
+            object.__setattr__(self, "calibration",
+                               CalibrationSettings.from_value(self.calibration))
         problems = _problems(self)
         if problems:
             raise ConfigError("invalid run config:\n  " + "\n  ".join(problems))
@@ -141,7 +197,8 @@ class TrainConfig:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Path) else value
+            out[f.name] = (str(value) if isinstance(value, Path) else value.to_dict()
+                           if isinstance(value, CalibrationSettings) else value)
         return out
 
     @property

@@ -1,8 +1,9 @@
 """Cross-validation over folds.json: any fold model, one fit per fold, out-of-fold predictions.
 
 For each fold K, ``run_cv`` fits the fold model on the fold's ``train`` rows (validating on
-``val``), predicts its ``test`` rows and writes ``out/fold_K/`` through ``neopain.runs``:
-predictions.csv and metrics.json for every fold model, and what the model saves itself
+``val``), predicts its ``test`` rows, then its ``val`` rows (for calibrators, fitted on them by
+``neopain calibrate``), and writes ``out/fold_K/`` through ``neopain.runs``: predictions.csv,
+validation.csv and metrics.json for every fold model, and what the model saves itself
 (a network: model.pt, history.csv, checkpoint.pt). ``out/config.yaml`` holds the resolved
 config, ``out/<model>.json`` the fold model's run record when it keeps one (NFCS: nfcs.json).
 The fold model's ``close`` runs once the run ends, whether it finished or failed.
@@ -10,6 +11,7 @@ The fold model's ``close`` runs once the run ends, whether it finished or failed
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from neopain.runs import (
     write_metrics,
     write_predictions,
     write_record,
+    write_validation,
 )
 from neopain.training.config import TrainConfig, save_config
 from neopain.training.networks import NetworkFoldModel
@@ -49,9 +52,38 @@ def fold_model_class(name: str) -> type[FoldModel]:
     return NetworkFoldModel if name in list_models() else other_fold_model(name)
 
 
+class StagePrefix(RunProgress):
+    """Passes steps on to ``progress`` with ``prefix`` before each stage's name."""
+
+    def __init__(self, progress: RunProgress, *, prefix: str) -> None:
+        self.progress = progress
+        self.prefix = prefix
+
+    def on_step(self, fold: int, *, stage: str, done: int, total: int | None) -> None:
+        self.progress.on_step(fold, stage=f"{self.prefix} {stage}", done=done, total=total)
+
+
+def predict_validation(model: FoldModel, *, context: FoldContext) -> Path:
+    """Predict the fold's validation rows as the fitted ``model`` predicts its test rows and
+    write validation.csv (only a header when there are none); returns the file.
+
+    The model sees a copy of ``context`` whose ``test`` is ``context.val``: no test row.
+    """
+    if not len(context.val):
+        return write_validation(context.folder, manifest=context.manifest, rows=context.val,
+                                prob=[], fold=context.index, threshold=0.5)
+    validation = dataclasses.replace(context, test=context.val,
+                                     progress=StagePrefix(context.progress, prefix="validation"))
+    predicted = model.predict(validation)
+    return write_validation(context.folder, manifest=context.manifest, rows=context.val,
+                            prob=predicted.prob, logit=predicted.logit, fold=context.index,
+                            threshold=predicted.threshold, columns=predicted.columns)
+
+
 def run_fold(model: FoldModel, *, manifest: Manifest, fold: Fold, out: Path,
              progress: RunProgress) -> FoldResult:
-    """Fit, predict and save one fold; write its predictions.csv and metrics.json."""
+    """Fit, predict and save one fold; write its predictions.csv, validation.csv and
+    metrics.json."""
     started = time.perf_counter()
     context = FoldContext(index=fold.index, manifest=manifest,
                           train=rows_of(manifest, training_subjects(fold)),
@@ -60,8 +92,9 @@ def run_fold(model: FoldModel, *, manifest: Manifest, fold: Fold, out: Path,
     model.fit(context)
     predicted = model.predict(context)
     metrics = write_predictions(context.folder, manifest=manifest, rows=context.test,
-                                prob=predicted.prob, fold=fold.index,
+                                prob=predicted.prob, logit=predicted.logit, fold=fold.index,
                                 threshold=predicted.threshold, columns=predicted.columns)
+    predict_validation(model, context=context)
     model.save(context)
     seconds = time.perf_counter() - started
     write_metrics(context.folder, fold=fold.index, metrics=metrics, epochs=model.epochs_,

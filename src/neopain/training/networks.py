@@ -2,7 +2,8 @@
 
 ``fit`` builds the network (seeded per fold), trains it with the run config's settings and
 callbacks (history.csv, checkpoint.pt, early stopping, two-phase fine-tuning), resuming from
-the fold's checkpoint.pt when there is one; ``predict`` gives P(pain) of the test rows;
+the fold's checkpoint.pt when there is one; ``predict`` gives P(pain) and the raw logit
+``z_pain - z_nopain`` of the context's test rows;
 ``save`` writes model.pt (``runs.save_network``).
 """
 
@@ -108,7 +109,7 @@ class NetworkFoldModel(FoldModel):
         train = self._data(fold, fold.train, train=True)
         val = self._data(fold, fold.val) if len(fold.val) else None
         # built before training: a test row that cannot be used stops the run now, not after it
-        self.test_ = self._data(fold, fold.test)
+        self._data(fold, fold.test)
         self.trainer_ = Trainer(
             self.model_, optimizer=config.optimizer, lr=config.lr,
             weight_decay=config.weight_decay, epochs=config.epochs,
@@ -129,9 +130,9 @@ class NetworkFoldModel(FoldModel):
         return self
 
     def predict(self, fold: FoldContext) -> FoldPredictions:
-        """P(pain) of the test rows, labelled at the network's cfg threshold."""
-        prob = self.trainer_.predict(self.test_)
-        return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold)
+        """P(pain) and raw logits of ``fold.test``, labelled at the network's cfg threshold."""
+        prob, logit = self.trainer_.predict_with_logit(self._data(fold, fold.test))
+        return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold, logit=logit)
 
     def save(self, fold: FoldContext) -> None:
         """model.pt: the weights, cfg, epochs and the fold's split by subject."""

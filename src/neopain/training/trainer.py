@@ -258,7 +258,7 @@ class Trainer:
     def _validate(self, source: BatchSource, data: FaceDataset | None) -> dict[str, float]:
         if data is None or len(data) == 0:
             return {"val_loss": math.nan, "val_accuracy": math.nan}
-        prob = torch.from_numpy(self._predict(source, data)).double()
+        prob = torch.from_numpy(self._predict(source, data)[0]).double()
         truth = torch.from_numpy(data.labels_)
         picked = torch.where(truth == 1, prob, 1.0 - prob).clamp_min(1e-12)
         return {"val_loss": float(-picked.log().mean()),
@@ -271,23 +271,36 @@ class Trainer:
             NeopainError: before any ``fit``, a ``device`` or ``precision`` this machine does
                 not have.
         """
+        return self.predict_with_logit(data)[0]
+
+    def predict_with_logit(self, data: FaceDataset) -> tuple[np.ndarray, np.ndarray]:
+        """P(pain) of each item of ``data`` (as ``predict``) and its raw logit ``z_pain -
+        z_nopain``, which stays finite where the float32 softmax rounds P to 0 or 1.
+
+        Raises:
+            NeopainError: as ``predict``.
+        """
         if self.device_ is None:
             self._resolve()
         return self._predict(self._source(), data)
 
-    def _predict(self, source: BatchSource, data: FaceDataset) -> np.ndarray:
+    def _predict(self, source: BatchSource, data: FaceDataset) -> tuple[np.ndarray, np.ndarray]:
         self.model.to(self.device_, memory_format=torch.channels_last)
         was_training = self.model.training
         self.model.eval()
-        parts = []
+        probs, logit = [], []
         try:
             with torch.no_grad():
                 for _, inputs, features in source.batches(data, epoch=None):
-                    parts.append(torch.softmax(logits(self.model, inputs, features=features),
-                                               dim=1)[:, 1].cpu())
+                    z = logits(self.model, inputs, features=features).cpu()
+                    probs.append(torch.softmax(z, dim=1)[:, 1])
+                    logit.append(z[:, 1].double() - z[:, 0].double())
         finally:
             self.model.train(was_training)
-        return torch.cat(parts).numpy().astype(np.float64) if parts else np.empty(0)
+        if not probs:
+            return np.empty(0), np.empty(0)
+        return (torch.cat(probs).numpy().astype(np.float64),
+                torch.cat(logit).numpy().astype(np.float64))
 
 
 def _check_arguments(*, optimizer: str, lr: float, epochs: int, batch_size: int,
