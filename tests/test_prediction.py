@@ -12,14 +12,13 @@ from neopain import prediction
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector
 from neopain.faces.crop import CropRule
-from neopain.models.calibrator import Calibrator, logit_of, sigmoid
+from neopain.models.calibrator import Calibrator, logit_of, read_calibrator, sigmoid
 from neopain.monitor.pipeline import Assessor
 from neopain.prediction import (
     CalibratedPredictor,
     Prediction,
     Predictor,
     load_predictor,
-    read_calibrator,
 )
 
 

@@ -12,13 +12,12 @@ resolves a model spec, a kind's name or a file whose suffix a kind claims, throu
 module imports no implementation.
 
 ``CalibratedPredictor`` shows any predictor's output through a run's calibrator
-(``read_calibrator("runs/NAME/fold_K/calibrator.json")``).
+(``models.calibrator.read_calibrator("runs/NAME/fold_K/calibrator.json")``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -30,8 +29,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from neopain.data.files import read_regular_text
-from neopain.data.json_text import parse_json
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
 from neopain.models.calibrator import Calibrator, logit_of
@@ -40,7 +37,6 @@ LABELS = ("nopain", "pain")
 ENTRY_POINT_GROUP = "neopain.predictors"
 PROB_KINDS = ("calibrated", "uncalibrated", "score")
 """What a ``Prediction.prob_pain`` is (``Prediction.prob_kind``)."""
-CALIBRATOR_MAX_BYTES = 4_000_000
 """A calibrator.json larger than this is refused unread (an isotonic curve of the largest
 validation sets is a few hundred kB)."""
 
@@ -238,24 +234,6 @@ class Predictor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def read_calibrator(path: str | os.PathLike[str]) -> Calibrator:
-    """The ``Calibrator`` of a calibrator.json (``neopain calibrate``; ``Calibrator.to_dict``).
-
-    Raises:
-        NeopainError: not a regular readable file, not JSON, or a field out of range; the
-            message starts with the file and names the field.
-    """
-    text = read_regular_text(path, what="a calibrator.json (neopain calibrate)",
-                             max_bytes=CALIBRATOR_MAX_BYTES)
-    try:
-        data = parse_json(text)
-    except json.JSONDecodeError as error:
-        raise NeopainError(f"{path}: not valid JSON ({error.msg}, line {error.lineno} column "
-                           f"{error.colno}); expected a calibrator.json written by neopain "
-                           "calibrate") from None
-    return Calibrator.from_dict(data, where=str(path))
 
 
 class CalibratedPredictor(Predictor):

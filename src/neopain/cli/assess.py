@@ -56,7 +56,8 @@ def _predictor(model: str | None, *, threads: int | None, batch_size: int,
                calibrator: Path | None, mc_passes: int):
     """The predictor, shown through ``calibrator`` when one is given (read first, so that a
     bad file is named before a model is loaded)."""
-    from neopain.prediction import CalibratedPredictor, load_predictor, read_calibrator
+    from neopain.models.calibrator import read_calibrator
+    from neopain.prediction import CalibratedPredictor, load_predictor
 
     fitted = None if calibrator is None else read_calibrator(calibrator)
     predictor = load_predictor(model, threads=threads, batch_size=batch_size,

@@ -87,12 +87,11 @@ def _run(fold_dir: Path, out: Path, *, quantize: str, calibration: int, parity: 
          quiet: bool) -> dict:
     from neopain.data.manifest import load_manifest
     from neopain.export.inputs import labels_of, manifest_crops, spread
-    from neopain.export.onnx import (
-        CALIBRATOR_FILE, describe_file, export_fold, parity_on_inputs,
-    )
+    from neopain.export.onnx import describe_file, export_fold, parity_on_inputs
     from neopain.export.quantize import (
         compare_models, quantize_dynamic_model, quantize_static_model,
     )
+    from neopain.models.calibrator import CALIBRATOR_FILE
     from neopain.runs import select_rows
 
     fp32_path = out if quantize == "none" else out.with_name(f"{out.stem}.fp32{out.suffix}")

@@ -9,20 +9,13 @@ conformal ``alpha``. A run without these columns is reported uncalibrated.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from neopain.data.files import FileReadError, read_regular_text
-from neopain.data.json_text import parse_json
-from neopain.data.tables import Problem, TableError
-from neopain.errors import NeopainError
 from neopain.evaluation.calibration import set_summary
 from neopain.evaluation.formats import (
     format_mean_std,
@@ -31,8 +24,8 @@ from neopain.evaluation.formats import (
     metric_label,
 )
 from neopain.evaluation.stats import MetricSummary, summarize
-from neopain.models.calibrator import SETS, Calibrator
-from neopain.runs import FoldRun, Run
+from neopain.models.calibrator import CALIBRATOR_FILE
+from neopain.runs import FoldFolder, Run, read_calibrator
 from neopain.runs.metrics import (
     CALIBRATION_BINS,
     METRICS,
@@ -43,8 +36,6 @@ from neopain.runs.metrics import (
 
 CALIBRATED_COLUMN = "prob_pain_calibrated"
 SET_COLUMN = "prediction_set"
-CALIBRATOR_FILE = "calibrator.json"
-MAX_CALIBRATOR_BYTES = 1 << 20  # an isotonic calibrator of a large fold is a few KB
 
 
 @dataclass(frozen=True)
@@ -131,60 +122,6 @@ class CalibrationEvaluation:
         }
 
 
-def calibrated_probabilities(fold: FoldRun) -> np.ndarray:
-    """``prob_pain_calibrated`` of a fold as floats.
-
-    Raises:
-        TableError: a cell that is not a probability in [0, 1] (file, line and column named).
-    """
-    cells = fold.predictions[CALIBRATED_COLUMN]
-    values = pd.to_numeric(cells, errors="coerce").astype(float).to_numpy()
-    bad = ~((values >= 0) & (values <= 1))  # also NaN
-    if bad.any():
-        lines = fold.predictions["line"].to_numpy()[bad] if "line" in fold.predictions \
-            else np.flatnonzero(bad) + 2
-        raise TableError(fold.path / "predictions.csv", [
-            Problem(int(line), CALIBRATED_COLUMN, str(cell), "is not a probability in [0, 1]")
-            for line, cell in zip(lines, cells.to_numpy()[bad])])
-    return values
-
-
-def prediction_sets(fold: FoldRun) -> list[str]:
-    """``prediction_set`` of a fold (``pain``, ``nopain`` or ``pain|nopain``).
-
-    Raises:
-        TableError: another value (file, line and column named).
-    """
-    cells = [str(cell).strip() for cell in fold.predictions[SET_COLUMN]]
-    lines = fold.predictions["line"].tolist() if "line" in fold.predictions \
-        else list(range(2, len(cells) + 2))
-    problems = [Problem(int(line), SET_COLUMN, cell, f"is not a prediction set; valid: "
-                                                     f"{', '.join(SETS)}")
-                for line, cell in zip(lines, cells) if cell not in SETS]
-    if problems:
-        raise TableError(fold.path / "predictions.csv", problems)
-    return cells
-
-
-def read_calibrator(folder: str | os.PathLike[str]) -> Calibrator | None:
-    """The fold's ``calibrator.json``; None when there is none.
-
-    Raises:
-        NeopainError: a file that is not a calibrator (named).
-    """
-    file = Path(folder) / CALIBRATOR_FILE
-    if not os.path.lexists(file):
-        return None
-    try:
-        data = parse_json(read_regular_text(file, what="a calibrator.json file",
-                                            max_bytes=MAX_CALIBRATOR_BYTES))
-    except FileReadError as error:
-        raise NeopainError(str(error)) from None
-    except json.JSONDecodeError as exc:
-        raise NeopainError(f"{file}: is not valid JSON ({exc})") from None
-    return Calibrator.from_dict(data, where=str(file))
-
-
 def evaluate_calibration(run: Run) -> tuple[CalibrationEvaluation | None, list[str]]:
     """The calibrated metrics and conformal sets of a run, and notes on what was left out.
 
@@ -199,14 +136,14 @@ def evaluate_calibration(run: Run) -> tuple[CalibrationEvaluation | None, list[s
         lacking = ", ".join(f"fold_{f.index}" for f, ok in zip(run.folds, have) if not ok)
         return None, [f"{lacking}: no {CALIBRATED_COLUMN} column while other folds have one; "
                       f"calibrated metrics are left out (run neopain calibrate {run.path})"]
-    probs = {fold.index: calibrated_probabilities(fold) for fold in run.folds}
+    probs = {fold.index: fold.prob_calibrated for fold in run.folds}
     rows = {fold.index: binary_metrics(fold.y_true, probs[fold.index], threshold=run.threshold)
             for fold in run.folds}
     per_fold = pd.DataFrame.from_dict(rows, orient="index", columns=list(METRICS))
     per_fold.index.name = "fold"
     y = np.concatenate([fold.y_true for fold in run.folds])
     prob = np.concatenate([probs[fold.index] for fold in run.folds])
-    calibrators = {fold.index: read_calibrator(fold.path) for fold in run.folds}
+    calibrators = {fold.index: read_calibrator(FoldFolder(fold.path)) for fold in run.folds}
     methods = sorted({c.method for c in calibrators.values() if c is not None})
     evaluation = CalibrationEvaluation(
         per_fold, summarize(per_fold, binary_metrics(y, prob, threshold=run.threshold)),
@@ -217,7 +154,7 @@ def evaluate_calibration(run: Run) -> tuple[CalibrationEvaluation | None, list[s
         return evaluation, notes
     alphas = {index: c.alpha if c is not None and c.alpha is not None else math.nan
               for index, c in calibrators.items()}
-    sets = {fold.index: prediction_sets(fold) for fold in run.folds}
+    sets = {fold.index: fold.prediction_sets for fold in run.folds}
     evaluation.sets = {fold.index: _summary_of_sets(fold.y_true, sets[fold.index],
                                                     alpha=alphas[fold.index])
                        for fold in run.folds}

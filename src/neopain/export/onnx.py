@@ -36,11 +36,9 @@ from neopain.export.metadata import (
 from neopain.models import PainModel
 from neopain.models.calibrator import Calibrator
 from neopain.models.scores import ClassScores
-from neopain.prediction import read_calibrator
-from neopain.runs import TrainedFold, load_fold
+from neopain.runs import FoldFolder, TrainedFold, load_fold, read_calibrator
 
 OPSET = 17
-CALIBRATOR_FILE = "calibrator.json"
 """A fold's calibrator (``neopain calibrate``), embedded by ``export_fold``."""
 ProgressHook = Callable[[int, int], None]
 
@@ -103,8 +101,7 @@ def fold_calibrator(fold_dir: str | os.PathLike[str]) -> Calibrator | None:
         NeopainError: a calibrator.json that cannot be read or used (naming the file and the
             field).
     """
-    path = Path(fold_dir) / CALIBRATOR_FILE
-    return read_calibrator(path) if os.path.lexists(path) else None
+    return read_calibrator(FoldFolder(Path(fold_dir)))
 
 
 def export_model(model: PainModel, out: str | os.PathLike[str], *,

@@ -23,6 +23,8 @@ numpy alone.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Real
@@ -31,6 +33,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from neopain.data.files import read_regular_text
+from neopain.data.json_text import parse_json
 from neopain.errors import NeopainError
 
 METHODS = ("temperature", "platt", "isotonic", "histogram")
@@ -39,6 +43,10 @@ PARAMS = {"temperature": ("t",), "platt": ("a", "b"), "isotonic": ("x", "y"),
 PAIN, NOPAIN, BOTH = "pain", "nopain", "pain|nopain"
 SETS = (PAIN, NOPAIN, BOTH)
 """How a prediction set is written (predictions.csv, assess output): one label, or both."""
+CALIBRATOR_FILE = "calibrator.json"
+"""A run's fold keeps its calibrator under this name (``neopain calibrate``)."""
+MAX_CALIBRATOR_BYTES = 4_000_000
+"""An isotonic calibrator of a large fold is some tens of KB; more is not a calibrator."""
 LOGIT_CLIP = 1e-7
 """A probability of exactly 0 or 1 (rounded in a file) is read as this far inside (0, 1)."""
 
@@ -198,3 +206,21 @@ class Calibrator:
                        quantile=data.get("quantile"), fitted_on=fitted_on)
         except NeopainError as error:
             raise NeopainError(f"{where}: {error}") from None
+
+
+def read_calibrator(path: str | os.PathLike[str]) -> Calibrator:
+    """The ``Calibrator`` of a calibrator.json (``Calibrator.to_dict`` as JSON).
+
+    Raises:
+        NeopainError: not a regular readable file, not JSON, or a field out of range; the
+            message starts with the file and names the field.
+    """
+    text = read_regular_text(path, what="a calibrator.json (neopain calibrate)",
+                             max_bytes=MAX_CALIBRATOR_BYTES)
+    try:
+        data = parse_json(text)
+    except json.JSONDecodeError as error:
+        raise NeopainError(f"{path}: not valid JSON ({error.msg}, line {error.lineno} column "
+                           f"{error.colno}); expected a calibrator.json written by neopain "
+                           "calibrate") from None
+    return Calibrator.from_dict(data, where=str(path))

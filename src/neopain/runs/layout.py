@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from neopain.data.files import FileReadError, read_regular_text
-from neopain.data.json_text import parse_json
+from neopain.data.files import FileReadError
 from neopain.data.manifest import Manifest
 from neopain.data.outputs import atomic_output, write_text_atomic
 from neopain.data.tables import read_table
 from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
-from neopain.models.calibrator import Calibrator, logit_of
+from neopain.models.calibrator import CALIBRATOR_FILE, Calibrator, logit_of
+from neopain.models.calibrator import read_calibrator as read_calibrator_file
 from neopain.runs.metrics import binary_metrics
 
 CONFIG = "config.yaml"
@@ -41,7 +41,6 @@ PREDICTION_COLUMNS = ("row", "image", "subject", "label", "prob_pain", "logit_pa
 CALIBRATED_COLUMNS = ("prob_pain_calibrated", "pred_calibrated", "prediction_set")
 """What ``neopain calibrate`` adds to predictions.csv, after every other column."""
 LABEL_VALUES = {"nopain": 0, "pain": 1}
-MAX_CALIBRATOR_BYTES = 1 << 20  # an isotonic calibrator of a large fold is a few KB
 LAYOUT = ("a run folder holds config.yaml and fold_K/ folders (fold_0, fold_1, ...), each with "
           "predictions.csv")
 
@@ -74,7 +73,7 @@ class FoldFolder:
     @property
     def calibrator(self) -> Path:
         """calibrator.json: the calibrator fitted on validation.csv (``neopain calibrate``)."""
-        return self.path / "calibrator.json"
+        return self.path / CALIBRATOR_FILE
 
     @property
     def metrics(self) -> Path:
@@ -209,14 +208,7 @@ def read_calibrator(folder: FoldFolder) -> Calibrator | None:
     if not os.path.lexists(folder.calibrator):
         return None
     try:
-        data = parse_json(read_regular_text(folder.calibrator, what="a calibrator.json file",
-                                            max_bytes=MAX_CALIBRATOR_BYTES))
-    except FileReadError as error:
-        raise RunError(str(error)) from None
-    except json.JSONDecodeError as error:
-        raise RunError(f"{folder.calibrator}: is not valid JSON ({error})") from None
-    try:
-        return Calibrator.from_dict(data, where=str(folder.calibrator))
+        return read_calibrator_file(folder.calibrator)
     except NeopainError as error:
         raise RunError(str(error)) from None
 
