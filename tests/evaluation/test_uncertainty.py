@@ -33,6 +33,7 @@ def test_entropies_and_mutual_information_have_their_known_values():
     summary = summarize_passes([[0.9, 0.2, 0.5], [0.1, 0.4, 0.5], [0.5, 0.3, 0.5]])
     assert summary.passes == 3
     np.testing.assert_allclose(summary.mean, [0.5, 0.3, 0.5])
+    np.testing.assert_allclose(summary.spread, [np.sqrt(0.32 / 3), np.sqrt(0.02 / 3), 0.0])
     np.testing.assert_allclose(summary.entropy, [LOG2, h(0.3), LOG2])
     np.testing.assert_allclose(summary.expected_entropy,
                                [(2 * h(0.9) + LOG2) / 3, (h(0.2) + h(0.4) + h(0.3)) / 3, LOG2])

@@ -5,6 +5,7 @@ uncertainty; bad specs are named; closing drops the networks."""
 from __future__ import annotations
 
 import gc
+import os
 import weakref
 from pathlib import Path
 
@@ -43,6 +44,12 @@ def crops() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in
             [(100, 90), (64, 64), (130, 150), (120, 120), (80, 70)]]
+
+
+def fifo(path: Path) -> Path:
+    if not path.exists():
+        os.mkfifo(path)
+    return path
 
 
 def probs(predictions) -> np.ndarray:
@@ -131,6 +138,7 @@ def test_predictions_match_the_exported_model_of_the_same_fold(tiny_fold, tiny_o
     (lambda run: run / "nowhere" / "model.pt", "no such file or folder"),
     (lambda run: run / "fold_7", "holds no fold_K/model.pt"),
     (lambda run: run.parent, "holds no fold_K/model.pt"),
+    (lambda run: fifo(run.parent / "model.pt"), "neither a regular file nor a folder"),
 ])
 def test_specs_that_name_no_model_are_named(run3, make, says):
     spec = make(run3)

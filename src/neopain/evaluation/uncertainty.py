@@ -52,6 +52,7 @@ class PassSummary:
         expected_entropy: mean over passes of H(p_k), (N,).
         mutual_information: entropy − expected_entropy, clipped at 0, (N,).
         passes: P, the passes (or members × passes) each face had.
+        spread: the standard deviation of the passes' P(pain) (over P, not P − 1), (N,).
     """
 
     mean: np.ndarray
@@ -59,6 +60,7 @@ class PassSummary:
     expected_entropy: np.ndarray
     mutual_information: np.ndarray
     passes: int
+    spread: np.ndarray
 
     def for_face(self, index: int) -> dict[str, float]:
         """One face's ``Prediction.uncertainty``: entropy, mutual_information, passes."""
@@ -101,7 +103,8 @@ def summarize_passes(probs: ArrayLike) -> PassSummary:
     information = np.clip(entropy - expected, 0.0, None)
     information[p.min(axis=0) == p.max(axis=0)] = 0.0
     return PassSummary(mean=mean, entropy=entropy, expected_entropy=expected,
-                       mutual_information=information, passes=int(p.shape[0]))
+                       mutual_information=information, passes=int(p.shape[0]),
+                       spread=p.std(axis=0))
 
 
 def _probabilities(values: ArrayLike, *, what: str) -> np.ndarray:

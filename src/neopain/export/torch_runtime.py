@@ -53,7 +53,8 @@ def fold_dirs(spec: str | os.PathLike[str]) -> list[Path]:
     ``fold_K`` with a model.pt in a run folder (by K).
 
     Raises:
-        NeopainError: a missing path, a file other than model.pt, or a folder with no model.
+        NeopainError: a missing path, a file other than model.pt, a special file (a FIFO, a
+            device), or a folder with no model.
     """
     path = Path(spec)
     if not path.exists():
@@ -62,6 +63,8 @@ def fold_dirs(spec: str | os.PathLike[str]) -> list[Path]:
         if path.name != MODEL_FILE:
             raise NeopainError(f"--model {spec}: not a model.pt written by neopain train; {VALID}")
         return [path.parent]
+    if not path.is_dir():
+        raise NeopainError(f"--model {spec}: neither a regular file nor a folder; {VALID}")
     if (path / MODEL_FILE).is_file():
         return [path]
     folds = sorted((int(match.group(1)), child) for child in path.iterdir()
