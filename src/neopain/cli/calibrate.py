@@ -25,7 +25,12 @@ def _number(value: float) -> str:
 
 
 def _change(before: float, after: float) -> str:
-    return f"{_number(before)} → {_number(after)}"
+    # two lines, so that the table fits 80 columns
+    return f"{_number(before)}\n→ {_number(after)}"
+
+
+FEW_SUBJECTS = 3
+"""A calibrator fitted on fewer validation subjects than this is said to rest on few."""
 
 
 def calibration_table(run: Path, folds: list[FoldCalibration]) -> Table:
@@ -42,7 +47,8 @@ def calibration_table(run: Path, folds: list[FoldCalibration]) -> Table:
     for fold in folds:
         fitted = fold.calibrator.fitted_on
         table.add_row(str(fold.index),
-                      f"{fitted.get('images')} images, {fitted.get('subjects')} subjects",
+                      f"{fitted.get('images')} images\n{fitted.get('subjects')} "
+                      f"subject{'' if fitted.get('subjects') == 1 else 's'}",
                       _change(fold.raw["ece"], fold.calibrated["ece"]),
                       _change(fold.raw["accuracy"], fold.calibrated["accuracy"]),
                       _change(fold.raw["auc"], fold.calibrated["auc"]),
@@ -62,6 +68,13 @@ def run_calibration(run: Path, *, method: str, alpha: float, bins: int) -> None:
     except NeopainError as error:
         fail(escape(str(error)))
     console.print(calibration_table(run, folds))
+    few = [str(fold.index) for fold in folds
+           if fold.calibrator.fitted_on.get("subjects", FEW_SUBJECTS) < FEW_SUBJECTS]
+    if few:
+        console.print(f"note: fold(s) {', '.join(few)} were calibrated on fewer than "
+                      f"{FEW_SUBJECTS} validation subjects: their calibration and band rest on "
+                      "few babies and may not hold for others (neopain folds make "
+                      "--val-share)", highlight=False)
     console.print(f"wrote fold_K/calibrator.json and the calibrated columns of "
                   f"fold_K/predictions.csv in {escape(str(run))}; next: neopain evaluate "
                   f"{escape(str(run))}", highlight=False)
