@@ -62,8 +62,11 @@ def test_calibrate_prints_each_folds_change_and_writes_the_calibrators(tmp_path)
     said = "\n".join(lines)
     assert "temperature calibration, referral band at alpha 0.2" in said
     for fold in (0, 1):
-        row = next(line for line in lines if line.strip("│ ").startswith(f"{fold} "))
-        assert "30 images, 3 subjects" in row and row.count("→") == 3, row
+        # each fold's row is two lines: before, then "→ after" (the table fits 80 columns)
+        at = next(i for i, line in enumerate(lines) if line.strip("│ ").startswith(f"{fold} "))
+        before, after = lines[at], lines[at + 1]
+        assert "30 images" in before and "3 subjects" in after, (before, after)
+        assert after.count("→") == 3 and max(len(line) for line in lines) <= 80, after
         assert (folder / f"fold_{fold}" / "calibrator.json").is_file()
     assert "next: neopain evaluate" in said
 
