@@ -169,6 +169,8 @@ class Predictor(ABC):
     """File suffixes this kind loads (``.onnx``); empty for a kind named, not a file."""
     file_what: ClassVar[str] = ""
     """What such a file is, for error texts (``an exported .onnx file``)."""
+    loads_folders: ClassVar[bool] = False
+    """Whether a folder can name one of its models (a training run's folder)."""
     summary: ClassVar[str] = ""
     """One line for ``neopain models list``."""
     default: ClassVar[bool] = False
@@ -341,8 +343,8 @@ def load_predictor(model: str | os.PathLike[str] | None = None, *,
                    threads: int | None = None, batch_size: int = 16,
                    evidence_grid: int | None = None, mc_passes: int = 0) -> Predictor:
     """The predictor ``model`` names: a kind's name (``nfcs``), a file whose suffix a kind loads
-    (an exported ``.onnx``), or None for the default kind; the keywords are its
-    ``RuntimeOptions``.
+    (an exported ``.onnx``), a folder a kind loads (a training run), or None for the default
+    kind; the keywords are its ``RuntimeOptions``.
 
     Raises:
         NeopainError: a spec no registered kind accepts, or the kind's own error for it.
@@ -358,7 +360,8 @@ def load_predictor(model: str | os.PathLike[str] | None = None, *,
         return kinds[spec].open(spec, options=options)
     suffix = Path(spec).suffix.lower()
     for kind in kinds.values():
-        if suffix and suffix in kind.file_suffixes:
+        if (suffix and suffix in kind.file_suffixes) or (kind.loads_folders
+                                                          and os.path.isdir(spec)):
             return kind.open(spec, options=options)
     raise NeopainError(f"--model {spec}: not a model neopain can run; valid: "
                        f"{model_choices()}")

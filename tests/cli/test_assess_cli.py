@@ -166,7 +166,9 @@ def test_a_video_without_a_face_says_so_and_exits_3(study, clips, tmp_path):
     (["clip.mp4", "--format", "csv"], "--format and --overlays are for images"),
     (["clip.mp4", "--overlays", "o"], "--format and --overlays are for images"),
     (["photo.png", "--report", "r.html"], "--report is for videos"),
-    (["photo.png", "--model", "model.pt"], "not a model neopain can run"),
+    (["photo.png", "--model", "model.h5"], "not a model neopain can run"),
+    (["photo.png", "--model", "model.pt"], "model.pt: no such file or folder; valid: a fold's "
+                                          "model.pt"),
     (["photo.png", "--format", "xml"], "--format xml is not valid"),
 ])
 def test_bad_input_exits_1_naming_it(study, tmp_path, args, says):

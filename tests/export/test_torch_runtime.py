@@ -183,3 +183,26 @@ def test_closing_drops_the_networks_in_a_loop(run3, crops):
     predictor.close()  # twice is safe
     with pytest.raises(NeopainError, match="the predictor is closed"):
         predictor.predict_crops(crops[:1])
+
+
+def test_a_run_folder_given_as_the_model_loads_as_one_ensemble(run3):
+    # guards: `neopain assess --model runs/NAME` was refused as "not a model neopain can run"
+    # though the run kind loads a run folder
+    with load_predictor(run3, mc_passes=2) as predictor:
+        assert isinstance(predictor, RunPredictor)
+        assert [fold.fold for fold in predictor.folds_] == [0, 1, 2]
+    assert "a run folder" in model_choices()
+
+
+def test_assess_tables_carry_each_predictions_uncertainty(run3, crops):
+    from neopain.monitor.images import ImageAssessment, results_table
+
+    with RunPredictor(run3) as ensemble:
+        predictions = ensemble.predict_crops(crops[:2])
+    table = results_table([ImageAssessment(image=f"{i}.png", row=i, face=None,
+                                           prediction=p, problem="")
+                           for i, p in enumerate(predictions)])
+    for cells, prediction in zip(table.to_dict("records"), predictions):
+        assert cells["entropy"] == prediction.uncertainty["entropy"]
+        assert cells["mutual_information"] == prediction.uncertainty["mutual_information"]
+        assert cells["prob_kind"] == "uncalibrated"

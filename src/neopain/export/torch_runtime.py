@@ -99,7 +99,9 @@ class RunPredictor(Predictor):
 
     kind = "run"
     file_suffixes = (".pt",)
-    file_what = "a trained fold's model.pt (runs/NAME/fold_K/model.pt)"
+    file_what = ("a trained fold's model.pt (runs/NAME/fold_K/model.pt) or a run folder "
+                 "(runs/NAME: its folds as one ensemble)")
+    loads_folders = True
     summary = ("the networks of a training run, run by torch: one fold's model.pt or every "
                "fold as an ensemble; MC dropout with --mc-passes")
 

@@ -29,12 +29,27 @@ from neopain.prediction import Prediction, Predictor
 
 ProgressHook = Callable[[int, int], None]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+PREDICTION_COLUMNS = ("prob_kind", "prob_raw", "prediction_set", "entropy",
+                      "mutual_information")
+"""What a prediction says of its own P(pain), in every assess output (``prediction_cells``):
+``prob_kind`` what ``prob_pain`` is (``prediction.PROB_KINDS``: calibrated, uncalibrated or
+score); ``prob_raw`` the model's own P(pain) when ``prob_pain`` is calibrated;
+``prediction_set`` the conformal set (``pain``, ``nopain`` or ``pain|nopain``: uncertain, look
+at the baby) when the model has a referral band; ``entropy`` and ``mutual_information`` (nats)
+over MC-dropout passes or ensemble members. Empty where the model gives none."""
 RESULT_COLUMNS = ("image", "row", "face", "x1", "y1", "x2", "y2", "prob_pain", "label",
-                  "threshold", "model", "problem", "prob_kind", "prob_raw", "prediction_set")
-"""``prob_kind`` says what ``prob_pain`` is (``prediction.PROB_KINDS``: calibrated,
-uncalibrated or score); ``prob_raw`` is the model's own P(pain) when ``prob_pain`` is
-calibrated, and ``prediction_set`` the conformal set (``pain``, ``nopain`` or ``pain|nopain``:
-uncertain, look at the baby) when the model has a referral band; empty otherwise."""
+                  "threshold", "model", "problem", *PREDICTION_COLUMNS)
+
+
+def prediction_cells(prediction: Prediction | None) -> dict[str, object]:
+    """The ``PREDICTION_COLUMNS`` of one prediction (None or "" where there is nothing)."""
+    if prediction is None:
+        return {"prob_kind": "", "prob_raw": None, "prediction_set": "", "entropy": None,
+                "mutual_information": None}
+    return {"prob_kind": prediction.prob_kind, "prob_raw": prediction.prob_raw,
+            "prediction_set": prediction.prediction_set or "",
+            "entropy": prediction.uncertainty.get("entropy"),
+            "mutual_information": prediction.uncertainty.get("mutual_information")}
 
 
 @dataclass(frozen=True)
@@ -179,8 +194,5 @@ def results_table(results: Sequence[ImageAssessment]) -> pd.DataFrame:
             "label": "" if prediction is None else prediction.label,
             "threshold": None if prediction is None else prediction.threshold,
             "model": "" if prediction is None else prediction.model,
-            "problem": result.problem,
-            "prob_kind": "" if prediction is None else prediction.prob_kind,
-            "prob_raw": None if prediction is None else prediction.prob_raw,
-            "prediction_set": "" if prediction is None else prediction.prediction_set or ""})
+            "problem": result.problem, **prediction_cells(prediction)})
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).astype({"row": "Int64"})

@@ -35,14 +35,14 @@ import neopain
 from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.errors import NeopainError
 from neopain.faces.base import FaceDetector
+from neopain.monitor.images import PREDICTION_COLUMNS, prediction_cells
 from neopain.monitor.pipeline import Assessor
 from neopain.prediction import Predictor
 
 ProgressHook = Callable[[int, int], None]
 TIMELINE_COLUMNS = ("frame", "time_s", "duration_s", "face", "x1", "y1", "x2", "y2", "prob_pain",
-                    "label", "smoothed", "state", "changed", "latency_ms", "prob_kind", "prob_raw",
-                    "prediction_set")
-"""The last three as ``monitor.images.RESULT_COLUMNS`` says (empty without a prediction)."""
+                    "label", "smoothed", "state", "changed", "latency_ms", *PREDICTION_COLUMNS)
+"""The last ones as ``monitor.images.PREDICTION_COLUMNS`` says (empty without a prediction)."""
 
 
 class NoFaceError(NeopainError):
@@ -207,12 +207,7 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
                     "label": "" if prediction is None else prediction.label,
                     "smoothed": np.nan if result.smoothed is None else result.smoothed,
                     "state": result.state or "", "changed": int(result.changed),
-                    "latency_ms": result.latency_ms,
-                    "prob_kind": "" if prediction is None else prediction.prob_kind,
-                    "prob_raw": np.nan if prediction is None or prediction.prob_raw is None
-                    else prediction.prob_raw,
-                    "prediction_set": "" if prediction is None else prediction.prediction_set
-                    or ""})
+                    "latency_ms": result.latency_ms, **prediction_cells(prediction)})
     except VideoReadError as error:
         raise VideoReadError(f"{path}: {error}") from None
     if not rows:
