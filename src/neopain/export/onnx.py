@@ -35,7 +35,7 @@ from neopain.export.metadata import (
 )
 from neopain.models import PainModel
 from neopain.models.calibrator import Calibrator
-from neopain.models.scores import ClassScores
+from neopain.models.scores import ClassScores, softmax_logits
 from neopain.runs import FoldFolder, TrainedFold, load_fold, read_calibrator
 
 OPSET = 17
@@ -71,18 +71,8 @@ class GraphOutputs(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(images)
-        if out.ndim == 1:
-            out = out[:, None]
-        if out.ndim != 2 or out.shape[1] not in (1, 2):
-            raise NeopainError(f"model output has shape {tuple(out.shape)}; valid: (N, 2) class "
-                               "logits or (N, 1) one sigmoid logit")
-        if out.shape[1] == 1:
-            pain = torch.sigmoid(out)
-            log_probs = torch.cat([nn.functional.logsigmoid(-out), nn.functional.logsigmoid(out)],
-                                  dim=1)
-            return torch.cat([1.0 - pain, pain], dim=1), log_probs
-        return torch.softmax(out, dim=1), torch.log_softmax(out, dim=1)
+        logits = softmax_logits(self.model(images))
+        return torch.softmax(logits, dim=1), torch.log_softmax(logits, dim=1)
 
 
 def exported_cfg(fold: TrainedFold, *, calibrator: Calibrator | None = None) -> ExportedCfg:

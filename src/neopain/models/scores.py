@@ -9,6 +9,22 @@ from torch import Tensor, nn
 from neopain.errors import NeopainError
 
 
+def softmax_logits(out: Tensor) -> Tensor:
+    """A model's output as (N, 2) logits whose softmax is P(class): (N, 2) logits as they are,
+    one sigmoid logit ``z`` (N, 1) or (N,) as ``(0, z)`` (softmax(0, z) = (1 - sigmoid(z),
+    sigmoid(z))).
+
+    Raises:
+        NeopainError: the output has another shape.
+    """
+    if out.ndim == 1:
+        out = out[:, None]
+    if out.ndim != 2 or out.shape[1] not in (1, 2):
+        raise NeopainError(f"model output has shape {tuple(out.shape)}; valid: (N, 2) class "
+                           "logits or (N, 1) one sigmoid logit")
+    return torch.cat([torch.zeros_like(out), out], dim=1) if out.shape[1] == 1 else out
+
+
 class ClassScores(nn.Module):
     """A model's score per class, (N, 2), whatever its output layout.
 
@@ -28,14 +44,9 @@ class ClassScores(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         out = self.model(images)
-        if out.ndim == 1:
-            out = out[:, None]
-        if out.ndim != 2 or out.shape[1] not in (1, 2):
-            raise NeopainError(f"model output has shape {tuple(out.shape)}; valid: (N, 2) class "
-                               "logits or (N, 1) one sigmoid logit")
-        if out.shape[1] == 1:
-            if self.probabilities:
-                pain = torch.sigmoid(out)
-                return torch.cat([1.0 - pain, pain], dim=1)
-            return torch.cat([-out, out], dim=1)
-        return torch.softmax(out, dim=1) if self.probabilities else out
+        logits = softmax_logits(out)
+        if self.probabilities:
+            return torch.softmax(logits, dim=1)
+        if out.ndim == 1 or out.shape[1] == 1:  # one sigmoid logit z: scores (-z, z)
+            return torch.cat([-logits[:, 1:], logits[:, 1:]], dim=1)
+        return logits
