@@ -118,7 +118,8 @@ def test_a_stream_of_uncertain_frames_reaches_the_status_row_and_the_ward(tmp_pa
                                     "confidence": None, "number": "–"}
     assert (status.state, status.held_state, status.confidence, status.pain_since) == \
         ("uncertain", "uncertain", None, None)
-    assert status.last_assessed_at is not None  # a judged face
+    # pain or no pain was never said: the "No assessment" clock runs from the first frame
+    assert status.last_assessed_at is None
     assert (bed["state"], bed["confidence"]) == ("uncertain", None)
     assert f'data-state="uncertain">{UNCERTAIN_TEXT}<' in listed
 
@@ -177,20 +178,24 @@ def alarms(bed, rule: str) -> list[Alarm]:
         return list(db.scalars(select(Alarm).where(Alarm.rule == rule).order_by(Alarm.id)))
 
 
-def test_uncertain_time_never_counts_towards_the_pain_alarm(bed):
-    """20 s of pain, 20 s uncertain, 20 s of pain: 60 s, but never 30 s of pain in a row."""
-    t = stream(bed, [("pain", 20), ("uncertain", 20), ("pain", 20)])
-    assert alarms(bed, "pain") == []
-    stream(bed, [("pain", 11)], from_s=t)  # now 31 s of pain since the uncertain time
+def test_pain_broken_by_uncertain_moments_keeps_its_onset_and_alarms(bed):
+    """Guards (review of issue 20): uncertain time ended the onset of pain, so a baby whose
+    assessment flickered between pain and uncertain every 20 s never raised a pain alarm."""
+    t = stream(bed, [("pain", 20), ("uncertain", 20)])
+    assert alarms(bed, "pain") == []  # unknown while uncertain: neither raised nor cleared
+    stream(bed, [("pain", 1)], from_s=t)
     [alarm] = alarms(bed, "pain")
-    assert alarm.condition_since == bed.at(40)  # the onset after the uncertain time
+    assert alarm.condition_since == bed.at(0)  # its first onset
+    assert alarm.raised_at <= bed.at(t + 0.5)  # as soon as pain was seen again
 
 
-def test_uncertainty_alone_never_raises_an_alarm(bed):
-    """Uncertain for longer than every limit: not pain, and a judged face (not "no face")."""
+def test_a_bed_uncertain_past_the_noface_limit_raises_no_assessment_once(bed):
+    """Guards (review of issue 20): a bed uncertain for hours raised no alarm at all."""
     stream(bed, [("uncertain", 200)])
     with bed.store() as db:
-        assert list(db.scalars(select(Alarm))) == []
+        raised = list(db.scalars(select(Alarm)))
+    assert [(a.rule, a.condition_since) for a in raised] == [("noface", bed.at(0))]
+    assert raised[0].raised_at >= bed.at(LIMITS.noface_s)
 
 
 def test_a_standing_pain_alarm_holds_while_uncertain_and_clears_on_no_pain(bed):

@@ -9,11 +9,12 @@ only on the data, never on which page is open (docs/monitor.md, "Alarms").
   frame ever came);
 - ``noface`` (low): frames arrive but none had an assessable face for ``noface_s`` seconds.
 
-``uncertain`` (the model's referral band holds both labels) is not pain: it neither starts nor
-feeds the pain clock (the stream drops the onset of pain, and pain after it starts afresh).
-Nor is it "no face": the face was judged, so the ``noface`` condition is absent. While it lasts
-a standing pain alarm is neither cleared nor raised (the model cannot say the pain is over; the
-tile asks the nurse to look).
+``uncertain`` (the model's referral band holds both labels) is unknown for ``pain``, like a
+face lost for a while: a pain alarm is neither raised nor cleared while it lasts, and the onset
+of pain is kept (the stream keeps it), so pain broken by moments of uncertainty raises its alarm
+when pain is seen again, counted from its first onset. It is no assessment for ``noface``: a bed
+uncertain for ``noface_s`` seconds raises "No assessment", so a model that keeps saying "look
+at the baby" is never silent at the station.
 
 While the link is lost, what the camera would show is unknown: ``pain`` and ``noface`` are then
 neither raised nor cleared; so is ``pain`` while the held state is unknown (a face lost for a

@@ -72,11 +72,14 @@ class StatusWriter:
         """Note one frame's assessment, received at ``now``."""
         last = self.pending_ or self.written_ or self.carried_
         state = WARD_STATE[shown.kind]
-        assessed = shown.kind in ("pain", "nopain", "uncertain")  # a face judged
+        # a face whose pain the model could say: uncertain is not one (alarm_rules: after
+        # noface_s it raises "No assessment")
+        assessed = shown.kind in ("pain", "nopain")
         held = "uncertain" if result.uncertain and result.state is not None else result.state
         before = None if last is None else last.pain_since
-        # the held state outlasts a frame or two without a face; unknown keeps the onset
-        pain_since = {"pain": before or now, "nopain": None, "uncertain": None}.get(held, before)
+        # the held state outlasts a frame or two without a face; unknown and uncertain keep the
+        # onset (pain broken by moments of uncertainty is still pain since its start)
+        pain_since = {"pain": before or now, "nopain": None}.get(held, before)
         status = StreamStatus(
             state=state, smoothed=result.smoothed, confidence=shown.confidence,
             first_frame_at=now if last is None else last.first_frame_at, last_frame_at=now,
