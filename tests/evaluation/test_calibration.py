@@ -112,6 +112,10 @@ def test_set_summary_counts_referrals_as_covered_and_decisions_apart():
     ({"method": "temperature", "params": {"t": 1}, "alpha": 1.5, "quantile": 0.2},
      "alpha=1.5 must be between 0 and 1"),
     ([1, 2], "must be a mapping"),
+    # guards (review of issue 20): these raised ValueError / TypeError tracebacks
+    ({"method": "isotonic", "params": {"x": ["a", "b"], "y": [0, 1]}}, "x must be a non-empty"),
+    ({"method": "isotonic", "params": {"x": [[0, 1], [2]], "y": [0, 1]}}, "x must be a non-emp"),
+    ({"method": "temperature", "params": {"t": 10 ** 400}}, "must be a finite number"),
 ])
 def test_a_damaged_calibrator_is_refused_naming_what_is_wrong(data, says):
     with pytest.raises(NeopainError, match="calibrator.json") as caught:
@@ -151,3 +155,22 @@ def test_equal_mass_bins_hold_nearly_equal_counts_and_every_image_once():
     assert sorted(np.concatenate(parts).tolist()) == list(range(1003))
     width = calibration_bins(np.array([0.0, 1.0, 0.5]), bins=15)
     assert [part.tolist() for part in width] == [[0], [2], [1]]
+
+
+@pytest.mark.parametrize("method", ["temperature", "platt"])
+def test_a_small_separable_validation_set_cannot_drive_a_fit_to_certainty(method):
+    """Guards (review of issue 20): 20 validation images the model separated drove the
+    temperature to its bound 0.01 (P = sigmoid(100 z)) and Platt's slope to 7, making the model
+    surer still and the referral band refer no one."""
+    z = np.r_[np.linspace(-3, -0.5, 10), np.linspace(0.5, 3, 10)]
+    y = np.r_[np.zeros(10), np.ones(10)].astype(int)
+    calibrator = fit_calibrator(y, z, method=method, alpha=0.1)
+    assert calibrator.probability(np.array([3.0]))[0] < 0.99
+    assert calibrator.quantile > 0.05
+
+
+def test_the_conformal_rank_is_not_pushed_up_by_rounding():
+    # (19 + 1) * (1 - 0.7) = 6.000000000000001 in floating point: the 6th score, not the 7th
+    scores = np.linspace(0.05, 0.95, 19)
+    assert conformal_quantile(np.ones(19, int), 1 - scores, alpha=0.7) == \
+        pytest.approx(scores[5])

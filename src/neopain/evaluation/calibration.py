@@ -54,12 +54,22 @@ def _checked(y_true: ArrayLike, logit: ArrayLike) -> tuple[np.ndarray, np.ndarra
     return y.astype(int), z
 
 
+def soft_targets(y: np.ndarray) -> np.ndarray:
+    """Platt's (1999) targets: (N+ + 1) / (N+ + 2) for pain, 1 / (N- + 2) for no pain, so that
+    a few validation images a model happens to separate cannot drive a fit to certainty (a
+    temperature near 0, which would also make the referral band refer no one)."""
+    pain = int(y.sum())
+    return np.where(y == 1, (pain + 1) / (pain + 2), 1 / (len(y) - pain + 2))
+
+
 def _temperature(y: np.ndarray, z: np.ndarray) -> dict[str, float]:
     # one number minimizing the NLL; scikit-learn's temperature scaling (CalibratedClassifierCV)
     # wants an estimator and keeps T in a private class, and T must go into the ONNX file
+    target = soft_targets(y)
+
     def nll(log_t: float) -> float:
         scaled = z / math.exp(log_t)
-        return float(np.mean(np.logaddexp(0.0, scaled) - y * scaled))
+        return float(np.mean(np.logaddexp(0.0, scaled) - target * scaled))
 
     found = minimize_scalar(nll, bounds=(math.log(0.01), math.log(100.0)), method="bounded",
                             options={"xatol": 1e-6})
@@ -67,7 +77,11 @@ def _temperature(y: np.ndarray, z: np.ndarray) -> dict[str, float]:
 
 
 def _platt(y: np.ndarray, z: np.ndarray) -> dict[str, float]:
-    model = LogisticRegression(C=np.inf).fit(z.reshape(-1, 1), y)
+    # the soft targets as weights: each image once as pain (weight t) and once as no pain (1 - t)
+    target = soft_targets(y)
+    model = LogisticRegression(C=np.inf).fit(
+        np.concatenate([z, z]).reshape(-1, 1), np.r_[np.ones(len(z)), np.zeros(len(z))],
+        sample_weight=np.r_[target, 1 - target])
     return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
 
 
@@ -96,7 +110,8 @@ def conformal_quantile(y_true: ArrayLike, prob: ArrayLike, *, alpha: float) -> f
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(prob, dtype=float)
     scores = np.sort(np.where(y == 1, 1.0 - p, p))
-    rank = math.ceil((len(scores) + 1) * (1 - alpha))
+    # ceil((n + 1)(1 - alpha)), less a hair: (19 + 1) * (1 - 0.7) is 6.000000000000001
+    rank = math.ceil((len(scores) + 1) * (1 - alpha) - 1e-9)
     return 1.0 if rank > len(scores) else float(scores[rank - 1])
 
 

@@ -24,6 +24,7 @@ numpy alone.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,7 +65,10 @@ def sigmoid(z: ArrayLike) -> np.ndarray:
 
 
 def _numbers(value: Any, *, where: str) -> np.ndarray:
-    array = np.asarray(value, dtype=float) if isinstance(value, (list, tuple)) else None
+    try:
+        array = np.asarray(value, dtype=float) if isinstance(value, (list, tuple)) else None
+    except (TypeError, ValueError, OverflowError):  # strings, nested or ragged lists, 1e400
+        array = None
     if array is None or array.ndim != 1 or not len(array) or not np.isfinite(array).all():
         raise NeopainError(f"{where} must be a non-empty list of finite numbers; got "
                            f"{str(value)[:80]}")
@@ -72,9 +76,14 @@ def _numbers(value: Any, *, where: str) -> np.ndarray:
 
 
 def _number(value: Any, *, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise NeopainError(f"{where}={value!r} must be a finite number")
-    return float(value)
+    try:
+        number = float(value) if isinstance(value, Real) and not isinstance(value, bool) \
+            else math.nan
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.nan
+    if not math.isfinite(number):
+        raise NeopainError(f"{where}={str(value)[:40]!r} must be a finite number")
+    return number
 
 
 @dataclass(frozen=True)
