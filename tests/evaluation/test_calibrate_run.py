@@ -61,12 +61,13 @@ class OverconfidentFoldModel(FoldModel):
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
-    """12 subjects of 6 images, 3 lsso folds with 2 validation subjects (12 images) each."""
+    """12 subjects of 6 images, 3 lsso folds with 3 validation subjects (18 images) each: with
+    the faces the NFCS scorer cannot judge left out, still 10 or more to fit on."""
     root = tmp_path_factory.mktemp("cohort12")
     generate_cohort(root, CohortSpec(subjects=12, seed=3, images_per_subject=(6, 6),
                                      noisy_share=0.5))
     manifest = root / "manifest.csv"
-    save_folds(make_folds(load_manifest(manifest), protocol="lsso", k=3, val_share=0.25,
+    save_folds(make_folds(load_manifest(manifest), protocol="lsso", k=3, val_share=0.4,
                           manifest_sha256=sha256_file(manifest)), root / "folds.json")
     return root
 
@@ -145,7 +146,8 @@ def test_temperature_keeps_accuracy_and_auc_and_lowers_the_ece_of_an_overconfide
     loaded = load_run(run)
     assert loaded.calibrated
     for fold, result in zip(loaded.folds, folds):
-        assert set(fold.prediction_sets) <= set(SETS)
+        # the sets are the band's on the calibrated P (not on the raw one)
+        assert fold.prediction_sets == result.calibrator.prediction_sets(fold.prob_calibrated)
         expected = result.calibrator.probability(fold.logit)
         np.testing.assert_allclose(fold.prob_calibrated, expected, atol=5e-7)
         pred = fold.predictions["pred_calibrated"].to_numpy()
@@ -185,6 +187,31 @@ def test_an_nfcs_run_gets_its_logistic_rescaled_by_platt(cohort, tmp_path):
         assert set(fold.calibrator.params) == {"a", "b"}
     loaded = load_run(out)
     assert loaded.calibrated and all(len(f.prediction_sets) == len(f.prob) for f in loaded.folds)
+
+
+def test_faces_the_model_could_not_judge_are_neither_fitted_on_nor_given_a_label(run):
+    """Guards (review of issue 20): the NFCS scorer's faces without a mesh (assessable 0, a
+    meaningless P of 0.5) entered the fit and got a calibrated single-label set."""
+    honest = calibrate_run(run, method="platt")[0].calibrator
+    for name in ("validation.csv", "predictions.csv"):
+        path = run / "fold_0" / name
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table["assessable"] = ["0" if i < 3 else "1" for i in range(len(table))]
+        if name == "validation.csv":  # would drag a fit that used them far off
+            table.loc[:2, ["label", "logit_pain"]] = ["nopain", "40.0"]
+        table.to_csv(path, index=False)
+    calibrator = calibrate_run(run, method="platt")[0].calibrator
+    assert calibrator.params == pytest.approx(honest.params, rel=0.2)
+    fold = load_run(run).folds[0]
+    assert fold.prediction_sets[:3] == ["pain|nopain"] * 3
+    np.testing.assert_allclose(fold.prob_calibrated[:3], fold.prob[:3])
+
+
+def test_a_run_without_subjects_cannot_prove_its_calibration_leak_free(run):
+    path = run / "fold_1" / "validation.csv"
+    pd.read_csv(path, dtype=str).drop(columns=["subject"]).to_csv(path, index=False)
+    with pytest.raises(NeopainError, match=r"validation\.csv: has no column subject"):
+        calibrate_run(run, method="temperature")
 
 
 def test_runs_that_cannot_be_calibrated_are_refused_by_name(run):

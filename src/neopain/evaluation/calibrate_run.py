@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from neopain.errors import NeopainError
 from neopain.evaluation.calibration import (
@@ -28,7 +29,7 @@ from neopain.evaluation.calibration import (
     fit_calibrator,
     set_summary,
 )
-from neopain.models.calibrator import METHODS, Calibrator
+from neopain.models.calibrator import BOTH, METHODS, Calibrator
 from neopain.runs import (
     FoldFolder,
     FoldRun,
@@ -71,6 +72,14 @@ def _check_arguments(*, method: str, alpha: float, bins: int) -> None:
         raise NeopainError(f"bins={bins!r} must be a whole number >= 2, e.g. 10")
 
 
+def assessable(table: pd.DataFrame) -> np.ndarray:
+    """Which rows the fold model could judge: all but those its ``assessable`` column marks 0
+    (the NFCS scorer's faces without a usable mesh, scored a meaningless 0.5)."""
+    if "assessable" not in table:
+        return np.ones(len(table), dtype=bool)
+    return table["assessable"].astype(str).str.strip().to_numpy() != "0"
+
+
 def _fit(fold: FoldRun, *, method: str, alpha: float, bins: int) -> Calibrator:
     """The calibrator of one fold, fitted on its validation.csv alone."""
     file = FoldFolder(fold.path).validation
@@ -83,18 +92,22 @@ def _fit(fold: FoldRun, *, method: str, alpha: float, bins: int) -> Calibrator:
         raise RunError(f"{fold.path}: predictions.csv or validation.csv has no column "
                        "logit_pain; this run predates calibration: train it again with "
                        "neopain train to calibrate it")
-    shared = sorted(set(validation["subject"]) & set(fold.predictions["subject"])) \
-        if "subject" in validation and "subject" in fold.predictions else []
+    for name, table in (("validation.csv", validation), ("predictions.csv", fold.predictions)):
+        if "subject" not in table:
+            raise RunError(f"{fold.path / name}: has no column subject; calibration needs it to "
+                           "prove that no test subject is fitted on")
+    shared = set(validation["subject"]) & set(fold.predictions["subject"])
     if shared:
-        raise RunError(f"{fold.path}: subject {shared[0]} is in both validation.csv and "
+        # a count, not the subjects: a pseudonym is still a patient's key
+        raise RunError(f"{fold.path}: {len(shared)} subject(s) in both validation.csv and "
                        "predictions.csv; a calibrator must never be fitted on a test subject")
-    subjects = validation["subject"].nunique() if "subject" in validation else None
+    judged = validation[assessable(validation)]
     try:
-        return fit_calibrator(validation["label"].to_numpy(dtype=int),
-                              validation["logit_pain"].to_numpy(dtype=float), method=method,
+        return fit_calibrator(judged["label"].to_numpy(dtype=int),
+                              judged["logit_pain"].to_numpy(dtype=float), method=method,
                               alpha=alpha, bins=bins,
-                              fitted_on={"fold": fold.index, "images": len(validation),
-                                         "subjects": subjects})
+                              fitted_on={"fold": fold.index, "images": len(judged),
+                                         "subjects": judged["subject"].nunique()})
     except NeopainError as error:
         raise NeopainError(f"{file}: {error}") from None
 
@@ -128,8 +141,11 @@ def calibrate_run(run_dir: str | os.PathLike[str], *, method: str,
     fitted = [(fold, _fit(fold, method=method, alpha=alpha, bins=bins)) for fold in run.folds]
     results = []
     for fold, calibrator in fitted:
-        prob = calibrator.probability(fold.logit)
-        sets = calibrator.prediction_sets(prob)
+        # a face the model could not judge keeps its raw P and label (0.5, meaningless: the
+        # fold model says so) and is referred, never given a single label by the band
+        judged = assessable(fold.predictions)
+        prob = np.where(judged, calibrator.probability(fold.logit), fold.prob)
+        sets = [s if ok else BOTH for s, ok in zip(calibrator.prediction_sets(prob), judged)]
         pred = np.where(prob >= run.threshold, "pain", "nopain")
         write_calibrated(FoldFolder(fold.path), calibrator=calibrator, prob=prob, pred=pred,
                          sets=sets)
