@@ -31,7 +31,7 @@ import numpy as np
 
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
-from neopain.models.calibrator import Calibrator, logit_of
+from neopain.models.calibrator import REFERRED, Calibrator, logit_of
 
 LABELS = ("nopain", "pain")
 ENTRY_POINT_GROUP = "neopain.predictors"
@@ -60,7 +60,8 @@ class Prediction:
             say.
         prob_raw: the model's P(pain) before calibration when ``prob_pain`` is calibrated
             (``models.calibrator``); None: ``prob_pain`` is the model's own output.
-        prediction_set: the conformal set (``"pain"``, ``"nopain"`` or ``"pain|nopain"``:
+        prediction_set: the conformal set (``"pain"``, ``"nopain"``, or ``"pain|nopain"`` /
+            ``"none"``:
             uncertain, look at the baby) when the model carries a referral band, else None.
         uncertainty: spread over stochastic passes or ensemble members (``entropy``,
             ``mutual_information``, ``passes``); empty when the model gives none.
@@ -98,8 +99,9 @@ class Prediction:
 
     @property
     def uncertain(self) -> bool:
-        """Whether the referral band holds both labels: "uncertain: look at the baby"."""
-        return self.prediction_set == "pain|nopain"
+        """Whether the referral band holds both labels or neither: "uncertain: look at the
+        baby"."""
+        return self.prediction_set in REFERRED
 
     @property
     def confidence(self) -> float:

@@ -21,7 +21,7 @@ from neopain.data.tables import TableError
 from neopain.errors import NeopainError
 from neopain.evaluation import calibrate_run as calibrate_module
 from neopain.evaluation.calibrate_run import calibrate_run
-from neopain.models.calibrator import SETS, Calibrator
+from neopain.models.calibrator import Calibrator
 from neopain.runs import (
     CALIBRATED_COLUMNS,
     PREDICTION_COLUMNS,

@@ -16,7 +16,9 @@ from neopain.evaluation.calibration import (
     fit_calibrator,
     set_summary,
 )
-from neopain.models.calibrator import BOTH, METHODS, NOPAIN, PAIN, Calibrator, logit_of, sigmoid
+from neopain.models.calibrator import (
+    BOTH, METHODS, NONE, NOPAIN, PAIN, Calibrator, logit_of, sigmoid,
+)
 from neopain.runs.metrics import binary_metrics, calibration_bins, calibration_errors
 
 
@@ -88,17 +90,17 @@ def test_the_conformal_threshold_is_the_finite_sample_rank():
 
 def test_sets_name_one_label_only_when_the_other_is_excluded():
     calibrator = Calibrator(method="temperature", params={"t": 1.0}, alpha=0.1, quantile=0.3)
-    # narrow (quantile < 0.5): a P between 0.3 and 0.7 excludes both labels, which is told as
-    # both (refer), never as a label
+    # narrow (quantile < 0.5): a P between 0.3 and 0.7 excludes both labels: the empty set,
+    # referred like both, never a label
     assert calibrator.prediction_sets([0.9, 0.1, 0.5, 0.72, 0.28, 0.65]) == \
-        [PAIN, NOPAIN, BOTH, PAIN, NOPAIN, BOTH]
+        [PAIN, NOPAIN, NONE, PAIN, NOPAIN, NONE]
     wide = Calibrator(method="temperature", params={"t": 1.0}, alpha=0.1, quantile=0.8)
     assert wide.prediction_sets([0.9, 0.1, 0.5]) == [PAIN, NOPAIN, BOTH]
 
 
-def test_set_summary_counts_referrals_as_covered_and_decisions_apart():
-    summary = set_summary([1, 0, 1, 0], [PAIN, PAIN, BOTH, NOPAIN])
-    assert summary == {"coverage": 0.75, "referral": 0.25, "decided_accuracy": 2 / 3}
+def test_set_summary_counts_both_as_covered_an_empty_set_as_a_miss_and_both_as_referred():
+    summary = set_summary([1, 0, 1, 0, 1], [PAIN, PAIN, BOTH, NOPAIN, NONE])
+    assert summary == {"coverage": 0.6, "referral": 0.4, "decided_accuracy": 2 / 3}
 
 
 @pytest.mark.parametrize(("data", "says"), [

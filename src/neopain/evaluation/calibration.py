@@ -29,7 +29,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from neopain.errors import NeopainError
-from neopain.models.calibrator import BOTH, METHODS, NOPAIN, PAIN, Calibrator, sigmoid
+from neopain.models.calibrator import BOTH, METHODS, NOPAIN, PAIN, SETS, Calibrator, sigmoid
 
 DEFAULT_ALPHA = 0.1
 HISTOGRAM_BINS = 10
@@ -139,19 +139,20 @@ def fit_calibrator(y_true: ArrayLike, logit: ArrayLike, *, method: str,
 
 
 def set_summary(y_true: ArrayLike, sets: Sequence[str]) -> dict[str, float]:
-    """How prediction sets did: ``coverage`` (share holding the true label), ``referral``
-    (share holding both: "uncertain"), and the accuracy of the single-label sets
+    """How prediction sets did: ``coverage`` (share holding the true label: what the band
+    guarantees), ``referral`` (share referred: both labels or none, "uncertain"), and the
+    accuracy of the single-label sets
     (``decided_accuracy``, NaN when none is single)."""
     y = np.asarray(y_true, dtype=int)
     s = np.asarray(sets)
     if len(s) != len(y) or not len(y):
         raise NeopainError(f"{len(y)} labels and {len(s)} sets; one set per label, at least one")
-    unknown = sorted(set(s) - {PAIN, NOPAIN, BOTH})
+    unknown = sorted(set(s) - set(SETS))
     if unknown:
-        raise NeopainError(f"prediction set {unknown[0]!r}; valid: {PAIN}, {NOPAIN}, {BOTH}")
+        raise NeopainError(f"prediction set {unknown[0]!r}; valid: {', '.join(SETS)}")
     truth = np.where(y == 1, PAIN, NOPAIN)
-    covered = (s == BOTH) | (s == truth)
-    single = s != BOTH
+    covered = (s == BOTH) | (s == truth)  # an empty set covers nothing (it is still referred)
+    single = (s == PAIN) | (s == NOPAIN)
     return {"coverage": float(covered.mean()), "referral": float((~single).mean()),
             "decided_accuracy": float((s[single] == truth[single]).mean()) if single.any()
             else math.nan}

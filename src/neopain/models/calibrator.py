@@ -15,7 +15,8 @@ z_nopain``) to a calibrated P(pain) by one of ``METHODS``:
 With ``alpha`` and ``quantile`` it also gives split-conformal prediction sets: a label is in an
 image's set when ``1 - P(label) <= quantile``, so that over new subjects like the fitting ones the
 set holds the true label with probability at least ``1 - alpha``. The set ``{pain, nopain}``
-(and an empty set, which is told the same way) means "uncertain: look at the baby".
+and the empty set (``none``: when ``quantile`` < 0.5, a P near 0.5 excludes both labels) both
+mean "uncertain: look at the baby" (``REFERRED``); the guarantee counts the empty set as a miss.
 
 Fitting lives in ``evaluation.calibration``; this module only applies, so that a runtime needs
 numpy alone.
@@ -41,9 +42,13 @@ from neopain.errors import NeopainError
 METHODS = ("temperature", "platt", "isotonic", "histogram")
 PARAMS = {"temperature": ("t",), "platt": ("a", "b"), "isotonic": ("x", "y"),
           "histogram": ("edges", "values")}
-PAIN, NOPAIN, BOTH = "pain", "nopain", "pain|nopain"
-SETS = (PAIN, NOPAIN, BOTH)
-"""How a prediction set is written (predictions.csv, assess output): one label, or both."""
+PAIN, NOPAIN, BOTH, NONE = "pain", "nopain", "pain|nopain", "none"
+SETS = (PAIN, NOPAIN, BOTH, NONE)
+"""How a prediction set is written (predictions.csv, assess output): one label, both, or
+none (neither label is plausible enough)."""
+REFERRED = (BOTH, NONE)
+"""The sets that say "uncertain: look at the baby": the guarantee counts an empty set as a miss,
+and neopain refers it, so what a nurse is shown covers at least as often."""
 CALIBRATOR_FILE = "calibrator.json"
 """A run's fold keeps its calibrator under this name (``neopain calibrate``)."""
 MAX_CALIBRATOR_BYTES = 4_000_000
@@ -169,8 +174,7 @@ class Calibrator:
         return np.asarray(p["values"], float)[bins]
 
     def prediction_sets(self, prob: ArrayLike) -> list[str]:
-        """The conformal set of each calibrated P(pain) (``SETS``); an empty set is told as
-        both labels (refer), never as a label.
+        """The conformal set of each calibrated P(pain) (``SETS``).
 
         Raises:
             NeopainError: the calibrator has no band (``alpha`` None).
@@ -181,7 +185,7 @@ class Calibrator:
         p = np.asarray(prob, dtype=float)
         pain = 1.0 - p <= self.quantile
         nopain = p <= self.quantile
-        return [PAIN if a and not b else NOPAIN if b and not a else BOTH
+        return [BOTH if a and b else PAIN if a else NOPAIN if b else NONE
                 for a, b in zip(pain, nopain)]
 
     def to_dict(self) -> dict[str, Any]:
