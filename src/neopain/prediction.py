@@ -37,8 +37,6 @@ LABELS = ("nopain", "pain")
 ENTRY_POINT_GROUP = "neopain.predictors"
 PROB_KINDS = ("calibrated", "uncalibrated", "score")
 """What a ``Prediction.prob_pain`` is (``Prediction.prob_kind``)."""
-"""A calibrator.json larger than this is refused unread (an isotonic curve of the largest
-validation sets is a few hundred kB)."""
 
 
 @dataclass(frozen=True)

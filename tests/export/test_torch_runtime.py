@@ -206,3 +206,12 @@ def test_assess_tables_carry_each_predictions_uncertainty(run3, crops):
         assert cells["entropy"] == prediction.uncertainty["entropy"]
         assert cells["mutual_information"] == prediction.uncertainty["mutual_information"]
         assert cells["prob_kind"] == "uncalibrated"
+
+
+def test_each_batch_draws_its_own_dropout_masks(run3, crops):
+    """Guards (review of issue 20): every batch reset the same seed, so the faces at one place
+    in their batches shared their dropout masks; the same face in two batches got the same."""
+    same = [crops[0], crops[0]]
+    with RunPredictor(run3 / "fold_0" / "model.pt", mc_passes=5, batch_size=1) as predictor:
+        first, second = (p.uncertainty["entropy"] for p in predictor.predict_crops(same))
+    assert first != second

@@ -39,7 +39,6 @@ from neopain.models.scores import ClassScores, softmax_logits
 from neopain.runs import FoldFolder, TrainedFold, load_fold, read_calibrator
 
 OPSET = 17
-"""A fold's calibrator (``neopain calibrate``), embedded by ``export_fold``."""
 ProgressHook = Callable[[int, int], None]
 
 

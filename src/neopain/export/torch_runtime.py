@@ -192,10 +192,12 @@ class RunPredictor(Predictor):
         members = []
         for member, fold in enumerate(self.folds_):
             parts = []
-            for start in range(0, len(inputs), self.batch_size):
+            for number, start in enumerate(range(0, len(inputs), self.batch_size)):
                 batch = torch.from_numpy(inputs[start:start + self.batch_size])
                 if self.mc_passes:
-                    seed = None if self.seed is None else self.seed + member
+                    # a seed per member and batch: batches reusing one seed shared their masks
+                    seed = None if self.seed is None else int(np.random.SeedSequence(
+                        [self.seed, member, number]).generate_state(1)[0])
                     parts.append(mc_dropout_probs(fold.model, batch, passes=self.mc_passes,
                                                   seed=seed, pain_index=pain))
                 else:
