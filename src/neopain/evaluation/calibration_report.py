@@ -25,17 +25,17 @@ from neopain.evaluation.formats import (
 )
 from neopain.evaluation.stats import MetricSummary, summarize
 from neopain.models.calibrator import CALIBRATOR_FILE
-from neopain.runs import FoldFolder, Run, read_calibrator
+from neopain.runs import CALIBRATED_COLUMNS, FoldFolder, Run, read_calibrator
 from neopain.runs.metrics import (
     CALIBRATION_BINS,
     METRICS,
     binary_metrics,
     calibration_bins,
     calibration_errors,
+    width_bin,
 )
 
-CALIBRATED_COLUMN = "prob_pain_calibrated"
-SET_COLUMN = "prediction_set"
+CALIBRATED_COLUMN, _, SET_COLUMN = CALIBRATED_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def reliability_curve(y_true: ArrayLike, prob: ArrayLike, *,
     parts = calibration_bins(p, bins=bins, strategy="width")
     return ReliabilityCurve(
         bins=bins,
-        index=np.array([min(int(p[i[0]] * bins), bins - 1) for i in parts], dtype=int),
+        index=np.array([width_bin(p[i[0]], bins=bins) for i in parts], dtype=int),
         mean_prob=np.array([p[i].mean() for i in parts]),
         pain_share=np.array([y[i].mean() for i in parts]),
         counts=np.array([len(i) for i in parts], dtype=int),

@@ -89,13 +89,18 @@ def binary_metrics(y_true: ArrayLike, prob: ArrayLike, *,
     }
 
 
+def width_bin(prob: ArrayLike, *, bins: int = CALIBRATION_BINS) -> np.ndarray:
+    """The equal-width bin (0 … bins − 1) of each P over [0, 1]; a P of 1 in the last."""
+    return np.minimum((np.asarray(prob, dtype=float) * bins).astype(int), bins - 1)
+
+
 def calibration_bins(prob: ArrayLike, *, bins: int = CALIBRATION_BINS,
                      strategy: str = "width") -> list[np.ndarray]:
     """The indices of ``prob`` in each non-empty bin: ``width``, equal-width bins over [0, 1]
     (a P of 1 in the last); ``mass``, ``bins`` bins of nearly equal counts in order of P."""
     p = np.asarray(prob, dtype=float)
     if strategy == "width":
-        which = np.minimum((p * bins).astype(int), bins - 1)
+        which = width_bin(p, bins=bins)
         return [np.flatnonzero(which == b) for b in range(bins) if (which == b).any()]
     if strategy == "mass":
         return [part for part in np.array_split(np.argsort(p, kind="stable"), bins) if len(part)]
