@@ -50,11 +50,12 @@ def fold(cohort6, tmp_path_factory) -> Path:
 def exported(fold, tmp_path_factory) -> dict[str, Path]:
     """The fold exported with its calibrator and without it."""
     folder = tmp_path_factory.mktemp("calibrated-export")
-    files = {"with": folder / "with.onnx", "without": folder / "without.onnx"}
+    files: dict = {"with": folder / "with.onnx", "without": folder / "without.onnx"}
     for name, extra in (("with", []), ("without", ["--no-calibrator"])):
         code, output = invoke("export", str(fold), "--out", str(files[name]), *extra,
                               seconds=300)
         assert code == 0, output
+        files[f"{name} said"] = " ".join(output.split())
     return files
 
 
@@ -77,6 +78,8 @@ def test_export_embeds_the_calibrator_and_reports_calibrated_parity(fold, tmp_pa
 def test_export_without_the_calibrator_says_why(exported):
     assert read_exported_cfg(exported["without"]).calibrator is None
     assert read_exported_cfg(exported["with"]).calibrator is not None
+    assert "left out (--no-calibrator)" in exported["without said"]
+    assert "left out" not in exported["with said"]
 
 
 @pytest.mark.parametrize("content, says", [
