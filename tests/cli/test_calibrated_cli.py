@@ -221,3 +221,18 @@ def test_nfcs_output_is_labelled_a_score_until_a_calibrator_maps_it(fold, tmp_pa
     assert calibrated["prediction_set"] == fitted().prediction_sets([calibrated["prob_pain"]])[0]
     code, output = invoke("assess", str(image), "--model", "nfcs", "--mc-passes", "3")
     assert code == 1 and "MC dropout" in output, output
+
+
+def test_assess_with_a_run_folder_and_mc_passes_writes_each_faces_uncertainty(fold, tmp_path):
+    """Point 4 of issue 20 at the command line: `--model runs/NAME --mc-passes N` (an ensemble
+    with MC dropout) writes the predictive mean with its entropy and mutual information."""
+    image = tmp_path / "face.png"
+    write_face(image)
+    out = tmp_path / "assessed.csv"
+    code, output = invoke("assess", str(image), "--model", str(fold.parent), "--mc-passes", "4",
+                          "--out", str(out), seconds=300)
+    assert code == 0, output
+    [row] = pd.read_csv(out).to_dict("records")
+    assert row["prob_kind"] == "uncalibrated" and "4 MC-dropout passes" in row["model"]
+    assert 0 < row["entropy"] <= np.log(2) + 1e-9
+    assert 0 <= row["mutual_information"] <= row["entropy"]
