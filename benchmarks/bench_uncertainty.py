@@ -6,7 +6,7 @@ p < 0.05).
 
 A synthetic cohort is drawn and an N-CNN (dropout after its centre and right branches) is
 trained briefly on one lsso fold. Each test image is then drawn again twice from its own random
-stream (the cohort's plan, ``cohort._plan``): once as the cohort drew it but with no occluder,
+stream (the cohort's plan, ``cohort.plan_images``): once as the cohort drew it but with no occluder,
 once with the synthetic module's occluder (pacifier, blanket edge or hand, in turn) drawn over
 the face; the face, camera, lighting and noise of both are identical. Both crops (the same face
 box) go through ``RunPredictor`` with ``--passes`` MC-dropout passes. The verdict is "void"
@@ -33,17 +33,12 @@ from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.data.synthetic.canvas import Canvas
-from neopain.data.synthetic.cohort import _plan, make_subjects, sample_expression
-from neopain.data.synthetic.face import draw_face
+from neopain.data.synthetic.cohort import draw_scene, make_subjects, plan_images
 from neopain.data.synthetic.scene import (
     OCCLUDERS,
-    background,
-    clothing,
-    draw_body,
     face_box_px,
     finish,
     occlude,
-    sample_pose,
 )
 from neopain.export.torch_runtime import RunPredictor
 from neopain.models.ncnn import NCNN, NCNN_CFG
@@ -65,28 +60,22 @@ def ncnn_with_dropout(rate: float) -> str:
 def draw_pair(job, spec: CohortSpec, occluder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The job's image without and with ``occluder`` (BGR uint8 each) and its face box.
 
-    Follows ``cohort._render`` draw for draw, so the unoccluded image is the cohort's own when
-    the cohort drew it without an occluder; the occluder draws from a stream of its own and the
-    camera of both images from the same state, so the two differ by the occluder alone.
+    Drawn as the cohort draws it (``cohort.draw_scene``), so the unoccluded image is the
+    cohort's own when the cohort drew it without an occluder; the occluder draws from a stream
+    of its own and the camera of both images from the same state, so the two differ by the
+    occluder alone.
     """
-    rng = np.random.default_rng(list(job.seed))
-    subject, source = job.subject, job.subject.source
-    width, height = source.render_size
-    expr = sample_expression(rng, job.stimulus)
-    canvas = Canvas(background(rng, height, width, clutter=spec.clutter),
-                    sample_pose(rng, source, subject.identity))
-    draw_body(canvas, subject.identity, color=clothing(rng))
-    layout = draw_face(canvas, subject.identity, expr)
-    if rng.random() < spec.occluder_share:  # the cohort's own occluder: drawn aside, left out
-        kind = str(rng.choice(OCCLUDERS))
-        occlude(Canvas(canvas.image.copy(), canvas.pose), rng, subject.identity, kind)
+    scene = draw_scene(job, spec)
+    rng, canvas, identity = scene.rng, scene.canvas, job.subject.identity
+    if scene.occluder:  # the cohort's own occluder: drawn aside, so its draws are made, left out
+        occlude(Canvas(canvas.image.copy(), canvas.pose), rng, identity, scene.occluder)
     clean = canvas.image.copy()
-    occlude(canvas, np.random.default_rng([*job.seed, 99]), subject.identity, occluder)
+    occlude(canvas, np.random.default_rng([*job.seed, 99]), identity, occluder)
     camera = rng.bit_generator.state
-    clean_image = finish(clean, rng, source)
+    clean_image = finish(clean, rng, job.subject.source)
     rng.bit_generator.state = camera
-    return clean_image, finish(canvas.image, rng, source), face_box_px(canvas.pose, layout,
-                                                                       source)
+    return clean_image, finish(canvas.image, rng, job.subject.source), face_box_px(
+        canvas.pose, scene.layout, job.subject.source)
 
 
 def main() -> None:
@@ -127,7 +116,7 @@ def main() -> None:
         trained = time.perf_counter()
         with RunPredictor(root / "run" / "fold_0", mc_passes=args.passes) as predictor:
             test = set(predictor.folds_[0].test_subjects)
-            jobs = [job for job in _plan(spec, make_subjects(spec)) if job.subject.id in test]
+            jobs = [job for job in plan_images(spec, make_subjects(spec)) if job.subject.id in test]
             clean, occluded, labels = [], [], []
             for index, job in enumerate(jobs):
                 image, covered, box = draw_pair(job, spec, kinds[index % len(kinds)])

@@ -21,7 +21,9 @@ import pandas as pd
 from neopain.data.manifest import format_box, format_keypoints, save_manifest
 from neopain.data.parallel import ordered_map
 from neopain.data.synthetic.canvas import Canvas
-from neopain.data.synthetic.face import ACTIONS, FACE_BIT, PRESENT, Expression, Identity, draw_face
+from neopain.data.synthetic.face import (
+    ACTIONS, FACE_BIT, PRESENT, Expression, FaceLayout, Identity, draw_face,
+)
 from neopain.data.synthetic.perception import PERSONAS, perception_heatmap
 from neopain.data.synthetic.scene import (
     NOISY, OCCLUDERS, SHARP, SOURCES, Source, background, clothing, draw_body, face_box_px, finish,
@@ -141,7 +143,8 @@ def sample_expression(rng: np.random.Generator, stimulus: str) -> Expression:
     raise ValueError(f"stimulus={stimulus!r} is not one of {STIMULI}")
 
 
-def _plan(spec: CohortSpec, subjects: list[Subject]) -> list[_Job]:
+def plan_images(spec: CohortSpec, subjects: list[Subject]) -> list[_Job]:
+    """Every image the cohort draws, in order, with its subject, stimulus and seed."""
     jobs = []
     for s, subject in enumerate(subjects):
         rng = np.random.default_rng([spec.seed, 2, s])
@@ -155,11 +158,22 @@ def _plan(spec: CohortSpec, subjects: list[Subject]) -> list[_Job]:
     return jobs
 
 
-def _render(job: _Job, spec: CohortSpec, out: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Draw one image with its mask and perception heatmaps and write them.
+@dataclass
+class Scene:
+    """An image of the cohort as drawn up to its occluder: the face on its background, the
+    occluder it will get ("" for none; not drawn yet) and the image's random stream, which
+    then draws the occluder and the camera (``scene.finish``)."""
 
-    Returns its manifest row and its heatmap path per persona.
-    """
+    rng: np.random.Generator
+    canvas: Canvas
+    layout: FaceLayout
+    expression: Expression
+    occluder: str
+
+
+def draw_scene(job: _Job, spec: CohortSpec) -> Scene:
+    """Draw ``job``'s image up to its occluder, exactly as the cohort draws it (a benchmark can
+    then draw another occluder over the same face)."""
     rng = np.random.default_rng(list(job.seed))
     subject, source = job.subject, job.subject.source
     width, height = source.render_size
@@ -169,6 +183,19 @@ def _render(job: _Job, spec: CohortSpec, out: Path) -> tuple[dict[str, str], dic
     draw_body(canvas, subject.identity, color=clothing(rng))
     layout = draw_face(canvas, subject.identity, expr)
     occluder = str(rng.choice(OCCLUDERS)) if rng.random() < spec.occluder_share else ""
+    return Scene(rng, canvas, layout, expr, occluder)
+
+
+def _render(job: _Job, spec: CohortSpec, out: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Draw one image with its mask and perception heatmaps and write them.
+
+    Returns its manifest row and its heatmap path per persona.
+    """
+    scene = draw_scene(job, spec)
+    rng, canvas, layout, expr, occluder = (scene.rng, scene.canvas, scene.layout,
+                                           scene.expression, scene.occluder)
+    subject, source = job.subject, job.subject.source
+    width = source.render_size[0]
     if occluder:
         occlude(canvas, rng, subject.identity, occluder)
     image = finish(canvas.image, rng, source)
@@ -243,7 +270,7 @@ def generate_cohort(out: str | os.PathLike[str], spec: CohortSpec = CohortSpec()
     """
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    jobs = _plan(spec, make_subjects(spec))
+    jobs = plan_images(spec, make_subjects(spec))
     rows: list[dict[str, str]] = []
     perception: list[dict[str, str]] = []
     render = partial(_render, spec=spec, out=root)
