@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cohort-seed", type=int, default=1)
     parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--early-stopping", type=int, default=0,
+                        help="patience in epochs; 0 (default): train every epoch, so that the "
+                             "model grows overconfident")
     parser.add_argument("--protocol", default="lsso", choices=("lsso", "sgkf"))
     parser.add_argument("--k", type=int, default=10, help="folds")
     parser.add_argument("--val-share", type=float, default=0.2,
@@ -94,7 +97,7 @@ def main() -> None:
             run_cv(TrainConfig(model="ncnn", manifest=manifest, folds=root / "folds.json",
                                out=run_dir, epochs=args.epochs, lr=args.lr,
                                batch_size=args.batch_size,
-                               early_stopping=0, device="cpu"))
+                               early_stopping=args.early_stopping, device="cpu"))
         trained = time.perf_counter() - started
         leaks = oof_leaks(run_dir)
 
@@ -105,7 +108,8 @@ def main() -> None:
         ece_cal = calibration_errors(y, calibrated)["ece"]
         print(f"N-CNN, {args.protocol} {args.k} folds, {args.subjects} subjects, {len(y)} test "
               f"images (validation share {args.val_share}), "
-              f"{args.epochs} epochs without early stopping; trained in {trained / 60:.1f} min; "
+              f"{args.epochs} epochs, early stopping {args.early_stopping or 'off'}; trained in "
+              f"{trained / 60:.1f} min; "
               f"out-of-fold leaks: {len(leaks)}")
         print(f"  test ECE   raw {ece_raw:.3f} -> temperature {ece_cal:.3f} "
               f"(target: raw >= 0.08; calibrated <= 0.05 or <= {ece_raw / 2:.3f})")
