@@ -33,7 +33,7 @@ import pytest
 from e2e.test_accessibility import CONTRAST, axe_violations
 from e2e.test_bedside import (ADMIN, CHROMIUM, label_of, on_canvas, shots,  # noqa: F401
                               write_y4m)
-from e2e.ward_beds import (READER, WARD16, WARD_SETTINGS, banner_alarms, enable_sound,
+from e2e.ward_beds import (READER, WARD16, WARD_SETTINGS, banner_alarms, browser_page, enable_sound,
                            expected_state, log_in_as, make_app, open_station, poll, seed_ward,
                            serving, start_bed, streaming, technical_tones, tile_texts, tones)
 
@@ -97,10 +97,7 @@ def test_station_alarms_end_to_end(tmp_path_factory, bed_clips, shots):  # noqa:
         return found[0]
 
     with serving(app) as (base, _stop), sync_playwright() as playwright:
-        station_browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                     args=["--no-sandbox", "--disable-gpu"])
-        station = station_browser.new_page(viewport={"width": 1920, "height": 1080})
-        station.set_default_timeout(30_000)
+        station_browser, station = browser_page(playwright, width=1920, height=1080)
         log_in_as(station, base, ADMIN)
         open_station(station, base)
         enable_sound(station)
@@ -214,10 +211,7 @@ def test_sixteen_beds_fit_a_1920x1080_station(tmp_path_factory, shots):  # noqa:
     alarm_ids = {name: entry["alarm"] for name, entry in seeded.items()}
     with serving(app) as (base, _stop), streaming(app, seeded), \
             sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1920, "height": 1080})
-        page.set_default_timeout(30_000)
+        browser, page = browser_page(playwright, width=1920, height=1080)
         errors = []  # a refused inline script or style, or any script error, shows here
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -363,10 +357,7 @@ def test_a_paused_bed_neither_sounds_nor_flashes_nor_sits_in_the_banner(tmp_path
     alarm = f"#bed-{session} .alarm[data-alarm='{alarm_id}']"
     with serving(app) as (base, _stop), streaming(app, seeded), \
             sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(30_000)
+        browser, page = browser_page(playwright, width=1280, height=800)
         log_in_as(page, base, ADMIN)
         open_station(page, base)
         page.wait_for_function("() => document.querySelectorAll('#beds .bed').length === 2")
@@ -410,10 +401,7 @@ def test_the_station_greys_when_the_server_goes_away(tmp_path_factory, shots):  
     seeded = seed_ward(app, admin, beds)
     with serving(app) as (base, stop), streaming(app, seeded), \
             sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(30_000)
+        browser, page = browser_page(playwright, width=1280, height=800)
         page.clock.install()  # time flows; fast_forward below skips the minute between tones
         log_in_as(page, base, ADMIN)
         open_station(page, base)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from e2e.test_bedside import ADMIN, PASSWORD, browser_with_camera, start_uvicorn
+from e2e.test_bedside import ADMIN, CHROMIUM, PASSWORD, browser_with_camera, start_uvicorn
 
 READER = "reader"
 STATION_READY = "() => document.getElementById('link').dataset.link === 'live'"
@@ -52,6 +52,15 @@ def serving(app):
         stop()
         thread.join(timeout=15)
         app.state.live.close()
+
+
+def browser_page(playwright, *, width: int, height: int):
+    """A headless chromium and one page of ``width``×``height`` that waits up to 30 s."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                         args=["--no-sandbox", "--disable-gpu"])
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(30_000)
+    return browser, page
 
 
 def log_in_as(page, base: str, username: str) -> None:
