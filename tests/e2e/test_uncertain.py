@@ -7,6 +7,8 @@ too. Screenshots go to ``$NEOPAIN_E2E_SCREENSHOTS`` or a temporary folder
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,6 +63,8 @@ def test_the_panel_and_the_tile_show_uncertain_without_a_number(tmp_path_factory
                                   timeout=15_000)
         [texts] = tile_texts(station).values()
         assert (texts["label"], texts["confidence"]) == (TEXT, "confidence –"), texts
+        # never sure since it started, yet current: its age is the last frame's
+        assert re.fullmatch(r"updated [0-5] s ago", texts["age"]), texts
         seen = station.eval_on_selector(".bed-state", CONTRAST)
         assert seen["ratio"] >= 4.5 and seen["opacity"] == 1, seen
         station.screenshot(path=shots / "uncertain-ward-1280x800.png")

@@ -188,9 +188,12 @@
   }
 
   function ageText(bed, state) {
+    // uncertain is a current answer about a face seen just now, though not an assessment of
+    // pain (no last_assessment_at while a stream was never sure): its age is the last frame's
+    if (state === "uncertain") return `updated ${ago(Date.parse(bed.last_frame_at))} ago`;
     if (bed.last_assessment_at === null) return "no assessment yet";
     const last = Date.parse(bed.last_assessment_at);
-    if (["pain", "nopain", "uncertain"].includes(state)) return `updated ${ago(last)} ago`;
+    if (["pain", "nopain"].includes(state)) return `updated ${ago(last)} ago`;
     if (state === "stale" || state === "offline") return `last: ${clock(last)}`;
     return `last assessed ${ago(last)} ago`;
   }
