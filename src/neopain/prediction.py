@@ -155,6 +155,9 @@ class Predictor(ABC):
 
     name: str = "predictor"
     crop: CropRule = CropRule.padded_square(0.25)
+    weights_sha256: str | None = None
+    """SHA-256 of the trained fold's model.pt it runs, or None (a scorer, an ensemble, a file
+    of unknown origin): a run's calibrator is fitted on one fold's weights and only fits them."""
     evidence_interval_s: float = 0.0
     """How often a live stream recomputes ``evidence``: 0 on every frame; a model whose
     evidence costs many model calls sets seconds."""
@@ -238,6 +241,24 @@ class Predictor(ABC):
         self.close()
 
 
+def _check_fits(predictor: Predictor, calibrator: Calibrator, *, where: str) -> None:
+    """Refuse a calibrator fitted on another model's outputs: its temperature and band would
+    be another network's, and P(pain) and the sets would look calibrated without being so.
+    A calibrator that names no model (written before they did) is taken as it is."""
+    fitted = calibrator.fitted_on
+    weights, model = fitted.get("model_sha256"), fitted.get("model")
+    fits = (predictor.weights_sha256 == weights if weights
+            else not model or predictor.kind == model)
+    if not fits:
+        fold = f" of fold {fitted['fold']}" if "fold" in fitted else ""
+        source = f"the {model} network{fold}" if weights else f"{model}{fold}"
+        raise NeopainError(
+            f"{where or 'the calibrator'}: fitted on the outputs of {source}, not of "
+            f"{predictor.name}; a calibrator fits only the model it was fitted on. Use the "
+            "calibrator.json of the fold whose model.pt you assess (not a run folder's "
+            "ensemble), or neopain export that fold: its .onnx file carries its calibrator")
+
+
 class CalibratedPredictor(Predictor):
     """Another predictor's output shown through a ``Calibrator``: the calibrated P(pain) is
     ``calibrator.probability(logit_of(raw P))``, labelled at the predictor's threshold, with
@@ -253,9 +274,14 @@ class CalibratedPredictor(Predictor):
         predictor: the predictor to calibrate; closing this one closes it.
         calibrator: the calibration (e.g. ``read_calibrator(...)``).
         where: where the calibrator came from, for the name (e.g. its file).
+
+    Raises:
+        NeopainError: the calibrator was fitted on another model's output (``fitted_on`` names
+            the fold's weights, or the scorer, it came from).
     """
 
     def __init__(self, predictor: Predictor, calibrator: Calibrator, *, where: str = "") -> None:
+        _check_fits(predictor, calibrator, where=where)
         self.predictor = predictor
         self.calibrator = calibrator
         self.where = where

@@ -236,3 +236,29 @@ def test_assess_with_a_run_folder_and_mc_passes_writes_each_faces_uncertainty(fo
     assert row["prob_kind"] == "uncalibrated" and "4 MC-dropout passes" in row["model"]
     assert 0 < row["entropy"] <= np.log(2) + 1e-9
     assert 0 <= row["mutual_information"] <= row["entropy"]
+
+
+def test_a_calibrator_fits_only_the_weights_it_was_fitted_on(cohort6, exported, fold,
+                                                              tmp_path):
+    # guards: a fold's temperature and band shown on another fold's network, an ensemble or
+    # the NFCS scorer, as if that output were calibrated
+    from neopain.data.manifest import sha256_file
+
+    image = tmp_path / "face.png"
+    write_face(image)
+    own = fitted().to_dict() | {"fitted_on": {"fold": 0, "model": "ncnn",
+                                              "model_sha256": sha256_file(fold / "model.pt")}}
+    other = own | {"fitted_on": own["fitted_on"] | {"model_sha256": "0" * 64}}
+    for name, data in (("own", own), ("other", other)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    for model in (fold / "model.pt", exported["without"]):
+        code, output = invoke("assess", str(image), "--model", str(model), "--calibrator",
+                              str(tmp_path / "own.json"), seconds=300)
+        assert code == 0 and "P(pain) is a calibrated probability" in output, output
+    for model, calibrator in ((fold / "model.pt", "other"), (exported["without"], "other"),
+                              ("nfcs", "own")):
+        code, output = invoke("assess", str(image), "--model", str(model), "--calibrator",
+                              str(tmp_path / f"{calibrator}.json"), seconds=300)
+        text = " ".join(output.split())
+        assert code == 1 and "fitted on the outputs of the ncnn network of fold 0" in text, text
+        assert "Traceback" not in output

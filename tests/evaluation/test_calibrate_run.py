@@ -122,8 +122,10 @@ def test_each_calibrator_is_fitted_on_its_folds_validation_subjects_only(run, co
         assert not subjects & set(fold["test"])
         fitted_on = read_calibrator(FoldFolder(run / f"fold_{fold['index']}")).fitted_on
         table = load_manifest(cohort / "manifest.csv").table
+        # and the model whose outputs it fits (this stand-in saves no model.pt to hash)
         assert fitted_on == {"fold": fold["index"], "subjects": len(fold["val"]),
-                             "images": int(table["subject"].isin(fold["val"]).sum())}
+                             "images": int(table["subject"].isin(fold["val"]).sum()),
+                             "model": "overconfident"}
 
     # the mutation: calibrating on the test predictions must be refused before any fit
     received.clear()

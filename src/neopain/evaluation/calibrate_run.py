@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from neopain.data.manifest import sha256_file
 from neopain.errors import NeopainError
 from neopain.evaluation.calibration import (
     DEFAULT_ALPHA,
@@ -80,7 +81,7 @@ def assessable(table: pd.DataFrame) -> np.ndarray:
     return table["assessable"].astype(str).str.strip().to_numpy() != "0"
 
 
-def _fit(fold: FoldRun, *, method: str, alpha: float, bins: int) -> Calibrator:
+def _fit(fold: FoldRun, *, model: str, method: str, alpha: float, bins: int) -> Calibrator:
     """The calibrator of one fold, fitted on its validation.csv alone."""
     file = FoldFolder(fold.path).validation
     validation = load_validation(fold)
@@ -102,12 +103,16 @@ def _fit(fold: FoldRun, *, method: str, alpha: float, bins: int) -> Calibrator:
         raise RunError(f"{fold.path}: {len(shared)} subject(s) in both validation.csv and "
                        "predictions.csv; a calibrator must never be fitted on a test subject")
     judged = validation[assessable(validation)]
+    weights = FoldFolder(fold.path).model
+    # the model the logits came from: a calibrator fits those weights only (CalibratedPredictor)
+    model_id = {"model": model, **({"model_sha256": sha256_file(weights)}
+                                   if weights.is_file() else {})}
     try:
         return fit_calibrator(judged["label"].to_numpy(dtype=int),
                               judged["logit_pain"].to_numpy(dtype=float), method=method,
                               alpha=alpha, bins=bins,
                               fitted_on={"fold": fold.index, "images": len(judged),
-                                         "subjects": judged["subject"].nunique()})
+                                         "subjects": judged["subject"].nunique(), **model_id})
     except NeopainError as error:
         raise NeopainError(f"{file}: {error}") from None
 
@@ -138,7 +143,9 @@ def calibrate_run(run_dir: str | os.PathLike[str], *, method: str,
     """
     _check_arguments(method=method, alpha=alpha, bins=bins)
     run = load_run(run_dir)
-    fitted = [(fold, _fit(fold, method=method, alpha=alpha, bins=bins)) for fold in run.folds]
+    model = str(run.config.get("model") or "")
+    fitted = [(fold, _fit(fold, model=model, method=method, alpha=alpha, bins=bins))
+              for fold in run.folds]
     results = []
     for fold, calibrator in fitted:
         # a face the model could not judge keeps its raw P and label (0.5, meaningless: the

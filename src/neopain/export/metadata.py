@@ -61,6 +61,8 @@ class ExportedCfg:
         crop: ``face_box`` (training cropped to the face box, margin 0) or ``image``.
         source_run: the run folder the weights came from ("" when exported from a bare model).
         fold: the fold index of that run, or None.
+        weights_sha256: SHA-256 of the fold's model.pt the weights came from ("" when not
+            known): a calibrator fitted on that fold names the same weights.
         quantization: ``none``, ``static`` (int8 QDQ) or ``dynamic`` (int8 MatMul/Gemm).
         exported: ISO date of the export.
         version: the neopain version that exported it.
@@ -72,6 +74,7 @@ class ExportedCfg:
     crop: str = "face_box"
     source_run: str = ""
     fold: int | None = None
+    weights_sha256: str = ""
     quantization: str = "none"
     exported: str = ""
     version: str = ""
@@ -114,6 +117,7 @@ class ExportedCfg:
                                 **self.cfg.to_dict(), "crop": self.crop,
                                 "margin": 0.0 if self.crop_rule.needs_box else None,
                                 "source_run": self.source_run, "fold": self.fold,
+                                "weights_sha256": self.weights_sha256,
                                 "quantization": self.quantization, "input": INPUT_NAME,
                                 "output": OUTPUT_NAME, "log_output": LOG_OUTPUT_NAME,
                                 "calibrator": None if self.calibrator is None
@@ -152,6 +156,7 @@ class ExportedCfg:
             return cls(cfg=cfg, crop=data.get("crop", "face_box"),
                        source_run=str(data.get("source_run") or ""),
                        fold=None if fold is None else int(fold),
+                       weights_sha256=str(data.get("weights_sha256") or ""),
                        quantization=data.get("quantization", "none"),
                        exported=str(data.get("exported") or ""),
                        version=str(data.get("neopain") or ""), calibrator=calibrator)

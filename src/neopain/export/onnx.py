@@ -76,9 +76,11 @@ class GraphOutputs(nn.Module):
 
 def exported_cfg(fold: TrainedFold, *, calibrator: Calibrator | None = None) -> ExportedCfg:
     """The ``neopain.cfg`` an export of a training fold carries: its cfg, training's crop rule,
-    the run folder, the fold index, ``calibrator``, this version and today's date."""
+    the run folder, the fold index, its weights' hash, ``calibrator``, this version and today's
+    date."""
     return ExportedCfg(cfg=fold.model.cfg, crop=fold.crop_rule.kind,
                        source_run=str(fold.fold_dir.parent), fold=fold.fold,
+                       weights_sha256=fold.weights_sha256,
                        version=neopain.__version__, exported=dt.date.today().isoformat(),
                        calibrator=calibrator)
 

@@ -160,6 +160,7 @@ class OnnxPredictor(Predictor):
                                  f"(outputs: {', '.join(outputs)}); export it with neopain export")
         cfg = self.exported_.cfg
         self.crop = self.exported_.crop_rule
+        self.weights_sha256 = self.exported_.weights_sha256 or None
         self.name = cfg.name + (f" {self.exported_.source_run}/fold_{self.exported_.fold}"
                                 if self.exported_.source_run else "")
         if self.exported_.quantization != "none":

@@ -134,6 +134,8 @@ class RunPredictor(Predictor):
                                        "between its folds)")
         threshold = float(np.mean([fold.model.cfg.threshold for fold in self.folds_]))
         self.cfg_ = dataclasses.replace(first.model.cfg, threshold=threshold)
+        # an ensemble's output is no one fold's: no fold's calibrator fits it
+        self.weights_sha256 = first.weights_sha256 if len(self.folds_) == 1 else None
         self.crop = first.crop_rule
         where = first.fold_dir.parent.name
         self.name = (f"{self.cfg_.name} {where}/{first.fold_dir.name}" if len(self.folds_) == 1

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from neopain.data.files import regular_file_problem
-from neopain.data.manifest import Manifest
+from neopain.data.manifest import Manifest, sha256_file
 from neopain.data.outputs import atomic_output
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
@@ -54,6 +54,11 @@ class TrainedFold:
     train_subjects: tuple[str, ...]
     val_subjects: tuple[str, ...]
     test_subjects: tuple[str, ...]
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of model.pt: which trained weights these are (a calibrator names them)."""
+        return sha256_file(FoldFolder(self.fold_dir).model)
 
     @property
     def crop_rule(self) -> CropRule:
