@@ -173,3 +173,17 @@ def test_a_bad_calibrator_file_is_named_with_its_field(tmp_path, content, says):
     with pytest.raises(NeopainError) as error:
         read_calibrator(path)
     assert str(error.value).startswith(str(path)) and says in str(error.value)
+
+
+def test_a_band_the_thresholds_label_contradicts_refers_the_face():
+    # guards: a threshold below 0.5 labelling pain a face whose band says no pain, shown as
+    # a confident "pain" while its own set excludes it
+    calibrator = Calibrator(method="temperature", params={"t": 1.0}, alpha=0.1, quantile=0.55)
+    raw = np.array([0.40, 0.20, 0.80, 0.50])  # sets: nopain, nopain, pain, both
+    sets = calibrator.prediction_sets(calibrator.probability(logit_of(raw)))
+    labels = ["pain" if p >= 0.3 else "nopain" for p in raw]  # threshold 0.3
+    shown = [Prediction(float(p), label, 0.3, "m", prob_raw=float(p), prediction_set=s)
+             for p, label, s in zip(raw, labels, sets)]
+    assert sets == ["nopain", "nopain", "pain", "pain|nopain"]
+    assert [p.uncertain for p in shown] == [True, False, False, True]
+    assert not Prediction(0.4, "pain", 0.3, "m").uncertain  # no band: never referred

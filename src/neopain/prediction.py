@@ -31,7 +31,7 @@ import numpy as np
 
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
-from neopain.models.calibrator import REFERRED, Calibrator, logit_of
+from neopain.models.calibrator import Calibrator, logit_of, refers
 
 LABELS = ("nopain", "pain")
 ENTRY_POINT_GROUP = "neopain.predictors"
@@ -97,9 +97,10 @@ class Prediction:
 
     @property
     def uncertain(self) -> bool:
-        """Whether the referral band holds both labels or neither: "uncertain: look at the
-        baby"."""
-        return self.prediction_set in REFERRED
+        """Whether the referral band refers the face, "uncertain: look at the baby": it holds
+        both labels or neither, or one the label (at the model's threshold) contradicts
+        (``models.calibrator.refers``)."""
+        return refers(self.prediction_set, self.label)
 
     @property
     def confidence(self) -> float:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from neopain.cli.console import console, err_console, fail, progress_bar
 from neopain.errors import NeopainError
-from neopain.models.calibrator import REFERRED
+from neopain.models.calibrator import refers
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FORMATS = ("table", "csv", "json")
@@ -233,7 +233,7 @@ def _print_images(table, *, source: Path, model: str, out: Path | None,
         prob = "" if record.prob_pain is None or record.prob_pain != record.prob_pain \
             else f"{record.prob_pain:.3f}"
         label = f"[bold red]{record.label}[/]" if record.label == "pain" else record.label
-        band = ["uncertain: look at the baby" if record.prediction_set in REFERRED
+        band = ["uncertain: look at the baby" if refers(record.prediction_set, record.label)
                 else record.prediction_set] if with_sets else []
         view.add_row(escape(str(record.image)), "yes" if record.face else "no", prob, label,
                      *band, escape(record.problem))
@@ -242,7 +242,7 @@ def _print_images(table, *, source: Path, model: str, out: Path | None,
         console.print(_kind_line(kinds))
     pain = int((table["label"] == "pain").sum())
     assessed = int((table["label"] != "").sum())
-    uncertain = int(table["prediction_set"].isin(REFERRED).sum())
+    uncertain = sum(refers(s, label) for s, label in zip(table["prediction_set"], table["label"]))
     console.print(f"{assessed} assessed: {pain} pain, {assessed - pain} no pain"
                   + (f" ({uncertain} uncertain: look at the baby)" if with_sets else "")
                   + f"; {len(table) - assessed} without an assessment"

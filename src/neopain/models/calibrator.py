@@ -49,6 +49,17 @@ none (neither label is plausible enough)."""
 REFERRED = (BOTH, NONE)
 """The sets that say "uncertain: look at the baby": the guarantee counts an empty set as a miss,
 and neopain refers it, so what a nurse is shown covers at least as often."""
+
+
+def refers(prediction_set: str | None, label: str) -> bool:
+    """Whether a face is referred ("uncertain: look at the baby"): its set is ``REFERRED``, or
+    one label other than ``label``. A threshold below 0.5, chosen for sensitivity, labels pain
+    some faces whose band excludes pain; the two rules disagree, so a person looks. No set
+    (no band): never."""
+    return prediction_set in REFERRED or (prediction_set in (PAIN, NOPAIN)
+                                          and prediction_set != label)
+
+
 CALIBRATOR_FILE = "calibrator.json"
 """A run's fold keeps its calibrator under this name (``neopain calibrate``)."""
 MAX_CALIBRATOR_BYTES = 4_000_000
