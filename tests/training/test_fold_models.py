@@ -261,3 +261,29 @@ def test_train_ends_with_one_line_when_the_run_cannot_be_calibrated(cohort6, tmp
     assert "error:" in said and "validation.csv:" in said and "needs at least 10" in said
     assert said.count("error:") == 1 and "Traceback" not in result.output
     assert len(load_run(out).folds) == 3 and not (out / "fold_0" / "calibrator.json").exists()
+
+
+def test_a_network_that_answers_every_face_alike_is_told_of(cohort6, tmp_path):
+    # guards: a fold whose network died in training (one output for most faces) passing
+    # silently into evaluation, calibration and the referral band
+    from neopain.training.networks import same_output_share
+
+    assert same_output_share(np.array([0.3, 0.3, 0.3000000001, 2.0])) == 0.75
+    assert same_output_share(np.array([0.1, 0.2])) == 0.5
+    assert same_output_share(np.array([])) == 0.0
+    # Adam at lr 0.1 kills N-CNN's 8-unit ReLU head within a few epochs
+    dead = run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                              folds=cohort6 / "folds.json", out=tmp_path / "dead", fold=0,
+                              epochs=5, batch_size=8, lr=0.1, device="cpu"))
+    [fold] = dead.folds
+    written = json.loads((fold.path / "metrics.json").read_text())
+    assert written["same_output"] == fold.summary["same_output"] == 1.0
+    assert [note for note in dead.notes if "fold 0" in note] == [
+        "note: fold 0: the network gives 100% of its test faces one and the same output (its "
+        "ReLU units died in training); train it again with optimizer: sgd in the run config, "
+        "a lower --lr or another --seed"]
+    healthy = run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                                 folds=cohort6 / "folds.json", out=tmp_path / "sgd", fold=0,
+                                 epochs=2, batch_size=8, lr=0.01, optimizer="sgd",
+                                 device="cpu"))
+    assert healthy.folds[0].summary["same_output"] < 0.5 and not healthy.notes

@@ -3,7 +3,8 @@
 ``fit`` builds the network (seeded per fold), trains it with the run config's settings and
 callbacks (history.csv, checkpoint.pt, early stopping, two-phase fine-tuning), resuming from
 the fold's checkpoint.pt when there is one; ``predict`` gives P(pain) and the raw logit
-``z_pain - z_nopain`` of the context's test rows;
+``z_pain - z_nopain`` of the context's test rows, and in metrics.json the share of them that
+got one and the same output (``same_output``), which ``notes`` tells of when it is most;
 ``save`` writes model.pt (``runs.save_network``).
 """
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from neopain.runs import FoldContext, FoldModel, FoldPredictions, save_network
+from neopain.runs import FoldContext, FoldModel, FoldPredictions, FoldResult, save_network
 from neopain.training.augment import Augmenter, AugmentSpec
 from neopain.training.callbacks import Callback, Checkpoint, EarlyStopping, History, Unfreeze
 from neopain.training.dataset import FaceDataset
@@ -28,6 +30,19 @@ if TYPE_CHECKING:
     from neopain.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
+
+SAME_OUTPUT_NOTE = 0.5
+"""A fold whose network gives more than this share of its test faces one and the same output is
+told of: its ReLU units died in training (N-CNN's 8-unit head under Adam, often), and its
+answers, its calibration and its referral band are all-or-nothing for those faces."""
+
+
+def same_output_share(logit: np.ndarray) -> float:
+    """The share of outputs equal (to 1e-6) to the most common one; 0 for none."""
+    if not len(logit):
+        return 0.0
+    _, counts = np.unique(np.round(np.asarray(logit, dtype=float), 6), return_counts=True)
+    return float(counts.max() / len(logit))
 
 
 class StepReport(Callback):
@@ -132,7 +147,16 @@ class NetworkFoldModel(FoldModel):
     def predict(self, fold: FoldContext) -> FoldPredictions:
         """P(pain) and raw logits of ``fold.test``, labelled at the network's cfg threshold."""
         prob, logit = self.trainer_.predict_with_logit(self._data(fold, fold.test))
-        return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold, logit=logit)
+        return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold, logit=logit,
+                               summary={"same_output": round(same_output_share(logit), 4)})
+
+    def notes(self, folds: Sequence[FoldResult]) -> list[str]:
+        """Folds whose network answers most test faces alike (``SAME_OUTPUT_NOTE``)."""
+        return [f"note: fold {fold.index}: the network gives {share:.0%} of its test faces one "
+                "and the same output (its ReLU units died in training); train it again with "
+                "optimizer: sgd in the run config, a lower --lr or another --seed"
+                for fold in folds
+                if (share := fold.summary.get("same_output", 0.0)) > SAME_OUTPUT_NOTE]
 
     def save(self, fold: FoldContext) -> None:
         """model.pt: the weights, cfg, epochs and the fold's split by subject."""
