@@ -208,3 +208,36 @@ def test_a_standing_pain_alarm_holds_while_uncertain_and_clears_on_no_pain(bed):
     stream(bed, [("nopain", 3)], from_s=t)
     [alarm] = alarms(bed, "pain")
     assert alarm.resolved_at is not None and alarm.resolution == "cleared"
+
+
+def test_the_record_keeps_what_the_page_said_uncertain(tmp_path, frames):
+    # guards: a referred stretch saved as PAIN or no pain in the record (snapshots, the API,
+    # the history page) and counted in the pain share, or splitting one pain episode in two
+    server = make_server(tmp_path, predictor=BandedMark(), timeline_interval_s=0.0)
+    client = server.client("clinician")
+    patient = client.post("/api/patients", json={"name": "Baby Band"}).json()
+    session_id = client.post(f"/api/patients/{patient['id']}/sessions").json()["id"]
+    shown = []
+    with live_socket(client, session_id) as socket:
+        for referred in [False] * 5 + [True] * 6 + [False] * 5:
+            image = frames.face(pain=True)
+            if referred:
+                image[:MARK, -MARK:] = 255  # the band holds both
+            socket.send_bytes(frames.jpeg(image))
+            shown.append(socket.receive_json()["shown"]["kind"])
+    saved = client.get(f"/api/sessions/{session_id}/assessments").json()
+    kinds = ["uncertain" if row["uncertain"] else row["state"] for row in saved]
+    assert kinds == [kind for kind in shown if kind in ("pain", "uncertain")]
+    assert {"pain", "uncertain"} <= set(kinds)
+    assert ["uncertain" if row["uncertain"] else row["state"] for row in saved
+            if row["snapshot_url"]] == ["pain", "uncertain", "pain"]
+    with server.db() as db:
+        [summary] = crud.session_summaries(db, patient_id=patient["id"])
+        rows = crud.list_assessments(db, session_id=session_id, newest_first=False)
+    times = [row.offset_s for row in rows]
+    unsure = sum(b - a for a, b, row in zip(times, times[1:], rows) if row.uncertain)
+    assert summary.uncertain_s == pytest.approx(unsure) and unsure > 0
+    assert summary.assessed_s == pytest.approx(times[-1] - times[0] - unsure)
+    assert summary.pain_share == 1.0 and summary.episodes == 1
+    history = client.get(f"/patients/{patient['id']}").text
+    assert history.count(f'<strong class="state">{UNCERTAIN_TEXT}</strong>') == 1

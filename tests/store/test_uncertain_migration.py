@@ -1,6 +1,7 @@
-"""Migration 0006 (issue 20, point 5): live_status accepts the state ``uncertain`` (and the held
-state), upgraded from 0005 with rows in place and downgraded back; a state outside the one
-vocabulary is still refused by the database itself."""
+"""Migrations 0006 and 0007 (issue 20, point 5): live_status accepts the state ``uncertain``
+(and the held state), upgraded from 0005 with rows in place and downgraded back; a state
+outside the one vocabulary is still refused by the database itself; assessments keep whether
+the page said uncertain, earlier rows not."""
 
 from __future__ import annotations
 
@@ -99,3 +100,26 @@ def test_0006_downgrades_an_uncertain_bed_to_what_0005_can_say(ward):
     migrate(factory, "head")
     write(factory, first, state="uncertain", held="uncertain")
     assert rows(factory)[0][1:3] == ("uncertain", "uncertain")
+
+
+def test_0007_keeps_the_record_and_marks_earlier_rows_not_referred(ward):
+    factory, (first, _) = ward
+    migrate(factory, "0006")
+    with factory.kw["bind"].begin() as connection:
+        connection.execute(text(
+            "INSERT INTO assessments (session_id, patient_id, time, offset_s, face_found, "
+            "label, prob_pain, state, changed, model, latency_ms, has_snapshot) SELECT id, "
+            "patient_id, started_at, 1.5, 1, 'pain', 0.9, 'pain', 1, 'm', 20, 0 "
+            "FROM monitoring_sessions WHERE id = :id"), {"id": first})
+    migrate(factory, "head")
+    with factory() as db:
+        [row] = crud.list_assessments(db, session_id=first)
+        assert (row.label, row.state, row.uncertain) == ("pain", "pain", False)
+        row.uncertain = True
+        db.commit()
+    migrate(factory, "0006")
+    with factory.kw["bind"].connect() as connection:
+        columns = [c[1] for c in connection.execute(text("PRAGMA table_info(assessments)"))]
+        assert "uncertain" not in columns
+        assert connection.execute(text("SELECT label, state FROM assessments")).all() == [
+            ("pain", "pain")]

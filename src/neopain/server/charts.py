@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 PAIN = "#c0392b"
 NOPAIN = "#2e86c1"
 COUNT = "#95a5a6"
+UNCERTAIN = "#5b2a9e"  # the live page's uncertain violet
 
 
 def _figure(width: float = 7.5, height: float = 2.8) -> tuple[Figure, Axes]:
@@ -95,9 +96,11 @@ def timeline_chart(times: Sequence[datetime], probs: Sequence[float | None],
                    smoothed: Sequence[float | None], states: Sequence[str | None],
                    snapshots: Sequence[bool], *, zone: tzinfo | None,
                    threshold: float = 0.5) -> bytes:
-    """One session: P(pain) per saved frame (dots), the smoothed value (line) and the
-    snapshots at changes of state (vertical lines, coloured by the new state), against the
-    clock time of each frame in ``zone`` (None: the server's local zone) (SVG)."""
+    """One session: P(pain) per saved frame (dots; violet rings where the page said
+    ``uncertain``), the smoothed value (line) and the snapshots at changes of state (vertical
+    lines, coloured by the new state, dashed violet for uncertain), against the clock time of
+    each frame in ``zone`` (None: the server's local zone) (SVG). ``states``: what each frame
+    showed, ``pain``, ``nopain`` or ``uncertain``."""
     from matplotlib.dates import AutoDateLocator, DateFormatter
 
     figure, ax = _figure(height=2.4)
@@ -107,13 +110,21 @@ def timeline_chart(times: Sequence[datetime], probs: Sequence[float | None],
     local = [t.astimezone(zone) for t in times]
     # wall-clock times as naive values, drawn and labelled as they are (no second conversion)
     x = [t.replace(tzinfo=None) for t in local]
-    ax.scatter(x, [p if p is not None else float("nan") for p in probs], s=8, color=COUNT,
-               label="P(pain)")
+    sure = [p if p is not None and s != "uncertain" else float("nan")
+            for p, s in zip(probs, states)]
+    ax.scatter(x, sure, s=8, color=COUNT, label="P(pain)")
+    unsure = [p if p is not None and s == "uncertain" else float("nan")
+              for p, s in zip(probs, states)]
+    if any(s == "uncertain" for s in states):
+        ax.scatter(x, unsure, s=14, facecolors="none", edgecolors=UNCERTAIN,
+                   label="uncertain (look at the baby)")
     ax.plot(x, [s if s is not None else float("nan") for s in smoothed], color="black",
             lw=1.2, label="smoothed")
     for position, state, snap in zip(x, states, snapshots):
         if snap:
-            ax.axvline(position, color=PAIN if state == "pain" else NOPAIN, lw=1.5, alpha=0.8)
+            ax.axvline(position, lw=1.5, alpha=0.8,
+                       color={"pain": PAIN, "uncertain": UNCERTAIN}.get(state, NOPAIN),
+                       ls="--" if state == "uncertain" else "-")
     if x[0] == x[-1]:  # one moment: a minute around it, so the axis has clock times
         ax.set_xlim(x[0] - timedelta(seconds=30), x[0] + timedelta(seconds=30))
     ax.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=8))

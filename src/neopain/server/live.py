@@ -223,8 +223,9 @@ def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...],
 class Recorder:
     """Which assessments of one stream enter the record, and saving them.
 
-    Saved: every frame with a face whose smoothed state differs from the session's last
-    snapshot (with its JPEG: the first face and each change of state), and one frame per
+    Saved: every frame with a face whose shown state (the smoothed state, or ``uncertain``)
+    differs from the session's last snapshot (with its JPEG: the first face and each change of
+    state), and one frame per
     ``interval_s`` seconds of stream time for the timeline. Frames without a face, or with one
     the model cannot assess: never.
     """
@@ -266,7 +267,9 @@ class Recorder:
             with self.store() as db:
                 self.last_state_ = crud.last_snapshot_state(db, session_id=self.session_id)
             self._resumed = True
-        snapshot = result.changed and result.state != self.last_state_
+        # what the page showed: the smoothed state, or uncertain (look at the baby)
+        shown = "uncertain" if result.uncertain else result.state
+        snapshot = shown is not None and shown != self.last_state_
         if not (snapshot or self.last_saved_s_ is None
                 or result.time_s - self.last_saved_s_ >= self.interval_s):
             return None, False
@@ -277,12 +280,13 @@ class Recorder:
                 face_found=True, model=prediction.model, latency_ms=result.latency_ms,
                 offset_s=(when - session.started_at).total_seconds() if offset_s is None
                 else offset_s, label=prediction.label, prob_pain=prediction.prob_pain,
-                smoothed=result.smoothed, state=result.state, changed=result.changed,
-                face_box=face.box, snapshot=jpeg() if snapshot else None, time=when),
+                smoothed=result.smoothed, state=result.state, uncertain=result.uncertain,
+                changed=result.changed, face_box=face.box,
+                snapshot=jpeg() if snapshot else None, time=when),
                 allowed=None if self.access is None else lambda: self.access(db) is None)
         self.last_saved_s_ = result.time_s
         if snapshot:
-            self.last_state_ = result.state
+            self.last_state_ = shown
         self.saved_ += 1
         return row, snapshot
 

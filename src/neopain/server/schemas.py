@@ -121,6 +121,8 @@ class AssessmentOut(BaseModel):
     confidence: float | None
     smoothed: float | None
     state: str | None
+    uncertain: bool = Field(False, description="The referral band referred it: the page said "
+                            "\"uncertain – look at the baby\" (label and state not shown)")
     changed: bool
     model: str
     latency_ms: float
@@ -132,7 +134,8 @@ class AssessmentOut(BaseModel):
         return cls(id=row.id, session_id=row.session_id, time=row.time, offset_s=row.offset_s,
                    face_found=row.face_found, label=row.label, prob_pain=row.prob_pain,
                    confidence=row.confidence, smoothed=row.smoothed, state=row.state,
-                   changed=row.changed, model=row.model, latency_ms=row.latency_ms,
+                   uncertain=row.uncertain, changed=row.changed, model=row.model,
+                   latency_ms=row.latency_ms,
                    face_box=None if row.face_box is None else json.loads(row.face_box),
                    snapshot_url=(f"/assessments/{row.id}/snapshot.jpg"
                                  if row.has_snapshot else None))

@@ -13,7 +13,7 @@ from datetime import date, datetime, timezone
 
 from sqlalchemy import (
     Boolean, CheckConstraint, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
-    MetaData, String, Text, TypeDecorator, text,
+    MetaData, String, Text, TypeDecorator, false, text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
@@ -139,6 +139,9 @@ class MonitoringSession(Base):
 class Assessment(Base):
     """One assessed frame or image.
 
+    ``uncertain``: the model's referral band referred it, and the page said "uncertain – look
+    at the baby" (``label`` and ``state`` are kept, but were not shown as an assessment).
+
     ``snapshot`` (JPEG bytes) is kept for the frames a clinician looks back at: the first face of
     a session and the first frame after each change of state, and every uploaded image.
     ``offset_s`` is the time since the session started (or, for videos, in the video).
@@ -162,6 +165,7 @@ class Assessment(Base):
     prob_pain: Mapped[float | None] = mapped_column(Float)
     smoothed: Mapped[float | None] = mapped_column(Float)
     state: Mapped[str | None] = mapped_column(String(8))
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     changed: Mapped[bool] = mapped_column(Boolean, default=False)
     model: Mapped[str] = mapped_column(String(200))
     latency_ms: Mapped[float] = mapped_column(Float)

@@ -172,7 +172,8 @@ def _timeline_job(request: Request, db: Session, user: User, session_id: int,
     _part_view(request, db, user, view=view, patient_id=session.patient_id,
                what="session timeline", object_type="session", object_id=session.id)
     return chart_job(charts.timeline_chart, [r.time for r in rows], [r.prob_pain for r in rows],
-                     [r.smoothed for r in rows], [r.state for r in rows],
+                     [r.smoothed for r in rows],
+                     ["uncertain" if r.uncertain else r.state for r in rows],
                      [r.has_snapshot for r in rows],
                      zone=display_zone(server_state(request).settings))
 

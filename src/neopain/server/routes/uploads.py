@@ -80,8 +80,9 @@ def _assess_image(service: LiveService, db: Session, *, path: Path, patient: Pat
         face_found=result.face is not None, model=service.model_name(),
         latency_ms=result.latency_ms, label=None if prediction is None else prediction.label,
         prob_pain=None if prediction is None else prediction.prob_pain,
-        smoothed=result.smoothed, state=result.state, changed=result.changed,
-        face_box=None if result.face is None else result.face.box, snapshot=_jpeg(frame)))
+        smoothed=result.smoothed, state=result.state, uncertain=result.uncertain,
+        changed=result.changed, face_box=None if result.face is None else result.face.box,
+        snapshot=_jpeg(frame)))
     return UploadOut(session=SessionOut.of(session), kind="image", frames=1,
                      faces=int(result.face is not None), saved=[AssessmentOut.of(row)])
 

@@ -24,9 +24,11 @@ class SessionSummary:
     the video time up to its last assessed frame; None for an open live session and an image.
     ``assessed_s`` / ``pain_s``: seconds assessed and seconds in pain, each saved row's state
     holding until the next row (at most ``max_gap_s``); a row's state is its smoothed state,
-    or its label where it has none (an uploaded image). ``rated`` / ``pain_rows``: rows with
-    a state, and those in pain. ``episodes``: runs of rows in pain (a row in pain after a row
-    not in pain, or first).
+    or its label where it has none (an uploaded image). ``uncertain_s``: the seconds of rows
+    the referral band referred ("uncertain – look at the baby"): neither assessed nor in pain.
+    ``rated`` / ``pain_rows``: rows with a state, not referred, and those in pain.
+    ``episodes``: runs of rows in pain among those (a row in pain after a row not in pain, or
+    first; pain broken only by uncertain rows is one episode, as for the alarms).
     """
 
     session: MonitoringSession
@@ -37,6 +39,7 @@ class SessionSummary:
     episodes: int
     rated: int = 0
     pain_rows: int = 0
+    uncertain_s: float = 0.0
 
     @property
     def pain_share(self) -> float | None:
@@ -52,22 +55,35 @@ def session_summaries(db: Session, *, patient_id: int,
     """Every session of a patient, newest first, with its duration, pain share and episodes."""
     ordered = {"partition_by": Assessment.session_id, "order_by": Assessment.id}
     state = func.coalesce(Assessment.state, Assessment.label)
-    rows = (select(Assessment.session_id, state.label("state"), Assessment.offset_s,
-                   func.lead(Assessment.offset_s).over(**ordered).label("next_s"),
-                   func.lag(state).over(**ordered).label("previous"))
+    # time: every row with a state holds until the next (a referred one as uncertain)
+    rows = (select(Assessment.session_id, Assessment.offset_s,
+                   case((Assessment.uncertain, "uncertain"), else_=state).label("state"),
+                   func.lead(Assessment.offset_s).over(**ordered).label("next_s"))
             .where(Assessment.patient_id == patient_id, state.is_not(None))
             .subquery())
     gap = rows.c.next_s - rows.c.offset_s
     held = func.coalesce(case((gap > max_gap_s, max_gap_s), else_=gap), 0.0)
-    pain = rows.c.state == "pain"
-    starts = pain & ((rows.c.previous.is_(None)) | (rows.c.previous != "pain"))
-    per_session = {row.session_id: row for row in db.execute(
-        select(rows.c.session_id, func.sum(held).label("assessed_s"),
+    pain, unsure = rows.c.state == "pain", rows.c.state == "uncertain"
+    timed = {row.session_id: row for row in db.execute(
+        select(rows.c.session_id,
+               func.sum(case((unsure, 0.0), else_=held)).label("assessed_s"),
                func.sum(case((pain, held), else_=0.0)).label("pain_s"),
-               func.sum(case((starts, 1), else_=0)).label("episodes"),
-               func.count().label("rated"), func.sum(case((pain, 1), else_=0)).label("pain_rows"),
+               func.sum(case((unsure, held), else_=0.0)).label("uncertain_s"),
                func.max(rows.c.offset_s).label("last_s"))
         .group_by(rows.c.session_id))}
+    # episodes and counts: the rows not referred, each after the one before it
+    rated = (select(Assessment.session_id, state.label("state"),
+                    func.lag(state).over(**ordered).label("previous"))
+             .where(Assessment.patient_id == patient_id, state.is_not(None),
+                    Assessment.uncertain.is_(False))
+             .subquery())
+    in_pain = rated.c.state == "pain"
+    starts = in_pain & ((rated.c.previous.is_(None)) | (rated.c.previous != "pain"))
+    counted = {row.session_id: row for row in db.execute(
+        select(rated.c.session_id, func.sum(case((starts, 1), else_=0)).label("episodes"),
+               func.count().label("rated"),
+               func.sum(case((in_pain, 1), else_=0)).label("pain_rows"))
+        .group_by(rated.c.session_id))}
     counts = {session_id: count for session_id, count in db.execute(
         select(Assessment.session_id, func.count()).where(Assessment.patient_id == patient_id)
         .group_by(Assessment.session_id))}
@@ -76,15 +92,16 @@ def session_summaries(db: Session, *, patient_id: int,
                           .order_by(MonitoringSession.id.desc()))
     summaries = []
     for session in sessions:
-        sums = per_session.get(session.id)
+        sums, seen = timed.get(session.id), counted.get(session.id)
         summaries.append(SessionSummary(
             session=session, assessments=counts.get(session.id, 0),
             duration_s=_duration_s(session, None if sums is None else sums.last_s),
             assessed_s=0.0 if sums is None else float(sums.assessed_s),
             pain_s=0.0 if sums is None else float(sums.pain_s),
-            episodes=0 if sums is None else int(sums.episodes),
-            rated=0 if sums is None else int(sums.rated),
-            pain_rows=0 if sums is None else int(sums.pain_rows)))
+            uncertain_s=0.0 if sums is None else float(sums.uncertain_s),
+            episodes=0 if seen is None else int(seen.episodes),
+            rated=0 if seen is None else int(seen.rated),
+            pain_rows=0 if seen is None else int(seen.pain_rows)))
     return summaries
 
 

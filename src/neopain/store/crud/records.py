@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session, undefer
 
 from neopain.store.crud.base import commit, stage_audit
@@ -164,6 +164,7 @@ class NewAssessment:
     prob_pain: float | None = None
     smoothed: float | None = None
     state: str | None = None
+    uncertain: bool = False
     changed: bool = False
     face_box: Sequence[float] | None = None
     snapshot: bytes | None = None
@@ -228,8 +229,9 @@ def discard_session(db: Session, session: MonitoringSession, *, actor: User | No
 
 
 def last_snapshot_state(db: Session, *, session_id: int) -> str | None:
-    """The state of a session's newest snapshot (what a resumed stream continues from)."""
-    return db.scalar(select(Assessment.state)
+    """The state a session's newest snapshot showed, ``uncertain`` for a referred one (what a
+    resumed stream continues from)."""
+    return db.scalar(select(case((Assessment.uncertain, "uncertain"), else_=Assessment.state))
                      .where(Assessment.session_id == session_id, Assessment.has_snapshot)
                      .order_by(Assessment.id.desc()).limit(1))
 
