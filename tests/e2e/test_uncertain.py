@@ -70,6 +70,14 @@ def test_the_panel_and_the_tile_show_uncertain_without_a_number(tmp_path_factory
         station.screenshot(path=shots / "uncertain-ward-1280x800.png")
         page.click("#stop")
         page.wait_for_selector("#history-link")
+        # the record says what the page said
+        page.goto(f"{base}/patients/{patient_id}")
+        assert page.inner_text("#snapshots .snapshot .state") == TEXT
+        assert page.get_attribute("#snapshots .snapshot", "data-state") == "uncertain"
+        assert page.query_selector("#snapshots .snapshot .conf") is None
+        assert page.inner_text("#sessions td.pain-share") == "not assessed"
+        assert page.inner_text("#sessions td.uncertain") != "–"
+        page.screenshot(path=shots / "uncertain-history-1280x800.png", full_page=True)
 
         problems = {}
         for screen in ("tablet", "phone"):
