@@ -21,6 +21,7 @@ them.)
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.models.calibrator import sigmoid
 from neopain.evaluation.calibrate_run import calibrate_run
 from neopain.evaluation.calibration import set_summary
-from neopain.runs import load_run
+from neopain.runs import FoldFolder, load_run
 from neopain.runs.metrics import calibration_errors
 from neopain.training import TrainConfig, oof_leaks, run_cv
 
@@ -69,7 +70,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cohort-seed", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "rmsprop"),
+                        help="sgd (default): with Adam, N-CNN's 8-unit ReLU head often dies "
+                             "(every unit's inputs are >= 0, so Adam's sign-like steps move all "
+                             "its weights one way) and the network answers most faces alike")
     parser.add_argument("--early-stopping", type=int, default=0,
                         help="patience in epochs; 0 (default): train every epoch, so that the "
                              "model grows overconfident")
@@ -96,10 +101,13 @@ def main() -> None:
         if not (run_dir / f"fold_{args.k - 1}" / "validation.csv").is_file():
             run_cv(TrainConfig(model="ncnn", manifest=manifest, folds=root / "folds.json",
                                out=run_dir, epochs=args.epochs, lr=args.lr,
+                               optimizer=args.optimizer,
                                batch_size=args.batch_size,
                                early_stopping=args.early_stopping, device="cpu"))
         trained = time.perf_counter() - started
         leaks = oof_leaks(run_dir)
+        fold_metrics = [json.loads(FoldFolder(path).metrics.read_text())
+                        for path in sorted(run_dir.glob("fold_*"))]
 
         calibrate_run(run_dir, method="temperature", alpha=ALPHAS[1])
         data = pooled(run_dir)
@@ -108,9 +116,13 @@ def main() -> None:
         ece_cal = calibration_errors(y, calibrated)["ece"]
         print(f"N-CNN, {args.protocol} {args.k} folds, {args.subjects} subjects, {len(y)} test "
               f"images (validation share {args.val_share}), "
-              f"{args.epochs} epochs, early stopping {args.early_stopping or 'off'}; trained in "
+              f"{args.epochs} epochs, {args.optimizer} lr {args.lr}, early stopping "
+              f"{args.early_stopping or 'off'}; trained in "
               f"{trained / 60:.1f} min; "
               f"out-of-fold leaks: {len(leaks)}")
+        print(f"  fresh starts (dead ReLU units on validation): "
+              f"{[m.get('restarts', 0) for m in fold_metrics]} per fold; share of test faces "
+              f"given one output: {[m.get('same_output') for m in fold_metrics]}")
         print(f"  test ECE   raw {ece_raw:.3f} -> temperature {ece_cal:.3f} "
               f"(target: raw >= 0.08; calibrated <= 0.05 or <= {ece_raw / 2:.3f})")
         print(f"  accuracy   raw {accuracy(y, sigmoid(data['logit'])):.4f} -> "

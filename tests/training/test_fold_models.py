@@ -263,7 +263,8 @@ def test_train_ends_with_one_line_when_the_run_cannot_be_calibrated(cohort6, tmp
     assert len(load_run(out).folds) == 3 and not (out / "fold_0" / "calibrator.json").exists()
 
 
-def test_a_network_that_answers_every_face_alike_is_told_of(cohort6, tmp_path):
+def test_a_network_that_answers_every_face_alike_is_trained_again_then_told_of(cohort6,
+                                                                              tmp_path):
     # guards: a fold whose network died in training (one output for most faces) passing
     # silently into evaluation, calibration and the referral band
     from neopain.training.networks import same_output_share
@@ -271,13 +272,14 @@ def test_a_network_that_answers_every_face_alike_is_told_of(cohort6, tmp_path):
     assert same_output_share(np.array([0.3, 0.3, 0.3000000001, 2.0])) == 0.75
     assert same_output_share(np.array([0.1, 0.2])) == 0.5
     assert same_output_share(np.array([])) == 0.0
-    # Adam at lr 0.1 kills N-CNN's 8-unit ReLU head within a few epochs
+    # Adam at lr 0.1 kills N-CNN's 8-unit ReLU head within a few epochs (no fresh start here)
     dead = run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
                               folds=cohort6 / "folds.json", out=tmp_path / "dead", fold=0,
-                              epochs=5, batch_size=8, lr=0.1, device="cpu"))
+                              epochs=5, batch_size=8, lr=0.1, device="cpu", restarts=0))
     [fold] = dead.folds
     written = json.loads((fold.path / "metrics.json").read_text())
     assert written["same_output"] == fold.summary["same_output"] == 1.0
+    assert written["restarts"] == 0 and not (fold.path / "restarts.json").exists()
     assert [note for note in dead.notes if "fold 0" in note] == [
         "note: fold 0: the network gives 100% of its test faces one and the same output (its "
         "ReLU units died in training); train it again with optimizer: sgd in the run config, "
@@ -286,4 +288,62 @@ def test_a_network_that_answers_every_face_alike_is_told_of(cohort6, tmp_path):
                                  folds=cohort6 / "folds.json", out=tmp_path / "sgd", fold=0,
                                  epochs=2, batch_size=8, lr=0.01, optimizer="sgd",
                                  device="cpu"))
+    assert healthy.folds[0].summary == {"same_output": healthy.folds[0].summary["same_output"],
+                                        "restarts": 0}
     assert healthy.folds[0].summary["same_output"] < 0.5 and not healthy.notes
+    assert not (healthy.folds[0].path / "restarts.json").exists()
+
+
+def test_a_fold_started_again_trains_anew_and_resumes_to_the_same_network(cohort6, tmp_path,
+                                                                          monkeypatch):
+    # guards: a restart that reuses the dead start's seed (the same dead network again), keeps
+    # its checkpoint or history, or a resumed run that forgets which start it was on
+    import torch
+
+    from neopain.training import networks
+
+    real = networks.same_output_share
+    checks: list[int] = []
+
+    def first_start_dead(logit):  # the check after fit: dead on the first start only
+        checks.append(1)
+        return 1.0 if len(checks) == 1 else real(logit)
+
+    def train(out, epochs=2):
+        return run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                                  folds=cohort6 / "folds.json", out=out, fold=0, epochs=epochs,
+                                  batch_size=8, lr=0.01, optimizer="sgd", device="cpu"))
+
+    plain = train(tmp_path / "plain")
+    monkeypatch.setattr(networks, "same_output_share", first_start_dead)
+    again = train(tmp_path / "again")
+    [fold] = again.folds
+    assert fold.summary["restarts"] == 1
+    assert json.loads((fold.path / "restarts.json").read_text())["given_up"][0]["start"] == 0
+    assert len((fold.path / "history.csv").read_text().splitlines()) == 1 + 2  # one start's
+    weights = [torch.load(path / "fold_0" / "model.pt", weights_only=False)["state_dict"]
+               for path in (tmp_path / "plain", tmp_path / "again")]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert list(again.notes) == ["note: fold 0: 1 start answered most validation faces alike "
+                                 "(dead ReLU units); trained again from a fresh start "
+                                 "(fold_0/restarts.json)"]
+    # a resumed run reads which start it is on: the same network as the uninterrupted one
+    checks.clear()
+    checks.append(1)  # no more dead starts
+    resumed = tmp_path / "resumed"
+    (resumed / "fold_0").mkdir(parents=True)
+    (resumed / "fold_0" / "restarts.json").write_text(
+        (fold.path / "restarts.json").read_text())
+    train(resumed)
+    again_weights = torch.load(resumed / "fold_0" / "model.pt", weights_only=False)
+    assert all(torch.equal(again_weights["state_dict"][k], weights[1][k]) for k in weights[1])
+    assert plain.folds[0].summary["restarts"] == 0
+    # every start dead: ``restarts`` fresh starts, each listed, and the fold told of
+    monkeypatch.setattr(networks, "same_output_share", lambda logit: 1.0)
+    dead = run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                              folds=cohort6 / "folds.json", out=tmp_path / "dead", fold=0,
+                              epochs=1, batch_size=8, device="cpu", restarts=2))
+    [fold] = dead.folds
+    given_up = json.loads((fold.path / "restarts.json").read_text())["given_up"]
+    assert [start["start"] for start in given_up] == [0, 1] and fold.summary["restarts"] == 2
+    assert "one and the same output after 3 starts" in dead.notes[0]

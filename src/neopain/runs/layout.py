@@ -33,7 +33,7 @@ from neopain.runs.metrics import binary_metrics
 
 CONFIG = "config.yaml"
 FOLD_FILES = ("model.pt", "predictions.csv", "validation.csv", "metrics.json", "calibrator.json",
-              "history.csv", "checkpoint.pt")
+              "history.csv", "checkpoint.pt", "restarts.json")
 """What a fold folder may hold, in the order the CLI names them."""
 PREDICTION_COLUMNS = ("row", "image", "subject", "label", "prob_pain", "logit_pain", "pred",
                       "fold")
@@ -89,6 +89,11 @@ class FoldFolder:
     def checkpoint(self) -> Path:
         """checkpoint.pt: the resumable training state (networks)."""
         return self.path / "checkpoint.pt"
+
+    @property
+    def restarts(self) -> Path:
+        """restarts.json: the trainings of this fold that were started again (networks)."""
+        return self.path / "restarts.json"
 
     def files(self) -> list[str]:
         """The ``FOLD_FILES`` the folder holds, in that order."""

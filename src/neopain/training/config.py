@@ -114,6 +114,10 @@ class TrainConfig:
             epochs without validation improvement unfreeze the last ``unfreeze_blocks`` blocks
             at ``lr * unfreeze_lr_factor``; 0: one phase.
         early_stopping: stop after this many epochs without improvement; 0: never.
+        restarts: train a fold again from a fresh initialization, at most this many times,
+            when its network gives more than half of its validation faces (its training faces
+            without validation subjects) one and the same output: its ReLU units died
+            (``training.networks``); 0: never.
         monitor: ``val_loss`` or ``val_accuracy``: what "improvement" and "best" mean.
         cache: train a frozen-backbone head on cached embeddings (only without ``augment``).
         cache_dir: where embeddings are stored; None: ``out / "cache"``.
@@ -152,6 +156,7 @@ class TrainConfig:
     unfreeze_blocks: int = 1
     unfreeze_lr_factor: float = 0.1
     early_stopping: int = 10
+    restarts: int = 2
     monitor: str = "val_loss"
     cache: bool = True
     cache_dir: Path | None = None
@@ -244,6 +249,8 @@ def _problems(config: TrainConfig) -> list[str]:
          and 0 < config.unfreeze_lr_factor <= 1, "a number in (0, 1]"),
         ("early_stopping", _is_int(config.early_stopping) and config.early_stopping >= 0,
          "a whole number >= 0"),
+        ("restarts", _is_int(config.restarts) and 0 <= config.restarts <= 10,
+         "a whole number from 0 to 10"),
         ("monitor", config.monitor in MONITORS, ", ".join(MONITORS)),
         ("device", config.device in DEVICES, ", ".join(DEVICES)),
         ("precision", config.precision in PRECISIONS, ", ".join(PRECISIONS)),

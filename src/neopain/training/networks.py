@@ -6,10 +6,18 @@ the fold's checkpoint.pt when there is one; ``predict`` gives P(pain) and the ra
 ``z_pain - z_nopain`` of the context's test rows, and in metrics.json the share of them that
 got one and the same output (``same_output``), which ``notes`` tells of when it is most;
 ``save`` writes model.pt (``runs.save_network``).
+
+A network whose ReLU units died in training answers most faces alike (N-CNN's 8-unit head
+under Adam, often; under SGD too, less often). ``fit`` checks the trained network on the
+fold's validation faces (its training faces when it has none: never a test face) and trains
+it again from a fresh initialization, up to ``restarts`` times, when more than
+``SAME_OUTPUT_NOTE`` of them got one output; fold_K/restarts.json lists the starts given up,
+so that a resumed run continues where it stopped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -18,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from neopain.data.outputs import write_text_atomic
 from neopain.runs import FoldContext, FoldModel, FoldPredictions, FoldResult, save_network
 from neopain.training.augment import Augmenter, AugmentSpec
 from neopain.training.callbacks import Callback, Checkpoint, EarlyStopping, History, Unfreeze
@@ -35,6 +44,11 @@ SAME_OUTPUT_NOTE = 0.5
 """A fold whose network gives more than this share of its test faces one and the same output is
 told of: its ReLU units died in training (N-CNN's 8-unit head under Adam, often), and its
 answers, its calibration and its referral band are all-or-nothing for those faces."""
+
+
+RESTART_SEED_STEP = 1_000_003
+"""A fold's n-th fresh start seeds its network and its shuffling with its first start's seeds
+plus n times this (far from any other fold's)."""
 
 
 def same_output_share(logit: np.ndarray) -> float:
@@ -88,12 +102,12 @@ class NetworkFoldModel(FoldModel):
                            mean=cfg.mean, std=cfg.std, channel_order=cfg.channel_order,
                            crop_to_face=config.crop_to_face)
 
-    def _build(self, fold_index: int) -> PainModel:
+    def _build(self, fold_index: int, *, start: int = 0) -> PainModel:
         from neopain.models import create_model  # the registry imports every architecture
 
         config = self.config
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed * 1000 + fold_index)
+            torch.manual_seed(config.seed * 1000 + fold_index + RESTART_SEED_STEP * start)
             model = create_model(config.model)
         if config.weights is not None:
             from neopain.models.weights import load_weights
@@ -118,9 +132,36 @@ class NetworkFoldModel(FoldModel):
 
     def fit(self, fold: FoldContext) -> NetworkFoldModel:
         """Train a fresh network on ``fold.train`` (validating on ``fold.val``), resuming from
-        the fold's checkpoint.pt when ``resume`` is on and one is there."""
+        the fold's checkpoint.pt when ``resume`` is on and one is there; again from a fresh
+        start while it answers most faces alike and ``restarts`` allow (module docstring)."""
+        config, file = self.config, fold.folder.restarts
+        given_up: list[dict] = []
+        if config.resume and file.is_file():
+            given_up = json.loads(file.read_text(encoding="utf-8"))["given_up"]
+        elif os.path.lexists(file):
+            file.unlink()  # another run's
+        checked = fold.val if len(fold.val) else fold.train
+        while True:
+            self._fit_once(fold, start=len(given_up))
+            _, logit = self.trainer_.predict_with_logit(self._data(fold, checked))
+            share = same_output_share(logit)
+            if share <= SAME_OUTPUT_NOTE or len(given_up) >= config.restarts:
+                break
+            logger.warning("fold %d: the network gives %.0f%% of its %s faces one and the same "
+                           "output (its ReLU units died); training it again from a fresh start",
+                           fold.index, 100 * share, "validation" if len(fold.val) else "training")
+            given_up.append({"start": len(given_up), "same_output": round(share, 4),
+                             "epochs": self.epochs_})
+            write_text_atomic(file, json.dumps({"given_up": given_up}, indent=2))
+            for stale in (fold.folder.checkpoint, fold.folder.history):
+                if os.path.lexists(stale):
+                    stale.unlink()
+        self.restarts_ = len(given_up)
+        return self
+
+    def _fit_once(self, fold: FoldContext, *, start: int) -> None:
         config = self.config
-        self.model_ = self._build(fold.index)
+        self.model_ = self._build(fold.index, start=start)
         train = self._data(fold, fold.train, train=True)
         val = self._data(fold, fold.val) if len(fold.val) else None
         # built before training: a test row that cannot be used stops the run now, not after it
@@ -133,8 +174,8 @@ class NetworkFoldModel(FoldModel):
             soft_labels=config.soft_labels, lr_schedule=config.lr_schedule, flip=config.flip,
             callbacks=self._callbacks(fold),
             cache=config.cache, cache_dir=config.embedding_dir if config.cache else None,
-            workers=config.workers, seed=config.seed + fold.index, device=config.device,
-            precision=config.precision,
+            workers=config.workers, seed=config.seed + fold.index + RESTART_SEED_STEP * start,
+            device=config.device, precision=config.precision,
         )
         checkpoint = fold.folder.checkpoint
         # lexists, not is_file: a FIFO or folder there is refused by name, not trained over
@@ -142,21 +183,32 @@ class NetworkFoldModel(FoldModel):
         if resume is not None:
             logger.info("fold %d: resuming from %s", fold.index, checkpoint)
         self.epochs_ = self.trainer_.fit(train, val, resume_from=resume).epochs
-        return self
 
     def predict(self, fold: FoldContext) -> FoldPredictions:
         """P(pain) and raw logits of ``fold.test``, labelled at the network's cfg threshold."""
         prob, logit = self.trainer_.predict_with_logit(self._data(fold, fold.test))
         return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold, logit=logit,
-                               summary={"same_output": round(same_output_share(logit), 4)})
+                               summary={"same_output": round(same_output_share(logit), 4),
+                                        "restarts": self.restarts_})
 
     def notes(self, folds: Sequence[FoldResult]) -> list[str]:
-        """Folds whose network answers most test faces alike (``SAME_OUTPUT_NOTE``)."""
-        return [f"note: fold {fold.index}: the network gives {share:.0%} of its test faces one "
-                "and the same output (its ReLU units died in training); train it again with "
-                "optimizer: sgd in the run config, a lower --lr or another --seed"
-                for fold in folds
-                if (share := fold.summary.get("same_output", 0.0)) > SAME_OUTPUT_NOTE]
+        """Folds trained again from a fresh start, and folds whose network still answers most
+        test faces alike (``SAME_OUTPUT_NOTE``)."""
+        notes = []
+        for fold in folds:
+            share, restarts = fold.summary.get("same_output", 0.0), fold.summary.get("restarts", 0)
+            starts = f" after {restarts + 1} starts" if restarts else ""
+            if share > SAME_OUTPUT_NOTE:
+                notes.append(f"note: fold {fold.index}: the network gives {share:.0%} of its test "
+                             f"faces one and the same output{starts} (its ReLU units died in "
+                             "training); train it again with optimizer: sgd in the run config, a "
+                             "lower --lr or another --seed")
+            elif restarts:
+                notes.append(f"note: fold {fold.index}: {restarts} start"
+                             f"{'s' if restarts > 1 else ''} answered most validation faces "
+                             "alike (dead ReLU units); trained again from a fresh start "
+                             f"({fold.path.name}/restarts.json)")
+        return notes
 
     def save(self, fold: FoldContext) -> None:
         """model.pt: the weights, cfg, epochs and the fold's split by subject."""
