@@ -7,11 +7,13 @@ state only changes when it passes the threshold by ``hysteresis`` or more: one o
 cannot move the median of three or more frames past its neighbours, and a value hovering at the
 threshold cannot make the state flicker. The bedside saves a snapshot at every ``changed``.
 
-A model with a referral band (``Prediction.prediction_set``) may say a face is uncertain (the
-band holds both labels: look at the baby). That is smoothed over the same window: the assessment
-is ``uncertain`` while at least half the window's frames were; a frame without a band counts as
-not uncertain, so a model without one never gives uncertain, and one odd frame in a window of
-five cannot make the panel flicker.
+A model with a referral band (``Prediction.prediction_set``) may refer a face
+(``Prediction.uncertain``: the band holds both labels or neither, or one its label contradicts:
+look at the baby). That is smoothed over the same window, with hysteresis: the assessment
+becomes ``uncertain`` when at least half the window's frames were referred and stays so until at
+most a quarter are; a frame without a band counts as not referred, so a model without one
+never gives uncertain, one odd frame in a window of five cannot make the panel flicker, and
+nor can a face referred every other frame.
 
 Frames without a face leave the window as it is; after more than ``max_gap_s`` seconds without
 a face the window is emptied and the next face starts afresh (``changed`` again), so a state
@@ -73,9 +75,9 @@ class Smoother:
     ``update(prob, threshold=...)`` returns ``(smoothed, state, changed)``. The state becomes
     ``pain`` when the median reaches ``threshold + hysteresis`` and ``nopain`` when it falls
     below ``threshold - hysteresis``; in between it stays. The first value sets the state by
-    the threshold alone (``changed`` is True then). ``uncertain`` (a frame whose referral band
-    held both labels) is kept over the same window: ``uncertain_`` is True while at least half
-    of the window's frames were.
+    the threshold alone (``changed`` is True then). ``uncertain`` (a frame the referral band
+    referred) is kept over the same window with hysteresis too: ``uncertain_`` turns True when
+    at least half of the window's frames were, and False again when at most a quarter are.
     """
 
     def __init__(self, *, window: int = 5, hysteresis: float = 0.1) -> None:
@@ -93,16 +95,12 @@ class Smoother:
         self.values_: deque[float] = deque(maxlen=self.window)
         self.flags_: deque[bool] = deque(maxlen=self.window)
         self.state_: str | None = None
+        self.uncertain_ = False
 
     @property
     def smoothed_(self) -> float | None:
         """The median of the window, or None when it is empty."""
         return float(np.median(self.values_)) if self.values_ else None
-
-    @property
-    def uncertain_(self) -> bool:
-        """Whether at least half the window's frames were uncertain (False when empty)."""
-        return 2 * sum(self.flags_) >= len(self.flags_) > 0
 
     def update(self, prob: float, *, threshold: float, uncertain: bool = False
                ) -> tuple[float, str, bool]:
@@ -110,6 +108,11 @@ class Smoother:
         state and whether the state changed."""
         self.values_.append(float(prob))
         self.flags_.append(bool(uncertain))
+        referred = sum(self.flags_)
+        if self.uncertain_:
+            self.uncertain_ = 4 * referred > len(self.flags_)
+        else:
+            self.uncertain_ = 2 * referred >= len(self.flags_)
         smoothed = float(np.median(self.values_))
         previous = self.state_
         if previous is None:
