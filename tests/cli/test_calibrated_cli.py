@@ -262,3 +262,22 @@ def test_a_calibrator_fits_only_the_weights_it_was_fitted_on(cohort6, exported, 
         text = " ".join(output.split())
         assert code == 1 and "fitted on the outputs of the ncnn network of fold 0" in text, text
         assert "Traceback" not in output
+
+
+def test_export_refuses_a_calibrator_fitted_on_other_weights(fold, tmp_path):
+    # guards: a fold trained again after calibration shipping the old network's calibrator
+    import shutil
+
+    copy = tmp_path / "run" / "fold_0"
+    shutil.copytree(fold, copy)
+    shutil.copy(fold.parent / "config.yaml", copy.parent / "config.yaml")
+    stale = fitted().to_dict() | {"fitted_on": {"fold": 0, "model": "ncnn",
+                                                "model_sha256": "0" * 64}}
+    (copy / "calibrator.json").write_text(json.dumps(stale))
+    code, output = invoke("export", str(copy), "--out", str(tmp_path / "m.onnx"), seconds=300)
+    text = " ".join(output.split())
+    assert code == 1 and "fitted on other weights than this fold's model.pt" in text, text
+    assert not (tmp_path / "m.onnx").exists()
+    code, output = invoke("export", str(copy), "--out", str(tmp_path / "m.onnx"),
+                          "--no-calibrator", seconds=300)
+    assert code == 0, output

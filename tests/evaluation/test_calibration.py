@@ -176,3 +176,14 @@ def test_the_conformal_rank_is_not_pushed_up_by_rounding():
     scores = np.linspace(0.05, 0.95, 19)
     assert conformal_quantile(np.ones(19, int), 1 - scores, alpha=0.7) == \
         pytest.approx(scores[5])
+
+
+def test_a_set_its_label_contradicts_counts_as_referred_not_decided():
+    # guards: evaluate reporting fewer referrals than the nurse is given when the threshold
+    # is below 0.5 (a one-label set the shown label contradicts is referred, calibrator.refers)
+    y = [1, 0, 1, 0]
+    sets = ["nopain", "nopain", "pain", "pain|nopain"]
+    plain = set_summary(y, sets)
+    shown = set_summary(y, sets, ["pain", "nopain", "pain", "pain"])
+    assert plain == {"coverage": 0.75, "referral": 0.25, "decided_accuracy": 2 / 3}
+    assert shown == {"coverage": 0.75, "referral": 0.5, "decided_accuracy": 1.0}

@@ -241,3 +241,22 @@ def test_the_record_keeps_what_the_page_said_uncertain(tmp_path, frames):
     assert summary.pain_share == 1.0 and summary.episodes == 1
     history = client.get(f"/patients/{patient['id']}").text
     assert history.count(f'<strong class="state">{UNCERTAIN_TEXT}</strong>') == 1
+
+
+def test_a_session_uncertain_until_its_last_row_has_no_pain_share(tmp_path):
+    # guards: uncertain time followed by one assessed row read as "100% pain" (the row-count
+    # share is for images, whose rows stand for no time)
+    from neopain.store.crud import NewAssessment
+
+    store = open_store(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+    with store() as db:
+        nurse = crud.create_user(db, username="nurse", password_hash="h", role="clinician")
+        patient = crud.create_patient(db, actor=nurse, record_number="U-2")
+        session = crud.start_session(db, actor=nurse, patient=patient, source="live", model="m")
+        for offset, uncertain in ((0.0, True), (1.0, True), (2.0, True), (3.0, False)):
+            crud.add_assessment(db, session=session, assessment=NewAssessment(
+                face_found=True, model="m", latency_ms=5.0, offset_s=offset, label="pain",
+                prob_pain=0.9, smoothed=0.9, state="pain", uncertain=uncertain))
+        [summary] = crud.session_summaries(db, patient_id=patient.id)
+    assert (summary.uncertain_s, summary.assessed_s, summary.rated) == (3.0, 0.0, 1)
+    assert summary.pain_share is None

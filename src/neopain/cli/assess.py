@@ -282,8 +282,9 @@ def _video(source: Path, predictor, *, detector: str, out: Path | None, report: 
     view.add_row("median latency", f"{result.timeline['latency_ms'].median():.1f} ms / frame")
     sets = result.timeline["prediction_set"]
     if (sets != "").any():
+        referred = sum(refers(s, label) for s, label in zip(sets, result.timeline["label"]))
         view.add_row("frames uncertain (look at the baby)",
-                     f"{int((sets == 'pain|nopain').sum())} of {int((sets != '').sum())}")
+                     f"{referred} of {int((sets != '').sum())}")
     console.print(view)
     if result.prob_kind:
         console.print(_kind_line([result.prob_kind]))

@@ -160,5 +160,5 @@ def calibrate_run(run_dir: str | os.PathLike[str], *, method: str,
             index=fold.index, calibrator=calibrator,
             raw=binary_metrics(fold.y_true, fold.prob, threshold=run.threshold),
             calibrated=binary_metrics(fold.y_true, prob, threshold=run.threshold),
-            sets=set_summary(fold.y_true, sets)))
+            sets=set_summary(fold.y_true, sets, labels=list(pred))))
     return results

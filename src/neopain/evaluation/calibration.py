@@ -29,7 +29,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from neopain.errors import NeopainError
-from neopain.models.calibrator import BOTH, METHODS, NOPAIN, PAIN, SETS, Calibrator, sigmoid
+from neopain.models.calibrator import (
+    BOTH, METHODS, NOPAIN, PAIN, SETS, Calibrator, refers, sigmoid,
+)
 
 DEFAULT_ALPHA = 0.1
 HISTOGRAM_BINS = 10
@@ -138,21 +140,26 @@ def fit_calibrator(y_true: ArrayLike, logit: ArrayLike, *, method: str,
                       fitted_on=calibrator.fitted_on)
 
 
-def set_summary(y_true: ArrayLike, sets: Sequence[str]) -> dict[str, float]:
+def set_summary(y_true: ArrayLike, sets: Sequence[str],
+                labels: Sequence[str] | None = None) -> dict[str, float]:
     """How prediction sets did: ``coverage`` (share holding the true label: what the band
-    guarantees), ``referral`` (share referred: both labels or none, "uncertain"), and the
-    accuracy of the single-label sets
-    (``decided_accuracy``, NaN when none is single)."""
+    guarantees), ``referral`` (share referred, "uncertain": both labels or none, and with
+    ``labels`` — each face's label at the model's threshold — also one label its label
+    contradicts, ``models.calibrator.refers``), and the accuracy of the faces decided
+    (``decided_accuracy``, NaN when none is)."""
     y = np.asarray(y_true, dtype=int)
     s = np.asarray(sets)
     if len(s) != len(y) or not len(y):
         raise NeopainError(f"{len(y)} labels and {len(s)} sets; one set per label, at least one")
+    if labels is not None and len(labels) != len(s):
+        raise NeopainError(f"{len(labels)} predicted labels and {len(s)} sets; one each")
     unknown = sorted(set(s) - set(SETS))
     if unknown:
         raise NeopainError(f"prediction set {unknown[0]!r}; valid: {', '.join(SETS)}")
     truth = np.where(y == 1, PAIN, NOPAIN)
     covered = (s == BOTH) | (s == truth)  # an empty set covers nothing (it is still referred)
-    single = (s == PAIN) | (s == NOPAIN)
-    return {"coverage": float(covered.mean()), "referral": float((~single).mean()),
-            "decided_accuracy": float((s[single] == truth[single]).mean()) if single.any()
+    decided = np.array([not refers(one, label) for one, label
+                        in zip(s, s if labels is None else labels)], dtype=bool)
+    return {"coverage": float(covered.mean()), "referral": float((~decided).mean()),
+            "decided_accuracy": float((s[decided] == truth[decided]).mean()) if decided.any()
             else math.nan}

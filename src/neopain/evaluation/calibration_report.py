@@ -90,8 +90,9 @@ class SetSummary:
                 "decided_accuracy": self.decided_accuracy}
 
 
-def _summary_of_sets(y: np.ndarray, sets: list[str], *, alpha: float) -> SetSummary:
-    found = set_summary(y, sets)
+def _summary_of_sets(y: np.ndarray, sets: list[str], labels: list[str] | None, *,
+                     alpha: float) -> SetSummary:
+    found = set_summary(y, sets, labels)
     return SetSummary(len(y), alpha, found["coverage"], found["referral"],
                       found["decided_accuracy"])
 
@@ -155,7 +156,12 @@ def evaluate_calibration(run: Run) -> tuple[CalibrationEvaluation | None, list[s
     alphas = {index: c.alpha if c is not None and c.alpha is not None else math.nan
               for index, c in calibrators.items()}
     sets = {fold.index: fold.prediction_sets for fold in run.folds}
+    # the label each face was shown with (at the run's threshold): a set it contradicts refers
+    labels = ({fold.index: list(fold.predictions["pred_calibrated"]) for fold in run.folds}
+              if all("pred_calibrated" in fold.predictions for fold in run.folds) else None)
     evaluation.sets = {fold.index: _summary_of_sets(fold.y_true, sets[fold.index],
+                                                    None if labels is None
+                                                    else labels[fold.index],
                                                     alpha=alphas[fold.index])
                        for fold in run.folds}
     known = [a for a in alphas.values() if not math.isnan(a)]
@@ -163,8 +169,10 @@ def evaluate_calibration(run: Run) -> tuple[CalibrationEvaluation | None, list[s
     if len(set(known)) > 1:
         notes.append("the folds' calibrators have different alpha; the pooled coverage has no "
                      "single target")
-    evaluation.pooled_sets = _summary_of_sets(y, [s for fold in run.folds
-                                                  for s in sets[fold.index]], alpha=common)
+    evaluation.pooled_sets = _summary_of_sets(
+        y, [s for fold in run.folds for s in sets[fold.index]],
+        None if labels is None else [a for fold in run.folds for a in labels[fold.index]],
+        alpha=common)
     return evaluation, notes
 
 

@@ -164,10 +164,17 @@ def export_fold(fold_dir: str | os.PathLike[str], out: str | os.PathLike[str], *
     fold has one and ``calibrator`` is True); returns the file and the rebuilt fold.
 
     Raises:
-        NeopainError: an unusable fold, or a calibrator.json that cannot be used (named).
+        NeopainError: an unusable fold, or a calibrator.json that cannot be used (named),
+            or one fitted on other weights than the fold's model.pt (trained again since).
     """
     fitted = fold_calibrator(fold_dir) if calibrator else None
     fold = load_fold(fold_dir)
+    weights = None if fitted is None else fitted.fitted_on.get("model_sha256")
+    if weights and weights != fold.weights_sha256:
+        raise NeopainError(f"{FoldFolder(Path(fold_dir)).calibrator}: fitted on other weights "
+                           "than this fold's model.pt (was the fold trained again?); calibrate "
+                           f"the run again (neopain calibrate {Path(fold_dir).parent}) or "
+                           "export without it (--no-calibrator)")
     return export_model(fold.model, out, exported=exported_cfg(fold, calibrator=fitted),
                         opset=opset), fold
 

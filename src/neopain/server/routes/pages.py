@@ -153,7 +153,9 @@ def _share_chart_job(request: Request, db: Session, user: User, patient_id: int,
     rows = crud.list_assessments(db, patient_id=patient.id, newest_first=False)
     _part_view(request, db, user, view=view, patient_id=patient.id, what=f"chart by {by}",
                object_type="patient", object_id=patient.id)
-    return chart_job(charts.share_chart, [r.time for r in rows], [r.label for r in rows], by=by,
+    # a referred frame was shown as uncertain, not as an assessment: not counted
+    return chart_job(charts.share_chart, [r.time for r in rows],
+                     [None if r.uncertain else r.label for r in rows], by=by,
                      zone=display_zone(server_state(request).settings))
 
 

@@ -44,9 +44,12 @@ class SessionSummary:
     @property
     def pain_share(self) -> float | None:
         """Share of the assessed time in pain; for rows without duration (a single image),
-        the share of rows in pain; None when nothing was assessed."""
+        the share of rows in pain; None when nothing was assessed (or all the time with a
+        face was uncertain: a last row after it stands for no time)."""
         if self.assessed_s > 0:
             return self.pain_s / self.assessed_s
+        if self.uncertain_s > 0:
+            return None
         return self.pain_rows / self.rated if self.rated else None
 
 
