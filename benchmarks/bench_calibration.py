@@ -106,8 +106,8 @@ def main() -> None:
                                early_stopping=args.early_stopping, device="cpu"))
         trained = time.perf_counter() - started
         leaks = oof_leaks(run_dir)
-        fold_metrics = [json.loads(FoldFolder(path).metrics.read_text())
-                        for path in sorted(run_dir.glob("fold_*"))]
+        fold_metrics = [json.loads(FoldFolder(fold.path).metrics.read_text())
+                        for fold in load_run(run_dir).folds]  # in fold order
 
         calibrate_run(run_dir, method="temperature", alpha=ALPHAS[1])
         data = pooled(run_dir)

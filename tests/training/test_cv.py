@@ -91,7 +91,8 @@ def test_metrics_json_and_model_pt_follow_the_runs_layout(cohort, tmp_path):
     assert [p.name for p in out.glob("fold_*")] == ["fold_0"]
     metrics = json.loads((out / "fold_0" / "metrics.json").read_text())
     # a network's own: the share of test faces given one output, and its fresh starts
-    assert set(metrics) == {"fold", "metrics", "epochs", "seconds", "same_output", "restarts"}
+    assert set(metrics) == {"fold", "metrics", "epochs", "seconds", "same_output", "restarts",
+                            "checked_same_output"}
     assert {"accuracy", "precision", "recall", "specificity", "f1", "auc", "balanced_accuracy",
             "brier", "nll", "ece", "ece_mass", "mce"} == set(metrics["metrics"])
     saved = torch.load(out / "fold_0" / "model.pt", weights_only=False)

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from neopain.cli.app import app as neopain_app
+from neopain.errors import NeopainError
 from neopain.runs import (
     PREDICTION_COLUMNS,
     FoldContext,
@@ -281,15 +282,15 @@ def test_a_network_that_answers_every_face_alike_is_trained_again_then_told_of(c
     assert written["same_output"] == fold.summary["same_output"] == 1.0
     assert written["restarts"] == 0 and not (fold.path / "restarts.json").exists()
     assert [note for note in dead.notes if "fold 0" in note] == [
-        "note: fold 0: the network gives 100% of its test faces one and the same output (its "
-        "ReLU units died in training); train it again with optimizer: sgd in the run config, "
-        "a lower --lr or another --seed"]
+        "note: fold 0: the network gives 100% of its faces one and the same output (its ReLU "
+        "units died in training); train it again with optimizer: sgd in the run config, a "
+        "lower --lr or another --seed"]
     healthy = run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
                                  folds=cohort6 / "folds.json", out=tmp_path / "sgd", fold=0,
                                  epochs=2, batch_size=8, lr=0.01, optimizer="sgd",
                                  device="cpu"))
-    assert healthy.folds[0].summary == {"same_output": healthy.folds[0].summary["same_output"],
-                                        "restarts": 0}
+    assert set(healthy.folds[0].summary) == {"same_output", "restarts", "checked_same_output"}
+    assert healthy.folds[0].summary["restarts"] == 0
     assert healthy.folds[0].summary["same_output"] < 0.5 and not healthy.notes
     assert not (healthy.folds[0].path / "restarts.json").exists()
 
@@ -347,3 +348,9 @@ def test_a_fold_started_again_trains_anew_and_resumes_to_the_same_network(cohort
     given_up = json.loads((fold.path / "restarts.json").read_text())["given_up"]
     assert [start["start"] for start in given_up] == [0, 1] and fold.summary["restarts"] == 2
     assert "one and the same output after 3 starts" in dead.notes[0]
+    # a restarts.json the run did not write is named, not trusted or a traceback
+    (fold.path / "restarts.json").write_text('{"given_up": 3}')
+    with pytest.raises(NeopainError, match="restarts.json: not a restarts.json this run wrote"):
+        run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                           folds=cohort6 / "folds.json", out=tmp_path / "dead", fold=0,
+                           epochs=1, batch_size=8, device="cpu"))

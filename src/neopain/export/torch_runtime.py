@@ -134,8 +134,6 @@ class RunPredictor(Predictor):
                                        "between its folds)")
         threshold = float(np.mean([fold.model.cfg.threshold for fold in self.folds_]))
         self.cfg_ = dataclasses.replace(first.model.cfg, threshold=threshold)
-        # an ensemble's output is no one fold's: no fold's calibrator fits it
-        self.weights_sha256 = first.weights_sha256 if len(self.folds_) == 1 else None
         self.crop = first.crop_rule
         where = first.fold_dir.parent.name
         self.name = (f"{self.cfg_.name} {where}/{first.fold_dir.name}" if len(self.folds_) == 1
@@ -153,6 +151,12 @@ class RunPredictor(Predictor):
             NeopainError: as the constructor.
         """
         return cls(spec, mc_passes=options.mc_passes, batch_size=options.batch_size)
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """SHA-256 of the one fold's model.pt (hashed when asked: a calibrator's check); None
+        for an ensemble, whose output is no one fold's."""
+        return self.folds_[0].weights_sha256 if len(self.folds_) == 1 else None
 
     @property
     def threshold(self) -> float:

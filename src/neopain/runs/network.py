@@ -10,6 +10,7 @@ comes from a model that saw its subject.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -55,9 +56,10 @@ class TrainedFold:
     val_subjects: tuple[str, ...]
     test_subjects: tuple[str, ...]
 
-    @property
+    @functools.cached_property
     def weights_sha256(self) -> str:
-        """SHA-256 of model.pt: which trained weights these are (a calibrator names them)."""
+        """SHA-256 of model.pt: which trained weights these are (a calibrator names them);
+        read once, when first asked."""
         return sha256_file(FoldFolder(self.fold_dir).model)
 
     @property

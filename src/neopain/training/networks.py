@@ -21,12 +21,14 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from neopain.data.outputs import write_text_atomic
+from neopain.errors import NeopainError
 from neopain.runs import FoldContext, FoldModel, FoldPredictions, FoldResult, save_network
 from neopain.training.augment import Augmenter, AugmentSpec
 from neopain.training.callbacks import Callback, Checkpoint, EarlyStopping, History, Unfreeze
@@ -46,6 +48,9 @@ told of: its ReLU units died in training (N-CNN's 8-unit head under Adam, often)
 answers, its calibration and its referral band are all-or-nothing for those faces."""
 
 
+MIN_CHECKED = 20
+"""Validation faces needed to judge a network by them; fewer (one face always "answers alike"):
+its training faces, never a test face."""
 RESTART_SEED_STEP = 1_000_003
 """A fold's n-th fresh start seeds its network and its shuffling with its first start's seeds
 plus n times this (far from any other fold's)."""
@@ -57,6 +62,31 @@ def same_output_share(logit: np.ndarray) -> float:
         return 0.0
     _, counts = np.unique(np.round(np.asarray(logit, dtype=float), 6), return_counts=True)
     return float(counts.max() / len(logit))
+
+
+def _given_up(file: Path) -> list[dict]:
+    """The starts restarts.json lists as given up; none when there is no such file.
+
+    Raises:
+        NeopainError: a restarts.json that is not a regular file of that shape (named).
+    """
+    if not os.path.lexists(file):
+        return []
+    try:
+        given_up = json.loads(file.read_text(encoding="utf-8"))["given_up"]
+        if isinstance(given_up, list) and all(isinstance(start, dict) for start in given_up):
+            return given_up
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        pass
+    raise NeopainError(f"{file}: not a restarts.json this run wrote ({{\"given_up\": [...]}}); "
+                       "delete it to train the fold from its first start")
+
+
+def _remove(path: Path) -> None:
+    """Delete a file the run wrote; refuse (by name) anything else in its place."""
+    if path.is_dir() and not path.is_symlink():
+        raise NeopainError(f"{path}: a folder where the run keeps a file; move it away")
+    path.unlink()
 
 
 class StepReport(Callback):
@@ -135,12 +165,11 @@ class NetworkFoldModel(FoldModel):
         the fold's checkpoint.pt when ``resume`` is on and one is there; again from a fresh
         start while it answers most faces alike and ``restarts`` allow (module docstring)."""
         config, file = self.config, fold.folder.restarts
-        given_up: list[dict] = []
-        if config.resume and file.is_file():
-            given_up = json.loads(file.read_text(encoding="utf-8"))["given_up"]
-        elif os.path.lexists(file):
-            file.unlink()  # another run's
-        checked = fold.val if len(fold.val) else fold.train
+        given_up = _given_up(file) if config.resume else []
+        if not config.resume and os.path.lexists(file):
+            _remove(file)  # another run's
+        on_val = len(fold.val) >= MIN_CHECKED
+        checked = fold.val if on_val else fold.train
         while True:
             self._fit_once(fold, start=len(given_up))
             _, logit = self.trainer_.predict_with_logit(self._data(fold, checked))
@@ -149,14 +178,16 @@ class NetworkFoldModel(FoldModel):
                 break
             logger.warning("fold %d: the network gives %.0f%% of its %s faces one and the same "
                            "output (its ReLU units died); training it again from a fresh start",
-                           fold.index, 100 * share, "validation" if len(fold.val) else "training")
+                           fold.index, 100 * share, "validation" if on_val else "training")
             given_up.append({"start": len(given_up), "same_output": round(share, 4),
                              "epochs": self.epochs_})
-            write_text_atomic(file, json.dumps({"given_up": given_up}, indent=2))
+            # the dead start's files go first: a crash in between resumes the next start afresh
             for stale in (fold.folder.checkpoint, fold.folder.history):
                 if os.path.lexists(stale):
-                    stale.unlink()
+                    _remove(stale)
+            write_text_atomic(file, json.dumps({"given_up": given_up}, indent=2))
         self.restarts_ = len(given_up)
+        self.checked_share_ = share
         return self
 
     def _fit_once(self, fold: FoldContext, *, start: int) -> None:
@@ -189,17 +220,20 @@ class NetworkFoldModel(FoldModel):
         prob, logit = self.trainer_.predict_with_logit(self._data(fold, fold.test))
         return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold, logit=logit,
                                summary={"same_output": round(same_output_share(logit), 4),
-                                        "restarts": self.restarts_})
+                                        "restarts": self.restarts_,
+                                        "checked_same_output": round(self.checked_share_, 4)})
 
     def notes(self, folds: Sequence[FoldResult]) -> list[str]:
         """Folds trained again from a fresh start, and folds whose network still answers most
-        test faces alike (``SAME_OUTPUT_NOTE``)."""
+        faces alike (``SAME_OUTPUT_NOTE``): its test faces, or those it was checked on."""
         notes = []
         for fold in folds:
-            share, restarts = fold.summary.get("same_output", 0.0), fold.summary.get("restarts", 0)
+            summary = fold.summary
+            restarts = summary.get("restarts", 0)
+            share = max(summary.get("same_output", 0.0), summary.get("checked_same_output", 0.0))
             starts = f" after {restarts + 1} starts" if restarts else ""
             if share > SAME_OUTPUT_NOTE:
-                notes.append(f"note: fold {fold.index}: the network gives {share:.0%} of its test "
+                notes.append(f"note: fold {fold.index}: the network gives {share:.0%} of its "
                              f"faces one and the same output{starts} (its ReLU units died in "
                              "training); train it again with optimizer: sgd in the run config, a "
                              "lower --lr or another --seed")
