@@ -146,7 +146,8 @@ def _print_calibration(evaluation) -> None:
     if not calibration.sets:
         return
     sets = Table(title="conformal prediction sets (coverage target 1 − alpha)",
-                 caption="referred = set holds both labels or none (uncertain: look at the baby)")
+                 caption="referred = both labels, none, or one the label contradicts "
+                         "(uncertain: look at the baby)")
     for name in ("fold", "images", "target", "coverage", "referred", "decided acc"):
         sets.add_column(name, justify="right")
     for row in set_rows(calibration):
