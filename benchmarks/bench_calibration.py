@@ -70,6 +70,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cohort-seed", type=int, default=1)
+    parser.add_argument("--noisy-share", type=float, default=CohortSpec.noisy_share,
+                        help="share of subjects from the small, noisy, low-resolution source")
+    parser.add_argument("--occluder-share", type=float, default=CohortSpec.occluder_share,
+                        help="share of images with a pacifier, blanket edge or hand")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "rmsprop"),
                         help="sgd (default): with Adam, N-CNN's 8-unit ReLU head often dies "
@@ -91,7 +95,9 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         if not (root / "cohort.json").is_file():
             generate_cohort(root, CohortSpec(subjects=args.subjects, seed=args.cohort_seed,
-                                             images_per_subject=tuple(args.images_per_subject)),
+                                             images_per_subject=tuple(args.images_per_subject),
+                                             noisy_share=args.noisy_share,
+                                             occluder_share=args.occluder_share),
                             workers=2)
         manifest = root / "manifest.csv"
         plan = make_folds(load_manifest(manifest), protocol=args.protocol, k=args.k,
@@ -114,7 +120,8 @@ def main() -> None:
         y, raw, calibrated = data["y"], data["raw"], data["calibrated"]
         ece_raw = calibration_errors(y, raw)["ece"]
         ece_cal = calibration_errors(y, calibrated)["ece"]
-        print(f"N-CNN, {args.protocol} {args.k} folds, {args.subjects} subjects, {len(y)} test "
+        print(f"N-CNN, {args.protocol} {args.k} folds, {args.subjects} subjects (noisy share "
+              f"{args.noisy_share}, occluder share {args.occluder_share}), {len(y)} test "
               f"images (validation share {args.val_share}), "
               f"{args.epochs} epochs, {args.optimizer} lr {args.lr}, early stopping "
               f"{args.early_stopping or 'off'}; trained in "
