@@ -129,14 +129,20 @@ def test_a_stream_of_uncertain_frames_reaches_the_status_row_and_the_ward(tmp_pa
 LIMITS = AlarmLimits(pain_s=30, stale_s=10, noface_s=120, escalate_s=600)
 
 
-@pytest.fixture()
-def bed(tmp_path):
-    """A store, an open live session and its status writer (frames at ``bed.at(seconds)``)."""
+def open_live_session(tmp_path):
+    """A store with one patient and an open live session: (store, patient id, session)."""
     store = open_store(f"sqlite:///{tmp_path / 'records.sqlite3'}")
     with store() as db:
         nurse = crud.create_user(db, username="nurse", password_hash="h", role="clinician")
         patient = crud.create_patient(db, actor=nurse, record_number="HC-1")
         session = crud.start_session(db, actor=nurse, patient=patient, source="live", model="m")
+        return store, patient.id, session
+
+
+@pytest.fixture()
+def bed(tmp_path):
+    """A store, an open live session and its status writer (frames at ``bed.at(seconds)``)."""
+    store, _, session = open_live_session(tmp_path)
 
     class Bed:
         pass
@@ -248,15 +254,13 @@ def test_a_session_uncertain_until_its_last_row_has_no_pain_share(tmp_path):
     # share is for images, whose rows stand for no time)
     from neopain.store.crud import NewAssessment
 
-    store = open_store(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+    store, patient_id, session = open_live_session(tmp_path)
     with store() as db:
-        nurse = crud.create_user(db, username="nurse", password_hash="h", role="clinician")
-        patient = crud.create_patient(db, actor=nurse, record_number="U-2")
-        session = crud.start_session(db, actor=nurse, patient=patient, source="live", model="m")
+        session = db.merge(session)
         for offset, uncertain in ((0.0, True), (1.0, True), (2.0, True), (3.0, False)):
             crud.add_assessment(db, session=session, assessment=NewAssessment(
                 face_found=True, model="m", latency_ms=5.0, offset_s=offset, label="pain",
                 prob_pain=0.9, smoothed=0.9, state="pain", uncertain=uncertain))
-        [summary] = crud.session_summaries(db, patient_id=patient.id)
+        [summary] = crud.session_summaries(db, patient_id=patient_id)
     assert (summary.uncertain_s, summary.assessed_s, summary.rated) == (3.0, 0.0, 1)
     assert summary.pain_share is None
