@@ -374,3 +374,20 @@ def test_bad_arguments_name_the_parameter(clips, tmp_path):
                              ({"image_format": "gif"}, "image_format='gif'.*jpg, png")]:
         with pytest.raises(NeopainError, match=pattern):
             extract_frames(table, out=tmp_path / "o", policy=DanPolicy(), **options)
+
+
+@pytest.mark.parametrize("seconds, fps, rate", [(20, 10, 0.5), (20, 30, 0.5), (12, 10, 0.5),
+                                                (10, 30, 1.0)])
+def test_a_window_to_the_end_takes_no_extra_last_frame(tmp_path, seconds, fps, rate):
+    # guards: a sample at the video's very end (20 s) taking its last frame (19.9 s) again, as
+    # an 11th frame for 20 s at 0.5 frames a second (issue 24, point 6)
+    generate_clips(tmp_path, make_subjects(CohortSpec(subjects=2, seed=0)), clips=1,
+                   clip=ClipSpec(seconds=seconds, fps=fps), seed=0)
+    [(video, subject)] = subject_videos(tmp_path)[:1]
+    table = write_table(tmp_path, [{"video": str(tmp_path / video), "subject": subject,
+                                    "score": 1, "start_s": 0, "end_s": ""}])
+    result = extract_frames(table, out=tmp_path / "out",
+                            policy=make_policy("fixed", fps=rate, pain_from=5))
+    times = load_manifest(result.manifest).table["time_s"].astype(float).to_numpy()
+    assert len(times) == seconds * rate, times
+    assert_nearest(times, expected_samples(0.0, seconds, rate), container_times(tmp_path / video))

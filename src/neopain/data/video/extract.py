@@ -150,7 +150,9 @@ def _extract_video(windows: list[Window], *, out: Path, name: str, max_frames: i
                 while cur is not None and cur.time_s < t:
                     prev, cur = cur, next(frames, None)
                     period = period if cur is None else cur.time_s - prev.time_s
-                if prev is not None and cur is None and t >= prev.time_s + period:
+                # past the last frame's span, to the microsecond as ``_inside`` (19.9 + 0.1 can
+                # read 20.0000000001 and take the last frame again for a sample at 20)
+                if prev is not None and cur is None and t >= prev.time_s + period - 1e-6:
                     warnings += _past_end(windows, sample, end_s=prev.time_s + period)
                     break
                 inside = [f for f in (prev, cur) if f is not None and _inside(f, sample.window)]
