@@ -75,8 +75,9 @@ def test_the_panel_and_the_tile_show_uncertain_without_a_number(tmp_path_factory
         assert page.inner_text("#snapshots .snapshot .state") == TEXT
         assert page.get_attribute("#snapshots .snapshot", "data-state") == "uncertain"
         assert page.query_selector("#snapshots .snapshot .conf") is None
+        # its uncertain time depends on how many frames the timeline kept in a few seconds
+        # (tests/server/test_live_uncertain.py counts it); no pain share in any case
         assert page.inner_text("#sessions td.pain-share") == "not assessed"
-        assert page.inner_text("#sessions td.uncertain") != "–"
         page.screenshot(path=shots / "uncertain-history-1280x800.png", full_page=True)
 
         problems = {}
