@@ -77,6 +77,16 @@ def new_workers(before: set) -> list:
     return [p for p in multiprocessing.active_children() if p not in before]
 
 
+@pytest.fixture(autouse=True)
+def earlier_workers_gone():
+    """Wait (10 s at most) for worker processes of earlier tests to end before this one counts
+    its own: a pool stopped while a process was still starting leaves it for a moment, and on
+    a busy CI machine it was counted as this test's (a worker started when none should be)."""
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def async_client(server) -> httpx.AsyncClient:
     """A researcher's client that runs the app on the test's own event loop."""
     cookies = server.client("researcher").cookies
