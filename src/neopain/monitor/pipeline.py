@@ -68,6 +68,12 @@ class FrameAssessment:
     crop: np.ndarray | None = field(default=None, repr=False, compare=False)
     uncertain: bool = False
 
+    @property
+    def held_state(self) -> str | None:
+        """What the frame shows as the baby's state: ``uncertain`` while the band refers the
+        face, else the smoothed ``state`` (None before any face)."""
+        return "uncertain" if self.uncertain and self.state is not None else self.state
+
 
 class Smoother:
     """Median of the last ``window`` probabilities with a hysteresis band around the threshold.

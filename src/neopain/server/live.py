@@ -267,8 +267,7 @@ class Recorder:
             with self.store() as db:
                 self.last_state_ = crud.last_snapshot_state(db, session_id=self.session_id)
             self._resumed = True
-        # what the page showed: the smoothed state, or uncertain (look at the baby)
-        shown = "uncertain" if result.uncertain else result.state
+        shown = result.held_state
         snapshot = shown is not None and shown != self.last_state_
         if not (snapshot or self.last_saved_s_ is None
                 or result.time_s - self.last_saved_s_ >= self.interval_s):

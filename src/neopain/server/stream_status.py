@@ -7,10 +7,10 @@ otherwise at most every ``alarm_rules.STATUS_WRITE_S`` (frames come several time
 rules count in seconds), and once more when the stream closes (``streaming`` false), so the last
 frame's time is then exact.
 
-The held state it writes for the alarm rules is ``uncertain`` while the model's referral band
-holds both labels (``FrameAssessment.uncertain``), else the smoothed ``pain``/``nopain``.
-Uncertain is not pain: it drops the onset of pain, so uncertain time never counts towards the
-pain alarm, and pain after it starts a new onset (docs/monitor.md, "Alarms").
+The held state it writes for the alarm rules is ``FrameAssessment.held_state``: ``uncertain``
+while the model's referral band refers the face, else the smoothed ``pain``/``nopain``.
+Uncertain is unknown for pain, like a face lost for a while: it keeps the onset of pain, so
+pain broken by moments of uncertainty is pain since its start (docs/monitor.md, "Alarms").
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ class StatusWriter:
     A stream that resumes a session (``resume``) continues from the status its session's
     last stream wrote: the first frame, the last assessed face and the onset of pain carry
     over, so a reconnection neither clears a standing pain alarm nor restarts its clock. The
-    onset of pain is dropped only when the held state is no pain or uncertain; while it is unknown
-    (no face for a while, or no face judged yet since the reconnection) it is kept.
+    onset of pain is dropped only when the held state is no pain; while it is unknown or
+    uncertain (no face for a while, no face judged yet since the reconnection, or a face the
+    band refers) it is kept.
     """
 
     def __init__(self, store: sessionmaker[Session], *, session_id: int,
@@ -75,7 +76,7 @@ class StatusWriter:
         # a face whose pain the model could say: uncertain is not one (alarm_rules: after
         # noface_s it raises "No assessment")
         assessed = shown.kind in ("pain", "nopain")
-        held = "uncertain" if result.uncertain and result.state is not None else result.state
+        held = result.held_state
         before = None if last is None else last.pain_since
         # the held state outlasts a frame or two without a face; unknown and uncertain keep the
         # onset (pain broken by moments of uncertainty is still pain since its start)

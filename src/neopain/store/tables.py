@@ -13,8 +13,9 @@ from datetime import date, datetime, timezone
 
 from sqlalchemy import (
     Boolean, CheckConstraint, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
-    MetaData, String, Text, TypeDecorator, false, text,
+    MetaData, String, Text, TypeDecorator, case, false, text,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 ROLES = ("admin", "clinician", "researcher")
@@ -172,6 +173,17 @@ class Assessment(Base):
     face_box: Mapped[str | None] = mapped_column(String(100))  # JSON [x1, y1, x2, y2]
     has_snapshot: Mapped[bool] = mapped_column(Boolean, default=False)
     snapshot: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+
+    @hybrid_property
+    def shown_state(self) -> str | None:
+        """What the page showed: ``uncertain`` for a referred row, else its smoothed state
+        (in SQL too: ``select(Assessment.shown_state)``)."""
+        return "uncertain" if self.uncertain else self.state
+
+    @shown_state.inplace.expression
+    @classmethod
+    def _shown_state_sql(cls):
+        return case((cls.uncertain, "uncertain"), else_=cls.state)
 
     @property
     def confidence(self) -> float | None:

@@ -175,7 +175,7 @@ def _timeline_job(request: Request, db: Session, user: User, session_id: int,
                what="session timeline", object_type="session", object_id=session.id)
     return chart_job(charts.timeline_chart, [r.time for r in rows], [r.prob_pain for r in rows],
                      [r.smoothed for r in rows],
-                     ["uncertain" if r.uncertain else r.state for r in rows],
+                     [r.shown_state for r in rows],
                      [r.has_snapshot for r in rows],
                      zone=display_zone(server_state(request).settings))
 

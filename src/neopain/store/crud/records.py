@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, undefer
 
 from neopain.store.crud.base import commit, stage_audit
@@ -231,7 +231,7 @@ def discard_session(db: Session, session: MonitoringSession, *, actor: User | No
 def last_snapshot_state(db: Session, *, session_id: int) -> str | None:
     """The state a session's newest snapshot showed, ``uncertain`` for a referred one (what a
     resumed stream continues from)."""
-    return db.scalar(select(case((Assessment.uncertain, "uncertain"), else_=Assessment.state))
+    return db.scalar(select(Assessment.shown_state)
                      .where(Assessment.session_id == session_id, Assessment.has_snapshot)
                      .order_by(Assessment.id.desc()).limit(1))
 
