@@ -354,3 +354,27 @@ def test_a_fold_started_again_trains_anew_and_resumes_to_the_same_network(cohort
         run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
                            folds=cohort6 / "folds.json", out=tmp_path / "dead", fold=0,
                            epochs=1, batch_size=8, device="cpu"))
+
+
+def test_the_validation_faces_checked_after_training_are_predicted_once(cohort6, tmp_path,
+                                                                         monkeypatch):
+    # guards: a second inference pass over the validation faces (the fresh-start check, then
+    # validation.csv), costly for a large network on a CPU
+    from neopain.training import networks
+    from neopain.training.trainer import Trainer
+
+    monkeypatch.setattr(networks, "MIN_CHECKED", 1)  # judge by cohort6's few validation faces
+    passes: list[int] = []
+    real = Trainer.predict_with_logit
+
+    def counted(self, dataset, *args, **kwargs):
+        passes.append(len(dataset))
+        return real(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "predict_with_logit", counted)
+    [fold] = run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                                folds=cohort6 / "folds.json", out=tmp_path / "run", fold=0,
+                                epochs=1, batch_size=8, device="cpu")).folds
+    validation = pd.read_csv(fold.path / "validation.csv")
+    test = pd.read_csv(fold.path / "predictions.csv")
+    assert sorted(passes) == sorted([len(validation), len(test)]), passes

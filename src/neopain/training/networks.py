@@ -172,7 +172,7 @@ class NetworkFoldModel(FoldModel):
         checked = fold.val if on_val else fold.train
         while True:
             self._fit_once(fold, start=len(given_up))
-            _, logit = self.trainer_.predict_with_logit(self._data(fold, checked))
+            prob, logit = self.trainer_.predict_with_logit(self._data(fold, checked))
             share = same_output_share(logit)
             if share <= SAME_OUTPUT_NOTE or len(given_up) >= config.restarts:
                 break
@@ -188,6 +188,9 @@ class NetworkFoldModel(FoldModel):
             write_text_atomic(file, json.dumps({"given_up": given_up}, indent=2))
         self.restarts_ = len(given_up)
         self.checked_share_ = share
+        # the kept start's predictions of the faces it was checked on: the fold's validation
+        # predictions (run_fold asks for them next) are these, not a second pass over them
+        self.checked_ = (checked, prob, logit)
         return self
 
     def _fit_once(self, fold: FoldContext, *, start: int) -> None:
@@ -217,7 +220,9 @@ class NetworkFoldModel(FoldModel):
 
     def predict(self, fold: FoldContext) -> FoldPredictions:
         """P(pain) and raw logits of ``fold.test``, labelled at the network's cfg threshold."""
-        prob, logit = self.trainer_.predict_with_logit(self._data(fold, fold.test))
+        rows, prob, logit = self.checked_
+        if not np.array_equal(rows, fold.test):
+            prob, logit = self.trainer_.predict_with_logit(self._data(fold, fold.test))
         return FoldPredictions(prob=prob, threshold=self.model_.cfg.threshold, logit=logit,
                                summary={"same_output": round(same_output_share(logit), 4),
                                         "restarts": self.restarts_,
