@@ -99,6 +99,12 @@ def test_the_panel_and_the_tile_show_uncertain_without_a_number(tmp_path_factory
             small.click("#bedside")
             small.click("#stop")
             small.wait_for_selector("#history-link")
+            small.goto(f"{base}/patients/{patient_id}")  # the record, on the same screen
+            small.wait_for_selector("#snapshots .snapshot[data-state=uncertain]")
+            wide = small.evaluate("document.documentElement.scrollWidth")
+            problems[f"history {screen}"] = [f"page {wide} px wide"] if wide > width else []
+            small.screenshot(path=shots / f"uncertain-history-{screen}-{width}x{height}.png",
+                             full_page=True)
             small.close()
         browser.close()
     assert not any(problems.values()), problems
