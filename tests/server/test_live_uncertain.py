@@ -22,7 +22,7 @@ from neopain.monitor.alarm_rules import AlarmLimits
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.prediction import Prediction
 from neopain.server.alarm_engine import evaluate
-from neopain.server.display import KIND_TEXT, shown_of
+from neopain.monitor.display import KIND_TEXT, shown_of
 from neopain.server.live import reply_of
 from neopain.server.stream_status import StatusWriter
 from neopain.server.ward import STATE_TEXT

@@ -38,9 +38,10 @@ from neopain.config import Settings
 from neopain.data.images import ImageReadError, decode_image
 from neopain.faces.base import FaceDetector, create_detector
 from neopain.monitor.pipeline import Assessor, FrameAssessment
+from neopain.monitor.recording import RecordPolicy
 from neopain.prediction import Predictor
 from neopain.server.calibration import StreamCalibration
-from neopain.server.display import Shown, shown_of
+from neopain.monitor.display import Shown, shown_of
 from neopain.server.explanation import StreamExplainer
 from neopain.server.heatmap import cell_regions, evidence_cells
 from neopain.server.model import SharedPredictor, load_live_predictor
@@ -221,14 +222,9 @@ def reply_of(result: FrameAssessment, *, frame_shape: tuple[int, ...],
 
 
 class Recorder:
-    """Which assessments of one stream enter the record, and saving them.
-
-    Saved: every frame with a face whose shown state (the smoothed state, or ``uncertain``)
-    differs from the session's last snapshot (with its JPEG: the first face and each change of
-    state), and one frame per
-    ``interval_s`` seconds of stream time for the timeline. Frames without a face, or with one
-    the model cannot assess: never.
-    """
+    """Saving the frames of one stream that enter the record (``monitor.recording``: each
+    change of the shown state with its JPEG, and one frame per ``interval_s`` seconds of
+    stream time); a stream that resumes a session continues from its last snapshot's state."""
 
     def __init__(self, store: sessionmaker[Session], *, session_id: int, interval_s: float,
                  access: Callable[[Session], Refusal | None] | None = None) -> None:
@@ -236,9 +232,8 @@ class Recorder:
         self.session_id = session_id
         self.interval_s = interval_s
         self.access = access
-        self.last_state_: str | None = None
-        self._resumed = False  # last_state_ read from the session's snapshots
-        self.last_saved_s_: float | None = None
+        self.policy = RecordPolicy(interval_s=interval_s)
+        self._resumed = False  # the policy's last state read from the session's snapshots
         self.saved_ = 0
 
     def refusal(self) -> Refusal | None:
@@ -265,12 +260,11 @@ class Recorder:
             return None, False
         if not self._resumed:  # a resumed stream continues from its last snapshot's state
             with self.store() as db:
-                self.last_state_ = crud.last_snapshot_state(db, session_id=self.session_id)
+                self.policy.last_state_ = crud.last_snapshot_state(db,
+                                                                   session_id=self.session_id)
             self._resumed = True
-        shown = result.held_state
-        snapshot = shown is not None and shown != self.last_state_
-        if not (snapshot or self.last_saved_s_ is None
-                or result.time_s - self.last_saved_s_ >= self.interval_s):
+        due, snapshot = self.policy.due(result)
+        if not due:
             return None, False
         with self.store() as db:
             session = crud.get_session(db, self.session_id)
@@ -283,9 +277,7 @@ class Recorder:
                 changed=result.changed, face_box=face.box,
                 snapshot=jpeg() if snapshot else None, time=when),
                 allowed=None if self.access is None else lambda: self.access(db) is None)
-        self.last_saved_s_ = result.time_s
-        if snapshot:
-            self.last_state_ = shown
+        self.policy.recorded(result, snapshot=snapshot)
         self.saved_ += 1
         return row, snapshot
 

@@ -1,7 +1,7 @@
 """A live stream's status in the records, for the alarm engine and the ward station.
 
 ``StatusWriter`` turns each frame's assessment into the bed's state (``pain``, ``nopain``,
-``uncertain``, ``cannot_assess``, ``no_face``: what the live page shows, ``server.display``)
+``uncertain``, ``cannot_assess``, ``no_face``: what the live page shows, ``monitor.display``)
 and writes it with ``crud.write_status``: at once when the state or the onset of pain changes,
 otherwise at most every ``alarm_rules.STATUS_WRITE_S`` (frames come several times a second; the
 rules count in seconds), and once more when the stream closes (``streaming`` false), so the last
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from neopain.monitor.alarm_rules import STATUS_WRITE_S
 from neopain.monitor.pipeline import FrameAssessment
-from neopain.server.display import Shown
+from neopain.monitor.display import Shown
 from neopain.store import crud
 from neopain.store.crud import StreamStatus
 from neopain.store.session import StoreError

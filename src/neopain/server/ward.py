@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from neopain.monitor.alarm_rules import PRIORITY_RANK, bed_state
-from neopain.server.display import KIND_TEXT
+from neopain.monitor.display import KIND_TEXT
 from neopain.server.render import patient_label
 from neopain.server.stream_status import WARD_STATE
 from neopain.server.ward_schemas import AlarmOut, WardBedOut, WardOut
@@ -21,7 +21,7 @@ from neopain.store import crud
 
 STATE_TEXT = {**{WARD_STATE[kind]: text for kind, text in KIND_TEXT.items()},
               "stale": "no current assessment"}
-"""What each ward state reads as on a page (the live panel's words, ``server.display``)."""
+"""What each ward state reads as on a page (the live panel's words, ``monitor.display``)."""
 TREND_S = 600.0
 """The sparkline's span: the last 10 minutes."""
 TREND_POINTS = 120

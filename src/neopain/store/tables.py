@@ -225,7 +225,7 @@ class LiveStatus(Base):
                                             primary_key=True)
     state: Mapped[str] = mapped_column(String(16))
     smoothed: Mapped[float | None] = mapped_column(Float)
-    # P(state shown), 0.5-1, by the live page's rule (server.display); None: no number shown
+    # P(state shown), 0.5-1, by the live page's rule (monitor.display); None: no number shown
     confidence: Mapped[float | None] = mapped_column(Float)
     first_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_frame_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -3,7 +3,7 @@
 // is retried with growing pauses and resumes the same session. Only what is current is shown:
 // after NEOPAIN_STALE_S s without a result, after Stop or a lost link, the state turns grey
 // ("no current assessment — last: … at hh:mm:ss") and the overlay clears. The server decides
-// what a reply shows (reply.shown, neopain.server.display). Leaving the page ends the session
+// what a reply shows (reply.shown, neopain.monitor.display). Leaving the page ends the session
 // (a beacon to Stop). The oval is green only with the face inside it (faceInOval), amber with
 // a face outside, red with none. The camera's secure-context need is told before Start.
 // Bedside mode is bedside.js; the explanation panel, explanation.js.

@@ -1,7 +1,7 @@
 """What the live page shows for one frame: the state and the one number shown with it.
 
-The page only renders this; the rule lives here, in one place (docs/monitor.md, "What the
-panel shows"):
+The page, the ward and an edge agent's terminal only render this; the rule lives here, in one
+place (docs/monitor.md, "What the panel shows"):
 
 - no face found: ``no face``, no number;
 - a face the model cannot judge: ``cannot assess``, no number;

@@ -19,7 +19,7 @@ from neopain.faces.base import Face, FaceDetector
 from neopain.faces.crop import CropRule
 from neopain.monitor.pipeline import Assessor
 from neopain.prediction import Prediction, Predictor
-from neopain.server.display import shown_of, shown_state
+from neopain.monitor.display import shown_of, shown_state
 from neopain.server.live import reply_of
 
 UNASSESSABLE = 1.0  # a face this bright is one the fake model cannot judge
