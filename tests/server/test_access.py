@@ -66,6 +66,9 @@ ACCESS = {
     ("GET", "/patients/{patient_id}/alarms"): ANY,
     ("POST", "/patients/{patient_id}/alarms"): CARE,
 }
+DEVICE = {("GET", "/api/device/clock"), ("POST", "/api/device/heartbeat"),
+          ("POST", "/api/device/records")}
+"""Routes a bed device's token opens, and nothing else (tests/server/test_device_api.py)."""
 NOT_PATIENT_DATA = {"/api/me", "/instructions", "/users", "/audit", "/patients/new"}
 LOGOUTS = {"/logout", "/api/logout"}
 
@@ -111,9 +114,18 @@ def clients(module_server) -> dict[str, object]:
 
 def test_every_route_is_classified(app_routes):
     routes = set(app_routes)
-    unclassified = routes - PUBLIC - set(ACCESS)
-    assert not unclassified, f"add these routes to ACCESS or PUBLIC: {sorted(unclassified)}"
-    assert set(ACCESS) | PUBLIC == routes, "ACCESS lists routes the app no longer has"
+    unclassified = routes - PUBLIC - set(ACCESS) - DEVICE
+    assert not unclassified, f"add these routes to ACCESS, DEVICE or PUBLIC: {sorted(unclassified)}"
+    assert set(ACCESS) | PUBLIC | DEVICE == routes, "ACCESS lists routes the app no longer has"
+
+
+@pytest.mark.parametrize("route", sorted(DEVICE), ids=lambda r: f"{r[0]} {r[1]}")
+def test_device_routes_answer_401_to_everyone_without_a_device_token(module_server,
+                                                                     clients, route):
+    method, path = route
+    for client in [module_server.client(), *clients.values()]:
+        assert call(client, method, path, csrf=client.csrf if hasattr(client, "csrf") else None
+                    ) == 401
 
 
 @pytest.mark.parametrize("route", sorted(ACCESS), ids=lambda r: f"{r[0]} {r[1]}")

@@ -34,7 +34,8 @@ from neopain.server.middleware import (
     CRASH_MESSAGE, BodyLimit, RequestGuard, add_transport_middleware,
 )
 from neopain.server.render import make_templates, render
-from neopain.server.routes import api, auth, live, pages, uploads, ward
+from neopain.server.devices import DeviceHub
+from neopain.server.routes import api, auth, devices, live, pages, uploads, ward
 from neopain.server.sweeper import idle_sweeper
 from neopain.server.alarm_engine import alarm_engine
 from neopain.server.ward import WardHub
@@ -80,8 +81,9 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
     app.state.templates = make_templates(settings)
     app.state.live = live_service
     app.state.ward = ward_hub
+    app.state.devices = DeviceHub(store)
     _add_error_handlers(app)
-    for module in (auth, pages, api, uploads, live, ward):
+    for module in (auth, pages, api, uploads, live, ward, devices):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1e6) + 1_000_000)
@@ -115,8 +117,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AccessError)
     async def access(request: Request, error: AccessError) -> Response:
         if _wants_json(request):
-            return JSONResponse({"detail": error.message}, status_code=error.status,
-                                headers=error.headers)
+            body = {"detail": error.message} | ({"reason": error.reason} if error.reason else {})
+            return JSONResponse(body, status_code=error.status, headers=error.headers)
         if error.status == 401:
             with request.app.state.neopain.store() as db:
                 if crud.count_users(db) == 0:  # a fresh install: make the first admin

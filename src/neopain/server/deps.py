@@ -35,14 +35,16 @@ refused with 422 before any query, instead of overflowing the database driver.""
 
 class AccessError(Exception):
     """Refused: ``status`` 401 (log in), 403 (role or CSRF), 404 or 429 (too many logins);
-    ``message`` for the user (never patient data); ``headers`` such as Retry-After."""
+    ``message`` for the user (never patient data); ``headers`` such as Retry-After;
+    ``reason``: a word a program acts on (the device API's ``revoked``), "" for none."""
 
     def __init__(self, status: int, message: str, *,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.reason = reason
 
 
 @dataclass

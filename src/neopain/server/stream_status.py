@@ -71,18 +71,25 @@ class StatusWriter:
 
     def frame(self, result: FrameAssessment, *, shown: Shown, now: datetime) -> None:
         """Note one frame's assessment, received at ``now``."""
+        self.reading(kind=shown.kind, smoothed=result.smoothed, confidence=shown.confidence,
+                     held=result.held_state, now=now)
+
+    def reading(self, *, kind: str, smoothed: float | None, confidence: float | None,
+                held: str | None, now: datetime) -> None:
+        """Note what a frame taken at ``now`` showed (``Shown.kind`` and ``confidence``,
+        ``FrameAssessment.smoothed`` and ``held_state``): a bed device sends these, not
+        frames."""
         last = self.pending_ or self.written_ or self.carried_
-        state = WARD_STATE[shown.kind]
+        state = WARD_STATE[kind]
         # a face whose pain the model could say: uncertain is not one (alarm_rules: after
         # noface_s it raises "No assessment")
-        assessed = shown.kind in ("pain", "nopain")
-        held = result.held_state
+        assessed = kind in ("pain", "nopain")
         before = None if last is None else last.pain_since
         # the held state outlasts a frame or two without a face; unknown and uncertain keep the
         # onset (pain broken by moments of uncertainty is still pain since its start)
         pain_since = {"pain": before or now, "nopain": None}.get(held, before)
         status = StreamStatus(
-            state=state, smoothed=result.smoothed, confidence=shown.confidence,
+            state=state, smoothed=smoothed, confidence=confidence,
             first_frame_at=now if last is None else last.first_frame_at, last_frame_at=now,
             last_assessed_at=now if assessed else None if last is None else last.last_assessed_at,
             held_state=held, pain_since=pain_since, stream_started_at=self.started_at)

@@ -1,6 +1,7 @@
 """The records tables (SQLAlchemy 2): users, their login sessions and login rate limit,
 patients, monitoring sessions, assessments, sessions' rest calibrations, the ward's live status,
-alarms, alarm pauses and patients' alarm limits, and the audit log.
+alarms, alarm pauses and patients' alarm limits, bed devices and their bindings to sessions, and
+the audit log.
 
 Rows holding patient data never leave the server as they are: the server turns them into its
 own output schemas. Times are stored as UTC and read back timezone-aware (``UtcDateTime``), on
@@ -154,6 +155,7 @@ class Assessment(Base):
         CheckConstraint("prob_pain IS NULL OR (prob_pain >= 0 AND prob_pain <= 1)", name="prob"),
         Index("ix_assessments_patient_time", "patient_id", "time"),
         Index("ix_assessments_session_time", "session_id", "time"),
+        Index("uq_assessments_device_record", "device_id", "record_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -173,6 +175,10 @@ class Assessment(Base):
     face_box: Mapped[str | None] = mapped_column(String(100))  # JSON [x1, y1, x2, y2]
     has_snapshot: Mapped[bool] = mapped_column(Boolean, default=False)
     snapshot: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    # a bed device's record: the device and the record's own id (unique per device, so a
+    # record the device sends twice is stored once); None for the browser and uploads
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    record_id: Mapped[str | None] = mapped_column(String(64))
 
     @hybrid_property
     def shown_state(self) -> str | None:
@@ -296,6 +302,47 @@ class AlarmLimit(Base):
     noface_s: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class Device(Base):
+    """A bed device running ``neopain agent``: its name, the SHA-256 of its token (the token
+    itself is shown once, never stored), who registered it, and when it was revoked (a revoked
+    device is refused for good) and last heard from."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DeviceBinding(Base):
+    """A device bound to one live monitoring session, from ``bound_at`` until ``unbound_at``
+    (None: bound now). A device's records are taken for a session only for times it was bound
+    to it; one open binding per device and per session."""
+
+    __tablename__ = "device_bindings"
+    __table_args__ = (
+        Index("uq_device_bindings_open_device", "device_id", unique=True,
+              sqlite_where=text("unbound_at IS NULL"),
+              postgresql_where=text("unbound_at IS NULL")),
+        Index("uq_device_bindings_open_session", "session_id", unique=True,
+              sqlite_where=text("unbound_at IS NULL"),
+              postgresql_where=text("unbound_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("monitoring_sessions.id"), index=True)
+    bound_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    bound_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    unbound_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    unbound_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class AuditEntry(Base):

@@ -7,8 +7,9 @@ Functions take the SQLAlchemy ``Session`` first and everything else by keyword.
 The functions live in ``base`` (commit, audit), ``accounts`` (users, logins, the login rate
 limit), ``records`` (patients, sessions, assessments), ``liveness`` (live streams' connections
 and frames, ending idle sessions), ``calibrations`` (a session's rest calibrations), ``alarms``
-(streams' status, alarm transitions, pauses, patients' limits) and ``ward`` (reading the open
-beds and their alarms); callers use them as ``crud.NAME``.
+(streams' status, alarm transitions, pauses, patients' limits), ``ward`` (reading the open
+beds and their alarms) and ``devices`` (bed devices, their bindings and records); callers use
+them as ``crud.NAME``.
 """
 
 from neopain.store.crud.accounts import (
@@ -23,6 +24,11 @@ from neopain.store.crud.alarms import (
 from neopain.store.crud.base import SYSTEM, audit, list_audit
 from neopain.store.crud.calibrations import (
     add_calibration, calibration_reference, latest_calibration,
+)
+from neopain.store.crud.devices import (
+    DeviceRecord, DeviceView, Refused, add_device_records, bind_device, create_device,
+    current_session, device_of_token, find_device, get_device, list_devices, note_device_seen,
+    revoke_device, session_device, unbind_device,
 )
 from neopain.store.crud.history import (
     SessionSummary, audit_choices, newest_audit_id, session_summaries,
@@ -52,5 +58,8 @@ __all__ = [
     "get_alarm",
     "pause_alarms", "raise_alarm", "read_status", "resolve_alarm", "set_alarm_limits",
     "write_status", "stream_status_of",
+    "DeviceRecord", "DeviceView", "Refused", "add_device_records", "bind_device",
+    "create_device", "current_session", "device_of_token", "find_device", "get_device",
+    "list_devices", "note_device_seen", "revoke_device", "session_device", "unbind_device",
     "Bed", "list_alarms", "open_beds", "patients_of", "recent_smoothed", "unresolved_alarms",
 ]

@@ -1,0 +1,115 @@
+"""Bed devices seen from the server: who a request's bearer token belongs to, and what each
+device's heartbeats say about its bed.
+
+A device (``neopain agent``) assesses at the bed and sends no frames: its heartbeat carries
+what its bed shows now (``monitor.display``: the kind, the confidence, the smoothed P(pain) and
+the held state) and the server-clock time of its newest frame. ``DeviceHub`` turns that into
+the bound session's ``live_status`` through the same ``StatusWriter`` a browser stream uses, so
+the ward, its alarms (link lost included: a device whose heartbeats stop stops moving
+``last_frame_at``) and the idle sweep treat a device's bed exactly like a browser's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from neopain.server.stream_status import StatusWriter
+from neopain.store import crud
+from neopain.store.crud.liveness import SEEN_WRITE_S
+from neopain.store.session import StoreError
+from neopain.store.tables import Device, MonitoringSession, utc_now
+
+log = logging.getLogger("neopain.server")
+
+HEARTBEAT_S = 0.5
+"""How often a device sends its heartbeat; a revoked device hears of it at the next one."""
+SNAPSHOT_SIDE = 320
+"""The longest side of a device's snapshots, in pixels."""
+AUDIT_REPEAT_S = 60.0
+"""A device's connection or refusal is audited at most this often."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a device's bed shows now (its heartbeat's ``status``); ``frame_at``: the time of
+    its newest frame on the server's clock."""
+
+    kind: str
+    smoothed: float | None
+    confidence: float | None
+    held_state: str | None
+    frame_at: datetime
+
+
+class _Bed:
+    """One device's bound session as this process last saw it."""
+
+    def __init__(self, store: sessionmaker[Session], session: MonitoringSession) -> None:
+        self.session_id = session.id
+        self.writer = StatusWriter(store, session_id=session.id, started_at=utc_now())
+        self.writer.resume()
+        self.noted_at = -float("inf")  # monotonic time of the last note_frame
+        self.frame_at: datetime | None = None
+
+
+class DeviceHub:
+    """The devices' beds in this server process: one ``StatusWriter`` per bound session.
+
+    Several processes may serve one database: each writes what its requests bring, and
+    ``crud.write_status`` keeps the newest stream's status.
+    """
+
+    def __init__(self, store: sessionmaker[Session]) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._beds: dict[int, _Bed] = {}
+        self._audited: dict[tuple[int, str], float] = {}
+
+    def heartbeat(self, device: Device, *, session: MonitoringSession | None,
+                  reading: Reading | None) -> None:
+        """A device's heartbeat: its bound ``session`` (None: unbound) and what it shows."""
+        with self._lock:
+            bed = self._beds.get(device.id)
+            if session is None:
+                self._beds.pop(device.id, None)
+                return
+            if bed is None or bed.session_id != session.id:
+                bed = self._beds[device.id] = _Bed(self.store, session)
+                self.audit_once(device, "device_connect", f"session={session.id}")
+        if reading is None:
+            return
+        now = utc_now()
+        frame_at = min(reading.frame_at, now)
+        if bed.frame_at is not None and frame_at < bed.frame_at:
+            frame_at = bed.frame_at  # a clock correction never moves the bed back in time
+        bed.frame_at = frame_at
+        bed.writer.reading(kind=reading.kind, smoothed=reading.smoothed,
+                           confidence=reading.confidence, held=reading.held_state, now=frame_at)
+        if time.monotonic() - bed.noted_at >= SEEN_WRITE_S / 2:  # a frame's note, not a beat's
+            bed.noted_at = time.monotonic()
+            self._write(crud.note_frame, session_id=session.id, now=frame_at)
+
+    def audit_once(self, device: Device, action: str, detail: str = "") -> None:
+        """Audit ``action`` by ``device``, at most once every ``AUDIT_REPEAT_S`` per device and
+        action (a device retries every half second; the log keeps the event, not the retries)."""
+        key = (device.id, action)
+        now = time.monotonic()
+        if now - self._audited.get(key, -AUDIT_REPEAT_S) < AUDIT_REPEAT_S:
+            return
+        self._audited[key] = now
+        self._write(crud.audit, actor=f"device:{device.id}", action=action, object_type="device",
+                    object_id=device.id, detail=f"device {device.name} {detail}".strip())
+
+    def _write(self, write, **kwargs) -> None:  # noqa: ANN001 - a crud function
+        try:
+            with self.store() as db:
+                write(db, **kwargs)
+        except (StoreError, SQLAlchemyError) as error:  # the next heartbeat tries again
+            log.warning("a device's %s failed: %s", write.__name__, type(error).__name__)

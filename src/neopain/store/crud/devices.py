@@ -1,0 +1,291 @@
+"""Bed devices (``neopain agent``): registering one with a token shown once, revoking it,
+binding it to a patient's live session and unbinding it, and the records it sends, stored once
+each (a device's record id is unique per device) and only for a session the device was bound to
+at the record's time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from neopain.store.crud.base import commit, stage_audit
+from neopain.store.crud.records import _stage_end, _stage_start
+from neopain.store.session import StoreError
+from neopain.store.tables import (
+    Assessment, Device, DeviceBinding, MonitoringSession, Patient, User, utc_now,
+)
+
+TOKEN_PREFIX = "npd_"
+"""Device tokens start with this, so one pasted in the wrong place is recognisable."""
+NAME_LENGTH = 100
+CLOCK_SKEW_S = 2.0
+"""How far a record's time may lie outside its binding (the device's clock offset is measured,
+not exact, and it learns of a new binding at its next heartbeat)."""
+SEEN_WRITE_S = 5.0
+"""``note_device_seen`` writes ``last_seen_at`` at most this often."""
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 (hex) a device token is stored and looked up by."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def create_device(db: Session, *, actor: User | None, name: str) -> tuple[Device, str]:
+    """Register a bed device; the device and its token (shown once: only its hash is kept).
+
+    Raises:
+        StoreError: an empty or over-long name, or one another device has.
+    """
+    name = " ".join(name.split())
+    if not 1 <= len(name) <= NAME_LENGTH:
+        raise StoreError(f"a device name must be 1–{NAME_LENGTH} characters, e.g. "
+                         "\"NICU bed 7\"")
+    if db.scalar(select(Device.id).where(Device.name == name)) is not None:
+        raise StoreError(f"a device named {name!r} exists already; choose another name")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    device = Device(name=name, token_hash=token_hash(token),
+                    created_by=None if actor is None else actor.id)
+    db.add(device)
+    db.flush()
+    stage_audit(db, actor, "device_create", "device", device.id)
+    commit(db, "register a device")
+    return device, token
+
+
+def get_device(db: Session, device_id: int) -> Device | None:
+    """The device with this id, or None."""
+    return db.get(Device, device_id)
+
+
+def find_device(db: Session, *, name: str) -> Device | None:
+    """The device with this name, or None."""
+    return db.scalar(select(Device).where(Device.name == " ".join(name.split())))
+
+
+def device_of_token(db: Session, token: str) -> Device | None:
+    """The device this token belongs to (revoked ones too), or None."""
+    return db.scalar(select(Device).where(Device.token_hash == token_hash(token)))
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """A device with the live session it is bound to now (None: unbound)."""
+
+    device: Device
+    session: MonitoringSession | None
+    patient: Patient | None
+
+
+def list_devices(db: Session) -> list[DeviceView]:
+    """Every device, by name, with its current session and patient."""
+    bound = {binding.device_id: (session, patient) for binding, session, patient in db.execute(
+        select(DeviceBinding, MonitoringSession, Patient)
+        .join(MonitoringSession, MonitoringSession.id == DeviceBinding.session_id)
+        .join(Patient, Patient.id == MonitoringSession.patient_id)
+        .where(DeviceBinding.unbound_at.is_(None), MonitoringSession.ended_at.is_(None)))}
+    return [DeviceView(device, *bound.get(device.id, (None, None)))
+            for device in db.scalars(select(Device).order_by(Device.name))]
+
+
+def current_session(db: Session, *, device_id: int) -> MonitoringSession | None:
+    """The open live session the device is bound to now, or None."""
+    return db.scalar(select(MonitoringSession)
+                     .join(DeviceBinding, DeviceBinding.session_id == MonitoringSession.id)
+                     .where(DeviceBinding.device_id == device_id,
+                            DeviceBinding.unbound_at.is_(None),
+                            MonitoringSession.ended_at.is_(None)))
+
+
+def session_device(db: Session, *, session_id: int) -> Device | None:
+    """The device bound to this session now, or None (a browser stream, or none)."""
+    return db.scalar(select(Device).join(DeviceBinding, DeviceBinding.device_id == Device.id)
+                     .where(DeviceBinding.session_id == session_id,
+                            DeviceBinding.unbound_at.is_(None)))
+
+
+def _close_open_binding(db: Session, device: Device, *, actor: User | None,
+                        now: datetime, end_session: bool) -> MonitoringSession | None:
+    """Stage the end of the device's open binding (and of its session when asked); the
+    session it was bound to, or None."""
+    binding = db.scalar(select(DeviceBinding).where(DeviceBinding.device_id == device.id,
+                                                    DeviceBinding.unbound_at.is_(None)))
+    if binding is None:
+        return None
+    session = db.get(MonitoringSession, binding.session_id)
+    binding.unbound_at = now if session.ended_at is None else min(now, session.ended_at)
+    binding.unbound_by = None if actor is None else actor.id
+    stage_audit(db, actor, "device_unbind", "device", device.id, f"session={session.id}")
+    if end_session and session.ended_at is None:
+        _stage_end(db, session, actor=actor, when=now)
+    return session
+
+
+def bind_device(db: Session, device: Device, *, patient: Patient,
+                actor: User | None) -> MonitoringSession:
+    """Start a live session of ``patient`` fed by ``device`` and bind them, in one transaction.
+
+    Raises:
+        StoreError: the device is revoked, or bound to another open session (unbind it first).
+    """
+    if device.revoked_at is not None:
+        raise StoreError(f"device {device.name!r} is revoked; register a new one")
+    bound = current_session(db, device_id=device.id)
+    if bound is not None:
+        raise StoreError(f"device {device.name!r} already watches another bed (session "
+                         f"{bound.id}); unbind it there first")
+    now = utc_now()
+    _close_open_binding(db, device, actor=actor, now=now, end_session=False)  # an ended one
+    session = _stage_start(db, actor=actor, patient=patient, source="live",
+                           model=f"bed device {device.name}")
+    db.add(DeviceBinding(device_id=device.id, session_id=session.id, bound_at=now,
+                         bound_by=None if actor is None else actor.id))
+    stage_audit(db, actor, "device_bind", "device", device.id,
+                f"session={session.id} patient={patient.id}")
+    commit(db, f"bind device {device.id}")
+    return session
+
+
+def unbind_device(db: Session, device: Device, *, actor: User | None) -> MonitoringSession | None:
+    """End the device's binding and the live session it fed; the session, or None when it
+    was not bound (nothing changes then)."""
+    session = _close_open_binding(db, device, actor=actor, now=utc_now(), end_session=True)
+    if session is not None:
+        commit(db, f"unbind device {device.id}")
+    return session
+
+
+def revoke_device(db: Session, device: Device, *, actor: User | None) -> bool:
+    """Revoke a device for good (its token is refused from now on) and end its binding; the
+    session it fed stays open, so its bed shows the camera link lost until a clinician acts.
+    Whether this call revoked it (False: revoked before)."""
+    now = utc_now()
+    won = db.execute(update(Device).where(Device.id == device.id, Device.revoked_at.is_(None))
+                     .values(revoked_at=now, revoked_by=None if actor is None else actor.id)
+                     .execution_options(synchronize_session=False)).rowcount == 1
+    if won:
+        _close_open_binding(db, device, actor=actor, now=now, end_session=False)
+        stage_audit(db, actor, "device_revoke", "device", device.id)
+    commit(db, f"revoke device {device.id}")
+    db.refresh(device)
+    return won
+
+
+def note_device_seen(db: Session, *, device_id: int, now: datetime) -> bool:
+    """Note a request from the device at ``now``, at most every ``SEEN_WRITE_S``; whether
+    written."""
+    seen = Device.last_seen_at
+    written = db.execute(update(Device).where(
+        Device.id == device_id,
+        seen.is_(None) | (seen <= now - timedelta(seconds=SEEN_WRITE_S)))
+        .values(last_seen_at=now).execution_options(synchronize_session=False)).rowcount
+    commit(db, f"note device {device_id}")
+    return written == 1
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One assessment a device sends (``add_device_records``); times aware UTC."""
+
+    record_id: str
+    session_id: int
+    time: datetime
+    label: str
+    prob_pain: float
+    smoothed: float | None
+    state: str | None
+    uncertain: bool
+    changed: bool
+    face_box: Sequence[float]
+    latency_ms: float
+    model: str
+    snapshot: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A record that will never be stored, and why (no patient data)."""
+
+    record_id: str
+    reason: str
+    detail: str
+
+
+def _bindings(db: Session, *, device_id: int, session_ids: set[int]
+              ) -> dict[int, list[tuple[DeviceBinding, MonitoringSession]]]:
+    found: dict[int, list[tuple[DeviceBinding, MonitoringSession]]] = {}
+    for binding, session in db.execute(
+            select(DeviceBinding, MonitoringSession)
+            .join(MonitoringSession, MonitoringSession.id == DeviceBinding.session_id)
+            .where(DeviceBinding.device_id == device_id,
+                   DeviceBinding.session_id.in_(session_ids))):
+        found.setdefault(session.id, []).append((binding, session))
+    return found
+
+
+def _binding_covers(binding: DeviceBinding, session: MonitoringSession, when: datetime,
+                    now: datetime) -> bool:
+    skew = timedelta(seconds=CLOCK_SKEW_S)
+    ends = [t for t in (binding.unbound_at, session.ended_at) if t is not None]
+    end = min(ends) if ends else now
+    return binding.bound_at - skew <= when <= end + skew
+
+
+def add_device_records(db: Session, *, device: Device, records: Sequence[DeviceRecord]
+                       ) -> tuple[list[str], list[Refused]]:
+    """Store a device's records in one transaction; the ids acknowledged (stored now or
+    before: a record sent twice is stored once) and the records refused for good (a session
+    the device was not bound to at the record's time, a time in the future).
+
+    Raises:
+        StoreError: the database refused the batch (nothing of it was stored).
+    """
+    now = utc_now()
+    ids = [record.record_id for record in records]
+    stored = set(db.scalars(select(Assessment.record_id).where(
+        Assessment.device_id == device.id, Assessment.record_id.in_(ids))))
+    bindings = _bindings(db, device_id=device.id,
+                         session_ids={record.session_id for record in records})
+    acked: list[str] = []
+    refused: list[Refused] = []
+    for record in records:
+        if record.record_id in stored:
+            acked.append(record.record_id)
+            continue
+        if record.time > now + timedelta(seconds=CLOCK_SKEW_S):
+            refused.append(Refused(record.record_id, "invalid", "time lies in the future of "
+                                   "the server's clock"))
+            continue
+        cover = [session for binding, session in bindings.get(record.session_id, [])
+                 if _binding_covers(binding, session, record.time, now)]
+        if not cover:
+            refused.append(Refused(record.record_id, "not_bound",
+                                   f"this device was not bound to session {record.session_id} "
+                                   "at the record's time"))
+            continue
+        session = cover[0]
+        db.add(Assessment(
+            session_id=session.id, patient_id=session.patient_id, time=record.time,
+            offset_s=(record.time - session.started_at).total_seconds(), face_found=True,
+            label=record.label, prob_pain=record.prob_pain, smoothed=record.smoothed,
+            state=record.state, uncertain=record.uncertain, changed=record.changed,
+            model=record.model, latency_ms=record.latency_ms,
+            face_box=json.dumps([round(float(v), 1) for v in record.face_box]),
+            has_snapshot=record.snapshot is not None, snapshot=record.snapshot,
+            device_id=device.id, record_id=record.record_id))
+        stored.add(record.record_id)
+        acked.append(record.record_id)
+    try:
+        db.commit()
+    except IntegrityError:  # the same records arrived twice at once: the other request won
+        db.rollback()
+        raise StoreError(f"device {device.id}: records being stored by another request; "
+                         "send them again") from None
+    return acked, refused
