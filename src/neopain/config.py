@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     detector: str = Field(default="mediapipe-short", description="Face detector of the monitor.")
     smoothing_window: int = Field(default=5, ge=1, le=50,
                                   description="Frames the monitor smooths P(pain) over.")
+    redetect_every: int = Field(
+        default=10, ge=0, le=1000,
+        description="Live monitoring follows the face with the face mesh and runs the detector "
+                    "every this many frames and when the face is lost; 0 detects in every "
+                    "frame.")
     host: str = Field(default="127.0.0.1", description="Address the server listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
     secure_cookies: bool | None = Field(

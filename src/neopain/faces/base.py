@@ -31,12 +31,15 @@ class DetectorError(NeopainError):
 
 @dataclass(frozen=True)
 class Face:
-    """One detected face: ``box`` (x1, y1, x2, y2) in pixels, ``score`` in [0, 1], and the 5
-    keypoints as a (5, 2) array in ``KEYPOINT_NAMES`` order, or None when the detector has none."""
+    """One detected face: ``box`` (x1, y1, x2, y2) in pixels, ``score`` in [0, 1], the 5
+    keypoints as a (5, 2) array in ``KEYPOINT_NAMES`` order, or None when the detector has none,
+    and the face mesh's landmarks ((468 or 478, 3), the same pixels) when a tracker
+    (``faces.tracking``) found them, else None."""
 
     box: tuple[float, float, float, float]
     score: float
     keypoints: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
 
     @property
     def area(self) -> float:
@@ -44,9 +47,11 @@ class Face:
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
     def scaled(self, factor: float) -> Face:
-        """The same face in an image ``factor`` times as large (boxes and keypoints scaled)."""
+        """The same face in an image ``factor`` times as large (box, keypoints and landmarks
+        scaled)."""
         keypoints = None if self.keypoints is None else self.keypoints * factor
-        return Face(tuple(v * factor for v in self.box), self.score, keypoints)
+        landmarks = None if self.landmarks is None else self.landmarks * factor
+        return Face(tuple(v * factor for v in self.box), self.score, keypoints, landmarks)
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

@@ -4,7 +4,8 @@
 video mode (the face found in one frame is tracked into the next, searched again only when the
 tracking is lost), and returns the points in image pixels. ``keypoints_from_landmarks`` derives
 the manifest's 5 keypoints from them; ``save_landmarks`` / ``load_landmarks`` keep them per image
-as ``.npy`` files.
+as ``.npy`` files. A ``MeshedCrop`` is a face crop that carries the landmarks already found for
+it (``landmarks_of``), so that a predictor scoring landmarks need not run the mesh again.
 """
 
 from __future__ import annotations
@@ -127,6 +128,11 @@ class FaceMesh:
         # mediapipe gives x, y as fractions of the image's width and height, z on the scale of x
         return points * np.array([width, height, width], dtype=np.float32)
 
+    def reset(self) -> None:
+        """Forget the tracked face (video mode): the next frame is searched afresh."""
+        if self._graph is not None:
+            self._graph.reset()
+
     def close(self) -> None:
         """Free the MediaPipe graph. Safe to call twice."""
         self._closed = True
@@ -153,6 +159,33 @@ def _check_points(points: np.ndarray, *, what: str, columns: tuple[int, ...] = (
     if not np.isfinite(points).all():
         raise LandmarkError(f"{what} holds NaN or infinite values; valid: finite numbers")
     return points
+
+
+class MeshedCrop(np.ndarray):
+    """A face crop (BGR uint8 H×W×3) carrying the face mesh's landmarks in its own pixels, found
+    before it was cut (``faces.tracking.cut_face``). Any predictor sees an ordinary array; one
+    that scores landmarks reads them with ``landmarks_of`` instead of meshing the crop again.
+    Arrays made from it (slices, copies, arithmetic) carry none.
+
+    Raises:
+        LandmarkError: ``landmarks`` are not face mesh landmarks.
+    """
+
+    landmarks: np.ndarray | None
+
+    def __new__(cls, crop: np.ndarray, *, landmarks: np.ndarray) -> MeshedCrop:
+        points = _check_points(landmarks, what="landmarks").astype(np.float32)
+        out = np.asarray(crop).view(cls)
+        out.landmarks = points
+        return out
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.landmarks = None
+
+
+def landmarks_of(crop: np.ndarray) -> np.ndarray | None:
+    """The landmarks a ``MeshedCrop`` carries; None for any other array."""
+    return crop.landmarks if isinstance(crop, MeshedCrop) else None
 
 
 def keypoints_from_landmarks(points: np.ndarray) -> np.ndarray:

@@ -15,6 +15,11 @@ most a quarter are; a frame without a band counts as not referred, so a model wi
 never gives uncertain, one odd frame in a window of five cannot make the panel flicker, and
 nor can a face referred every other frame.
 
+With ``redetect_every`` N >= 1 the face is followed from frame to frame by the face mesh
+(``faces.tracking.FaceTracker``) and the detector runs only when the track is lost and every N
+frames; a followed face's crop carries its landmarks, so a landmark model (``nfcs``) does not
+mesh it again, and any other model sees the same crop as before. 0 detects in every frame.
+
 Frames without a face leave the window as it is; after more than ``max_gap_s`` seconds without
 a face the window is emptied and the next face starts afresh (``changed`` again), so a state
 from minutes ago is never carried over to a face that comes back.
@@ -36,6 +41,7 @@ import numpy as np
 
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
+from neopain.faces.tracking import FaceTracker, cut_face
 from neopain.prediction import Prediction, Predictor
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class FrameAssessment:
             False for a model without a band.
         changed: True on the first assessed face (after a start, ``reset`` or long gap) and on
             the first frame after each change of the smoothed state (not of ``uncertain``).
-        latency_ms: detect + crop + predict for this frame, in milliseconds.
+        latency_ms: detect (or track) + crop + predict for this frame, in milliseconds.
         crop: the face crop the model assessed (for its ``evidence``); None when no face.
     """
 
@@ -144,6 +150,9 @@ class Assessor:
         hysteresis: how far past the threshold the median must go to change the state.
         max_gap_s: seconds without a face after which the window is forgotten.
         threshold: the pain threshold; None uses each prediction's own (the model's).
+        redetect_every: 0 runs the detector on every frame; N >= 1 follows the face with the
+            face mesh and runs the detector every N frames and when the face is lost (module
+            docstring). The tracker is this stream's: ``reset`` forgets it, ``close`` frees it.
 
     Raises:
         NeopainError: an argument out of range (named with what is valid).
@@ -151,13 +160,14 @@ class Assessor:
 
     def __init__(self, predictor: Predictor, *, detector: str | FaceDetector = "mediapipe-short",
                  window: int = 5, hysteresis: float = 0.1, max_gap_s: float = 2.0,
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, redetect_every: int = 0) -> None:
         self.predictor = predictor
         self.detector = detector
         self.window = window
         self.hysteresis = hysteresis
         self.max_gap_s = max_gap_s
         self.threshold = threshold
+        self.redetect_every = redetect_every
         if not isinstance(predictor, Predictor):
             raise NeopainError(f"predictor={predictor!r} must be a neopain Predictor "
                                "(neopain.prediction.load_predictor)")
@@ -168,9 +178,14 @@ class Assessor:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise NeopainError(f"threshold={threshold!r} must lie between 0 and 1 (exclusive), "
                                "or be None for the model's own")
+        if (isinstance(redetect_every, bool) or not isinstance(redetect_every, int)
+                or redetect_every < 0):
+            raise NeopainError(f"redetect_every={redetect_every!r} must be a whole number of "
+                               "frames >= 0 (0: detect in every frame)")
         self.smoother_ = Smoother(window=window, hysteresis=hysteresis)
         self.detector_: FaceDetector | None = detector if isinstance(detector, FaceDetector) \
             else None
+        self.tracker_: FaceTracker | None = None
         self.last_face_s_: float | None = None
         self.last_time_s_: float | None = None
 
@@ -178,6 +193,15 @@ class Assessor:
         if self.detector_ is None:
             self.detector_ = create_detector(str(self.detector))
         return self.detector_
+
+    def _find_face(self, frame: np.ndarray, *, prior: Face | None) -> Face | None:
+        """The subject's face: detected in this frame, or followed by this stream's tracker."""
+        if not self.redetect_every:
+            faces = self._detector().detect(frame, prior=prior)
+            return choose_face(faces, image_shape=frame.shape)
+        if self.tracker_ is None:
+            self.tracker_ = FaceTracker(self._detector(), redetect_every=self.redetect_every)
+        return self.tracker_.find(frame, prior=prior)
 
     def step(self, frame: np.ndarray, *, time_s: float, prior: Face | None = None
              ) -> FrameAssessment:
@@ -196,11 +220,10 @@ class Assessor:
                                "come in time order (call reset() for a new stream)")
         self.last_time_s_ = time_s
         started = time.perf_counter()
-        faces = self._detector().detect(frame, prior=prior)
-        face = choose_face(faces, image_shape=frame.shape)
+        face = self._find_face(frame, prior=prior)
         prediction = crop = None
         if face is not None:
-            crop = self.predictor.crop.cut(frame, box=face.box)
+            crop = cut_face(frame, face, rule=self.predictor.crop)
             prediction = self.predictor.predict_crops([crop])[0]
         latency_ms = (time.perf_counter() - started) * 1000.0
         if self.last_face_s_ is not None and time_s - self.last_face_s_ > self.max_gap_s:
@@ -227,13 +250,19 @@ class Assessor:
                                uncertain=self.smoother_.uncertain_)
 
     def reset(self) -> None:
-        """Start a new stream: forget the window, the state and the last times."""
+        """Start a new stream: forget the window, the state, the last times and the track."""
         self.smoother_.reset()
+        if self.tracker_ is not None:
+            self.tracker_.reset()
         self.last_face_s_ = None
         self.last_time_s_ = None
 
     def close(self) -> None:
-        """Close the detector this assessor created (never the predictor). Safe to call twice."""
+        """Free the tracker and close the detector this assessor created (never the predictor
+        or a detector it was given). Safe to call twice."""
+        if self.tracker_ is not None:
+            self.tracker_.close()
+            self.tracker_ = None
         if self.detector_ is not None and not isinstance(self.detector, FaceDetector):
             self.detector_.close()
             self.detector_ = None

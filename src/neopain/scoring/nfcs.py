@@ -7,8 +7,9 @@ reaches its threshold, and the face reads as pain when the number of flagged act
 training data. It is not a validated medical device.
 
 ``NfcsScorer`` works on landmarks (pure numpy, well under a millisecond per face);
-``NfcsPredictor`` is the ``Predictor`` that runs the face mesh on face crops first, for
-``neopain assess``, the evaluation commands and the bedside monitor.
+``NfcsPredictor`` is the ``Predictor`` that runs the face mesh on face crops first (or takes
+the landmarks a tracked crop carries), for ``neopain assess``, the evaluation commands and the
+bedside monitor.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from neopain.errors import NeopainError
 from neopain.faces.crop import CropRule
+from neopain.faces.landmarks import landmarks_of
 from neopain.prediction import Calibration, Prediction, Predictor, RuntimeOptions
 from neopain.scoring.actions import (
     ACTIONS,
@@ -340,6 +342,14 @@ class NfcsPredictor(Predictor):
         for seen, points in self._meshed:
             if seen is crop:
                 return points
+        return self._own_mesh(crop)
+
+    def _own_mesh(self, crop: np.ndarray) -> np.ndarray | None:
+        """The landmarks the crop carries (a tracked face's, ``faces.tracking``) when they have
+        this predictor's point count, else the face mesh run on the crop."""
+        carried = landmarks_of(crop)
+        if carried is not None and len(carried) == self._mesh.n_landmarks:
+            return carried
         return self._mesh.landmarks(crop)
 
     def calibrate(self, crops: Sequence[np.ndarray]) -> Calibration:
@@ -374,7 +384,7 @@ class NfcsPredictor(Predictor):
         """Full results (intensities, flags, pose) for face crops; a crop smaller than
         ``MIN_CROP_SIDE`` is not meshed and reads "face too small"."""
         meshed = [(crop, None if face_side(crop) < MIN_FACE_SIDE
-                   else self._mesh.landmarks(crop)) for crop in crops]
+                   else self._own_mesh(crop)) for crop in crops]
         self._meshed = meshed  # held for evidence() on the same crops
         return [self.scorer.score(points, face_side=face_side(crop)) for crop, points in meshed]
 
