@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from neopain.server.stream_status import StatusWriter
 from neopain.store import crud
+from neopain.store.crud.devices import SEEN_WRITE_S as DEVICE_SEEN_WRITE_S
 from neopain.store.crud.liveness import SEEN_WRITE_S
 from neopain.store.session import StoreError
-from neopain.store.tables import Device, MonitoringSession, utc_now
+from neopain.store.tables import utc_now
 
 log = logging.getLogger("neopain.server")
 
@@ -51,9 +52,9 @@ class Reading:
 class _Bed:
     """One device's bound session as this process last saw it."""
 
-    def __init__(self, store: sessionmaker[Session], session: MonitoringSession) -> None:
-        self.session_id = session.id
-        self.writer = StatusWriter(store, session_id=session.id, started_at=utc_now())
+    def __init__(self, store: sessionmaker[Session], session_id: int) -> None:
+        self.session_id = session_id
+        self.writer = StatusWriter(store, session_id=session_id, started_at=utc_now())
         self.writer.resume()
         self.noted_at = -float("inf")  # monotonic time of the last note_frame
         self.frame_at: datetime | None = None
@@ -71,18 +72,23 @@ class DeviceHub:
         self._lock = threading.Lock()
         self._beds: dict[int, _Bed] = {}
         self._audited: dict[tuple[int, str], float] = {}
+        self._seen: dict[int, float] = {}
 
-    def heartbeat(self, device: Device, *, session: MonitoringSession | None,
+    def heartbeat(self, *, device_id: int, name: str, session_id: int | None,
                   reading: Reading | None) -> None:
-        """A device's heartbeat: its bound ``session`` (None: unbound) and what it shows."""
+        """A device's heartbeat: the session it is bound to (None: unbound) and what its bed
+        shows. Call it holding no database connection: it opens its own."""
         with self._lock:
-            bed = self._beds.get(device.id)
-            if session is None:
-                self._beds.pop(device.id, None)
+            bed = self._beds.get(device_id)
+            if session_id is None:
+                self._beds.pop(device_id, None)
                 return
-            if bed is None or bed.session_id != session.id:
-                bed = self._beds[device.id] = _Bed(self.store, session)
-                self.audit_once(device, "device_connect", f"session={session.id}")
+            fresh = bed is None or bed.session_id != session_id
+            if fresh:
+                bed = self._beds[device_id] = _Bed(self.store, session_id)
+        if fresh:
+            self.audit_once(device_id=device_id, name=name, action="device_connect",
+                            detail=f"session={session_id}")
         if reading is None:
             return
         now = utc_now()
@@ -94,18 +100,31 @@ class DeviceHub:
                            confidence=reading.confidence, held=reading.held_state, now=frame_at)
         if time.monotonic() - bed.noted_at >= SEEN_WRITE_S / 2:  # a frame's note, not a beat's
             bed.noted_at = time.monotonic()
-            self._write(crud.note_frame, session_id=session.id, now=frame_at)
+            self._write(crud.note_frame, session_id=session_id, now=frame_at)
 
-    def audit_once(self, device: Device, action: str, detail: str = "") -> None:
-        """Audit ``action`` by ``device``, at most once every ``AUDIT_REPEAT_S`` per device and
-        action (a device retries every half second; the log keeps the event, not the retries)."""
-        key = (device.id, action)
+    def seen_due(self, device_id: int) -> bool:
+        """Whether the device's ``last_seen_at`` is due to be written (at most every
+        ``crud.devices.SEEN_WRITE_S`` by this process)."""
         now = time.monotonic()
-        if now - self._audited.get(key, -AUDIT_REPEAT_S) < AUDIT_REPEAT_S:
-            return
-        self._audited[key] = now
-        self._write(crud.audit, actor=f"device:{device.id}", action=action, object_type="device",
-                    object_id=device.id, detail=f"device {device.name} {detail}".strip())
+        with self._lock:
+            if now - self._seen.get(device_id, -DEVICE_SEEN_WRITE_S) < DEVICE_SEEN_WRITE_S:
+                return False
+            self._seen[device_id] = now
+        return True
+
+    def audit_once(self, *, device_id: int, name: str, action: str, detail: str = "") -> None:
+        """Audit ``action`` by a device, at most once every ``AUDIT_REPEAT_S`` per device and
+        action (a device retries every half second; the log keeps the event, not the retries).
+        Call it holding no database connection."""
+        key = (device_id, action)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._audited.get(key, -AUDIT_REPEAT_S) < AUDIT_REPEAT_S:
+                return
+            self._audited[key] = now
+        self._write(crud.audit, actor=f"device:{device_id}", action=action,
+                    object_type="device", object_id=device_id,
+                    detail=f"device {name} {detail}".strip())
 
     def _write(self, write, **kwargs) -> None:  # noqa: ANN001 - a crud function
         try:

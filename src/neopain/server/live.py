@@ -113,7 +113,8 @@ class LiveService:
         if detector is None:
             detector = create_detector(self.settings.detector)
         return Assessor(self.shared_predictor(), detector=detector,
-                        window=self.settings.smoothing_window)
+                        window=self.settings.smoothing_window,
+                        redetect_every=self.settings.redetect_every)
 
     @contextmanager
     def borrowed_assessor(self) -> Iterator[Assessor]:
@@ -125,7 +126,9 @@ class LiveService:
             self.release(assessor)
 
     def release(self, assessor: Assessor) -> None:
-        """Take back a finished stream's detector for the next stream (or close it)."""
+        """Take back a finished stream's detector for the next stream (or close it), and free
+        the stream's face tracker."""
+        assessor.close()  # its tracker's mesh; a detector passed in stays open for the pool
         detector = assessor.detector_
         if detector is None:
             return

@@ -60,8 +60,11 @@ def current_device(request: Request, db: Db) -> Device:
                                "devices on the Devices page.", reason="unknown_token",
                           headers={"WWW-Authenticate": "Bearer"})
     if device.revoked_at is not None:
-        _hub(request).audit_once(device, "device_refused", "revoked")
-        raise AccessError(403, _revoked_message(device), reason="revoked")
+        message = _revoked_message(device)
+        db.close()  # the audit opens its own connection
+        _hub(request).audit_once(device_id=device.id, name=device.name,
+                                 action="device_refused", detail="revoked")
+        raise AccessError(403, message, reason="revoked")
     return device
 
 
@@ -120,14 +123,18 @@ def heartbeat(request: Request, db: Db, device: CurrentDevice, body: HeartbeatIn
               ) -> HeartbeatOut:
     """What the device's bed shows now; the answer names the session it feeds."""
     session = crud.current_session(db, device_id=device.id)
+    session_id = None if session is None else session.id
+    if _hub(request).seen_due(device.id):
+        crud.note_device_seen(db, device_id=device.id, now=utc_now())
+    device_id, name = device.id, device.name
+    db.close()  # the hub writes the bed's status on its own connections
     status = body.status
     reading = None if status is None else Reading(
         kind=status.kind, smoothed=status.smoothed, confidence=status.confidence,
         held_state=status.held_state, frame_at=_time(status.frame_at))
-    _hub(request).heartbeat(device, session=session, reading=reading)
-    crud.note_device_seen(db, device_id=device.id, now=utc_now())
-    return HeartbeatOut(server_time=utc_now().timestamp(), name=device.name,
-                        session_id=None if session is None else session.id,
+    _hub(request).heartbeat(device_id=device_id, name=name, session_id=session_id,
+                            reading=reading)
+    return HeartbeatOut(server_time=utc_now().timestamp(), name=name, session_id=session_id,
                         interval_s=request.app.state.neopain.settings.timeline_interval_s,
                         heartbeat_s=HEARTBEAT_S, snapshot_side=SNAPSHOT_SIDE)
 
@@ -224,7 +231,10 @@ def records(request: Request, db: Db, device: CurrentDevice, body: RecordsIn) ->
             raise AccessError(503, str(error), headers={"Retry-After": "1"}) from None
         refused += more
     if refused:
-        _hub(request).audit_once(device, "device_records_refused",
-                                 f"{len(refused)} refused: {refused[0].reason}")
+        device_id, name = device.id, device.name
+        db.close()  # the audit opens its own connection
+        _hub(request).audit_once(device_id=device_id, name=name,
+                                 action="device_records_refused",
+                                 detail=f"{len(refused)} refused: {refused[0].reason}")
     return RecordsOut(acked=acked, refused=[RefusedOut(id=r.record_id, reason=r.reason,
                                                        detail=r.detail) for r in refused])
