@@ -10,8 +10,8 @@ from rich.markup import escape
 
 from neopain import __version__
 from neopain.cli import (
-    assess, augment, calibrate, dataset, demo, evaluate, explain, export, faces, folds, frames,
-    importing, models, serve, synth, train, users,
+    agent, assess, augment, calibrate, dataset, demo, evaluate, explain, export, faces, folds,
+    frames, importing, models, serve, synth, train, users,
 )
 from neopain.cli.console import (
     console, err_console, fail, setup_logging, silence_native_stderr,
@@ -60,6 +60,7 @@ app.add_typer(explain.app, name="explain")
 app.command("export")(export.export)
 app.command("assess")(assess.assess)
 app.command("serve")(serve.serve)
+app.command("agent")(agent.agent)
 app.add_typer(users.app, name="users")
 
 

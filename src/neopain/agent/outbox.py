@@ -1,0 +1,177 @@
+"""The agent's outbox: every record made and not yet answered for by the server, in SQLite.
+
+A record counts as made once its insert is committed (WAL journal, ``synchronous=FULL``), so a
+crash or a power cut loses none that was made; it leaves the outbox only when the server has
+acknowledged or refused it (``remove``). Records are replayed oldest first (``peek``). The
+outbox is bounded in records and in bytes: a record that does not fit is refused by ``add``
+(counted by the caller as dropped) while the older ones wait, so what is sent stays in order.
+
+The file holds snapshots of a patient's face: it is created readable by its owner only.
+
+Example:
+    >>> with Outbox(path, max_records=10_000, max_bytes=100_000_000) as outbox:
+    ...     outbox.add({"id": "…", ...})
+    ...     batch = outbox.peek(limit=100, max_bytes=4_000_000)
+    ...     outbox.remove([record["id"] for record in batch])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from neopain.errors import NeopainError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class OutboxError(NeopainError):
+    """An outbox file that cannot be opened or written (naming the file and why)."""
+
+
+class Outbox:
+    """Records waiting for the server, oldest first; safe to share between threads.
+
+    Args:
+        path: the SQLite file (created 0600, its folder 0700, when missing).
+        max_records: the most records kept.
+        max_bytes: the most bytes of record JSON kept (snapshots make most of it).
+
+    Raises:
+        OutboxError: a bound that is not a positive whole number, or a file SQLite cannot
+            open as an outbox.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, max_records: int = 100_000,
+                 max_bytes: int = 200_000_000) -> None:
+        self.path = Path(path)
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        for name, value in (("max_records", max_records), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OutboxError(f"{name}={value!r} must be a whole number >= 1")
+        self._lock = threading.Lock()
+        self.refusing_ = False
+        self._db = self._connect()
+        self.count_, self.bytes_ = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM records").fetchone()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except OSError as error:
+            raise OutboxError(f"outbox {self.path}: cannot be created "
+                              f"({error.strerror or error})") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise OutboxError(f"outbox {self.path}: not an outbox SQLite can open ({error}); "
+                              "move it away to start an empty one") from None
+        return db
+
+    @property
+    def _open_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OutboxError(f"outbox {self.path} is closed")
+        return self._db
+
+    @property
+    def full(self) -> bool:
+        """Whether the outbox holds as many records as it may, or refused a record for its
+        bytes since the last ``remove``."""
+        return self.refusing_ or self.count_ >= self.max_records
+
+    def add(self, record: dict) -> bool:
+        """Keep ``record`` (a JSON-ready dict with a unique ``id``); committed before it returns.
+
+        Returns:
+            True when kept (or already kept under that id: never twice); False when it does not
+            fit within ``max_records`` / ``max_bytes`` (the caller counts it as dropped).
+        """
+        body = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        size = len(body.encode())
+        with self._lock:
+            if self.count_ + 1 > self.max_records or self.bytes_ + size > self.max_bytes:
+                self.refusing_ = True
+                return False
+            cursor = self._open_db.execute(
+                "INSERT OR IGNORE INTO records (id, body, size) VALUES (?, ?, ?)",
+                (str(record["id"]), body, size))
+            if cursor.rowcount:
+                self.count_ += 1
+                self.bytes_ += size
+        return True
+
+    def peek(self, *, limit: int = 100, max_bytes: int = 4_000_000) -> list[dict]:
+        """The oldest records, at most ``limit`` of them and ``max_bytes`` together (always at
+        least one when any is kept), oldest first; they stay until ``remove``."""
+        with self._lock:
+            rows = self._open_db.execute("SELECT body, size FROM records ORDER BY seq LIMIT ?",
+                                    (limit,)).fetchall()
+        batch, total = [], 0
+        for body, size in rows:
+            if batch and total + size > max_bytes:
+                break
+            batch.append(json.loads(body))
+            total += size
+        return batch
+
+    def remove(self, ids: list[str]) -> None:
+        """Forget the records of ``ids`` (acknowledged or refused by the server); unknown ids
+        are ignored."""
+        if not ids:
+            return
+        with self._lock:
+            db = self._open_db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self.count_, self.bytes_ = db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM records").fetchone()
+            self.refusing_ = False
+
+    def get_meta(self, key: str) -> object | None:
+        """A JSON value kept with ``set_meta`` (None when never set)."""
+        with self._lock:
+            row = self._open_db.execute("SELECT value FROM meta WHERE key = ?",
+                                        (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: object) -> None:
+        """Keep a JSON value across starts (the last binding, the clock offset)."""
+        with self._lock:
+            self._open_db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                             "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+
+    def close(self) -> None:
+        """Close the file; safe to call twice."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
