@@ -177,3 +177,23 @@ def test_records_carry_server_time(ward, tmp_path, offset):
         agent.run()
     made = [ward.stored[i]["time"] for i in ward.arrivals]
     assert made and all(abs(t - (time.time() + offset)) < 3.0 for t in made)
+
+
+def test_an_agent_releases_its_source_model_and_outbox_however_often_it_runs(ward, tmp_path):
+    """Guards: a file handle (the outbox's SQLite and WAL files) or a thread left behind by
+    each start; a device restarted for hours would run out of them."""
+    import os
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def run_once() -> None:
+        with make_agent(ward, tmp_path, seconds=0.1) as agent:
+            agent.run()
+        assert agent.predictor.closed == 1 and agent.source.closed == 1
+
+    run_once()
+    files, threads = open_files(), threading.active_count()
+    for _ in range(10):
+        run_once()
+    assert open_files() <= files and threading.active_count() <= threads

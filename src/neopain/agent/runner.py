@@ -98,6 +98,14 @@ class AgentFigures:
     ended: str = ""
 
 
+def _kept_binding(kept: object) -> Binding | None:
+    """The binding an earlier start kept in the outbox; None when none (or unreadable)."""
+    try:
+        return Binding(**kept) if isinstance(kept, dict) else None
+    except TypeError:  # written by another version
+        return None
+
+
 class Agent:
     """The edge agent; a context manager that releases the source, predictor and outbox.
 
@@ -124,8 +132,7 @@ class Agent:
         self.drain_s = drain_s
         self.stop_ = threading.Event()
         self.error_: Stop | None = None
-        kept = outbox.get_meta("binding")
-        self.binding_: Binding | None = Binding(**kept) if isinstance(kept, dict) else None
+        self.binding_ = _kept_binding(outbox.get_meta("binding"))
         offset = outbox.get_meta("offset_s")
         self.clock_ = ServerClock(offset_s=float(offset) if offset is not None else 0.0)
         self._lock = threading.Lock()
