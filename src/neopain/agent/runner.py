@@ -117,12 +117,14 @@ class Agent:
             (e.g. ``functools.partial(DeviceClient, url, token=token)``).
         detector: the face detector's name.
         window: frames the smoothing runs over.
+        redetect_every: follow the face from frame to frame and run the detector every this
+            many frames (and whenever the track is lost); 0 detects on every frame.
         drain_s: when a video file ends, seconds to wait for the outbox to empty.
     """
 
     def __init__(self, source: FrameSource, *, predictor: Predictor, outbox: Outbox,
                  client_factory: Callable[[], DeviceClient], detector: str = "mediapipe-short",
-                 window: int = 5, drain_s: float = 5.0) -> None:
+                 window: int = 5, redetect_every: int = 10, drain_s: float = 5.0) -> None:
         self.source = source
         self.predictor = predictor
         self.outbox = outbox
@@ -144,7 +146,8 @@ class Agent:
         self._policy_session: int | None = None
         self._queued = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._assessor = Assessor(predictor, detector=detector, window=window)
+        self._assessor = Assessor(predictor, detector=detector, window=window,
+                                  redetect_every=redetect_every)
 
     # --- the terminal's view -------------------------------------------------------------
     def snapshot(self) -> AgentFigures:

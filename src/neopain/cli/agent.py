@@ -129,7 +129,8 @@ def agent(
     factory = functools.partial(DeviceClient, server, token=token,
                                 cafile=None if cafile is None else str(cafile))
     with Agent(capture, predictor=predictor, outbox=records, client_factory=factory,
-               detector=settings.detector, window=settings.smoothing_window) as runner:
+               detector=settings.detector, window=settings.smoothing_window,
+               redetect_every=settings.redetect_every) as runner:
         console.print(f"neopain agent: {escape(source)} → {escape(server)}, model "
                       f"{escape(predictor.name)}, outbox {escape(str(path))} "
                       f"({records.count_} queued)", highlight=False)
