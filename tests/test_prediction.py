@@ -63,9 +63,9 @@ def with_echo(monkeypatch):
     installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
     echo = SimpleNamespace(name="echo", load=lambda: EchoKind)
     monkeypatch.setattr(prediction, "entry_points", lambda group: [*installed, echo])
-    prediction.predictor_kinds.cache_clear()
+    prediction._entry_points.cache_clear()
     yield
-    prediction.predictor_kinds.cache_clear()
+    prediction._entry_points.cache_clear()
 
 
 def test_a_kind_registered_as_an_entry_point_runs_without_any_other_change(with_echo, tmp_path):
@@ -90,12 +90,12 @@ def test_installed_kinds_must_name_exactly_one_default(monkeypatch):
     installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
     second = SimpleNamespace(name="second", load=lambda: Second)
     monkeypatch.setattr(prediction, "entry_points", lambda group: [*installed, second])
-    prediction.predictor_kinds.cache_clear()
+    prediction._entry_points.cache_clear()
     try:
         with pytest.raises(NeopainError, match="2 defaults; exactly one"):
             load_predictor("second")
     finally:
-        prediction.predictor_kinds.cache_clear()
+        prediction._entry_points.cache_clear()
 
 
 class WholeImage(FaceDetector):
@@ -187,3 +187,23 @@ def test_a_band_the_thresholds_label_contradicts_refers_the_face():
     assert sets == ["nopain", "nopain", "pain", "pain|nopain"]
     assert [p.uncertain for p in shown] == [True, False, False, True]
     assert not Prediction(0.4, "pain", 0.3, "m").uncertain  # no band: never referred
+
+
+def test_a_kind_this_installation_cannot_import_is_left_out_and_named(monkeypatch):
+    """A bed device installs no training stack: the ``run`` kind's module cannot be imported
+    there. The other kinds still load, and asking for that one says why it cannot."""
+
+    def missing():
+        raise ModuleNotFoundError("No module named 'pandas'")
+
+    installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
+    kept = [point for point in installed if point.name != "run"]
+    monkeypatch.setattr(prediction, "entry_points",
+                        lambda group: [*kept, SimpleNamespace(name="run", load=missing)])
+    prediction._entry_points.cache_clear()
+    try:
+        assert "run" not in prediction.predictor_kinds() and "nfcs" in prediction.predictor_kinds()
+        with pytest.raises(NeopainError, match=r"cannot load the run kind .*pandas"):
+            prediction.load_predictor("run")
+    finally:
+        prediction._entry_points.cache_clear()

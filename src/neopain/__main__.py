@@ -1,3 +1,3 @@
-from neopain.cli.app import main
+from neopain.cli.main import main
 
 main()

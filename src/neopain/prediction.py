@@ -338,13 +338,27 @@ class CalibratedPredictor(Predictor):
 
 
 @cache
+def _entry_points() -> tuple[dict[str, type[Predictor]], dict[str, str]]:
+    """The kinds that load here by name, and the others by name with why not (a bed device
+    without the training stack cannot load the ``run`` kind)."""
+    kinds: dict[str, type[Predictor]] = {}
+    missing: dict[str, str] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            kinds[point.name] = point.load()
+        except ImportError as error:  # a package this installation left out
+            missing[point.name] = str(error)
+    return kinds, missing
+
+
 def predictor_kinds() -> dict[str, type[Predictor]]:
-    """Every registered kind of predictor by name (entry points ``neopain.predictors``).
+    """Every registered kind of predictor (entry points ``neopain.predictors``) that loads in
+    this installation, by name.
 
     Raises:
         NeopainError: none or several kinds claim to be the default (a packaging error).
     """
-    kinds = {point.name: point.load() for point in entry_points(group=ENTRY_POINT_GROUP)}
+    kinds = _entry_points()[0]
     defaults = [name for name, kind in kinds.items() if kind.default]
     if len(defaults) != 1:
         raise NeopainError(f"the installed predictor kinds ({', '.join(sorted(kinds))}) have "
@@ -390,5 +404,11 @@ def load_predictor(model: str | os.PathLike[str] | None = None, *,
         if (suffix and suffix in kind.file_suffixes) or (kind.loads_folders
                                                           and os.path.isdir(spec)):
             return kind.open(spec, options=options)
+    missing = _entry_points()[1]
+    if spec in missing or (os.path.isdir(spec) and missing):
+        what = spec if spec in missing else ", ".join(sorted(missing))
+        raise NeopainError(f"--model {spec}: this installation cannot load the {what} kind of "
+                           f"model ({missing.get(spec, next(iter(missing.values())))}); valid "
+                           f"here: {model_choices()}")
     raise NeopainError(f"--model {spec}: not a model neopain can run; valid: "
                        f"{model_choices()}")

@@ -17,8 +17,10 @@ import pytest
 from cli_invoke import invoke
 from skimage import data as skdata
 
-FORBIDDEN = ("torch", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "captum")
-"""Packages a bed device does not install: importing any of them fails in the agent's process."""
+FORBIDDEN = ("torch", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "captum",
+             "pandas", "sklearn", "scipy")
+"""Packages a bed device does not need (the server's and the research stack's): importing any of
+them fails in the agent's process. (matplotlib stays: mediapipe imports it.)"""
 
 
 def write_clip(path, *, seconds: float, fps: int):
@@ -64,7 +66,7 @@ RUN = textwrap.dedent("""
         first.setdefault("cpu", time.process_time())
 
     runner.Agent._assess = timed
-    from neopain.cli.app import app
+    from neopain.cli.device_app import app  # what the console script runs for "agent"
     code = app(sys.argv[1:], prog_name="neopain", standalone_mode=False)
     loaded = [name for name in FORBIDDEN + ("neopain.server", "neopain.store")
               if name in sys.modules]

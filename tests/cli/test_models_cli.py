@@ -186,7 +186,7 @@ def test_a_kind_run_by_name_is_listed_and_shown_though_it_trains_nothing(monkeyp
     installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
     remote = SimpleNamespace(name="remote", load=lambda: Remote)
     monkeypatch.setattr(prediction, "entry_points", lambda group: [*installed, remote])
-    prediction.predictor_kinds.cache_clear()
+    prediction._entry_points.cache_clear()
     try:
         code, output = run("show", "remote")
         assert code == 0 and "remote: a model served by another machine" in " ".join(
@@ -194,4 +194,4 @@ def test_a_kind_run_by_name_is_listed_and_shown_though_it_trains_nothing(monkeyp
         code, output = run("list")
         assert code == 0 and "served by another machine" in " ".join(output.split())
     finally:
-        prediction.predictor_kinds.cache_clear()
+        prediction._entry_points.cache_clear()
