@@ -13,7 +13,9 @@ import re
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
+from neopain.store import crud
 from neopain.store.tables import AuditEntry
+from server.conftest import seed
 
 ANY = ("admin", "clinician", "researcher")
 CARE = ("admin", "clinician")
@@ -65,6 +67,16 @@ ACCESS = {
     ("WS", "/ws/ward"): ANY,
     ("GET", "/patients/{patient_id}/alarms"): ANY,
     ("POST", "/patients/{patient_id}/alarms"): CARE,
+    ("GET", "/devices"): ADMIN,
+    ("POST", "/devices"): ADMIN,
+    ("POST", "/devices/{device_id}/revoke"): ADMIN,
+    ("POST", "/patients/{patient_id}/devices"): CARE,
+    ("POST", "/devices/{device_id}/unbind"): CARE,
+    ("GET", "/api/devices"): ADMIN,
+    ("POST", "/api/devices"): ADMIN,
+    ("POST", "/api/devices/{device_id}/revoke"): ADMIN,
+    ("POST", "/api/patients/{patient_id}/devices"): CARE,
+    ("POST", "/api/devices/{device_id}/unbind"): CARE,
 }
 DEVICE = {("GET", "/api/device/clock"), ("POST", "/api/device/heartbeat"),
           ("POST", "/api/device/records")}
@@ -104,6 +116,15 @@ def _call(client, method: str, path: str, *, headers: dict, jpeg_frame: bytes):
             return closed.code
         return 200
     return client.request(method, path, headers=headers, follow_redirects=False).status_code
+
+
+@pytest.fixture(scope="module")
+def module_records(module_server) -> dict[str, int]:
+    """The conftest's records and a registered device (``device_id``)."""
+    records = seed(module_server)
+    with module_server.db() as db:
+        device, _ = crud.create_device(db, actor=None, name="Access bed")
+    return records | {"device_id": device.id}
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from neopain.server.middleware import (
 )
 from neopain.server.render import make_templates, render
 from neopain.server.devices import DeviceHub
-from neopain.server.routes import api, auth, devices, live, pages, uploads, ward
+from neopain.server.routes import api, auth, device_pages, devices, live, pages, uploads, ward
 from neopain.server.sweeper import idle_sweeper
 from neopain.server.alarm_engine import alarm_engine
 from neopain.server.ward import WardHub
@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
     app.state.ward = ward_hub
     app.state.devices = DeviceHub(store)
     _add_error_handlers(app)
-    for module in (auth, pages, api, uploads, live, ward, devices):
+    for module in (auth, pages, api, uploads, live, ward, devices, device_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1e6) + 1_000_000)

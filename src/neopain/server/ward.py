@@ -41,13 +41,16 @@ def _thinned(points: list[tuple[datetime, float]]) -> list[tuple[datetime, float
 def ward_view(db: Session, *, stale_s: float, now: datetime, trend: bool = False,
               beds: list[crud.Bed] | None = None) -> WardOut:
     """Every open live session as a ward entry: its state (``stale`` when no frame came for
-    ``stale_s``), numbers, pause and unresolved alarms, most urgent first; with ``trend``,
-    each bed's saved smoothed P(pain) of the last ``TREND_S`` seconds. ``beds``: the open
+    ``stale_s``), numbers, pause, unresolved alarms (most urgent first) and the name of the
+    bed device that feeds it, if one does; with ``trend``, each bed's saved smoothed P(pain)
+    of the last ``TREND_S`` seconds. ``beds``: the open
     beds as just read (``crud.open_beds``), None to read them."""
     beds = crud.open_beds(db, now=now) if beds is None else beds
     alarms: dict[int, list] = defaultdict(list)
     for alarm in crud.unresolved_alarms(db):
         alarms[alarm.session_id].append(alarm)
+    devices = {view.session.id: view.device.name for view in crud.list_devices(db)
+               if view.session is not None}
     trends = crud.recent_smoothed(db, session_ids=[bed.session.id for bed in beds],
                                   since=now - timedelta(seconds=TREND_S)) if trend else {}
     entries = []
@@ -63,7 +66,8 @@ def ward_view(db: Session, *, stale_s: float, now: datetime, trend: bool = False
         current = state != "stale"  # an old number is not sent as if it were current
         entries.append(WardBedOut(
             session_id=bed.session.id, patient_id=bed.patient.id,
-            patient=patient_label(bed.patient), state=state,
+            patient=patient_label(bed.patient), device=devices.get(bed.session.id),
+            state=state,
             prob_pain=status.smoothed if current else None,
             confidence=status.confidence if current else None,
             last_assessment_at=assessed,

@@ -49,6 +49,8 @@ class WardBedOut(BaseModel):
     session_id: int
     patient_id: int
     patient: str = Field(description="The patient's display name")
+    device: str | None = Field(default=None, description="The name of the bed device "
+                               "(neopain agent) that feeds it; None: a browser's camera")
     state: str = Field(description="pain, nopain, uncertain (the model's referral band holds "
                                    "both: look at the baby), cannot_assess, no_face or stale")
     prob_pain: float | None = Field(

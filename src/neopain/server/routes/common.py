@@ -1,5 +1,6 @@
 """What several routes share: a row or a 404 that names only the id, the audit row of a view,
-and the patient's history page (shown by ``pages`` and, with a notice, by ``uploads``)."""
+and the patient's history page with its Bed device box (shown by ``pages`` and, with a notice,
+by ``uploads`` and ``device_pages``)."""
 
 from __future__ import annotations
 
@@ -49,5 +50,5 @@ def history_response(request: Request, db: Session, user: User, patient: Patient
                                        max_gap_s=history_gap_s(request))
     audit_view(db, user, "history", "patient", patient.id)
     return render(request, "history.html", status=status, message=message, patient=patient,
-                  snapshots=snapshots, summaries=summaries,
+                  snapshots=snapshots, summaries=summaries, devices=crud.list_devices(db),
                   view=view_grant(request, user_id=user.id, patient_id=patient.id))

@@ -164,6 +164,10 @@
     const name = tile.querySelector(".bed-name");
     name.textContent = bed.patient;
     name.title = bed.patient;  // a long name is cut short on the tile
+    const device = tile.querySelector(".bed-device");  // a bed device's camera, not a browser's
+    device.hidden = !bed.device;
+    device.textContent = bed.device ? `bed device ${bed.device}` : "";
+    device.title = device.textContent;
     const label = tile.querySelector(".bed-state");
     label.textContent = STATES[state];
     label.dataset.state = state;
