@@ -3,9 +3,10 @@
 Each model runs in a fresh (spawned) process that imports only what the agent imports, pinned
 to one core (``os.sched_setaffinity`` where available), with ``cv2.setNumThreads(1)`` and ONNX
 Runtime on one thread. A frame goes through what ``Agent`` does with it: face detection
-(mediapipe-short), the crop, the model, smoothing, the record rule, and a snapshot JPEG when a
-record is due with one. The frames are a real face (scikit-image's astronaut) drifting across a
-640×480 frame, made in memory. Models:
+(mediapipe-short, the face followed between detections as the agent does:
+``NEOPAIN_REDETECT_EVERY``), the crop, the model, smoothing, the record rule, and a snapshot
+JPEG when a record is due with one. The frames are a real face (scikit-image's astronaut)
+drifting across a 640×480 frame, made in memory. Models:
 
 - ``nfcs``: the rule-based NFCS scorer (face mesh + action measurements);
 - ``ncnn-int8``: N-CNN exported to ONNX and statically quantized to int8, as
@@ -78,6 +79,7 @@ def _pipeline(spec: str, frame_count: int, face, queue) -> None:
 
     cv2.setNumThreads(1)
     from neopain.agent.messages import record_of, snapshot_jpeg
+    from neopain.config import get_settings
     from neopain.monitor.pipeline import Assessor
     from neopain.monitor.recording import RecordPolicy
     from neopain.prediction import load_predictor
@@ -85,7 +87,10 @@ def _pipeline(spec: str, frame_count: int, face, queue) -> None:
     policy = RecordPolicy(interval_s=1.0)
     faces = records = 0
     seconds = 0.0
-    with load_predictor(spec, threads=1) as predictor, Assessor(predictor) as assessor:
+    settings = get_settings()  # the agent's: tracking, the detector every N frames
+    with load_predictor(spec, threads=1) as predictor, \
+            Assessor(predictor, detector=settings.detector, window=settings.smoothing_window,
+                     redetect_every=settings.redetect_every) as assessor:
         for i in range(frame_count + WARMUP):
             frame = face_frame(face, i)  # made outside the timed part, one at a time
             started = time.perf_counter()
@@ -93,7 +98,7 @@ def _pipeline(spec: str, frame_count: int, face, queue) -> None:
             due, snapshot = policy.due(result)
             if due:
                 record_of(result, session_id=1, time=time.time(),
-                          snapshot=snapshot_jpeg(frame, side=640) if snapshot else None)
+                          snapshot=snapshot_jpeg(frame, side=320) if snapshot else None)
                 policy.recorded(result, snapshot=snapshot)
             if i >= WARMUP:
                 seconds += time.perf_counter() - started

@@ -159,7 +159,8 @@ async def drive(base: str, devices: list[tuple[str, int]], seconds: float
     snapshot = snapshot_jpeg()
     agents = [SimulatedAgent(n, token=token, session_id=session_id, snapshot=snapshot)
               for n, (token, session_id) in enumerate(devices)]
-    limits = httpx.Limits(max_connections=len(agents) * 2, max_keepalive_connections=len(agents) * 2)
+    limits = httpx.Limits(max_connections=2 * len(agents),
+                          max_keepalive_connections=2 * len(agents))
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
         until = time.monotonic() + seconds
         await asyncio.gather(*(run_agent(agent, client, until=until) for agent in agents))

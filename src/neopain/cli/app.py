@@ -7,8 +7,8 @@ from __future__ import annotations
 import typer
 
 from neopain.cli import (
-    agent, assess, augment, calibrate, dataset, demo, evaluate, explain, export, faces, folds,
-    frames, importing, models, serve, synth, train, users,
+    agent, assess, augment, calibrate, dataset, demo, devices, evaluate, explain, export, faces,
+    folds, frames, importing, models, serve, synth, train, users,
 )
 from neopain.cli.root import HELP, Commands, root_options
 
@@ -33,6 +33,7 @@ app.command("assess")(assess.assess)
 app.command("serve")(serve.serve)
 app.command("agent")(agent.agent)
 app.add_typer(users.app, name="users")
+app.add_typer(devices.app, name="devices")
 
 
 app.callback()(root_options)
