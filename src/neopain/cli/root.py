@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import click
 import typer
 from rich.markup import escape
 
@@ -13,6 +12,9 @@ from neopain import __version__
 from neopain.cli.console import console, fail, setup_logging
 from neopain.config import get_settings
 from neopain.errors import NeopainError
+
+if TYPE_CHECKING:  # a bed device may have no click of its own (typer carries what it needs)
+    import click
 
 HELP = "Objective, explained pain assessment for newborns from facial expressions."
 

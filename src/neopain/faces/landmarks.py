@@ -89,9 +89,10 @@ class FaceMesh:
 
     def _build(self) -> Any:
         # imported here: mediapipe takes about a second to import and loads native libraries
-        from mediapipe.python.solutions.face_mesh import FaceMesh as MediaPipeFaceMesh
+        from neopain.faces.mediapipe import import_mediapipe
 
-        return MediaPipeFaceMesh(
+        face_mesh = import_mediapipe("face_mesh", what="the face mesh (nfcs, face following)")
+        return face_mesh.FaceMesh(
             static_image_mode=not self.video,
             max_num_faces=1,
             refine_landmarks=self.refine,

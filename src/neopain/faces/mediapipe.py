@@ -16,9 +16,13 @@ corners (a smile or a cry lifts and widens the real ones); use the face mesh
 
 from __future__ import annotations
 
+import importlib
+
 from typing import Any
 
 import numpy as np
+
+from neopain.errors import NeopainError
 
 from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
 
@@ -45,6 +49,23 @@ def keypoints_from_blazeface(points: np.ndarray) -> np.ndarray:
     return np.stack([eyes[0], eyes[1], points[2], mouth - half_mouth, mouth + half_mouth])
 
 
+
+MEDIAPIPE_MISSING = ("{what} needs mediapipe, which is not installed here ({error}); install "
+                     "mediapipe==0.10.21 (0.10.18 on a 64-bit ARM board), or use an exported "
+                     "model.onnx with NEOPAIN_DETECTOR=opencv-haar and NEOPAIN_REDETECT_EVERY=0")
+
+
+def import_mediapipe(solution: str, *, what: str) -> Any:
+    """``mediapipe.python.solutions.<solution>``.
+
+    Raises:
+        NeopainError: mediapipe is not installed (naming ``what`` needed it and the ways out).
+    """
+    try:
+        return importlib.import_module(f"mediapipe.python.solutions.{solution}")
+    except ImportError as error:
+        raise NeopainError(MEDIAPIPE_MISSING.format(what=what, error=error)) from None
+
 class _BlazeFace(FaceDetector):
     """A BlazeFace graph; subclasses pick the model (``model_selection``)."""
 
@@ -55,7 +76,7 @@ class _BlazeFace(FaceDetector):
     def __init__(self, *, threshold: float | None = None, max_side: int = 1280) -> None:
         super().__init__(threshold=threshold, max_side=max_side)
         # imported here: loading mediapipe takes about a second and most commands never need it
-        from mediapipe.python.solutions import face_detection
+        face_detection = import_mediapipe("face_detection", what=f"the {self.name} detector")
 
         self._graph: Any = face_detection.FaceDetection(
             model_selection=self.model_selection, min_detection_confidence=self.threshold_)
