@@ -80,6 +80,7 @@ def test_revoke_asks_first_unless_yes(db_url):
     (("create", "--name", "  "), "1–100 characters"),
     (("create", "--name", "NICU bed 7"), "exists already"),
     (("revoke", "NICU bed 9", "--yes"), "no device named 'NICU bed 9'"),
+    (("revoke", "bed [/x]", "--yes"), "no device named 'bed [/x]'"),  # Rich markup, printed
     (("revoke", "NICU bed 7", "--yes"), "revoked already"),
 ])
 def test_bad_input_exits_1_with_a_message(db_url, args, message):

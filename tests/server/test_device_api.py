@@ -6,6 +6,7 @@ makes the device's bed a ward bed like a browser's (state, alarms, link lost whe
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from datetime import timedelta
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, update
 
 from neopain.server.alarm_engine import default_limits, evaluate
 from neopain.store import crud
+from neopain.store.session import StoreError
 from neopain.store.tables import (
     Assessment, AuditEntry, DeviceBinding, MonitoringSession, utc_now,
 )
@@ -169,3 +171,74 @@ def test_heartbeats_make_the_device_bed_a_ward_bed_and_silence_raises_link_lost(
         actions = set(db.scalars(select(AuditEntry.action)))
     assert rules == ["link"]
     assert {"device_create", "device_bind", "device_connect"} <= actions
+
+
+def test_a_camera_page_cannot_stream_into_a_session_a_device_feeds(server, bed):
+    from starlette.websockets import WebSocketDisconnect
+
+    client = server.client("clinician")
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect(f"/ws/sessions/{bed['session_id']}") as socket:
+        socket.receive_json()
+    assert closed.value.code == 4403 and "NICU bed 7" in closed.value.reason
+
+
+@pytest.mark.parametrize("field, value", [
+    ("frame_at", time.time() * 1000),  # milliseconds by mistake
+    ("smoothed", float("nan")),
+])
+def test_a_heartbeat_out_of_range_is_422_never_500(server, bed, field, value):
+    status = {"kind": "nopain", "smoothed": 0.2, "confidence": 0.8, "held_state": "nopain",
+              "frame_at": time.time()} | {field: value}
+    reply = device_client(server, bed["token"]).post(
+        "/api/device/heartbeat", content=json.dumps({"status": status}),
+        headers={"content-type": "application/json"})
+    assert reply.status_code == 422 and field in json.dumps(reply.json())
+
+
+def test_non_finite_or_millisecond_record_fields_are_refused_by_name(server, bed):
+    device = device_client(server, bed["token"])
+    boxed = record(bed["session_id"]) | {"face_box": [1, 2, float("inf"), 4]}
+    timed = record(bed["session_id"]) | {"time": time.time() * 1000}
+    reply = device.post("/api/device/records", content=json.dumps({"records": [boxed, timed]}),
+                        headers={"content-type": "application/json"}).json()
+    assert reply["acked"] == []
+    details = {r["id"]: r["detail"] for r in reply["refused"]}
+    assert "face_box" in details[boxed["id"]] and "time" in details[timed["id"]]
+
+
+def test_a_revoked_device_is_not_bound_even_from_a_stale_read(server, bed):
+    """The bind's own check sees a revocation committed after the device was read."""
+    with server.db() as db:
+        other, _ = crud.create_device(db, actor=None, name="NICU bed 9")
+        patient = crud.create_patient(db, actor=None, name="Baby Race")
+    with server.db() as stale, server.db() as admin:
+        device = crud.get_device(stale, other.id)
+        assert device.revoked_at is None
+        crud.revoke_device(admin, crud.get_device(admin, other.id), actor=None)
+        with pytest.raises(StoreError, match="revoked"):
+            crud.bind_device(stale, device, patient=patient, actor=None)
+    with server.db() as db:
+        assert crud.current_session(db, device_id=other.id) is None
+
+
+def test_heartbeats_reaching_two_server_processes_keep_the_bed_current(server, bed):
+    """A device's keep-alive connection may move between processes of one server: each
+    writes the bed's status (a device's stream started with its session, in all of them)."""
+    from neopain.server.devices import DeviceHub, Reading
+
+    store = server.app.state.neopain.store
+    first, second = DeviceHub(store), DeviceHub(store)
+    with server.db() as db:
+        started = crud.get_session(db, bed["session_id"]).started_at
+
+    def beat(hub, kind):
+        hub.heartbeat(device_id=bed["device_id"], name="NICU bed 7",
+                      session_id=bed["session_id"], session_started_at=started,
+                      reading=Reading(kind=kind, smoothed=0.9 if kind == "pain" else 0.1,
+                                      confidence=0.9, held_state=kind, frame_at=utc_now()))
+
+    for hub, kind in ((first, "nopain"), (second, "nopain"), (first, "pain")):
+        beat(hub, kind)
+    with server.db() as db:
+        assert crud.read_status(db, session_id=bed["session_id"]).state == "pain"

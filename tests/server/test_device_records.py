@@ -121,3 +121,54 @@ def test_after_close_a_write_is_refused_not_lost(server, beds):
     writer.close()
     with pytest.raises(StoreError, match="stopping"):
         writer.write(beds[0][0], [record(beds[0][1])])
+
+
+def test_the_writer_outlives_an_unexpected_error(server, beds, monkeypatch):
+    import neopain.server.device_records as module
+
+    writer = RecordWriter(server.app.state.neopain.store)
+    real = crud.add_device_records
+    calls = []
+
+    def once_broken(db, *, batches):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in one round")
+        return real(db, batches=batches)
+
+    monkeypatch.setattr(module.crud, "add_device_records", once_broken)
+    device_id, session_id = beds[0]
+    with pytest.raises(StoreError, match="send them again"):
+        writer.write(device_id, [record(session_id)])
+    again = [record(session_id)]
+    assert writer.write(device_id, again) == ([again[0].record_id], [])
+    writer.close()
+
+
+def test_when_too_many_requests_wait_the_next_is_answered_busy_at_once(server, beds,
+                                                                       monkeypatch):
+    import neopain.server.device_records as module
+
+    monkeypatch.setattr(module, "QUEUED_REQUESTS", 1)
+    writer = RecordWriter(server.app.state.neopain.store)
+    gate = threading.Event()
+    real = crud.add_device_records
+
+    def held(db, *, batches):
+        gate.wait(10)
+        return real(db, batches=batches)
+
+    monkeypatch.setattr(module.crud, "add_device_records", held)
+    (first_device, first_session), (second_device, second_session) = beds[:2]
+    threading.Thread(target=writer.write, args=(first_device, [record(first_session)]),
+                     daemon=True).start()  # taken into a round, held
+    time.sleep(0.3)
+    threading.Thread(target=writer.write, args=(second_device, [record(second_session)]),
+                     daemon=True).start()  # waits in the queue (room for one)
+    time.sleep(0.3)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="wait to be stored"):
+        writer.write(first_device, [record(first_session)])
+    assert time.monotonic() - started < 1.0
+    gate.set()
+    writer.close()

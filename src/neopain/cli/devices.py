@@ -43,7 +43,7 @@ def create(
         try:
             device, token = crud.create_device(session, actor=None, name=name)
         except StoreError as error:
-            fail(f"--name: {error}")
+            fail(escape(f"--name: {error}"))
     console.print(f"Registered device [bold]{escape(device.name)}[/] (id {device.id}). "
                   "Its token, shown this once (the server keeps only its SHA-256):")
     console.print(Text(token, style="bold"), soft_wrap=True, highlight=False)
@@ -83,10 +83,10 @@ def revoke(
     with _store(db)() as session:
         device = crud.find_device(session, name=name)
         if device is None:
-            fail(f"no device named {name!r}; see neopain devices list")
+            fail(escape(f"no device named {name!r}; see neopain devices list"))
         if device.revoked_at is not None:
-            fail(f"device {device.name!r} is revoked already (since "
-                 f"{_when(device.revoked_at)})")
+            fail(escape(f"device {device.name!r} is revoked already (since "
+                        f"{_when(device.revoked_at)})"))
         bound = crud.current_session(session, device_id=device.id)
         if not yes:
             typer.confirm(f"Revoke device {device.name!r} for good? Its agent stops within a "

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from neopain.store import crud
@@ -28,10 +27,13 @@ from neopain.store.session import StoreError
 
 log = logging.getLogger("neopain.server")
 
-WAIT_S = 30.0
-"""How long a request waits for its round before it answers busy."""
+WAIT_S = 10.0
+"""How long a request waits for its round before it answers busy (the agent waits longer
+for an answer, so it hears the 503 and backs off)."""
 ROUND_REQUESTS = 256
 """Requests in one transaction at most."""
+QUEUED_REQUESTS = 1024
+"""Requests waiting at most; past it a request is answered busy at once."""
 
 Result = tuple[list[str], list[Refused]]
 
@@ -41,8 +43,8 @@ class RecordWriter:
 
     def __init__(self, store: sessionmaker[Session]) -> None:
         self.store = store
-        self._queue: queue.SimpleQueue[tuple[int, Sequence[DeviceRecord], Future] | None] = \
-            queue.SimpleQueue()
+        self._queue: queue.Queue[tuple[int, Sequence[DeviceRecord], Future] | None] = \
+            queue.Queue(maxsize=QUEUED_REQUESTS)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -51,8 +53,9 @@ class RecordWriter:
         """Store a request's records; its acknowledged ids and refusals once they are on disk.
 
         Raises:
-            StoreError: not stored (the database refused it, the server is stopping, or the
-                round took longer than ``WAIT_S``): the device sends them again.
+            StoreError: not stored (the database refused it, the server is stopping, too many
+                requests wait, or none of it was written within ``WAIT_S``): the device sends
+                them again (a round already under way may still store them: it is stored once).
         """
         done: Future[Result] = Future()
         with self._lock:
@@ -62,15 +65,21 @@ class RecordWriter:
                 self._thread = threading.Thread(target=self._run, name="device-records",
                                                 daemon=True)
                 self._thread.start()
-            self._queue.put((device_id, records, done))
+            try:
+                self._queue.put_nowait((device_id, records, done))
+            except queue.Full:
+                raise StoreError(f"{QUEUED_REQUESTS} requests wait to be stored; send the "
+                                 "records again in a moment") from None
         try:
             return done.result(timeout=WAIT_S)
         except TimeoutError:
+            done.cancel()  # not yet in a round: it never will be
             raise StoreError(f"records not stored within {WAIT_S:.0f} s; send them "
                              "again") from None
 
     def _run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             first = self._queue.get()
             if first is None:
                 return
@@ -80,28 +89,41 @@ class RecordWriter:
                     job = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:  # closing: finish this round first
-                    self._queue.put(None)
+                if job is None:  # closing (the last item: close refuses new writes first)
+                    stopping = True
                     break
                 jobs.append(job)
-            self._round(jobs)
+            # a request that gave up waiting is left out (a Future cancelled before it runs)
+            self._round([job for job in jobs if job[2].set_running_or_notify_cancel()])
 
-    def _round(self, jobs: list[tuple[int, Sequence[DeviceRecord], Future]]) -> None:
+    def _round(self, jobs: list[tuple[int, Sequence[DeviceRecord], Future]], *,
+               alone: bool = False) -> None:
+        if not jobs:
+            return
         try:
             with self.store() as db:
                 results = crud.add_device_records(
                     db, batches=[(device_id, records) for device_id, records, _ in jobs])
-        except (StoreError, SQLAlchemyError) as error:
-            if len(jobs) > 1:  # one request's conflict must not fail the others
+        except StoreError as error:  # a constraint: one request's must not fail the others
+            if len(jobs) > 1 and not alone:
                 for job in jobs:
-                    self._round([job])
+                    self._round([job], alone=True)
                 return
-            log.warning("storing a device's records failed: %s", type(error).__name__)
-            jobs[0][2].set_exception(error if isinstance(error, StoreError) else StoreError(
-                "the records could not be stored now; send them again"))
+            self._fail(jobs, error)
+            return
+        except Exception as error:  # noqa: BLE001 - the writer outlives any one round
+            log.warning("storing devices' records failed: %s", type(error).__name__)
+            self._fail(jobs, StoreError("the records could not be stored now; send them "
+                                        "again"))
             return
         for (_, _, done), result in zip(jobs, results):
             done.set_result(result)
+
+    @staticmethod
+    def _fail(jobs: list[tuple[int, Sequence[DeviceRecord], Future]],
+              error: StoreError) -> None:
+        for _, _, done in jobs:
+            done.set_exception(error)
 
     def close(self) -> None:
         """Finish the queued rounds and stop the thread (waits up to ``WAIT_S``)."""
@@ -109,5 +131,5 @@ class RecordWriter:
             self._closed = True
             thread = self._thread
         if thread is not None:
-            self._queue.put(None)
+            self._queue.put(None)  # waits for room: the queued rounds go first
             thread.join(WAIT_S)

@@ -50,12 +50,17 @@ class Reading:
 
 
 class _Bed:
-    """One device's bound session as this process last saw it."""
+    """One device's bound session as this process last saw it; ``lock`` serializes its
+    heartbeats (a device that retries may have two in flight)."""
 
-    def __init__(self, store: sessionmaker[Session], session_id: int) -> None:
+    def __init__(self, store: sessionmaker[Session], session_id: int, *,
+                 started_at: datetime) -> None:
         self.session_id = session_id
-        self.writer = StatusWriter(store, session_id=session_id, started_at=utc_now())
-        self.writer.resume()
+        # the session's start, the same in every server process: a device's heartbeats may
+        # reach any of them, and write_status keeps only a stream that started no earlier
+        self.writer = StatusWriter(store, session_id=session_id, started_at=started_at)
+        self.lock = threading.Lock()
+        self.resumed = False
         self.noted_at = -float("inf")  # monotonic time of the last note_frame
         self.frame_at: datetime | None = None
 
@@ -63,8 +68,9 @@ class _Bed:
 class DeviceHub:
     """The devices' beds in this server process: one ``StatusWriter`` per bound session.
 
-    Several processes may serve one database: each writes what its requests bring, and
-    ``crud.write_status`` keeps the newest stream's status.
+    Several processes may serve one database: each writes what its requests bring, all as
+    the same stream (it started with the session), so whichever process a heartbeat reaches
+    writes the bed's status.
     """
 
     def __init__(self, store: sessionmaker[Session]) -> None:
@@ -75,22 +81,30 @@ class DeviceHub:
         self._seen: dict[int, float] = {}
 
     def heartbeat(self, *, device_id: int, name: str, session_id: int | None,
-                  reading: Reading | None) -> None:
-        """A device's heartbeat: the session it is bound to (None: unbound) and what its bed
-        shows. Call it holding no database connection: it opens its own."""
+                  session_started_at: datetime | None, reading: Reading | None) -> None:
+        """A device's heartbeat: the session it is bound to (None: unbound) and when that
+        started, and what its bed shows. Call it holding no database connection: it opens its
+        own."""
         with self._lock:
             bed = self._beds.get(device_id)
-            if session_id is None:
+            if session_id is None or session_started_at is None:
                 self._beds.pop(device_id, None)
                 return
             fresh = bed is None or bed.session_id != session_id
             if fresh:
-                bed = self._beds[device_id] = _Bed(self.store, session_id)
+                bed = self._beds[device_id] = _Bed(self.store, session_id,
+                                                   started_at=session_started_at)
         if fresh:
             self.audit_once(device_id=device_id, name=name, action="device_connect",
                             detail=f"session={session_id}")
-        if reading is None:
-            return
+        with bed.lock:
+            if not bed.resumed:  # read outside the hub's lock: other devices go on
+                bed.writer.resume()
+                bed.resumed = True
+            if reading is not None:
+                self._reading(bed, reading)
+
+    def _reading(self, bed: _Bed, reading: Reading) -> None:
         now = utc_now()
         frame_at = min(reading.frame_at, now)
         if bed.frame_at is not None and frame_at < bed.frame_at:
@@ -100,7 +114,7 @@ class DeviceHub:
                            confidence=reading.confidence, held=reading.held_state, now=frame_at)
         if time.monotonic() - bed.noted_at >= SEEN_WRITE_S / 2:  # a frame's note, not a beat's
             bed.noted_at = time.monotonic()
-            self._write(crud.note_frame, session_id=session_id, now=frame_at)
+            self._write(crud.note_frame, session_id=bed.session_id, now=frame_at)
 
     def seen_due(self, device_id: int) -> bool:
         """Whether the device's ``last_seen_at`` is due to be written (at most every

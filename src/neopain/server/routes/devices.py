@@ -35,6 +35,9 @@ MAX_RECORDS = 100
 MAX_SNAPSHOT_BYTES = 512 * 1024
 """A snapshot's JPEG bytes at most (one of ``SNAPSHOT_SIDE`` pixels is a few tens of KB)."""
 RECORD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_TIME = 4.0e9
+"""The latest time a device may send (UNIX seconds, the year 2096): milliseconds by mistake are
+refused by name, not read as a date no calendar has."""
 
 
 def _revoked_message(device: Device) -> str:
@@ -97,7 +100,8 @@ class StatusIn(BaseModel):
     smoothed: float | None = Field(None, ge=0, le=1)
     confidence: float | None = Field(None, ge=0, le=1)
     held_state: Literal["pain", "nopain", "uncertain"] | None = None
-    frame_at: float = Field(ge=0, description="the newest frame's time, server clock")
+    frame_at: float = Field(ge=0, le=MAX_TIME, description="the newest frame's time, server "
+                                                          "clock (UNIX seconds)")
 
 
 class HeartbeatIn(BaseModel):
@@ -124,6 +128,7 @@ def heartbeat(request: Request, db: Db, device: CurrentDevice, body: HeartbeatIn
     """What the device's bed shows now; the answer names the session it feeds."""
     session = crud.current_session(db, device_id=device.id)
     session_id = None if session is None else session.id
+    session_started_at = None if session is None else session.started_at
     if _hub(request).seen_due(device.id):
         crud.note_device_seen(db, device_id=device.id, now=utc_now())
     device_id, name = device.id, device.name
@@ -133,7 +138,7 @@ def heartbeat(request: Request, db: Db, device: CurrentDevice, body: HeartbeatIn
         kind=status.kind, smoothed=status.smoothed, confidence=status.confidence,
         held_state=status.held_state, frame_at=_time(status.frame_at))
     _hub(request).heartbeat(device_id=device_id, name=name, session_id=session_id,
-                            reading=reading)
+                            session_started_at=session_started_at, reading=reading)
     return HeartbeatOut(server_time=utc_now().timestamp(), name=name, session_id=session_id,
                         interval_s=request.app.state.neopain.settings.timeline_interval_s,
                         heartbeat_s=HEARTBEAT_S, snapshot_side=SNAPSHOT_SIDE)
@@ -142,14 +147,15 @@ def heartbeat(request: Request, db: Db, device: CurrentDevice, body: HeartbeatIn
 class RecordIn(BaseModel):
     id: str = Field(pattern=RECORD_ID.pattern)
     session_id: int = Field(ge=1, le=2**31 - 1)
-    time: float = Field(ge=0)
+    time: float = Field(ge=0, le=MAX_TIME, description="UNIX seconds, server clock")
     label: Literal["pain", "nopain"]
     prob_pain: float = Field(ge=0, le=1)
     smoothed: float | None = Field(None, ge=0, le=1)
     state: Literal["pain", "nopain"] | None = None
     uncertain: bool = False
     changed: bool = False
-    face_box: list[float] = Field(min_length=4, max_length=4)
+    face_box: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=4,
+                                                                        max_length=4)
     latency_ms: float = Field(ge=0, le=3_600_000)
     model: str = Field(max_length=200)
     snapshot: str | None = Field(None, max_length=MAX_SNAPSHOT_BYTES * 4 // 3 + 4)

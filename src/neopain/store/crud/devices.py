@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from neopain.store.crud.base import commit, stage_audit
-from neopain.store.crud.records import _stage_end, _stage_start
+from neopain.store.crud.records import _stage_start
 from neopain.store.session import StoreError
 from neopain.store.tables import (
     Assessment, Device, DeviceBinding, MonitoringSession, Patient, User, utc_now,
@@ -123,8 +123,14 @@ def _close_open_binding(db: Session, device: Device, *, actor: User | None,
     binding.unbound_at = now if session.ended_at is None else min(now, session.ended_at)
     binding.unbound_by = None if actor is None else actor.id
     stage_audit(db, actor, "device_unbind", "device", device.id, f"session={session.id}")
-    if end_session and session.ended_at is None:
-        _stage_end(db, session, actor=actor, when=now)
+    if end_session:  # conditional: a Stop or the idle sweep ending it meanwhile ends it once
+        ended = db.execute(update(MonitoringSession)
+                           .where(MonitoringSession.id == session.id,
+                                  MonitoringSession.ended_at.is_(None))
+                           .values(ended_at=now).execution_options(synchronize_session=False))
+        if ended.rowcount == 1:
+            stage_audit(db, actor, "stop", "session", session.id,
+                        f"patient={session.patient_id}")
     return session
 
 
@@ -135,10 +141,18 @@ def bind_device(db: Session, device: Device, *, patient: Patient,
     Raises:
         StoreError: the device is revoked, or bound to another open session (unbind it first).
     """
-    if device.revoked_at is not None:
+    # a conditional write, first: it waits for a revocation being committed, and one that
+    # commits after this transaction finds the binding and ends it
+    usable = db.execute(update(Device).where(Device.id == device.id,
+                                             Device.revoked_at.is_(None))
+                        .values(name=Device.name)
+                        .execution_options(synchronize_session=False)).rowcount == 1
+    if not usable:
+        db.rollback()
         raise StoreError(f"device {device.name!r} is revoked; register a new one")
     bound = current_session(db, device_id=device.id)
     if bound is not None:
+        db.rollback()
         raise StoreError(f"device {device.name!r} already watches another bed (session "
                          f"{bound.id}); unbind it there first")
     now = utc_now()
@@ -159,6 +173,7 @@ def unbind_device(db: Session, device: Device, *, actor: User | None) -> Monitor
     session = _close_open_binding(db, device, actor=actor, now=utc_now(), end_session=True)
     if session is not None:
         commit(db, f"unbind device {device.id}")
+        db.refresh(session)  # its end, written by a conditional update
     return session
 
 
