@@ -124,6 +124,52 @@ def test_a_model_that_only_needs_the_box_gets_the_crop_it_always_got(clip):
     assert result.state == "nopain"
 
 
+class WalkingMesh(FaceMesh):
+    """A mesh whose face walks left a quarter of its width a frame, out of the frame."""
+
+    def __init__(self, points) -> None:
+        super().__init__(video=True)
+        self.points, self.steps = points, 0
+
+    def landmarks(self, image):
+        width = np.ptp(self.points[:, 0])
+        self.steps += 1
+        return self.points - np.array([0.25 * width * self.steps, 0, 0], dtype=np.float32)
+
+
+class FirstFaceOnly(MediaPipeShortRange):
+    """The detector finding the face on the first frame, then none (the face has gone)."""
+
+    calls = 0
+
+    def detect(self, image, *, prior=None):
+        self.calls += 1
+        return super().detect(image, prior=prior) if self.calls == 1 else []
+
+
+@pytest.mark.parametrize("rule", [CropRule.exact_box(), CropRule.padded_square(0.25)],
+                         ids=["face_box", "square"])
+def test_a_face_tracked_off_the_frame_ends_as_no_face_not_an_error(clip, rule):
+    # the reviewer's case: the followed box drifted step by step past the left edge
+    # ([-50, 100, 10, 160] then [-65, 100, -5, 160], each overlapping the last by 0.6) and
+    # cut_face raised "face box ... lies outside the 640×480 image" out of Assessor.step
+    model = Crops()
+    model.crop = rule
+    image = clip.frame(0)[0]
+    with FaceMesh(refine=True) as mesh:
+        points = mesh.landmarks(image)
+    with FirstFaceOnly() as detector, Assessor(model, detector=detector,
+                                               redetect_every=1000) as assessor:
+        assert assessor.step(image, time_s=0.0).face is not None
+        assessor.tracker_._mesh.close()  # the real one, replaced by the stub
+        assessor.tracker_._mesh = WalkingMesh(points)
+        faces = [assessor.step(image, time_s=i / FPS).face for i in range(1, 20)]
+    assert faces[0] is not None and faces[0].landmarks is not None  # followed a while
+    gone = faces.index(None)
+    assert gone >= 5 and all(face is None for face in faces[gone:])  # then gone for good
+    assert detector.calls >= 2
+
+
 def test_reset_forgets_the_track_and_close_frees_it_but_not_a_given_detector(clip):
     with CountingDetector() as detector:
         assessor = Assessor(Crops(), detector=detector, redetect_every=N)

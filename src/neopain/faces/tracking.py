@@ -5,17 +5,22 @@ face of the previous frame (its landmark model alone, a few ms) and the box come
 landmarks. The detector (with ``choose_face``, as per-frame detection) runs only
 
 - on the first frame, and after ``reset``;
-- when the track is lost: the mesh finds no face, or its box jumps (it overlaps the previous
-  frame's box by less than ``FOLLOW_IOU``);
+- when the track is lost: the mesh finds no face, its box jumps (it overlaps the previous
+  frame's box by less than ``FOLLOW_IOU``), or it leaves the frame (less than ``MIN_IN_FRAME``
+  of its area inside the image, or a box that is not finite or has no area);
 - every ``redetect_every`` frames, so that a face that left, or one ``choose_face`` would pick
   instead, is noticed within that many frames.
 
 On a frame the detector ran on, its chosen face is the answer (no face: None, and no box is
 kept). The track starts from it when the mesh's face lies on it (the landmarks' centre inside
-the box); else the face is given without landmarks (the predictor meshes its crop itself) and
-the next frame is detected again. Tracked boxes keep the detector's convention: at each
-detection the tracker notes where the detector's box lies relative to the landmarks' bounding
-box, and places the boxes of the following frames so.
+the box) and the box lies at least ``MIN_IN_FRAME`` inside the image; else the face is given
+without landmarks (the predictor meshes its crop itself) and the next frame is detected again.
+Tracked boxes keep the detector's convention: at each detection the tracker notes where the
+detector's box lies relative to the landmarks' bounding box, and places the boxes of the
+following frames so. Like the detector's, a box may reach past the image (a crop pads there),
+but a followed box lies at least ``MIN_IN_FRAME`` inside it: a face sliding out of the frame is
+detected again, step by step as it goes, so a box never drifts off the image (the IoU check
+alone compares with the previous box, which drifts too).
 
 ``cut_face`` cuts a face's crop by a predictor's ``CropRule`` and, for a tracked face, hands
 its landmarks over in the crop's pixels (``landmarks.MeshedCrop``).
@@ -35,10 +40,26 @@ FOLLOW_IOU = 0.3
 """A tracked box overlapping the previous frame's by less than this is a lost track: the
 detector looks again (a face that jumped, or a mesh that went to another face)."""
 
+MIN_IN_FRAME = 0.5
+"""A tracked box with less than this share of its area inside the image is a lost track: the
+detector looks again (a face leaving the frame; the mesh's landmarks of its unseen part are
+guesses, and a box that drifted wholly outside cannot be cropped)."""
+
 
 def _bounds(points: np.ndarray) -> np.ndarray:
     """The landmarks' bounding box (x1, y1, x2, y2)."""
     return np.concatenate([points[:, :2].min(axis=0), points[:, :2].max(axis=0)]).astype(float)
+
+
+def in_frame(box: tuple[float, float, float, float], *, image_shape: tuple[int, ...]) -> float:
+    """The share of ``box``'s area inside an image of ``image_shape`` (H, W, ...): 0 for a box
+    that is not 4 finite numbers with x2 > x1 and y2 > y1."""
+    x1, y1, x2, y2 = box
+    if not (np.all(np.isfinite(box)) and x2 > x1 and y2 > y1):
+        return 0.0
+    height, width = image_shape[:2]
+    inside = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
+    return inside / ((x2 - x1) * (y2 - y1))
 
 
 class FaceTracker:
@@ -92,7 +113,8 @@ class FaceTracker:
             bounds = _bounds(points)
             size = np.tile(bounds[2:] - bounds[:2], 2)
             box = tuple(float(v) for v in bounds + self.offsets_ * size)
-            if iou(box, self.box_) >= FOLLOW_IOU:
+            if (in_frame(box, image_shape=frame.shape) >= MIN_IN_FRAME
+                    and iou(box, self.box_) >= FOLLOW_IOU):
                 self.box_ = box
                 self.since_detection_ += 1
                 return Face(box, self.score_, keypoints_from_landmarks(points), points)
@@ -109,6 +131,8 @@ class FaceTracker:
         centre_x, centre_y = points[:, :2].mean(axis=0)
         if not (x1 <= centre_x <= x2 and y1 <= centre_y <= y2):
             return face  # the mesh follows another face: not this one's landmarks
+        if in_frame(face.box, image_shape=frame.shape) < MIN_IN_FRAME:
+            return face  # mostly outside the frame: not followed (detected again next frame)
         bounds = _bounds(points)
         size = np.tile(bounds[2:] - bounds[:2], 2)
         self.offsets_ = (np.array(face.box, dtype=float) - bounds) / np.maximum(size, 1e-6)
