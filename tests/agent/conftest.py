@@ -3,7 +3,11 @@
 ``FakeWard`` stores records by id (a record sent twice is stored once and acknowledged both
 times), answers heartbeats with its binding, and can be taken ``down`` (connections dropped
 without an answer, as a lost network looks), made to ``lose_answers`` to records it stored,
-``revoked`` (403) or ``busy`` (503).
+``revoked`` (403) or ``busy`` (503, with ``retry_after`` its Retry-After header); it can be
+made slow to answer records (``slow_records_s``), refuse records for their time
+(``refuse_time``) or refuse the next ``invalid_requests`` records requests whole with a 422
+whose ``detail`` is ``invalid_detail`` (FastAPI's list of problems). ``requests`` logs each
+request as ``(monotonic time, route)``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ class FakeWard:
         self.snapshot_side = snapshot_side
         self.clock_offset_s = clock_offset_s
         self.down = self.revoked = self.busy = self.lose_answers = False
+        self.retry_after: str | None = None
+        self.slow_records_s = 0.0
+        self.refuse_time = False
+        self.invalid_requests = 0
+        self.invalid_detail: list = [{"loc": ["body"], "msg": "Field required",
+                                      "type": "missing"}]
+        self.requests: list[tuple[float, str]] = []
         self.stored: dict[str, dict] = {}
         self.arrivals: list[str] = []  # ids in the order first stored
         self.received: list[str] = []  # every id received, repeats included
@@ -55,6 +66,9 @@ class FakeWard:
                                    "administrator for a new token", "reason": "revoked"}
         if self.busy:
             return 503, {"detail": "busy", "reason": "busy"}
+        if route == "records" and self.invalid_requests > 0:
+            self.invalid_requests -= 1
+            return 422, {"detail": self.invalid_detail}
         now = time.time() + self.clock_offset_s
         if route == "clock":
             return 200, {"server_time": now}
@@ -68,6 +82,10 @@ class FakeWard:
         with self.lock:
             for record in body["records"]:
                 self.received.append(record["id"])
+                if self.refuse_time:
+                    refused.append({"id": record["id"], "reason": "invalid",
+                                    "detail": "time lies in the future of the server's clock"})
+                    continue
                 if record["session_id"] != self.session_id:
                     refused.append({"id": record["id"], "reason": "not_bound",
                                     "detail": f"not bound to session {record['session_id']}"})
@@ -96,6 +114,12 @@ class FakeWard:
                     self.close_connection = True
                     return
                 route = self.path.removeprefix("/api/device/")
+                with ward.lock:
+                    ward.requests.append((time.monotonic(), route))
+                if route == "records" and ward.slow_records_s:
+                    time.sleep(ward.slow_records_s)  # nothing stored: as a server too busy
+                    self.close_connection = True
+                    return
                 status, reply = ward._answer(route, self.headers.get("Authorization", ""),
                                              json.loads(raw) if raw else None)
                 if status == 0:
@@ -103,6 +127,8 @@ class FakeWard:
                     return
                 data = json.dumps(reply).encode()
                 self.send_response(status)
+                if status == 503 and ward.retry_after is not None:
+                    self.send_header("Retry-After", ward.retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

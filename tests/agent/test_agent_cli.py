@@ -137,7 +137,18 @@ def test_a_revoked_device_exits_1_with_the_servers_message(ward, token_file, cli
 @pytest.mark.slow
 def test_ctrl_c_stops_within_a_second_and_says_what_stays_queued(ward, token_file, onnx_model,
                                                                  tmp_path):
-    clip = write_clip(tmp_path / "long.mp4", seconds=20, fps=5)
+    """Guards: Ctrl-C leaving the agent running (or hanging) for more than a second.
+
+    It failed in CI (pytest -n 2 on a loaded 2-core machine) with the process still alive 10 s
+    after the SIGINT: the Ctrl-C interrupted the CLI's ``Thread.join`` of the run thread, which
+    CPython 3.11 then takes for stopped (bpo-45274), so the CLI freed the model and the outbox
+    under the frame being assessed, more likely the slower the frames (test_runner.py's
+    ``test_the_terminal_returns_only_once_the_run_has_ended_after_ctrl_c`` and
+    ``test_close_waits_for_the_frame_being_assessed_before_freeing_the_model``). The promise
+    is unchanged: stopped within a second of the SIGINT; a slow start under load is waited for
+    (the SIGINT is sent once records arrive, long after the agent's start), and a hang shows
+    the agent's output."""
+    clip = write_clip(tmp_path / "long.mp4", seconds=40, fps=5)
     agent = subprocess.Popen(
         [sys.executable, "-m", "neopain", "agent", "--source", str(clip), "--server", ward.url,
          "--token-file", str(token_file), "--model", str(onnx_model), "--outbox",
@@ -145,15 +156,21 @@ def test_ctrl_c_stops_within_a_second_and_says_what_stays_queued(ward, token_fil
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={"PATH": "/usr/bin:/bin", "NEOPAIN_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30  # a start on a loaded machine
         while not ward.arrivals:
             assert time.monotonic() < deadline and agent.poll() is None, "no record arrived"
             time.sleep(0.05)
         ward.down = True  # what is made from now on stays queued
         time.sleep(1.5)
+        assert agent.poll() is None, "the agent ended before Ctrl-C"
         agent.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
-        out, _ = agent.communicate(timeout=10)
+        try:
+            out, _ = agent.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            out, _ = agent.communicate()
+            pytest.fail(f"still running 10 s after Ctrl-C; its output:\n{out[-3000:]}")
         stopped_in = time.monotonic() - interrupted
     finally:
         agent.kill()
@@ -163,3 +180,16 @@ def test_ctrl_c_stops_within_a_second_and_says_what_stays_queued(ward, token_fil
     assert agent.returncode == 0, out
     assert stopped_in < 1.0, f"{stopped_in:.2f} s"
     assert queued > 0 and f"{queued} records stay queued" in " ".join(out.split())
+
+
+def test_plain_http_to_another_machine_is_warned_of_at_the_start(token_file):
+    """Guards: the bearer token sent unencrypted over the network without a word (the agent
+    still starts: a ward may have reasons)."""
+    code, out = invoke("agent", "--source", "missing.mp4", "--server",
+                       "http://ward.example:8000", "--token-file", str(token_file))
+    assert "warning: --server http://ward.example:8000 is plain http: the token travels " \
+           "unencrypted" in out
+    assert code == 1 and "--source missing.mp4: " in out  # it went on (to the source)
+    code, out = invoke("agent", "--source", "missing.mp4", "--server", "http://127.0.0.1:9",
+                       "--token-file", str(token_file))
+    assert "unencrypted" not in out

@@ -4,6 +4,7 @@ offset comes from the fastest reading, and the token file is refused unless priv
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -63,10 +64,15 @@ def test_the_offset_is_that_of_the_shortest_round_trip():
 
 
 def test_the_offset_to_a_server_clock_ahead_is_measured(ward):
+    """The offset is against the monotonic clock (which never steps); the wall clock's is kept
+    beside it."""
     ward.clock_offset_s = 3600.0
     with DeviceClient(ward.url, token=ward.token) as client:
         reading = measure_offset(client.clock)
-    assert reading.offset_s == pytest.approx(3600.0, abs=reading.round_trip_s / 2 + 0.01)
+    tolerance = reading.round_trip_s / 2 + 0.01
+    assert reading.wall_offset_s == pytest.approx(3600.0, abs=tolerance)
+    assert reading.offset_s == pytest.approx(3600.0 + time.time() - time.monotonic(),
+                                             abs=tolerance)
 
 
 def test_a_token_file_others_can_read_is_refused_like_an_ssh_key(token_file):
@@ -86,3 +92,16 @@ def test_a_token_file_others_can_read_is_refused_like_an_ssh_key(token_file):
 def test_a_server_that_is_no_http_address_is_named(url):
     with pytest.raises(NeopainError, match="is not a server address"):
         DeviceClient(url, token="npd_x")
+
+
+@pytest.mark.parametrize("url, warned", [
+    ("http://ward.example:8000", True), ("http://10.0.0.5", True),
+    ("http://127.0.0.1:8000", False), ("http://localhost:8000", False),
+    ("http://[::1]:8000", False), ("https://ward.example", False),
+])
+def test_a_token_sent_over_plain_http_to_another_machine_is_warned_of(url, warned):
+    from neopain.agent.client import plain_http_warning
+    warning = plain_http_warning(url)
+    assert (warning is not None) == warned
+    if warned:
+        assert "the token travels unencrypted" in warning and "use https://" in warning

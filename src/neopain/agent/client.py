@@ -4,14 +4,17 @@ One ``DeviceClient`` keeps one keep-alive connection and is used by one thread. 
 that is not a success becomes one of three errors, which say what the agent does next:
 
 - ``Unreachable``: no answer, a timeout, 5xx/503, or an answer the protocol does not expect;
-  keep assessing and queueing, try again.
+  keep assessing and queueing, try again (``timed_out``: the server may be busy rather than
+  away; ``retry_after_s``: a 503's ``Retry-After``).
 - ``Revoked`` (403 ``revoked``) and ``UnknownToken`` (401): stop, printing the server's words.
-- ``InvalidRequest`` (422): the request's shape was refused; retrying it as it is cannot help.
+- ``InvalidRequest`` (422): the request was refused as invalid; ``record_indices`` names the
+  records the server's problems point at (``loc`` ``["body", "records", i, …]``), when all do.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import ssl
@@ -33,9 +36,12 @@ class Unreachable(DeviceError):
     """No usable answer now (network, timeout, server busy or failing): try again later.
     ``status`` is the HTTP status when the server did answer (503, 500, 404 …), else None."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, timed_out: bool = False,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.timed_out = timed_out
+        self.retry_after_s = retry_after_s
 
 
 class Stop(DeviceError):
@@ -51,7 +57,55 @@ class UnknownToken(Stop):
 
 
 class InvalidRequest(DeviceError):
-    """422 ``invalid``: the server refused the request's shape (naming what)."""
+    """422: the server refused the request as invalid (naming what).
+
+    Attributes:
+        problems: the answer's ``detail`` when it is a list of problems (FastAPI's
+            ``{"loc": [...], "msg": ...}``), else empty.
+        record_indices: the indices of the records in the request that the problems name,
+            when every problem names one (``loc`` ``["body", "records", i, …]``); else empty:
+            the refusal is not about a record (a server of another version, a proxy that
+            changed the body), so no record is to blame.
+    """
+
+    def __init__(self, message: str, *, problems: list | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+        indices = [_record_index(p) for p in self.problems]
+        self.record_indices = sorted(set(indices)) if indices and None not in indices else []
+
+
+def _record_index(problem: object) -> int | None:
+    """``i`` of a problem whose ``loc`` is ``["body", "records", i, …]``, else None."""
+    loc = problem.get("loc") if isinstance(problem, dict) else None
+    if isinstance(loc, list) and len(loc) >= 3 and loc[:2] == ["body", "records"] \
+            and isinstance(loc[2], int) and not isinstance(loc[2], bool) and loc[2] >= 0:
+        return loc[2]
+    return None
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain") or \
+            host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_warning(url: str) -> str | None:
+    """A warning when ``url`` sends the token unencrypted to another machine (``http://`` to a
+    host that is not loopback); None for https or loopback."""
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        return (f"--server {url} is plain http: the token travels unencrypted to "
+                f"{parts.hostname}; use https:// (the ward server behind TLS) on any network "
+                "others can see")
+    return None
 
 
 def check_server_url(url: str) -> str:
@@ -117,16 +171,20 @@ class DeviceClient:
             connection.request(method, f"{self._prefix}/{route}", body=data, headers=headers)
             response = connection.getresponse()
             status, raw = response.status, response.read()
+            retry_after = response.getheader("Retry-After")
         except (OSError, http.client.HTTPException) as error:
             self.close()  # a broken keep-alive connection is opened afresh next time
-            raise Unreachable(f"{self.server}: no answer ({_why(error)})") from None
-        return _answer(status, raw, where=f"{self.server} {method} {route}")
+            raise Unreachable(f"{self.server}: no answer ({_why(error)})",
+                              timed_out=isinstance(error, TimeoutError)) from None
+        return _answer(status, raw, where=f"{self.server} {method} {route}",
+                       retry_after=retry_after)
 
-    def clock(self) -> tuple[float, float, float]:
-        """One clock reading: (local time sent, server time, local time answered), seconds."""
-        sent = time.time()
+    def clock(self) -> tuple[float, float, float, float]:
+        """One clock reading: (monotonic time sent, server time, monotonic time answered, wall
+        time answered), seconds (``clock.best_offset``)."""
+        sent = time.monotonic()
         server_time = float(self.request("GET", "clock")["server_time"])
-        return sent, server_time, time.time()
+        return sent, server_time, time.monotonic(), time.time()
 
     def heartbeat(self, body: dict) -> dict:
         """Send the device's status; the server's answer (binding, intervals, server time)."""
@@ -160,7 +218,22 @@ def _why(error: BaseException) -> str:
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
-def _answer(status: int, raw: bytes, *, where: str) -> dict:
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` of seconds (an HTTP date is not used by the server), at most 5 min."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return None if seconds is None or not seconds >= 0 else min(seconds, 300.0)
+
+
+def _problems_text(detail: list) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in p.get('loc', []))}: {p.get('msg', '')}"
+        if isinstance(p, dict) else str(p) for p in detail[:5])
+
+
+def _answer(status: int, raw: bytes, *, where: str, retry_after: str | None = None) -> dict:
     try:
         reply = json.loads(raw) if raw else {}
     except ValueError:
@@ -178,9 +251,13 @@ def _answer(status: int, raw: bytes, *, where: str) -> dict:
         raise UnknownToken(detail or "the server knows no device with this token; register "
                                      "the device and write its token to the token file")
     if status == 422:
-        raise InvalidRequest(f"{where}: refused as invalid: {detail}")
+        problems = reply.get("detail") if isinstance(reply.get("detail"), list) else []
+        raise InvalidRequest(f"{where}: refused as invalid: "
+                             f"{_problems_text(problems) if problems else detail}",
+                             problems=problems)
     raise Unreachable(f"{where}: HTTP {status}" + (f": {detail}" if detail else ""),
-                      status=status)
+                      status=status,
+                      retry_after_s=_retry_after(retry_after) if status == 503 else None)
 
 
 TOKEN_PREFIX = "npd_"

@@ -38,20 +38,22 @@ def new_record_id() -> str:
     return uuid.uuid4().hex
 
 
-def record_of(result: FrameAssessment, *, session_id: int, time: float,
+def record_of(result: FrameAssessment, *, session_id: int, time: float | None,
               snapshot: str | None) -> dict:
     """The protocol's record of an assessed face (``result`` must hold a prediction).
 
     Args:
         result: the frame's assessment, with a face and an assessable prediction.
         session_id: the session the device is bound to now.
-        time: the frame's time on the server's clock.
+        time: the frame's time on the server's clock; None while the clock is not measured
+            (the agent stamps it before sending).
         snapshot: the base64 JPEG (``snapshot_jpeg``) of a snapshot record, else None.
     """
     prediction, face = result.prediction, result.face
     if prediction is None or face is None:
         raise ValueError("record_of needs a frame with a face and its prediction")
-    return {"id": new_record_id(), "session_id": int(session_id), "time": float(time),
+    return {"id": new_record_id(), "session_id": int(session_id),
+            "time": None if time is None else float(time),
             "label": prediction.label, "prob_pain": float(prediction.prob_pain),
             "smoothed": None if result.smoothed is None else float(result.smoothed),
             "state": result.state, "uncertain": bool(result.uncertain),

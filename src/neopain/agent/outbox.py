@@ -40,6 +40,15 @@ class OutboxError(NeopainError):
     """An outbox file that cannot be opened or written (naming the file and why)."""
 
 
+class OutboxWriteError(OutboxError):
+    """A write SQLite refused (``database or disk is full``, an I/O error); ``reason`` is
+    SQLite's words."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        self.reason = str(error) or type(error).__name__
+        super().__init__(f"outbox {path} cannot be written: {self.reason}")
+
+
 class Outbox:
     """Records waiting for the server, oldest first; safe to share between threads.
 
@@ -103,6 +112,9 @@ class Outbox:
         Returns:
             True when kept (or already kept under that id: never twice); False when it does not
             fit within ``max_records`` / ``max_bytes`` (the caller counts it as dropped).
+
+        Raises:
+            OutboxWriteError: SQLite cannot write it (the disk is full …); nothing was kept.
         """
         body = json.dumps(record, separators=(",", ":"), allow_nan=False)
         size = len(body.encode())
@@ -110,9 +122,12 @@ class Outbox:
             if self.count_ + 1 > self.max_records or self.bytes_ + size > self.max_bytes:
                 self.refusing_ = True
                 return False
-            cursor = self._open_db.execute(
-                "INSERT OR IGNORE INTO records (id, body, size) VALUES (?, ?, ?)",
-                (str(record["id"]), body, size))
+            try:
+                cursor = self._open_db.execute(
+                    "INSERT OR IGNORE INTO records (id, body, size) VALUES (?, ?, ?)",
+                    (str(record["id"]), body, size))
+            except sqlite3.Error as error:
+                raise OutboxWriteError(self.path, error) from None
             if cursor.rowcount:
                 self.count_ += 1
                 self.bytes_ += size
@@ -139,13 +154,17 @@ class Outbox:
             return
         with self._lock:
             db = self._open_db
-            db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise OutboxWriteError(self.path, error) from None
             self.count_, self.bytes_ = db.execute(
                 "SELECT count(*), coalesce(sum(size), 0) FROM records").fetchone()
             self.refusing_ = False
@@ -158,10 +177,18 @@ class Outbox:
         return None if row is None else json.loads(row[0])
 
     def set_meta(self, key: str, value: object) -> None:
-        """Keep a JSON value across starts (the last binding, the clock offset)."""
+        """Keep a JSON value across starts (the last binding, the clock offset).
+
+        Raises:
+            OutboxWriteError: SQLite cannot write it.
+        """
         with self._lock:
-            self._open_db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
-                             "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+            try:
+                self._open_db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON "
+                                      "CONFLICT(key) DO UPDATE SET value = excluded.value",
+                                      (key, json.dumps(value)))
+            except sqlite3.Error as error:
+                raise OutboxWriteError(self.path, error) from None
 
     def close(self) -> None:
         """Close the file; safe to call twice."""

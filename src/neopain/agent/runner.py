@@ -9,12 +9,18 @@ Three loops share one stop ``Event``:
   (session, intervals, snapshot side) from the answers and measures the clock offset on each
   (re)connection and every ``CLOCK_EVERY_S``;
 - a sender thread replays the outbox oldest first, removing what the server acknowledged or
-  refused, backing off while the server is away.
+  refused, backing off while the server is away or busy (a 503, honouring its Retry-After, or
+  a request that timed out while the heartbeat gets answers).
 
-The last binding and clock offset are kept in the outbox, so an agent started while the
-server is away keeps recording for the session it was bound to (the server refuses records
-for a session the device was not bound to at their time). A 401 or 403 ``revoked`` answer
-stops everything; ``error_`` holds it.
+Records carry server time: the frame's monotonic time plus the offset measured in this boot
+(``clock.ServerClock``). A record made before the first measurement of the boot is kept
+unstamped with its monotonic time and stamped by the sender once the clock is measured.
+
+The last binding and clock offset are kept in the outbox (the offset with the boot's id: used
+again only in the same boot), so an agent started while the server is away keeps recording for
+the session it was bound to (the server refuses records for a session the device was not bound
+to at their time). A 401 or 403 ``revoked`` answer stops everything; ``error_`` holds it. An
+outbox that cannot be written (the disk is full) drops the records, counted, and says why.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from neopain.agent.capture import FrameSource
 from neopain.agent.client import DeviceClient, InvalidRequest, Stop, Unreachable
 from neopain.agent.clock import ServerClock, measure_offset
 from neopain.agent.messages import MODEL_CHARS, record_of, snapshot_jpeg, status_of
-from neopain.agent.outbox import Outbox
+from neopain.agent.outbox import Outbox, OutboxError
 from neopain.monitor.display import shown_of
 from neopain.monitor.pipeline import Assessor, FrameAssessment
 from neopain.monitor.recording import RecordPolicy
@@ -44,7 +50,12 @@ BATCH_BYTES = 4_000_000  # under the server's 8 MiB body limit, with room for JS
 MAX_BACKOFF_S = 10.0
 MIN_INTERVAL_S = 1e-6  # a server interval of 0 ("every frame") as RecordPolicy takes it
 HEARTBEAT_TIMEOUT_S = 2.0
-RECORDS_TIMEOUT_S = 15.0
+RECORDS_TIMEOUT_S = 20.0
+"""Comfortably longer than the server's wait for its commit round (server/device_records.py
+``WAIT_S``, 10 s), after which it answers 503 itself: a timeout means a server too busy to
+answer at all, and is backed off from like a 503."""
+MARK = "_at"
+"""The key of an unstamped record's monotonic time and boot (``ServerClock.mark``), never sent."""
 JOIN_S = 1.0  # a thread still waiting on the network after a stop is left (it is a daemon)
 
 
@@ -68,9 +79,17 @@ class AgentFigures:
         fps: frames assessed per second over the last few seconds.
         frames: frames assessed since the start.
         queued, sent, refused, dropped: records in the outbox; acknowledged by the server;
-            refused by it; not kept because the outbox was full.
+            refused by it; not kept because the outbox was full or could not be written.
+        refused_time: of ``refused``, those refused for their time (the device's clock was
+            wrong when they were stamped).
+        unstamped: records held until the clock is measured in this boot (of the next batch,
+            so at most 100).
         outbox_full: whether the outbox holds as much as it may.
-        offset_s: server clock minus device clock; None until measured (or read back).
+        outbox_error: why the outbox cannot be written now ("" while it can).
+        request_refused: the server's words when it refused a records request that names no
+            record (the records stay queued); "" since the next accepted one.
+        offset_s: server clock minus the device's wall clock at the last measurement of this
+            boot (records are stamped from the monotonic clock); None until measured.
         reachable: whether the last request got an answer; None before the first.
         unreachable_since: device time since which the server has not answered.
         problem: the last error from the server or network ("" when none).
@@ -87,7 +106,11 @@ class AgentFigures:
     sent: int = 0
     refused: int = 0
     dropped: int = 0
+    refused_time: int = 0
+    unstamped: int = 0
     outbox_full: bool = False
+    outbox_error: str = ""
+    request_refused: str = ""
     offset_s: float | None = None
     reachable: bool | None = None
     unreachable_since: float | None = None
@@ -135,17 +158,20 @@ class Agent:
         self.stop_ = threading.Event()
         self.error_: Stop | None = None
         self.binding_ = _kept_binding(outbox.get_meta("binding"))
-        offset = outbox.get_meta("offset_s")
-        self.clock_ = ServerClock(offset_s=float(offset) if offset is not None else 0.0)
+        self.clock_ = ServerClock()
+        self.clock_.restore(outbox.get_meta("clock"))
         self._lock = threading.Lock()
-        self._figures = AgentFigures(offset_s=offset, binding=self.binding_,
+        self._figures = AgentFigures(offset_s=None if self.clock_.reading_ is None
+                                     else self.clock_.wall_offset_s, binding=self.binding_,
                                      queued=outbox.count_)
+        self._running = threading.Lock()  # held while run() is in progress
         self._latest: FrameAssessment | None = None
         self._times: deque[float] = deque(maxlen=30)
         self._policy: RecordPolicy | None = None
         self._policy_session: int | None = None
         self._queued = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._join_by: float | None = None
         self._assessor = Assessor(predictor, detector=detector, window=window,
                                   redetect_every=redetect_every)
 
@@ -177,6 +203,10 @@ class Agent:
         Raises:
             NeopainError: the source cannot be opened or the model fails on a frame.
         """
+        with self._running:
+            self._run()
+
+    def _run(self) -> None:
         self._threads = [threading.Thread(target=self._guarded, args=(loop,), name=name,
                                           daemon=True)
                          for loop, name in ((self._heartbeats, "agent-heartbeat"),
@@ -196,10 +226,13 @@ class Agent:
             self._join()
 
     def _join(self) -> None:
+        """Stop and join the threads for at most ``JOIN_S`` in all (``run``'s end and
+        ``close`` share that time: a thread still waiting on the network is left, a daemon)."""
         self.stop_.set()
-        deadline = time.monotonic() + JOIN_S
+        if self._join_by is None:
+            self._join_by = time.monotonic() + JOIN_S
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, self._join_by - time.monotonic()))
 
     def _guarded(self, loop: Callable[[], None]) -> None:
         """Run a thread's loop; an error after the stop (the outbox closed under a request
@@ -226,19 +259,38 @@ class Agent:
         due, snapshot = policy.due(result)
         if not due:
             return
-        record = record_of(result, session_id=binding.session_id,
-                           time=self.clock_.at_monotonic(result.time_s),
+        stamp = self.clock_.at_monotonic(result.time_s)
+        record = record_of(result, session_id=binding.session_id, time=stamp,
                            snapshot=snapshot_jpeg(frame, side=binding.snapshot_side)
                            if snapshot else None)
-        if self.outbox.add(record):
-            self._queued.set()
-            if snapshot:
-                self.outbox.set_meta("last_snapshot", [binding.session_id, result.held_state])
-        else:
+        if stamp is None:  # the clock is not measured in this boot yet: stamped when it is
+            record[MARK] = self.clock_.mark(result.time_s)
+        try:
+            kept = self.outbox.add(record)
+        except OutboxError as error:
+            self._count("dropped")
+            self._outbox_failed(error)
+            return  # not saved: the policy still owes this record (a snapshot next frame)
+        if not kept:
             self._count("dropped")
             log.warning("outbox full (%d records, %d bytes): record dropped",
                         self.outbox.count_, self.outbox.bytes_)
-        policy.recorded(result, snapshot=snapshot)
+            return
+        if self._figures.outbox_error:
+            self._update(outbox_error="")
+        self._queued.set()
+        policy.recorded(result, snapshot=snapshot)  # only once saved (RecordPolicy's contract)
+        if snapshot:
+            try:
+                self.outbox.set_meta("last_snapshot", [binding.session_id, result.held_state])
+            except OutboxError as error:
+                self._outbox_failed(error)
+
+    def _outbox_failed(self, error: OutboxError) -> None:
+        reason = getattr(error, "reason", str(error))
+        if self._figures.outbox_error != reason:
+            log.warning("%s", error)
+        self._update(outbox_error=reason)
 
     def _policy_for(self, binding: Binding) -> RecordPolicy:
         """The record rule of the bound session: a new one when the session changes (its
@@ -271,9 +323,10 @@ class Agent:
                     if started >= next_clock:
                         reading = measure_offset(client.clock)
                         self.clock_.set(reading)
-                        self.outbox.set_meta("offset_s", reading.offset_s)
-                        self._update(offset_s=reading.offset_s)
+                        self._update(offset_s=reading.wall_offset_s)
+                        self._queued.set()  # unstamped records can be stamped now
                         next_clock = started + CLOCK_EVERY_S
+                        self._keep("clock", self.clock_.kept())
                     self._bind(client.heartbeat(self._status_body()))
                     self._reached()
                 except Stop as error:
@@ -295,14 +348,28 @@ class Agent:
         if binding != self.binding_:
             log.info("binding: %s", binding)
             self.binding_ = binding
-            self.outbox.set_meta("binding", asdict(binding))
             self._update(binding=binding)
+            self._keep("binding", asdict(binding))
+
+    def _keep(self, key: str, value: object) -> None:
+        """Keep a value in the outbox for the next start; one that cannot be written is said
+        (the agent goes on without it)."""
+        try:
+            self.outbox.set_meta(key, value)
+        except OutboxError as error:
+            self._outbox_failed(error)
 
     def _sender(self) -> None:
-        backoff, limit = 0.5, BATCH_RECORDS
+        backoff = 0.5
         with self.client_factory(timeout_s=RECORDS_TIMEOUT_S) as client:
             while not self.stop_.is_set():
-                batch = self.outbox.peek(limit=limit, max_bytes=BATCH_BYTES)
+                try:
+                    batch = self._stamped(self.outbox.peek(limit=BATCH_RECORDS,
+                                                           max_bytes=BATCH_BYTES))
+                except OutboxError as error:
+                    self._outbox_failed(error)
+                    self.stop_.wait(backoff)
+                    continue
                 if not batch:
                     self._queued.wait(0.25)
                     self._queued.clear()
@@ -313,22 +380,63 @@ class Agent:
                     self._fail(error)
                     return
                 except InvalidRequest as error:
-                    # halve the batch until the record whose shape is refused is alone, then
-                    # refuse it for good: one bad record cannot hold back the queue
-                    if len(batch) > 1:
-                        limit = max(1, len(batch) // 2)
-                    else:
-                        self._answered({"acked": [], "refused": [
-                            {"id": batch[0]["id"], "reason": "invalid", "detail": str(error)}]})
-                    continue
-                except Unreachable as error:
-                    self._unreached(error)
-                    self._wait_for_server(backoff, answered=error.status is not None)
+                    if error.record_indices:  # the server named the records it refuses
+                        self._answer_or_wait({"acked": [], "refused": [
+                            {"id": batch[i]["id"], "reason": "invalid", "detail": str(error)}
+                            for i in error.record_indices if i < len(batch)]}, backoff)
+                        continue
+                    # not about a record (another server version, a proxy changing the body):
+                    # keep them all, say so, and try again after the back-off
+                    if self._figures.request_refused != str(error):
+                        log.warning("records request refused, records kept: %s", error)
+                    self._update(request_refused=str(error))
+                    self._wait_for_server(backoff, answered=True)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                     continue
-                backoff, limit = 0.5, BATCH_RECORDS
+                except Unreachable as error:
+                    # busy: the server answered (503, 500 …), or timed out while its heartbeat
+                    # answers; away: no answer from it at all (retried once it answers again)
+                    busy = error.status is not None or (error.timed_out
+                                                        and bool(self._figures.reachable))
+                    self._unreached(error)
+                    self._wait_for_server(max(backoff, error.retry_after_s or 0.0),
+                                          answered=busy)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    continue
+                backoff = 0.5
                 self._reached()
-                self._answered(answer)
+                if self._figures.request_refused:
+                    self._update(request_refused="")
+                self._answer_or_wait(answer, backoff)
+
+    def _answer_or_wait(self, answer: dict, backoff: float) -> None:
+        try:
+            self._answered(answer)
+        except OutboxError as error:  # sent again later: the server stores a record once
+            self._outbox_failed(error)
+            self.stop_.wait(backoff)
+
+    def _stamped(self, batch: list[dict]) -> list[dict]:
+        """The records of ``batch`` before the first that cannot be stamped yet (its clock not
+        measured: they stay in order), each with its server time and without ``MARK``."""
+        ready = []
+        for record in batch:
+            mark = record.pop(MARK, None)
+            if mark is not None:
+                stamp, guess = self.clock_.stamp(mark)
+                if stamp is None:
+                    break
+                record["time"] = stamp
+                if guess:
+                    log.info("record %s of an earlier boot stamped from its wall-clock time",
+                             record["id"])
+            elif record.get("time") is None:
+                break
+            ready.append(record)
+        held = len(batch) - len(ready)
+        if held != self._figures.unstamped:
+            self._update(unstamped=held)
+        return ready
 
     def _answered(self, answer: dict) -> None:
         acked = [str(i) for i in answer["acked"]]
@@ -336,13 +444,19 @@ class Agent:
         self.outbox.remove(acked + [str(r["id"]) for r in refused])
         with self._lock:
             reasons = dict(self._figures.refusals)
+            for_time = 0
             for refusal in refused:
                 reason = str(refusal.get("reason", "refused"))
+                detail = str(refusal.get("detail", ""))
+                if reason == "invalid" and "time" in detail.lower().split(":")[0]:
+                    for_time += 1  # stamped by a clock the server disagrees with
+                    reason = "invalid (time)"
                 if reason not in reasons:
-                    reasons[reason] = str(refusal.get("detail", ""))
-                    log.warning("server refused a record (%s): %s", reason, reasons[reason])
+                    reasons[reason] = detail
+                    log.warning("server refused a record (%s): %s", reason, detail)
             self._figures = replace(self._figures, sent=self._figures.sent + len(acked),
                                     refused=self._figures.refused + len(refused),
+                                    refused_time=self._figures.refused_time + for_time,
                                     refusals=reasons)
 
     def _wait_for_server(self, seconds: float, *, answered: bool) -> None:
@@ -370,8 +484,12 @@ class Agent:
         self.stop_.set()
 
     def close(self) -> None:
-        """Stop, join the threads, release the source, detector, predictor and outbox; safe
-        to call twice."""
+        """Stop, wait for ``run`` to end (it checks the stop between frames: at most the frame
+        being assessed), join the threads, release the source, detector, predictor and outbox;
+        safe to call twice. Nothing a running step uses is freed under it."""
+        self.stop_.set()
+        with self._running:
+            pass
         self._join()
         self._assessor.close()
         self.source.close()

@@ -43,10 +43,16 @@ def status_line(figures) -> Text:
         line.append(f"  camera lost since {_clock(figures.source_lost_since)}", style="bold red")
     line.append(f"  {figures.fps:4.1f} fps  queued {figures.queued} · sent {figures.sent} · "
                 f"refused {figures.refused} · dropped {figures.dropped}")
-    if figures.outbox_full:
+    if figures.outbox_error:
+        line.append(" (outbox cannot be written)", style="bold red")
+    elif figures.outbox_full:
         line.append(" (outbox full)", style="bold red")
     offset = "not measured" if figures.offset_s is None else f"{figures.offset_s:+.3f} s"
-    line.append(f"  clock {offset}  ")
+    line.append(f"  clock {offset}")
+    if figures.unstamped:
+        line.append(f" ({figures.unstamped}{'+' if figures.unstamped >= 100 else ''} records "
+                    "wait for it)", style="yellow")
+    line.append("  ")
     if figures.reachable:
         line.append("server ok", style="green")
     elif figures.unreachable_since is not None:
@@ -100,7 +106,9 @@ def agent(
     Example: neopain agent --source 0 --server https://ward:8000 --token-file ~/.neopain-token
     """
     from neopain.agent.capture import FrameSource
-    from neopain.agent.client import DeviceClient, check_server_url, read_token
+    from neopain.agent.client import (
+        DeviceClient, check_server_url, plain_http_warning, read_token,
+    )
     from neopain.agent.outbox import Outbox
     from neopain.agent.runner import Agent
     from neopain.config import get_settings
@@ -109,6 +117,8 @@ def agent(
     settings = get_settings()
     token = read_token(token_file)
     server = check_server_url(server)
+    if (warning := plain_http_warning(server)) is not None:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if not outbox_mb > 0:
         fail(f"--outbox-mb {outbox_mb:g} must be a number of megabytes > 0")
     if cafile is not None and not cafile.is_file():
@@ -147,8 +157,16 @@ def agent(
 
 
 def _watch(runner) -> None:
-    """Run the agent in a thread and draw its status line until it stops or Ctrl-C."""
+    """Run the agent in a thread and draw its status line until it stops or Ctrl-C; returns
+    once the run has ended (the agent may then free what it used).
+
+    The main thread waits on an ``Event`` the run sets at its end, never in ``Thread.join``:
+    a Ctrl-C that interrupts ``join`` makes CPython 3.11 mark the still running thread as
+    stopped (bpo-45274's handler releases the lock the live thread holds), so a later
+    ``join`` returns at once, and the model would be freed under the frame being assessed.
+    """
     failure: list[BaseException] = []
+    ended = threading.Event()
 
     def work() -> None:
         try:
@@ -156,6 +174,8 @@ def _watch(runner) -> None:
         except BaseException as error:  # shown by the main thread
             failure.append(error)
             runner.stop_.set()
+        finally:
+            ended.set()
 
     worker = threading.Thread(target=work, name="agent-run", daemon=True)
     worker.start()
@@ -164,31 +184,31 @@ def _watch(runner) -> None:
         if console.is_terminal:
             with Live(status_line(runner.snapshot()), console=console, transient=False,
                       refresh_per_second=1 / REFRESH_S) as live:
-                while worker.is_alive():
-                    worker.join(REFRESH_S)
+                while not ended.is_set():
+                    ended.wait(REFRESH_S)
                     figures = runner.snapshot()
                     _say_once(live.console, figures, said)
                     live.update(status_line(figures))
         else:  # a service's log: the status line every LOG_EVERY_S, not redrawn
             next_line = time.monotonic()
-            while worker.is_alive():
-                worker.join(REFRESH_S)
+            while not ended.is_set():
+                ended.wait(REFRESH_S)
                 figures = runner.snapshot()
                 _say_once(console, figures, said)
-                if time.monotonic() >= next_line or not worker.is_alive():
+                if time.monotonic() >= next_line or ended.is_set():
                     console.print(status_line(figures), soft_wrap=True)
                     next_line = time.monotonic() + LOG_EVERY_S
     except KeyboardInterrupt:
         runner.stop_.set()
         err_console.print("stopping (Ctrl-C)…")
-    worker.join(2.0)
+    ended.wait()  # the run checks the stop between frames; a second Ctrl-C leaves at once
     if failure:
         raise failure[0]
 
 
 def _say_once(out, figures, said: set[str]) -> None:
     """Lines printed above the status line, each once: the server away at the start, each
-    refusal reason, the outbox filling."""
+    refusal reason, a records request refused whole, the outbox filling or failing."""
     if figures.reachable is False and "unreachable" not in said and figures.sent == 0:
         said.add("unreachable")
         out.print(f"[yellow]server not reachable[/] ({escape(figures.problem)}): assessing and "
@@ -196,8 +216,21 @@ def _say_once(out, figures, said: set[str]) -> None:
     for reason, detail in figures.refusals.items():
         if f"refused:{reason}" not in said:
             said.add(f"refused:{reason}")
+            more = (" — stamped by a clock the server disagrees with; they are counted in "
+                    "refused") if reason == "invalid (time)" else ""
             out.print(f"[yellow]the server refused records[/] ({escape(reason)}): "
-                      f"{escape(detail)}", highlight=False)
+                      f"{escape(detail)}{more}", highlight=False)
+    if figures.request_refused and f"request:{figures.request_refused}" not in said:
+        said.add(f"request:{figures.request_refused}")
+        out.print(f"[yellow]the server refused the records request[/] (naming no record): "
+                  f"{escape(figures.request_refused)}; the records stay queued and are sent "
+                  "again (is the server of the same version?)", highlight=False)
+    if figures.outbox_error and "write" not in said:
+        said.add("write")
+        out.print(f"[bold red]outbox cannot be written[/]: {escape(figures.outbox_error)}; "
+                  "new records are dropped (and counted) while it cannot", highlight=False)
+    elif not figures.outbox_error:
+        said.discard("write")
     if figures.outbox_full and "full" not in said:
         said.add("full")
         out.print("[bold red]outbox full[/]: new records are dropped (and counted) until the "
