@@ -193,3 +193,45 @@ def test_plain_http_to_another_machine_is_warned_of_at_the_start(token_file):
     code, out = invoke("agent", "--source", "missing.mp4", "--server", "http://127.0.0.1:9",
                        "--token-file", str(token_file))
     assert "unencrypted" not in out
+
+
+STUCK = textwrap.dedent("""
+    import threading, time
+    from neopain.agent.runner import AgentFigures
+    from neopain.cli.agent import _watch
+
+    class Stuck:  # a camera read that never returns, whatever the stop says
+        stop_ = threading.Event()
+
+        def run(self):
+            time.sleep(60)
+
+        def snapshot(self):
+            return AgentFigures()
+
+    print("READY", flush=True)
+    _watch(Stuck())
+""")
+
+
+def test_a_second_ctrl_c_leaves_at_once_when_the_run_cannot_end(tmp_path):
+    """Guards: the first Ctrl-C waits for the frame being assessed (never freeing the model
+    under it); a run that cannot end (a camera read stuck) must not make the agent unkillable
+    by Ctrl-C."""
+    agent = subprocess.Popen([sys.executable, "-c", STUCK], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        assert agent.stdout.readline().strip() == "READY"
+        time.sleep(0.3)
+        agent.send_signal(signal.SIGINT)
+        time.sleep(2.5)
+        assert agent.poll() is None  # still waiting for the run, as it should
+        agent.send_signal(signal.SIGINT)
+        second = time.monotonic()
+        out, _ = agent.communicate(timeout=10)
+        left_in = time.monotonic() - second
+    finally:
+        agent.kill()
+    assert agent.returncode == 130 and left_in < 1.0, out
+    said = " ".join(out.split())
+    assert "Ctrl-C again leaves at once" in said and "leaving at once" in said

@@ -7,6 +7,8 @@ fast on a small computer that has none of them installed (docs/agent.md).
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -201,7 +203,17 @@ def _watch(runner) -> None:
     except KeyboardInterrupt:
         runner.stop_.set()
         err_console.print("stopping (Ctrl-C)…")
-    ended.wait()  # the run checks the stop between frames; a second Ctrl-C leaves at once
+    try:  # the run checks the stop between frames: it ends after the frame being assessed
+        if not ended.wait(2.0):
+            err_console.print("still finishing the frame being assessed (or the camera's "
+                              "read); Ctrl-C again leaves at once")
+            ended.wait()
+    except KeyboardInterrupt:  # what was made is committed in the outbox: nothing is lost
+        err_console.print("leaving at once (Ctrl-C twice); the frame being assessed is "
+                          "abandoned, queued records stay in the outbox")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     if failure:
         raise failure[0]
 
