@@ -51,9 +51,9 @@ MAX_BACKOFF_S = 10.0
 MIN_INTERVAL_S = 1e-6  # a server interval of 0 ("every frame") as RecordPolicy takes it
 HEARTBEAT_TIMEOUT_S = 2.0
 RECORDS_TIMEOUT_S = 20.0
-"""Comfortably longer than the server's wait for its commit round (server/device_records.py
-``WAIT_S``, 10 s), after which it answers 503 itself: a timeout means a server too busy to
-answer at all, and is backed off from like a 503."""
+"""A records request unanswered this long means a server too busy to answer (its database
+waiting on a lock): backed off from like a 503, and sent again later (the server stores a
+record once, so one it stored meanwhile is only acknowledged)."""
 MARK = "_at"
 """The key of an unstamped record's monotonic time and boot (``ServerClock.mark``), never sent."""
 JOIN_S = 1.0  # a thread still waiting on the network after a stop is left (it is a daemon)

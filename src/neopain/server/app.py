@@ -34,7 +34,6 @@ from neopain.server.middleware import (
     CRASH_MESSAGE, BodyLimit, RequestGuard, add_transport_middleware,
 )
 from neopain.server.render import make_templates, render
-from neopain.server.device_records import RecordWriter
 from neopain.server.devices import DeviceHub
 from neopain.server.routes import api, auth, device_pages, devices, live, pages, uploads, ward
 from neopain.server.sweeper import idle_sweeper
@@ -69,7 +68,6 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
                                                     zone=timezone.utc))
             yield
         close_chart_worker(_app)
-        device_records.close()
         live_service.close()
         store.kw["bind"].dispose()
 
@@ -84,7 +82,6 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
     app.state.live = live_service
     app.state.ward = ward_hub
     app.state.devices = DeviceHub(store)
-    app.state.device_records = device_records = RecordWriter(store)
     _add_error_handlers(app)
     for module in (auth, pages, api, uploads, live, ward, devices, device_pages):
         app.include_router(module.router)

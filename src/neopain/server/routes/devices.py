@@ -226,19 +226,19 @@ def _parse(raw: dict[str, Any]) -> DeviceRecord | Refused:
 def records(request: Request, db: Db, device: CurrentDevice, body: RecordsIn) -> RecordsOut:
     """Store a device's records, oldest first; each is acknowledged (stored now or before)
     or refused for good, so the device can drop it from its outbox. The answer comes once they
-    are on disk (``device_records.RecordWriter``: requests arriving together share a commit)."""
+    are on disk."""
     parsed = [_parse(raw) for raw in body.records]
     refused = [item for item in parsed if isinstance(item, Refused)]
     valid = [item for item in parsed if isinstance(item, DeviceRecord)]
     acked: list[str] = []
     device_id, name = device.id, device.name
-    db.close()  # the writer and the audit use their own connections
     if valid:
         try:
-            acked, more = request.app.state.device_records.write(device_id, valid)
+            acked, more = crud.add_device_records(db, device_id=device_id, records=valid)
         except StoreError as error:
             raise AccessError(503, str(error), headers={"Retry-After": "1"}) from None
         refused += more
+    db.close()  # the audit opens its own connection
     if refused:
         _hub(request).audit_once(device_id=device_id, name=name,
                                  action="device_records_refused",

@@ -253,41 +253,29 @@ def _binding_covers(binding: DeviceBinding, session: MonitoringSession, when: da
     return binding.bound_at - skew <= when <= end + skew
 
 
-Batch = tuple[int, Sequence[DeviceRecord]]
-"""A device's id and the records one of its requests sent."""
-
-
-def add_device_records(db: Session, *, batches: Sequence[Batch]
-                       ) -> list[tuple[list[str], list[Refused]]]:
-    """Store the records of one or more requests (each a device's id and its records) in ONE
-    transaction; for each request, the ids acknowledged (stored now or before: a record sent
-    twice is stored once) and the records refused for good (a session the device was not bound
-    to at the record's time, a time in the future).
+def add_device_records(db: Session, *, device_id: int, records: Sequence[DeviceRecord]
+                       ) -> tuple[list[str], list[Refused]]:
+    """Store one request's records of a device in one transaction; the ids acknowledged
+    (stored now or before: a record sent twice is stored once) and the records refused for
+    good (a session the device was not bound to at the record's time, a time in the future).
 
     Raises:
         StoreError: the database refused the transaction (nothing of it was stored; e.g.
-            another process stored one of the records a moment ago: send them again).
+            another request stored one of the records a moment ago: send them again).
     """
     now = utc_now()
-    stored: dict[int, set[str]] = {}
-    bindings: dict[int, dict[int, list[tuple[DeviceBinding, MonitoringSession]]]] = {}
-    for device_id in {device_id for device_id, _ in batches}:
-        records = [r for d, batch in batches if d == device_id for r in batch]
-        stored[device_id] = set(db.scalars(select(Assessment.record_id).where(
-            Assessment.device_id == device_id,
-            Assessment.record_id.in_([r.record_id for r in records]))))
-        bindings[device_id] = _bindings(db, device_id=device_id,
-                                        session_ids={r.session_id for r in records})
-    results = [_stage_records(db, device_id, batch, stored=stored[device_id],
-                              bindings=bindings[device_id], now=now)
-               for device_id, batch in batches]
+    stored = set(db.scalars(select(Assessment.record_id).where(
+        Assessment.device_id == device_id,
+        Assessment.record_id.in_([r.record_id for r in records]))))
+    bindings = _bindings(db, device_id=device_id, session_ids={r.session_id for r in records})
+    result = _stage_records(db, device_id, records, stored=stored, bindings=bindings, now=now)
     try:
         db.commit()
-    except IntegrityError:  # another process stored one of them at the same moment
+    except IntegrityError:  # the same records stored by another request at the same moment
         db.rollback()
         raise StoreError("device records: stored by another request at the same moment; "
                          "send them again") from None
-    return results
+    return result
 
 
 def _stage_records(db: Session, device_id: int, records: Sequence[DeviceRecord], *,
@@ -321,6 +309,6 @@ def _stage_records(db: Session, device_id: int, records: Sequence[DeviceRecord],
             face_box=json.dumps([round(float(v), 1) for v in record.face_box]),
             has_snapshot=record.snapshot is not None, snapshot=record.snapshot,
             device_id=device_id, record_id=record.record_id))
-        stored.add(record.record_id)  # a second copy in this transaction is acknowledged
+        stored.add(record.record_id)  # a second copy in this request is acknowledged
         acked.append(record.record_id)
     return acked, refused
