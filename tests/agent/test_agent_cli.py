@@ -136,8 +136,9 @@ def test_a_revoked_device_exits_1_with_the_servers_message(ward, token_file, cli
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_within_a_second_and_says_what_stays_queued(ward, token_file, onnx_model,
-                                                                 tmp_path):
+                                                                 tmp_path, stop):
     """Guards: Ctrl-C leaving the agent running (or hanging) for more than a second.
 
     It failed in CI (pytest -n 2 on a loaded 2-core machine) with the process still alive 10 s
@@ -148,7 +149,8 @@ def test_ctrl_c_stops_within_a_second_and_says_what_stays_queued(ward, token_fil
     ``test_close_waits_for_the_frame_being_assessed_before_freeing_the_model``). The promise
     is unchanged: stopped within a second of the SIGINT; a slow start under load is waited for
     (the SIGINT is sent once records arrive, long after the agent's start), and a hang shows
-    the agent's output."""
+    the agent's output. The suite may run with SIGINT ignored (a background job of a script,
+    as CI's was): the agent takes Ctrl-C back, and SIGTERM stops it the same way."""
     clip = write_clip(tmp_path / "long.mp4", seconds=40, fps=5)
     agent = subprocess.Popen(
         [sys.executable, "-m", "neopain", "agent", "--source", str(clip), "--server", ward.url,
@@ -169,7 +171,7 @@ def test_ctrl_c_stops_within_a_second_and_says_what_stays_queued(ward, token_fil
         ward.down = True  # what is made from now on stays queued
         time.sleep(1.5)
         assert agent.poll() is None, "the agent ended before Ctrl-C"
-        agent.send_signal(signal.SIGINT)
+        agent.send_signal(stop)  # systemctl stop sends SIGTERM
         interrupted = time.monotonic()
         try:
             agent.wait(timeout=10)

@@ -150,6 +150,9 @@ def test_a_server_killed_mid_run_ends_with_exactly_what_the_agent_made(ward, tmp
     assert [state for _, state in snapshots] == [state for _, state in planned], snapshots
     for (when, _), (planned_at, _) in zip(snapshots, planned):
         assert planned_at <= when <= planned_at + 0.8, (snapshots, planned)
+    print(f"{len(rows)} records stored = {sent} acknowledged, "
+          f"{sum(KILL_AT_S < t - t0 < RESTART_AT_S for t in times)} made while the server was "
+          f"down; snapshots {snapshots}")
 
 
 def test_revoking_the_device_stops_a_running_agent_within_a_second(ward, tmp_path):
@@ -164,3 +167,4 @@ def test_revoking_the_device_stops_a_running_agent_within_a_second(ward, tmp_pat
     assert running.returncode == 1
     assert "NICU bed 7" in output and "revoked" in output
     assert stopped_s <= 1.0, f"the agent stopped {stopped_s:.2f} s after its revocation"
+    print(f"stopped {stopped_s:.2f} s after the revocation")

@@ -12,26 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neopain.faces.base import Face, FaceDetector
 from neopain.faces.crop import CropRule
 from neopain.monitor.pipeline import Assessor, Smoother
 from neopain.prediction import Prediction, Predictor
+from detector_doubles import BrightBox
 
 BOTH = "both"  # a frame whose referral band holds pain and no pain
 UNJUDGED = "unjudged"  # a face the model cannot assess
-
-
-class Patch(FaceDetector):
-    """The box around the non-black pixels; no face in an all-black frame."""
-
-    default_threshold = 0.0
-
-    def _detect(self, image, *, prior):
-        ys, xs = np.nonzero(image.max(axis=2))
-        if xs.size == 0:
-            return []
-        return [Face((float(xs.min()), float(ys.min()), float(xs.max() + 1),
-                      float(ys.max() + 1)), 0.9)]
 
 
 class Banded(Predictor):
@@ -67,7 +54,7 @@ def frame(prob: float | None, mark: str = "") -> np.ndarray:
 
 
 def run(frames, *, band=True, window=5, fps=10):
-    with Assessor(Banded(band=band), detector=Patch(), window=window,
+    with Assessor(Banded(band=band), detector=BrightBox(), window=window,
                   hysteresis=0.1) as assessor:
         return [assessor.step(frame(*f), time_s=i / fps) for i, f in enumerate(frames)]
 

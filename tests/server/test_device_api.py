@@ -85,8 +85,7 @@ def test_another_devices_token_cannot_write_into_this_bed(server, bed):
         _, other_token = crud.create_device(db, actor=None, name="NICU bed 8")
     other = device_client(server, other_token)
     reply = other.post("/api/device/records", json={"records": [record(bed["session_id"])]})
-    assert reply.status_code == 200
-    assert reply.json()["acked"] == [] and reply.json()["refused"][0]["reason"] == "not_bound"
+    assert reply.status_code == 403 and reply.json()["reason"] == "foreign_session"
     assert stored(server, bed["session_id"]) == 0
     assert other.post("/api/device/heartbeat", json={}).json()["session_id"] is None
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -180,7 +183,38 @@ def _watch(runner) -> None:
             ended.set()
 
     worker = threading.Thread(target=work, name="agent-run", daemon=True)
-    worker.start()
+    with _stop_signals():
+        worker.start()
+        _watch_until_ended(runner, ended=ended)
+    if failure:
+        raise failure[0]
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (``systemctl stop``) both stop the agent cleanly, also when it was
+    started with SIGINT ignored (a background job of a script, a CI runner): Python then
+    leaves Ctrl-C ignored, and SIGTERM would end it without closing the camera and outbox."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _watch_until_ended(runner, *, ended: threading.Event) -> None:  # noqa: ANN001
+    """The status line until the run sets ``ended``; Ctrl-C (or SIGTERM) asks it to stop and
+    waits for it (a second one leaves at once)."""
     said: set[str] = set()
     try:
         if console.is_terminal:
@@ -214,8 +248,6 @@ def _watch(runner) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
-    if failure:
-        raise failure[0]
 
 
 def _say_once(out, figures, said: set[str]) -> None:

@@ -6,7 +6,8 @@ device's records are taken only for the session it was bound to at their time.
 - ``POST /api/device/heartbeat``: what the bed shows now; the answer says which session the
   device feeds, and a revoked device is told so (403) within one heartbeat;
 - ``POST /api/device/records``: assessments, each with the device's own id; one sent twice is
-  stored once, so a device replays whatever it is unsure of.
+  stored once, so a device replays whatever it is unsure of; a record for a session the
+  device never fed (another bed's) is 403.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from neopain.data.images import ImageReadError, decode_image
 from neopain.server.deps import AccessError, Db
 from neopain.server.devices import HEARTBEAT_S, SNAPSHOT_SIDE, DeviceHub, Reading
 from neopain.store import crud
-from neopain.store.crud import DeviceRecord, Refused
+from neopain.store.crud import DeviceRecord, ForeignSessionError, Refused
 from neopain.store.session import StoreError
 from neopain.store.tables import Device, utc_now
 
@@ -235,6 +236,11 @@ def records(request: Request, db: Db, device: CurrentDevice, body: RecordsIn) ->
     if valid:
         try:
             acked, more = crud.add_device_records(db, device_id=device_id, records=valid)
+        except ForeignSessionError as error:  # another bed's session: not this token's
+            db.close()
+            _hub(request).audit_once(device_id=device_id, name=name, action="device_refused",
+                                     detail="foreign session")
+            raise AccessError(403, str(error), reason="foreign_session") from None
         except StoreError as error:
             raise AccessError(503, str(error), headers={"Retry-After": "1"}) from None
         refused += more

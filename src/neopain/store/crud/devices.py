@@ -205,6 +205,10 @@ def note_device_seen(db: Session, *, device_id: int, now: datetime) -> bool:
     return written == 1
 
 
+class ForeignSessionError(StoreError):
+    """A device sent records for a session it was never bound to (another bed's)."""
+
+
 @dataclass(frozen=True)
 class DeviceRecord:
     """One assessment a device sends (``add_device_records``); times aware UTC."""
@@ -260,14 +264,20 @@ def add_device_records(db: Session, *, device_id: int, records: Sequence[DeviceR
     good (a session the device was not bound to at the record's time, a time in the future).
 
     Raises:
+        ForeignSessionError: a record names a session the device was never bound to (nothing
+            of the request is stored).
         StoreError: the database refused the transaction (nothing of it was stored; e.g.
             another request stored one of the records a moment ago: send them again).
     """
     now = utc_now()
+    bindings = _bindings(db, device_id=device_id, session_ids={r.session_id for r in records})
+    foreign = sorted({r.session_id for r in records} - set(bindings))
+    if foreign:
+        raise ForeignSessionError(f"this device was never bound to session {foreign[0]}; it "
+                                  "may send records only for the sessions it fed")
     stored = set(db.scalars(select(Assessment.record_id).where(
         Assessment.device_id == device_id,
         Assessment.record_id.in_([r.record_id for r in records]))))
-    bindings = _bindings(db, device_id=device_id, session_ids={r.session_id for r in records})
     result = _stage_records(db, device_id, records, stored=stored, bindings=bindings, now=now)
     try:
         db.commit()
