@@ -226,3 +226,34 @@ def test_the_ward_reads_every_beds_device_in_the_same_few_queries(server):
         return len(statements)
 
     assert queries(1) == queries(4)
+
+
+def test_an_agents_backlog_shows_on_the_devices_page_before_revoking(server):
+    """Guards: revoking a device whose outbox still holds records, unseen: they are lost."""
+    import time as clock
+
+    with server.db() as db:
+        _, token = crud.create_device(db, actor=None, name="NICU bed 5")
+    device = server.client()
+    device.headers["Authorization"] = f"Bearer {token}"
+    assert device.post("/api/device/heartbeat", json={
+        "queued": 37, "dropped": 2, "fps": 14.83, "model": "nfcs",
+        "status": {"kind": "noface", "frame_at": clock.time()}}).status_code == 200
+    admin = server.client("admin")
+    page = " ".join(admin.get("/devices").text.split())
+    assert "nfcs · 14.8 frames/s" in page and "37 not sent yet" in page
+    assert "2 dropped (outbox full)" in page and "it held <strong>37</strong>" in page
+    listed = admin.get("/api/devices").json()[0]
+    assert (listed["queued"], listed["dropped"], listed["fps"], listed["model"]) == (
+        37, 2, 14.8, "nfcs")
+
+
+def test_a_revoked_devices_bed_keeps_its_name_on_the_ward(server):
+    with server.db() as db:
+        patient = crud.create_patient(db, actor=None, name="Baby Keep")
+        device, _ = crud.create_device(db, actor=None, name="NICU bed 6")
+        session = crud.bind_device(db, device, patient=patient, actor=None)
+        crud.revoke_device(db, device, actor=None)
+    ward = server.client("clinician").get("/api/ward").json()
+    bed = next(b for b in ward["beds"] if b["session_id"] == session.id)
+    assert bed["device"] == "NICU bed 6"  # the nurse knows which camera went silent

@@ -39,7 +39,7 @@ def test_migrations_build_exactly_the_declared_tables(tmp_path):
         diff = compare_metadata(context, Base.metadata)
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert diff == []
-    assert version == "0008"
+    assert version == "0009"
 
 
 def test_the_login_throttle_migration_downgrades_and_upgrades_again(tmp_path):

@@ -130,5 +130,6 @@ def _print_devices(views: list[DeviceView], *, now: datetime) -> None:
             watching = "free" if device.revoked_at is None else "–"
         table.add_row(str(device.id), Text(device.name), Text(watching),
                       "no" if device.revoked_at is None else _when(device.revoked_at),
-                      _ago(device.last_seen_at, now=now))
+                      _ago(device.last_seen_at, now=now) + (
+                          f"; {device.queued} not sent" if device.queued else ""))
     console.print(table)

@@ -35,6 +35,11 @@ class DeviceOut(BaseModel):
     created_at: datetime
     revoked_at: datetime | None
     last_seen_at: datetime | None = Field(description="The device's last request")
+    queued: int | None = Field(description="Records its agent had not sent yet, as its "
+                                           "heartbeat said then")
+    dropped: int | None = Field(description="Records its agent could not keep (outbox full)")
+    fps: float | None = Field(description="Frames its agent assessed per second")
+    model: str | None = Field(description="The model its agent runs")
     session_id: int | None = Field(description="The live session it feeds now")
     patient_id: int | None
     patient: str | None = Field(description="The watched patient's display name")
@@ -45,7 +50,8 @@ class DeviceOut(BaseModel):
         device, session, patient = view.device, view.session, view.patient
         return cls(id=device.id, name=device.name, state=device_state(view),
                    created_at=device.created_at, revoked_at=device.revoked_at,
-                   last_seen_at=device.last_seen_at,
+                   last_seen_at=device.last_seen_at, queued=device.queued,
+                   dropped=device.dropped, fps=device.fps, model=device.model,
                    session_id=None if session is None else session.id,
                    patient_id=None if patient is None else patient.id,
                    patient=None if patient is None else patient_label(patient),

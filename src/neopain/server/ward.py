@@ -49,8 +49,7 @@ def ward_view(db: Session, *, stale_s: float, now: datetime, trend: bool = False
     alarms: dict[int, list] = defaultdict(list)
     for alarm in crud.unresolved_alarms(db):
         alarms[alarm.session_id].append(alarm)
-    devices = {view.session.id: view.device.name for view in crud.list_devices(db)
-               if view.session is not None}
+    devices = crud.session_devices(db, session_ids=[bed.session.id for bed in beds])
     trends = crud.recent_smoothed(db, session_ids=[bed.session.id for bed in beds],
                                   since=now - timedelta(seconds=TREND_S)) if trend else {}
     entries = []

@@ -306,8 +306,8 @@ class AlarmLimit(Base):
 
 class Device(Base):
     """A bed device running ``neopain agent``: its name, the SHA-256 of its token (the token
-    itself is shown once, never stored), who registered it, and when it was revoked (a revoked
-    device is refused for good) and last heard from."""
+    itself is shown once, never stored), who registered it, when it was revoked (a revoked
+    device is refused for good) and last heard from, and what its agent said then."""
 
     __tablename__ = "devices"
 
@@ -319,6 +319,12 @@ class Device(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # what its agent said at that moment (its heartbeat): records waiting in its outbox, records
+    # it could not keep, frames assessed per second, its model; None before the first
+    queued: Mapped[int | None] = mapped_column(Integer)
+    dropped: Mapped[int | None] = mapped_column(Integer)
+    fps: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str | None] = mapped_column(String(200))
 
 
 class DeviceBinding(Base):

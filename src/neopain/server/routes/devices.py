@@ -25,7 +25,7 @@ from neopain.data.images import ImageReadError, decode_image
 from neopain.server.deps import AccessError, Db
 from neopain.server.devices import HEARTBEAT_S, SNAPSHOT_SIDE, DeviceHub, Reading
 from neopain.store import crud
-from neopain.store.crud import DeviceRecord, ForeignSessionError, Refused
+from neopain.store.crud import AgentFigures, DeviceRecord, ForeignSessionError, Refused
 from neopain.store.session import StoreError
 from neopain.store.tables import Device, utc_now
 
@@ -131,7 +131,8 @@ def heartbeat(request: Request, db: Db, device: CurrentDevice, body: HeartbeatIn
     session_id = None if session is None else session.id
     session_started_at = None if session is None else session.started_at
     if _hub(request).seen_due(device.id):
-        crud.note_device_seen(db, device_id=device.id, now=utc_now())
+        crud.note_device_seen(db, device_id=device.id, now=utc_now(), figures=AgentFigures(
+            queued=body.queued, dropped=body.dropped, fps=body.fps, model=body.model))
     device_id, name = device.id, device.name
     db.close()  # the hub writes the bed's status on its own connections
     status = body.status

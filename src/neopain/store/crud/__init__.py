@@ -26,9 +26,10 @@ from neopain.store.crud.calibrations import (
     add_calibration, calibration_reference, latest_calibration,
 )
 from neopain.store.crud.devices import (
-    DeviceRecord, DeviceView, ForeignSessionError, Refused, add_device_records, bind_device,
-    create_device, current_session, device_of_token, find_device, get_device, list_devices,
-    note_device_seen, revoke_device, session_device, unbind_device,
+    AgentFigures, DeviceRecord, DeviceView, ForeignSessionError, Refused, add_device_records,
+    bind_device, create_device, current_session, device_of_token, find_device, get_device,
+    list_devices, note_device_seen, revoke_device, session_device, session_devices,
+    unbind_device,
 )
 from neopain.store.crud.history import (
     SessionSummary, audit_choices, newest_audit_id, session_summaries,
@@ -58,9 +59,10 @@ __all__ = [
     "get_alarm",
     "pause_alarms", "raise_alarm", "read_status", "resolve_alarm", "set_alarm_limits",
     "write_status", "stream_status_of",
-    "DeviceRecord", "DeviceView", "ForeignSessionError", "Refused", "add_device_records",
-    "bind_device",
+    "AgentFigures", "DeviceRecord", "DeviceView", "ForeignSessionError", "Refused",
+    "add_device_records", "bind_device",
     "create_device", "current_session", "device_of_token", "find_device", "get_device",
-    "list_devices", "note_device_seen", "revoke_device", "session_device", "unbind_device",
+    "list_devices", "note_device_seen", "revoke_device", "session_device", "session_devices",
+    "unbind_device",
     "Bed", "list_alarms", "open_beds", "patients_of", "recent_smoothed", "unresolved_alarms",
 ]

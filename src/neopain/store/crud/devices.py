@@ -104,6 +104,14 @@ def current_session(db: Session, *, device_id: int) -> MonitoringSession | None:
                             MonitoringSession.ended_at.is_(None)))
 
 
+def session_devices(db: Session, *, session_ids: Sequence[int]) -> dict[int, str]:
+    """The name of the device that fed (or feeds) each of these sessions, by session id; a
+    session no device fed is left out (a revoked device's bed keeps its name on the ward)."""
+    return dict(db.execute(select(DeviceBinding.session_id, Device.name)
+                           .join(Device, Device.id == DeviceBinding.device_id)
+                           .where(DeviceBinding.session_id.in_(session_ids))).all())
+
+
 def session_device(db: Session, *, session_id: int) -> Device | None:
     """The device bound to this session now, or None (a browser stream, or none)."""
     return db.scalar(select(Device).join(DeviceBinding, DeviceBinding.device_id == Device.id)
@@ -193,14 +201,29 @@ def revoke_device(db: Session, device: Device, *, actor: User | None) -> bool:
     return won
 
 
-def note_device_seen(db: Session, *, device_id: int, now: datetime) -> bool:
-    """Note a request from the device at ``now``, at most every ``SEEN_WRITE_S``; whether
-    written."""
+@dataclass(frozen=True)
+class AgentFigures:
+    """What a device's agent says of itself in its heartbeat."""
+
+    queued: int
+    dropped: int
+    fps: float
+    model: str
+
+
+def note_device_seen(db: Session, *, device_id: int, now: datetime,
+                     figures: AgentFigures | None = None) -> bool:
+    """Note a request from the device at ``now`` (with what its agent said), at most every
+    ``SEEN_WRITE_S``; whether written."""
     seen = Device.last_seen_at
+    values: dict[str, object] = {"last_seen_at": now}
+    if figures is not None:
+        values.update(queued=figures.queued, dropped=figures.dropped,
+                      fps=round(figures.fps, 1), model=figures.model[:200])
     written = db.execute(update(Device).where(
         Device.id == device_id,
         seen.is_(None) | (seen <= now - timedelta(seconds=SEEN_WRITE_S)))
-        .values(last_seen_at=now).execution_options(synchronize_session=False)).rowcount
+        .values(**values).execution_options(synchronize_session=False)).rowcount
     commit(db, f"note device {device_id}")
     return written == 1
 
