@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from neopain.server.deps import AccessError, server_state
 from neopain.server.render import render, view_grant
 from neopain.store import crud
-from neopain.store.tables import MonitoringSession, Patient, User
+from neopain.store.tables import Device, MonitoringSession, Patient, User
 
 
 def patient_or_404(db: Session, patient_id: int) -> Patient:
@@ -20,6 +20,14 @@ def patient_or_404(db: Session, patient_id: int) -> Patient:
     if patient is None:
         raise AccessError(404, f"No patient with id {patient_id}.")
     return patient
+
+
+def device_or_404(db: Session, device_id: int) -> Device:
+    """The bed device, or AccessError 404."""
+    device = crud.get_device(db, device_id)
+    if device is None:
+        raise AccessError(404, f"No device with id {device_id}.")
+    return device
 
 
 def session_or_404(db: Session, session_id: int) -> MonitoringSession:
@@ -49,6 +57,12 @@ def history_response(request: Request, db: Session, user: User, patient: Patient
     summaries = crud.session_summaries(db, patient_id=patient.id,
                                        max_gap_s=history_gap_s(request))
     audit_view(db, user, "history", "patient", patient.id)
+    devices = crud.list_devices(db)
+    watching = [view for view in devices
+                if view.patient is not None and view.patient.id == patient.id]
+    free = [view.device for view in devices
+            if view.session is None and view.device.revoked_at is None]
     return render(request, "history.html", status=status, message=message, patient=patient,
-                  snapshots=snapshots, summaries=summaries, devices=crud.list_devices(db),
+                  snapshots=snapshots, summaries=summaries, watching=watching,
+                  free_devices=free,
                   view=view_grant(request, user_id=user.id, patient_id=patient.id))

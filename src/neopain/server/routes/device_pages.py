@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 from neopain.server.deps import MAX_ROW_ID, AccessError, Admin, Carer, Db, RowId, csrf_protect
 from neopain.server.device_schemas import BindIn, DeviceCreatedOut, DeviceIn, DeviceOut
 from neopain.server.render import flash, render
-from neopain.server.routes.common import audit_view, history_response, patient_or_404
+from neopain.server.routes.common import (
+    audit_view, device_or_404, history_response, patient_or_404,
+)
 from neopain.server.schemas import SessionOut
 from neopain.store import crud
 from neopain.store.crud.devices import NAME_LENGTH
@@ -32,14 +34,6 @@ api = APIRouter(prefix="/api", dependencies=[Depends(csrf_protect)], tags=["devi
 REFUSED_NOTE = "its agent is refused within a second and says so"
 BED_NOTE = ("The bed it watched shows camera link lost on the ward and raises that alarm; once "
             "the alarm is acknowledged, the session, getting no frames, ends by itself.")
-
-
-def device_or_404(db: Session, device_id: int) -> Device:
-    """The device, or AccessError 404."""
-    device = crud.get_device(db, device_id)
-    if device is None:
-        raise AccessError(404, f"No device with id {device_id}.")
-    return device
 
 
 def _devices_page(request: Request, db: Session, *, status: int = 200, message: str = "",
