@@ -162,10 +162,16 @@ class BoxOf(FaceDetector):
         return [Face(tuple(points[:, :2].min(axis=0)) + tuple(points[:, :2].max(axis=0)), 0.9)]
 
 
-def test_a_mesh_that_jumps_to_another_place_is_checked_by_the_detector(clip):
+@pytest.fixture(scope="module")
+def here_and_there(clip) -> tuple[np.ndarray, np.ndarray]:
+    """The first frame's landmarks, and the same 200 px to the right (another place)."""
     with FaceMesh(refine=True) as mesh:
         here = mesh.landmarks(clip.frame(0)[0])
-    there = here + np.array([200.0, 0.0, 0.0], dtype=np.float32)
+    return here, here + np.array([200.0, 0.0, 0.0], dtype=np.float32)
+
+
+def test_a_mesh_that_jumps_to_another_place_is_checked_by_the_detector(clip, here_and_there):
+    here, there = here_and_there
     detector = BoxOf([here, there])
     with FaceTracker(detector, redetect_every=1000) as tracker:
         tracker._mesh = ScriptedMesh([here, here, there])
@@ -176,10 +182,9 @@ def test_a_mesh_that_jumps_to_another_place_is_checked_by_the_detector(clip):
     assert detector.calls == 2 and face.box[0] > here[:, 0].max()
 
 
-def test_a_mesh_on_another_face_than_the_detectors_gives_no_landmarks_and_no_track(clip):
-    with FaceMesh(refine=True) as mesh:
-        here = mesh.landmarks(clip.frame(0)[0])
-    there = here + np.array([200.0, 0.0, 0.0], dtype=np.float32)
+def test_a_mesh_on_another_face_than_the_detectors_gives_no_landmarks_and_no_track(
+        clip, here_and_there):
+    here, there = here_and_there
     detector = BoxOf([here, here])
     with FaceTracker(detector, redetect_every=1000) as tracker:
         tracker._mesh = ScriptedMesh([there, there])
