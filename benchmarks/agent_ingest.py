@@ -76,38 +76,37 @@ class SimulatedAgent:
             "face_box": [10, 20, 200, 220], "latency_ms": 8.0, "model": "simulated",
             "snapshot": self.snapshot if len(self.made) % SNAPSHOT_EVERY == 1 else None})
 
-    async def send(self, client: httpx.AsyncClient) -> None:
-        batch = self.outbox[:100]
+    async def _post(self, client: httpx.AsyncClient, path: str, body: dict,
+                    times_ms: list[float]) -> dict | None:
+        """POST as this device, its round trip noted in ``times_ms``; the answer, or None
+        (counted as a failure) when there is no 200."""
         started = time.perf_counter()
         try:
-            reply = await client.post("/api/device/records", json={"records": batch},
+            reply = await client.post(path, json=body,
                                       headers={"Authorization": f"Bearer {self.token}"})
         except httpx.HTTPError:
             self.failures += 1
-            return
-        self.ingest_ms.append((time.perf_counter() - started) * 1000)
+            return None
+        times_ms.append((time.perf_counter() - started) * 1000)
         if reply.status_code != 200:
             self.failures += 1
+            return None
+        return reply.json()
+
+    async def send(self, client: httpx.AsyncClient) -> None:
+        body = await self._post(client, "/api/device/records",
+                                {"records": self.outbox[:100]}, self.ingest_ms)
+        if body is None:
             return
-        body = reply.json()
         done = set(body["acked"]) | {r["id"] for r in body["refused"]}
         self.refused += len(body["refused"])
         self.outbox = [r for r in self.outbox if r["id"] not in done]
 
     async def beat(self, client: httpx.AsyncClient) -> None:
-        started = time.perf_counter()
-        try:
-            reply = await client.post("/api/device/heartbeat", json={
-                "status": {"kind": "nopain", "smoothed": 0.2, "confidence": 0.8,
-                           "held_state": "nopain", "frame_at": time.time()},
-                "queued": len(self.outbox), "model": "simulated"},
-                headers={"Authorization": f"Bearer {self.token}"})
-        except httpx.HTTPError:
-            self.failures += 1
-            return
-        self.beat_ms.append((time.perf_counter() - started) * 1000)
-        if reply.status_code != 200:
-            self.failures += 1
+        await self._post(client, "/api/device/heartbeat", {
+            "status": {"kind": "nopain", "smoothed": 0.2, "confidence": 0.8,
+                       "held_state": "nopain", "frame_at": time.time()},
+            "queued": len(self.outbox), "model": "simulated"}, self.beat_ms)
 
 
 async def run_agent(agent: SimulatedAgent, client: httpx.AsyncClient, *, until: float) -> None:
