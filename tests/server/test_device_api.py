@@ -176,10 +176,14 @@ def test_a_camera_page_cannot_stream_into_a_session_a_device_feeds(server, bed):
     from starlette.websockets import WebSocketDisconnect
 
     client = server.client("clinician")
-    with pytest.raises(WebSocketDisconnect) as closed, \
-            client.websocket_connect(f"/ws/sessions/{bed['session_id']}") as socket:
-        socket.receive_json()
-    assert closed.value.code == 4403 and "NICU bed 7" in closed.value.reason
+    for revoked in (False, True):  # a revoked device's bed still reads its name on the ward
+        if revoked:
+            with server.db() as db:
+                crud.revoke_device(db, crud.get_device(db, bed["device_id"]), actor=None)
+        with pytest.raises(WebSocketDisconnect) as closed, \
+                client.websocket_connect(f"/ws/sessions/{bed['session_id']}") as socket:
+            socket.receive_json()
+        assert closed.value.code == 4403 and "NICU bed 7" in closed.value.reason, revoked
 
 
 @pytest.mark.parametrize("field, value", [

@@ -92,8 +92,7 @@ ENDED = Refusal(4409, "This session has ended; start a new one.")
 
 def live_refusal(db: Session, *, token_hash: str, session_id: int) -> Refusal | None:
     """Whether the login ``token_hash`` may stream into live session ``session_id`` *now*:
-    None, or the refusal (4401 log in again, 4403 role or a session a bed device feeds, 4404
-    no such session, 4409 ended).
+    None, or the refusal (4401 log in again, 4403 role, 4404 no such session, 4409 ended).
 
     Checked when the socket opens, inside the transaction that saves a frame, and twice a
     second while the socket is open, so logout, deactivation, a new password or a changed role end a
@@ -109,10 +108,6 @@ def live_refusal(db: Session, *, token_hash: str, session_id: int) -> Refusal | 
         return Refusal(4404, f"No live session with id {session_id}.")
     if session.ended_at is not None:
         return ENDED
-    device = crud.session_device(db, session_id=session_id)
-    if device is not None:  # its frames would mix with the device's in the baby's record
-        return Refusal(4403, f"The bed device {device.name} feeds this session; a camera page "
-                             "cannot stream into it. Watch it on the ward or the patient's page.")
     return None
 
 

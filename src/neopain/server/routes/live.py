@@ -51,8 +51,15 @@ def _authorize(websocket: WebSocket, session_id: int) -> tuple[Refusal | None, s
             return Refusal(4401, "Please log in."), token_hash, None
         if user.role in CARE_ROLES and not same_origin(websocket):
             return Refusal(4403, "The page is not from this server."), token_hash, None
-        return live_refusal(db, token_hash=token_hash, session_id=session_id), token_hash, \
-            user.id
+        refusal = live_refusal(db, token_hash=token_hash, session_id=session_id)
+        # a session a bed device feeds (or fed) is the device's from its start (binding always
+        # starts a new one), so this is checked once, here, not with every frame
+        device = crud.session_devices(db, session_ids=[session_id]).get(session_id)
+        if refusal is None and device is not None:  # frames would mix in the baby's record
+            refusal = Refusal(4403, f"The bed device {device} feeds this session; a camera "
+                                    "page cannot stream into it. Watch it on the ward or the "
+                                    "patient's page.")
+        return refusal, token_hash, user.id
 
 
 @router.websocket("/ws/sessions/{session_id}")

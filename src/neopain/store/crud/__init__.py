@@ -28,7 +28,7 @@ from neopain.store.crud.calibrations import (
 from neopain.store.crud.devices import (
     AgentFigures, DeviceRecord, DeviceView, ForeignSessionError, Refused, add_device_records,
     bind_device, create_device, current_session, device_of_token, find_device, get_device,
-    list_devices, note_device_seen, revoke_device, session_device, session_devices,
+    list_devices, note_device_seen, revoke_device, session_devices,
     unbind_device,
 )
 from neopain.store.crud.history import (
@@ -62,7 +62,7 @@ __all__ = [
     "AgentFigures", "DeviceRecord", "DeviceView", "ForeignSessionError", "Refused",
     "add_device_records", "bind_device",
     "create_device", "current_session", "device_of_token", "find_device", "get_device",
-    "list_devices", "note_device_seen", "revoke_device", "session_device", "session_devices",
+    "list_devices", "note_device_seen", "revoke_device", "session_devices",
     "unbind_device",
     "Bed", "list_alarms", "open_beds", "patients_of", "recent_smoothed", "unresolved_alarms",
 ]

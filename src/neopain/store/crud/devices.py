@@ -112,13 +112,6 @@ def session_devices(db: Session, *, session_ids: Sequence[int]) -> dict[int, str
                            .where(DeviceBinding.session_id.in_(session_ids))).all())
 
 
-def session_device(db: Session, *, session_id: int) -> Device | None:
-    """The device bound to this session now, or None (a browser stream, or none)."""
-    return db.scalar(select(Device).join(DeviceBinding, DeviceBinding.device_id == Device.id)
-                     .where(DeviceBinding.session_id == session_id,
-                            DeviceBinding.unbound_at.is_(None)))
-
-
 def _close_open_binding(db: Session, device: Device, *, actor: User | None,
                         now: datetime, end_session: bool) -> MonitoringSession | None:
     """Stage the end of the device's open binding (and of its session when asked); the
