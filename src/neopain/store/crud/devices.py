@@ -6,7 +6,6 @@ at the record's time."""
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from neopain.store.crud.base import commit, stage_audit
-from neopain.store.crud.records import _stage_start
+from neopain.store.crud.records import NewAssessment, _assessment_row, _stage_start
 from neopain.store.session import StoreError
 from neopain.store.tables import (
     Assessment, Device, DeviceBinding, MonitoringSession, Patient, User, utc_now,
@@ -326,15 +325,15 @@ def _stage_records(db: Session, device_id: int, records: Sequence[DeviceRecord],
                                    "at the record's time"))
             continue
         session = cover[0]
-        db.add(Assessment(
-            session_id=session.id, patient_id=session.patient_id, time=record.time,
-            offset_s=(record.time - session.started_at).total_seconds(), face_found=True,
-            label=record.label, prob_pain=record.prob_pain, smoothed=record.smoothed,
-            state=record.state, uncertain=record.uncertain, changed=record.changed,
-            model=record.model, latency_ms=record.latency_ms,
-            face_box=json.dumps([round(float(v), 1) for v in record.face_box]),
-            has_snapshot=record.snapshot is not None, snapshot=record.snapshot,
-            device_id=device_id, record_id=record.record_id))
+        row = _assessment_row(session, NewAssessment(
+            face_found=True, model=record.model, latency_ms=record.latency_ms,
+            offset_s=(record.time - session.started_at).total_seconds(), label=record.label,
+            prob_pain=record.prob_pain, smoothed=record.smoothed, state=record.state,
+            uncertain=record.uncertain, changed=record.changed,
+            face_box=[float(v) for v in record.face_box], snapshot=record.snapshot,
+            time=record.time))
+        row.device_id, row.record_id = device_id, record.record_id
+        db.add(row)
         stored.add(record.record_id)  # a second copy in this request is acknowledged
         acked.append(record.record_id)
     return acked, refused
