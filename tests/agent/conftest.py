@@ -37,6 +37,7 @@ class FakeWard:
         self.slow_records_s = 0.0
         self.refuse_time = False
         self.invalid_requests = 0
+        self.foreign_records: list[int] = []  # with invalid_requests: a 403 naming these
         self.invalid_detail: list = [{"loc": ["body"], "msg": "Field required",
                                       "type": "missing"}]
         self.requests: list[tuple[float, str]] = []
@@ -68,6 +69,9 @@ class FakeWard:
             return 503, {"detail": "busy", "reason": "busy"}
         if route == "records" and self.invalid_requests > 0:
             self.invalid_requests -= 1
+            if self.foreign_records:  # as the server answers records for another bed
+                return 403, {"detail": "this device was never bound to session 9",
+                             "reason": "foreign_session", "records": self.foreign_records}
             return 422, {"detail": self.invalid_detail}
         now = time.time() + self.clock_offset_s
         if route == "clock":

@@ -378,6 +378,27 @@ def test_a_422_naming_a_record_drops_that_record_alone(ward, tmp_path):
     assert "records.1.snapshot: not base64" in agent.snapshot().refusals["invalid"]
 
 
+def test_records_for_another_beds_session_are_dropped_not_retried_for_ever(ward, tmp_path):
+    """Guards: a 403 foreign_session (an outbox kept when its device was registered again,
+    holding the old device's session) retried for ever as "busy", every later record waiting
+    behind it until the outbox filled."""
+    ward.foreign_records = [0]
+    with make_agent(ward, tmp_path) as agent:
+        thread = start(agent)
+        wait_until(lambda: ward.arrivals, seconds=5)
+        ward.down = True
+        wait_until(lambda: agent.snapshot().queued >= 3, seconds=5)
+        named = agent.outbox.peek(limit=1)[0]["id"]
+        ward.invalid_requests, ward.down = 1, False
+        arrived = len(ward.arrivals)
+        wait_until(lambda: agent.snapshot().refused == 1 and len(ward.arrivals) >= arrived + 2,
+                   seconds=8)
+        agent.stop_.set()
+        thread.join(2)
+    assert named not in ward.stored
+    assert "never bound to session 9" in agent.snapshot().refusals["foreign_session"]
+
+
 # --- the outbox full or failing --------------------------------------------------------------
 
 def test_a_snapshot_dropped_because_the_outbox_is_full_is_taken_again(ward, tmp_path):

@@ -245,3 +245,11 @@ def test_heartbeats_reaching_two_server_processes_keep_the_bed_current(server, b
         beat(hub, kind)
     with server.db() as db:
         assert crud.read_status(db, session_id=bed["session_id"]).state == "pain"
+
+
+def test_a_foreign_session_refusal_names_the_records_to_drop(server, bed):
+    with server.db() as db:
+        _, other_token = crud.create_device(db, actor=None, name="NICU bed 10")
+    reply = device_client(server, other_token).post("/api/device/records", json={
+        "records": [record(bed["session_id"]) | {"prob_pain": 7}, record(bed["session_id"])]})
+    assert reply.status_code == 403 and reply.json()["records"] == [1]  # 0: invalid anyway

@@ -57,9 +57,11 @@ class UnknownToken(Stop):
 
 
 class InvalidRequest(DeviceError):
-    """422: the server refused the request as invalid (naming what).
+    """422: the server refused the request as invalid (naming what); or 403
+    ``foreign_session``: records for a session this device never fed (another bed's), named.
 
     Attributes:
+        reason: ``invalid``, or ``foreign_session``: the refusal the named records get.
         problems: the answer's ``detail`` when it is a list of problems (FastAPI's
             ``{"loc": [...], "msg": ...}``), else empty.
         record_indices: the indices of the records in the request that the problems name,
@@ -68,9 +70,11 @@ class InvalidRequest(DeviceError):
             changed the body), so no record is to blame.
     """
 
-    def __init__(self, message: str, *, problems: list | None = None) -> None:
+    def __init__(self, message: str, *, problems: list | None = None,
+                 reason: str = "invalid") -> None:
         super().__init__(message)
         self.problems = problems or []
+        self.reason = reason
         indices = [_record_index(p) for p in self.problems]
         self.record_indices = sorted(set(indices)) if indices and None not in indices else []
 
@@ -250,6 +254,11 @@ def _answer(status: int, raw: bytes, *, where: str, retry_after: str | None = No
     if status == 401:
         raise UnknownToken(detail or "the server knows no device with this token; register "
                                      "the device and write its token to the token file")
+    if status == 403 and reason == "foreign_session":  # records for another bed's session
+        named = reply.get("records") if isinstance(reply.get("records"), list) else []
+        raise InvalidRequest(f"{where}: {detail}", reason="foreign_session", problems=[
+            {"loc": ["body", "records", index, "session_id"], "msg": detail}
+            for index in named if isinstance(index, int)])
     if status == 422:
         problems = reply.get("detail") if isinstance(reply.get("detail"), list) else []
         raise InvalidRequest(f"{where}: refused as invalid: "

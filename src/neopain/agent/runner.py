@@ -382,7 +382,7 @@ class Agent:
                 except InvalidRequest as error:
                     if error.record_indices:  # the server named the records it refuses
                         self._answer_or_wait({"acked": [], "refused": [
-                            {"id": batch[i]["id"], "reason": "invalid", "detail": str(error)}
+                            {"id": batch[i]["id"], "reason": error.reason, "detail": str(error)}
                             for i in error.record_indices if i < len(batch)]}, backoff)
                         continue
                     # not about a record (another server version, a proxy changing the body):

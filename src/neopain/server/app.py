@@ -117,7 +117,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AccessError)
     async def access(request: Request, error: AccessError) -> Response:
         if _wants_json(request):
-            body = {"detail": error.message} | ({"reason": error.reason} if error.reason else {})
+            body = ({"detail": error.message} | error.data
+                    | ({"reason": error.reason} if error.reason else {}))
             return JSONResponse(body, status_code=error.status, headers=error.headers)
         if error.status == 401:
             with request.app.state.neopain.store() as db:

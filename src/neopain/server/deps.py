@@ -36,15 +36,18 @@ refused with 422 before any query, instead of overflowing the database driver.""
 class AccessError(Exception):
     """Refused: ``status`` 401 (log in), 403 (role or CSRF), 404 or 429 (too many logins);
     ``message`` for the user (never patient data); ``headers`` such as Retry-After;
-    ``reason``: a word a program acts on (the device API's ``revoked``), "" for none."""
+    ``reason``: a word a program acts on (the device API's ``revoked``), "" for none;
+    ``data``: more fields of a JSON answer for a program (never patient data)."""
 
     def __init__(self, status: int, message: str, *,
-                 headers: dict[str, str] | None = None, reason: str = "") -> None:
+                 headers: dict[str, str] | None = None, reason: str = "",
+                 data: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
         self.reason = reason
+        self.data = data or {}
 
 
 @dataclass

@@ -241,7 +241,10 @@ def records(request: Request, db: Db, device: CurrentDevice, body: RecordsIn) ->
             db.close()
             _hub(request).audit_once(device_id=device_id, name=name, action="device_refused",
                                      detail="foreign session")
-            raise AccessError(403, str(error), reason="foreign_session") from None
+            named = [index for index, item in enumerate(parsed)  # for the device to drop
+                     if isinstance(item, DeviceRecord) and item.session_id in error.sessions]
+            raise AccessError(403, str(error), reason="foreign_session",
+                              data={"records": named}) from None
         except StoreError as error:
             raise AccessError(503, str(error), headers={"Retry-After": "1"}) from None
         refused += more

@@ -221,7 +221,12 @@ def note_device_seen(db: Session, *, device_id: int, now: datetime,
 
 
 class ForeignSessionError(StoreError):
-    """A device sent records for a session it was never bound to (another bed's)."""
+    """A device sent records for sessions it was never bound to (another bed's):
+    ``sessions``."""
+
+    def __init__(self, message: str, *, sessions: list[int]) -> None:
+        super().__init__(message)
+        self.sessions = sessions
 
 
 @dataclass(frozen=True)
@@ -289,7 +294,8 @@ def add_device_records(db: Session, *, device_id: int, records: Sequence[DeviceR
     foreign = sorted({r.session_id for r in records} - set(bindings))
     if foreign:
         raise ForeignSessionError(f"this device was never bound to session {foreign[0]}; it "
-                                  "may send records only for the sessions it fed")
+                                  "may send records only for the sessions it fed",
+                                  sessions=foreign)
     stored = set(db.scalars(select(Assessment.record_id).where(
         Assessment.device_id == device_id,
         Assessment.record_id.in_([r.record_id for r in records]))))
