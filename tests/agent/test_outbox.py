@@ -104,3 +104,15 @@ def test_every_record_made_survives_a_sigkill_in_order(tmp_path):
         kept = [r["id"] for r in outbox.peek(limit=100_000, max_bytes=10**9)]
     assert kept[:len(made)] == made  # all made, in order; at most one more (killed mid-print)
     assert len(kept) - len(made) <= 1
+
+
+def test_the_running_count_and_bytes_stay_those_of_the_file(tmp_path):
+    """Guards: removal subtracting what it did not delete (an unknown id, an id named twice)."""
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path) as outbox:
+        for i in range(6):
+            outbox.add(record(i))
+        outbox.remove(["r00001", "r00001", "unknown", "r00004"])
+        kept = (outbox.count_, outbox.bytes_)
+    with Outbox(path) as reopened:  # counted from the file itself
+        assert kept == (reopened.count_, reopened.bytes_) and kept[0] == 4
