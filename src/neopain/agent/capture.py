@@ -63,7 +63,6 @@ class FrameSource:
         self.kind_ = source_kind(spec)
         self.capture_: cv2.VideoCapture | None = None
         self.lost_since_: float | None = None
-        self.width_ = self.height_ = 0
 
     def open(self) -> FrameSource:
         """Open the source now.
@@ -94,7 +93,6 @@ class FrameSource:
             raise CaptureError(f"--source {self.spec}: its frames are {width}×{height} pixels, "
                                f"more than the {self.max_pixels:,} allowed "
                                "(NEOPAIN_MAX_IMAGE_PIXELS)")
-        self.width_, self.height_ = width, height
         return capture
 
     def _cannot_open(self) -> str:

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from neopain.errors import NeopainError
@@ -26,6 +27,7 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _PROCESS = f"process-{uuid.uuid4().hex}"
 
 
+@cache  # one boot's id does not change: read once, not with every record
 def boot_id() -> str:
     """This boot's id (Linux); where the system names none, this process's (a kept offset is
     then never used by another process: it cannot tell whether the monotonic clock started
@@ -43,14 +45,12 @@ class ClockReading:
     Attributes:
         offset_s: server time minus ``time.monotonic()``, seconds.
         round_trip_s: the round trip of the reading kept; the offset is good to half of it.
-        measured_at: ``time.monotonic()`` of the measurement.
         wall_offset_s: server time minus ``time.time()`` at the same moment (to place records
             of an earlier boot that was never measured, a guess: the wall clock may step).
     """
 
     offset_s: float
     round_trip_s: float
-    measured_at: float
     wall_offset_s: float | None = None
 
 
@@ -73,8 +73,7 @@ def best_offset(readings: Sequence[tuple]) -> ClockReading:
         raise NeopainError(f"a clock reading answered at {answered} before it was sent at {sent}")
     offset = server_time - (sent + answered) / 2
     wall = None if len(best) < 4 else server_time - (best[3] - (answered - sent) / 2)
-    return ClockReading(offset_s=offset, round_trip_s=answered - sent, measured_at=answered,
-                        wall_offset_s=wall)
+    return ClockReading(offset_s=offset, round_trip_s=answered - sent, wall_offset_s=wall)
 
 
 def measure_offset(read: Callable[[], tuple], *, tries: int = 5) -> ClockReading:
@@ -85,18 +84,13 @@ def measure_offset(read: Callable[[], tuple], *, tries: int = 5) -> ClockReading
 
 class ServerClock:
     """The monotonic clock shifted by the last offset measured in this boot; safe to share
-    between threads. Not measured (``now`` and ``at_monotonic`` give None) until ``set`` or a
+    between threads. Not measured (``at_monotonic`` gives None) until ``set`` or a
     ``restore`` of an offset kept in this same boot."""
 
     def __init__(self) -> None:
         self.reading_: ClockReading | None = None
         self.wall_offset_s: float | None = None  # the last one known, of any boot
         self._lock = threading.Lock()
-
-    @property
-    def offset_s(self) -> float | None:
-        reading = self.reading_
-        return None if reading is None else reading.offset_s
 
     def set(self, reading: ClockReading) -> None:
         """Use a new measurement."""
@@ -123,14 +117,9 @@ class ServerClock:
             self.wall_offset_s = None if wall is None else float(wall)
             if kept.get("boot") == boot_id() and kept.get("offset_s") is not None:
                 self.reading_ = ClockReading(offset_s=float(kept["offset_s"]),
-                                             round_trip_s=float(kept.get("round_trip_s") or 0),
-                                             measured_at=time.monotonic())
+                                             round_trip_s=float(kept.get("round_trip_s") or 0))
         except (TypeError, ValueError):  # written by another version
             return
-
-    def now(self) -> float | None:
-        """The server's time now, UNIX seconds; None until measured."""
-        return self.at_monotonic(time.monotonic())
 
     def at_monotonic(self, monotonic_s: float) -> float | None:
         """The server's time when ``time.monotonic()`` read ``monotonic_s``; None until

@@ -48,7 +48,6 @@ CLOCK_EVERY_S = 60.0
 BATCH_RECORDS = 100
 BATCH_BYTES = 4_000_000  # under the server's 8 MiB body limit, with room for JSON around it
 MAX_BACKOFF_S = 10.0
-MIN_INTERVAL_S = 1e-6  # a server interval of 0 ("every frame") as RecordPolicy takes it
 HEARTBEAT_TIMEOUT_S = 2.0
 RECORDS_TIMEOUT_S = 20.0
 """A records request unanswered this long means a server too busy to answer (its database
@@ -295,7 +294,7 @@ class Agent:
     def _policy_for(self, binding: Binding) -> RecordPolicy:
         """The record rule of the bound session: a new one when the session changes (its
         first face a snapshot, unless this outbox made that session's last snapshot)."""
-        interval_s = max(binding.interval_s, MIN_INTERVAL_S)
+        interval_s = max(binding.interval_s, 0.0)  # 0: every frame
         if self._policy is None or self._policy_session != binding.session_id:
             last = self.outbox.get_meta("last_snapshot")
             state = last[1] if isinstance(last, list) and last[0] == binding.session_id \
