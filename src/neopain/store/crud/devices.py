@@ -16,7 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from neopain.store.crud.base import commit, stage_audit
-from neopain.store.crud.records import NewAssessment, _assessment_row, _stage_start
+from neopain.store.crud.records import (
+    NewAssessment, _assessment_row, _stage_end_once, _stage_start,
+)
 from neopain.store.session import StoreError
 from neopain.store.tables import (
     Assessment, Device, DeviceBinding, MonitoringSession, Patient, User, utc_now,
@@ -123,14 +125,8 @@ def _close_open_binding(db: Session, device: Device, *, actor: User | None,
     binding.unbound_at = now if session.ended_at is None else min(now, session.ended_at)
     binding.unbound_by = None if actor is None else actor.id
     stage_audit(db, actor, "device_unbind", "device", device.id, f"session={session.id}")
-    if end_session:  # conditional: a Stop or the idle sweep ending it meanwhile ends it once
-        ended = db.execute(update(MonitoringSession)
-                           .where(MonitoringSession.id == session.id,
-                                  MonitoringSession.ended_at.is_(None))
-                           .values(ended_at=now).execution_options(synchronize_session=False))
-        if ended.rowcount == 1:
-            stage_audit(db, actor, "stop", "session", session.id,
-                        f"patient={session.patient_id}")
+    if end_session:
+        _stage_end_once(db, session, actor=actor, when=now)
     return session
 
 

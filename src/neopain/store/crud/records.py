@@ -121,16 +121,24 @@ def end_session(db: Session, session: MonitoringSession, *,
     it once."""
     if session.ended_at is not None:
         return session
-    when = utc_now()
+    if _stage_end_once(db, session, actor=actor, when=utc_now()):
+        commit(db, "end session")
+    db.refresh(session)
+    return session
+
+
+def _stage_end_once(db: Session, session: MonitoringSession, *, actor: User | None,
+                    when: datetime) -> bool:
+    """Stage the end of an open session and its ``stop`` audit row, as a conditional update:
+    whether this call ended it (False: a Stop or the idle sweep did meanwhile)."""
     ended = db.execute(update(MonitoringSession)
                        .where(MonitoringSession.id == session.id,
                               MonitoringSession.ended_at.is_(None))
                        .values(ended_at=when).execution_options(synchronize_session=False))
-    if ended.rowcount == 1:
-        stage_audit(db, actor, "stop", "session", session.id, f"patient={session.patient_id}")
-        commit(db, "end session")
-    db.refresh(session)
-    return session
+    if ended.rowcount != 1:
+        return False
+    stage_audit(db, actor, "stop", "session", session.id, f"patient={session.patient_id}")
+    return True
 
 
 def get_session(db: Session, session_id: int, *,
