@@ -235,8 +235,7 @@ class Recorder:
         self.session_id = session_id
         self.interval_s = interval_s
         self.access = access
-        self.policy = RecordPolicy(interval_s=interval_s)
-        self._resumed = False  # the policy's last state read from the session's snapshots
+        self.policy_: RecordPolicy | None = None  # made at the first face (module docstring)
         self.saved_ = 0
 
     def refusal(self) -> Refusal | None:
@@ -261,12 +260,11 @@ class Recorder:
         prediction, face = result.prediction, result.face
         if prediction is None or face is None or not prediction.assessable:
             return None, False
-        if not self._resumed:  # a resumed stream continues from its last snapshot's state
+        if self.policy_ is None:  # a resumed stream continues from its last snapshot's state
             with self.store() as db:
-                self.policy.last_state_ = crud.last_snapshot_state(db,
-                                                                   session_id=self.session_id)
-            self._resumed = True
-        due, snapshot = self.policy.due(result)
+                last = crud.last_snapshot_state(db, session_id=self.session_id)
+            self.policy_ = RecordPolicy(interval_s=self.interval_s, last_state=last)
+        due, snapshot = self.policy_.due(result)
         if not due:
             return None, False
         with self.store() as db:
@@ -280,7 +278,7 @@ class Recorder:
                 changed=result.changed, face_box=face.box,
                 snapshot=jpeg() if snapshot else None, time=when),
                 allowed=None if self.access is None else lambda: self.access(db) is None)
-        self.policy.recorded(result, snapshot=snapshot)
+        self.policy_.recorded(result, snapshot=snapshot)
         self.saved_ += 1
         return row, snapshot
 
