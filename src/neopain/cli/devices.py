@@ -107,12 +107,10 @@ def _when(value: datetime) -> str:
 
 
 def _ago(value: datetime | None, *, now: datetime) -> str:
-    if value is None:
-        return "never"
-    seconds = max(0, round((now - value).total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    return f"{seconds // 60} min ago" if seconds < 7200 else f"{seconds // 3600} h ago"
+    """As the Devices page says it (``server.render.duration_text``)."""
+    from neopain.server.render import duration_text
+
+    return "never" if value is None else f"{duration_text((now - value).total_seconds())} ago"
 
 
 def _print_devices(views: list[DeviceView], *, now: datetime) -> None:
