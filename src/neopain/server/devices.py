@@ -21,9 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from neopain.server.stream_status import StatusWriter
+from neopain.server.sweeper import FrameNotes
 from neopain.store import crud
 from neopain.store.crud.devices import SEEN_WRITE_S as DEVICE_SEEN_WRITE_S
-from neopain.store.crud.liveness import SEEN_WRITE_S
 from neopain.store.session import StoreError
 from neopain.store.tables import utc_now
 
@@ -61,7 +61,7 @@ class _Bed:
         self.writer = StatusWriter(store, session_id=session_id, started_at=started_at)
         self.lock = threading.Lock()
         self.resumed = False
-        self.noted_at = -float("inf")  # monotonic time of the last note_frame
+        self.notes = FrameNotes(store, session_id=session_id)  # for the idle sweep
         self.frame_at: datetime | None = None
 
 
@@ -112,9 +112,7 @@ class DeviceHub:
         bed.frame_at = frame_at
         bed.writer.reading(kind=reading.kind, smoothed=reading.smoothed,
                            confidence=reading.confidence, held=reading.held_state, now=frame_at)
-        if time.monotonic() - bed.noted_at >= SEEN_WRITE_S / 2:  # a frame's note, not a beat's
-            bed.noted_at = time.monotonic()
-            self._write(crud.note_frame, session_id=bed.session_id, now=frame_at)
+        bed.notes.note(when=frame_at)  # a frame's note, not a heartbeat's
 
     def seen_due(self, device_id: int) -> bool:
         """Whether the device's ``last_seen_at`` is due to be written (at most every

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import math
 import time
+from datetime import datetime
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -79,18 +80,22 @@ class FrameNotes:
         self._noted = -math.inf
 
     async def frame(self) -> None:
-        """A frame arrived."""
-        now = time.monotonic()
-        if now - self._noted < SEEN_WRITE_S:
+        """A frame arrived (noted off the event loop)."""
+        if self._due():
+            await run_in_threadpool(self.note)
+
+    def note(self, *, when: datetime | None = None) -> None:
+        """A frame taken at ``when`` (default: now) arrived; on a worker thread."""
+        if not self._due():
             return
         try:
-            await run_in_threadpool(self._note)
+            with self.store() as db:
+                crud.note_frame(db, session_id=self.session_id, now=when)
         except (StoreError, SQLAlchemyError) as error:
             log.warning("noting a frame of session %d failed: %s", self.session_id,
                         type(error).__name__)
             return
-        self._noted = now
+        self._noted = time.monotonic()
 
-    def _note(self) -> None:
-        with self.store() as db:
-            crud.note_frame(db, session_id=self.session_id)
+    def _due(self) -> bool:
+        return time.monotonic() - self._noted >= SEEN_WRITE_S
