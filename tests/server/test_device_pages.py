@@ -155,7 +155,9 @@ def test_a_revoked_or_bound_device_is_refused_with_a_message(server, patient_id)
         crud.bind_device(db, bound, patient=other, actor=None)
     reply = admin.post(f"/devices/{revoked.id}/revoke", follow_redirects=False)
     assert reply.status_code == 303
-    assert "revoked" in admin.get("/devices").text  # the flashed notice and the state
+    page = admin.get("/devices").text
+    assert "revoked" in page  # the flashed notice and the state
+    assert "Device NICU bed 8 revoked: its agent is refused within a second" in page
     for device, problem in ((bound, "already watches another bed"), (revoked, "is revoked")):
         page = nurse.post(f"/patients/{patient_id}/devices",
                           data={"device_id": device.id, "csrf_token": nurse.csrf})
