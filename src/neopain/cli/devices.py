@@ -121,11 +121,11 @@ def _print_devices(views: list[DeviceView], *, now: datetime) -> None:
         table.add_column(column)
     for view in views:
         device = view.device
-        if view.session is not None:
+        if view.state == "watching":
             watching = (f"{patient_label(view.patient)} (session {view.session.id}, since "
                         f"{_when(view.session.started_at)})")
         else:
-            watching = "free" if device.revoked_at is None else "–"
+            watching = "free" if view.state == "free" else "–"
         table.add_row(str(device.id), Text(device.name), Text(watching),
                       "no" if device.revoked_at is None else _when(device.revoked_at),
                       _ago(device.last_seen_at, now=now) + (

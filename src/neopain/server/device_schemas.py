@@ -48,7 +48,7 @@ class DeviceOut(BaseModel):
     @classmethod
     def of(cls, view: DeviceView) -> DeviceOut:
         device, session, patient = view.device, view.session, view.patient
-        return cls(id=device.id, name=device.name, state=device_state(view),
+        return cls(id=device.id, name=device.name, state=view.state,
                    created_at=device.created_at, revoked_at=device.revoked_at,
                    last_seen_at=device.last_seen_at, queued=device.queued,
                    dropped=device.dropped, fps=device.fps, model=device.model,
@@ -64,8 +64,3 @@ class BindIn(BaseModel):
     device_id: int = Field(ge=1, le=MAX_ROW_ID, description="A free, unrevoked device")
 
 
-def device_state(view: DeviceView) -> str:
-    """``revoked``, ``watching`` (bound to an open live session) or ``free``."""
-    if view.device.revoked_at is not None:
-        return "revoked"
-    return "free" if view.session is None else "watching"

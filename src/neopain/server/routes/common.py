@@ -61,7 +61,7 @@ def history_response(request: Request, db: Session, user: User, patient: Patient
     watching = [view for view in devices
                 if view.patient is not None and view.patient.id == patient.id]
     free = [view.device for view in devices
-            if view.session is None and view.device.revoked_at is None]
+            if view.state == "free"]
     return render(request, "history.html", status=status, message=message, patient=patient,
                   snapshots=snapshots, summaries=summaries, watching=watching,
                   free_devices=free,

@@ -84,6 +84,13 @@ class DeviceView:
     session: MonitoringSession | None
     patient: Patient | None
 
+    @property
+    def state(self) -> str:
+        """``revoked``, ``watching`` (bound to an open live session) or ``free``."""
+        if self.device.revoked_at is not None:
+            return "revoked"
+        return "free" if self.session is None else "watching"
+
 
 def list_devices(db: Session) -> list[DeviceView]:
     """Every device, by name, with its current session and patient."""
