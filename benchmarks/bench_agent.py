@@ -27,9 +27,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_device import GOAL_FPS, device_figures  # noqa: E402
 from agent_ingest import TARGET_P95_MS, ingest_figures  # noqa: E402
+from agent_tracking import GOAL_FPS as TRACKING_GOAL_FPS  # noqa: E402
 from agent_tracking import tracking_figures  # noqa: E402
-
-TRACKING_GOAL_FPS = 150.0
 
 
 def rows(device: dict, tracking: dict, ingest: dict) -> list[tuple[str, str, str, bool]]:

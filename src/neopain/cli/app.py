@@ -4,16 +4,14 @@ from ``cli.device_app``, which imports none of the research stack."""
 
 from __future__ import annotations
 
-import typer
 
 from neopain.cli import (
     agent, assess, augment, calibrate, dataset, demo, devices, evaluate, explain, export, faces,
     folds, frames, importing, models, serve, synth, train, users,
 )
-from neopain.cli.root import HELP, Commands, root_options
+from neopain.cli.root import root_app
 
-app = typer.Typer(cls=Commands, name="neopain", help=HELP, no_args_is_help=True,
-                  pretty_exceptions_enable=False, rich_markup_mode="rich")
+app = root_app()
 app.command("synth")(synth.synth)
 app.command("demo")(demo.demo)
 app.add_typer(dataset.app, name="dataset")
@@ -36,4 +34,3 @@ app.add_typer(users.app, name="users")
 app.add_typer(devices.app, name="devices")
 
 
-app.callback()(root_options)

@@ -4,12 +4,8 @@ starts assessing within its 2 s (docs/agent.md)."""
 
 from __future__ import annotations
 
-import typer
-
 from neopain.cli import agent
-from neopain.cli.root import HELP, Commands, root_options
+from neopain.cli.root import root_app
 
-app = typer.Typer(cls=Commands, name="neopain", help=HELP, no_args_is_help=True,
-                  pretty_exceptions_enable=False, rich_markup_mode="rich")
+app = root_app()
 app.command("agent")(agent.agent)
-app.callback()(root_options)

@@ -41,6 +41,15 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def root_app() -> typer.Typer:
+    """A ``neopain`` root: the group that prints user errors, ``--version`` and logging; the
+    caller adds the commands."""
+    app = typer.Typer(cls=Commands, name="neopain", help=HELP, no_args_is_help=True,
+                      pretty_exceptions_enable=False, rich_markup_mode="rich")
+    app.callback()(root_options)
+    return app
+
+
 def root_options(
     version: Annotated[
         Optional[bool],
