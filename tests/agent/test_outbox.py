@@ -65,10 +65,11 @@ def test_a_batch_is_bounded_in_bytes_but_never_empty(tmp_path):
 
 
 def test_the_file_is_readable_by_its_owner_only_and_bad_bounds_are_named(tmp_path):
-    path = tmp_path / "new" / "o.sqlite3"
+    path = tmp_path / "new" / "deeper" / "o.sqlite3"
     Outbox(path).close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) & 0o077 == 0
+    assert stat.S_IMODE(os.stat(path.parent.parent).st_mode) & 0o077 == 0  # each folder made
     with pytest.raises(OutboxError, match="max_records=0 must be a whole number >= 1"):
         Outbox(path, max_records=0)
     (tmp_path / "junk").write_bytes(b"not a database" * 100)

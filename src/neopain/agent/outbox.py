@@ -23,6 +23,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from neopain.data.outputs import create_private_file
 from neopain.errors import NeopainError
 
 _SCHEMA = """
@@ -78,8 +79,7 @@ class Outbox:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            create_private_file(self.path)  # snapshots of a patient's face
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except OSError as error:
             raise OutboxError(f"outbox {self.path}: cannot be created "

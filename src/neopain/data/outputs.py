@@ -12,6 +12,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600), and the folders it needs 0700 (patient
+    data: the records database, a bed device's outbox); an existing file or folder keeps its
+    mode (the operator's choice). SQLite gives its -wal and -shm files the file's mode.
+
+    Raises:
+        OSError: it cannot be created.
+    """
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
+    path.chmod(0o600)
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path next to ``path`` to write to; it replaces ``path`` when the block ends

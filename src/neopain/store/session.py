@@ -11,7 +11,6 @@ cut; readers never block the writer.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -20,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from neopain.data.outputs import create_private_file
 from neopain.errors import NeopainError
 
 log = logging.getLogger(__name__)
@@ -78,20 +78,11 @@ def create_store_engine(url: str) -> Engine:
 
 
 def _private_file(path: Path) -> None:
-    """Create the database file readable by its owner only (0600), and the folders neopain
-    creates for it 0700; existing files and folders keep their modes (the operator's choice).
-    SQLite gives its -wal and -shm files the database file's mode."""
-    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-        folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+    """The database file, created readable by its owner only (``create_private_file``)."""
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        return
+        create_private_file(path)
     except OSError as error:
         raise StoreError(f"records database {path}: cannot create it ({error.strerror})") from None
-    path.chmod(0o600)
 
 
 def upgrade_schema(engine: Engine) -> None:
