@@ -432,3 +432,15 @@ def test_decode_image_never_swaps_the_process_warning_filters(monkeypatch):
     with pytest.warns(UserWarning, match="Corrupt EXIF data"):
         image = decode_image(_corrupt_exif_jpeg(), source="frame")
     assert image.shape == (6, 8, 3)
+
+
+@pytest.mark.parametrize("shape, side, expected", [
+    ((480, 640, 3), 320, (240, 320, 3)),
+    ((1, 5000, 3), 1280, (1, 1280, 3)),  # never a zero side
+    ((100, 80, 3), 320, (100, 80, 3)),  # fits: as it is
+])
+def test_fit_within_keeps_the_longest_side_at_most_side(shape, side, expected):
+    from neopain.data.images import fit_within
+
+    image = np.zeros(shape, np.uint8)
+    assert fit_within(image, side=side).shape == expected

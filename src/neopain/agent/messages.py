@@ -13,6 +13,7 @@ import uuid
 import cv2
 import numpy as np
 
+from neopain.data.images import fit_within
 from neopain.monitor.display import shown_of
 from neopain.monitor.pipeline import FrameAssessment
 
@@ -22,11 +23,7 @@ JPEG_QUALITY = 80
 
 def snapshot_jpeg(frame: np.ndarray, *, side: int) -> str:
     """``frame`` as a base64 JPEG whose longest side is at most ``side`` pixels."""
-    height, width = frame.shape[:2]
-    scale = min(1.0, side / max(height, width))
-    if scale < 1.0:
-        frame = cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
-                           interpolation=cv2.INTER_AREA)
+    frame = fit_within(frame, side=side)
     ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ValueError(f"a frame of shape {frame.shape} could not be encoded as JPEG")

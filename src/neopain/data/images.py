@@ -236,6 +236,17 @@ def _bgr(file: BinaryIO, *, source: str | os.PathLike[str], max_pixels: int | No
     return _upright(bgr, orientation)  # turned after Pillow's image is closed
 
 
+def fit_within(image: np.ndarray, *, side: int) -> np.ndarray:
+    """``image`` scaled down (area averaging) so its longest side is at most ``side`` pixels,
+    at least one pixel a side (a 1×5000 image does not become 0×1280); as it is when it fits."""
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1.0:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """An image file as a BGR uint8 H×W×3 array, upright (EXIF orientation applied).
 

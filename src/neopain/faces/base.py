@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
-import cv2
 import numpy as np
 
+from neopain.data.images import fit_within
 from neopain.errors import NeopainError
 
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -123,9 +123,7 @@ class FaceDetector(ABC):
                                 f"{image.shape}; read images with neopain.data.images.read_image")
         height, width = image.shape[:2]
         factor = min(1.0, self.max_side / max(height, width))
-        small = image if factor == 1.0 else cv2.resize(
-            image, (max(1, round(width * factor)), max(1, round(height * factor))),
-            interpolation=cv2.INTER_AREA)
+        small = fit_within(image, side=self.max_side)
         faces = self._detect(small, prior=None if prior is None else prior.scaled(factor))
         if factor != 1.0:
             faces = [face.scaled(1.0 / factor) for face in faces]

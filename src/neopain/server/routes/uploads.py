@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from neopain.data.images import ImageReadError, read_image
+from neopain.data.images import ImageReadError, fit_within, read_image
 from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.server.deps import AccessError, Carer, Db, RowId, csrf_protect, server_state
 from neopain.server.live import LiveService, Recorder
@@ -59,11 +59,7 @@ def sniff(head: bytes) -> tuple[str, str] | None:
 
 
 def _jpeg(frame: np.ndarray) -> bytes:
-    height, width = frame.shape[:2]
-    scale = SNAPSHOT_SIDE / max(height, width)
-    if scale < 1:  # at least one pixel a side: a 1×5000 image would otherwise become 0×1280
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    frame = fit_within(frame, side=SNAPSHOT_SIDE)
     return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 
 
