@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import random
 import subprocess
@@ -37,19 +36,14 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_beds import SERVER, free_port  # noqa: E402
 
+from neopain.agent.messages import snapshot_jpeg  # noqa: E402
+from neopain.server.devices import SNAPSHOT_SIDE  # noqa: E402
 from neopain.store import crud  # noqa: E402
 from neopain.store.session import open_store  # noqa: E402
 from neopain.store.tables import Assessment  # noqa: E402
 
 TARGET_P95_MS = 100.0
 SNAPSHOT_EVERY = 10
-
-
-def snapshot_jpeg() -> str:
-    """A 320-pixel face snapshot as an agent sends it (base64 JPEG)."""
-    face = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (320, 320))
-    return base64.b64encode(cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 80])[1]
-                            ).decode()
 
 
 class SimulatedAgent:
@@ -155,7 +149,8 @@ async def wait_ready(base: str, timeout_s: float = 60.0) -> None:
 
 async def drive(base: str, devices: list[tuple[str, int]], seconds: float
                 ) -> list[SimulatedAgent]:
-    snapshot = snapshot_jpeg()
+    snapshot = snapshot_jpeg(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR),
+                             side=SNAPSHOT_SIDE)  # as the agent makes it
     agents = [SimulatedAgent(n, token=token, session_id=session_id, snapshot=snapshot)
               for n, (token, session_id) in enumerate(devices)]
     limits = httpx.Limits(max_connections=2 * len(agents),
