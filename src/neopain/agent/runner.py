@@ -160,9 +160,7 @@ class Agent:
         self.clock_ = ServerClock()
         self.clock_.restore(outbox.get_meta("clock"))
         self._lock = threading.Lock()
-        self._figures = AgentFigures(offset_s=None if self.clock_.reading_ is None
-                                     else self.clock_.wall_offset_s, binding=self.binding_,
-                                     queued=outbox.count_)
+        self._figures = AgentFigures(binding=self.binding_)
         self._running = threading.Lock()  # held while run() is in progress
         self._latest: FrameAssessment | None = None
         self._times: deque[float] = deque(maxlen=30)
@@ -181,9 +179,13 @@ class Agent:
             fps = 0.0
             if len(self._times) > 1 and time.monotonic() - self._times[-1] < 2.0:
                 fps = (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
+            latest = self._latest
             return replace(self._figures, fps=fps, queued=self.outbox.count_,
                            outbox_full=self.outbox.full, source_lost_since=self.source.lost_since_,
-                           refusals=dict(self._figures.refusals))
+                           refusals=dict(self._figures.refusals),
+                           shown=None if latest is None else shown_of(latest),
+                           offset_s=None if self.clock_.reading_ is None
+                           else self.clock_.wall_offset_s)
 
     def _update(self, **changes: object) -> None:
         with self._lock:
@@ -249,8 +251,7 @@ class Agent:
         with self._lock:
             self._latest = result
             self._times.append(time.monotonic())
-            self._figures = replace(self._figures, shown=shown_of(result),
-                                    frames=self._figures.frames + 1)
+            self._figures = replace(self._figures, frames=self._figures.frames + 1)
         binding = self.binding_
         if binding is None or binding.session_id is None:
             return
@@ -322,7 +323,6 @@ class Agent:
                     if started >= next_clock:
                         reading = measure_offset(client.clock)
                         self.clock_.set(reading)
-                        self._update(offset_s=reading.wall_offset_s)
                         self._queued.set()  # unstamped records can be stamped now
                         next_clock = started + CLOCK_EVERY_S
                         self._keep("clock", self.clock_.kept())
