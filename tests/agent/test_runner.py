@@ -260,6 +260,31 @@ def test_an_offset_kept_from_another_boot_is_not_used_records_wait_for_a_measure
     assert not any("_at" in ward.stored[i] for i in ward.arrivals[before:])
 
 
+def test_records_waiting_for_the_clock_are_not_read_again_with_every_new_one(
+        ward, tmp_path, monkeypatch):
+    """Guards: the sender re-reading its whole batch (snapshots included) each time a record
+    was made while the first ones waited for the clock's first reading."""
+    from neopain.agent import clock
+    monkeypatch.setattr(clock, "boot_id", lambda: "boot-1")
+    with make_agent(ward, tmp_path, seconds=0.5) as agent:  # keeps the binding
+        agent.run()
+    monkeypatch.setattr(clock, "boot_id", lambda: "boot-2")  # a reboot: not measured
+    ward.down = True
+    with make_agent(ward, tmp_path) as agent:
+        peeks = []
+        real = agent.outbox.peek
+        monkeypatch.setattr(agent.outbox, "peek",
+                            lambda **kw: peeks.append(1) or real(**kw))
+        thread = start(agent)
+        wait_until(lambda: agent.snapshot().unstamped >= 1, seconds=5)
+        made, counted = agent.snapshot().queued, len(peeks)
+        time.sleep(2.0)
+        made, counted = agent.snapshot().queued - made, len(peeks) - counted
+        agent.stop_.set()
+        thread.join(2)
+    assert made >= 5 and counted <= 3, (made, counted)  # about one read a second, not per record
+
+
 def test_records_an_earlier_boot_never_stamped_are_stamped_from_their_wall_clock(
         ward, tmp_path, monkeypatch):
     """What happens to records of a boot that never reached the server: their monotonic time

@@ -167,6 +167,9 @@ class Agent:
         self._policy: RecordPolicy | None = None
         self._policy_session: int | None = None
         self._queued = threading.Event()
+        self._measured = threading.Event()  # the clock has a reading of this boot
+        if self.clock_.reading_ is not None:
+            self._measured.set()
         self._threads: list[threading.Thread] = []
         self._join_by: float | None = None
         self._assessor = Assessor(predictor, detector=detector, window=window,
@@ -323,6 +326,7 @@ class Agent:
                     if started >= next_clock:
                         reading = measure_offset(client.clock)
                         self.clock_.set(reading)
+                        self._measured.set()
                         self._queued.set()  # unstamped records can be stamped now
                         next_clock = started + CLOCK_EVERY_S
                         self._keep("clock", self.clock_.kept())
@@ -363,14 +367,17 @@ class Agent:
         with self.client_factory(timeout_s=RECORDS_TIMEOUT_S) as client:
             while not self.stop_.is_set():
                 try:
-                    batch = self._stamped(self.outbox.peek(limit=BATCH_RECORDS,
-                                                           max_bytes=BATCH_BYTES))
+                    peeked = self.outbox.peek(limit=BATCH_RECORDS, max_bytes=BATCH_BYTES)
                 except OutboxError as error:
                     self._outbox_failed(error)
                     self.stop_.wait(backoff)
                     continue
+                batch = self._stamped(peeked)
                 if not batch:
-                    self._queued.wait(0.25)
+                    # the oldest record waits for the clock's first reading: nothing can go
+                    # before it, so wait for that, not for every new record (a full peek each)
+                    waited = self._measured if peeked else self._queued
+                    waited.wait(0.25 if waited is self._queued else 1.0)
                     self._queued.clear()
                     continue
                 try:
