@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.slow,
 ]
 DEVICE = "NICU bed 7"
+NURSE = "night-nurse"
 WIDTHS = {"desktop": (1280, 800), "tablet": (768, 1024)}
 
 
@@ -75,10 +76,15 @@ def test_register_bind_and_see_the_device_on_the_ward(tmp_path, shots):  # noqa:
 
     from neopain.store import crud
 
+    from neopain.server import security
+    from e2e.test_bedside import PASSWORD
+
     app, admin = make_app(tmp_path / "data")
     with app.state.neopain.store() as db:
         patient_id = crud.create_patient(db, actor=admin, name="Baby Device",
                                          record_number="D-7").id
+        crud.create_user(db, username=NURSE, role="clinician",  # binds, as on the ward
+                         password_hash=security.hash_password(PASSWORD))
     found: list[dict] = []
     with serving(app) as (base, _stop), sync_playwright() as playwright:
         browser, page = browser_page(playwright, width=1280, height=800)
@@ -92,10 +98,14 @@ def test_register_bind_and_see_the_device_on_the_ward(tmp_path, shots):  # noqa:
         page.goto(f"{base}/devices")
         assert token not in page.content()
 
+        nurse = browser.new_page(viewport={"width": 1280, "height": 800})
+        log_in_as(nurse, base, NURSE)
+        nurse.goto(f"{base}/patients/{patient_id}")
+        look(nurse, "patient-free-device", shots, found)
+        nurse.select_option("select[name=device_id]", label=DEVICE)
+        nurse.click("button:has-text('Watch with this device')")
+        nurse.wait_for_selector(f"#bed-device >> text={DEVICE} watches this patient")
         page.goto(f"{base}/patients/{patient_id}")
-        page.select_option("select[name=device_id]", label=DEVICE)
-        page.click("button:has-text('Watch with this device')")
-        page.wait_for_selector(f"#bed-device >> text={DEVICE} watches this patient")
         with Agent(base, token) as agent:
             poll(lambda: agent.last_status == 200, timeout_s=10, what="the agent's heartbeat")
             look(page, "patient-bed-device", shots, found)
@@ -117,6 +127,10 @@ def test_register_bind_and_see_the_device_on_the_ward(tmp_path, shots):  # noqa:
             poll(lambda: agent.last_status == 403, timeout_s=2, what="the agent refused")
             print(f"revoked device refused after {time.monotonic() - started:.2f} s")
             look(page, "devices-revoked", shots, found)
+            nurse.goto(f"{base}/ward")  # the silent device's bed: still named, no current data
+            nurse.wait_for_selector(f".bed-device >> text=bed device {DEVICE}")
+            nurse.wait_for_selector('.bed[data-state="stale"]', timeout=20_000)
+            look(nurse, "ward-device-revoked", shots, found)
         browser.close()
     assert not found, found
 
