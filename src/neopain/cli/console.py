@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -81,3 +82,8 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
             progress.update(task, completed=done, total=total)
 
         yield update
+
+
+def number_text(value: float | None, digits: int = 3) -> str:
+    """A figure with ``digits`` decimals, or ``n/a`` when there is none (None or NaN)."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,7 @@ from rich.text import Text
 from neopain.cli.console import console, err_console, fail
 from neopain.data.manifest import Manifest, ManifestError, load_manifest
 from neopain.data.tables import TableError
+from neopain.errors import NeopainError
 
 app = typer.Typer(help="Import, check and summarize datasets (manifests).", no_args_is_help=True)
 
@@ -83,3 +84,10 @@ def count_problems(error: TableError) -> str:
     n = len(error.problems)
     return f"{n} problem{'' if n == 1 else 's'}"
 
+
+def fail_with(error: NeopainError) -> NoReturn:
+    """Exit 1 naming what is wrong: a table's problems line by line, else the error's text."""
+    if isinstance(error, TableError):
+        print_problems(error)
+        fail(f"{escape(str(error.path))}: {count_problems(error)}")
+    fail(escape(str(error)))

@@ -8,7 +8,6 @@ commands: ``neopain --help`` must not pay for torch.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,26 +17,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from neopain.cli.console import console, err_console, fail, progress_bar
-from neopain.cli.dataset import count_problems, print_problems
-from neopain.data.tables import TableError
+from neopain.cli.console import console, err_console, fail, number_text, progress_bar
+from neopain.cli.dataset import fail_with
+from neopain.cli.explain_compare import compare
 from neopain.errors import NeopainError
 
 app = typer.Typer(help="Explain a model's decisions: heatmaps, facial regions, agreement with "
                        "human perception, sanity checks.", no_args_is_help=True)
 
 METHOD_NAMES = ("gradcam", "ig", "occlusion")
-
-
-def _fail(error: NeopainError) -> None:
-    if isinstance(error, TableError):
-        print_problems(error)
-        fail(f"{escape(str(error.path))}: {count_problems(error)}")
-    fail(escape(str(error)))
-
-
-def _number(value: float, digits: int = 3) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _open_model(model: Path):
@@ -137,9 +125,9 @@ def run(
     Writes OUT/heatmaps/, OUT/overlays/, OUT/regions/, OUT/explanations.csv, and with
     keypoints known OUT/regions.csv and OUT/regions.png (what drives each predicted class).
     """
-    from neopain.faces.regions import regions_by_class
     from neopain.explain.report import regions_figure
     from neopain.explain.run import explain_images
+    from neopain.faces.regions import regions_by_class
 
     if limit is not None and limit < 1:
         fail(f"--limit {limit} is not valid; valid: a whole number >= 1")
@@ -160,7 +148,7 @@ def run(
             regions.to_csv(out / "regions.csv", lineterminator="\n")
             regions_figure(regions, out / "regions.png")
     except NeopainError as error:
-        _fail(error)
+        fail_with(error)
     finally:
         for close in closers:
             close()
@@ -183,7 +171,7 @@ def _print_run(table, regions, out: Path) -> None:
         for (method, pred), images in regions["images"].items():
             shares.add_column(Text(f"{method}\n{pred} ({int(images)})"), justify="right")
         for name in (*REGIONS, OUTSIDE):
-            shares.add_row(name, *(_number(value, 2) for value in regions[name]))
+            shares.add_row(name, *(number_text(value, 2) for value in regions[name]))
         console.print(shares)
     else:
         err_console.print(Text("note: no keypoints known, so no facial-region shares",
@@ -191,96 +179,6 @@ def _print_run(table, regions, out: Path) -> None:
     console.print(f"wrote {escape(str(out))}/ (heatmaps/, overlays/, explanations.csv"
                   f"{', regions.csv, regions.png' if regions is not None else ''})",
                   highlight=False)
-
-
-@app.command("compare")
-def compare(
-    perception: Annotated[Path, typer.Option(
-        help="Perception table: file_name, heatmap_file_name, persona, new_percep_file_name, "
-             "new_file_name.")],
-    attributions: Annotated[Optional[Path], typer.Option(
-        help="Folder written by `neopain explain run` (its predicted-class heatmaps).")] = None,
-    masks: Annotated[Optional[Path], typer.Option(
-        help="Compare with the ground-truth action masks of this manifest (mask column) "
-             "instead.")] = None,
-    method: Annotated[Optional[str], typer.Option(
-        help="Which method's heatmaps, when the folder holds several.")] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        help="Report folder (default: ATTRIBUTIONS/agreement, or agreement/ next to the "
-             "manifest).")] = None,
-    top_k: Annotated[float, typer.Option(help="Share of pixels in the top masks of iou.")]
-    = 0.1,
-) -> None:
-    """Agreement of human perception heatmaps with a model's heatmaps or ground-truth masks.
-
-    Per image and persona: Pearson, Spearman, SSIM, IoU of the top-k% pixels, Schiller's
-    overlap score and Spearman of region rankings; per persona and per persona and class.
-    Writes agreement.csv, summary.json, report.html and figures/.
-    """
-    from neopain.explain.compare import attribution_references, mask_references
-    from neopain.explain.perception import compare_perception, load_perception
-    from neopain.explain.report import write_perception_report
-
-    if (attributions is None) == (masks is None):
-        fail("give exactly one of --attributions DIR and --masks MANIFEST")
-    try:
-        table = load_perception(perception)
-        notes = []
-        if attributions is not None:
-            references, method = attribution_references(attributions, method=method)
-            reference = f"the model's {method} heatmaps of the predicted class"
-            out = out or attributions / "agreement"
-        else:
-            references, left_out = mask_references(masks)
-            reference = "the ground-truth action masks"
-            out = out or masks.parent / "agreement"
-            if left_out:
-                notes.append(f"{left_out} images without any action left out")
-        with progress_bar("comparing heatmaps") as update:
-            agreement = compare_perception(table, references, top_k=top_k, on_progress=update)
-        unmatched = table["image"].nunique() - agreement["image"].nunique()
-        if agreement.empty:
-            raise NeopainError(f"no image of {perception} has a heatmap to compare with; "
-                               "the tables name different images")
-        if unmatched:
-            notes.append(f"{unmatched} images of the perception table have nothing to "
-                         "compare with")
-        written = write_perception_report(agreement, out, reference=reference, notes=notes)
-    except NeopainError as error:
-        _fail(error)
-    _print_compare(agreement, reference, notes, written)
-
-
-def _print_compare(agreement, reference: str, notes: list[str], written: dict) -> None:
-    from neopain.explain.perception import AGREEMENT_METRICS, summarize_agreement
-
-    summary = summarize_agreement(agreement)
-    personas = Table(title=Text(f"agreement with {reference}: mean ± std over images, "
-                                "personas best first"))
-    personas.add_column("metric")
-    for rank, (persona, row) in zip(summary["rank"], summary.iterrows()):
-        personas.add_column(Text(f"{rank}. {persona}\n({int(row['images'])} images)"),
-                            justify="right")
-    for metric in AGREEMENT_METRICS:
-        personas.add_row(metric.replace("_", " "), *(
-            f"{_number(row[f'{metric}_mean'], 2)} ± {_number(row[f'{metric}_std'], 2)}"
-            for _, row in summary.iterrows()))
-    console.print(personas)
-    classes = Table(title="per persona and class (means)")
-    for name in ("persona", "class", "images", *AGREEMENT_METRICS):
-        classes.add_column(name.replace("_", " "), no_wrap=name == "persona",
-                           justify="left" if name in ("persona", "class") else "right")
-    per_class = summarize_agreement(agreement, by=("persona", "group"))
-    order = {persona: rank for rank, persona in enumerate(summary.index)}
-    for (persona, group), row in sorted(per_class.iterrows(),
-                                        key=lambda item: (order[item[0][0]], item[0][1])):
-        classes.add_row(Text(persona), Text(group), str(int(row["images"])),
-                        *(_number(row[f"{m}_mean"], 2) for m in AGREEMENT_METRICS))
-    console.print(classes)
-    for note in notes:
-        err_console.print(Text(f"note: {note}", style="yellow"))
-    console.print(f"wrote {escape(str(written['html']))}, agreement.csv, summary.json, "
-                  "figures/", highlight=False)
 
 
 @app.command("sanity")
@@ -310,13 +208,14 @@ def sanity(
             report = check_fold(model, methods=method, images=images, manifest=manifest,
                                 layer=layer, seed=seed, on_progress=update)
     except NeopainError as error:
-        _fail(error)
+        fail_with(error)
     for name, steps in report.randomization.items():
         table = Table(title=f"{name}: cascading weight randomization ({report.images} images)")
         for column in ("step", "layer randomized", "mean Spearman", "median"):
             table.add_column(column, justify="left" if column.startswith("layer") else "right")
         for row in steps.itertuples(index=False):
-            table.add_row(str(row.step), row.layer, _number(row.mean, 2), _number(row.median, 2))
+            table.add_row(str(row.step), row.layer, number_text(row.mean, 2),
+                          number_text(row.median, 2))
         console.print(table)
     if report.completeness is not None:
         relative = report.completeness["relative_error"]
@@ -327,3 +226,6 @@ def sanity(
                       + escape(line.text), highlight=False)
     if not all(line.passed for line in report.verdicts):
         raise typer.Exit(1)
+
+
+app.command("compare")(compare)
