@@ -106,6 +106,11 @@ def test_a_single_image_as_json(study):
     (record,) = json.loads(output)
     assert record["face"] == 1 and record["label"] in ("pain", "nopain")
     assert record["model"].startswith("ncnn")
+    # a network counts no facial actions: the nfcs columns are there (tables of every model
+    # merge) and empty, and the face is assessable
+    assert record["assessable"] == 1 and record["problem"] == ""
+    assert record["action_count"] is None and record["actions"] == ""
+    assert record["brow_bulge"] is None
 
 
 def test_overlays_are_drawn_for_each_assessed_image(study, tmp_path):

@@ -25,13 +25,8 @@ from neopain.data.synthetic.cohort import CohortSpec, make_subjects
 from neopain.data.synthetic.video import ClipSpec, generate_clips
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, create_detector
-from neopain.monitor.video import (
-    NoFaceError,
-    assess_video,
-    frame_durations,
-    pain_episodes,
-    write_video_report,
-)
+from neopain.monitor.video import NoFaceError, assess_video, frame_durations, pain_episodes
+from neopain.monitor.video_report import write_video_report
 from neopain.prediction import Prediction, Predictor
 from neopain.faces.crop import CropRule
 

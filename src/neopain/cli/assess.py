@@ -53,6 +53,22 @@ PROB_WORDS = {
 """What each ``Prediction.prob_kind`` means, in the printed summary."""
 
 
+def _seconds(text: str | None, *, option: str) -> float:
+    """Seconds from ``10``, ``10s`` or ``2.5 s``; ``DAN_WINDOW_S`` for None."""
+    from neopain.monitor.video import DAN_WINDOW_S
+
+    if text is None:
+        return DAN_WINDOW_S
+    number = text.strip().removesuffix("s").strip()
+    try:
+        seconds = float(number)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        fail(f"{option} {escape(text)} is not valid; valid: a number of seconds > 0, e.g. 10s")
+    return seconds
+
+
 def _predictor(model: str | None, *, threads: int | None, batch_size: int,
                calibrator: Path | None, mc_passes: int):
     """The predictor, shown through ``calibrator`` when one is given (read first, so that a
@@ -108,6 +124,9 @@ def assess(
     step: Annotated[int, typer.Option(help="Video: assess every STEP-th frame.")] = 1,
     min_episode: Annotated[float, typer.Option(
         help="Video: leave out pain episodes shorter than this many seconds.")] = 0.0,
+    dan_window: Annotated[Optional[str], typer.Option(
+        help="Video, nfcs: seconds per window of the DAN facial score (0-4), e.g. 10s or 5 "
+             "[default: 10s].")] = None,
     threads: Annotated[Optional[int], typer.Option(
         help="ONNX Runtime threads (default: one per core).")] = None,
     batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = 16,
@@ -125,11 +144,15 @@ def assess(
     none; prob_kind says whether P(pain) is calibrated, uncalibrated or a rule-based score,
     prob_raw and prediction_set come with a calibrator). A video: a per-frame timeline with
     smoothing, pain episodes, the share of time in pain, a timeline plot and an HTML report.
+    nfcs: the facial actions present with their intensities and count; a face it cannot read
+    (head turned too far, too small) is labelled cannot_assess with the reason, never given a
+    P(pain); a video gets the DAN facial score per --dan-window.
 
     Exit codes: 0 done, 1 bad input, 3 no face found in any image or frame.
 
     Examples: neopain assess baby.jpg --model model.onnx;
-    neopain assess clip.mp4 --model model.onnx --out clip-assessment
+    neopain assess clip.mp4 --model model.onnx --out clip-assessment;
+    neopain assess clip.mp4 --model nfcs --dan-window 10s
     """
     if output_format not in FORMATS:
         fail(f"--format {escape(output_format)} is not valid; valid: {', '.join(FORMATS)}")
@@ -145,10 +168,12 @@ def assess(
                          "into --out")
                 _video(source, predictor, detector=detector or "mediapipe-short", out=out,
                        report=report, window=window, hysteresis=hysteresis, max_gap=max_gap,
-                       step=step, min_episode=min_episode)
+                       step=step, min_episode=min_episode,
+                       dan_window_s=_seconds(dan_window, option="--dan-window"))
             else:
-                if report is not None:
-                    fail("--report is for videos; for images use --out results.csv or .json")
+                if report is not None or dan_window is not None:
+                    fail(f"{'--report' if report is not None else '--dan-window'} is for "
+                         "videos; for images use --out results.csv or .json")
                 _images(source, kind, predictor, detector=detector, output_format=output_format,
                         out=out, batch_size=batch_size, overlays=overlays)
     except NeopainError as error:
@@ -217,49 +242,77 @@ def _images(source: Path, kind: str, predictor, *, detector: str | None, output_
              code=NO_FACE_EXIT)
 
 
+def _actions_text(record) -> str:
+    """A row's facial actions for people: "brow bulge, eye squeeze (2 of 7)"; "" for a model
+    that counts none or a face it could not assess."""
+    import pandas as pd
+
+    from neopain.facial_actions import ACTION_NAMES
+    from neopain.scoring.explanation import action_text
+
+    if pd.isna(record.action_count):
+        return ""
+    names = ", ".join(action_text(name) for name in record.actions.split("|") if name)
+    return f"{names or 'none'} ({record.action_count} of {len(ACTION_NAMES)})"
+
+
 def _print_images(table, *, source: Path, model: str, out: Path | None,
                   overlays: Path | None) -> None:
+    import pandas as pd
+
+    from neopain.monitor.images import CANNOT_ASSESS
+
     shown = table if len(table) <= 50 else table.head(50)
     view = Table(title=f"{escape(str(source))}: {len(table)} images, model {escape(model)}",
                  caption=None if len(table) <= 50 else f"first 50 of {len(table)} rows; use "
                  "--out or --format csv for all")
     kinds = set(table["prob_kind"]) - {""}
     with_sets = bool((table["prediction_set"] != "").any())
+    with_actions = bool(table["action_count"].notna().any())
     columns = [("image", "left"), ("face", "right"),
                ("score" if kinds == {"score"} else "P(pain)", "right"), ("label", "left")]
-    for name, justify in columns + ([("set", "left")] if with_sets else []) + [("note", "left")]:
+    for name, justify in (columns + ([("set", "left")] if with_sets else [])
+                          + ([("actions present", "left")] if with_actions else [])
+                          + [("note", "left")]):
         view.add_column(name, justify=justify)
+    styles = {"pain": "bold red", CANNOT_ASSESS: "bold yellow"}
     for record in shown.itertuples(index=False):
-        prob = "" if record.prob_pain is None or record.prob_pain != record.prob_pain \
-            else f"{record.prob_pain:.3f}"
-        label = f"[bold red]{record.label}[/]" if record.label == "pain" else record.label
+        label = (f"[{styles[record.label]}]{record.label}[/]" if record.label in styles
+                 else record.label)
         band = ["uncertain: look at the baby" if refers(record.prediction_set, record.label)
                 else record.prediction_set] if with_sets else []
+        actions = [escape(_actions_text(record))] if with_actions else []
+        prob = "" if pd.isna(record.prob_pain) else f"{record.prob_pain:.3f}"
         view.add_row(escape(str(record.image)), "yes" if record.face else "no", prob, label,
-                     *band, escape(record.problem))
+                     *band, *actions, escape(record.problem))
     console.print(view)
     if kinds:
         console.print(_kind_line(kinds))
     pain = int((table["label"] == "pain").sum())
-    assessed = int((table["label"] != "").sum())
+    assessed = int(table["label"].isin(["pain", "nopain"]).sum())
+    unassessable = int((table["label"] == CANNOT_ASSESS).sum())
     uncertain = sum(refers(s, label) for s, label in zip(table["prediction_set"], table["label"]))
     console.print(f"{assessed} assessed: {pain} pain, {assessed - pain} no pain"
                   + (f" ({uncertain} uncertain: look at the baby)" if with_sets else "")
-                  + f"; {len(table) - assessed} without an assessment"
+                  + (f"; {unassessable} cannot be assessed (see the note)" if unassessable
+                     else "")
+                  + f"; {len(table) - assessed - unassessable} without a face or image"
                   + (f"; wrote {escape(str(out))}" if out is not None else "")
                   + (f"; overlays in {escape(str(overlays))}/" if overlays is not None else ""))
 
 
 def _video(source: Path, predictor, *, detector: str, out: Path | None, report: Path | None,
-           window: int, hysteresis: float, max_gap: float, step: int,
-           min_episode: float) -> None:
-    from neopain.monitor.video import NoFaceError, assess_video, write_video_report
+           window: int, hysteresis: float, max_gap: float, step: int, min_episode: float,
+           dan_window_s: float) -> None:
+    from neopain.monitor.video import NoFaceError, assess_video
+    from neopain.monitor.video_report import reason_counts, write_video_report
 
     out = out if out is not None else source.with_name(f"{source.stem}-assessment")
     with progress_bar("assessing frames") as update:
         result = assess_video(source, predictor, detector=detector, window=window,
                               hysteresis=hysteresis, max_gap_s=max_gap, step=step,
-                              min_episode_s=min_episode, on_progress=update)
+                              min_episode_s=min_episode, dan_window_s=dan_window_s,
+                              on_progress=update)
     try:
         written = write_video_report(result, out)
     except NoFaceError as error:
@@ -274,6 +327,9 @@ def _video(source: Path, predictor, *, detector: str, out: Path | None, report: 
     view.add_column("value", justify="right")
     view.add_row("length", f"{result.duration_s:.1f} s, {result.frames} frames assessed")
     view.add_row("frames with a face", f"{result.face_frames} of {result.frames}")
+    if result.unassessable_frames:
+        view.add_row("faces the model could not assess", f"{result.unassessable_frames} of "
+                     f"{result.face_frames} ({escape(reason_counts(result.timeline))})")
     view.add_row("observed (with a state)", f"{result.observed_s:.1f} s "
                  f"({100 * result.observed_share:.0f}%)")
     share = "–" if result.pain_share is None else f"{100 * result.pain_share:.1f}%"
@@ -296,6 +352,8 @@ def _video(source: Path, predictor, *, detector: str, out: Path | None, report: 
             episodes.add_row(str(number), f"{episode['start_s']:.2f}", f"{episode['end_s']:.2f}",
                              f"{episode['duration_s']:.2f}", f"{episode['peak']:.3f}")
         console.print(episodes)
+    if result.windows:
+        _print_windows(result)
     files = ", ".join(path.name for path in written.values())
     console.print(f"wrote {escape(str(out))}/ ({files})"
                   + (f" and {escape(str(report))}" if report is not None else ""))
@@ -303,3 +361,17 @@ def _video(source: Path, predictor, *, detector: str, out: Path | None, report: 
         err_console.print(f"note: no face in {result.frames - result.face_frames} of "
                           f"{result.frames} frames (marked in the plot)", style="yellow")
 
+
+
+def _print_windows(result) -> None:
+    """The window score (DAN facial score) of each window, as a table."""
+    windows = result.windows
+    view = Table(title=f"DAN facial score per {result.settings['dan_window_s']:g} s window "
+                 f"(0-{windows[0].of})")
+    for name in ("start s", "end s", "DAN", "faces", "assessable"):
+        view.add_column(name, justify="right")
+    for window in windows:
+        view.add_row(f"{window.start_s:.1f}", f"{window.end_s:.1f}",
+                     "none" if window.score is None else str(window.score),
+                     str(window.frames), str(window.assessable))
+    console.print(view)

@@ -25,7 +25,9 @@ from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
+from neopain.facial_actions import ACTION_NAMES
 from neopain.prediction import Prediction, Predictor
+from neopain.scoring.explanation import result_of
 
 ProgressHook = Callable[[int, int], None]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -37,13 +39,55 @@ score); ``prob_raw`` the model's own P(pain) when ``prob_pain`` is calibrated;
 ``prediction_set`` the conformal set (``pain``, ``nopain`` or ``pain|nopain``: uncertain, look
 at the baby) when the model has a referral band; ``entropy`` and ``mutual_information`` (nats)
 over MC-dropout passes or ensemble members. Empty where the model gives none."""
+ACTION_COLUMNS = ("action_count", "actions", *ACTION_NAMES)
+"""What a facial-action model (``nfcs``) found, in every assess output (``action_cells``):
+``action_count`` the actions present (the NFCS-style score, 0-7), ``actions`` their names
+joined by ``|`` in NFCS order, and one column per action with its intensity (the change from
+the reference face towards the action; units and thresholds in ``neopain models show nfcs``).
+Empty for a model that counts no actions (a CNN, an .onnx file) and for a face that could not
+be assessed, so tables of every model share their columns."""
 RESULT_COLUMNS = ("image", "row", "face", "x1", "y1", "x2", "y2", "prob_pain", "label",
-                  "threshold", "model", "problem", *PREDICTION_COLUMNS)
+                  "threshold", "model", "assessable", "problem", *PREDICTION_COLUMNS,
+                  *ACTION_COLUMNS)
+CANNOT_ASSESS = "cannot_assess"
+"""The label of a face the model found but could not judge (head turned too far, face too
+small, no face mesh): it carries no P(pain), and ``problem`` says why."""
+UNKNOWN_REASON = "the model could not judge this face"
+"""``problem`` of an unassessable face whose model gave no ``Prediction.reason``."""
+
+
+def label_of(prediction: Prediction | None) -> str:
+    """What a prediction says: ``pain``, ``nopain``, ``CANNOT_ASSESS``, or "" for none."""
+    if prediction is None:
+        return ""
+    return prediction.label if prediction.assessable else CANNOT_ASSESS
+
+
+def reason_of(prediction: Prediction) -> str:
+    """Why the model could not assess the face (``UNKNOWN_REASON`` when it does not say); ""
+    for an assessed face."""
+    return "" if prediction.assessable else prediction.reason or UNKNOWN_REASON
+
+
+def shown_prob(prediction: Prediction | None) -> float | None:
+    """P(pain) when the model vouches for it; None without a prediction or for a face it
+    could not assess (whose placeholder P(pain) means nothing)."""
+    return prediction.prob_pain if prediction is not None and prediction.assessable else None
+
+
+def action_cells(prediction: Prediction | None) -> dict[str, object]:
+    """The ``ACTION_COLUMNS`` of one prediction (None or "" where there is nothing)."""
+    result = None if prediction is None else result_of(prediction)
+    if result is None or not result.assessable:
+        return {"action_count": None, "actions": "", **dict.fromkeys(ACTION_NAMES)}
+    return {"action_count": result.count, "actions": "|".join(result.actions),
+            **{name: result.intensities[name] for name in ACTION_NAMES}}
 
 
 def prediction_cells(prediction: Prediction | None) -> dict[str, object]:
-    """The ``PREDICTION_COLUMNS`` of one prediction (None or "" where there is nothing)."""
-    if prediction is None:
+    """The ``PREDICTION_COLUMNS`` of one prediction (None or "" where there is nothing, and
+    for a face the model could not assess)."""
+    if prediction is None or not prediction.assessable:
         return {"prob_kind": "", "prob_raw": None, "prediction_set": "", "entropy": None,
                 "mutual_information": None}
     return {"prob_kind": prediction.prob_kind, "prob_raw": prediction.prob_raw,
@@ -61,7 +105,8 @@ class ImageAssessment:
         row: the manifest row (0-based), or None for plain files.
         face: the face assessed, in image pixels; None when none was found.
         prediction: the model's output; None without a face or image.
-        problem: why there is no prediction ("" when there is one).
+        problem: why there is no prediction, or why the model could not assess the face
+            (``Prediction.reason``); "" for an assessed face.
     """
 
     image: str
@@ -109,7 +154,8 @@ def _assess_with(items: Sequence[tuple[str, int | None, Path, Face | None]],
         predictions = predictor.predict_crops([crop for _, _, crop in pending])
         for (index, face, _), prediction in zip(pending, predictions):
             name, row = items[index][:2]
-            results[index] = ImageAssessment(name, row, face, prediction)
+            results[index] = ImageAssessment(name, row, face, prediction,
+                                             reason_of(prediction))
         pending.clear()
 
     for index, (name, row, path, prior) in enumerate(items):
@@ -182,7 +228,9 @@ def assess_manifest(manifest: Manifest, predictor: Predictor, *, rows: Sequence[
 
 
 def results_table(results: Sequence[ImageAssessment]) -> pd.DataFrame:
-    """One row per image, columns ``RESULT_COLUMNS`` (empty cells where there is nothing)."""
+    """One row per image, columns ``RESULT_COLUMNS`` (empty cells where there is nothing; a
+    face the model could not assess: label ``cannot_assess``, no P(pain), ``assessable`` 0 and
+    its reason in ``problem``)."""
     rows = []
     for result in results:
         box = result.face.box if result.face is not None else (None,) * 4
@@ -190,9 +238,11 @@ def results_table(results: Sequence[ImageAssessment]) -> pd.DataFrame:
         rows.append({
             "image": result.image, "row": result.row, "face": int(result.face is not None),
             "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
-            "prob_pain": None if prediction is None else prediction.prob_pain,
-            "label": "" if prediction is None else prediction.label,
+            "prob_pain": shown_prob(prediction), "label": label_of(prediction),
             "threshold": None if prediction is None else prediction.threshold,
             "model": "" if prediction is None else prediction.model,
-            "problem": result.problem, **prediction_cells(prediction)})
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).astype({"row": "Int64"})
+            "assessable": None if prediction is None else int(prediction.assessable),
+            "problem": result.problem, **prediction_cells(prediction),
+            **action_cells(prediction)})
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).astype(
+        {"row": "Int64", "assessable": "Int64", "action_count": "Int64"})

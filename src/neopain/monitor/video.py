@@ -10,39 +10,55 @@ alike. A frame lasts until the next one starts (the last one a typical frame int
   the next non-pain frame starts;
 - the **share of time in pain** is the time in ``pain`` over the time with a state (frames
   before the first face, or after a gap longer than ``max_gap_s``, have none);
-- ``observed_share`` is the time with a state over the whole video.
+- ``observed_share`` is the time with a state over the whole video;
+- a face the model could not assess (head turned too far …) is labelled ``cannot_assess``
+  with no P(pain) and its reason in ``problem``; it never moves the smoothed state;
+- a model with a window score (``Predictor.window_score``: the NFCS scorer's DAN facial score,
+  0-4) is scored over consecutive windows of ``dan_window_s`` seconds (``ScoreWindow``), each
+  frame's row carrying its window's score in ``dan``.
 
-A video in which no frame shows a face gives ``face_frames == 0``; ``write_video_report`` then
-refuses to draw a plot or report (``NoFaceError``) — there is nothing to show.
+A video in which no frame shows a face gives ``face_frames == 0``;
+``monitor.video_report.write_video_report`` then refuses to draw a plot or report
+(``NoFaceError``) — there is nothing to show.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
 import cv2
-import jinja2
 import numpy as np
 import pandas as pd
 
-import neopain
 from neopain.data.video.decode import VideoReadError, decode_frames, open_video
 from neopain.errors import NeopainError
 from neopain.faces.base import FaceDetector
-from neopain.monitor.images import PREDICTION_COLUMNS, prediction_cells
+from neopain.monitor.images import (
+    ACTION_COLUMNS,
+    CANNOT_ASSESS,
+    PREDICTION_COLUMNS,
+    action_cells,
+    label_of,
+    prediction_cells,
+    reason_of,
+    shown_prob,
+)
 from neopain.monitor.pipeline import Assessor
-from neopain.prediction import Predictor
+from neopain.prediction import Prediction, Predictor
 
 ProgressHook = Callable[[int, int], None]
 TIMELINE_COLUMNS = ("frame", "time_s", "duration_s", "face", "x1", "y1", "x2", "y2", "prob_pain",
-                    "label", "smoothed", "state", "changed", "latency_ms", *PREDICTION_COLUMNS)
-"""The last ones as ``monitor.images.PREDICTION_COLUMNS`` says (empty without a prediction)."""
+                    "label", "smoothed", "state", "changed", "latency_ms", "assessable",
+                    "problem", "dan", *PREDICTION_COLUMNS, *ACTION_COLUMNS)
+"""``problem``: "no face found" or why the model could not assess the face; ``dan``: the DAN
+facial score of the frame's window (empty for a model without one); the last ones as
+``monitor.images.PREDICTION_COLUMNS`` and ``ACTION_COLUMNS`` say."""
+DAN_WINDOW_S = 10.0
+"""Seconds per window of the DAN facial score, by default."""
 
 
 class NoFaceError(NeopainError):
@@ -63,6 +79,24 @@ class Episode:
 
 
 @dataclass(frozen=True)
+class ScoreWindow:
+    """The window score (DAN facial score) of ``[start_s, end_s)``.
+
+    Attributes:
+        score: 0 to ``of``; None when no face in the window could be assessed.
+        of: the score's top (4 for DAN).
+        frames: frames with a face in the window; assessable: those the model could judge.
+    """
+
+    start_s: float
+    end_s: float
+    score: int | None
+    of: int
+    frames: int
+    assessable: int
+
+
+@dataclass(frozen=True)
 class VideoAssessment:
     """What a video showed.
 
@@ -76,6 +110,8 @@ class VideoAssessment:
         threshold: the model's pain threshold (0.5 when no face was assessed).
         prob_kind: what its P(pain) is (``prediction.PROB_KINDS``), "" when no face was
             assessed.
+        windows: the window score per ``settings["dan_window_s"]`` seconds, in time order;
+            empty for a model without one.
     """
 
     video: Path
@@ -86,6 +122,7 @@ class VideoAssessment:
     settings: dict[str, object] = field(default_factory=dict)
     threshold: float = 0.5
     prob_kind: str = ""
+    windows: list[ScoreWindow] = field(default_factory=list)
 
     @property
     def frames(self) -> int:
@@ -94,6 +131,11 @@ class VideoAssessment:
     @property
     def face_frames(self) -> int:
         return int(self.timeline["face"].sum())
+
+    @property
+    def unassessable_frames(self) -> int:
+        """Frames with a face the model could not assess."""
+        return int((self.timeline["label"] == CANNOT_ASSESS).sum())
 
     @property
     def observed_s(self) -> float:
@@ -121,7 +163,12 @@ class VideoAssessment:
                 "observed_s": round(self.observed_s, 3), "pain_s": round(self.pain_s, 3),
                 "pain_share": None if self.pain_share is None else round(self.pain_share, 4),
                 "observed_share": round(self.observed_share, 4), "threshold": self.threshold,
-                "prob_kind": self.prob_kind,
+                "prob_kind": self.prob_kind, "cannot_assess_frames": self.unassessable_frames,
+                "dan": None if not self.windows else {
+                    "window_s": self.settings["dan_window_s"], "of": self.windows[0].of,
+                    "windows": [{"start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3),
+                                 "score": w.score, "frames": w.frames,
+                                 "assessable": w.assessable} for w in self.windows]},
                 "episodes": [{"start_s": round(e.start_s, 3), "end_s": round(e.end_s, 3),
                               "duration_s": round(e.duration_s, 3), "peak": round(e.peak, 4)}
                              for e in self.episodes],
@@ -159,11 +206,29 @@ def pain_episodes(times: np.ndarray, states: np.ndarray, smoothed: np.ndarray, *
     return [e for e in episodes if e.duration_s >= min_duration_s]
 
 
+def score_windows(times: np.ndarray, predictions: list[Prediction | None], predictor: Predictor,
+                  *, window_s: float, end_s: float) -> list[ScoreWindow]:
+    """``predictor.window_score`` of the predictions in each ``window_s`` seconds from 0 to
+    ``end_s`` (the last window may be shorter); [] for a predictor without a window score."""
+    windows = []
+    for number in range(max(1, math.ceil(round(end_s / window_s, 6)))):  # 6.0000001 s: 3
+        start, stop = number * window_s, min((number + 1) * window_s, end_s)
+        inside = [p for t, p in zip(times, predictions) if p is not None and start <= t < stop]
+        windows.append((start, stop, predictor.window_score(inside), inside))
+    scored = [score for *_, score, _ in windows if score is not None]
+    if not scored:
+        return []
+    return [ScoreWindow(start, stop, None if score is None else score["score"],
+                        int(scored[0]["of"]), len(inside),
+                        sum(p.assessable for p in inside))
+            for start, stop, score, inside in windows]
+
+
 def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
                  detector: str | FaceDetector = "mediapipe-short", window: int = 5,
                  hysteresis: float = 0.1, max_gap_s: float = 2.0, step: int = 1,
-                 min_episode_s: float = 0.0, on_progress: ProgressHook | None = None
-                 ) -> VideoAssessment:
+                 min_episode_s: float = 0.0, dan_window_s: float = DAN_WINDOW_S,
+                 on_progress: ProgressHook | None = None) -> VideoAssessment:
     """Assess every ``step``-th frame of a video.
 
     Args:
@@ -172,6 +237,7 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
         detector, window, hysteresis, max_gap_s: as ``monitor.pipeline.Assessor``.
         step: assess every step-th frame (1: all).
         min_episode_s: leave out pain episodes shorter than this.
+        dan_window_s: seconds per window of the model's window score (``ScoreWindow``).
         on_progress: ``(frames decoded, frames in the container)``.
 
     Raises:
@@ -180,7 +246,10 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
     path = Path(path)
     if not isinstance(step, int) or step < 1:
         raise NeopainError(f"step={step!r} must be a whole number of frames >= 1")
-    rows = []
+    if not (isinstance(dan_window_s, (int, float)) and 0 < dan_window_s < float("inf")):
+        raise NeopainError(f"dan_window_s={dan_window_s!r} must be a number of seconds > 0, "
+                           "e.g. 10")
+    rows, predictions = [], []
     try:
         with open_video(path) as capture, Assessor(predictor, detector=detector, window=window,
                                                    hysteresis=hysteresis,
@@ -197,104 +266,44 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
                 result = assessor.step(decoded.image, time_s=decoded.time_s)
                 box = result.face.box if result.face is not None else (np.nan,) * 4
                 prediction = result.prediction
-                if prediction is not None:
+                if prediction is not None and prediction.assessable:
                     threshold, prob_kind = prediction.threshold, prediction.prob_kind
+                predictions.append(prediction)
                 rows.append({
                     "frame": decoded.index, "time_s": decoded.time_s,
                     "face": int(result.face is not None),
                     "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
-                    "prob_pain": np.nan if prediction is None else prediction.prob_pain,
-                    "label": "" if prediction is None else prediction.label,
+                    "prob_pain": shown_prob(prediction), "label": label_of(prediction),
                     "smoothed": np.nan if result.smoothed is None else result.smoothed,
                     "state": result.state or "", "changed": int(result.changed),
-                    "latency_ms": result.latency_ms, **prediction_cells(prediction)})
+                    "latency_ms": result.latency_ms,
+                    "assessable": None if prediction is None else int(prediction.assessable),
+                    "problem": _problem(prediction), **prediction_cells(prediction),
+                    **action_cells(prediction)})
     except VideoReadError as error:
         raise VideoReadError(f"{path}: {error}") from None
     if not rows:
         raise VideoReadError(f"{path}: has no frames")
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype({"prob_pain": float, "assessable": "Int64",
+                                       "action_count": "Int64"})
     times = table["time_s"].to_numpy()
     interval = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     end_s = max(last_time + interval / step, float(times[-1]))
     table.insert(2, "duration_s", frame_durations(times, end_s=end_s))
+    windows = score_windows(times, predictions, predictor, window_s=dan_window_s, end_s=end_s)
+    starts = np.array([w.start_s for w in windows])
+    table["dan"] = pd.array([windows[np.searchsorted(starts, t, side="right") - 1].score
+                             for t in times] if windows else [None] * len(table), "Int64")
     episodes = pain_episodes(times, table["state"].to_numpy(), table["smoothed"].to_numpy(),
                              end_s=end_s, min_duration_s=min_episode_s)
     settings = {"detector": detector if isinstance(detector, str) else detector.name,
                 "window": window, "hysteresis": hysteresis, "max_gap_s": max_gap_s, "step": step,
-                "min_episode_s": min_episode_s}
+                "min_episode_s": min_episode_s, "dan_window_s": dan_window_s}
     return VideoAssessment(video=path, model=predictor.name, timeline=table[list(
         TIMELINE_COLUMNS)], episodes=episodes, duration_s=end_s, settings=settings,
-                           threshold=threshold, prob_kind=prob_kind)
+                           threshold=threshold, prob_kind=prob_kind, windows=windows)
 
 
-def timeline_figure(result: VideoAssessment, out: Path) -> Path:
-    """P(pain) per frame, the smoothed value, pain episodes shaded, frames without a face
-    marked, as PNG."""
-    from matplotlib.figure import Figure
-
-    table, threshold = result.timeline, result.threshold
-    fig = Figure(figsize=(10, 3.4), layout="constrained")
-    ax = fig.subplots()
-    for episode in result.episodes:
-        ax.axvspan(episode.start_s, episode.end_s, color="#f4b6b6", alpha=0.6, lw=0)
-    ax.plot(table["time_s"], table["prob_pain"], ".", ms=3, color="#888", label="P(pain), frame")
-    ax.plot(table["time_s"], table["smoothed"], "-", lw=2, color="#b22222", label="smoothed")
-    ax.axhline(threshold, ls="--", lw=1, color="#444", label=f"threshold {threshold:g}")
-    missing = table.loc[table["face"] == 0, "time_s"]
-    if len(missing):
-        ax.plot(missing, np.full(len(missing), -0.04), "|", color="#1f4e99", ms=8,
-                label="no face")
-    ax.set_xlim(0, result.duration_s)
-    ax.set_ylim(-0.08, 1.02)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("P(pain)")
-    ax.set_title(f"{result.video.name}: pain episodes shaded", fontsize=10)
-    ax.legend(loc="upper right", fontsize=8, ncols=4)
-    fig.savefig(out, dpi=100)
-    return out
-
-
-def _template() -> jinja2.Template:
-    text = files("neopain.monitor").joinpath("templates", "video_report.html.j2").read_text(
-        encoding="utf-8")
-    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(text)
-
-
-def write_video_report(result: VideoAssessment, out: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write timeline.csv, episodes.csv, summary.json, timeline.png and report.html into ``out``.
-
-    Returns:
-        name → path of every file written.
-
-    Raises:
-        NoFaceError: no frame showed a face (timeline.csv and summary.json are written first, so
-            the frames that were looked at are on record; no plot or report is drawn).
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {"timeline": out / "timeline.csv", "summary": out / "summary.json"}
-    result.timeline.to_csv(written["timeline"], index=False, float_format="%.6g",
-                           lineterminator="\n")
-    summary = result.summary()
-    written["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    if result.face_frames == 0:
-        raise NoFaceError(f"{result.video}: no face found in any of its {result.frames} frames "
-                          f"({result.duration_s:.1f} s); nothing was assessed. Check that the "
-                          "camera shows the infant's face, the lighting, or try another "
-                          "--detector")
-    written["episodes"] = out / "episodes.csv"
-    pd.DataFrame([{"start_s": round(e.start_s, 3), "end_s": round(e.end_s, 3),
-                   "duration_s": round(e.duration_s, 3), "peak": round(e.peak, 4)}
-                  for e in result.episodes],
-                 columns=["start_s", "end_s", "duration_s", "peak"]).to_csv(
-        written["episodes"], index=False, lineterminator="\n")
-    written["plot"] = timeline_figure(result, out / "timeline.png")
-    image = base64.b64encode(written["plot"].read_bytes()).decode()
-    written["html"] = out / "report.html"
-    written["html"].write_text(_template().render(
-        video=result.video.name, summary=summary, threshold=f"{result.threshold:g}",
-        pain_share="–" if result.pain_share is None else f"{100 * result.pain_share:.1f}%",
-        observed_share=f"{100 * result.observed_share:.1f}%",
-        plot=f"data:image/png;base64,{image}", version=neopain.__version__,
-        latency_ms=f"{result.timeline['latency_ms'].median():.1f}"), encoding="utf-8")
-    return written
+def _problem(prediction: Prediction | None) -> str:
+    """A frame's ``problem``: no face, why the model could not assess it, or ""."""
+    return "no face found" if prediction is None else reason_of(prediction)
