@@ -35,7 +35,8 @@ def write_run(root: Path, *, accuracies: list[float], images: int = 20) -> Path:
         folder = root / f"fold_{fold}"
         folder.mkdir()
         rows = range(fold * images, (fold + 1) * images)
-        pd.DataFrame({"row": rows, "image": [f"{r}.png" for r in rows], "subject": "S",
+        pd.DataFrame({"row": rows, "image": [f"{r}.png" for r in rows],
+                      "subject": [f"S{fold}{r % 4}" for r in rows],  # 4 infants a fold
                       "label": np.where(y == 1, "pain", "nopain"), "prob_pain": prob.round(6),
                       "pred": np.where(prob >= 0.5, "pain", "nopain"), "fold": fold,
                       }).to_csv(folder / "predictions.csv", index=False)
@@ -51,8 +52,10 @@ def test_evaluate_prints_mean_std_ci_and_folds_and_writes_the_report(tmp_path):
     code, output = run("evaluate", str(folder))
     assert code == 0, output
     mean, std = np.mean(GOOD), np.std(GOOD, ddof=1)
-    assert re.search(rf"accuracy\s+│\s+{mean:.3f} ± {std:.3f}\s+│\s+\[[\d.]+, [\d.]+\]\s+│\s+5\s+│"
-                     rf"\s+{mean:.3f}", output), output
+    # pooled (= the mean: equal folds) │ bootstrap CI │ mean ± std │ folds
+    assert re.search(rf"accuracy\s+│\s+{mean:.3f}\s+│\s+\[[\d.]+, [\d.]+\]\s+│\s+{mean:.3f} ± "
+                     rf"{std:.3f}\s+│\s+5\s+│", output), output
+    assert "subject-level bootstrap" in " ".join(output.split())
     for fold, accuracy in enumerate(GOOD):
         assert re.search(rf"│\s+{fold}\s+│\s+20\s+│\s+{accuracy:.3f}\s+│", output), output
     for name in ("summary.json", "report.md", "report.html", "figures/roc.png",

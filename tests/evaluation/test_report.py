@@ -71,15 +71,16 @@ def test_report_files_hold_numpy_mean_and_sample_std(tmp_path):
     metric = summary["metrics"]["accuracy"]
     assert metric["mean"] == pytest.approx(accuracy.mean())
     assert metric["std"] == pytest.approx(accuracy.std(ddof=1))
-    assert metric["ci95"][0] < metric["mean"] < metric["ci95"][1]
+    assert 0 <= metric["ci95"][0] < metric["pooled"] < metric["ci95"][1] <= 1
+    assert metric["ci_method"] == "BCa" and "subject-level bootstrap" in summary["ci"]
     assert [f["metrics"]["accuracy"] for f in summary["per_fold"]] == pytest.approx(accuracy)
     pooled = np.array(summary["pooled_confusion"])
     assert pooled.sum() == 100
     assert metric["pooled"] == pytest.approx(np.trace(pooled) / 100)
 
     markdown = (run / "report.md").read_text()
-    row = f"| accuracy | {accuracy.mean():.3f} ± {accuracy.std(ddof=1):.3f} |"
-    assert "| metric | mean ± std | 95% CI | folds | pooled |" in markdown
+    row = f" | {accuracy.mean():.3f} ± {accuracy.std(ddof=1):.3f} | 5 |"
+    assert "| metric | pooled | 95% CI | mean ± std over folds | folds |" in markdown
     assert row in markdown
     assert "figures/roc.png" in markdown
     html = (run / "report.html").read_text()
@@ -208,3 +209,29 @@ def test_a_metrics_json_from_before_the_calibration_metrics_is_no_mismatch(tmp_p
     (run / "fold_1" / "metrics.json").write_text(json.dumps(saved))
     stale = [n for n in evaluate_run(load_run(run)).notes if "metrics.json" in n]
     assert len(stale) == 1 and stale[0].startswith("fold 1: metrics.json says ece = 0.5")
+
+
+def test_every_report_states_how_its_intervals_were_made_and_keeps_them_in_range(tmp_path):
+    # guards: the report gave recall "0.736 ± 0.311, 95 % CI [0.350, 1.123]" (a t interval of
+    # the mean over 5 folds); the interval is now the pooled value's subject-level bootstrap
+    run = write_run(tmp_path / "run", folds=5, images=6, accuracy=0.7, seed=4)
+    evaluation = evaluate_run(load_run(run))
+    for name, s in evaluation.summary.items():
+        if name != "nll":
+            assert 0.0 <= s.ci_low <= s.pooled <= s.ci_high <= 1.0, (name, s)
+    write_report(load_run(run))
+    flat = {name: " ".join((run / name).read_text().split())
+            for name in ("report.md", "report.html", "summary.json")}
+    for name, text in flat.items():
+        assert "subject-level bootstrap of the pooled predictions (2000 resamples" in text, name
+
+
+def test_predictions_without_subjects_are_resampled_by_image_and_a_note_says_so(tmp_path):
+    run = write_run(tmp_path / "run", folds=3)
+    for folder in run.glob("fold_*"):
+        table = pd.read_csv(folder / "predictions.csv").drop(columns="subject")
+        table.to_csv(folder / "predictions.csv", index=False)
+    evaluation = evaluate_run(load_run(run))
+    assert evaluation.ci_text.startswith("image-level bootstrap")
+    assert any("no subject" in note and "too narrow" in note for note in evaluation.notes)
+    assert evaluation.summary["accuracy"].ci_method == "BCa"

@@ -47,7 +47,8 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option(
         help="Write the report here instead of into the run folder.")] = None,
 ) -> None:
-    """Metrics of a run from its out-of-fold predictions, with mean ± std over folds.
+    """Metrics of a run from its out-of-fold predictions: pooled, with a subject-level
+    bootstrap 95% CI, and mean ± std over folds.
 
     Every fold's metrics are recomputed from fold_K/predictions.csv: accuracy,
     precision, recall (sensitivity), specificity, F1, AUC, balanced accuracy, and the
@@ -78,13 +79,15 @@ def evaluate(
     table = Table(title=Text(f"{loaded.name}: {len(loaded.folds)} folds, "
                              f"{int(evaluation.pooled_confusion.sum())} test images, "
                              f"pain at P >= {loaded.threshold:g}"),
-                  caption="mean ± sample std (ddof=1) over folds; 95% CI of the mean (t)")
-    for name, justify in (("metric", "left"), ("mean ± std", "right"), ("95% CI", "right"),
-                          ("folds", "right"), ("pooled", "right")):
+                  caption=Text(f"95% CI of the pooled value: {evaluation.ci_text}; "
+                               f"mean ± sample std (ddof=1) over folds"))
+    for name, justify in (("metric", "left"), ("pooled", "right"), ("95% CI", "right"),
+                          ("mean ± std", "right"), ("folds", "right")):
         table.add_column(name, justify=justify, no_wrap=True)
     for name, s in evaluation.summary.items():
-        table.add_row(metric_label(name), format_mean_std(s.mean, s.std),
-                      Text(format_ci(s.ci_low, s.ci_high)), str(s.n), format_number(s.pooled))
+        table.add_row(metric_label(name), format_number(s.pooled),
+                      Text(format_ci(s.ci_low, s.ci_high)), format_mean_std(s.mean, s.std),
+                      str(s.n))
     console.print(table)
     _print_fold_tables(evaluation)
     (tn, fp), (fn, tp) = evaluation.pooled_confusion.tolist()

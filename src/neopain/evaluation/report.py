@@ -1,11 +1,12 @@
 """Evaluate a run (per-fold and pooled metrics, mean ± std, CI) and write its report files.
 
-``write_report`` leaves in the run folder (or ``out``): ``summary.json``, ``report.md`` (a
-Markdown table: metric, mean ± std, 95% CI, pooled), ``report.html`` (self-contained: the
-pictures are embedded) and ``figures/{confusion,confusion_folds,roc,precision_recall,
-reliability,probabilities}.png``. A calibrated run (``neopain calibrate``) also gets its
-calibrated metrics beside the raw ones and its conformal coverage and referrals
-(:mod:`neopain.evaluation.calibration_report`).
+The 95% interval of each metric is that of its pooled value, from a subject-level bootstrap
+(:mod:`neopain.evaluation.bootstrap`). ``write_report`` leaves in the run folder (or ``out``):
+``summary.json``, ``report.md`` (a Markdown table: metric, pooled, 95% CI, mean ± std, folds),
+``report.html`` (self-contained: the pictures are embedded) and ``figures/{confusion,
+confusion_folds,roc,precision_recall,reliability,probabilities}.png``. A calibrated run
+(``neopain calibrate``) also gets its calibrated metrics beside the raw ones and its conformal
+coverage and referrals (:mod:`neopain.evaluation.calibration_report`).
 ``compare`` runs ANOVA + Tukey HSD per metric across runs; ``write_comparison`` leaves
 ``comparison.json`` and a box plot per metric.
 """
@@ -27,6 +28,7 @@ import pandas as pd
 
 from neopain import __version__
 from neopain.errors import NeopainError
+from neopain.evaluation.bootstrap import method_text, run_intervals
 from neopain.evaluation.calibration_report import (
     CalibrationEvaluation,
     comparison_rows,
@@ -73,8 +75,9 @@ ProgressFn = Callable[[int, int], None]
 @dataclass
 class Evaluation:
     """A run's metrics: ``per_fold`` (one row per fold, columns ``METRICS``), ``summary``
-    per metric, confusion matrices per fold and pooled, notes on undefined values, and the
-    calibrated metrics and conformal sets when the run is calibrated (else None)."""
+    per metric, confusion matrices per fold and pooled, notes on undefined values, the
+    calibrated metrics and conformal sets when the run is calibrated (else None), and
+    ``ci_text``: how the intervals were made."""
 
     run: Run
     per_fold: pd.DataFrame
@@ -83,6 +86,7 @@ class Evaluation:
     pooled_confusion: np.ndarray
     notes: list[str] = field(default_factory=list)
     calibration: CalibrationEvaluation | None = None
+    ci_text: str = field(default_factory=method_text)
 
     def to_dict(self) -> dict:
         """The content of summary.json (NaN written as null)."""
@@ -96,7 +100,7 @@ class Evaluation:
             "images": int(self.pooled_confusion.sum()),
             "threshold": self.run.threshold,
             "std": "sample standard deviation over folds (ddof=1)",
-            "ci": "95% t-distribution interval of the mean over folds",
+            "ci": f"95% interval of the pooled value: {self.ci_text}",
             "metrics": {name: s.to_dict() for name, s in self.summary.items()},
             "pooled_confusion": self.pooled_confusion.tolist(),
             "confusion_layout": "rows true nopain, pain; columns predicted nopain, pain",
@@ -117,7 +121,8 @@ def _nan_to_none(value):
 
 
 def evaluate_run(run: Run) -> Evaluation:
-    """Per-fold metrics recomputed from predictions.csv, their mean ± std and CI, pooled metrics.
+    """Per-fold metrics recomputed from predictions.csv, their mean ± std, pooled metrics and
+    their subject-level bootstrap intervals.
 
     Saved metrics.json values that differ from the recomputed ones by more than 1e-3 are named
     in ``notes`` (the recomputed values are the ones used); a metric the file lacks (one added
@@ -141,24 +146,26 @@ def evaluate_run(run: Run) -> Evaluation:
     per_fold = pd.DataFrame.from_dict(rows, orient="index", columns=list(METRICS))
     per_fold.index.name = "fold"
     y, prob = run.pooled()
-    summary = summarize(per_fold, binary_metrics(y, prob, threshold=run.threshold))
+    intervals, ci_text, interval_notes = run_intervals(run)
+    summary = summarize(per_fold, binary_metrics(y, prob, threshold=run.threshold),
+                        intervals=intervals)
     pooled_confusion = confusion(y, predict(prob, threshold=run.threshold))
     calibration, calibration_notes = evaluate_calibration(run)
     return Evaluation(run, per_fold, summary, confusions, pooled_confusion,
-                      notes + calibration_notes, calibration)
+                      notes + interval_notes + calibration_notes, calibration, ci_text)
 
 
 def _metric_rows(evaluation: Evaluation) -> list[dict[str, str]]:
-    return [{"metric": metric_label(name), "mean_std": format_mean_std(s.mean, s.std),
-             "ci": format_ci(s.ci_low, s.ci_high), "n": str(s.n),
-             "pooled": format_number(s.pooled)} for name, s in evaluation.summary.items()]
+    return [{"metric": metric_label(name), "pooled": format_number(s.pooled),
+             "ci": format_ci(s.ci_low, s.ci_high), "mean_std": format_mean_std(s.mean, s.std),
+             "n": str(s.n)} for name, s in evaluation.summary.items()]
 
 
 def markdown_table(evaluation: Evaluation) -> str:
-    """The Markdown table of report.md: metric | mean ± std | 95% CI | folds | pooled."""
-    lines = ["| metric | mean ± std | 95% CI | folds | pooled |",
+    """The Markdown table of report.md: metric | pooled | 95% CI | mean ± std | folds."""
+    lines = ["| metric | pooled | 95% CI | mean ± std over folds | folds |",
              "|---|---|---|---|---|"]
-    lines += [f"| {r['metric']} | {r['mean_std']} | {r['ci']} | {r['n']} | {r['pooled']} |"
+    lines += [f"| {r['metric']} | {r['pooled']} | {r['ci']} | {r['mean_std']} | {r['n']} |"
               for r in _metric_rows(evaluation)]
     return "\n".join(lines)
 
@@ -271,7 +278,7 @@ def write_report(run: Run, out: str | os.PathLike[str] | None = None, *,
         "images": int(evaluation.pooled_confusion.sum()), "rows": _metric_rows(evaluation),
         "table": markdown_table(evaluation), "notes": evaluation.notes,
         "metrics": [metric_label(m) for m in METRICS], "version": __version__,
-        "bins": CALIBRATION_BINS,
+        "bins": CALIBRATION_BINS, "ci_text": evaluation.ci_text,
         "per_fold": [(int(fold), [format_number(v) for v in row])
                      for fold, row in evaluation.per_fold.iterrows()],
         "calibration": _calibration_context(evaluation),

@@ -1,10 +1,12 @@
 """Statistics over folds and between runs: mean ± std, t confidence intervals, ANOVA + Tukey HSD.
 
-Values are one number per fold. NaN values (a metric undefined on a fold) are left out and the
-count ``n`` says how many were used. The standard deviation is the sample one (ddof=1), as the
-published fold tables report it. A comparison knows whether its metric is better high
-(accuracy) or low (Brier, NLL, ECE) and names the best run and the better run of each
-significant pair accordingly.
+A run's summary pairs the description over folds (mean ± std) with the interval of the pooled
+metric from a subject-level bootstrap (:mod:`neopain.evaluation.bootstrap`): a t interval of a
+few fold values can pass the metric's range. Values are one number per fold. NaN values (a
+metric undefined on a fold) are left out and the count ``n`` says how many were used. The
+standard deviation is the sample one (ddof=1), as the published fold tables report it. A
+comparison knows whether its metric is better high (accuracy) or low (Brier, NLL, ECE) and
+names the best run and the better run of each significant pair accordingly.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from neopain.errors import NeopainError
+from neopain.evaluation.bootstrap import Interval
 
 
 def finite(values: ArrayLike) -> np.ndarray:
@@ -44,6 +47,8 @@ def confidence_interval(values: ArrayLike, *, level: float = 0.95) -> tuple[floa
     """Two-sided t-distribution interval for the mean: mean ± t(level, n−1) · std / √n.
 
     NaN values are left out; (NaN, NaN) with fewer than 2 values. A zero std gives (mean, mean).
+    Over a few folds of a bounded metric it can pass the metric's range; the reports use
+    :func:`neopain.evaluation.bootstrap.subject_bootstrap` instead.
     """
     if not 0.0 < level < 1.0:
         raise NeopainError(f"level={level!r} must be strictly between 0 and 1, e.g. 0.95")
@@ -57,7 +62,8 @@ def confidence_interval(values: ArrayLike, *, level: float = 0.95) -> tuple[floa
 
 @dataclass(frozen=True)
 class MetricSummary:
-    """One metric over folds: mean, sample std (ddof=1), t CI, non-NaN folds, pooled value."""
+    """One metric: mean and sample std (ddof=1) over the ``n`` non-NaN folds, the ``pooled``
+    value and its interval (``ci_method``: how it was made; NaN bounds when none)."""
 
     mean: float
     std: float
@@ -65,21 +71,24 @@ class MetricSummary:
     ci_high: float
     n: int
     pooled: float
+    ci_method: str = "none"
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "ci95": [self.ci_low, self.ci_high],
-                "n": self.n, "pooled": self.pooled}
+        return {"mean": self.mean, "std": self.std, "n": self.n, "pooled": self.pooled,
+                "ci95": [self.ci_low, self.ci_high], "ci_method": self.ci_method}
 
 
-def summarize(per_fold: pd.DataFrame, pooled: dict[str, float]) -> dict[str, MetricSummary]:
+def summarize(per_fold: pd.DataFrame, pooled: dict[str, float], *,
+              intervals: dict[str, Interval] | None = None) -> dict[str, MetricSummary]:
     """A :class:`MetricSummary` per column of ``per_fold`` (one row per fold), with the value
-    of ``pooled`` for that column (NaN when it has none)."""
+    of ``pooled`` and the interval of ``intervals`` for that column (NaN when it has none)."""
     summary = {}
     for name in per_fold.columns:
         mean, std = mean_std(per_fold[name])
-        low, high = confidence_interval(per_fold[name])
-        summary[name] = MetricSummary(mean, std, low, high, int(per_fold[name].notna().sum()),
-                                      float(pooled.get(name, math.nan)))
+        interval = (intervals or {}).get(name, Interval(math.nan, math.nan, "none", 0))
+        summary[name] = MetricSummary(mean, std, interval.low, interval.high,
+                                      int(per_fold[name].notna().sum()),
+                                      float(pooled.get(name, math.nan)), interval.method)
     return summary
 
 
