@@ -37,9 +37,18 @@ TURN_DEGREES = 60.0
 the scorer's 30°."""
 
 
+@pytest.fixture(autouse=True)
+def wide(monkeypatch):
+    """Tables printed 400 columns wide, so that a reason stays on one line (under pytest-xdist
+    the console is fixed at 80 columns when it is made, whatever COLUMNS says later)."""
+    from neopain.cli.console import console
+
+    monkeypatch.setattr(console, "width", 400)
+
+
 def run(*args: str) -> tuple[int, str]:
-    """Exit code and output (stdout and stderr), printed 240 columns wide (the reasons whole)."""
-    result = CliRunner().invoke(neopain_app, list(args), env={"COLUMNS": "240"})
+    """Exit code and output (stdout and stderr)."""
+    result = CliRunner().invoke(neopain_app, list(args))
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     return result.exit_code, result.output

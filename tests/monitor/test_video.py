@@ -25,7 +25,13 @@ from neopain.data.synthetic.cohort import CohortSpec, make_subjects
 from neopain.data.synthetic.video import ClipSpec, generate_clips
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, create_detector
-from neopain.monitor.video import NoFaceError, assess_video, frame_durations, pain_episodes
+from neopain.monitor.video import (
+    NoFaceError,
+    assess_video,
+    frame_durations,
+    pain_episodes,
+    score_windows,
+)
 from neopain.monitor.video_report import write_video_report
 from neopain.prediction import Prediction, Predictor
 from neopain.faces.crop import CropRule
@@ -201,3 +207,24 @@ def test_episode_and_duration_arithmetic():
     episodes = pain_episodes(times, states, smoothed, end_s=0.6)
     assert [(e.start_s, e.end_s, e.peak) for e in episodes] == [(0.1, 0.3, 0.8), (0.5, 0.6, 0.9)]
     assert pain_episodes(times, states, smoothed, end_s=0.6, min_duration_s=0.15)[0].peak == 0.8
+
+
+class Windowed(Brightness):
+    """Scores a window by how many of its predictions it was given."""
+
+    def window_score(self, predictions):
+        return {"score": len(predictions), "of": 4} if predictions else None
+
+
+def test_window_scores_cover_the_video_in_whole_windows_and_only_for_models_with_one():
+    # guards: a 6 s video whose end reads 6.000000001 s (float timestamps) got a fourth, empty
+    # window at 6.0 s
+    times = np.round(np.arange(30) * 0.2, 6)
+    predictions = [Prediction(0.9, "pain", 0.5, "m") for _ in times]
+    predictions[3] = None  # no face in this frame
+    windows = score_windows(times, predictions, Windowed(), window_s=2.0, end_s=6.000000001)
+    assert [(w.start_s, w.end_s, w.score, w.frames) for w in windows] == [
+        (0.0, 2.0, 9, 9), (2.0, 4.0, 10, 10), (4.0, 6.000000001, 10, 10)]
+    short = score_windows(times, predictions, Windowed(), window_s=4.0, end_s=6.0)
+    assert [(w.start_s, w.end_s) for w in short] == [(0.0, 4.0), (4.0, 6.0)]
+    assert score_windows(times, predictions, Brightness(), window_s=2.0, end_s=6.0) == []
