@@ -211,8 +211,10 @@ def score_windows(times: np.ndarray, predictions: list[Prediction | None], predi
     """``predictor.window_score`` of the predictions in each ``window_s`` seconds from 0 to
     ``end_s`` (the last window may be shorter); [] for a predictor without a window score."""
     windows = []
-    for number in range(max(1, math.ceil(round(end_s / window_s, 6)))):  # 6.0000001 s: 3
-        start, stop = number * window_s, min((number + 1) * window_s, end_s)
+    count = max(1, math.ceil(round(end_s / window_s, 6)))  # an end read as 6.000000001 s: 3
+    for number in range(count):
+        start = number * window_s
+        stop = end_s if number == count - 1 else start + window_s
         inside = [p for t, p in zip(times, predictions) if p is not None and start <= t < stop]
         windows.append((start, stop, predictor.window_score(inside), inside))
     scored = [score for *_, score, _ in windows if score is not None]
