@@ -3,6 +3,7 @@ with ground-truth action masks."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,6 +21,9 @@ def compare(
     perception: Annotated[Path, typer.Option(
         help="Perception table: file_name, heatmap_file_name, persona, new_percep_file_name, "
              "new_file_name.")],
+    root: Annotated[Optional[Path], typer.Option(
+        help="Folder the table's paths start from (the UNIFESP dataset root, with Images/ "
+             "and Heatmaps/); default the table's folder.")] = None,
     attributions: Annotated[Optional[Path], typer.Option(
         help="Folder written by `neopain explain run` (its predicted-class heatmaps).")] = None,
     masks: Annotated[Optional[Path], typer.Option(
@@ -37,6 +41,8 @@ def compare(
 
     Per image and persona: Pearson, Spearman, SSIM, IoU of the top-k% pixels, Schiller's
     overlap score and Spearman of region rankings; per persona and per persona and class.
+    Human heatmaps, drawn on the original images, are cut where the model's input lies on
+    them (through a `faces detect` crop manifest's original_image and original_face_box).
     Writes agreement.csv, summary.json, report.html and figures/.
     """
     from neopain.explain.compare import attribution_references, mask_references
@@ -46,7 +52,7 @@ def compare(
     if (attributions is None) == (masks is None):
         fail("give exactly one of --attributions DIR and --masks MANIFEST")
     try:
-        table = load_perception(perception)
+        table = load_perception(perception, root=root)
         notes = []
         if attributions is not None:
             references, method = attribution_references(attributions, method=method)
@@ -62,8 +68,11 @@ def compare(
             agreement = compare_perception(table, references, top_k=top_k, on_progress=update)
         unmatched = table["image"].nunique() - agreement["image"].nunique()
         if agreement.empty:
-            raise NeopainError(f"no image of {perception} has a heatmap to compare with; "
-                               "the tables name different images")
+            raise NeopainError(
+                f"no image of {perception} has a heatmap to compare with: images are matched "
+                "on their original image's path, or its ending; e.g. the table's "
+                f"{table['image_path'].iat[0]} and the reference's {_example(references)}; "
+                "give --root when the table's paths start elsewhere than its folder")
         if unmatched:
             notes.append(f"{unmatched} images of the perception table have nothing to "
                          "compare with")
@@ -71,6 +80,11 @@ def compare(
     except NeopainError as error:
         fail_with(error)
     _print_compare(agreement, reference, notes, written)
+
+
+def _example(references) -> str:
+    key, reference = next(iter(references.items()))
+    return key if reference.placement is None else os.path.normpath(reference.placement.image)
 
 
 def _print_compare(agreement, reference: str, notes: list[str], written: dict) -> None:

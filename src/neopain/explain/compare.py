@@ -1,9 +1,10 @@
 """What persona heatmaps are compared with: a model's explanations, or ground-truth action masks.
 
 ``attribution_references`` reads a folder written by ``explain_images`` (``neopain explain
-run``): the heatmaps of the predicted class for one method, with the face crop they were made
-on and their facial regions. ``mask_references`` reads a manifest whose ``mask`` column holds
-bit masks (the synthetic cohort): the actions' ground truth on the whole image.
+run``): the heatmaps of the predicted class for one method, with where the model's input lies
+on the original image (``explain.alignment``: through a crop manifest's original image and box)
+and their facial regions. ``mask_references`` reads a manifest whose ``mask`` column holds bit
+masks (the synthetic cohort): the actions' ground truth on the whole image.
 """
 
 from __future__ import annotations
@@ -14,14 +15,29 @@ from pathlib import Path
 import numpy as np
 
 from neopain.data.files import FileReadError, load_npy
+from neopain.data.json_text import parse_json
 from neopain.data.manifest import load_manifest, parse_box
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
+from neopain.explain.alignment import Placement
 from neopain.explain.localization import mask_in_input, read_action_mask
 from neopain.explain.perception import MAX_MAP_BYTES, Reference
 from neopain.faces.regions import region_map
 
-_USED_COLUMNS = ("image", "method", "target", "pred", "heatmap", "regions", "crop_box")
+_USED_COLUMNS = ("image", "method", "target", "pred", "heatmap", "regions", "original_image",
+                 "original_size", "original_box", "placement_problem")
+
+
+def _placement(folder: Path, row) -> Placement:
+    """The row's placement on its original image (ValueError: a cell that cannot be read)."""
+    size = parse_json(row.original_size)
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and v > 0 for v in size)):
+        raise ValueError(f"original_size {row.original_size!r} is not [width, height]")
+    box = parse_box(row.original_box)
+    if box is None:
+        raise ValueError("original_box is empty")
+    return Placement(folder / row.original_image, (size[0], size[1]), box)
 
 
 def attribution_references(folder: str | os.PathLike[str], *, method: str | None = None
@@ -36,9 +52,11 @@ def attribution_references(folder: str | os.PathLike[str], *, method: str | None
         (image → reference, the method used).
 
     Raises:
-        TableError: explanations.csv is no readable table or lacks a column it needs.
+        TableError: explanations.csv is no readable table or lacks a column it needs (a
+            folder written before heatmaps were placed on the original images).
         NeopainError: no explanations.csv, several methods and none chosen, an unknown method,
-            no heatmap of the predicted class.
+            no heatmap of the predicted class, images that cannot be placed on their original
+            images (the message says why: e.g. a crop manifest without original_face_box).
     """
     folder = Path(folder)
     file = folder / "explanations.csv"
@@ -62,18 +80,25 @@ def attribution_references(folder: str | os.PathLike[str], *, method: str | None
     if chosen.empty:
         raise NeopainError(f"{file} has no {method} heatmap of a predicted class; run "
                            "`neopain explain run` with --target predicted or both")
+    unplaced = chosen[chosen["placement_problem"].str.strip() != ""]
+    if not unplaced.empty:
+        first = unplaced.iloc[0]
+        raise NeopainError(f"{file}: {len(unplaced)} of {len(chosen)} images cannot be placed on "
+                           f"their original images, so perception heatmaps cannot be cut as the "
+                           f"model saw them; image {first['image']!r}: "
+                           f"{first['placement_problem']}")
     references = {}
     for row in chosen.itertuples(index=False):
         try:
-            box = parse_box(row.crop_box)
+            placement = _placement(folder, row)
             heatmap = load_npy(folder / row.heatmap, what="a heatmap", max_bytes=MAX_MAP_BYTES)
             regions = (load_npy(folder / row.regions, what="a region map",
                                 max_bytes=MAX_MAP_BYTES) if row.regions else None)
         except (FileReadError, ValueError) as error:  # a broken or edited explain run folder
             raise NeopainError(f"{file}, image {row.image!r}: {error}; run `neopain explain "
                                "run` again") from None
-        references[row.image] = Reference(heatmap=heatmap, group=row.pred, crop_box=box,
-                                          regions=regions)
+        references[row.image] = Reference(heatmap=heatmap, group=row.pred, regions=regions,
+                                          placement=placement)
     return references, method
 
 
@@ -116,5 +141,9 @@ def mask_references(manifest: str | os.PathLike[str], *, max_side: int = 160
         ratio = np.array([size[1] / mask.shape[1], size[0] / mask.shape[0]])
         regions = (None if np.isnan(points).any()
                    else region_map(size, keypoints=(points + 0.5) * ratio - 0.5))
-        references[image] = Reference(small.astype(np.float32), label, regions=regions)
+        height, width = mask.shape
+        whole = Placement(data.image_path(row), (width, height),
+                          (0.0, 0.0, float(width), float(height)))
+        references[image] = Reference(small.astype(np.float32), label, regions=regions,
+                                      placement=whole)
     return references, left_out

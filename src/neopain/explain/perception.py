@@ -3,8 +3,16 @@
 The perception table has the published layout: ``file_name`` (the face image's file name),
 ``heatmap_file_name``, ``persona`` (observer group, e.g. physicians, parents, lay people),
 ``new_percep_file_name`` (the heatmap's path) and ``new_file_name`` (the image's path); paths
-are relative to the table's folder. Heatmaps are grayscale images (or ``.npy`` arrays) on the
-face image's pixels, larger where people looked more.
+are relative to the dataset root (by default the table's folder); a bare file name is also
+looked up in the root's ``Heatmaps/`` or ``Images/`` folder, as the UNIFESP perception dataset
+stores them. Heatmaps are grayscale images (or ``.npy`` arrays) on the original face image's
+pixels, larger where people looked more.
+
+A perception row is matched to the reference whose original image shares the longest ending
+of its path with the row's image (the same file, else e.g. ``ID1/img_1.jpg``); a tie matches
+nothing. The human heatmap is then cut where the reference's frame lies on the original image
+(``Reference.placement``: for a model, the input's box, through a crop manifest's original
+image and box) and resized to the reference.
 
 Metrics, per image and persona (``AGREEMENT_METRICS``):
 
@@ -36,6 +44,7 @@ from neopain.data.files import FileReadError, load_npy
 from neopain.data.images import ImageReadError, read_gray
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
+from neopain.explain.alignment import Placement
 from neopain.faces.regions import REGIONS, region_shares
 from neopain.faces.crop import pixel_box
 
@@ -44,20 +53,53 @@ PERCEPTION_COLUMNS = ("file_name", "heatmap_file_name", "persona", "new_percep_f
 AGREEMENT_METRICS = ("pearson", "spearman", "ssim", "iou", "overlap", "region_spearman")
 MAX_MAP_BYTES = 128 * 2**20  # a float32 map of 33 megapixels; a larger .npy is refused
 _HINT = f"a perception table has the columns {', '.join(PERCEPTION_COLUMNS)}"
+_FOLDERS = {"new_percep_file_name": "Heatmaps", "new_file_name": "Images"}
+"""Where the UNIFESP perception dataset keeps the files its table names by bare file name."""
+ASPECT_TOLERANCE = 0.01
+"""Largest relative difference of a heatmap's aspect ratio from its image's."""
 
 
-def load_perception(path: str | os.PathLike[str]) -> pd.DataFrame:
+def _posix(cell: str) -> str:
+    return PurePosixPath(cell.strip().replace("\\", "/")).as_posix()
+
+
+def _candidates(root: Path, column: str, cell: str) -> list[Path]:
+    """Where a table's path may be: under ``root``; a bare file name also in its folder."""
+    relative = _posix(cell)
+    found = [root / relative]
+    if "/" not in relative:
+        found.append(root / _FOLDERS[column] / relative)
+    return found
+
+
+def _located(root: Path, column: str, cell: str) -> Path | None:
+    """The first candidate that is there (reading it tells what is wrong with it, if anything)."""
+    return next((p for p in _candidates(root, column, cell) if os.path.lexists(p)), None)
+
+
+def load_perception(path: str | os.PathLike[str], *,
+                    root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Read a perception table: one row per image and persona.
+
+    Args:
+        path: the table.
+        root: the folder its paths start from (the UNIFESP dataset's root, holding ``Images/``
+            and ``Heatmaps/``); None: the table's folder.
 
     Returns:
         Columns ``line`` (in the file), ``persona``, ``image`` (``new_file_name``),
-        ``file_name`` and ``heatmap`` (absolute path of ``new_percep_file_name``).
+        ``file_name``, ``heatmap`` (absolute path of ``new_percep_file_name``) and
+        ``image_path`` (absolute path of the image, which need not exist).
 
     Raises:
-        TableError: missing columns, empty cells or a repeated (image, persona) pair, each
-            named by line and column.
+        TableError: missing columns, empty cells, a repeated (image, persona) pair or a heatmap
+            file that is not found (naming the paths tried), each named by line and column.
     """
     path = Path(path)
+    root = Path(os.path.abspath(path.parent if root is None else root))
+    if not os.path.isdir(root):
+        raise NeopainError(f"root={str(root)!r} is not a folder; valid: the folder the "
+                           "perception table's paths start from")
     table, lines = read_table(path, required_hint=_HINT)
     missing = [c for c in PERCEPTION_COLUMNS if c not in table.columns]
     if missing:
@@ -73,15 +115,23 @@ def load_perception(path: str | os.PathLike[str]) -> pd.DataFrame:
             problems.append(Problem(line, "persona", persona, f"repeats line {seen[key]} for "
                                                               f"the same image {image!r}"))
         seen.setdefault(key, line)
+    heatmaps = [_located(root, "new_percep_file_name", cell) if cell.strip() else None
+                for cell in table["new_percep_file_name"]]
+    problems += [Problem(line, "new_percep_file_name", cell, "file not found; tried " + ", ".join(
+                     str(p) for p in _candidates(root, "new_percep_file_name", cell)))
+                 for line, cell, found in zip(lines, table["new_percep_file_name"], heatmaps)
+                 if found is None and cell.strip()]
     if problems:
         raise TableError(path, problems)
+    images = [_located(root, "new_file_name", cell) or root / _posix(cell)
+              for cell in table["new_file_name"]]
     return pd.DataFrame({
         "line": lines,
         "persona": table["persona"].str.strip(),
-        "image": [PurePosixPath(p.strip().replace("\\", "/")).as_posix()
-                  for p in table["new_file_name"]],
+        "image": [_posix(p) for p in table["new_file_name"]],
         "file_name": table["file_name"].str.strip(),
-        "heatmap": [str(path.parent / p.strip()) for p in table["new_percep_file_name"]],
+        "heatmap": [str(p) for p in heatmaps],
+        "image_path": [os.path.normpath(p) for p in images],
     })
 
 
@@ -179,14 +229,18 @@ class Reference:
         heatmap: (H, W): a model's heatmap, or a ground-truth mask.
         group: the class the comparison is aggregated under (predicted class, or label).
         crop_box: [x1, y1, x2, y2] of the image the reference's frame was cropped from (the
-            face box of a ``crop_to_face`` model); None: the reference is on the whole image.
+            face box of a ``crop_to_face`` model, cut as ``FaceDataset`` cuts it); None: the
+            reference is on the whole image. Not used with ``placement``.
         regions: region labels on the reference's frame, for ``region_spearman``.
+        placement: where the reference's frame lies on its original image, which perception
+            rows are matched to; None: matched by the reference's key, a manifest path.
     """
 
     heatmap: np.ndarray
     group: str
     crop_box: tuple[float, float, float, float] | None = None
     regions: np.ndarray | None = None
+    placement: Placement | None = None
 
 
 def into_frame(heatmap: np.ndarray, *, shape: tuple[int, int],
@@ -199,15 +253,60 @@ def into_frame(heatmap: np.ndarray, *, shape: tuple[int, int],
                          size=tuple(shape))[0]
 
 
+def into_placement(heatmap: np.ndarray, placement: Placement, *, shape: tuple[int, int],
+                   name: str | os.PathLike[str]) -> np.ndarray:
+    """A heatmap on an original image cut where ``placement`` lies (to the nearest pixel, zero
+    where it reaches past the image) and resized to ``shape``.
+
+    A heatmap of another size than the image is scaled to it first.
+
+    Raises:
+        NeopainError: the heatmap (called ``name``) and the image differ in aspect ratio.
+    """
+    height, width = heatmap.shape
+    image_width, image_height = placement.size
+    if abs((width / height) / (image_width / image_height) - 1) > ASPECT_TOLERANCE:
+        raise NeopainError(f"heatmap {name} is {width}×{height} pixels but its image "
+                           f"{placement.image} is {image_width}×{image_height}; valid: a heatmap "
+                           "drawn on the whole original image")
+    scale = np.array([width / image_width, height / image_height] * 2)
+    x1, y1, x2, y2 = (int(v) for v in np.round(np.asarray(placement.box) * scale))
+    if x2 <= x1 or y2 <= y1:
+        raise NeopainError(f"heatmap {name}: the model's input {placement.box} covers no pixel "
+                           f"of {placement.image}")
+    pad = ((max(-y1, 0), max(y2 - height, 0)), (max(-x1, 0), max(x2 - width, 0)))
+    padded = np.pad(np.asarray(heatmap, dtype=np.float32), pad)  # a padded crop is black there
+    cut = padded[y1 + pad[0][0]:y2 + pad[0][0], x1 + pad[1][0]:x2 + pad[1][0]]
+    return resize_sample(np.ascontiguousarray(cut), None, size=tuple(shape))[0]
+
+
+def _source(key: str, reference: Reference) -> tuple[str, ...]:
+    path = key if reference.placement is None else os.path.normpath(reference.placement.image)
+    return PurePosixPath(Path(path).as_posix()).parts
+
+
 def match_references(perception: pd.DataFrame,
                      references: Mapping[str, Reference]) -> list[str | None]:
-    """The reference key of each perception row: its ``image`` path, else a unique file name."""
-    by_name: dict[str, str | None] = {}
-    for key in references:
-        name = PurePosixPath(key).name
-        by_name[name] = None if name in by_name else key  # a repeated name matches nothing
-    return [image if image in references else by_name.get(name)
-            for image, name in zip(perception["image"], perception["file_name"])]
+    """The reference key of each perception row: the reference whose original image (or key)
+    shares the longest ending of its path with the row's ``image_path``; a tie matches none."""
+    by_name: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for key, reference in references.items():
+        parts = _source(key, reference)
+        by_name.setdefault(parts[-1], []).append((key, parts))
+    keys = []
+    for image in perception["image_path"]:
+        parts = PurePosixPath(Path(image).as_posix()).parts
+        shared = {}
+        for key, candidate in by_name.get(parts[-1], []):
+            common = 0
+            while common < min(len(parts), len(candidate)) and \
+                    parts[-1 - common] == candidate[-1 - common]:
+                common += 1
+            shared[key] = common
+        best = max(shared.values(), default=0)
+        winners = [key for key, common in shared.items() if common == best]
+        keys.append(winners[0] if len(winners) == 1 else None)
+    return keys
 
 
 def compare_perception(perception: pd.DataFrame, references: Mapping[str, Reference], *,
@@ -230,8 +329,13 @@ def compare_perception(perception: pd.DataFrame, references: Mapping[str, Refere
     records = []
     for done, (row, key) in enumerate(todo, start=1):
         reference = references[key]
-        human = into_frame(read_heatmap(row.heatmap), shape=reference.heatmap.shape,
-                           crop_box=reference.crop_box)
+        heatmap = read_heatmap(row.heatmap)
+        if reference.placement is None:
+            human = into_frame(heatmap, shape=reference.heatmap.shape,
+                               crop_box=reference.crop_box)
+        else:
+            human = into_placement(heatmap, reference.placement, name=row.heatmap,
+                                   shape=reference.heatmap.shape)
         records.append({"image": key, "persona": row.persona, "group": reference.group,
                         **agreement(reference.heatmap, human, top_k=top_k,
                                     regions=reference.regions)})

@@ -10,7 +10,9 @@ and one ``Explainer`` per method. For every image, method and target class it wr
 - ``overlays/<name>.<method>.<class>.png``: the heatmap over the face (jet colour map);
 - ``regions/<name>.npy``: the facial region of every input pixel (when keypoints are known);
 - ``explanations.csv``: one row per heatmap (see ``EXPLANATION_COLUMNS``) with the share of
-  its mass in each facial region.
+  its mass in each facial region, and where the input lies on the original image
+  (``original_image`` relative to ``out``, its ``original_size`` [width, height], the input's
+  ``original_box`` on it; ``placement_problem`` says why not, when it cannot be placed).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import pandas as pd
 
 from neopain.training.dataset import FaceDataset
 from neopain.data.images import ImageReadError, read_image
-from neopain.data.manifest import Manifest
+from neopain.data.manifest import Manifest, format_box
 from neopain.errors import NeopainError
+from neopain.explain.alignment import Placement, PlacementError, input_placement
 from neopain.explain.base import CLASSES, Explainer
 from neopain.faces.regions import OUTSIDE, REGIONS, region_map, region_shares
 from neopain.models.preprocess import preprocess_crop
@@ -38,7 +41,8 @@ from neopain.models.cfg import ModelCfg
 
 TARGETS = ("predicted", "true", "both")
 EXPLANATION_COLUMNS = ("image", "row", "label", "pred", "prob_pain", "method", "target",
-                       "heatmap", "overlay", "regions", "crop_box", *REGIONS, OUTSIDE)
+                       "heatmap", "overlay", "regions", "crop_box", *REGIONS, OUTSIDE,
+                       "original_image", "original_size", "original_box", "placement_problem")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 ProgressHook = Callable[[int, int], None]
 UnreadableHook = Callable[[ImageReadError], None]
@@ -56,6 +60,8 @@ class ExplainItem:
         crop_box: the face box the input was cropped to, None for a whole image.
         keypoints: (5, 2) on the input's pixels, None when unknown.
         landmarks: (468, 2) on the input's pixels, None when unknown.
+        placement: where the input lies on the original image; None: ``placement_problem``
+            says why it cannot be placed.
     """
 
     image: np.ndarray
@@ -65,19 +71,18 @@ class ExplainItem:
     crop_box: tuple[float, float, float, float] | None = None
     keypoints: np.ndarray | None = None
     landmarks: np.ndarray | None = None
+    placement: Placement | None = None
+    placement_problem: str = ""
 
 
-def _landmarks_in_input(manifest: Manifest, row: int, *, box: np.ndarray | None,
+def _landmarks_in_input(manifest: Manifest, row: int, *, input_box: tuple[int, int, int, int],
                         size: tuple[int, int]) -> np.ndarray | None:
     """The row's face mesh landmarks moved onto the network input's pixels (crop + resize)."""
     cell = str(manifest.table["landmarks"].iat[row]).strip()
     if not cell:
         return None
     points = load_landmarks(manifest.root / cell)[:, :2].astype(np.float64)
-    image = read_image(manifest.image_path(row))
-    height, width = image.shape[:2]
-    x1, y1, x2, y2 = (0, 0, width, height) if box is None \
-        else pixel_box(box, image_shape=image.shape)  # the crop FaceDataset cut
+    x1, y1, x2, y2 = input_box
     scale = np.array([size[1] / (x2 - x1), size[0] / (y2 - y1)])
     return (points - [x1, y1] + 0.5) * scale - 0.5  # resize_sample's pixel-centre mapping
 
@@ -109,17 +114,26 @@ def manifest_items(manifest: Manifest, cfg: ModelCfg, *, rows: Sequence[int] | N
             item = data[index]
             row = int(item["index"])
             box = data.boxes_[index]
-            landmarks = _landmarks_in_input(manifest, row, box=box if crop_to_face else None,
+            shape = read_image(manifest.image_path(row)).shape
+            input_box = pixel_box(box, image_shape=shape) if crop_to_face \
+                else (0, 0, shape[1], shape[0])  # the crop FaceDataset cut
+            landmarks = _landmarks_in_input(manifest, row, input_box=input_box,
                                             size=cfg.input_size)
         except ImageReadError as error:
             _skip(error, on_unreadable)
             continue
+        try:
+            placement, problem = input_placement(manifest, row, input_box=input_box,
+                                                 image_shape=shape), ""
+        except PlacementError as error:  # explained all the same; compare refuses it
+            placement, problem = None, str(error)
         keypoints = item["keypoints"].numpy().astype(np.float64)
         yield ExplainItem(
             image=item["image"].numpy(), name=str(manifest.table["image"].iat[row]),
             label=CLASSES[int(item["label"])], row=row,
             crop_box=tuple(float(v) for v in box) if crop_to_face else None,
-            keypoints=None if np.isnan(keypoints).any() else keypoints, landmarks=landmarks)
+            keypoints=None if np.isnan(keypoints).any() else keypoints, landmarks=landmarks,
+            placement=placement, placement_problem=problem)
 
 
 def folder_items(folder: str | os.PathLike[str], cfg: ModelCfg, *,
@@ -146,7 +160,10 @@ def folder_items(folder: str | os.PathLike[str], cfg: ModelCfg, *,
         except ImageReadError as error:
             _skip(error, on_unreadable)
             continue
-        yield ExplainItem(image=preprocess_crop(image, cfg), name=file.name)
+        height, width = image.shape[:2]
+        yield ExplainItem(image=preprocess_crop(image, cfg), name=file.name,
+                          placement=Placement(file, (width, height),
+                                              (0.0, 0.0, float(width), float(height))))
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, cfg: ModelCfg, *,
@@ -276,4 +293,17 @@ def _write(item: ExplainItem, heat: np.ndarray, *, out: Path, stem: str, method:
             "regions": region_file,
             "crop_box": "" if item.crop_box is None else json.dumps(
                 [round(v, 2) for v in item.crop_box]),
-            **{key: round(value, 6) for key, value in shares.items()}}
+            **{key: round(value, 6) for key, value in shares.items()},
+            **_placement_cells(item, out)}
+
+
+def _placement_cells(item: ExplainItem, out: Path) -> dict[str, str]:
+    placed = item.placement
+    if placed is None:
+        return {"original_image": "", "original_size": "", "original_box": "",
+                "placement_problem": item.placement_problem}
+    return {"original_image": Path(os.path.relpath(os.path.abspath(placed.image),
+                                                   os.path.abspath(out))).as_posix(),
+            "original_size": json.dumps(list(placed.size)),
+            "original_box": format_box(placed.box),
+            "placement_problem": ""}
