@@ -6,17 +6,24 @@ ground truth (physicians first, lay people last)."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from neopain.cli.app import app as neopain_app
+from neopain.data.manifest import load_manifest, save_manifest
 from neopain.data.synthetic import PERSONAS, CohortSpec, generate_cohort
 from neopain.data.tables import TableError
 from neopain.errors import NeopainError
 from neopain.explain.compare import mask_references
+from neopain.explain.alignment import Placement
 from neopain.explain.perception import (
-    AGREEMENT_METRICS, agreement, compare_perception, into_frame, load_perception,
-    overlap_score, summarize_agreement, top_mask,
+    AGREEMENT_METRICS, agreement, compare_perception, into_frame, into_placement,
+    load_perception, overlap_score, summarize_agreement, top_mask,
 )
 from neopain.explain.report import write_perception_report
 
@@ -58,6 +65,21 @@ def test_into_frame_crops_like_face_dataset_then_resizes():
     assert moved.shape == (20, 40) and moved.min() > 0.99
 
 
+def test_into_placement_scales_to_the_heatmap_and_pads_past_the_image():
+    whole = np.zeros((100, 200), np.float32)
+    whole[30:50, 60:100] = 1.0
+    whole[30:50, :20] = 1.0
+    halved = Placement(Path("x.jpg"), (400, 200), (120.0, 60.0, 200.0, 100.0))  # 2× the map
+    assert into_placement(whole, halved, shape=(20, 40), name="h").min() > 0.99
+    past_left = Placement(Path("x.jpg"), (200, 100), (-20.0, 30.0, 20.0, 50.0))
+    cut = into_placement(whole, past_left, shape=(20, 40), name="h")
+    assert cut[:, :20].max() == 0.0 and cut[:, 20:].min() > 0.99  # black where it was padded
+    with pytest.raises(NeopainError, match=r"heatmap h is 200×100 pixels but its image x.jpg "
+                                           r"is 100×100"):
+        into_placement(whole, Placement(Path("x.jpg"), (100, 100), (0.0, 0.0, 9.0, 9.0)),
+                       shape=(9, 9), name="h")
+
+
 def test_personas_rank_by_their_fidelity_to_the_ground_truth(cohort, tmp_path):
     references, left_out = mask_references(cohort / "manifest.csv")
     assert references and left_out >= 0
@@ -95,3 +117,74 @@ def test_the_perception_table_errors_name_line_and_column(tmp_path):
     message = str(error.value)
     assert "line 3, column 'persona': is empty" in message
     assert "line 4, column 'persona': 'lay' repeats line 2" in message
+
+
+def published_layout(cohort, tmp_path, *, bare: bool):
+    """The cohort as the UNIFESP perception dataset ships it: a dataset root with ``Images/``
+    and ``Heatmaps/`` (file names that repeat across subjects, or ``bare`` flat names), its
+    table at the root (elsewhere, when ``bare``), and a manifest in another folder naming the
+    same images. Returns (table, root, manifest)."""
+    root, work = tmp_path / "unifesp", tmp_path / "work"
+    work.mkdir()
+    published = pd.read_csv(cohort / "perception.csv", dtype=str, keep_default_na=False)
+    manifest = load_manifest(cohort / "manifest.csv").table.copy()
+    names = {}
+    for image in dict.fromkeys(published["new_file_name"]):
+        subject, stem = image.split("/")[-2], image.split("/")[-1].split("_")[-1]
+        names[image] = f"{subject}_img_{stem}" if bare else f"Images/{subject}/img_{stem}"
+        target = root / ("Images" if bare else "") / names[image]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cohort / image, target)
+    rows = []
+    for row in published.itertuples(index=False):
+        image = names[row.new_file_name]
+        heatmap = (f"{row.persona}_{image.removesuffix('.jpg')}.png" if bare
+                   else f"Heatmaps/{row.persona}/{image.split('/', 1)[1]}"
+                   .replace(".jpg", ".png"))
+        target = root / ("Heatmaps" if bare else "") / heatmap
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cohort / row.new_percep_file_name, target)
+        rows.append({"file_name": Path(image).name, "heatmap_file_name": Path(heatmap).name,
+                     "persona": row.persona, "new_percep_file_name": heatmap,
+                     "new_file_name": image})
+    table = (tmp_path / "tables" if bare else root) / "perception.csv"
+    table.parent.mkdir(exist_ok=True)
+    pd.DataFrame(rows).to_csv(table, index=False)
+    manifest["image"] = [f"../unifesp/{'Images/' if bare else ''}{names.get(i, i)}"
+                         for i in manifest["image"]]
+    manifest["mask"] = [str(cohort / m) if m else "" for m in manifest["mask"]]
+    manifest = manifest[manifest["image"].str.startswith("../unifesp/")]
+    save_manifest(manifest, work / "manifest.csv")
+    return table, root, work / "manifest.csv"
+
+
+@pytest.mark.parametrize("bare", [False, True], ids=["table at the root", "bare file names"])
+def test_the_unifesp_perception_dataset_is_compared_in_its_published_layout(cohort, tmp_path,
+                                                                          bare):
+    """Issue 24: the published layout was refused ("no image ... has a heatmap"): its file
+    names repeat across subjects and its paths start at the dataset root, not at the
+    manifest's folder."""
+    references, _ = mask_references(cohort / "manifest.csv")
+    expected = summarize_agreement(compare_perception(load_perception(
+        cohort / "perception.csv"), references))["pearson_mean"]
+    table, root, manifest = published_layout(cohort, tmp_path, bare=bare)
+    out = tmp_path / "agreement"
+    result = CliRunner().invoke(neopain_app, [
+        "explain", "compare", "--perception", str(table), "--root", str(root), "--masks",
+        str(manifest), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "nothing to compare with" not in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    for persona, pearson in expected.items():
+        assert summary["personas"][persona]["pearson_mean"] == pytest.approx(pearson)
+
+
+def test_a_missing_perception_file_names_the_line_and_the_paths_tried(cohort, tmp_path):
+    table, root, _ = published_layout(cohort, tmp_path, bare=True)
+    with pytest.raises(TableError) as error:
+        load_perception(table)  # no --root: the table's folder holds neither Images/ nor files
+    message = str(error.value)
+    heatmap = pd.read_csv(table)["new_percep_file_name"].iat[0]
+    assert (f"line 2, column 'new_percep_file_name': {heatmap!r} file not found; tried "
+            f"{table.parent / heatmap}, {table.parent / 'Heatmaps' / heatmap}") in message
+    assert len(load_perception(table, root=root)) == len(pd.read_csv(table))
