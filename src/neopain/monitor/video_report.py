@@ -25,7 +25,7 @@ def timeline_figure(result: VideoAssessment, out: Path) -> Path:
     from matplotlib.figure import Figure
 
     table, threshold = result.timeline, result.threshold
-    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax = fig.subplots()
     for episode in result.episodes:
         ax.axvspan(episode.start_s, episode.end_s, color="#f4b6b6", alpha=0.6, lw=0)
@@ -42,9 +42,10 @@ def timeline_figure(result: VideoAssessment, out: Path) -> Path:
         dan = ax.twinx()
         edges = [w.start_s for w in result.windows] + [result.windows[-1].end_s]
         scores = [np.nan if w.score is None else w.score for w in result.windows]
-        dan.stairs(scores, edges, color="#6a3d9a", lw=1.5,
+        dan.stairs(scores, edges, baseline=None, color="#6a3d9a", lw=1.5,
                    label=f"DAN facial score ({result.settings['dan_window_s']:g} s windows)")
         dan.set_ylim(-0.32, result.windows[0].of + 0.08)
+        dan.set_yticks(range(result.windows[0].of + 1))
         dan.set_ylabel("DAN facial score")
         more = dan.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
@@ -53,7 +54,7 @@ def timeline_figure(result: VideoAssessment, out: Path) -> Path:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("P(pain)")
     ax.set_title(f"{result.video.name}: pain episodes shaded", fontsize=10)
-    ax.legend(handles, labels, loc="upper right", fontsize=8, ncols=4)
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=6)
     fig.savefig(out, dpi=100)
     return out
 
