@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from neopain.cli import (
     agent, assess, augment, calibrate, dataset, demo, devices, evaluate, explain, export, faces,
-    folds, frames, importing, models, serve, synth, train, users,
+    folds, frames, importing, models, robustness, serve, synth, train, users,
 )
 from neopain.cli.root import root_app
 
@@ -25,6 +25,7 @@ app.command("train")(train.train)
 app.command("calibrate")(calibrate.calibrate)
 app.command("evaluate")(evaluate.evaluate)
 app.command("compare")(evaluate.compare)
+app.command("robustness")(robustness.robustness)
 app.add_typer(explain.app, name="explain")
 app.command("export")(export.export)
 app.command("assess")(assess.assess)

@@ -1,0 +1,72 @@
+"""Corruptions are deterministic given a seed, graded by severity, and refuse bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_manifest import astronaut_face
+from neopain.errors import NeopainError
+from neopain.evaluation.corruptions import CORRUPTIONS, GREY, SEVERITIES, corrupt
+from neopain.faces.regions import REGIONS, region_map
+
+RANDOM = ("noise", "patches", "rotation", "translation")
+"""Corruptions with a random part (values, positions, sign or direction)."""
+
+
+@pytest.fixture(scope="module")
+def crop() -> np.ndarray:
+    return np.ascontiguousarray(astronaut_face()[::2, ::2])  # 240×240, face about 100 px
+
+
+@pytest.fixture(scope="module")
+def regions(crop) -> np.ndarray:
+    keypoints = np.array([[84.0, 100], [150, 100], [118, 140], [93, 170], [145, 170]])
+    return region_map(crop.shape[:2], keypoints=keypoints)
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_the_same_seed_gives_the_same_picture_and_severity_grades_the_change(name, crop,
+                                                                            regions):
+    change = []
+    for severity in SEVERITIES:
+        once = corrupt(crop, name, severity=severity, seed=7, regions=regions)
+        again = corrupt(crop, name, severity=severity, seed=7, regions=regions)
+        assert once.shape == crop.shape and once.dtype == np.uint8
+        assert np.array_equal(once, again), f"{name} at {severity} is not reproducible"
+        change.append(np.abs(once.astype(int) - crop).mean())
+    assert change[0] > 0, f"{name} at severity 1 leaves the crop as it was"
+    assert all(b > a for a, b in zip(change, change[1:])), (name, change)
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_another_seed_gives_another_picture(name, crop):
+    pictures = {corrupt(crop, name, severity=3, seed=seed).tobytes() for seed in range(4)}
+    assert len(pictures) > 1
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_a_region_occlusion_covers_that_region_and_nothing_else(region, crop, regions):
+    inside = regions == REGIONS.index(region)
+    assert inside.any()
+    covered = corrupt(crop, f"occlude_{region}", severity=5, seed=0, regions=regions)
+    changed = (covered != crop).any(axis=2)
+    assert not changed[~inside].any()
+    assert (covered[inside] == GREY).all()
+
+
+def test_downscaling_a_face_already_that_coarse_leaves_it_as_it_is():
+    small = np.ascontiguousarray(astronaut_face()[::40, ::40])  # 12×12 pixels
+    assert np.array_equal(corrupt(small, "downscale", severity=5, seed=0), small)
+
+
+@pytest.mark.parametrize("name, severity, regions, expected", [
+    ("fog", 1, None, "corruption 'fog' is not valid; valid: brightness, downscale, blur"),
+    ("blur", 0, None, "severity=0 is not valid; valid: 1, 2, 3, 4, 5 (0 is the clean"),
+    ("blur", 6, None, "severity=6 is not valid"),
+    ("occlude_mouth", 2, None, "needs the face's regions over the crop"),
+    ("occlude_mouth", 2, np.zeros((3, 3), np.int8), "needs the face's regions over the crop"),
+])
+def test_bad_requests_are_refused_by_name(crop, name, severity, regions, expected):
+    with pytest.raises(NeopainError, match=expected.replace("(", r"\(")):
+        corrupt(crop, name, severity=severity, seed=0, regions=regions)
