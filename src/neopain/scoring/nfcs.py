@@ -80,10 +80,13 @@ SUMMARY: tuple[tuple[str, str], ...] = (
      "Better: calibrate on the baby's own rest face (a few seconds before a procedure)."),
     ("head pose", "Roll and face size removed, yaw and pitch compensated by a 3-D fit on rigid "
      f"points; a face turned beyond {MAX_YAW:g}° yaw or {MAX_PITCH:g}° pitch is not scored."),
-    ("cannot score", "No face mesh on the crop, or head turned too far: P(pain) 0.5 with "
-     "details assessable = 0 (a screen refers what it cannot read to a person)."),
+    ("cannot score", "No face mesh on the crop, a face under "
+     f"{MIN_FACE_SIDE} px, or head turned too far: assessable = 0 with the reason; every "
+     "output shows cannot_assess and no P(pain) (a screen refers what it cannot read to a "
+     "person)."),
     ("video", "Chin quiver from the chin's fast movement, and the DAN facial score 0-4 of a "
-     "window from how long the pain face persists (neopain.scoring.dan)."),
+     "window from how long the pain face persists (neopain.scoring.dan; per window: neopain "
+     "assess VIDEO --model nfcs --dan-window 10s)."),
     ("parameters", "None learned; `neopain train --model nfcs` only scores the test folds."),
 )
 """Plain statements of what the scorer is, shown by ``neopain models show nfcs``."""
