@@ -242,7 +242,8 @@ def results_table(results: Sequence[ImageAssessment]) -> pd.DataFrame:
             "threshold": None if prediction is None else prediction.threshold,
             "model": "" if prediction is None else prediction.model,
             "assessable": None if prediction is None else int(prediction.assessable),
-            "problem": result.problem, **prediction_cells(prediction),
+            "problem": result.problem or ("" if prediction is None else reason_of(prediction)),
+            **prediction_cells(prediction),
             **action_cells(prediction)})
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).astype(
         {"row": "Int64", "assessable": "Int64", "action_count": "Int64"})
