@@ -362,7 +362,6 @@ def _video(source: Path, predictor, *, detector: str, out: Path | None, report: 
                           f"{result.frames} frames (marked in the plot)", style="yellow")
 
 
-
 def _print_windows(result) -> None:
     """The window score (DAN facial score) of each window, as a table."""
     windows = result.windows
