@@ -1,0 +1,124 @@
+"""Captum's plain gradient methods behind the ``Explainer`` interface, chosen by name.
+
+They differ only in the captum class and how it is called, so one wrapper holds them
+(``GradCam``, ``IntegratedGradients``, ``GuidedGradCam`` and ``Lime`` need options or
+post-processing of their own and have their own files):
+
+- ``saliency`` (Simonyan et al. 2014): |∂ score / ∂ pixel|;
+- ``inputxgradient``: input × gradient;
+- ``deeplift`` (Shrikumar et al. 2017, Rescale rule) against the baseline image;
+- ``gradientshap`` (Lundberg & Lee 2017): expected gradients from noisy points on the path to
+  the baseline images of the batch;
+- ``smoothgrad`` (Smilkov et al. 2017): saliency averaged over noisy copies (captum's
+  ``NoiseTunnel``).
+
+The heatmap is the attributions summed over colour channels, negative values (evidence against
+the class) set to 0, as for IG. The random methods (``gradientshap``, ``smoothgrad``) draw from
+``seed``, so a call is repeatable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import numpy as np
+import torch
+from captum.attr import DeepLift, GradientShap, InputXGradient, NoiseTunnel, Saliency
+from torch import Tensor, nn
+
+from neopain.errors import NeopainError
+from neopain.explain.base import BASELINES, ClassScores, Explainer, baseline_images
+from neopain.models.cfg import ModelCfg
+
+
+@contextmanager
+def seeded_random(seed: int) -> Iterator[None]:
+    """Seed torch's and numpy's global generators for the block (captum draws from both:
+    GradientSHAP's path points from numpy, noise and LIME's subsets from torch), and put their
+    states back afterwards."""
+    state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(state)
+
+
+class CaptumGradients(Explainer):
+    """One of captum's gradient methods (``METHODS``) on a torch model.
+
+    Args:
+        model: a torch model; a ``PainModel``'s cfg gives the normalization of black.
+        method: ``saliency``, ``inputxgradient``, ``deeplift``, ``gradientshap`` or
+            ``smoothgrad``.
+        baseline: the reference of ``deeplift`` and ``gradientshap``: ``blur``, ``black`` or
+            ``mean`` (see ``IntegratedGradients``).
+        samples: noisy samples per image of ``gradientshap`` and ``smoothgrad``.
+        noise: their noise's standard deviation, in normalized pixel units.
+        seed: seeds the noise.
+        blur_sigma: the blur baseline's sigma as a share of the image width.
+        cfg: the normalization for ``black`` (default: the model's cfg).
+        batch_size: images per pass.
+
+    Raises:
+        NeopainError: an unknown method or baseline, ``black`` without a cfg, a bad count.
+    """
+
+    METHODS: ClassVar[tuple[str, ...]] = ("saliency", "inputxgradient", "deeplift",
+                                          "gradientshap", "smoothgrad")
+
+    def __init__(self, model: nn.Module, *, method: str, baseline: str = "blur",
+                 samples: int = 16, noise: float = 0.15, seed: int = 0,
+                 blur_sigma: float = 0.1, cfg: ModelCfg | None = None,
+                 batch_size: int = 16) -> None:
+        if method not in self.METHODS:
+            raise NeopainError(f"method={method!r} is not valid; valid: "
+                               f"{', '.join(self.METHODS)}")
+        self.name = method  # before the base checks, which name the method
+        super().__init__(model, batch_size=batch_size)
+        self.method = method
+        self.baseline = baseline
+        self.samples = samples
+        self.noise = noise
+        self.seed = seed
+        self.blur_sigma = blur_sigma
+        self.cfg = cfg if cfg is not None else getattr(model, "cfg", None)  # PainModel has one
+        if baseline not in BASELINES:
+            raise NeopainError(f"baseline={baseline!r} is not valid; valid: "
+                               f"{', '.join(BASELINES)}")
+        if baseline == "black" and self.cfg is None:
+            raise NeopainError("baseline='black' needs the model's normalization: pass cfg=")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise NeopainError(f"samples={samples!r} is not valid; valid: a whole number >= 1")
+        scores = ClassScores(model)
+        self._captum = {"saliency": Saliency, "inputxgradient": InputXGradient,
+                        "deeplift": DeepLift, "gradientshap": GradientShap,
+                        "smoothgrad": lambda f: NoiseTunnel(Saliency(f))}[method](scores)
+
+    def _attribute(self, images: Tensor, target: Tensor) -> Tensor:
+        if self.method in ("saliency", "inputxgradient"):
+            attributions = self._captum.attribute(images, target=target)
+        elif self.method == "smoothgrad":
+            with seeded_random(self.seed):
+                attributions = self._captum.attribute(
+                    images, target=target, nt_type="smoothgrad", nt_samples=self.samples,
+                    stdevs=self.noise)
+        else:
+            baselines = baseline_images(images, baseline=self.baseline,
+                                        blur_sigma=self.blur_sigma, cfg=self.cfg)
+            if self.method == "deeplift":
+                attributions = self._captum.attribute(images, baselines=baselines,
+                                                      target=target)
+            else:
+                with seeded_random(self.seed):
+                    attributions = self._captum.attribute(
+                        images, baselines=baselines, target=target,
+                        n_samples=self.samples, stdevs=self.noise)
+        return attributions.detach().sum(dim=1).clamp(min=0.0)
+
+    def _release(self) -> None:
+        self._captum = None

@@ -1,0 +1,61 @@
+"""Every method name builds an explainer that finds the toy model's evidence; an unknown name,
+or a gradient method for a model given as a function (an ONNX export), is refused by name, and
+what was opened before the refusal is closed (the bug guarded: a half-built set leaving the
+model in eval mode with hooks attached)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neopain.errors import NeopainError
+from neopain.explain import METHOD_NAMES, MODEL_AGNOSTIC, build_explainers
+from neopain.explain.localization import localization
+
+
+def test_the_registry_holds_the_old_and_the_new_methods():
+    assert {"gradcam", "ig", "occlusion", "rise", "lime", "guidedgradcam", "saliency",
+            "inputxgradient", "deeplift", "gradientshap", "smoothgrad"} == set(METHOD_NAMES)
+    assert len(METHOD_NAMES) == len(set(METHOD_NAMES))
+
+
+def test_every_method_by_name_finds_the_pain_evidence(colour_model, blobs):
+    image, red, _ = blobs
+    model = colour_model()
+    explainers = build_explainers([*METHOD_NAMES, "gradcam"], model, model.cfg,
+                                  rise_masks=300)
+    try:
+        assert list(explainers) == list(METHOD_NAMES)  # repeats ignored, order kept
+        for name, explainer in explainers.items():
+            heat = explainer.explain(image, target="pain")
+            assert heat.shape == (1, 32, 32) and heat.min() >= 0, name
+            assert localization(heat, red[None]).mass_ratio > 2.0, name
+    finally:
+        for explainer in explainers.values():
+            explainer.close()
+
+
+def test_a_model_function_gets_the_model_agnostic_methods_only(blobs):
+    def prob_pain(images: np.ndarray) -> np.ndarray:
+        return np.full(len(images), 0.5, np.float32)
+
+    built = build_explainers(MODEL_AGNOSTIC, prob_pain, None)
+    assert list(built) == list(MODEL_AGNOSTIC)
+    for explainer in built.values():
+        explainer.close()
+    with pytest.raises(NeopainError, match="--method 'deeplift' needs a torch model .*; an "
+                                           ".onnx model can use: occlusion, rise, lime"):
+        build_explainers(["rise", "deeplift"], prob_pain, None)
+
+
+def test_an_unknown_name_is_refused_with_the_valid_ones():
+    with pytest.raises(NeopainError, match="--method 'shap' is not valid; valid: gradcam, ig, "
+                                           "occlusion, rise, lime, guidedgradcam, saliency"):
+        build_explainers(["gradcam", "shap"], object(), None)
+
+
+def test_a_refused_option_closes_what_was_opened(colour_model):
+    model = colour_model().train()
+    with pytest.raises(NeopainError, match="baseline='grey' is not valid"):
+        build_explainers(["gradcam", "ig"], model, model.cfg, baseline="grey")
+    assert model.training  # gradcam was opened (eval mode) and closed again
