@@ -8,19 +8,12 @@ import re
 
 import numpy as np
 import pandas as pd
-from typer.testing import CliRunner
 
-from neopain.cli.app import app as neopain_app
 from neopain.evaluation.calibration import set_summary
 
 from evaluation.test_calibration_report import calibrate_folds, honest, set_probabilities, sharp
 from evaluation.test_report import write_run
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(neopain_app, list(args), env={"COLUMNS": "100"})
-    assert "Traceback" not in result.output
-    return result.exit_code, result.output
+from cli_invoke import invoke as run
 
 
 def test_evaluate_prints_calibrated_metrics_and_pooled_coverage(tmp_path):
@@ -34,6 +27,10 @@ def test_evaluate_prints_calibrated_metrics_and_pooled_coverage(tmp_path):
     assert re.search(rf"│\s+pooled\s+│\s+120\s+│\s+90\.0%\s+│\s+{100 * pooled['coverage']:.1f}%\s+│"
                      rf"\s+{100 * pooled['referral']:.1f}%\s+│", output), output
     assert re.search(r"│ ece ↓\s+│ [\d.]+ ± [\d.]+ │ [\d.]+ ± [\d.]+ │", output), output
+    # the calibrated pooled metrics carry their own subject-level interval, within [0, 1]
+    low, high = map(float, re.search(r"│ accuracy\s+│[^│]+│[^│]+│[^│]+│ [\d.]+ "
+                                     r"\[([\d.]+), ([\d.]+)\] │", output).groups())
+    assert 0.0 <= low <= high <= 1.0, output
 
 
 def test_compare_says_the_run_with_the_lower_ece_is_better(tmp_path):

@@ -231,3 +231,15 @@ def test_faces_the_model_cannot_assess_never_move_the_state():
     assert all(r.face is not None and not r.prediction.assessable for r in blind)
     assert all(r.state == "nopain" and not r.changed for r in blind)
     assert [r.changed for r in results].count(True) == 1  # only the first face
+
+
+def test_a_face_that_cannot_be_assessed_for_longer_than_max_gap_ends_the_state():
+    """A baby turned away for minutes is as unseen as one out of frame: holding the last state
+    over unassessable faces counted them as time in pain (and kept a stale state on screen)."""
+    probs = [0.2] * 5 + [0.99] * 30 + [0.2]
+    with Assessor(Blind(), detector=BrightBox(), window=3, hysteresis=0.0,
+                  max_gap_s=2.0) as assessor:
+        results = [assessor.step(frame(p), time_s=i / 10) for i, p in enumerate(probs)]
+    assert results[24].state == "nopain"  # 2.0 s after the last assessed face: still kept
+    assert results[25].state is None and results[25].smoothed is None  # 2.1 s: forgotten
+    assert results[-1].changed and results[-1].state == "nopain"  # a fresh start

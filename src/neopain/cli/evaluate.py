@@ -139,7 +139,7 @@ def _print_calibration(evaluation) -> None:
 
     calibration = evaluation.calibration
     table = Table(title=f"calibrated by {', '.join(calibration.methods) or 'unknown'} "
-                        f"(mean ± std over folds, pooled)")
+                        f"(mean ± std over folds, pooled [95% CI])")
     for name in ("metric", "raw", "calibrated", "pooled", "pooled cal"):
         table.add_column(name, justify="left" if name == "metric" else "right", no_wrap=True)
     for row in comparison_rows(evaluation.summary, calibration.summary):

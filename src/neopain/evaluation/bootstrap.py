@@ -204,13 +204,18 @@ def subject_bootstrap(y_true: ArrayLike, prob: ArrayLike, groups: ArrayLike, *,
     return intervals
 
 
-def run_intervals(run: Run) -> tuple[dict[str, Interval], str, list[str]]:
+def run_intervals(run: Run, *, prob: ArrayLike | None = None
+                  ) -> tuple[dict[str, Interval], str, list[str]]:
     """The bootstrap interval of each pooled metric of a run, the text saying how they were
-    made, and notes (images without a subject in predictions.csv are resampled one by one)."""
+    made, and notes (images without a subject in predictions.csv are resampled one by one).
+
+    ``prob``: pooled probabilities to score instead of the run's own (the calibrated ones, in
+    fold order); None: the run's P(pain)."""
     tables = [fold.predictions for fold in run.folds]
     subjects = (np.concatenate([t["subject"].to_numpy(dtype=object) for t in tables])
                 if all("subject" in t.columns for t in tables) else None)
-    y, prob = run.pooled()
+    y, raw = run.pooled()
+    prob = raw if prob is None else np.asarray(prob, dtype=float)
     groups, by_subject = subject_groups(subjects, images=len(y))
     notes, text = [], method_text(by_subject=by_subject)
     if not by_subject:

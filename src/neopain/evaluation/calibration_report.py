@@ -18,11 +18,13 @@ from numpy.typing import ArrayLike
 
 from neopain.evaluation.calibration import set_summary
 from neopain.evaluation.formats import (
+    format_ci,
     format_mean_std,
     format_number,
     format_share,
     metric_label,
 )
+from neopain.evaluation.bootstrap import run_intervals
 from neopain.evaluation.stats import MetricSummary, summarize
 from neopain.models.calibrator import CALIBRATOR_FILE
 from neopain.runs import CALIBRATED_COLUMNS, FoldFolder, Run, read_calibrator
@@ -146,9 +148,10 @@ def evaluate_calibration(run: Run) -> tuple[CalibrationEvaluation | None, list[s
     prob = np.concatenate([probs[fold.index] for fold in run.folds])
     calibrators = {fold.index: read_calibrator(FoldFolder(fold.path)) for fold in run.folds}
     methods = sorted({c.method for c in calibrators.values() if c is not None})
+    intervals, _, _ = run_intervals(run, prob=prob)  # the raw metrics' notes say the same
     evaluation = CalibrationEvaluation(
-        per_fold, summarize(per_fold, binary_metrics(y, prob, threshold=run.threshold)),
-        methods, (y, prob))
+        per_fold, summarize(per_fold, binary_metrics(y, prob, threshold=run.threshold),
+                            intervals=intervals), methods, (y, prob))
     notes = [f"fold {index}: no {CALIBRATOR_FILE}; the calibration method and alpha are "
              f"unknown" for index, c in calibrators.items() if c is None]
     if not all(SET_COLUMN in fold.predictions.columns for fold in run.folds):
@@ -178,12 +181,16 @@ def evaluate_calibration(run: Run) -> tuple[CalibrationEvaluation | None, list[s
 
 def comparison_rows(raw: dict[str, MetricSummary],
                     calibrated: dict[str, MetricSummary]) -> list[dict[str, str]]:
-    """One row per metric: raw and calibrated mean ± std over folds, raw and calibrated pooled."""
+    """One row per metric: raw and calibrated mean ± std over folds, raw and calibrated pooled
+    with its 95% interval."""
+    def pooled(summary: MetricSummary) -> str:
+        return f"{format_number(summary.pooled)} {format_ci(summary.ci_low, summary.ci_high)}"
+
     return [{"metric": metric_label(name),
              "raw": format_mean_std(raw[name].mean, raw[name].std),
              "calibrated": format_mean_std(calibrated[name].mean, calibrated[name].std),
-             "raw_pooled": format_number(raw[name].pooled),
-             "calibrated_pooled": format_number(calibrated[name].pooled)} for name in raw]
+             "raw_pooled": pooled(raw[name]),
+             "calibrated_pooled": pooled(calibrated[name])} for name in raw]
 
 
 def set_rows(evaluation: CalibrationEvaluation) -> list[dict[str, str]]:

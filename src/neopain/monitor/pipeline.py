@@ -234,13 +234,14 @@ class Assessor:
                                    smoothed=self.smoother_.smoothed_,
                                    state=self.smoother_.state_, changed=False,
                                    latency_ms=latency_ms, uncertain=self.smoother_.uncertain_)
-        self.last_face_s_ = time_s
-        if not prediction.assessable:  # a face the model cannot judge: shown, never smoothed
+        if not prediction.assessable:  # a face the model cannot judge: shown, never smoothed,
+            # and no fresher than no face: the state held lapses after max_gap_s all the same
             return FrameAssessment(time_s=time_s, face=face, prediction=prediction,
                                    smoothed=self.smoother_.smoothed_,
                                    state=self.smoother_.state_, changed=False,
                                    latency_ms=latency_ms, crop=crop,
                                    uncertain=self.smoother_.uncertain_)
+        self.last_face_s_ = time_s
         threshold = prediction.threshold if self.threshold is None else self.threshold
         smoothed, state, changed = self.smoother_.update(
             prediction.prob_pain, threshold=threshold, uncertain=prediction.uncertain)

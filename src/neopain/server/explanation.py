@@ -22,18 +22,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from neopain.monitor.images import UNKNOWN_REASON
 from neopain.monitor.pipeline import FrameAssessment
-from neopain.prediction import Predictor
-from neopain.prediction import Prediction
+from neopain.monitor.video import DAN_WINDOW_S  # 20 frames at the page's 2 per second
+from neopain.prediction import Prediction, Predictor
 
-DAN_WINDOW_S = 10.0
-"""Seconds of stream time the DAN score looks back over (20 frames at the page's 2 per
-second). Chin quiver is left out: it needs at least 4 frames per second."""
 
 HEATMAP_NOTE = ("This model names no facial actions: its evidence is the heatmap overlay "
                 "(tick Heatmap overlay to see where it saw pain).")
 NO_FACE = "no face found in the frame"
-UNKNOWN_REASON = "the model could not judge this face"
 
 
 class StreamExplainer:
