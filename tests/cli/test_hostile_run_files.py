@@ -46,7 +46,8 @@ def explained(folder, *, heatmap: str = "heatmaps/a.npy", columns: dict | None =
     (folder / "heatmaps").mkdir(parents=True)
     np.save(folder / "heatmaps" / "a.npy", np.random.default_rng(0).random((8, 8), np.float32))
     row = {"image": "a.png", "method": "gradcam", "target": "pain", "pred": "pain",
-           "heatmap": heatmap, "regions": "", "crop_box": ""}
+           "heatmap": heatmap, "regions": "", "crop_box": "", "original_image": "a.png",
+           "original_size": "[8, 8]", "original_box": "[0, 0, 8, 8]", "placement_problem": ""}
     pd.DataFrame([columns or row]).to_csv(folder / "explanations.csv", index=False)
     np.save(folder / "p.npy", np.random.default_rng(1).random((8, 8), np.float32))
     perception = folder / "perception.csv"
@@ -81,7 +82,7 @@ def test_compare_names_the_columns_explanations_csv_lacks(tmp_path):
     """An explanations.csv without a ``method`` column raised KeyError."""
     perception = explained(tmp_path, columns={"image": "a.png", "heatmap": "heatmaps/a.npy"})
     code, output = compare(tmp_path, perception)
-    assert code == 1 and "explanations.csv: 5 problems" in output, output
+    assert code == 1 and "explanations.csv: 8 problems" in output, output
     assert "│ method │ │ column missing; explanations.csv needs the columns" in output, output
 
 
