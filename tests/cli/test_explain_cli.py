@@ -113,8 +113,8 @@ def test_sanity_prints_the_cascade_and_exits_by_the_verdict(trained):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "{root}/run/fold_9", "--out", "{root}/x"], "model.pt: file not found"),
-    (["run", "{fold}", "--out", "{root}/x", "--method", "lime"],
-     "--method 'lime' is not valid; valid: gradcam, ig, occlusion"),
+    (["run", "{fold}", "--out", "{root}/x", "--method", "shap"],
+     "--method 'shap' is not valid; valid: gradcam, ig, occlusion, rise, lime"),
     (["run", "{fold}", "--out", "{root}/x", "--target", "truth"],
      "target='truth' is not valid; valid: predicted, true, both"),
     (["compare", "--perception", "{cohort}/perception.csv"],
@@ -129,3 +129,45 @@ def test_bad_input_exits_1_with_a_message(trained, args, message):
                                              cohort=trained.cohort) for a in args])
     assert code == 1
     assert message in " ".join(output.split()), output
+
+
+def test_benchmark_scores_each_method_into_a_table_a_csv_and_a_plot(trained, tmp_path):
+    out = tmp_path / "bench"
+    code, output = run("explain", "benchmark", str(trained.fold), "--out", str(out),
+                       "--method", "gradcam", "--method", "saliency", "--method", "rise",
+                       "--rise-masks", "40", "--limit", "3", "--perturbations", "2",
+                       "--steps", "5")
+    assert code == 0, output
+    assert "explanation methods on 3 test images" in output and "infidelity" in output
+    table = pd.read_csv(out / "benchmark.csv")
+    assert list(table["method"]) == ["gradcam", "saliency", "rise"]
+    assert table[["seconds_per_image", "infidelity", "sensitivity_max", "deletion",
+                  "insertion"]].notna().all().all()
+    assert set(pd.read_csv(out / "curves.csv")["curve"]) == {"deletion", "insertion"}
+    assert (out / "benchmark.png").stat().st_size > 10_000
+
+
+def test_an_onnx_model_is_explained_by_rise_and_refused_gradient_methods_by_name(trained,
+                                                                                   tmp_path):
+    from neopain.export.onnx import export_fold
+
+    onnx, _ = export_fold(trained.fold, tmp_path / "model.onnx")
+    out = tmp_path / "rise"
+    code, output = run("explain", "run", str(onnx), "--manifest",
+                       str(trained.cohort / "manifest.csv"), "--limit", "1", "--out", str(out),
+                       "--method", "rise", "--rise-masks", "20", "--no-overlays")
+    assert code == 0, output
+    assert set(pd.read_csv(out / "explanations.csv")["method"]) == {"rise"}
+    code, output = run("explain", "run", str(onnx), "--manifest",
+                       str(trained.cohort / "manifest.csv"), "--out", str(out),
+                       "--method", "deeplift")
+    assert code == 1
+    assert "--method 'deeplift' needs a torch model" in output
+    assert "an .onnx model can use: occlusion, rise, lime" in output
+
+
+def test_benchmark_refuses_an_unknown_method_by_name(trained, tmp_path):
+    code, output = run("explain", "benchmark", str(trained.fold), "--out", str(tmp_path),
+                       "--method", "shap", "--limit", "1")
+    assert code == 1
+    assert "--method 'shap' is not valid; valid: gradcam, ig, occlusion, rise" in output

@@ -2,8 +2,8 @@
 
 ``neopain explain run MODEL`` (a Typer group cannot take a path argument next to its
 subcommands, so the DESIGN's ``neopain explain runs/NAME/fold_K`` is spelled with ``run``),
-``neopain explain compare`` and ``neopain explain sanity``. The library is imported inside the
-commands: ``neopain --help`` must not pay for torch.
+``neopain explain compare``, ``neopain explain sanity`` and ``neopain explain benchmark FOLD``.
+The library is imported inside the commands: ``neopain --help`` must not pay for torch.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from rich.text import Text
 
 from neopain.cli.console import console, err_console, fail, number_text, progress_bar
 from neopain.cli.dataset import fail_with
+from neopain.cli.explain_benchmark import benchmark
 from neopain.cli.explain_compare import compare
 from neopain.errors import NeopainError
 
 app = typer.Typer(help="Explain a model's decisions: heatmaps, facial regions, agreement with "
-                       "human perception, sanity checks.", no_args_is_help=True)
-
-METHOD_NAMES = ("gradcam", "ig", "occlusion")
+                       "human perception, sanity checks, a benchmark of the methods.",
+                  no_args_is_help=True)
 
 
 def _open_model(model: Path):
@@ -74,32 +74,16 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
     return items, count
 
 
-def _explainers(methods: list[str], model, cfg, *, layer, baseline, steps, gate):
-    from neopain.explain import GradCam, IntegratedGradients, Occlusion
-
-    unknown = [m for m in methods if m not in METHOD_NAMES]
-    if unknown:
-        raise NeopainError(f"--method {unknown[0]!r} is not valid; valid: "
-                           f"{', '.join(METHOD_NAMES)}")
-    built = {}
-    for method in dict.fromkeys(methods):
-        if method == "gradcam":
-            built[method] = GradCam(model, layer=layer, gate=gate)
-        elif method == "ig":
-            built[method] = IntegratedGradients(model, baseline=baseline, steps=steps, cfg=cfg)
-        else:
-            built[method] = Occlusion(model, baseline=baseline, cfg=cfg)
-    return built
-
-
 @app.command("run")
 def run(
     model: Annotated[Path, typer.Argument(
         help="A training fold (runs/NAME/fold_K, holds model.pt), or an exported .onnx file "
-             "(occlusion only).")],
+             "(occlusion, rise or lime only).")],
     out: Annotated[Path, typer.Option(help="Folder for heatmaps, overlays and tables.")],
     method: Annotated[list[str], typer.Option(
-        help="gradcam, ig or occlusion; repeat for several.")] = ["gradcam"],  # noqa: B006
+        help="gradcam, ig, occlusion, rise, lime, guidedgradcam, saliency, inputxgradient, "
+             "deeplift, gradientshap or smoothgrad; repeat for several.")]
+    = ["gradcam"],  # noqa: B006
     target: Annotated[str, typer.Option(
         help="Explain the predicted class, the true class, or both.")] = "predicted",
     images: Annotated[Optional[Path], typer.Option(
@@ -114,9 +98,13 @@ def run(
         help="Grad-CAM layer (dotted module path); default the model cfg's cam_layer.")] = None,
     gate: Annotated[bool, typer.Option(
         "--gate/--no-gate", help="Grad-CAM: zero positions no gradient reaches.")] = True,
-    baseline: Annotated[str, typer.Option(help="IG and occlusion baseline: blur, black or mean.")]
-    = "blur",
+    baseline: Annotated[str, typer.Option(
+        help="What removed information becomes (ig, occlusion, rise, lime, deeplift, "
+             "gradientshap): blur, black or mean.")] = "blur",
     steps: Annotated[int, typer.Option(help="IG integration steps (first pass).")] = 64,
+    rise_masks: Annotated[int, typer.Option(help="RISE: random masks per image.")] = 2000,
+    seed: Annotated[int, typer.Option(
+        help="Seeds the random methods (rise, lime, gradientshap, smoothgrad).")] = 0,
     overlays: Annotated[bool, typer.Option(
         "--overlays/--no-overlays", help="Also write overlay PNGs.")] = True,
 ) -> None:
@@ -125,6 +113,7 @@ def run(
     Writes OUT/heatmaps/, OUT/overlays/, OUT/regions/, OUT/explanations.csv, and with
     keypoints known OUT/regions.csv and OUT/regions.png (what drives each predicted class).
     """
+    from neopain.explain.methods import build_explainers
     from neopain.explain.report import regions_figure
     from neopain.explain.run import explain_images
     from neopain.faces.regions import regions_by_class
@@ -136,8 +125,8 @@ def run(
         network, cfg, fold, crop, close = _open_model(model)
         closers.append(close)
         items, count = _items(cfg, fold, crop, images=images, manifest=manifest, limit=limit)
-        explainers = _explainers(method, network, cfg, layer=layer, baseline=baseline,
-                                 steps=steps, gate=gate)
+        explainers = build_explainers(method, network, cfg, layer=layer, baseline=baseline,
+                                      steps=steps, gate=gate, rise_masks=rise_masks, seed=seed)
         closers += [e.close for e in explainers.values()]
         with progress_bar("explaining") as update:
             table = explain_images(items, explainers, cfg=cfg, out=out, target=target,
@@ -229,3 +218,4 @@ def sanity(
 
 
 app.command("compare")(compare)
+app.command("benchmark")(benchmark)

@@ -100,6 +100,7 @@ class CaptumGradients(Explainer):
                         "smoothgrad": lambda f: NoiseTunnel(Saliency(f))}[method](scores)
 
     def _attribute(self, images: Tensor, target: Tensor) -> Tensor:
+        images = images.detach().clone().requires_grad_()  # else captum warns that it set it
         if self.method in ("saliency", "inputxgradient"):
             attributions = self._captum.attribute(images, target=target)
         elif self.method == "smoothgrad":

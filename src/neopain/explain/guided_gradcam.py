@@ -39,6 +39,7 @@ class GuidedGradCam(Explainer):
                                                                         self.layer_)
 
     def _attribute(self, images: Tensor, target: Tensor) -> Tensor:
+        images = images.detach().clone().requires_grad_()  # else captum warns that it set it
         attributions = self._guided.attribute(images, target=target,
                                               interpolate_mode="bilinear")
         return attributions.detach().abs().sum(dim=1)
