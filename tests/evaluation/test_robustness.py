@@ -91,13 +91,15 @@ def test_nfcs_unreadable_faces_are_cannot_assess_and_left_out_of_the_metrics(rea
     pd.testing.assert_frame_equal(scores, again)
 
 
-def test_faces_without_points_are_left_out_of_region_occlusions_only(real_faces, nfcs):
-    pointless = [*real_faces[:3],
-                 dataclasses.replace(real_faces[3], keypoints=None, landmarks=None)]
-    scores = score_corruptions(nfcs, pointless, corruptions=["occlude_mouth", "jpeg"],
+def test_region_occlusions_leave_out_faces_that_do_not_show_the_region(real_faces, nfcs):
+    face_down = real_faces[2].keypoints + [0.0, 170.0]  # the chin below the crop's edge
+    faces = [*real_faces[:2], dataclasses.replace(real_faces[2], keypoints=face_down),
+             dataclasses.replace(real_faces[3], keypoints=None, landmarks=None)]
+    scores = score_corruptions(nfcs, faces, corruptions=["occlude_chin", "jpeg"],
                                severities=[5], seed=0)
-    images = robustness_table(scores).set_index("corruption")["images"]
-    assert images[CLEAN] == 4 and images["jpeg"] == 4 and images["occlude_mouth"] == 3
+    table = robustness_table(scores).set_index("corruption")
+    assert list(table["images"]) == [4, 4, 2]  # clean, jpeg, occlude_chin
+    assert table.at["occlude_chin", "clean_accuracy"] == 1.0  # over the 2 chins covered
 
 
 def test_the_table_pools_folds_and_scores_only_assessable_faces():
@@ -119,6 +121,7 @@ def test_the_table_pools_folds_and_scores_only_assessable_faces():
     assert table.at["all", "specificity"] == pytest.approx(2 / 3)
     assert table.at["0", "accuracy"] == 1.0 and table.at["1", "accuracy"] == pytest.approx(1 / 3)
     assert table.at["all", "auc"] == pytest.approx(5 / 6)  # pairs (0.9,0.4) over (0.2,0.3,0.6)
+    assert (table["clean_accuracy"] == table["accuracy"]).all()
 
 
 def test_a_model_that_needs_a_face_box_refuses_a_face_without_one(real_faces, nfcs):

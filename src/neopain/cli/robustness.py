@@ -88,6 +88,12 @@ def _print_tables(table, *, title: str) -> None:
                 out.add_row(name, number_text(clean[metric]),
                             *(number_text(part.at[s, metric]) for s in severities))
         console.print(out)
+    fewer = pooled[pooled["images"] < clean["images"]].drop_duplicates("corruption")
+    for _, row in fewer.iterrows():
+        err_console.print(Text(
+            f"note: {row['corruption']} scored {row['images']} of {clean['images']} images (the "
+            f"others show no such region or have no keypoints or landmarks); their clean "
+            f"accuracy is {number_text(row['clean_accuracy'])}", style="yellow"))
 
 
 def robustness(
@@ -101,7 +107,7 @@ def robustness(
         help="The images to score: every row (for an .onnx file or nfcs), or the fold's test "
              "subjects' rows (for a run; default the run's manifest).")] = None,
     corruption: Annotated[Optional[list[str]], typer.Option(
-        help="Only this corruption (repeatable); default all. See docs/robustness.md.")]
+        help="Only this corruption (repeatable); default all.")]
     = None,
     severity: Annotated[Optional[list[int]], typer.Option(
         help="Only this severity, 1 (mild) to 5 (severe) (repeatable); default all.")] = None,
@@ -115,9 +121,10 @@ def robustness(
     Corruptions: brightness (darker), downscale, blur, noise, jpeg, rotation,
     translation, patches, and occlude_<region> for each facial region (forehead,
     brows, eyes, nose, nasolabial, mouth, chin, cheeks; from the manifest's
-    keypoints or landmarks). Prints accuracy (AUC) per corruption and severity,
-    pooled over folds, and writes robustness.csv (also per fold), scores.csv (every
-    image under every condition) and robustness.png.
+    keypoints or landmarks). Prints accuracy and AUC per corruption and severity,
+    pooled over folds, and the share of faces the model could assess where it could
+    not assess them all (nfcs); writes robustness.csv (also per fold), scores.csv
+    (every image under every condition) and robustness.png. See docs/robustness.md.
     """
     from neopain.evaluation.corruptions import CORRUPTIONS, SEVERITIES
     from neopain.evaluation.robustness import conditions, robustness_table, score_corruptions

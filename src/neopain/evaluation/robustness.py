@@ -33,7 +33,7 @@ from neopain.data.manifest import Manifest
 from neopain.errors import NeopainError
 from neopain.evaluation.corruptions import CORRUPTIONS, SEVERITIES, check_corruption, corrupt
 from neopain.faces.landmarks import load_landmarks
-from neopain.faces.regions import region_map
+from neopain.faces.regions import REGIONS, region_map
 from neopain.prediction import Predictor
 from neopain.runs.layout import LABEL_VALUES
 
@@ -41,7 +41,7 @@ CLEAN = "clean"
 SCORE_COLUMNS = ("fold", "row", "image", "label", "corruption", "severity", "prob_pain", "pred",
                  "assessable", "reason")
 TABLE_COLUMNS = ("fold", "corruption", "severity", "parameter", "images", "assessable",
-                 "accuracy", "auc", "recall", "specificity")
+                 "accuracy", "auc", "recall", "specificity", "clean_accuracy")
 TABLE_METRICS = ("accuracy", "auc", "recall", "specificity")
 ProgressHook = Callable[[int, int], None]
 UnreadableHook = Callable[[ImageReadError], None]
@@ -148,8 +148,10 @@ def score_corruptions(predictor: Predictor, faces: Sequence[Face], *,
                       on_unreadable: UnreadableHook | None = None) -> pd.DataFrame:
     """Assess every face clean and under every corruption and severity.
 
-    A region occlusion is skipped for a face with neither keypoints nor landmarks (its rows are
-    missing from the result; ``robustness_table`` counts the images of each condition).
+    A region occlusion is skipped for a face with neither keypoints nor landmarks, and for one
+    whose crop does not show that region (a face box cut above the chin): covering nothing
+    would count as surviving the occlusion. Its rows are missing from the result;
+    ``robustness_table`` counts the images of each condition.
 
     Args:
         predictor: the model; crops are cut by its ``crop`` rule.
@@ -186,8 +188,9 @@ def score_corruptions(predictor: Predictor, faces: Sequence[Face], *,
                                "(neopain faces detect)")
         crop = predictor.crop.cut(image, box=face.box)
         regions = _crop_regions(face, predictor, image, crop)
+        shown = set() if regions is None else {REGIONS[i] for i in np.unique(regions) if i >= 0}
         kept = [(name, severity) for name, severity in wanted
-                if regions is not None or name == CLEAN or not CORRUPTIONS[name].region]
+                if name == CLEAN or CORRUPTIONS[name].region in ("", *shown)]
         crops = [crop if name == CLEAN else
                  corrupt(crop, name, severity=severity, seed=_seed(seed, name, face.row),
                          regions=regions)
@@ -228,6 +231,8 @@ def robustness_table(scores: pd.DataFrame) -> pd.DataFrame:
 
     Metrics are over the faces the model could assess (``assessable`` is their share); a
     metric is NaN where it is undefined (AUC with one class among them, none assessable).
+    ``clean_accuracy`` is the clean accuracy over the same images, the figure to compare with
+    when a condition scored fewer images than the clean one (a region occlusion).
     """
     folds = sorted(scores["fold"].unique())
     groups = [("all", scores), *((str(f), scores[scores["fold"] == f]) for f in folds)
@@ -237,10 +242,12 @@ def robustness_table(scores: pd.DataFrame) -> pd.DataFrame:
     for fold, part in groups:
         keys = sorted(part.groupby(["corruption", "severity"]).groups,
                       key=lambda key: (order[key[0]], key[1]))
+        clean = part[part["corruption"] == CLEAN].set_index(["fold", "row"])
         for name, severity in keys:
             group = part[(part["corruption"] == name) & (part["severity"] == severity)]
+            same = clean[clean.index.isin(pd.MultiIndex.from_frame(group[["fold", "row"]]))]
             rows.append({"fold": fold, "corruption": name, "severity": int(severity),
                          "parameter": "" if name == CLEAN
                          else CORRUPTIONS[name].parameter(int(severity)),
-                         **_metrics(group)})
+                         **_metrics(group), "clean_accuracy": _metrics(same)["accuracy"]})
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
