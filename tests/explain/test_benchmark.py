@@ -13,8 +13,8 @@ from neopain.errors import NeopainError
 from neopain.explain import GradCam, Rise
 from neopain.explain.benchmark import (
     BENCHMARK_COLUMNS, benchmark_explainers, benchmark_figure, deletion_insertion,
-    probability_scores,
 )
+from neopain.explain.perturbation import probability_scores
 
 
 def test_deletion_falls_and_insertion_rises_first_where_the_heatmap_is_right(colour_model,

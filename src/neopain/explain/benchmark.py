@@ -31,15 +31,15 @@ import torch
 from captum.metrics import infidelity, sensitivity_max
 from matplotlib.figure import Figure
 from sklearn.metrics import auc
-from torch import Tensor, nn
+from torch import Tensor
 
 from neopain.errors import NeopainError
 from neopain.explain.base import (
-    ClassScores, Explainer, Model, Target, as_batch, baseline_images, class_indices,
-    function_scores,
+    Explainer, Model, Target, as_batch, baseline_images, class_indices,
 )
 from neopain.explain.captum_gradients import seeded_random
 from neopain.explain.localization import localization
+from neopain.explain.perturbation import probability_scores
 from neopain.models.cfg import ModelCfg
 
 BENCHMARK_COLUMNS = ("method", "images", "seconds_per_image", "infidelity", "sensitivity_max",
@@ -55,12 +55,6 @@ class BenchmarkResult:
 
     table: pd.DataFrame
     curves: pd.DataFrame
-
-
-def probability_scores(model: Model) -> Callable[[Tensor], Tensor]:
-    """(P(nopain), P(pain)) per image of a torch model or a ``PainFunction``."""
-    return (ClassScores(model, probabilities=True) if isinstance(model, nn.Module)
-            else function_scores(model))
 
 
 def deletion_insertion(scores: Callable[[Tensor], Tensor], images: Tensor, heatmaps: Tensor, *,

@@ -29,7 +29,8 @@ from captum.attr import DeepLift, GradientShap, InputXGradient, NoiseTunnel, Sal
 from torch import Tensor, nn
 
 from neopain.errors import NeopainError
-from neopain.explain.base import BASELINES, ClassScores, Explainer, baseline_images
+from neopain.explain.base import ClassScores, Explainer, baseline_images
+from neopain.explain.perturbation import check_baseline, check_counts
 from neopain.models.cfg import ModelCfg
 
 
@@ -87,13 +88,8 @@ class CaptumGradients(Explainer):
         self.seed = seed
         self.blur_sigma = blur_sigma
         self.cfg = cfg if cfg is not None else getattr(model, "cfg", None)  # PainModel has one
-        if baseline not in BASELINES:
-            raise NeopainError(f"baseline={baseline!r} is not valid; valid: "
-                               f"{', '.join(BASELINES)}")
-        if baseline == "black" and self.cfg is None:
-            raise NeopainError("baseline='black' needs the model's normalization: pass cfg=")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise NeopainError(f"samples={samples!r} is not valid; valid: a whole number >= 1")
+        check_baseline(baseline, self.cfg)
+        check_counts(self, ("samples",))
         scores = ClassScores(model)
         self._captum = {"saliency": Saliency, "inputxgradient": InputXGradient,
                         "deeplift": DeepLift, "gradientshap": GradientShap,

@@ -16,13 +16,11 @@ import torch
 from captum._utils.models.linear_model import SkLearnRidge  # captum's documented LIME models
 from captum.attr import Lime as CaptumLime
 from skimage.segmentation import slic
-from torch import Tensor, nn
+from torch import Tensor
 
-from neopain.errors import NeopainError
-from neopain.explain.base import (
-    BASELINES, ClassScores, Explainer, Model, baseline_images, function_scores,
-)
+from neopain.explain.base import Explainer, Model, baseline_images
 from neopain.explain.captum_gradients import seeded_random
+from neopain.explain.perturbation import check_baseline, check_counts, probability_scores
 from neopain.models.cfg import ModelCfg
 
 
@@ -68,18 +66,9 @@ class Lime(Explainer):
         self.cfg = cfg if cfg is not None else getattr(model, "cfg", None)  # PainModel has one
         self.seed = seed
         self.perturbations_per_eval = perturbations_per_eval
-        for key in ("samples", "segments", "perturbations_per_eval"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise NeopainError(f"{key}={value!r} is not valid; valid: a whole number >= 2")
-        if baseline not in BASELINES:
-            raise NeopainError(f"baseline={baseline!r} is not valid; valid: "
-                               f"{', '.join(BASELINES)}")
-        if baseline == "black" and self.cfg is None:
-            raise NeopainError("baseline='black' needs the model's normalization: pass cfg=")
-        scores = (ClassScores(model, probabilities=True) if isinstance(model, nn.Module)
-                  else function_scores(model))
-        self._lime: CaptumLime | None = CaptumLime(scores,
+        check_counts(self, ("samples", "segments", "perturbations_per_eval"), least=2)
+        check_baseline(baseline, self.cfg)
+        self._lime: CaptumLime | None = CaptumLime(probability_scores(model),
                                                    interpretable_model=SkLearnRidge(alpha=1.0))
 
     def _attribute(self, images: Tensor, target: Tensor) -> Tensor:

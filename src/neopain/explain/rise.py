@@ -23,9 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from neopain.errors import NeopainError
-from neopain.explain.base import (
-    BASELINES, ClassScores, Explainer, Model, baseline_images, function_scores,
-)
+from neopain.explain.base import Explainer, Model, baseline_images
+from neopain.explain.perturbation import check_baseline, check_counts, probability_scores
 from neopain.models.cfg import ModelCfg
 
 
@@ -85,19 +84,11 @@ class Rise(Explainer):
         self.cfg = cfg if cfg is not None else getattr(model, "cfg", None)  # PainModel has one
         self.seed = seed
         self.masks_per_eval = masks_per_eval
-        for key in ("masks", "cells", "masks_per_eval"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NeopainError(f"{key}={value!r} is not valid; valid: a whole number >= 1")
+        check_counts(self, ("masks", "cells", "masks_per_eval"))
         if not isinstance(keep, (int, float)) or not 0 < keep < 1:
             raise NeopainError(f"keep={keep!r} is not valid; valid: a probability in (0, 1)")
-        if baseline not in BASELINES:
-            raise NeopainError(f"baseline={baseline!r} is not valid; valid: "
-                               f"{', '.join(BASELINES)}")
-        if baseline == "black" and self.cfg is None:
-            raise NeopainError("baseline='black' needs the model's normalization: pass cfg=")
-        self._scores = (ClassScores(model, probabilities=True) if isinstance(model, nn.Module)
-                        else function_scores(model))
+        check_baseline(baseline, self.cfg)
+        self._scores = probability_scores(model)
 
     def _attribute(self, images: Tensor, target: Tensor) -> Tensor:
         size = tuple(images.shape[-2:])
