@@ -194,9 +194,11 @@ def benchmark_figure(result: BenchmarkResult, out: str | os.PathLike[str]) -> Pa
     fig = Figure(figsize=(13, 4), layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, curve, better in zip(axes, ("deletion", "insertion"), ("lower", "higher")):
-        for method, points in result.curves[result.curves["curve"] == curve].groupby(
-                "method", sort=False):
-            ax.plot(points["fraction"], points["score"], label=method)
+        for k, (method, points) in enumerate(result.curves[result.curves["curve"] == curve]
+                                             .groupby("method", sort=False)):
+            # matplotlib cycles 10 colours: the 11th method onwards gets a dashed line
+            ax.plot(points["fraction"], points["score"], label=method,
+                    ls=("-", "--", ":")[k // 10 % 3])
         ax.set_xlabel(f"share of pixels {'removed' if curve == 'deletion' else 'restored'}, "
                       "highest heatmap first")
         ax.set_ylabel("mean P(target)")
