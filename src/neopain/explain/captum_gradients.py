@@ -19,6 +19,7 @@ the class) set to 0, as for IG. The random methods (``gradientshap``, ``smoothgr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
@@ -108,8 +109,10 @@ class CaptumGradients(Explainer):
             baselines = baseline_images(images, baseline=self.baseline,
                                         blur_sigma=self.blur_sigma, cfg=self.cfg)
             if self.method == "deeplift":
-                attributions = self._captum.attribute(images, baselines=baselines,
-                                                      target=target)
+                with warnings.catch_warnings():  # captum announces its (removed) hooks
+                    warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
+                    attributions = self._captum.attribute(images, baselines=baselines,
+                                                          target=target)
             else:
                 with seeded_random(self.seed):
                     attributions = self._captum.attribute(

@@ -9,6 +9,8 @@ channels.
 
 from __future__ import annotations
 
+import warnings
+
 from captum.attr import GuidedGradCam as CaptumGuidedGradCam
 from torch import Tensor, nn
 
@@ -40,8 +42,10 @@ class GuidedGradCam(Explainer):
 
     def _attribute(self, images: Tensor, target: Tensor) -> Tensor:
         images = images.detach().clone().requires_grad_()  # else captum warns that it set it
-        attributions = self._guided.attribute(images, target=target,
-                                              interpolate_mode="bilinear")
+        with warnings.catch_warnings():  # captum announces its (removed) ReLU hooks
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            attributions = self._guided.attribute(images, target=target,
+                                                  interpolate_mode="bilinear")
         return attributions.detach().abs().sum(dim=1)
 
     def _release(self) -> None:
