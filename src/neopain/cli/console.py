@@ -12,6 +12,7 @@ from typing import Callable, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
@@ -87,3 +88,8 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 def number_text(value: float | None, digits: int = 3) -> str:
     """A figure with ``digits`` decimals, or ``n/a`` when there is none (None or NaN)."""
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def print_skipped(error: object) -> None:
+    """Name on stderr what was left out (an unreadable image) and why; the command goes on."""
+    err_console.print(f"skipped: {escape(str(error))}", style="yellow", highlight=False)

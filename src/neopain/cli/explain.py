@@ -17,7 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from neopain.cli.console import console, err_console, fail, number_text, progress_bar
+from neopain.cli.console import (
+    console, err_console, fail, number_text, print_skipped, progress_bar,
+)
 from neopain.cli.dataset import fail_with
 from neopain.cli.explain_benchmark import benchmark
 from neopain.cli.explain_compare import compare
@@ -43,10 +45,6 @@ def _open_model(model: Path):
     return fold.model, fold.model.cfg, fold, fold.crop_to_face, lambda: None
 
 
-def _skip_unreadable(error) -> None:
-    err_console.print(Text(f"skipped: {error}", style="yellow"))
-
-
 def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
            limit: int | None):
     """(items iterator, count) of a folder, the fold's test rows, or a manifest's rows; an
@@ -58,7 +56,7 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
     if images is not None:
         count = sum(1 for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
             if os.path.isdir(images) else 0
-        items = folder_items(images, cfg, on_unreadable=_skip_unreadable)
+        items = folder_items(images, cfg, on_unreadable=print_skipped)
     else:
         path = manifest or (fold.manifest if fold is not None else None)
         if path is None:
@@ -68,7 +66,7 @@ def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
         rows = select_rows(data, subjects=None if fold is None else fold.test_subjects,
                            limit=limit)
         count, items = len(rows), manifest_items(data, cfg, rows=rows, crop_to_face=crop,
-                                                 on_unreadable=_skip_unreadable)
+                                                 on_unreadable=print_skipped)
     if limit is not None and count > limit:
         count, items = limit, (item for item, _ in zip(items, range(limit)))
     return items, count

@@ -14,13 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from neopain.cli.console import console, err_console, fail, number_text, progress_bar
+from neopain.cli.console import (
+    console, err_console, fail, number_text, print_skipped, progress_bar,
+)
 from neopain.cli.dataset import fail_with
 from neopain.errors import NeopainError
-
-
-def _skip_unreadable(error) -> None:
-    err_console.print(Text(f"skipped: {error}", style="yellow"))
 
 
 def _is_training_model(model: str) -> bool:
@@ -150,7 +148,7 @@ def robustness(
                 with predictor:
                     scores.append(score_corruptions(
                         predictor, faces, corruptions=names, severities=severities, seed=seed,
-                        on_unreadable=_skip_unreadable,
+                        on_unreadable=print_skipped,
                         on_progress=lambda n, _, start=done: update(start + n, total)))
                     names_seen.append(predictor.name)
                 done += len(faces)

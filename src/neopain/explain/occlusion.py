@@ -18,12 +18,11 @@ such as an exported ONNX model::
 from __future__ import annotations
 
 from captum.attr import Occlusion as CaptumOcclusion
-from torch import Tensor, nn
+from torch import Tensor
 
 from neopain.errors import NeopainError
-from neopain.explain.base import (
-    BASELINES, ClassScores, Explainer, Model, baseline_images, function_scores,
-)
+from neopain.explain.base import Explainer, Model, baseline_images
+from neopain.explain.perturbation import check_baseline, check_counts, probability_scores
 from neopain.models.cfg import ModelCfg
 
 
@@ -61,18 +60,9 @@ class Occlusion(Explainer):
         self.blur_sigma = blur_sigma
         self.cfg = cfg if cfg is not None else getattr(model, "cfg", None)  # PainModel has one
         self.perturbations_per_eval = perturbations_per_eval
-        for key in ("window", "stride", "perturbations_per_eval"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NeopainError(f"{key}={value!r} is not valid; valid: a whole number >= 1")
-        if baseline not in BASELINES:
-            raise NeopainError(f"baseline={baseline!r} is not valid; valid: "
-                               f"{', '.join(BASELINES)}")
-        if baseline == "black" and self.cfg is None:
-            raise NeopainError("baseline='black' needs the model's normalization: pass cfg=")
-        scores = (ClassScores(model, probabilities=True) if isinstance(model, nn.Module)
-                  else function_scores(model))
-        self._occlusion: CaptumOcclusion | None = CaptumOcclusion(scores)
+        check_counts(self, ("window", "stride", "perturbations_per_eval"))
+        check_baseline(baseline, self.cfg)
+        self._occlusion: CaptumOcclusion | None = CaptumOcclusion(probability_scores(model))
 
     def _attribute(self, images: Tensor, target: Tensor) -> Tensor:
         height, width = images.shape[-2:]

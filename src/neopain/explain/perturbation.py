@@ -1,5 +1,5 @@
-"""What the methods that remove information share (RISE, LIME, DeepLift, GradientSHAP; occlusion
-could too): checked options, and P(class) of a torch model or of a function."""
+"""What the methods that remove information share (RISE, LIME, occlusion, DeepLift,
+GradientSHAP): checked options, and P(class) of a torch model or of a function."""
 
 from __future__ import annotations
 

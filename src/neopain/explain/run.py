@@ -224,7 +224,9 @@ def explain_images(items: Iterable[ExplainItem], explainers: Mapping[str, Explai
     if target not in TARGETS:
         raise NeopainError(f"target={target!r} is not valid; valid: {', '.join(TARGETS)}")
     if not explainers:
-        raise NeopainError("no explanation method given; valid: gradcam, ig, occlusion")
+        from neopain.explain.methods import METHOD_NAMES  # methods imports every explainer
+
+        raise NeopainError(f"no explanation method given; valid: {', '.join(METHOD_NAMES)}")
     out = Path(out)
     for folder in ("heatmaps", "overlays", "regions"):
         (out / folder).mkdir(parents=True, exist_ok=True)
