@@ -198,8 +198,10 @@ def test_a_video_gets_the_dan_score_per_window_and_marks_the_turned_head(faces, 
 
 @pytest.mark.parametrize("args, says", [
     (["clip.mp4", "--dan-window", "soon"], "--dan-window soon is not valid; valid: a number "
-                                           "of seconds > 0"),
+                                           "of seconds >= 1"),
     (["clip.mp4", "--dan-window", "0s"], "--dan-window 0s is not valid"),
+    # a billionth of a second over a long video: a billion windows, each a scan of the frames
+    (["clip.mp4", "--dan-window", "1e-9"], "--dan-window 1e-9 is not valid"),
     (["face.png", "--dan-window", "10s"], "--dan-window is for videos"),
 ])
 def test_a_bad_dan_window_exits_1_naming_it(faces, tmp_path, args, says):

@@ -228,3 +228,14 @@ def test_window_scores_cover_the_video_in_whole_windows_and_only_for_models_with
     short = score_windows(times, predictions, Windowed(), window_s=4.0, end_s=6.0)
     assert [(w.start_s, w.end_s) for w in short] == [(0.0, 4.0), (4.0, 6.0)]
     assert score_windows(times, predictions, Brightness(), window_s=2.0, end_s=6.0) == []
+
+
+def test_every_frame_counts_in_exactly_one_window():
+    # guards: window n ended at n w + w while window n + 1 began at (n + 1) w, which differ in
+    # floating point, so a frame on the boundary counted in both (10 frames/s over 30 s in
+    # 1.1 s windows: more frames in the windows than in the video)
+    times = np.round(np.arange(300) * 0.1, 6)
+    predictions = [Prediction(0.9, "pain", 0.5, "m") for _ in times]
+    for window_s in (1.1, 1.3, 2.9, 3.0):
+        windows = score_windows(times, predictions, Windowed(), window_s=window_s, end_s=30.0)
+        assert sum(w.frames for w in windows) == len(times), window_s

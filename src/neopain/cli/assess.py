@@ -55,7 +55,7 @@ PROB_WORDS = {
 
 def _seconds(text: str | None, *, option: str) -> float:
     """Seconds from ``10``, ``10s`` or ``2.5 s``; ``DAN_WINDOW_S`` for None."""
-    from neopain.monitor.video import DAN_WINDOW_S
+    from neopain.monitor.video import DAN_WINDOW_S, MIN_DAN_WINDOW_S
 
     if text is None:
         return DAN_WINDOW_S
@@ -64,8 +64,9 @@ def _seconds(text: str | None, *, option: str) -> float:
         seconds = float(number)
     except ValueError:
         seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        fail(f"{option} {escape(text)} is not valid; valid: a number of seconds > 0, e.g. 10s")
+    if not MIN_DAN_WINDOW_S <= seconds < float("inf"):
+        fail(f"{option} {escape(text)} is not valid; valid: a number of seconds >= "
+             f"{MIN_DAN_WINDOW_S:g}, e.g. 10s")
     return seconds
 
 

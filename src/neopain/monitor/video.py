@@ -59,6 +59,9 @@ facial score of the frame's window (empty for a model without one); the last one
 ``monitor.images.PREDICTION_COLUMNS`` and ``ACTION_COLUMNS`` say."""
 DAN_WINDOW_S = 10.0
 """Seconds per window of the DAN facial score, by default."""
+MIN_DAN_WINDOW_S = 1.0
+"""The shortest window: a DAN score tells how long the pain face persists, which a fraction of
+a second cannot (and a tiny window over a long video would be millions of windows)."""
 
 
 class NoFaceError(NeopainError):
@@ -210,13 +213,16 @@ def score_windows(times: np.ndarray, predictions: list[Prediction | None], predi
                   *, window_s: float, end_s: float) -> list[ScoreWindow]:
     """``predictor.window_score`` of the predictions in each ``window_s`` seconds from 0 to
     ``end_s`` (the last window may be shorter); [] for a predictor without a window score."""
-    windows = []
     count = max(1, math.ceil(round(end_s / window_s, 6)))  # an end read as 6.000000001 s: 3
-    for number in range(count):
-        start = number * window_s
-        stop = end_s if number == count - 1 else start + window_s
-        inside = [p for t, p in zip(times, predictions) if p is not None and start <= t < stop]
-        windows.append((start, stop, predictor.window_score(inside), inside))
+    members: list[list[Prediction]] = [[] for _ in range(count)]
+    for time_s, prediction in zip(times, predictions):
+        if prediction is not None:  # each frame in exactly one window: [n w, (n + 1) w)
+            number = math.floor(round(float(time_s) / window_s, 6))
+            members[min(max(number, 0), count - 1)].append(prediction)
+    windows = []
+    for number, inside in enumerate(members):
+        stop = end_s if number == count - 1 else (number + 1) * window_s
+        windows.append((number * window_s, stop, predictor.window_score(inside), inside))
     scored = [score for *_, score, _ in windows if score is not None]
     if not scored:
         return []
@@ -248,9 +254,10 @@ def assess_video(path: str | os.PathLike[str], predictor: Predictor, *,
     path = Path(path)
     if not isinstance(step, int) or step < 1:
         raise NeopainError(f"step={step!r} must be a whole number of frames >= 1")
-    if not (isinstance(dan_window_s, (int, float)) and 0 < dan_window_s < float("inf")):
-        raise NeopainError(f"dan_window_s={dan_window_s!r} must be a number of seconds > 0, "
-                           "e.g. 10")
+    if not (isinstance(dan_window_s, (int, float))
+            and MIN_DAN_WINDOW_S <= dan_window_s < float("inf")):
+        raise NeopainError(f"dan_window_s={dan_window_s!r} must be a number of seconds >= "
+                           f"{MIN_DAN_WINDOW_S:g}, e.g. 10")
     rows, predictions = [], []
     try:
         with open_video(path) as capture, Assessor(predictor, detector=detector, window=window,
