@@ -22,8 +22,8 @@ from neopain.errors import NeopainError
 from neopain.explain.compare import mask_references
 from neopain.explain.alignment import Placement
 from neopain.explain.perception import (
-    AGREEMENT_METRICS, agreement, compare_perception, into_frame, into_placement,
-    load_perception, overlap_score, summarize_agreement, top_mask,
+    AGREEMENT_METRICS, Reference, agreement, compare_perception, into_frame, into_placement,
+    load_perception, match_references, overlap_score, summarize_agreement, top_mask,
 )
 from neopain.explain.report import write_perception_report
 
@@ -188,3 +188,19 @@ def test_a_missing_perception_file_names_the_line_and_the_paths_tried(cohort, tm
     assert (f"line 2, column 'new_percep_file_name': {heatmap!r} file not found; tried "
             f"{table.parent / heatmap}, {table.parent / 'Heatmaps' / heatmap}") in message
     assert len(load_perception(table, root=root)) == len(pd.read_csv(table))
+
+
+def test_a_reference_is_not_matched_to_images_of_other_subjects_sharing_its_file_name():
+    """Bug guarded: UNIFESP file names repeat across subjects and ``explain run`` explains only
+    test subjects, so the heatmaps of infants ID1 and ID2 were both compared with ID3's."""
+    placement = Placement(image=Path("/data/orig/ID3/img_1.jpg"), size=(50, 40),
+                          box=(0, 0, 50, 40))
+    references = {"ID3/img_1.jpg": Reference(np.zeros((40, 50)), "pain", placement=placement)}
+    others = pd.DataFrame({"image_path": ["/u/Images/ID1/img_1.jpg", "/u/Images/ID2/img_1.jpg",
+                                          "/u/Images/ID1/img_1.jpg"]})
+    assert match_references(others, references) == [None, None, None]
+    own = pd.DataFrame({"image_path": ["/u/Images/ID1/img_1.jpg", "/u/Images/ID3/img_1.jpg",
+                                       "/u/Images/ID2/img_1.jpg", "/u/Images/ID3/img_1.jpg"]})
+    assert match_references(own, references) == [None, "ID3/img_1.jpg", None, "ID3/img_1.jpg"]
+    alone = pd.DataFrame({"image_path": ["/u/Images/ID1/img_1.jpg"] * 2})
+    assert match_references(alone, references) == ["ID3/img_1.jpg"] * 2

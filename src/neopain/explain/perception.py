@@ -288,13 +288,18 @@ def _source(key: str, reference: Reference) -> tuple[str, ...]:
 def match_references(perception: pd.DataFrame,
                      references: Mapping[str, Reference]) -> list[str | None]:
     """The reference key of each perception row: the reference whose original image (or key)
-    shares the longest ending of its path with the row's ``image_path``; a tie matches none."""
+    shares the longest ending of its path with the row's ``image_path``; a tie matches none.
+
+    Matching is mutual: a reference that several distinct images match (file names repeat
+    across subjects) goes only to the image sharing the strictly longest ending with it; the
+    others match none rather than another subject's heatmap.
+    """
     by_name: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     for key, reference in references.items():
         parts = _source(key, reference)
         by_name.setdefault(parts[-1], []).append((key, parts))
-    keys = []
-    for image in perception["image_path"]:
+    best_of: dict[str, tuple[str, int] | None] = {}
+    for image in dict.fromkeys(perception["image_path"]):
         parts = PurePosixPath(Path(image).as_posix()).parts
         shared = {}
         for key, candidate in by_name.get(parts[-1], []):
@@ -305,8 +310,20 @@ def match_references(perception: pd.DataFrame,
             shared[key] = common
         best = max(shared.values(), default=0)
         winners = [key for key, common in shared.items() if common == best]
-        keys.append(winners[0] if len(winners) == 1 else None)
-    return keys
+        best_of[image] = (winners[0], best) if len(winners) == 1 else None
+    claims: dict[str, list[int]] = {}
+    for match in best_of.values():
+        if match is not None:
+            claims.setdefault(match[0], []).append(match[1])
+    keys: dict[str, str | None] = {}
+    for image, match in best_of.items():
+        if match is None:
+            keys[image] = None
+            continue
+        key, common = match
+        rivals = claims[key]
+        keys[image] = key if common == max(rivals) and rivals.count(common) == 1 else None
+    return [keys[image] for image in perception["image_path"]]
 
 
 def compare_perception(perception: pd.DataFrame, references: Mapping[str, Reference], *,
