@@ -3,8 +3,12 @@ refused by name, never with a traceback."""
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
+
+from neopain.export import torch_runtime
 
 from cli_invoke import invoke, train_fold_0
 from face_manifest import write_face_manifest
@@ -31,9 +35,17 @@ def test_nfcs_on_real_faces_writes_the_table_the_scores_and_the_plot(faces, tmp_
     assert (out / "robustness.png").stat().st_size > 10_000
 
 
-def test_a_training_run_and_its_onnx_export_give_the_same_table(cohort6, tmp_path):
-    code, output = train_fold_0(cohort6, tmp_path / "run")
+@pytest.fixture(scope="module")
+def run(cohort6, tmp_path_factory):
+    """A run trained on fold 0 only (score it, never write into it)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    code, output = train_fold_0(cohort6, out)
     assert code == 0, output
+    return out
+
+
+def test_a_training_run_and_its_onnx_export_give_the_same_table(cohort6, run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
     code, output = invoke("robustness", str(tmp_path / "run"), "--out", str(tmp_path / "out"),
                           "--corruption", "downscale", "--severity", "5", "--limit", "3")
     assert code == 0, output
@@ -57,6 +69,30 @@ def test_a_training_run_and_its_onnx_export_give_the_same_table(cohort6, tmp_pat
     exported = pd.read_csv(tmp_path / "onnx" / "scores.csv")
     assert list(exported["image"]) == [str(cohort6 / image) for image in scores["image"]]
     assert exported["prob_pain"].to_numpy() == pytest.approx(scores["prob_pain"], abs=1e-4)
+
+
+def test_the_folds_of_a_run_are_in_memory_one_at_a_time(run, tmp_path, monkeypatch):
+    """Bug: every fold's network was built before the first was scored (a 10-fold VGG16 run
+    held 5.5 GB), and those built were never closed when a later fold failed."""
+    shutil.copytree(run, tmp_path / "run")
+    shutil.copytree(run / "fold_0", tmp_path / "run" / "fold_1")
+    live, most = set(), []
+
+    class CountedPredictor(torch_runtime.RunPredictor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            live.add(id(self))
+            most.append(len(live))
+
+        def close(self):
+            live.discard(id(self))
+            super().close()
+
+    monkeypatch.setattr(torch_runtime, "RunPredictor", CountedPredictor)
+    code, output = invoke("robustness", str(tmp_path / "run"), "--out", str(tmp_path / "out"),
+                          "--corruption", "jpeg", "--severity", "1", "--limit", "2")
+    assert code == 0, output
+    assert most == [1, 1] and not live
 
 
 @pytest.mark.parametrize("args, expected", [
