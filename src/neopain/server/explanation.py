@@ -49,7 +49,9 @@ class StreamExplainer:
         prediction = result.prediction
         if prediction is not None:
             self.recent_.append((result.time_s, prediction))
-        while self.recent_ and result.time_s - self.recent_[0][0] > self.window_s:
+        # the last window_s seconds, (now - window_s, now]: 20 frames at 2 per second, as a
+        # video's [start, start + window_s) holds
+        while self.recent_ and result.time_s - self.recent_[0][0] >= self.window_s:
             self.recent_.popleft()
         reply: dict[str, Any] = {"status": "no_face", "lines": [], "note": "",
                                  "reason": NO_FACE, "dan": self._dan(predictor)}
