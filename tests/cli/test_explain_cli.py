@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli_invoke import invoke
 from neopain.cli.app import app as neopain_app
+from neopain.data.manifest import load_manifest
 from neopain.faces.regions import REGIONS
 from neopain.training import TrainConfig, run_cv
 
@@ -171,3 +173,26 @@ def test_benchmark_refuses_an_unknown_method_by_name(trained, tmp_path):
                        "--method", "shap", "--limit", "1")
     assert code == 1
     assert "--method 'shap' is not valid; valid: gradcam, ig, occlusion, rise" in output
+
+
+def test_compare_refuses_masks_without_any_action_and_a_perception_table_without_rows(
+        cohort6, tmp_path):
+    """Bug guarded: all-empty masks left no reference and a header-only perception table no
+    row, and compare ended in a StopIteration or IndexError traceback."""
+    manifest = tmp_path / "manifest.csv"
+    table = pd.read_csv(cohort6 / "manifest.csv", dtype=str, keep_default_na=False)
+    table["image"] = [str(cohort6 / image) for image in table["image"]]
+    table["mask"] = ""
+    table.to_csv(manifest, index=False)
+    assert len(load_manifest(manifest).table) == len(table)
+    perception = cohort6 / "perception.csv"
+    code, output = invoke("explain", "compare", "--perception", str(perception),
+                          "--masks", str(manifest), "--out", str(tmp_path / "a"))
+    assert code == 1
+    assert f"no row of {manifest} has an action in its mask" in output
+    header = tmp_path / "perception.csv"
+    header.write_text(perception.read_text().splitlines()[0] + "\n")
+    code, output = invoke("explain", "compare", "--perception", str(header),
+                          "--masks", str(cohort6 / "manifest.csv"), "--out", str(tmp_path / "b"))
+    assert code == 1
+    assert f"perception table {header} has no rows" in output

@@ -53,6 +53,9 @@ def compare(
         fail("give exactly one of --attributions DIR and --masks MANIFEST")
     try:
         table = load_perception(perception, root=root)
+        if table.empty:
+            raise NeopainError(f"perception table {perception} has no rows; valid: one row "
+                               "per image and persona")
         notes = []
         if attributions is not None:
             references, method = attribution_references(attributions, method=method)
@@ -62,6 +65,9 @@ def compare(
             references, left_out = mask_references(masks)
             reference = "the ground-truth action masks"
             out = out or masks.parent / "agreement"
+            if not references:
+                raise NeopainError(f"no row of {masks} has an action in its mask; valid: a "
+                                   "manifest whose mask column names masks with an action")
             if left_out:
                 notes.append(f"{left_out} images without any action left out")
         with progress_bar("comparing heatmaps") as update:
