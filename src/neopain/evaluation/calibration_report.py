@@ -148,12 +148,15 @@ def evaluate_calibration(run: Run) -> tuple[CalibrationEvaluation | None, list[s
     prob = np.concatenate([probs[fold.index] for fold in run.folds])
     calibrators = {fold.index: read_calibrator(FoldFolder(fold.path)) for fold in run.folds}
     methods = sorted({c.method for c in calibrators.values() if c is not None})
-    intervals, _, _ = run_intervals(run, prob=prob)  # the raw metrics' notes say the same
+    intervals, _, interval_notes = run_intervals(run, prob=prob)
     evaluation = CalibrationEvaluation(
         per_fold, summarize(per_fold, binary_metrics(y, prob, threshold=run.threshold),
                             intervals=intervals), methods, (y, prob))
     notes = [f"fold {index}: no {CALIBRATOR_FILE}; the calibration method and alpha are "
              f"unknown" for index, c in calibrators.items() if c is None]
+    # a metric undefined on some resamples may differ once calibration moves the labels; the
+    # note on subjects is the raw metrics' own
+    notes += [f"calibrated {note}" for note in interval_notes if " undefined on " in note]
     if not all(SET_COLUMN in fold.predictions.columns for fold in run.folds):
         return evaluation, notes
     alphas = {index: c.alpha if c is not None and c.alpha is not None else math.nan
