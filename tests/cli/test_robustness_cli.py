@@ -95,6 +95,20 @@ def test_the_folds_of_a_run_are_in_memory_one_at_a_time(run, tmp_path, monkeypat
     assert most == [1, 1] and not live
 
 
+def test_a_region_no_face_shows_is_refused_by_name(faces, tmp_path):
+    """Bug: with only the clean condition scored the plot had 0 panels (ValueError)."""
+    bare = tmp_path / "bare.csv"
+    table = pd.read_csv(faces, dtype=str, keep_default_na=False)
+    table["keypoints"] = ""
+    table["image"] = [str(faces.parent / image) for image in table["image"]]
+    table.to_csv(bare, index=False)
+    code, output = invoke("robustness", "nfcs", "--manifest", str(bare), "--out",
+                          str(tmp_path / "out"), "--corruption", "occlude_mouth")
+    assert code == 1, output
+    assert ("no face could be scored under --corruption occlude_mouth: none shows the mouth or "
+            "has keypoints or landmarks") in output
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--corruption", "fog"], "corruption 'fog' is not valid; valid: brightness, downscale"),
     (["--severity", "9"], "severity=9 is not valid; valid: 1, 2, 3, 4, 5"),

@@ -67,6 +67,26 @@ def _work(model: str, manifest: Path | None, limit: int | None):
     return work
 
 
+def _check_scored(scores, names: list[str]) -> None:
+    """Refuse a result with nothing but the clean condition: every corruption asked for
+    covers a facial region that no face shows (or no face has keypoints or landmarks).
+
+    Raises:
+        NeopainError: naming the corruptions and regions.
+    """
+    from neopain.evaluation.corruptions import CORRUPTIONS
+    from neopain.evaluation.robustness import CLEAN
+
+    if (scores["corruption"] != CLEAN).any():
+        return
+    asked = " ".join(f"--corruption {name}" for name in names)
+    regions = " or ".join(dict.fromkeys(CORRUPTIONS[name].region for name in names))
+    raise NeopainError(f"no face could be scored under {asked}: none shows the {regions} or "
+                       "has keypoints or landmarks; valid: a manifest with keypoints or "
+                       "landmarks (neopain faces detect) whose face boxes show the region, or a "
+                       "corruption of the whole crop (blur, noise, …)")
+
+
 def _print_tables(table, *, title: str) -> None:
     """Accuracy and AUC per corruption and severity, pooled over folds, and the share of faces
     the model could assess where it could not assess them all."""
@@ -159,6 +179,7 @@ def robustness(
                     names_seen.append(predictor.name)
                 done += len(faces)
         pooled = pd.concat(scores, ignore_index=True)
+        _check_scored(pooled, names)
         table = robustness_table(pooled)
         title = f"{names_seen[0] if len(names_seen) == 1 else model}: {total} images"
         written = write_robustness(pooled, table, out, title=title)
