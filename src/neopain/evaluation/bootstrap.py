@@ -217,11 +217,18 @@ def run_intervals(run: Run, *, prob: ArrayLike | None = None
     y, raw = run.pooled()
     prob = raw if prob is None else np.asarray(prob, dtype=float)
     groups, by_subject = subject_groups(subjects, images=len(y))
+    named = subjects is not None and int(groups.max(initial=-1)) + 1 < len(y)
     notes, text = [], method_text(by_subject=by_subject)
-    if not by_subject:
-        notes.append("predictions.csv has no subject for some images: the 95% intervals "
-                     "resample images as if independent, and are too narrow when a subject "
-                     "has several images")
+    if subjects is None:
+        notes.append("predictions.csv has no subject column: the 95% intervals resample "
+                     "images as if independent, and are too narrow when a subject has several "
+                     "images")
+    elif not by_subject:
+        text = (f"{method_text(by_subject=True)}; images without a subject resampled alone"
+                if named else text)
+        notes.append("predictions.csv has no subject for some images: those are resampled "
+                     "one by one, as if independent, which narrows the 95% intervals when "
+                     "they share a subject")
     if groups.max(initial=0) < 1:
         return {}, "none (a single subject)", notes + [
             "a single subject: no interval can be drawn by resampling subjects"]
