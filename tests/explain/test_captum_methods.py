@@ -65,3 +65,16 @@ def test_gradient_methods_refuse_a_function_and_bad_options(colour_model):
         CaptumGradients(colour_model(), method="shap")
     with pytest.raises(NeopainError, match="samples=1 is not valid"):
         Lime(colour_model(), samples=1)
+
+
+@pytest.mark.parametrize("name", ["gradientshap", "smoothgrad"])
+def test_a_sampled_heatmap_does_not_depend_on_the_other_images_of_its_batch(colour_model,
+                                                                           blobs, name):
+    """Bug guarded: the noise was seeded once per batch and GradientSHAP drew its baselines
+    from the whole batch, so an image's heatmap changed with the images explained beside it."""
+    image, _, _ = blobs
+    other = np.ascontiguousarray(image[:, ::-1, ::-1])
+    with CaptumGradients(colour_model(), method=name, samples=8, batch_size=2) as explainer:
+        alone = explainer.explain(image[None], target="pain")
+        second = explainer.explain(np.stack([other, image]), target="pain")
+    np.testing.assert_allclose(second[1], alone[0], rtol=1e-5, atol=1e-6)

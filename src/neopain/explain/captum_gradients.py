@@ -100,25 +100,28 @@ class CaptumGradients(Explainer):
         images = images.detach().clone().requires_grad_()  # else captum warns that it set it
         if self.method in ("saliency", "inputxgradient"):
             attributions = self._captum.attribute(images, target=target)
-        elif self.method == "smoothgrad":
-            with seeded_random(self.seed):
-                attributions = self._captum.attribute(
-                    images, target=target, nt_type="smoothgrad", nt_samples=self.samples,
-                    stdevs=self.noise)
-        else:
+        elif self.method == "deeplift":
             baselines = baseline_images(images, baseline=self.baseline,
                                         blur_sigma=self.blur_sigma, cfg=self.cfg)
-            if self.method == "deeplift":
-                with warnings.catch_warnings():  # captum announces its (removed) hooks
-                    warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
-                    attributions = self._captum.attribute(images, baselines=baselines,
-                                                          target=target)
-            else:
-                with seeded_random(self.seed):
-                    attributions = self._captum.attribute(
-                        images, baselines=baselines, target=target,
-                        n_samples=self.samples, stdevs=self.noise)
+            with warnings.catch_warnings():  # captum announces its (removed) hooks
+                warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
+                attributions = self._captum.attribute(images, baselines=baselines,
+                                                      target=target)
+        else:  # noisy samples: image by image, so a heatmap does not depend on its batch
+            attributions = torch.cat([self._sampled(images[i:i + 1], target[i:i + 1])
+                                      for i in range(len(images))])
         return attributions.detach().sum(dim=1).clamp(min=0.0)
+
+    def _sampled(self, image: Tensor, target: Tensor) -> Tensor:
+        """SmoothGrad or GradientSHAP attributions of one image, under the explainer's seed."""
+        with seeded_random(self.seed):
+            if self.method == "smoothgrad":
+                return self._captum.attribute(image, target=target, nt_type="smoothgrad",
+                                              nt_samples=self.samples, stdevs=self.noise)
+            baselines = baseline_images(image.detach(), baseline=self.baseline,
+                                        blur_sigma=self.blur_sigma, cfg=self.cfg)
+            return self._captum.attribute(image, baselines=baselines, target=target,
+                                          n_samples=self.samples, stdevs=self.noise)
 
     def _release(self) -> None:
         self._captum = None
