@@ -84,6 +84,7 @@ def test_nfcs_unreadable_faces_are_cannot_assess_and_left_out_of_the_metrics(rea
     blurred = scores[(scores["corruption"] == "blur") & (scores["severity"] == 5)]
     assert not blurred["assessable"].any()
     assert (blurred["pred"] == "cannot_assess").all()
+    assert blurred["prob_pain"].isna().all()  # bug: the scorer's 0.5 placeholder was written
     assert (blurred["reason"] != "").all()
     worst = _pooled(table, "blur").loc[5]
     assert worst["assessable"] == 0.0 and np.isnan(worst["accuracy"])

@@ -163,7 +163,8 @@ def score_corruptions(predictor: Predictor, faces: Sequence[Face], *,
 
     Returns:
         One row per face and condition (``SCORE_COLUMNS``); ``pred`` is ``cannot_assess``
-        where the model could not assess the face.
+        and ``prob_pain`` NaN where the model could not assess the face (never its
+        placeholder P(pain)).
 
     Raises:
         NeopainError: an unknown corruption or severity, a crop the predictor's rule cannot
@@ -197,7 +198,7 @@ def score_corruptions(predictor: Predictor, faces: Sequence[Face], *,
                  for name, severity in kept]
         for (name, severity), prediction in zip(kept, predictor.predict_crops(crops)):
             records.append((face.fold, face.row, face.name, face.label, name, severity,
-                            prediction.prob_pain,
+                            prediction.prob_pain if prediction.assessable else float("nan"),
                             prediction.label if prediction.assessable else "cannot_assess",
                             prediction.assessable, prediction.reason))
         if on_progress is not None:
