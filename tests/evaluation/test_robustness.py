@@ -16,6 +16,7 @@ from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.errors import NeopainError
+from neopain.evaluation import robustness
 from neopain.evaluation.robustness import (
     CLEAN,
     SCORE_COLUMNS,
@@ -140,3 +141,22 @@ def test_unreadable_images_are_named_and_left_out(real_faces, nfcs, tmp_path):
                                on_unreadable=skipped.append)
     assert len(skipped) == 1 and "broken.png" in str(skipped[0])
     assert set(scores["image"]) == {real_faces[1].name}
+
+
+def test_a_faces_crops_are_assessed_a_chunk_at_a_time_with_the_same_results(real_faces, nfcs,
+                                                                            monkeypatch):
+    """Bug: all of a face's corrupted crops were made before one predict_crops call (about
+    2 GB per face for a 4K whole-image model)."""
+    sizes = []
+    predict_crops = nfcs.predict_crops
+
+    def counted(crops):
+        sizes.append(len(crops))
+        return predict_crops(crops)
+
+    monkeypatch.setattr(nfcs, "predict_crops", counted)
+    asked = {"corruptions": ["brightness", "jpeg", "noise", "patches"], "seed": 0}
+    chunked = score_corruptions(nfcs, real_faces[:2], **asked)
+    assert sizes == [16, 5] * 2
+    monkeypatch.setattr(robustness, "CROPS_PER_CALL", 1000)
+    pd.testing.assert_frame_equal(chunked, score_corruptions(nfcs, real_faces[:2], **asked))

@@ -43,6 +43,9 @@ SCORE_COLUMNS = ("fold", "row", "image", "label", "corruption", "severity", "pro
 TABLE_COLUMNS = ("fold", "corruption", "severity", "parameter", "images", "assessable",
                  "accuracy", "auc", "recall", "specificity", "clean_accuracy")
 TABLE_METRICS = ("accuracy", "auc", "recall", "specificity")
+CROPS_PER_CALL = 16
+"""How many corrupted crops of a face are made and assessed at once: all 81 conditions of a
+4K whole-image crop would hold about 2 GB."""
 ProgressHook = Callable[[int, int], None]
 UnreadableHook = Callable[[ImageReadError], None]
 
@@ -148,10 +151,11 @@ def score_corruptions(predictor: Predictor, faces: Sequence[Face], *,
                       on_unreadable: UnreadableHook | None = None) -> pd.DataFrame:
     """Assess every face clean and under every corruption and severity.
 
-    A region occlusion is skipped for a face with neither keypoints nor landmarks, and for one
-    whose crop does not show that region (a face box cut above the chin): covering nothing
-    would count as surviving the occlusion. Its rows are missing from the result;
-    ``robustness_table`` counts the images of each condition.
+    A face's conditions are corrupted and assessed ``CROPS_PER_CALL`` at a time, keeping only
+    the results. A region occlusion is skipped for a face with neither keypoints nor
+    landmarks, and for one whose crop does not show that region (a face box cut above the
+    chin): covering nothing would count as surviving the occlusion. Its rows are missing from
+    the result; ``robustness_table`` counts the images of each condition.
 
     Args:
         predictor: the model; crops are cut by its ``crop`` rule.
@@ -192,15 +196,17 @@ def score_corruptions(predictor: Predictor, faces: Sequence[Face], *,
         shown = set() if regions is None else {REGIONS[i] for i in np.unique(regions) if i >= 0}
         kept = [(name, severity) for name, severity in wanted
                 if name == CLEAN or CORRUPTIONS[name].region in ("", *shown)]
-        crops = [crop if name == CLEAN else
-                 corrupt(crop, name, severity=severity, seed=_seed(seed, name, face.row),
-                         regions=regions)
-                 for name, severity in kept]
-        for (name, severity), prediction in zip(kept, predictor.predict_crops(crops)):
-            records.append((face.fold, face.row, face.name, face.label, name, severity,
-                            prediction.prob_pain if prediction.assessable else float("nan"),
-                            prediction.label if prediction.assessable else "cannot_assess",
-                            prediction.assessable, prediction.reason))
+        for start in range(0, len(kept), CROPS_PER_CALL):
+            part = kept[start:start + CROPS_PER_CALL]
+            crops = [crop if name == CLEAN else
+                     corrupt(crop, name, severity=severity, seed=_seed(seed, name, face.row),
+                             regions=regions)
+                     for name, severity in part]
+            for (name, severity), prediction in zip(part, predictor.predict_crops(crops)):
+                records.append((face.fold, face.row, face.name, face.label, name, severity,
+                                prediction.prob_pain if prediction.assessable else float("nan"),
+                                prediction.label if prediction.assessable else "cannot_assess",
+                                prediction.assessable, prediction.reason))
         if on_progress is not None:
             on_progress(done, len(faces))
     if not records:
