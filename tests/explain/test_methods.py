@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from neopain.errors import NeopainError
-from neopain.explain import METHOD_NAMES, MODEL_AGNOSTIC, build_explainers
+from neopain.explain import (
+    METHOD_NAMES, MODEL_AGNOSTIC, CaptumGradients, IntegratedGradients, Lime, Occlusion, Rise,
+    build_explainers,
+)
 from neopain.explain.localization import localization
 
 
@@ -59,3 +62,24 @@ def test_a_refused_option_closes_what_was_opened(colour_model):
     with pytest.raises(NeopainError, match="baseline='grey' is not valid"):
         build_explainers(["gradcam", "ig"], model, model.cfg, baseline="grey")
     assert model.training  # gradcam was opened (eval mode) and closed again
+
+
+def test_closing_what_was_built_leaves_a_training_model_training(colour_model):
+    """Bug guarded: explainers restore the mode they found, so closing them in build order put
+    a train-mode model in eval mode; and a refused option set eval mode before refusing."""
+    model = colour_model().train()
+    with pytest.raises(NeopainError, match="masks=0 is not valid"):
+        build_explainers(["gradcam", "guidedgradcam", "rise"], model, model.cfg, rise_masks=0)
+    assert model.training
+
+
+@pytest.mark.parametrize("maker", [
+    lambda model: Rise(model, masks=0), lambda model: Lime(model, segments=0),
+    lambda model: CaptumGradients(model, method="smoothgrad", samples=0),
+    lambda model: Occlusion(model, window=0), lambda model: IntegratedGradients(model, steps=1),
+], ids=["rise", "lime", "smoothgrad", "occlusion", "ig"])
+def test_a_refused_option_leaves_the_model_mode_alone(colour_model, maker):
+    model = colour_model().train()
+    with pytest.raises(NeopainError, match="is not valid"):
+        maker(model)
+    assert model.training

@@ -137,7 +137,7 @@ def run(
     except NeopainError as error:
         fail_with(error)
     finally:
-        for close in closers:
+        for close in reversed(closers):  # explainers restore the model mode they found
             close()
     _print_run(table, regions, out)
 

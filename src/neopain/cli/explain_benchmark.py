@@ -115,7 +115,7 @@ def benchmark(
     except NeopainError as error:
         fail_with(error)
     finally:
-        for explainer in explainers.values():
+        for explainer in reversed(explainers.values()):  # each restores the mode it found
             explainer.close()
     _print_benchmark(result.table, masks is not None, out)
 

@@ -81,7 +81,6 @@ class CaptumGradients(Explainer):
             raise NeopainError(f"method={method!r} is not valid; valid: "
                                f"{', '.join(self.METHODS)}")
         self.name = method  # before the base checks, which name the method
-        super().__init__(model, batch_size=batch_size)
         self.method = method
         self.baseline = baseline
         self.samples = samples
@@ -91,6 +90,7 @@ class CaptumGradients(Explainer):
         self.cfg = cfg if cfg is not None else getattr(model, "cfg", None)  # PainModel has one
         check_baseline(baseline, self.cfg)
         check_counts(self, ("samples",))
+        super().__init__(model, batch_size=batch_size)  # after the checks: it sets eval mode
         scores = ClassScores(model)
         self._captum = {"saliency": Saliency, "inputxgradient": InputXGradient,
                         "deeplift": DeepLift, "gradientshap": GradientShap,

@@ -84,7 +84,6 @@ class IntegratedGradients(Explainer):
                  method: str = "gausslegendre", internal_batch_size: int = 64,
                  blur_sigma: float = 0.1, cfg: ModelCfg | None = None,
                  batch_size: int = 8) -> None:
-        super().__init__(model, batch_size=batch_size)
         self.baseline = baseline
         self.steps = steps
         self.tolerance = tolerance
@@ -112,6 +111,7 @@ class IntegratedGradients(Explainer):
         if baseline == "black" and self.cfg is None:
             raise NeopainError("baseline='black' needs the model's normalization: pass cfg= or "
                                "a PainModel built by create_model")
+        super().__init__(model, batch_size=batch_size)  # after the checks: it sets eval mode
         self._scores = ClassScores(model)
         self._ig: CaptumIntegratedGradients | None = CaptumIntegratedGradients(self._scores)
 

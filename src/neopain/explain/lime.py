@@ -58,7 +58,6 @@ class Lime(Explainer):
     def __init__(self, model: Model, *, samples: int = 200, segments: int = 50,
                  baseline: str = "blur", blur_sigma: float = 0.1, cfg: ModelCfg | None = None,
                  seed: int = 0, perturbations_per_eval: int = 32, batch_size: int = 4) -> None:
-        super().__init__(model, batch_size=batch_size)
         self.samples = samples
         self.segments = segments
         self.baseline = baseline
@@ -68,6 +67,7 @@ class Lime(Explainer):
         self.perturbations_per_eval = perturbations_per_eval
         check_counts(self, ("samples", "segments", "perturbations_per_eval"), least=2)
         check_baseline(baseline, self.cfg)
+        super().__init__(model, batch_size=batch_size)  # after the checks: it sets eval mode
         self._lime: CaptumLime | None = CaptumLime(probability_scores(model),
                                                    interpretable_model=SkLearnRidge(alpha=1.0))
 

@@ -44,7 +44,8 @@ def build_explainers(methods: Iterable[str], model: Model, cfg: ModelCfg | None,
         seed: seeds the random methods (RISE, LIME, GradientSHAP, SmoothGrad).
 
     Returns:
-        name → open explainer; the caller closes them.
+        name → open explainer; the caller closes them in reverse order (each restores the
+        model mode it found).
 
     Raises:
         NeopainError: an unknown name (the valid ones are listed), a gradient method for a
@@ -74,7 +75,7 @@ def build_explainers(methods: Iterable[str], model: Model, cfg: ModelCfg | None,
             built[name] = makers[name]() if name in makers else CaptumGradients(
                 model, method=name, baseline=baseline, cfg=cfg, seed=seed)
     except NeopainError:
-        for explainer in built.values():
+        for explainer in reversed(built.values()):  # each restores the mode it found
             explainer.close()
         raise
     return built

@@ -53,7 +53,6 @@ class Occlusion(Explainer):
                  baseline: str = "blur", blur_sigma: float = 0.1,
                  cfg: ModelCfg | None = None, perturbations_per_eval: int = 32,
                  batch_size: int = 4) -> None:
-        super().__init__(model, batch_size=batch_size)
         self.window = window
         self.stride = stride
         self.baseline = baseline
@@ -62,6 +61,7 @@ class Occlusion(Explainer):
         self.perturbations_per_eval = perturbations_per_eval
         check_counts(self, ("window", "stride", "perturbations_per_eval"))
         check_baseline(baseline, self.cfg)
+        super().__init__(model, batch_size=batch_size)  # after the checks: it sets eval mode
         self._occlusion: CaptumOcclusion | None = CaptumOcclusion(probability_scores(model))
 
     def _attribute(self, images: Tensor, target: Tensor) -> Tensor:

@@ -75,7 +75,6 @@ class Rise(Explainer):
     def __init__(self, model: Model, *, masks: int = 2000, cells: int = 8, keep: float = 0.5,
                  baseline: str = "blur", blur_sigma: float = 0.1, cfg: ModelCfg | None = None,
                  seed: int = 0, masks_per_eval: int = 64, batch_size: int = 4) -> None:
-        super().__init__(model, batch_size=batch_size)
         self.masks = masks
         self.cells = cells
         self.keep = keep
@@ -88,6 +87,7 @@ class Rise(Explainer):
         if not isinstance(keep, (int, float)) or not 0 < keep < 1:
             raise NeopainError(f"keep={keep!r} is not valid; valid: a probability in (0, 1)")
         check_baseline(baseline, self.cfg)
+        super().__init__(model, batch_size=batch_size)  # after the checks: it sets eval mode
         self._scores = probability_scores(model)
 
     def _attribute(self, images: Tensor, target: Tensor) -> Tensor:
