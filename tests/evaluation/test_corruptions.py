@@ -60,6 +60,22 @@ def test_downscaling_a_face_already_that_coarse_leaves_it_as_it_is():
     assert np.array_equal(corrupt(small, "downscale", severity=5, seed=0), small)
 
 
+def test_a_translation_shifts_by_the_same_length_in_every_direction_on_a_non_square_crop():
+    """Bug: the shift was a share of the width along x and of the height along y, so on a
+    100×200 crop a vertical shift was half as long as a horizontal one."""
+    crop = np.zeros((100, 200, 3), np.uint8)
+    crop[48:53, 98:103] = 255
+    lengths, directions = [], []
+    for seed in range(24):
+        moved = corrupt(crop, "translation", severity=3, seed=seed)  # 15 % of 200 px
+        ys, xs = np.nonzero(moved[..., 0] > 127)
+        shift = np.array([xs.mean() - 100, ys.mean() - 50])
+        lengths.append(np.hypot(*shift))
+        directions.append(abs(shift[0]) > abs(shift[1]))
+    assert any(directions) and not all(directions)  # mostly along x and mostly along y
+    assert np.allclose(lengths, 30, atol=1), np.round(lengths, 1)
+
+
 @pytest.mark.parametrize("name, severity, regions, expected", [
     ("fog", 1, None, "corruption 'fog' is not valid; valid: brightness, downscale, blur"),
     ("blur", 0, None, "severity=0 is not valid; valid: 1, 2, 3, 4, 5 (0 is the clean"),

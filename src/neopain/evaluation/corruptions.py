@@ -105,9 +105,13 @@ def _rotation(level: float, side: int, rng: np.random.Generator) -> A.BasicTrans
 
 
 def _translation(level: float, side: int, rng: np.random.Generator) -> A.BasicTransform:
+    """A shift of ``level`` % of the longer side in a direction drawn from ``rng``, in pixels:
+    albumentations' ``translate_percent`` takes x as a share of the width and y of the height,
+    which on a non-square crop would make the length depend on the direction."""
     direction = rng.uniform(0, 2 * np.pi)
-    dx, dy = level / 100 * np.cos(direction), level / 100 * np.sin(direction)
-    return A.Affine(translate_percent={"x": (dx, dx), "y": (dy, dy)},
+    length = level / 100 * side
+    dx, dy = round(length * np.cos(direction)), round(length * np.sin(direction))
+    return A.Affine(translate_px={"x": (dx, dx), "y": (dy, dy)},
                     border_mode=cv2.BORDER_CONSTANT, fill=0, p=1)
 
 
