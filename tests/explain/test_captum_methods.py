@@ -78,3 +78,16 @@ def test_a_sampled_heatmap_does_not_depend_on_the_other_images_of_its_batch(colo
         alone = explainer.explain(image[None], target="pain")
         second = explainer.explain(np.stack([other, image]), target="pain")
     np.testing.assert_allclose(second[1], alone[0], rtol=1e-5, atol=1e-6)
+
+
+def test_guided_gradcam_refuses_a_layer_without_a_spatial_map_by_name(blobs):
+    """Bug guarded: a layer after global pooling made captum return an empty tensor, and
+    summing its channels raised an IndexError."""
+    image, _, _ = blobs
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2))
+    with GuidedGradCam(model, layer="3") as explainer, \
+            pytest.raises(NeopainError, match="layer '3' has no spatial map .* valid: a "
+                                              "convolution layer"):
+        explainer.explain(image, target=1)

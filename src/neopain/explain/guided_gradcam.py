@@ -14,6 +14,7 @@ import warnings
 from captum.attr import GuidedGradCam as CaptumGuidedGradCam
 from torch import Tensor, nn
 
+from neopain.errors import NeopainError
 from neopain.explain.base import ClassScores, Explainer
 from neopain.explain.gradcam import GradCam
 
@@ -27,7 +28,8 @@ class GuidedGradCam(Explainer):
         batch_size: images per pass.
 
     Raises:
-        NeopainError: no layer, or a path that names no module (as ``GradCam``).
+        NeopainError: no layer, or a path that names no module (as ``GradCam``); at
+            ``explain``, a layer without a spatial (H, W) output.
     """
 
     name = "guidedgradcam"
@@ -44,8 +46,15 @@ class GuidedGradCam(Explainer):
         images = images.detach().clone().requires_grad_()  # else captum warns that it set it
         with warnings.catch_warnings():  # captum announces its (removed) ReLU hooks
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            warnings.filterwarnings("ignore", message="Couldn't appropriately interpolate")
             attributions = self._guided.attribute(images, target=target,
                                                   interpolate_mode="bilinear")
+        if attributions.numel() == 0:  # captum could not upsample the layer's output
+            name = next(name for name, module in self.model.named_modules()
+                        if module is self.layer_)
+            raise NeopainError(f"guidedgradcam: layer {name!r} has no spatial map "
+                               "to upsample onto the image; valid: a convolution layer with an "
+                               "(H, W) output")
         return attributions.detach().abs().sum(dim=1)
 
     def _release(self) -> None:
