@@ -109,6 +109,21 @@ def test_a_region_no_face_shows_is_refused_by_name(faces, tmp_path):
             "has keypoints or landmarks") in output
 
 
+def test_the_title_counts_the_images_scored_not_those_skipped_as_unreadable(faces, tmp_path):
+    """Bug: the title said 4 images when one of the 4 could not be read."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    table = pd.read_csv(faces, dtype=str, keep_default_na=False)
+    table["image"] = [str(faces.parent / image) for image in table["image"]]
+    table.loc[0, "image"] = str(broken)
+    table.to_csv(tmp_path / "manifest.csv", index=False)
+    code, output = invoke("robustness", "nfcs", "--manifest", str(tmp_path / "manifest.csv"),
+                          "--out", str(tmp_path / "out"), "--corruption", "jpeg",
+                          "--severity", "1")
+    assert code == 0, output
+    assert "broken.png" in output and "nfcs: 3 images: accuracy" in output
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--corruption", "fog"], "corruption 'fog' is not valid; valid: brightness, downscale"),
     (["--severity", "9"], "severity=9 is not valid; valid: 1, 2, 3, 4, 5"),

@@ -151,7 +151,9 @@ def robustness(
     (every image under every condition) and robustness.png. See docs/robustness.md.
     """
     from neopain.evaluation.corruptions import CORRUPTIONS, SEVERITIES
-    from neopain.evaluation.robustness import conditions, robustness_table, score_corruptions
+    from neopain.evaluation.robustness import (
+        CLEAN, conditions, robustness_table, score_corruptions,
+    )
     from neopain.evaluation.robustness_report import write_robustness
 
     import pandas as pd
@@ -181,7 +183,8 @@ def robustness(
         pooled = pd.concat(scores, ignore_index=True)
         _check_scored(pooled, names)
         table = robustness_table(pooled)
-        title = f"{names_seen[0] if len(names_seen) == 1 else model}: {total} images"
+        scored = len(pooled[pooled["corruption"] == CLEAN].drop_duplicates(["fold", "row"]))
+        title = f"{names_seen[0] if len(names_seen) == 1 else model}: {scored} images"
         written = write_robustness(pooled, table, out, title=title)
     except NeopainError as error:
         fail_with(error)
