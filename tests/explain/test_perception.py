@@ -23,7 +23,7 @@ from neopain.explain.compare import mask_references
 from neopain.explain.alignment import Placement
 from neopain.explain.perception import (
     AGREEMENT_METRICS, Reference, agreement, compare_perception, into_frame, into_placement,
-    load_perception, match_references, overlap_score, summarize_agreement, top_mask,
+    load_perception, match_references, overlap_score, read_heatmap, summarize_agreement, top_mask,
 )
 from neopain.explain.report import write_perception_report
 
@@ -204,3 +204,21 @@ def test_a_reference_is_not_matched_to_images_of_other_subjects_sharing_its_file
     assert match_references(own, references) == [None, "ID3/img_1.jpg", None, "ID3/img_1.jpg"]
     alone = pd.DataFrame({"image_path": ["/u/Images/ID1/img_1.jpg"] * 2})
     assert match_references(alone, references) == ["ID3/img_1.jpg"] * 2
+
+
+def test_a_box_far_past_its_image_and_an_empty_or_nan_heatmap_are_refused_by_name(tmp_path):
+    """Bug guarded: an edited original_box of [0, 0, 1e5, 1e5] made np.pad allocate tens of GB,
+    and a (0, 40) heatmap raised a ZeroDivisionError."""
+    whole = np.ones((100, 200), np.float32)
+    huge = Placement(Path("x.jpg"), (200, 100), (0.0, 0.0, 1e5, 1e5))
+    with pytest.raises(NeopainError, match=r"heatmap h: the model's input .* reaches far past "
+                                           r"its image x.jpg \(200×100\); valid: .* at most 4×"):
+        into_placement(whole, huge, shape=(20, 40), name="h")
+    padded = Placement(Path("x.jpg"), (200, 100), (-50.0, -20.0, 250.0, 120.0))
+    assert into_placement(whole, padded, shape=(20, 40), name="h").max() > 0.99
+    for name, array in [("empty", np.zeros((0, 40), np.float32)),
+                        ("nan", np.full((4, 4), np.nan, np.float32))]:
+        np.save(tmp_path / f"{name}.npy", array)
+        with pytest.raises(NeopainError, match=f"heatmap {tmp_path / name}.npy (has shape|holds "
+                                               "NaN)"):
+            read_heatmap(tmp_path / f"{name}.npy")

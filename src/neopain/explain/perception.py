@@ -139,7 +139,8 @@ def read_heatmap(path: str | os.PathLike[str]) -> np.ndarray:
     """A heatmap file (grayscale or colour image, or ``.npy``) as float32 (H, W) scaled to 0–1.
 
     Raises:
-        NeopainError: the file is missing or unreadable (the message names it).
+        NeopainError: the file is missing, unreadable, empty or not finite (the message names
+            it).
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":
@@ -153,9 +154,13 @@ def read_heatmap(path: str | os.PathLike[str]) -> np.ndarray:
         except ImageReadError as error:
             raise NeopainError(f"heatmap {path} cannot be read ({error.reason}); valid: a "
                                "grayscale PNG/JPEG or a .npy array") from None
-    if heat.ndim != 2:
-        raise NeopainError(f"heatmap {path} has shape {heat.shape}; valid: one (H, W) map")
-    peak = float(heat.max()) if heat.size else 0.0
+    if heat.ndim != 2 or not heat.size:
+        raise NeopainError(f"heatmap {path} has shape {heat.shape}; valid: one (H, W) map of "
+                           "at least one pixel")
+    if not np.isfinite(heat).all():
+        raise NeopainError(f"heatmap {path} holds NaN or infinite values; valid: finite "
+                           "values")
+    peak = float(heat.max())
     return heat / peak if peak > 0 else heat
 
 
@@ -253,6 +258,9 @@ def into_frame(heatmap: np.ndarray, *, shape: tuple[int, int],
                          size=tuple(shape))[0]
 
 
+MAX_PLACEMENT_SPAN = 4  # a padded face crop reaches a little past its image, never this far
+
+
 def into_placement(heatmap: np.ndarray, placement: Placement, *, shape: tuple[int, int],
                    name: str | os.PathLike[str]) -> np.ndarray:
     """A heatmap on an original image cut where ``placement`` lies (to the nearest pixel, zero
@@ -261,7 +269,9 @@ def into_placement(heatmap: np.ndarray, placement: Placement, *, shape: tuple[in
     A heatmap of another size than the image is scaled to it first.
 
     Raises:
-        NeopainError: the heatmap (called ``name``) and the image differ in aspect ratio.
+        NeopainError: the heatmap (called ``name``) and the image differ in aspect ratio, or
+            the input with the image spans more than ``MAX_PLACEMENT_SPAN`` times the image's
+            side (the padding would not fit in memory).
     """
     height, width = heatmap.shape
     image_width, image_height = placement.size
@@ -270,7 +280,15 @@ def into_placement(heatmap: np.ndarray, placement: Placement, *, shape: tuple[in
                            f"{placement.image} is {image_width}×{image_height}; valid: a heatmap "
                            "drawn on the whole original image")
     scale = np.array([width / image_width, height / image_height] * 2)
-    x1, y1, x2, y2 = (int(v) for v in np.round(np.asarray(placement.box) * scale))
+    box = np.asarray(placement.box, dtype=np.float64)
+    spans = (max(box[2], image_width) - min(box[0], 0), max(box[3], image_height) - min(box[1], 0))
+    if not np.isfinite(box).all() or spans[0] > MAX_PLACEMENT_SPAN * image_width or \
+            spans[1] > MAX_PLACEMENT_SPAN * image_height:
+        raise NeopainError(f"heatmap {name}: the model's input {placement.box} reaches far past "
+                           f"its image {placement.image} ({image_width}×{image_height}); valid: "
+                           f"an input that spans, with the image, at most {MAX_PLACEMENT_SPAN}× "
+                           "the image's width and height")
+    x1, y1, x2, y2 = (int(v) for v in np.round(box * scale))
     if x2 <= x1 or y2 <= y1:
         raise NeopainError(f"heatmap {name}: the model's input {placement.box} covers no pixel "
                            f"of {placement.image}")
