@@ -12,7 +12,7 @@ import torch
 from neopain.errors import NeopainError
 from neopain.explain import GradCam, Rise
 from neopain.explain.benchmark import (
-    BENCHMARK_COLUMNS, benchmark_explainers, benchmark_figure, deletion_insertion,
+    BENCHMARK_COLUMNS, SCORE_CHUNK, benchmark_explainers, benchmark_figure, deletion_insertion,
 )
 from neopain.explain.perturbation import probability_scores
 
@@ -64,3 +64,23 @@ def test_bad_masks_and_counts_are_refused(colour_model, blobs):
                                                "number >= 2"):
             benchmark_explainers(model, {"gradcam": gradcam}, image, target="pain",
                                  perturbations=1)
+
+
+def test_the_model_sees_at_most_a_chunk_of_images_per_pass_after_a_warm_up(colour_model,
+                                                                         blobs):
+    """Bug guarded: deletion and insertion scored 2 * (steps + 1) images in one pass, and
+    infidelity and sensitivity-max every perturbed copy at once; the first method's timing
+    held the model's warm-up."""
+    image, _, _ = blobs
+    model = colour_model()
+    sizes = []
+    handle = model.register_forward_hook(lambda module, inputs, output:
+                                         sizes.append(len(inputs[0])))
+    try:
+        with GradCam(model) as gradcam:
+            benchmark_explainers(model, {"gradcam": gradcam}, np.stack([image] * 3),
+                                 target="pain", steps=40, perturbations=20)
+    finally:
+        handle.remove()
+    assert sizes[0] == 1  # the warm-up
+    assert max(sizes) <= SCORE_CHUNK, sizes

@@ -45,6 +45,7 @@ from neopain.models.cfg import ModelCfg
 BENCHMARK_COLUMNS = ("method", "images", "seconds_per_image", "infidelity", "sensitivity_max",
                      "deletion", "insertion", "localized_images", "mass_ratio", "pointing")
 ProgressHook = Callable[[int, int], None]
+SCORE_CHUNK = 32  # images per forward pass of the deletion, insertion and captum metrics
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,11 @@ def deletion_insertion(scores: Callable[[Tensor], Tensor], images: Tensor, heatm
             steps + 1, 1, *images.shape[-2:]).float()
         deleted = image * (1 - chosen) + base * chosen
         inserted = base * (1 - chosen) + image * chosen
+        stack = torch.cat([deleted, inserted])
         with torch.no_grad():
-            probs = scores(torch.cat([deleted, inserted]))[:, int(target[i])].cpu().numpy()
-        curves[:, i] = probs.reshape(2, steps + 1)
+            probs = torch.cat([scores(stack[start:start + SCORE_CHUNK])
+                               for start in range(0, len(stack), SCORE_CHUNK)])
+        curves[:, i] = probs[:, int(target[i])].cpu().numpy().reshape(2, steps + 1)
     return curves[0], curves[1]
 
 
@@ -140,6 +143,10 @@ def benchmark_explainers(model: Model, explainers: Mapping[str, Explainer],
     baselines = baseline_images(batch, baseline=baseline, cfg=cfg)
     rows, curves, done, total = [], [], 0, 3 * len(explainers)
     fractions = np.linspace(0, 1, steps + 1)
+    # captum takes at least the whole batch, once per perturbation, in one pass
+    per_pass = min(max(SCORE_CHUNK, len(batch)), len(batch) * perturbations)
+    with torch.no_grad():  # untimed warm-up, so the first method is not timed with the start
+        scores(batch[:1])
     for name, explainer in explainers.items():
         started = time.perf_counter()
         heat = torch.from_numpy(explainer.explain(batch, target=targets))
@@ -154,13 +161,14 @@ def benchmark_explainers(model: Model, explainers: Mapping[str, Explainer],
             unfaithful = infidelity(
                 scores, _gaussian_perturbation(noise), batch,
                 heat[:, None].expand_as(batch) / batch.shape[1], target=targets,
-                n_perturb_samples=perturbations, normalize=True)
+                n_perturb_samples=perturbations, max_examples_per_batch=per_pass,
+                normalize=True)
             done += 1
             if on_progress is not None:
                 on_progress(done, total)
             sensitivity = sensitivity_max(
                 _explanation_function(explainer), batch, target=targets, perturb_radius=radius,
-                n_perturb_samples=perturbations)
+                n_perturb_samples=perturbations, max_examples_per_batch=per_pass)
         done += 1
         if on_progress is not None:
             on_progress(done, total)
