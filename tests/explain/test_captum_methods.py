@@ -91,3 +91,21 @@ def test_guided_gradcam_refuses_a_layer_without_a_spatial_map_by_name(blobs):
             pytest.raises(NeopainError, match="layer '3' has no spatial map .* valid: a "
                                               "convolution layer"):
         explainer.explain(image, target=1)
+
+
+def test_options_valid_in_captum_are_not_refused(blobs):
+    """Bug guarded: LIME refused perturbations_per_eval=1 ("valid: >= 2"), and saliency,
+    input × gradient and SmoothGrad refused baseline='black' without a cfg though they use no
+    baseline."""
+    image, _, _ = blobs
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten())  # no cfg
+    with Lime(model, samples=10, segments=10, perturbations_per_eval=1) as lime:
+        assert lime.explain(image, target=1).shape == (1, 32, 32)
+    for method in ("saliency", "inputxgradient", "smoothgrad"):
+        with CaptumGradients(model, method=method, baseline="black", samples=2) as explainer:
+            assert explainer.explain(image, target=1).shape == (1, 32, 32)
+    for method in ("deeplift", "gradientshap"):
+        with pytest.raises(NeopainError, match="baseline='black' needs the model's "
+                                               "normalization"):
+            CaptumGradients(model, method=method, baseline="black")

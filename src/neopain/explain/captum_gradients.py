@@ -67,7 +67,8 @@ class CaptumGradients(Explainer):
         batch_size: images per pass.
 
     Raises:
-        NeopainError: an unknown method or baseline, ``black`` without a cfg, a bad count.
+        NeopainError: an unknown method, a bad count; for ``deeplift`` and ``gradientshap``
+            an unknown baseline or ``black`` without a cfg.
     """
 
     METHODS: ClassVar[tuple[str, ...]] = ("saliency", "inputxgradient", "deeplift",
@@ -88,7 +89,8 @@ class CaptumGradients(Explainer):
         self.seed = seed
         self.blur_sigma = blur_sigma
         self.cfg = cfg if cfg is not None else getattr(model, "cfg", None)  # PainModel has one
-        check_baseline(baseline, self.cfg)
+        if method in ("deeplift", "gradientshap"):  # the others use no baseline
+            check_baseline(baseline, self.cfg)
         check_counts(self, ("samples",))
         super().__init__(model, batch_size=batch_size)  # after the checks: it sets eval mode
         scores = ClassScores(model)

@@ -65,7 +65,8 @@ class Lime(Explainer):
         self.cfg = cfg if cfg is not None else getattr(model, "cfg", None)  # PainModel has one
         self.seed = seed
         self.perturbations_per_eval = perturbations_per_eval
-        check_counts(self, ("samples", "segments", "perturbations_per_eval"), least=2)
+        check_counts(self, ("samples", "segments"), least=2)
+        check_counts(self, ("perturbations_per_eval",))
         check_baseline(baseline, self.cfg)
         super().__init__(model, batch_size=batch_size)  # after the checks: it sets eval mode
         self._lime: CaptumLime | None = CaptumLime(probability_scores(model),
