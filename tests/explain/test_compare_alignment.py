@@ -11,6 +11,7 @@ against the code under test.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.errors import NeopainError
 from neopain.explain import GradCam
 from neopain.explain.alignment import PlacementError, input_placement
-from neopain.explain.compare import attribution_references
+from neopain.explain.compare import attribution_references, mask_references
 from neopain.explain.perception import (
     Reference, compare_perception, load_perception,
 )
@@ -34,6 +35,8 @@ from neopain.faces.crop import crop_face, pixel_box
 from neopain.faces.detect import detect_faces
 from neopain.runs import load_fold, select_rows
 from neopain.training import TrainConfig, run_cv
+
+from cli_invoke import invoke
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +152,24 @@ def test_rotated_or_stretched_crops_are_refused(one_crop):
     manifest.table.loc[0, "original_face_box"] = format_box((10.0, 60.0, 130.0, 260.0))
     with pytest.raises(PlacementError, match="not the same face scaled evenly"):
         input_placement(manifest, 0, input_box=input_box, image_shape=crop.image.shape)
+
+
+def test_a_crop_manifest_keeps_its_masks_reachable_and_never_lays_them_on_the_crops(crops_run):
+    """faces detect copied the mask cell verbatim, a path relative to the cohort that no longer
+    led to the file; and a crop manifest's masks, drawn on the original images, were cut as if
+    they lay on the crops."""
+    original = load_manifest(crops_run / "cohort" / "manifest.csv")
+    crops = load_manifest(crops_run / "crops" / "manifest.csv")
+    by_image = dict(zip(original.table["image"], original.table["mask"]))
+    for image, mask in zip(crops.table["original_image"], crops.table["mask"]):
+        if mask:
+            assert (crops.root / mask).resolve() == \
+                (original.root / by_image[Path(image).relative_to("../cohort").as_posix()]
+                 ).resolve()
+    with pytest.raises(NeopainError, match="crop manifest of neopain faces detect"):
+        mask_references(crops_run / "crops" / "manifest.csv")
+    code, output = invoke("explain", "benchmark", str(crops_run / "run" / "fold_0"),
+                          "--method", "gradcam", "--limit", "2", "--out",
+                          str(crops_run / "bench"))
+    assert code == 0, output
+    assert "no localization" in output and "crop manifest" in output, output

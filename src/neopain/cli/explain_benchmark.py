@@ -34,7 +34,9 @@ def _test_images(fold, *, manifest: Path | None, limit: int):
     import numpy as np
 
     from neopain.data.manifest import load_manifest
-    from neopain.explain.localization import mask_in_input, read_action_mask
+    from neopain.explain.localization import (
+        CROP_MASKS, mask_in_input, masks_off_images, read_action_mask,
+    )
     from neopain.explain.run import manifest_items
     from neopain.runs import select_rows
 
@@ -45,6 +47,10 @@ def _test_images(fold, *, manifest: Path | None, limit: int):
     cfg = fold.model.cfg
     rows = select_rows(data, subjects=fold.test_subjects, limit=limit)
     has_masks = "mask" in data.table.columns
+    if masks_off_images(data.table):
+        err_console.print(Text(f"note: no localization: {manifest or fold.manifest}: "
+                               f"{CROP_MASKS} (--manifest)", style="yellow"))
+        has_masks = False
     images, labels, masks = [], [], []
     for item in manifest_items(data, cfg, rows=rows, crop_to_face=fold.crop_to_face):
         images.append(item.image)

@@ -20,7 +20,9 @@ from neopain.data.manifest import load_manifest, parse_box
 from neopain.data.tables import Problem, TableError, read_table
 from neopain.errors import NeopainError
 from neopain.explain.alignment import Placement
-from neopain.explain.localization import mask_in_input, read_action_mask
+from neopain.explain.localization import (
+    CROP_MASKS, mask_in_input, masks_off_images, read_action_mask,
+)
 from neopain.explain.perception import MAX_MAP_BYTES, Reference
 from neopain.faces.regions import region_map
 
@@ -118,6 +120,8 @@ def mask_references(manifest: str | os.PathLike[str], *, max_side: int = 160
     """
     data = load_manifest(manifest)
     table = data.table
+    if masks_off_images(table):
+        raise NeopainError(f"{manifest}: {CROP_MASKS} (--masks)")
     if "mask" not in table.columns:
         raise TableError(Path(manifest), [Problem(None, "mask", None, "column missing; "
                                                   "ground-truth masks come from `neopain synth`")])

@@ -23,6 +23,19 @@ ACTION_BITS = 0b0011_1111
 """The six action bits of the synthetic cohort's masks (``data.synthetic.ACTIONS``)."""
 
 
+CROP_MASKS = ("its mask column holds the masks of the original images (a crop manifest of "
+              "neopain faces detect), which do not lie on the crops; valid: the manifest of "
+              "the original images")
+"""Why a crop manifest's masks cannot be used, and what to give instead."""
+
+
+def masks_off_images(table) -> bool:
+    """Whether ``table`` (a manifest's) is a ``faces detect`` crop manifest with masks: it keeps
+    each original image's mask, which is drawn on the original image, not on the crop."""
+    return ("mask" in table.columns and "original_image" in table.columns
+            and bool((table["original_image"].astype(str).str.strip() != "").any()))
+
+
 def read_action_mask(path: str | os.PathLike[str], *, bits: int = ACTION_BITS) -> np.ndarray:
     """A bit-mask PNG as a boolean (H, W) map of pixels with any of ``bits`` set.
 

@@ -37,6 +37,8 @@ def _manifest_row(row: dict[str, str], record: dict[str, Any], *, manifest: Mani
     original = _relative(record["image"], root)
     video = row["video"] and _relative(manifest.root / row["video"], root)
     cells = {**row, "video": video, "original_image": original}
+    if str(row.get("mask") or "").strip():  # the synthetic cohort's masks, on the originals
+        cells["mask"] = _relative(manifest.root / row["mask"], root)
     if record["status"] != "face":  # kept with --keep-missing: the original image, no box
         return {**cells, "image": original, "face_box": "", "keypoints": "", "landmarks": "",
                 "original_face_box": "", "face_score": ""}
