@@ -385,23 +385,31 @@ def test_a_422_naming_no_record_keeps_the_records_and_says_why(ward, tmp_path):
     assert set(kept) <= set(ward.stored)  # every record kept through the refusals arrived
 
 
-def test_a_422_naming_a_record_drops_that_record_alone(ward, tmp_path):
-    ward.invalid_detail = [{"loc": ["body", "records", 1, "snapshot"], "msg": "not base64",
-                            "type": "value_error"}]
+def one_request_refused(ward, tmp_path, *, queued: int, index: int, later: int):
+    """Queue ``queued`` records while the ward is down, let it refuse the next request (naming
+    the record at ``index`` of the outbox), and stop once that refusal is counted and ``later``
+    more records arrived: (the named record's id, the agent's refusals)."""
     with make_agent(ward, tmp_path) as agent:
         thread = start(agent)
         wait_until(lambda: ward.arrivals, seconds=5)
         ward.down = True
-        wait_until(lambda: agent.snapshot().queued >= 4, seconds=5)
-        named = agent.outbox.peek(limit=2)[1]["id"]
+        wait_until(lambda: agent.snapshot().queued >= queued, seconds=5)
+        named = agent.outbox.peek(limit=index + 1)[index]["id"]
         ward.invalid_requests, ward.down = 1, False
         arrived = len(ward.arrivals)
-        wait_until(lambda: agent.snapshot().refused == 1 and len(ward.arrivals) >= arrived + 3,
-                   seconds=8)
+        wait_until(lambda: agent.snapshot().refused == 1
+                   and len(ward.arrivals) >= arrived + later, seconds=8)
         agent.stop_.set()
         thread.join(2)
+        return named, agent.snapshot().refusals
+
+
+def test_a_422_naming_a_record_drops_that_record_alone(ward, tmp_path):
+    ward.invalid_detail = [{"loc": ["body", "records", 1, "snapshot"], "msg": "not base64",
+                            "type": "value_error"}]
+    named, refusals = one_request_refused(ward, tmp_path, queued=4, index=1, later=3)
     assert named not in ward.received and named not in ward.stored
-    assert "records.1.snapshot: not base64" in agent.snapshot().refusals["invalid"]
+    assert "records.1.snapshot: not base64" in refusals["invalid"]
 
 
 def test_records_for_another_beds_session_are_dropped_not_retried_for_ever(ward, tmp_path):
@@ -409,20 +417,9 @@ def test_records_for_another_beds_session_are_dropped_not_retried_for_ever(ward,
     holding the old device's session) retried for ever as "busy", every later record waiting
     behind it until the outbox filled."""
     ward.foreign_records = [0]
-    with make_agent(ward, tmp_path) as agent:
-        thread = start(agent)
-        wait_until(lambda: ward.arrivals, seconds=5)
-        ward.down = True
-        wait_until(lambda: agent.snapshot().queued >= 3, seconds=5)
-        named = agent.outbox.peek(limit=1)[0]["id"]
-        ward.invalid_requests, ward.down = 1, False
-        arrived = len(ward.arrivals)
-        wait_until(lambda: agent.snapshot().refused == 1 and len(ward.arrivals) >= arrived + 2,
-                   seconds=8)
-        agent.stop_.set()
-        thread.join(2)
+    named, refusals = one_request_refused(ward, tmp_path, queued=3, index=0, later=2)
     assert named not in ward.stored
-    assert "never bound to session 9" in agent.snapshot().refusals["foreign_session"]
+    assert "never bound to session 9" in refusals["foreign_session"]
 
 
 # --- the outbox full or failing --------------------------------------------------------------
