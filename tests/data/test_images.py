@@ -23,7 +23,9 @@ from skimage import data
 
 from image_files import bmp_header_154, png_bomb, png_header
 from neopain.data.files import FileReadError
-from neopain.data.images import ImageReadError, decode_image, read_gray, read_image
+from neopain.data.images import (
+    ImageReadError, decode_image, image_size, read_gray, read_image,
+)
 from neopain.errors import NeopainError
 
 
@@ -153,6 +155,8 @@ def test_exif_orientation_is_applied(tmp_path: Path, orientation: int):
     out = read_image(path)
     assert out.shape == upright.shape
     assert np.abs(out.astype(int) - upright.astype(int)).mean() < 6
+    # the size from the header alone is the upright one too (explain places crops with it)
+    assert image_size(path) == (upright.shape[1], upright.shape[0])
 
 
 def test_cmyk_jpeg_is_converted(tmp_path: Path):

@@ -115,8 +115,9 @@ def _unidentified(file: BinaryIO) -> str:
 
 
 def _open(file: BinaryIO, *, source: str | os.PathLike[str], max_pixels: int | None,
-          max_side: int | None) -> Image.Image:
-    """The first frame, decoded after its header passed the size checks."""
+          max_side: int | None, load: bool = True) -> Image.Image:
+    """The first frame, decoded after its header passed the size checks (``load``: else
+    only its header is read)."""
     cap, setting = _cap(max_pixels)
     try:
         image = Image.open(file, formats=FORMATS)
@@ -139,6 +140,8 @@ def _open(file: BinaryIO, *, source: str | os.PathLike[str], max_pixels: int | N
     if max_side is not None and max(width, height) > max_side:
         raise ImageReadError(source, f"the image is {width}×{height} pixels; at most "
                                      f"{max_side} pixels on a side are read")
+    if not load:
+        return image
     try:
         image.load()
     except Exception as error:  # OSError, SyntaxError, ValueError, struct.error,
@@ -260,6 +263,23 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     """
     with _open_file(path) as file, _warnings_logged(path):
         return _bgr(file, source=path, max_pixels=max_pixels, max_side=None)
+
+
+def image_size(path: str | os.PathLike[str], *, max_pixels: int | None = None
+               ) -> tuple[int, int]:
+    """(width, height) of an image file, upright as ``read_image`` returns it, from its header
+    alone (no pixels are decoded).
+
+    Raises:
+        ImageReadError: as ``read_image`` for the header (a file broken further on is not
+            noticed).
+    """
+    with _open_file(path) as file, _warnings_logged(path), \
+            _open(file, source=path, max_pixels=max_pixels, max_side=None, load=False) as image:
+        width, height = image.size
+        orientation = _orientation(image, source=path)
+    swap = orientation != 1 and _ORIENTATIONS[orientation][2]
+    return (height, width) if swap else (width, height)
 
 
 def decode_image(data: bytes, *, source: str, max_pixels: int | None = None,

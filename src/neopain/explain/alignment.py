@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from neopain.data.files import FileReadError, read_regular_text
-from neopain.data.images import ImageReadError, read_image
+from neopain.data.images import ImageReadError, image_size
 from neopain.data.json_text import parse_json
 from neopain.data.manifest import Manifest, parse_box
 from neopain.errors import NeopainError
@@ -117,8 +117,8 @@ def input_placement(manifest: Manifest, row: int, *, input_box: Box,
                              "per crop pixel); the crop is rotated or stretched")
     corners = (np.reshape(input_box, (2, 2)) - crop_xy[0]) * scale + original_xy[0]
     try:
-        original_height, original_width = read_image(original).shape[:2]
+        size = image_size(original)
     except ImageReadError as error:
         raise PlacementError(f"{line}, column 'original_image': {error}") from None
-    return Placement(original, (original_width, original_height),
+    return Placement(original, size,
                      tuple(float(v) for v in corners.ravel()))
