@@ -27,8 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from neopain.data.files import regular_file_problem
 from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
+from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
 
 STRIDES = (8, 16, 32)
 INPUT_NAME = "input"
@@ -92,19 +92,7 @@ class YuNetOnnx(FaceDetector):
 
     @staticmethod
     def _load(path: Path) -> Any:
-        if (problem := regular_file_problem(path, what="an ONNX model file")) is not None:
-            raise DetectorError(f"{path}: {problem}; valid: {_EXPECTED}")
-        import onnxruntime  # imported here: only this detector needs it
-
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only: the library does not write to the terminal
-        try:
-            session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types per failure
-            first_line = str(error).strip().splitlines()[0][:200] if str(error) else ""
-            raise DetectorError(f"{path}: not a usable ONNX model ({first_line}); "
-                                f"expected {_EXPECTED}") from None
+        session = open_onnx_session(path, expected=_EXPECTED)
         inputs = session.get_inputs()
         outputs = {output.name for output in session.get_outputs()}
         problems = []
@@ -140,11 +128,8 @@ class YuNetOnnx(FaceDetector):
         if self._session is None:
             raise DetectorError("detector 'onnx' is closed; create a new one")
         blob, scale = self._input(image)
-        try:
-            values = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
-        except Exception as error:  # onnxruntime raises its own exception types per failure
-            raise DetectorError(f"{self.model}: the model failed on a {blob.shape[3]}×"
-                                f"{blob.shape[2]} input: {str(error)[:200]}") from None
+        values = run_onnx_session(self._session, OUTPUT_NAMES, {INPUT_NAME: blob},
+                                  name=str(self.model))
         outputs = dict(zip(OUTPUT_NAMES, values))
         boxes, scores, points = [], [], []
         for stride in STRIDES:
