@@ -1,0 +1,258 @@
+"""``retinaface``: a user-supplied RetinaFace or SCRFD ONNX file, run with onnxruntime on the CPU.
+
+Two export layouts are read; which one a file has is told from its graph's outputs.
+
+**biubug6** — ``convert_to_onnx.py`` of biubug6/Pytorch_Retinaface (the mobilenet0.25 and the
+resnet50 exports differ only in their backbone: same input, outputs and priors):
+
+- one input, float32 1×3×H×W, BGR minus the mean (104, 117, 123), not scaled (``detect.py``);
+- three outputs in this order, told apart by their last dimension (the export names only the
+  first, ``output0``): loc 1×N×4, conf 1×N×2 (softmax of background, face), landms 1×N×10;
+- N priors (``layers/functions/prior_box.py``, ``data/config.py``): for strides 8, 16, 32 with
+  min sizes (16, 32), (64, 128), (256, 512), each cell of the ceil(H/s)×ceil(W/s) grid,
+  row-major, has one prior per min size m: centre ((col + 0.5)·s, (row + 0.5)·s), size m×m;
+- with variances 0.1 and 0.2 (``utils/box_utils.py`` ``decode``, ``decode_landm``): box
+  centre = prior centre + loc[0:2]·0.1·m, box size = m·exp(loc[2:4]·0.2), keypoint k = prior
+  centre + landms[2k:2k+2]·0.1·m; score = conf[1].
+
+**insightface** — SCRFD and insightface's RetinaFace with keypoints, e.g. ``det_10g.onnx`` and
+``det_500m.onnx`` of the buffalo packs (``python-package/insightface/model_zoo/scrfd.py``):
+
+- one input, float32 1×3×H×W, RGB, (pixel − 127.5) / 128;
+- 9 outputs (strides 8, 16, 32, two anchors per cell) or 15 (strides 8 to 128, one anchor):
+  the scores of every stride, then the boxes of every stride, then the keypoints, each K×1,
+  K×4, K×10 (or 1×K×…), K = (H/s)·(W/s)·anchors, cells row-major, a cell's anchors together;
+- anchor centre c = (col·s, row·s); box = (c − d[0:2]·s, c + d[2:4]·s); keypoint k =
+  c + kps[2k:2k+2]·s; the score is the output as it is (already a sigmoid). Files without
+  keypoint outputs (6 or 10 outputs) are refused: every face here needs its 5 keypoints.
+
+A model with a fixed H×W gets the image resized to fit (aspect kept) and padded right and below
+with black; a model with free H and W gets the image as it is, padded right and below to a
+multiple of the largest stride. Overlapping boxes are merged by non-maximum suppression at IoU
+0.4 (``cv2.dnn.NMSBoxes``), the value of both references. The default threshold, 0.5, is
+insightface's ``det_thresh`` (biubug6's demo draws faces from 0.6). Eyes and mouth corners are
+re-ordered image-left first (``KEYPOINT_NAMES``). No model ships with neopain; pass
+``model=PATH``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
+from neopain.faces.onnx import _image_left_first
+from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
+
+BIUBUG6_MEAN = (104.0, 117.0, 123.0)
+BIUBUG6_STEPS = (8, 16, 32)
+BIUBUG6_MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+BIUBUG6_VARIANCES = (0.1, 0.2)
+INSIGHTFACE_MEAN, INSIGHTFACE_STD = 127.5, 128.0
+INSIGHTFACE_STRIDES = {9: ((8, 16, 32), 2), 15: ((8, 16, 32, 64, 128), 1)}
+"""Number of outputs → (strides, anchors per cell)."""
+_EXPECTED = ("a RetinaFace ONNX model in one of these layouts: 'biubug6' "
+             "(biubug6/Pytorch_Retinaface's export: one input 1×3×H×W; outputs loc 1×N×4, "
+             "conf 1×N×2, landms 1×N×10) or 'insightface' (SCRFD or insightface's RetinaFace "
+             "with keypoints, e.g. det_10g.onnx: one input 1×3×H×W; 9 or 15 outputs: the scores "
+             "(K×1), boxes (K×4) and keypoints (K×10) of each stride)")
+
+
+def _last_dims(outputs: list[Any]) -> list[int | None]:
+    return [o.shape[-1] if o.shape and isinstance(o.shape[-1], int) else None for o in outputs]
+
+
+def _layout(outputs: list[Any]) -> str | None:
+    """'biubug6', 'insightface', or None when the outputs match neither (a symbolic last
+    dimension matches any; the sizes are checked again on every run)."""
+    last = _last_dims(outputs)
+
+    def widths_are(*expected: int) -> bool:
+        return all(dim is None or dim == width for dim, width in zip(last, expected))
+
+    if len(outputs) == 3 and widths_are(4, 2, 10):
+        return "biubug6"
+    if len(outputs) in INSIGHTFACE_STRIDES:
+        count = len(outputs) // 3
+        if widths_are(*[1] * count, *[4] * count, *[10] * count):
+            return "insightface"
+    return None
+
+
+def biubug6_priors(height: int, width: int) -> np.ndarray:
+    """biubug6's priors for an H×W input: (N, 3) rows of centre x, centre y, size, in pixels."""
+    priors = []
+    for step, sizes in zip(BIUBUG6_STEPS, BIUBUG6_MIN_SIZES):
+        rows, cols = math.ceil(height / step), math.ceil(width / step)
+        ys, xs = np.mgrid[:rows, :cols]
+        centres = np.stack([(xs.ravel() + 0.5) * step, (ys.ravel() + 0.5) * step], axis=1)
+        for_each_size = np.repeat(centres, len(sizes), axis=0)
+        size_column = np.tile(np.asarray(sizes, np.float64), rows * cols)[:, None]
+        priors.append(np.hstack([for_each_size, size_column]))
+    return np.vstack(priors)
+
+
+@register_detector("retinaface")
+class RetinaFaceOnnx(FaceDetector):
+    """A RetinaFace or SCRFD ONNX file (layouts in the module docstring), on onnxruntime's CPU.
+
+    Args:
+        model: path of the .onnx file.
+        threshold: lowest score reported (default 0.5).
+        max_side: longer image side used for detection.
+        nms_threshold: IoU above which the lower-scoring of two boxes is dropped.
+        top_k: most boxes kept by non-maximum suppression.
+
+    Raises:
+        DetectorError: no model given, a file that is missing, not ONNX, or in neither layout.
+    """
+
+    default_threshold = 0.5
+    has_keypoints = True
+    needs_model = True
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        threshold: float | None = None,
+        max_side: int = 1280,
+        nms_threshold: float = 0.4,
+        top_k: int = 5000,
+    ) -> None:
+        super().__init__(threshold=threshold, max_side=max_side)
+        self.model = model
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
+        if model is None:
+            raise DetectorError(f"detector 'retinaface' needs model=PATH: {_EXPECTED}")
+        if not 0.0 < nms_threshold <= 1.0:
+            raise DetectorError(f"nms_threshold={nms_threshold} must lie in (0, 1]")
+        if top_k < 1:
+            raise DetectorError(f"top_k={top_k} must be at least 1")
+        self._session: Any = open_onnx_session(Path(model), expected=_EXPECTED)
+        self.layout_ = self._check(self._session, Path(model))
+        self.strides_ = BIUBUG6_STEPS if self.layout_ == "biubug6" else \
+            INSIGHTFACE_STRIDES[len(self._session.get_outputs())][0]
+        dims = self._session.get_inputs()[0].shape[2:]
+        # fixed H, W when the model says so; None where the dimension is free (symbolic)
+        self.input_size_ = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
+
+    @staticmethod
+    def _check(session: Any, path: Path) -> str:
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        problems = []
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            found = ", ".join(f"{i.name!r} {i.shape}" for i in inputs) or "none"
+            problems.append(f"inputs are {found}")
+        layout = _layout(outputs)
+        if layout is None:
+            found = ", ".join(f"{o.name!r} {o.shape}" for o in outputs) or "none"
+            problems.append(f"outputs are {found}")
+            if len(outputs) in (6, 10):
+                problems.append("this looks like SCRFD without keypoint outputs (use a model "
+                                "with keypoints, e.g. det_10g.onnx or scrfd_*_bnkps)")
+        if problems:
+            raise DetectorError(f"{path}: {'; '.join(problems)}; expected {_EXPECTED}")
+        return layout
+
+    def _canvas(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The image resized and padded to the model's input (H×W×3 BGR), and the (x, y)
+        factors its pixels were scaled by."""
+        height, width = image.shape[:2]
+        fixed_h, fixed_w = self.input_size_
+        if fixed_h is not None and fixed_w is not None:
+            ratio = min(fixed_h / height, fixed_w / width)
+            size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if ratio < 1
+                               else cv2.INTER_LINEAR)
+            pad_h, pad_w = fixed_h, fixed_w
+        else:
+            divisor = max(self.strides_)
+            pad_h, pad_w = -(-height // divisor) * divisor, -(-width // divisor) * divisor
+        canvas = np.zeros((pad_h, pad_w, 3), np.uint8)
+        canvas[: image.shape[0], : image.shape[1]] = image
+        return canvas, np.array([image.shape[1] / width, image.shape[0] / height])
+
+    def _blob(self, canvas: np.ndarray) -> np.ndarray:
+        pixels = canvas.astype(np.float32)
+        if self.layout_ == "biubug6":
+            pixels -= np.asarray(BIUBUG6_MEAN, np.float32)
+        else:
+            pixels = (pixels[..., ::-1] - INSIGHTFACE_MEAN) / INSIGHTFACE_STD
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])
+
+    def _detect(self, image: np.ndarray, *, prior: Face | None) -> list[Face]:
+        if self._session is None:
+            raise DetectorError("detector 'retinaface' is closed; create a new one")
+        canvas, factors = self._canvas(image)
+        session_input = self._session.get_inputs()[0].name
+        values = run_onnx_session(self._session, None, {session_input: self._blob(canvas)},
+                                  name=str(self.model))
+        outputs = [np.asarray(value, dtype=np.float64) for value in values]
+        decode = self._decode_biubug6 if self.layout_ == "biubug6" else self._decode_insightface
+        boxes, scores, points = decode(outputs, canvas.shape[0], canvas.shape[1])
+        keep = np.flatnonzero(scores >= self.threshold_)
+        if not len(keep):
+            return []
+        boxes, scores, points = boxes[keep], scores[keep], points[keep]
+        xywh = np.hstack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
+        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.threshold_,
+                                self.nms_threshold, top_k=self.top_k)
+        return [Face(box=tuple(float(v) for v in boxes[i] / np.tile(factors, 2)),
+                     score=float(scores[i]),
+                     keypoints=_image_left_first(points[i] / factors, ((0, 1), (3, 4))))
+                for i in np.ravel(kept)]
+
+    def _sized(self, value: np.ndarray, rows: int, width: int, what: str, shape: str) -> np.ndarray:
+        if value.size != rows * width:
+            raise DetectorError(f"{self.model}: output {what} has {value.size} values; a {shape} "
+                                f"input needs {rows}×{width}")
+        return value.reshape(rows, width)
+
+    def _decode_biubug6(self, outputs: list[np.ndarray], height: int,
+                        width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        priors = biubug6_priors(height, width)
+        shape, count = f"{width}×{height}", len(priors)
+        loc = self._sized(outputs[0], count, 4, "loc", shape)
+        conf = self._sized(outputs[1], count, 2, "conf", shape)
+        landms = self._sized(outputs[2], count, 10, "landms", shape)
+        centre, size = priors[:, :2], priors[:, 2:3]
+        small, large = BIUBUG6_VARIANCES
+        box_centre = centre + loc[:, :2] * small * size
+        box_size = size * np.exp(loc[:, 2:4] * large)
+        boxes = np.hstack([box_centre - box_size / 2, box_centre + box_size / 2])
+        points = centre[:, None, :] + landms.reshape(-1, 5, 2) * small * size[:, :, None]
+        return boxes, conf[:, 1], points
+
+    def _decode_insightface(self, outputs: list[np.ndarray], height: int,
+                            width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        strides, anchors = INSIGHTFACE_STRIDES[len(outputs)]
+        count = len(strides)
+        boxes, scores, points = [], [], []
+        for index, stride in enumerate(strides):
+            rows, cols = height // stride, width // stride
+            cells = rows * cols * anchors
+            shape = f"{width}×{height}"
+            score = self._sized(outputs[index], cells, 1, f"{index} (scores, stride {stride})",
+                                shape)[:, 0]
+            distance = self._sized(outputs[index + count], cells, 4,
+                                   f"{index + count} (boxes, stride {stride})", shape) * stride
+            offsets = self._sized(outputs[index + 2 * count], cells, 10,
+                                  f"{index + 2 * count} (keypoints, stride {stride})", shape)
+            ys, xs = np.mgrid[:rows, :cols]
+            centre = np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1) * stride, anchors,
+                               axis=0).astype(np.float64)
+            boxes.append(np.hstack([centre - distance[:, :2], centre + distance[:, 2:]]))
+            scores.append(score)
+            points.append(centre[:, None, :] + offsets.reshape(-1, 5, 2) * stride)
+        return np.vstack(boxes), np.concatenate(scores), np.concatenate(points)
+
+    def close(self) -> None:
+        """Release the onnxruntime session. Safe to call twice."""
+        self._session = None
