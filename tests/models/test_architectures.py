@@ -19,9 +19,13 @@ EXACT_COUNTS = {
     "ncnn": (72_602, 0),
     "resnet50_nb": (25_559_034, 53_120),
     "senet50_nb": (28_090_026, 53_120),
+    "inception_v3_nb": (23_081_122, 34_432),
 }
-KERAS_COUNTS = {"resnet50_nb": 25_612_154, "senet50_nb": 28_143_146}
-BIG = {"vgg16_nb", "vgg16_avg", "resnet50_nb", "senet50_nb"}
+KERAS_COUNTS = {"resnet50_nb": 25_612_154, "senet50_nb": 28_143_146,
+                "inception_v3_nb": 23_115_554}
+BIG = {"vgg16_nb": 64, "vgg16_avg": 64, "resnet50_nb": 64, "senet50_nb": 64,
+       "inception_v3_nb": 75}
+"""The big models, and the side of the small input their backbones take (Inception's least)."""
 
 
 def build(name: str) -> PainModel:
@@ -30,9 +34,10 @@ def build(name: str) -> PainModel:
 
 
 def small_input(model: PainModel, *, batch: int = 2) -> torch.Tensor:
-    """An input for backbone-only checks: the cfg size, or 64×64 for the big models (their
-    backbones take any size; keeps the tests fast)."""
-    size = (64, 64) if model.cfg.name in BIG else model.cfg.input_size
+    """An input for backbone-only checks: the cfg size, or a small one for the big models
+    (their backbones take any size from it; keeps the tests fast)."""
+    name = model.cfg.name
+    size = (BIG[name], BIG[name]) if name in BIG else model.cfg.input_size
     return torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(1))
 
 
@@ -203,3 +208,99 @@ def test_vgg_convolutions_carry_vgg_face_names_and_shapes(name):
     assert model.features.conv5_3 in blocks["block5"]
     assert model.features.pool5 in blocks["block5"]
     assert model.features.conv1_1 in blocks["block1"]
+
+
+KERAS_INCEPTION_SIZES = {"stem": (192, 35, 35), "mixed0": (256, 35, 35), "mixed1": (288, 35, 35),
+                         "mixed2": (288, 35, 35), "mixed3": (768, 17, 17),
+                         **{f"mixed{i}": (768, 17, 17) for i in range(4, 8)},
+                         "mixed8": (1280, 8, 8), "mixed9": (2048, 8, 8),
+                         "mixed10": (2048, 8, 8)}
+"""Each block's output at 299×299 (channels, height, width), as keras.applications'
+inception_v3 comments them: 'valid' and 'same' paddings decide every size."""
+
+
+def test_inception_blocks_give_keras_sizes_at_299():
+    model = build("inception_v3_nb").eval().to("meta")  # shapes only, nothing computed
+    sizes = {}
+    x = torch.zeros(1, 3, 299, 299, device="meta")
+    with torch.no_grad():
+        for name, block in model.features.named_children():
+            x = block(x)
+            sizes[name] = tuple(x.shape[1:])
+    assert sizes == KERAS_INCEPTION_SIZES
+
+
+def test_inception_last_two_blocks_are_the_thesis_18_fine_tuned_convolutions():
+    model = build("inception_v3_nb")
+    assert model.blocks() == ["stem", *(f"mixed{i}" for i in range(11))]
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    last_two = [m for block in ("mixed9", "mixed10")
+                for m in model.block_modules()[block][0].modules() if isinstance(m, nn.Conv2d)]
+    assert len(convolutions) == 94 and last_two == convolutions[-18:]
+    model.freeze()
+    model.unfreeze(model.blocks()[-2:])
+    assert model.count_parameters() == (23_081_122, 12_427_650)
+
+
+def test_inception_is_keras_conv2d_bn_without_batch_norm_scale():
+    # guards the Keras count: an affine torch batch norm would add a gamma Keras does not have
+    model = build("inception_v3_nb").eval()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 94
+    assert all(m.weight is None and m.bias.requires_grad and m.eps == 1e-3 for m in norms)
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+    unit = model.features.mixed0.branch1x1
+    with torch.no_grad():
+        unit.bn.bias.normal_()
+        unit.bn.running_mean.normal_()
+        unit.bn.running_var.uniform_(0.5, 2)
+        x = torch.randn(2, 192, 5, 5)
+        conv = unit.conv(x)
+        keras = torch.relu((conv - unit.bn.running_mean[:, None, None])
+                           / torch.sqrt(unit.bn.running_var[:, None, None] + 1e-3)
+                           + unit.bn.bias[:, None, None])
+        torch.testing.assert_close(unit(x), keras)
+        # TensorFlow's 'same' average pool leaves the padding out of the average
+        ones = torch.ones(1, 1, 5, 5)
+        assert torch.equal(model.features.mixed0.pool(ones), ones)
+    unit.bn.reset_parameters()  # what explain's randomization test calls: beta too
+    assert not unit.bn.bias.any() and (unit.bn.running_var == 1).all()
+
+
+_CHAINS_35 = (("branch1x1",), ("branch5x5_1", "branch5x5_2"),
+              ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"), ("pool", "branch_pool"))
+_CHAINS_17 = (("branch1x1",), ("branch7x7_1", "branch7x7_2", "branch7x7_3"),
+              tuple(f"branch7x7dbl_{i}" for i in range(1, 6)), ("pool", "branch_pool"))
+_CHAINS_8 = (("branch1x1",), ("branch3x3_1", "branch3x3_2a"), ("branch3x3_1", "branch3x3_2b"),
+             ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3a"),
+             ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3b"), ("pool", "branch_pool"))
+KERAS_CONCATENATIONS = {
+    **dict.fromkeys(("mixed0", "mixed1", "mixed2"), _CHAINS_35),
+    "mixed3": (("branch3x3",), ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
+               ("pool",)),
+    **dict.fromkeys(("mixed4", "mixed5", "mixed6", "mixed7"), _CHAINS_17),
+    "mixed8": (("branch3x3_1", "branch3x3_2"),
+               ("branch7x7x3_1", "branch7x7x3_2", "branch7x7x3_3", "branch7x7x3_4"), ("pool",)),
+    **dict.fromkeys(("mixed9", "mixed10"), _CHAINS_8),
+}
+"""What each mixed block concatenates, in Keras's channel order: one chain of its modules per
+part (mixed9/10 split their 3×3 branches into 1×3 and 3×1 parts, mixed9_0 and mixed9_1)."""
+
+
+def test_inception_blocks_concatenate_their_branches_in_keras_order():
+    # guards the channel order Keras weights were trained on: swapped branches still give the
+    # right shapes and counts
+    model = build("inception_v3_nb").eval()
+    generator = torch.Generator().manual_seed(8)
+    with torch.no_grad():
+        for name, chains in KERAS_CONCATENATIONS.items():
+            block = model.features.get_submodule(name)
+            channels = getattr(block, chains[0][0]).conv.in_channels
+            x = torch.randn(1, channels, 7, 7, generator=generator)
+            parts = []
+            for chain in chains:
+                part = x
+                for module in chain:
+                    part = getattr(block, module)(part)
+                parts.append(part)
+            assert torch.equal(block(x), torch.cat(parts, dim=1)), name

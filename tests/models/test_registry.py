@@ -17,7 +17,7 @@ from neopain.models import (
     register_model,
 )
 
-PUBLISHED = {"vgg16_nb", "vgg16_avg", "ncnn", "resnet50_nb", "senet50_nb"}
+PUBLISHED = {"vgg16_nb", "vgg16_avg", "ncnn", "resnet50_nb", "senet50_nb", "inception_v3_nb"}
 
 
 def test_registry_holds_the_published_models_and_a_bedside_one():
@@ -56,6 +56,16 @@ def test_vgg_cfg_is_vgg_face_preprocessing():
     assert normalized == pytest.approx([pixel - 93.5940, pixel - 104.7624, pixel - 129.1863])
 
 
+def test_inception_cfg_is_keras_inception_preprocessing():
+    # keras.applications.inception_v3.preprocess_input (mode 'tf'): RGB, pixel / 127.5 - 1
+    cfg = model_cfg("inception_v3_nb")
+    assert cfg.channel_order == "RGB"
+    assert cfg.input_size == (299, 299)
+    for pixel in (0.0, 100.0, 255.0):
+        normalized = [(pixel / 255 - m) / s for m, s in zip(cfg.mean, cfg.std)]
+        assert normalized == pytest.approx([pixel / 127.5 - 1] * 3)
+
+
 def test_unknown_model_names_every_valid_one():
     with pytest.raises(NeopainError, match="unknown model 'vgg19'") as caught:
         create_model("vgg19")
@@ -87,6 +97,7 @@ def test_model_info_records_the_published_counts():
     assert model_info("ncnn").published_params == 72_593
     assert model_info("resnet50_nb").published_params == 25_612_154
     assert model_info("senet50_nb").published_params == 28_143_146
+    assert model_info("inception_v3_nb").published_params == 23_115_554
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

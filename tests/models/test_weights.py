@@ -302,3 +302,185 @@ def test_files_that_are_not_weights_are_refused_naming_the_file(tmp_path, vgg_fa
     with pytest.raises(WeightsError, match=r"need a VGG-16 model .* no module named 'conv1_1'"):
         load_weights(create_model("ncnn"), h5)
 
+
+
+# Keras's InceptionV3 (keras.applications.inception_v3) builds its conv2d_bn layers in this
+# order, block by block: each block's convolutions as the Keras source calls conv2d_bn, named
+# here by the inception_v3_nb module that must receive them, with the Keras kernel (rows, cols)
+_BLOCK35 = (("branch1x1", 1, 1), ("branch5x5_1", 1, 1), ("branch5x5_2", 5, 5),
+            ("branch3x3dbl_1", 1, 1), ("branch3x3dbl_2", 3, 3), ("branch3x3dbl_3", 3, 3),
+            ("branch_pool", 1, 1))
+_BLOCK17 = (("branch1x1", 1, 1), ("branch7x7_1", 1, 1), ("branch7x7_2", 1, 7),
+            ("branch7x7_3", 7, 1), ("branch7x7dbl_1", 1, 1), ("branch7x7dbl_2", 7, 1),
+            ("branch7x7dbl_3", 1, 7), ("branch7x7dbl_4", 7, 1), ("branch7x7dbl_5", 1, 7),
+            ("branch_pool", 1, 1))
+_BLOCK8 = (("branch1x1", 1, 1), ("branch3x3_1", 1, 1), ("branch3x3_2a", 1, 3),
+           ("branch3x3_2b", 3, 1), ("branch3x3dbl_1", 1, 1), ("branch3x3dbl_2", 3, 3),
+           ("branch3x3dbl_3a", 1, 3), ("branch3x3dbl_3b", 3, 1), ("branch_pool", 1, 1))
+KERAS_INCEPTION_BUILD_ORDER = [
+    *((f"stem.{name}", r, c) for name, r, c in (("conv1", 3, 3), ("conv2", 3, 3),
+                                               ("conv3", 3, 3), ("conv4", 1, 1),
+                                               ("conv5", 3, 3))),
+    *((f"mixed{i}.{name}", r, c) for i in range(3) for name, r, c in _BLOCK35),
+    *((f"mixed3.{name}", r, c) for name, r, c in (("branch3x3", 3, 3), ("branch3x3dbl_1", 1, 1),
+                                                 ("branch3x3dbl_2", 3, 3),
+                                                 ("branch3x3dbl_3", 3, 3))),
+    *((f"mixed{i}.{name}", r, c) for i in range(4, 8) for name, r, c in _BLOCK17),
+    *((f"mixed8.{name}", r, c) for name, r, c in (("branch3x3_1", 1, 1), ("branch3x3_2", 3, 3),
+                                                 ("branch7x7x3_1", 1, 1),
+                                                 ("branch7x7x3_2", 1, 7),
+                                                 ("branch7x7x3_3", 7, 1),
+                                                 ("branch7x7x3_4", 3, 3))),
+    *((f"mixed{i}.{name}", r, c) for i in (9, 10) for name, r, c in _BLOCK8),
+]
+
+
+def keras_name(base: str, index: int, *, tf2: bool) -> str:
+    """Keras's automatic name of the index-th layer of a type: Keras 2.0 counts from 1
+    (conv2d_1), tf.keras from none (conv2d, conv2d_1)."""
+    if tf2:
+        return base if index == 0 else f"{base}_{index}"
+    return f"{base}_{index + 1}"
+
+
+def _write_layer(group: h5py.Group, layer: str, weights: dict[str, np.ndarray]) -> None:
+    group.attrs["weight_names"] = [f"{layer}/{name}:0".encode() for name in weights]
+    for name, array in weights.items():
+        group.create_dataset(f"{layer}/{name}:0", data=array)
+
+
+def random_inception(seed: int) -> nn.Module:
+    """inception_v3_nb with random batch-norm betas and moving statistics too."""
+    torch.manual_seed(seed)
+    model = create_model("inception_v3_nb").eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.bias.normal_(0, 0.1)
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def write_keras_inception(path: Path, model: nn.Module, *, tf2: bool = False,
+                          whole_model: bool = False, head: bool = False,
+                          predictions: bool = False, wrong: str | None = None) -> Path:
+    """The model's weights as a Keras InceptionV3 h5: weights only (the ImageNet download's
+    layout, ``predictions`` adding its 1000-way Dense) or a whole saved model (``model_weights``,
+    the base nested in a Sequential) with the 512-512-2 head. Layers are listed in a shuffled
+    order, as Keras lists them by depth and not in build order; ``wrong`` names the Keras
+    convolution written with 100 output channels."""
+    layers: list[tuple[str, dict[str, np.ndarray]]] = []
+    for index, (module, rows, cols) in enumerate(KERAS_INCEPTION_BUILD_ORDER):
+        unit = model.get_submodule(f"features.{module}")
+        kernel = unit.conv.weight.detach().numpy().transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        assert kernel.shape[:2] == (rows, cols), module
+        conv = keras_name("conv2d", index, tf2=tf2)
+        if conv == wrong:
+            kernel = np.zeros((*kernel.shape[:3], 100), np.float32)
+        bn = {"beta": unit.bn.bias, "moving_mean": unit.bn.running_mean,
+              "moving_variance": unit.bn.running_var}
+        layers += [(conv, {"kernel": kernel}),
+                   (keras_name("batch_normalization", index, tf2=tf2),
+                    {name: value.detach().numpy() for name, value in bn.items()}),
+                   (keras_name("activation", index, tf2=tf2), {})]
+    layers += [(f"mixed{i}", {}) for i in range(11)]
+    layers = [layers[i] for i in np.random.default_rng(0).permutation(len(layers))]
+    top = [(keras_name("dense", i, tf2=tf2),
+            {"kernel": getattr(model.head, f"fc{i + 1}").weight.detach().numpy().T,
+             "bias": getattr(model.head, f"fc{i + 1}").bias.detach().numpy()})
+           for i in range(3 if head else 0)]
+    if predictions:
+        top.append(("predictions", {"kernel": np.zeros((2048, 1000), np.float32),
+                                    "bias": np.zeros(1000, np.float32)}))
+    with h5py.File(path, "w") as file:
+        file.attrs["keras_version"] = b"2.1.6" if not tf2 else b"2.4.0"
+        root = file.create_group("model_weights") if whole_model else file
+        names = [name for name, _ in layers] + [name for name, _ in top]
+        if whole_model:  # Sequential([InceptionV3(include_top=False), pooling, Dense ...])
+            names = ["inception_v3", "global_average_pooling2d"] + [name for name, _ in top]
+            base = root.create_group("inception_v3")
+            base.attrs["weight_names"] = [f"{layer}/{name}:0".encode() for layer, weights in layers
+                                          for name in weights]
+            for layer, weights in layers:
+                for name, array in weights.items():
+                    base.create_dataset(f"{layer}/{name}:0", data=array)
+            root.create_group("global_average_pooling2d").attrs["weight_names"] = \
+                np.array([], dtype="S")
+        else:
+            for layer, weights in layers:
+                _write_layer(root.create_group(layer), layer, weights)
+        for layer, weights in top:
+            _write_layer(root.create_group(layer), layer, weights)
+        root.attrs["layer_names"] = [name.encode() for name in names]
+    return path
+
+
+def test_keras_inception_weights_load_by_build_order_not_file_order(tmp_path):
+    # guards: Keras lists InceptionV3's layers by depth, branches interleaved; loading them in
+    # file order would put conv2d_9's kernel into conv2d_7's place wherever the shapes allow
+    source = random_inception(0)
+    path = write_keras_inception(tmp_path / "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+                                 source, predictions=True)
+    target = random_inception(1)
+    report = load_weights(target, path)
+
+    assert report.format == "keras-h5" and report.unexpected == () and report.notes == ()
+    assert len(report.loaded) == 94 * 4  # kernel; beta, moving mean and variance
+    assert sorted(report.missing) == sorted(k for k in target.state_dict() if k.startswith("head."))
+    assert set(report.skipped) == {"predictions.weight", "predictions.bias"}
+    assert "the file has 1, the model 3 Linear layers" in report.skipped["predictions.weight"]
+    expected = source.state_dict()
+    for key, value in target.features.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, expected[f"features.{key}"]), key
+    x = torch.randn(2, 3, 75, 75, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert torch.equal(target.forward_features(x), source.forward_features(x))
+
+
+def test_a_whole_saved_keras_inception_with_the_thesis_head_round_trips_exactly(tmp_path):
+    source = random_inception(0)
+    path = write_keras_inception(tmp_path / "thesis_inception.h5", source, tf2=True,
+                                 whole_model=True, head=True)
+    target = random_inception(1)
+    report = load_weights(target, path, strict=True)
+    assert report.missing == () and report.unexpected == () and report.skipped == {}
+    assert len(report.loaded) == 94 * 4 + 3 * 2
+    expected = source.state_dict()
+    for key, value in target.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, expected[key]), key
+    x = torch.randn(2, 3, 75, 75, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        assert torch.equal(target(x), source(x))
+
+
+def test_keras_inception_files_that_do_not_fit_are_refused_naming_what(tmp_path):
+    source = random_inception(0)
+    wrong = write_keras_inception(tmp_path / "wrong.h5", source, wrong="conv2d_10")
+    model = create_model("inception_v3_nb")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(WeightsError) as error:
+        load_weights(model, wrong)
+    message = str(error.value)
+    # conv2d_10 is mixed0's second 3x3dbl convolution: 64 -> 96 channels, 3x3
+    assert "'conv2d_10/conv2d_10/kernel:0' has shape (3, 3, 64, 100)" in message
+    assert ("((100, 64, 3, 3) in torch layout) but the model's "
+            "'features.mixed0.branch3x3dbl_2.conv.weight' has shape (96, 64, 3, 3)") in message
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    path = write_keras_inception(tmp_path / "inception.h5", source)
+    with pytest.raises(WeightsError, match=r"file's 94 convolution and 94 batch-norm layers load "
+                                           r"by the order Keras built them, but the model has "
+                                           r"53 and 53.*inception_v3_nb"):
+        load_weights(create_model("resnet50_nb"), path)
+    with h5py.File(path, "a") as file:
+        file.move("conv2d_5", "stem_conv5")
+        names = [n.decode() if isinstance(n, bytes) else n for n in file.attrs["layer_names"]]
+        file.attrs["layer_names"] = [("stem_conv5" if n == "conv2d_5" else n).encode()
+                                     for n in names]
+    with pytest.raises(WeightsError, match=r"convolution layer 'stem_conv5' is not named as "
+                                           r"Keras names the others .* all 94 convolution "
+                                           r"layers\), so the order .* unknown; give a key_map"):
+        load_weights(create_model("inception_v3_nb"), path)

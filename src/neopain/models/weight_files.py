@@ -1,5 +1,6 @@
 """Reading weight files: torch files holding a state dict (VGG-Face's MatConvNet conversion
-among them) and Keras 2 HDF5 weights, as tensors in torch layout with where each came from."""
+among them) and Keras 2 HDF5 weights, as tensors in torch layout with where each came from;
+the order Keras built a file's layers in."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ import numpy as np
 import torch
 
 from neopain.errors import NeopainError
+
+KERAS_TORCH_NAMES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",
+                     "moving_mean": "running_mean", "moving_variance": "running_var"}
+"""Keras weight names → torch parameter and buffer names (Dense, Conv2D, BatchNormalization)."""
+KERAS_AUTO_NAME = re.compile(r"(?P<base>[a-z][a-z0-9_]*?)(?:_(?P<number>\d+))?")
+"""Keras's automatic layer names: ``conv2d``, ``conv2d_1``, … (one counter per layer type)."""
 
 VGG16_CONVS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
                "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")
@@ -83,7 +90,9 @@ def _decode(names: object) -> list[str]:
 def _read_keras_h5(path: Path) -> dict[str, FileTensor]:
     """Keras 2 ``save_weights`` layout: attribute ``layer_names`` on the root (or on
     ``model_weights`` for a whole saved model), attribute ``weight_names`` on each layer group,
-    datasets at ``layer/weight_name`` (``conv1_1/conv1_1/kernel:0``)."""
+    datasets at ``layer/weight_name`` (``conv1_1/conv1_1/kernel:0``). A group holding a whole
+    model (a base model inside a Sequential) holds the weights of several layers: each is keyed
+    by its own layer (``conv2d_1/kernel:0`` → ``conv2d_1.weight``)."""
     try:
         file = h5py.File(path, "r")
     except OSError as error:
@@ -94,30 +103,82 @@ def _read_keras_h5(path: Path) -> dict[str, FileTensor]:
             raise WeightsError(f"{path}: not a Keras 2 weights file (no 'layer_names' attribute;"
                                " expected the layout of Keras 2 save_weights)")
         tensors: dict[str, FileTensor] = {}
-        for layer in _decode(root.attrs["layer_names"]):
-            if layer not in root:
-                raise WeightsError(f"{path}: layer {layer!r} is listed in 'layer_names' but "
-                                   "has no group")
-            group = root[layer]
-            for name in _decode(group.attrs.get("weight_names", [])):
+        for group_name in _decode(root.attrs["layer_names"]):
+            if group_name not in root:
+                raise WeightsError(f"{path}: layer {group_name!r} is listed in 'layer_names' "
+                                   "but has no group")
+            group = root[group_name]
+            names = _decode(group.attrs.get("weight_names", []))
+            nested = len({_layer_of(name, group_name) for name in names}) > 1
+            for name in names:
                 if name not in group:
-                    raise WeightsError(f"{path}: weight {layer}/{name} is listed but missing")
-                array = np.asarray(group[name])
-                leaf = name.rsplit("/", 1)[-1].split(":")[0]
-                if leaf == "kernel" or leaf.endswith("_W"):
-                    key = f"{layer}.weight"
-                    # Keras kernels: conv (h, w, in, out) -> torch (out, in, h, w);
-                    # dense (in, out) -> (out, in)
-                    if array.ndim == 4:
-                        value = array.transpose(3, 2, 0, 1)
-                    elif array.ndim == 2:
-                        value = array.T
-                    else:
-                        value = array
-                elif leaf == "bias" or leaf.endswith("_b"):
-                    key, value = f"{layer}.bias", array
-                else:
-                    key, value = f"{layer}.{leaf}", array
-                tensors[key] = FileTensor(torch.from_numpy(np.ascontiguousarray(value)),
-                                       f"{layer}/{name}", tuple(array.shape))
+                    raise WeightsError(f"{path}: weight {group_name}/{name} is listed but "
+                                       "missing")
+                layer = _layer_of(name, group_name) if nested else group_name
+                key, value, array = _keras_tensor(layer, name, np.asarray(group[name]))
+                source = f"{group_name}/{name}"
+                if key in tensors:
+                    raise WeightsError(f"{path}: {tensors[key].source!r} and {source!r} are both "
+                                       f"{key!r}; give each layer its own name")
+                tensors[key] = FileTensor(torch.from_numpy(np.ascontiguousarray(value)), source,
+                                          tuple(array.shape))
     return tensors
+
+
+def _layer_of(weight_name: str, group_name: str) -> str:
+    """The layer a weight belongs to: the part of its name before the last ``/``."""
+    parts = weight_name.split("/")
+    return parts[-2] if len(parts) > 1 else group_name
+
+
+def _keras_tensor(layer: str, name: str, array: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """(torch key, value in torch layout, the array as stored) of one Keras weight."""
+    leaf = name.rsplit("/", 1)[-1].split(":")[0]
+    if leaf.endswith("_W"):  # Keras 1: conv1_1_W, conv1_1_b
+        leaf = "kernel"
+    elif leaf.endswith("_b"):
+        leaf = "bias"
+    value = array
+    if leaf == "kernel":
+        # Keras kernels: conv (h, w, in, out) -> torch (out, in, h, w); dense (in, out) -> (out, in)
+        if array.ndim == 4:
+            value = array.transpose(3, 2, 0, 1)
+        elif array.ndim == 2:
+            value = array.T
+    return f"{layer}.{KERAS_TORCH_NAMES.get(leaf, leaf)}", value, array
+
+
+def keras_layers_in_build_order(tensors: dict[str, FileTensor], *, path: Path
+                                ) -> dict[str, list[str]]:
+    """The convolution, batch-norm and Dense layers of a Keras file, each kind in the order
+    Keras built them: by the number of their automatic names (``conv2d`` is 0; the file lists
+    layers by depth, branches interleaved). Dense layers with other names keep the file's
+    order, the build order of a chain of Dense layers.
+
+    Returns:
+        ``{"convolution": [...], "batch-norm": [...], "dense": [...]}``, layer names.
+
+    Raises:
+        WeightsError: a convolution or batch-norm layer without an automatic name like the
+            others of its kind (its build order is unknown).
+    """
+    layers: dict[str, list[str]] = {"convolution": [], "batch-norm": [], "dense": []}
+    for key, tensor in tensors.items():
+        layer, leaf = key.rsplit(".", 1)
+        if leaf == "running_mean":
+            layers["batch-norm"].append(layer)
+        elif leaf == "weight" and tensor.value.ndim in (2, 4):
+            layers["dense" if tensor.value.ndim == 2 else "convolution"].append(layer)
+    for kind, names in layers.items():
+        matches = [KERAS_AUTO_NAME.fullmatch(name) for name in names]
+        bases = [match["base"] if match else None for match in matches]
+        if all(bases) and len(set(bases)) <= 1:
+            layers[kind] = [name for _, name in sorted(
+                (int(match["number"] or 0), name) for match, name in zip(matches, names))]
+        elif kind != "dense":
+            odd = next(name for name, base in zip(names, bases) if base != bases[0] or not base)
+            raise WeightsError(f"{path}: {kind} layer {odd!r} is not named as Keras names the "
+                               f"others (a layer type and a number, one type for all {len(names)}"
+                               f" {kind} layers), so the order Keras built them in is unknown; "
+                               "give a key_map (file layer prefix → model module prefix)")
+    return layers

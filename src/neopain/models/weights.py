@@ -1,4 +1,5 @@
-"""Pretrained weights from files: VGG-Face (Keras h5, MatConvNet-converted .pth), any state dict.
+"""Pretrained weights from files: Keras h5 (VGG-Face, InceptionV3), VGG-Face's MatConvNet
+conversion (.pth), any state dict.
 
 Nothing is downloaded: the user gives the file. Every file key is mapped to a model key, every
 shape is checked before the model is touched (a mismatch raises ``WeightsError`` naming both
@@ -11,6 +12,12 @@ take BGR input, the MatConvNet-converted ones RGB. When the file's channel order
 the model's (``model.cfg.channel_order``; ``vgg16_nb`` and ``vgg16_avg`` are BGR), the input
 channels of ``conv1_1`` are reversed so the model computes exactly what the original network
 computes on the same image; a model cfg whose mean/std differ from VGG-Face's gets a note.
+
+Keras files in build order: a Keras h5 whose layers carry Keras's automatic names
+(``conv2d_N``, ``batch_normalization_N``, ``dense_N``; InceptionV3's, with or without the
+thesis's head) is matched to the model's ``Conv2d``, batch-norm and ``Linear`` modules in the
+order Keras built its layers, which the name numbers give (the file lists its layers by depth,
+branches interleaved). ``inception_v3_nb`` defines its modules in that order.
 """
 
 from __future__ import annotations
@@ -27,7 +34,13 @@ from torch import nn
 
 from neopain.data.files import regular_file_problem
 from neopain.models.base import PainModel
-from neopain.models.weight_files import VGG16_CONVS, FileTensor, WeightsError, read_weights
+from neopain.models.weight_files import (
+    VGG16_CONVS,
+    FileTensor,
+    WeightsError,
+    keras_layers_in_build_order,
+    read_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +49,10 @@ VGG16_FCS = ("fc6", "fc7", "fc8")
 VGGFACE_MEAN_RGB = (129.1863, 104.7624, 93.5940)
 """VGG-Face channel means in 0–255 units, RGB order (keras-vggface subtracts them in BGR)."""
 _FILE_CHANNEL_ORDER = {"keras-h5": "BGR", "vggface-pth": "RGB"}
+"""The channel order of VGG-Face's first convolution in each of its releases."""
+_MODULE_KINDS = {"convolution": nn.Conv2d, "batch-norm": nn.modules.batchnorm._BatchNorm,
+                 "dense": nn.Linear}
+"""The model's module type for each kind of Keras layer (``keras_layers_in_build_order``)."""
 _VGG_FLATTEN = (512, 7, 7)  # pool5 output that fc6 reads: (channels, height, width)
 
 KeyMap = Mapping[str, str | None] | Callable[[str], str | None]
@@ -51,10 +68,12 @@ class LoadReport:
         path: the weights file.
         format: the format it was read as (``auto`` resolved).
         loaded: model keys set from the file.
-        missing: model keys the file did not set (they keep their values).
+        missing: model keys the file did not set (they keep their values); batch norm's
+            ``num_batches_tracked`` counters are not listed.
         unexpected: file keys with no place in the model.
-        skipped: file keys left out on purpose → why (dropped by the key map, or a VGG-Face
-            classifier layer that the model's head does not have or that does not fit it).
+        skipped: file keys left out on purpose → why (dropped by the key map, a VGG-Face
+            classifier layer that the model's head does not have or that does not fit it, or
+            Keras Dense layers not as many as the model's ``Linear`` layers).
         notes: conversions done and preprocessing warnings, one sentence each.
     """
 
@@ -81,26 +100,31 @@ def load_weights(
     Args:
         model: the model; a ``PainModel``'s cfg gives the channel order it is fed.
         path: the weights file.
-        format: ``keras-h5`` (keras-vggface VGG-16, Keras 2 ``save_weights`` layout: HWIO
-            kernels), ``vggface-pth`` (MatConvNet-converted VGG-Face state dict, keys
-            ``conv1_1.weight`` … ``fc8.bias``), ``state-dict`` (any torch file holding a state
-            dict, or a dict holding one under ``state_dict`` or ``model``), or ``auto``
-            (HDF5 → keras-h5; a torch file with ``conv1_1.weight`` … ``conv5_3.weight`` at the
-            top → vggface-pth; else state-dict).
+        format: ``keras-h5`` (Keras 2 ``save_weights`` or ``save`` layout, HWIO kernels:
+            keras-vggface VGG-16, or layers with Keras's automatic names such as InceptionV3,
+            matched in build order), ``vggface-pth`` (MatConvNet-converted VGG-Face state
+            dict, keys ``conv1_1.weight`` … ``fc8.bias``), ``state-dict`` (any torch file
+            holding a state dict, or a dict holding one under ``state_dict`` or ``model``), or
+            ``auto`` (HDF5 → keras-h5; a torch file with ``conv1_1.weight`` …
+            ``conv5_3.weight`` at the top → vggface-pth; else state-dict).
         key_map: renames file keys to model keys (see ``KeyMap``). The VGG-Face formats map
             ``conv1_1`` … ``conv5_3`` (and ``fc6`` … ``fc8`` where the model has them) to the
-            model's modules of those names by default; a given key_map replaces that.
+            model's modules of those names by default, other Keras files by build order; a
+            given key_map replaces that.
         strict: raise if any model key is missing or any file key unexpected.
         file_channel_order: the channel order the file's first convolution expects, when it
-            is not the format's (keras-h5: BGR, vggface-pth: RGB; state-dict: not converted).
+            is not the format's (VGG-Face: BGR in keras-h5, RGB in vggface-pth; other files:
+            not converted).
 
     Returns:
         The ``LoadReport``.
 
     Raises:
         WeightsError: unreadable file or not of the format, a shape that does not fit (naming
-            the key and both shapes), or with ``strict``, missing or unexpected keys. The model
-            is unchanged when this is raised.
+            the key and both shapes), a Keras file whose layers cannot be put in build order
+            or whose convolutions and batch norms the model does not have as many of, or
+            with ``strict``, missing or unexpected keys. The model is unchanged when this is
+            raised.
 
     Example:
         >>> model = create_model("vgg16_nb")
@@ -109,21 +133,43 @@ def load_weights(
     """
     path = _check_arguments(path, format=format, file_channel_order=file_channel_order)
     fmt, tensors = read_weights(path, format=format)
-    key_map, optional, notes = _convert(model, tensors, path=path, fmt=fmt, key_map=key_map,
-                                        file_channel_order=file_channel_order)
+    plan = _convert(model, tensors, path=path, fmt=fmt, key_map=key_map,
+                    file_channel_order=file_channel_order)
     state = model.state_dict()
-    selected, unexpected, skipped = _select(tensors, state, path=path, key_map=key_map,
-                                            optional=optional)
-    missing = [key for key in state if key not in selected]
+    selected, unexpected, skipped = _select(tensors, state, path=path, plan=plan)
+    # batch norm's step counter is in no Keras file; torch's own loading fills it in too
+    missing = [key for key in state
+               if key not in selected and not key.endswith("num_batches_tracked")]
     if strict and (missing or unexpected):
         raise WeightsError(_strict_message(path, missing, unexpected))
     with torch.no_grad():
         model.load_state_dict(selected, strict=False)
-    notes += _preprocessing_notes(model, fmt)
+    notes = plan.notes
+    if plan.vgg_face:
+        notes += _preprocessing_notes(model)
     for note in notes:
         log.info("%s: %s", path, note)
     return LoadReport(path, fmt, tuple(selected), tuple(missing), tuple(unexpected), skipped,
                       tuple(notes))
+
+
+@dataclass
+class _Plan:
+    """How the file's keys go into the model.
+
+    Attributes:
+        key_map: file key → model key (None: keys as they are).
+        vgg_face: the file is a VGG-Face release.
+        optional: file keys skipped, not refused, when they do not fit → what they are.
+        skipped: file keys left out before any is matched → why.
+        notes: conversions done, one sentence each.
+    """
+
+    key_map: KeyMap | None
+    vgg_face: bool = False
+    optional: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _check_arguments(path: str | os.PathLike[str], *, format: str,
@@ -141,30 +187,33 @@ def _check_arguments(path: str | os.PathLike[str], *, format: str,
 
 
 def _convert(model: nn.Module, tensors: dict[str, FileTensor], *, path: Path, fmt: str,
-             key_map: KeyMap | None, file_channel_order: str | None
-             ) -> tuple[KeyMap | None, set[str], list[str]]:
-    """Convert the file's tensors in place for the model (VGG-Face layouts, channel order).
-
-    Returns the key map to use (VGG-Face's default when none is given), the file keys that
-    may be skipped (VGG-Face classifier layers the model has no place for) and notes.
-    """
-    notes: list[str] = []
-    optional: set[str] = set()
-    if fmt in _FILE_CHANNEL_ORDER:
+             key_map: KeyMap | None, file_channel_order: str | None) -> _Plan:
+    """Convert the file's tensors in place for the model (VGG-Face layouts, channel order) and
+    plan the key map (VGG-Face's or Keras build order's when none is given)."""
+    if fmt == "vggface-pth" or (fmt == "keras-h5" and "conv1_1.weight" in tensors):
+        plan = _Plan(key_map, vgg_face=True)
         if key_map is None:
-            key_map = _vgg_key_map(model, path)
-            optional = {key for key in tensors if key.split(".")[0] in VGG16_FCS}
-        _convert_vgg(model, tensors, key_map=key_map,
+            plan.key_map = _vgg_key_map(model, path)
+            plan.optional = {key: "VGG-Face classifier layer" for key in tensors
+                             if key.split(".")[0] in VGG16_FCS}
+        _convert_vgg(model, tensors, key_map=plan.key_map,
                      file_order=file_channel_order or _FILE_CHANNEL_ORDER[fmt],
-                     keras=fmt == "keras-h5", notes=notes)
-    elif file_channel_order is not None:
-        notes += _flip_first_conv(model, tensors, key_map=key_map, file_order=file_channel_order)
-    return key_map, optional, notes
+                     keras=fmt == "keras-h5", notes=plan.notes)
+        return plan
+    plan = _Plan(key_map)
+    first = None
+    if fmt == "keras-h5" and key_map is None:
+        plan.key_map, plan.skipped = _keras_order_key_map(model, tensors, path=path)
+        # the key map starts with the convolutions: its first entry is the first one built
+        first = next((f"{layer}weight" for layer in plan.key_map), None)
+    if file_channel_order is not None:
+        plan.notes += _flip_first_conv(model, tensors, key_map=plan.key_map,
+                                       file_order=file_channel_order, first=first)
+    return plan
 
 
 def _select(tensors: dict[str, FileTensor], state: Mapping[str, torch.Tensor], *, path: Path,
-            key_map: KeyMap | None, optional: set[str]
-            ) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
+            plan: _Plan) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
     """(model key → tensor to load, unexpected file keys, skipped file key → why).
 
     Raises:
@@ -172,21 +221,23 @@ def _select(tensors: dict[str, FileTensor], state: Mapping[str, torch.Tensor], *
     """
     selected: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
-    skipped: dict[str, str] = {}
+    skipped = dict(plan.skipped)
     for key, tensor in tensors.items():
-        target = _rename(key, key_map)
+        if key in plan.skipped:
+            continue
+        target = _rename(key, plan.key_map)
+        what = plan.optional.get(key)
         if target is None:
             skipped[key] = "dropped by the key map"
         elif target not in state:
-            if key in optional:
-                skipped[key] = f"VGG-Face classifier layer; the model has no {target!r}"
+            if what is not None:
+                skipped[key] = f"{what}; the model has no {target!r}"
             else:
                 unexpected.append(key)
         elif tuple(state[target].shape) != tuple(tensor.value.shape):
-            if key in optional:
-                skipped[key] = (f"VGG-Face classifier layer of shape {tuple(tensor.value.shape)}"
-                                f" does not fit the model's {target!r} "
-                                f"{tuple(state[target].shape)}")
+            if what is not None:
+                skipped[key] = (f"{what} of shape {tuple(tensor.value.shape)} does not fit the "
+                                f"model's {target!r} {tuple(state[target].shape)}")
                 continue
             raise WeightsError(_shape_message(path, tensor, target, tuple(state[target].shape)))
         elif target in selected:
@@ -195,6 +246,40 @@ def _select(tensors: dict[str, FileTensor], state: Mapping[str, torch.Tensor], *
         else:
             selected[target] = tensor.value
     return selected, unexpected, skipped
+
+
+def _keras_order_key_map(model: nn.Module, tensors: dict[str, FileTensor], *, path: Path
+                         ) -> tuple[dict[str, str], dict[str, str]]:
+    """Prefix renames from the file's Keras layers to the model's modules of the same kind, in
+    build order (convolutions first), and the file's Dense layers left out (→ why) when the
+    model has not as many ``Linear`` modules.
+
+    Raises:
+        WeightsError: layers not in a known build order, or convolution or batch-norm layers
+            not as many as the model has.
+    """
+    in_file = keras_layers_in_build_order(tensors, path=path)
+    in_model = {kind: [name for name, module in model.named_modules() if isinstance(module, cls)]
+                for kind, cls in _MODULE_KINDS.items()}
+    kinds = ("convolution", "batch-norm")
+    if any(len(in_file[kind]) != len(in_model[kind]) for kind in kinds):
+        raise WeightsError(
+            f"{path}: the file's {len(in_file['convolution'])} convolution and "
+            f"{len(in_file['batch-norm'])} batch-norm layers load by the order Keras built "
+            f"them, but the model has {len(in_model['convolution'])} and "
+            f"{len(in_model['batch-norm'])}: the file is for another architecture (a Keras "
+            "InceptionV3 file loads into inception_v3_nb; for another layout give a key_map)")
+    key_map: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for kind, layers in in_file.items():
+        if kind == "dense" and len(layers) != len(in_model[kind]):
+            skipped.update({key: f"Keras Dense layer: the file has {len(layers)}, the model "
+                                 f"{len(in_model[kind])} Linear layers; the model keeps its own"
+                            for key in tensors if key.rsplit(".", 1)[0] in layers})
+            continue
+        key_map.update({f"{layer}.": f"{module}." for layer, module in
+                        zip(layers, in_model[kind])})
+    return key_map, skipped
 
 
 def _vgg_key_map(model: nn.Module, path: Path) -> dict[str, str]:
@@ -281,8 +366,8 @@ def _strict_message(path: Path, missing: list[str], unexpected: list[str]) -> st
     return f"{path}: strict=True but " + "; ".join(parts) + " (fix the key map or use strict=False)"
 
 
-def _preprocessing_notes(model: nn.Module, fmt: str) -> list[str]:
-    if fmt not in _FILE_CHANNEL_ORDER or not isinstance(model, PainModel):
+def _preprocessing_notes(model: nn.Module) -> list[str]:
+    if not isinstance(model, PainModel):
         return []
     cfg = model.cfg
     mean = VGGFACE_MEAN_RGB if cfg.channel_order == "RGB" else VGGFACE_MEAN_RGB[::-1]
