@@ -3,11 +3,16 @@
 
 The frames are scikit-image's astronaut (head and shoulders) moving smoothly through a 640×360
 frame, growing and shrinking, with changing brightness, as a face drifts in a bedside video.
-Every registered detector runs except ``manifest`` (it reads boxes, it does not detect) and
-``onnx`` unless ``NEOPAIN_YUNET_MODEL`` names a YuNet model file. The face mesh runs in video
-(tracking) mode over the frames in order, and in image mode (a face search every frame).
+Every detector that can run here runs (``neopain.faces.benchmark.runnable_detectors``: not
+``manifest``, which reads boxes; ``onnx`` only when ``NEOPAIN_YUNET_MODEL`` names a YuNet
+model file). The face mesh runs in video (tracking) mode over the frames in order, and in
+image mode (a face search every frame).
+
+``--write-clip PATH`` writes the same frames as a 10 frames/s video instead, for
+``neopain faces benchmark PATH`` (the table in docs/faces.md).
 
 Usage: .venv/bin/python benchmarks/bench_faces.py [--frames 300] [--repeats 1] [--json]
+       .venv/bin/python benchmarks/bench_faces.py --write-clip astronaut.mp4 [--frames 300]
 """
 
 from __future__ import annotations
@@ -21,8 +26,12 @@ import cv2
 import numpy as np
 import skimage.data
 
-from neopain.faces.base import list_detectors
-from neopain.faces.benchmark import BenchmarkImage, DetectorFigures, benchmark_detectors
+from neopain.faces.benchmark import (
+    BenchmarkImage,
+    DetectorFigures,
+    benchmark_detectors,
+    runnable_detectors,
+)
 
 TARGETS_MS = {"mediapipe-short": 5.0, "face mesh": 8.0, "face mesh (video)": 8.0}
 
@@ -44,11 +53,25 @@ def moving_face_frames(count: int) -> list[BenchmarkImage]:
     return frames
 
 
-def detectors_to_run() -> tuple[list[str], dict[str, dict[str, object]]]:
+def detectors_to_run() -> tuple[list[str], dict[str, dict[str, object]], dict[str, str]]:
+    """The detectors that run here, their options, and why the others do not."""
     model = os.environ.get("NEOPAIN_YUNET_MODEL")
-    names = [name for name in list_detectors()
-             if name != "manifest" and (name != "onnx" or model)]
-    return names, ({"onnx": {"model": model}} if model else {})
+    options: dict[str, dict[str, object]] = {"onnx": {"model": model}} if model else {}
+    names, left_out = runnable_detectors(detector_options=options)
+    return names, options, left_out
+
+
+def write_clip(frames: list[BenchmarkImage], path: str, *, fps: float = 10.0) -> None:
+    """The frames as an MP4 (or, by its suffix, any container OpenCV writes)."""
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 360))
+    if not writer.isOpened():
+        raise SystemExit(f"{path}: OpenCV cannot write this video (try a .mp4 or .avi path)")
+    try:
+        for frame in frames:
+            writer.write(frame.image)
+    finally:
+        writer.release()
+    print(f"wrote {path}: {len(frames)} frames of 640×360 at {fps:g} frames/s")
 
 
 def cpu_name() -> str:
@@ -74,9 +97,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
+    parser.add_argument("--write-clip", metavar="PATH",
+                        help="write the frames as a video instead of timing")
     args = parser.parse_args()
     frames = moving_face_frames(args.frames)
-    names, options = detectors_to_run()
+    if args.write_clip:
+        write_clip(frames, args.write_clip)
+        return
+    names, options, left_out = detectors_to_run()
     rows = benchmark_detectors(frames, detectors=names, detector_options=options,
                                include_mesh=True, mesh_video=True, repeats=args.repeats,
                                warmup=5)
@@ -88,8 +116,8 @@ def main() -> None:
     print(f"{args.frames} frames of 640×360, {args.repeats} call(s) each; "
           f"{cpu_name()}, {os.cpu_count()} CPU(s), "
           f"OpenCV threads {cv2.getNumThreads()}")
-    if "onnx" not in names:
-        print("onnx skipped: set NEOPAIN_YUNET_MODEL to a YuNet .onnx file to include it")
+    for name, reason in left_out.items():
+        print(f"{name} not run: {reason}")
     print(f"{'detector':<20} {'no face':>8} {'median ms':>10} {'p95 ms':>8} "
           f"{'images/s':>9}  target")
     for row in rows:

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from neopain.cli.app import app as neopain_app
 from neopain.data.manifest import load_manifest
 from neopain.data.synthetic import CohortSpec, generate_cohort
+from neopain.faces.base import list_detectors
+from neopain.faces.benchmark import runnable_detectors
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -83,10 +85,15 @@ def test_detect_real_faces_reports_no_face_and_the_corrupt_file_and_does_the_res
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--detector", "blazeface"], "unknown detector 'blazeface'; valid: manifest, "),
+    (["--detector", "blazeface"], "unknown detector 'blazeface'; valid: centerface, "),
     (["--detector", "manifest", "--margin", "-1"], "margin=-1.0 is not valid"),
-    (["--detector", "manifest", "--model", "x.onnx"], "--model applies to --detector onnx"),
+    (["--detector", "manifest", "--model", "x.onnx"],
+     "--model applies to the detectors that run your model file (onnx"),
     (["--detector", "mediapipe-short", "--threshold", "2"], "threshold=2.0 must lie in [0, 1]"),
+    (["--detector", "retinaface", "--config", "deploy.prototxt"],
+     "--config applies to --detector opencv-ssd only, not 'retinaface'"),
+    (["--detector", "opencv-ssd", "--model", "res10.caffemodel", "--config", "no.prototxt"],
+     "res10.caffemodel: file not found; expected OpenCV's SSD face detector"),
 ])
 def test_detect_bad_options_exit_1_naming_what_is_valid(photos, tmp_path, args, message):
     code, out, err = run("detect", str(photos), "--out", str(tmp_path / "faces"), *args)
@@ -147,13 +154,45 @@ def test_benchmark_bad_input_exits_1(photos, tmp_path):
     assert code == 1 and "unknown detector 'nope'; valid:" in flat(err)
 
 
-def test_list_names_every_detector_with_its_threshold_and_keypoints():
+def test_benchmark_by_default_times_every_detector_that_runs_here_and_says_why_not_the_rest(
+        photos):
+    # guards: the detector comparison of the thesis (Table 4.1) needs every detector at once;
+    # a detector left out silently would look like one that was never there
+    runnable, left_out = runnable_detectors()
+    code, out, err = run("benchmark", str(photos), "--json", "--limit", "1")
+    assert code == 0, err
+    figures = json.loads(out)
+    assert [row["detector"] for row in figures["detectors"]] == runnable
+    assert {row["detector"] for row in figures["left_out"]} == set(left_out)
+    assert "manifest" not in runnable and "manifest" not in left_out
+    assert "needs the model file" in left_out["onnx"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--detectors", "opencv-haar", "--model", "x.onnx"],
+     "--model x.onnx: say which detector it is for, as NAME=PATH"),
+    (["--detectors", "opencv-haar", "--model", "opencv-haar=x.onnx"],
+     "'opencv-haar' does not run a model file; valid: onnx"),
+    (["--detectors", "onnx", "--model", "onnx=a.onnx", "--model", "onnx=b.onnx"],
+     "--model names 'onnx' twice"),
+    (["--detectors", "onnx", "--model", "onnx=missing.onnx"], "missing.onnx"),
+])
+def test_benchmark_model_files_are_checked_naming_the_detectors_that_take_one(
+        photos, args, message):
+    code, _, err = run("benchmark", str(photos), *args)
+    assert code == 1 and message in flat(err)
+
+
+def test_list_names_every_detector_with_its_threshold_keypoints_and_whether_it_runs_here():
     code, out, _ = run("list")
     assert code == 0
     text = flat(out)
-    for name in ("mediapipe-short", "mediapipe-full", "opencv-haar", "onnx", "manifest"):
+    runnable, _ = runnable_detectors()
+    for name in list_detectors():
         assert f"│ {name} │" in text
-    assert "default threshold" in text and "keypoints" in text
+    assert "default threshold" in text and "keypoints" in text and "runs here" in text
+    assert f"{len(runnable)} detectors look at pixels with no file of yours" in text
+    assert "with your file: --model PATH" in text
 
 
 def test_the_console_script_keeps_mediapipe_native_log_lines_off_the_terminal(

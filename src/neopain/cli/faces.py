@@ -21,7 +21,8 @@ from neopain.errors import NeopainError
 
 app = typer.Typer(help="Detect faces, crop them, compare detectors.", no_args_is_help=True)
 
-DETECTOR_NAMES = "mediapipe-short, mediapipe-full, opencv-haar, onnx, manifest"
+ALL_DETECTORS = "all"
+SSD_DETECTOR = "opencv-ssd"
 MAX_MISSING_SHOWN = 10
 INTERRUPTED = 130
 
@@ -38,18 +39,53 @@ def _lazy_bar(stack: ExitStack, description: str) -> Callable[[int, int], None]:
     return update
 
 
+def _model_detectors() -> list[str]:
+    from neopain.faces.base import detector_class, list_detectors
+
+    return [name for name in list_detectors() if detector_class(name).needs_model]
+
+
 def _options(detector: str, *, threshold: float | None, model: Path | None) -> dict[str, Any]:
-    if model is not None and detector != "onnx":
-        fail(f"--model applies to --detector onnx only, not {escape(detector)!r}")
+    from neopain.faces.base import DetectorError, detector_class
+
+    try:
+        family = detector_class(detector)
+    except DetectorError as error:
+        fail(escape(str(error)))
+    if model is not None and not family.needs_model:
+        fail(f"--model applies to the detectors that run your model file "
+             f"({', '.join(_model_detectors())}), not {escape(detector)!r}")
     options: dict[str, Any] = {} if threshold is None else {"threshold": threshold}
     return options if model is None else {**options, "model": model}
+
+
+def _benchmark_models(models: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``--model NAME=PATH`` options, or a bare ``--model PATH`` when exactly one detector
+    named runs a model file."""
+    needing = _model_detectors()
+    options: dict[str, dict[str, Any]] = {}
+    for text in models:
+        name, sep, path = text.partition("=")
+        if not sep:
+            named = [n for n in names if n in needing]
+            if len(named) != 1:
+                fail(f"--model {escape(text)}: say which detector it is for, as NAME=PATH "
+                     f"(detectors that run a model file: {', '.join(needing)})")
+            name, path = named[0], text
+        if name not in needing:
+            fail(f"--model {escape(text)}: {escape(name)!r} does not run a model file; valid: "
+                 f"{', '.join(needing)}")
+        if name in options:
+            fail(f"--model names {escape(name)!r} twice; give each detector one file")
+        options[name] = {"model": Path(path)}
+    return options
 
 
 @app.command()
 def detect(
     manifest: Annotated[Path, typer.Argument(help="The manifest of the images.")],
     detector: Annotated[str, typer.Option(
-        "--detector", help=f"Detector: {DETECTOR_NAMES} (see `neopain faces list`).")],
+        "--detector", help="Detector, e.g. mediapipe-short (all: `neopain faces list`).")],
     out: Annotated[Path, typer.Option(
         "--out", help="Folder to write into; run again into the same folder to resume.")],
     margin: Annotated[float, typer.Option(
@@ -66,7 +102,11 @@ def detect(
     threshold: Annotated[Optional[float], typer.Option(
         help="Lowest face score kept (default: the detector's own).")] = None,
     model: Annotated[Optional[Path], typer.Option(
-        help="The ONNX detector file (YuNet format), for --detector onnx.")] = None,
+        help="Your model file, for the detectors that run one (onnx, retinaface, yolo-face, "
+             "opencv-ssd).")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        help="opencv-ssd only: its network file (.prototxt or .pbtxt) when it is not next to "
+             "--model under its usual name.")] = None,
 ) -> None:
     """Detect each image's face, crop it and write a manifest of the crops.
 
@@ -78,6 +118,10 @@ def detect(
     from neopain.faces.detect import detect_faces  # imports the detector families
 
     options = _options(detector, threshold=threshold, model=model)
+    if config is not None:
+        if detector != SSD_DETECTOR:
+            fail(f"--config applies to --detector {SSD_DETECTOR} only, not {escape(detector)!r}")
+        options["config"] = config
     try:
         loaded = load_manifest(manifest)
         with ExitStack() as stack:
@@ -144,8 +188,9 @@ def _print_missing(result: Any) -> None:
 def benchmark(
     source: Annotated[Path, typer.Argument(help="A manifest CSV, or a video file.")],
     detectors: Annotated[str, typer.Option(
-        "--detectors", help=f"Comma-separated detectors, e.g. mediapipe-short,opencv-haar "
-                            f"(valid: {DETECTOR_NAMES}).")] = "mediapipe-short",
+        "--detectors", help="Comma-separated detectors, e.g. mediapipe-short,opencv-haar, or "
+                            "all: every one that can run here (see `neopain faces list`).")
+    ] = ALL_DETECTORS,
     mesh: Annotated[bool, typer.Option(
         "--mesh", help="Also time the face mesh (video mode for a video).")] = False,
     as_json: Annotated[bool, typer.Option(
@@ -153,20 +198,28 @@ def benchmark(
     limit: Annotated[Optional[int], typer.Option(
         help="Use at most this many images or frames.")] = None,
     repeats: Annotated[int, typer.Option(help="Timed calls per image.")] = 1,
-    model: Annotated[Optional[Path], typer.Option(
-        help="The ONNX detector file (YuNet format), for the onnx detector.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=PATH: the model file of a detector that runs one (onnx, retinaface, "
+             "yolo-face, opencv-ssd); repeat for several.")] = None,
 ) -> None:
     """Compare detectors on the same images: share with no face, median and p95 ms, images/s.
 
     Every detector (and with --mesh the face mesh) runs on every image in turn, at its default
     threshold. Unreadable manifest images are skipped and listed.
     """
-    from neopain.faces.benchmark import ManifestImages, benchmark_detectors, images_from_path
+    from neopain.faces.benchmark import (
+        ManifestImages,
+        benchmark_detectors,
+        images_from_path,
+        runnable_detectors,
+    )
 
     names = [name.strip() for name in detectors.split(",") if name.strip()]
-    if model is not None and "onnx" not in names:
-        fail("--model applies to the onnx detector only; add onnx to --detectors")
-    options = {"onnx": {"model": model}} if model is not None else {}
+    options = _benchmark_models(model or [], names if names != [ALL_DETECTORS] else
+                                _model_detectors())
+    left_out: dict[str, str] = {}
+    if names == [ALL_DETECTORS]:
+        names, left_out = runnable_detectors(detector_options=options)
     try:
         images = images_from_path(source, limit=limit)
         with ExitStack() as stack:
@@ -185,6 +238,7 @@ def benchmark(
     if as_json:
         print(json.dumps({"source": str(source), "images": figures[0].images,
                           "detectors": [f.to_dict() for f in figures],
+                          "left_out": [{"detector": n, "reason": r} for n, r in left_out.items()],
                           "skipped": [{"image": i, "reason": r} for i, r in skipped]}, indent=2))
         return
     thresholds = ", ".join(f"{f.detector} {f.threshold:g}" for f in figures
@@ -198,6 +252,8 @@ def benchmark(
         table.add_row(Text(f.detector), str(f.images), f"{100 * f.no_face_share:.1f}%",
                       f"{f.median_ms:.2f}", f"{f.p95_ms:.2f}", f"{f.images_per_s:.1f}")
     console.print(table)
+    for name, reason in left_out.items():
+        console.print(f"not run: {escape(name)}: {escape(reason)}", highlight=False)
     if skipped:
         err_console.print(f"[bold yellow]warning:[/] {len(skipped)} unreadable images skipped: "
                           + escape(", ".join(f"{i} ({r})" for i, r in skipped[:5]))
@@ -206,17 +262,29 @@ def benchmark(
 
 @app.command("list")
 def list_command() -> None:
-    """The registered detectors, their default thresholds and whether they give keypoints."""
-    from neopain.faces.base import detector_class, list_detectors
+    """The registered detectors: default threshold, keypoints, whether each runs here."""
+    from neopain.faces.base import detector_class, detector_problem, list_detectors
 
     table = Table(title="face detectors")
     table.add_column("detector", no_wrap=True)
     table.add_column("default threshold", justify="right")
     table.add_column("keypoints")
+    table.add_column("runs here", overflow="fold")
     table.add_column("what", overflow="fold")
+    ready = 0
     for name in list_detectors():
         family = detector_class(name)
         doc = (family.__doc__ or "").replace("``", "").strip().splitlines()
+        if family.needs_model:
+            status = Text("with your file: --model PATH")
+        elif (problem := detector_problem(name)) is not None:
+            status = Text(f"no: {problem}", style="yellow")
+        elif not family.reads_pixels:
+            status = Text("yes (reports the manifest's boxes)")
+        else:
+            status = Text("yes")
+            ready += 1
         table.add_row(name, f"{family.default_threshold:g}",
-                      "5" if family.has_keypoints else "no", Text(doc[0] if doc else ""))
+                      "5" if family.has_keypoints else "no", status, Text(doc[0] if doc else ""))
     console.print(table)
+    console.print(f"{ready} detectors look at pixels with no file of yours", highlight=False)

@@ -25,6 +25,16 @@ KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 """Manifest keypoint order; left and right are IMAGE-left and IMAGE-right."""
 
 
+def image_left_first(points: np.ndarray) -> np.ndarray:
+    """5 keypoints with each eye pair and each mouth-corner pair put image-left first
+    (``KEYPOINT_NAMES``); models report them in the subject's left/right or either order."""
+    points = np.array(points, dtype=np.float64, copy=True)
+    for a, b in ((0, 1), (3, 4)):
+        if points[a, 0] > points[b, 0]:
+            points[[a, b]] = points[[b, a]]
+    return points
+
+
 class DetectorError(NeopainError):
     """A detector that cannot be built or run (unknown name, bad option, unusable model file)."""
 
@@ -98,6 +108,10 @@ class FaceDetector(ABC):
     name: ClassVar[str] = ""
     default_threshold: ClassVar[float] = 0.5
     has_keypoints: ClassVar[bool] = False
+    needs_model: ClassVar[bool] = False
+    """True for a family that runs the user's own model file, given as ``model=PATH``."""
+    reads_pixels: ClassVar[bool] = True
+    """False for a family that reports faces it was told of (``manifest``) instead of looking."""
 
     def __init__(self, *, threshold: float | None = None, max_side: int = 1280) -> None:
         self.threshold = threshold
@@ -164,7 +178,18 @@ def register_detector(name: str) -> Callable[[D], D]:
 def _load_families() -> None:
     # imported here so that each family registers itself; mediapipe and onnxruntime load
     # only when a detector is created
-    from neopain.faces import manifest, mediapipe, onnx, opencv  # noqa: F401
+    from neopain.faces import (  # noqa: F401
+        centerface,
+        dlib_hog,
+        manifest,
+        mediapipe,
+        mtcnn,
+        onnx,
+        opencv,
+        retinaface,
+        ssd,
+        yolo_face,
+    )
 
 
 def list_detectors() -> list[str]:
@@ -196,3 +221,21 @@ def create_detector(name: str, **options: object) -> FaceDetector:
         return family(**options)
     except TypeError as error:
         raise DetectorError(f"detector {name!r}: {error}") from None
+
+
+def detector_problem(name: str, **options: object) -> str | None:
+    """Why detector ``name`` cannot run here with ``options``, or None when it can.
+
+    The detector is built and closed at once, so a package that is not installed, a model file
+    that is missing or unusable, or a bad option is found before any image is read. A family
+    that runs the user's model file (``needs_model``) without ``model=`` cannot run.
+    """
+    family = detector_class(name)
+    if family.needs_model and options.get("model") is None:
+        return "needs the model file: model=PATH (--model on the command line)"
+    try:
+        create_detector(name, **options).close()
+    except DetectorError as error:
+        return str(error)
+    return None
+

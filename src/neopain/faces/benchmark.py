@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +22,18 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest, load_manifest, parse_box, parse_keypoints
 from neopain.data.video import VideoReadError, decode_frames, open_video
 from neopain.errors import NeopainError
-from neopain.faces.base import Face, FaceDetector, create_detector, list_detectors
-from neopain.data.images import ImageReadError, read_image
+from neopain.faces.base import (
+    Face,
+    FaceDetector,
+    create_detector,
+    detector_class,
+    detector_problem,
+    list_detectors,
+)
 from neopain.faces.landmarks import FaceMesh
 
 logger = logging.getLogger(__name__)
@@ -222,6 +229,32 @@ def benchmark_detectors(
         raise NeopainError("no images to benchmark: the source gave none (all unreadable, or "
                            "an empty manifest or video)")
     return [entry.figures() for entry in timed]
+
+
+def runnable_detectors(
+    *, detector_options: Mapping[str, Mapping[str, object]] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The detectors that can run here, and why each other one cannot.
+
+    Every registered detector that looks at pixels is tried (``manifest``, which reports the
+    manifest's own boxes, is not a detector to compare). One that runs the user's model file
+    runs only when ``detector_options[name]`` gives ``model``; one whose package is not
+    installed, or whose file is unusable, is left out with the reason.
+
+    Returns:
+        (names that run, {name: why it cannot}), both in registry order.
+    """
+    options = detector_options or {}
+    runnable, left_out = [], {}
+    for name in list_detectors():
+        if not detector_class(name).reads_pixels:
+            continue
+        problem = detector_problem(name, **options.get(name, {}))
+        if problem is None:
+            runnable.append(name)
+        else:
+            left_out[name] = problem
+    return runnable, left_out
 
 
 class ManifestImages:

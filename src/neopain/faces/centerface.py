@@ -43,8 +43,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
-from neopain.faces.onnx import _image_left_first
+from neopain.faces.base import (
+    DetectorError,
+    Face,
+    FaceDetector,
+    image_left_first,
+    register_detector,
+)
 from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
 
 MODEL_FILE = "centerface.onnx"
@@ -178,7 +183,7 @@ class CenterFace(FaceDetector):
             Face(box=(float(x1[i]), float(y1[i]), float(x1[i] + width[i]),
                       float(y1[i] + height[i])),
                  score=float(scores[i]),
-                 keypoints=_image_left_first(points[i], ((0, 1), (3, 4))))
+                 keypoints=image_left_first(points[i]))
             for i in np.ravel(kept)
         ]
 

@@ -23,6 +23,7 @@ class ManifestBoxes(FaceDetector):
 
     default_threshold = 0.0
     has_keypoints = True  # when the manifest has them
+    reads_pixels = False
 
     def _detect(self, image: np.ndarray, *, prior: Face | None) -> list[Face]:
         if prior is None:

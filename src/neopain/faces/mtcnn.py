@@ -22,8 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
-from neopain.faces.onnx import _image_left_first
+from neopain.faces.base import (
+    DetectorError,
+    Face,
+    FaceDetector,
+    image_left_first,
+    register_detector,
+)
 
 PNET_THRESHOLD, RNET_THRESHOLD = 0.6, 0.7
 """The package's thresholds for the first two stages (FaceNet's)."""
@@ -94,7 +99,7 @@ class Mtcnn(FaceDetector):
             points = np.array([found["keypoints"][name] for name in PACKAGE_KEYPOINTS], float)
             faces.append(Face(box=(x, y, x + width, y + height),
                               score=float(found["confidence"]),
-                              keypoints=_image_left_first(points, ((0, 1), (3, 4)))))
+                              keypoints=image_left_first(points)))
         return faces
 
     def close(self) -> None:

@@ -27,7 +27,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
+from neopain.faces.base import (
+    DetectorError,
+    Face,
+    FaceDetector,
+    image_left_first,
+    register_detector,
+)
 from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
 
 STRIDES = (8, 16, 32)
@@ -37,14 +43,6 @@ OUTPUT_NAMES = tuple(f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps"
 _DIVISOR = 32
 _EXPECTED = (f"a YuNet ONNX model (e.g. OpenCV Zoo's face_detection_yunet_2023mar.onnx) with "
              f"input {INPUT_NAME!r} (1×3×H×W) and outputs {', '.join(OUTPUT_NAMES)}")
-
-
-def _image_left_first(points: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
-    points = points.copy()
-    for a, b in pairs:
-        if points[a, 0] > points[b, 0]:
-            points[[a, b]] = points[[b, a]]
-    return points
 
 
 @register_detector("onnx")
@@ -65,6 +63,7 @@ class YuNetOnnx(FaceDetector):
 
     default_threshold = 0.6
     has_keypoints = True
+    needs_model = True
 
     def __init__(
         self,
@@ -162,7 +161,7 @@ class YuNetOnnx(FaceDetector):
         faces = []
         for i in np.ravel(kept):
             x, y, w, h = (float(v) for v in box_array[i] / scale)
-            keypoints = _image_left_first(point_array[i] / scale, ((0, 1), (3, 4)))
+            keypoints = image_left_first(point_array[i] / scale)
             faces.append(Face(box=(x, y, x + w, y + h), score=float(score_array[i]),
                               keypoints=keypoints))
         return faces

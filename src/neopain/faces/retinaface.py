@@ -45,8 +45,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
-from neopain.faces.onnx import _image_left_first
+from neopain.faces.base import (
+    DetectorError,
+    Face,
+    FaceDetector,
+    image_left_first,
+    register_detector,
+)
 from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
 
 BIUBUG6_MEAN = (104.0, 117.0, 123.0)
@@ -206,7 +211,7 @@ class RetinaFaceOnnx(FaceDetector):
                                 self.nms_threshold, top_k=self.top_k)
         return [Face(box=tuple(float(v) for v in boxes[i] / np.tile(factors, 2)),
                      score=float(scores[i]),
-                     keypoints=_image_left_first(points[i] / factors, ((0, 1), (3, 4))))
+                     keypoints=image_left_first(points[i] / factors))
                 for i in np.ravel(kept)]
 
     def _sized(self, value: np.ndarray, rows: int, width: int, what: str, shape: str) -> np.ndarray:

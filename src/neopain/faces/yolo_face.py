@@ -35,8 +35,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
-from neopain.faces.onnx import _image_left_first
+from neopain.faces.base import (
+    DetectorError,
+    Face,
+    FaceDetector,
+    image_left_first,
+    register_detector,
+)
 from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
 
 PAD_GREY = 114
@@ -190,7 +195,7 @@ class YoloFaceOnnx(FaceDetector):
             keypoints = (points[keep[i]] - offset) / factor
             faces.append(Face(box=(float(x1), float(y1), float(x2), float(y2)),
                               score=float(scores[i]),
-                              keypoints=_image_left_first(keypoints, ((0, 1), (3, 4)))))
+                              keypoints=image_left_first(keypoints)))
         return faces
 
     def close(self) -> None:
