@@ -1,13 +1,16 @@
 """Trainer, callbacks, losses and the embedding cache on a tiny model and a tiny image set.
 
-Guards: same seed → same weights; a resumed run equals an uninterrupted one; balanced class
-weights and soft labels change the loss as documented; Unfreeze unfreezes at the right epoch;
-early stopping stops; cached embeddings give the forward pass's predictions and are
-invalidated when preprocessing changes.
+Guards: same seed → same weights; a resumed run equals an uninterrupted one, with the seed's
+RMSprop + CosineAnnealingLR + label smoothing recipe too (its rates on torch's cosine); balanced
+class weights, soft labels and label smoothing change the loss as documented; Unfreeze
+unfreezes at the right epoch and restarts a per-epoch scheduler; ReduceLROnPlateau steps on the
+monitored value; early stopping stops; cached embeddings give the forward pass's predictions
+and are invalidated when preprocessing changes.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from neopain.training import (
 from neopain.training.losses import balanced_class_weights, pain_loss, soft_targets
 from neopain.training.batches import flipped
 from neopain.training.precision import bf16_supported
+from neopain.training.optimizers import SchedulerSpec
 from neopain.training.state import TrainState
 
 SIZE = (16, 16)
@@ -125,8 +129,8 @@ class Interrupt(Callback):
             state.stop_training = True
 
 
-@pytest.mark.parametrize("options", [{}, {"lr_schedule": "onecycle"}, {"flip": 0.5},
-                                     {"lr_schedule": "onecycle", "flip": 0.5}],
+@pytest.mark.parametrize("options", [{}, {"scheduler": "OneCycleLR"}, {"flip": 0.5},
+                                     {"scheduler": "OneCycleLR", "flip": 0.5}],
                          ids=["constant", "onecycle", "flip", "onecycle-flip"])
 def test_resumed_run_equals_uninterrupted_run(manifest, tmp_path, options):
     whole, _, _ = fit(manifest, epochs=5, callbacks=[Checkpoint(tmp_path / "a.pt")], **options)
@@ -141,8 +145,127 @@ def test_resumed_run_equals_uninterrupted_run(manifest, tmp_path, options):
     assert torch.equal(weights_of(whole), weights_of(resumed))
 
 
+SEED_RECIPE = {"optimizer": "RMSprop", "lr": 1e-3, "weight_decay": 1e-5,
+               "scheduler": "CosineAnnealingLR", "scheduler_args": {"T_max": 5, "eta_min": 1e-6},
+               "label_smoothing": 0.3, "class_weights": None}
+"""configs/ncnn_tuned.yaml's optimizer, schedule, smoothing and plain cross-entropy (the seed's
+NCNN-Tuned); without the smoothing its training loss falls below 0.42 by epoch 4."""
+SMOOTHED_ENTROPY = -(0.85 * math.log(0.85) + 0.15 * math.log(0.15))
+"""The least cross-entropy against targets smoothed by 0.3 (0.85, 0.15): 0.4227."""
+
+
+def interrupted_and_resumed(manifest, tmp_path, *, stop: int, epochs: int, callbacks=(),
+                            **options):
+    """A fit stopped after ``stop`` epochs (as a killed process) and resumed to ``epochs``
+    (both with ``Checkpoint``, which restores the best epoch's weights at the end)."""
+    fit(manifest, epochs=epochs, callbacks=[*callbacks(), Interrupt(stop),
+                                            Checkpoint(tmp_path / "b.pt")], **options)
+    saved = torch.load(tmp_path / "b.pt", weights_only=True)
+    saved["stopped"] = False  # the interruption was not an early stop
+    torch.save(saved, tmp_path / "b.pt")
+    return saved, fit(manifest, epochs=epochs, resume_from=tmp_path / "b.pt",
+                      callbacks=[*callbacks(), Checkpoint(tmp_path / "b.pt")], **options)
+
+
+def test_seed_recipe_resumes_exactly_and_its_rates_follow_the_cosine(manifest, tmp_path):
+    """RMSprop with CosineAnnealingLR, stepped per epoch: the checkpoint holds the scheduler,
+    so a resumed fit gives the uninterrupted one's weights and history to the last bit."""
+    whole, _, straight = fit(manifest, epochs=7, callbacks=[Checkpoint(tmp_path / "a.pt")],
+                             **SEED_RECIPE)
+    saved, (resumed, _, result) = interrupted_and_resumed(manifest, tmp_path, stop=3, epochs=7,
+                                                          callbacks=tuple, **SEED_RECIPE)
+    assert saved["scheduler"]["last_epoch"] == 3
+    assert saved["recipe"] == {"optimizer": "RMSprop", "scheduler": "CosineAnnealingLR"}
+    assert torch.equal(weights_of(whole), weights_of(resumed))
+    assert result.history == straight.history and len(straight.history) == 7
+    # epoch e trains at eta_min + (lr - eta_min)(1 + cos(pi (e-1) / T_max)) / 2, rising again
+    # after T_max as torch's cosine does (the seed's 120 epochs swing 12 times)
+    expected = [1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi * t / 5)) / 2 for t in range(7)]
+    assert [row["lr"] for row in straight.history] == pytest.approx(expected, rel=1e-9)
+    # label smoothing 0.3 reaches the loss: no epoch goes below its targets' entropy
+    assert min(row["train_loss"] for row in straight.history) >= SMOOTHED_ENTROPY - 1e-6
+
+
+def test_label_smoothing_is_the_seeds_smoothed_binary_cross_entropy():
+    """Two-class cross-entropy smoothed by s has targets 1 - s/2 and s/2: the seed's
+    BCEWithLogits on the logit difference with labels (1 - s) y + s / 2."""
+    logits = torch.tensor([[0.3, 2.0], [1.5, -1.0], [0.0, 0.0], [4.0, -4.0]])
+    labels = torch.tensor([1, 0, 1, 1])
+    smoothed = pain_loss(logits, labels, label_smoothing=0.3)
+    seed = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, 1] - logits[:, 0], (1 - 0.3) * labels.float() + 0.3 / 2)
+    assert torch.isclose(smoothed, seed, atol=1e-6)
+    log_p = torch.log_softmax(logits, dim=1)
+    by_hand = -(0.85 * log_p[torch.arange(4), labels] + 0.15 * log_p[torch.arange(4), 1 - labels])
+    assert torch.isclose(smoothed, by_hand.mean(), atol=1e-6)
+    assert not torch.isclose(smoothed, pain_loss(logits, labels), atol=1e-3)
+    with pytest.raises(NeopainError, match="label_smoothing=0.3 cannot be combined with "
+                                           "soft_labels='sigmoid'"):
+        Trainer(tiny_model(), label_smoothing=0.3, soft_labels="sigmoid")
+
+
+class Stall(Callback):
+    """Reports no validation improvement, so Unfreeze fires after its patience."""
+
+    def on_epoch_end(self, state, logs):
+        logs["val_loss"] = 1.0
+
+
+def test_unfreezing_restarts_a_per_epoch_scheduler_at_the_fine_tune_rate(manifest, tmp_path):
+    """The fine-tune phase gets a fresh optimizer and a fresh scheduler from lr × lr_factor
+    (not from the annealed rate), and resuming across the unfreezing stays exact."""
+    options = {"epochs": 6, "lr": 0.01, "scheduler": "CosineAnnealingLR",
+               "scheduler_args": {"T_max": 2}}
+
+    def callbacks():
+        return Stall(), Unfreeze(2, blocks=1, lr_factor=0.1)
+
+    whole, _, straight = fit(manifest, callbacks=[*callbacks(), Checkpoint(tmp_path / "a.pt")],
+                             **options)
+    cosine = [(1 + math.cos(math.pi * t / 2)) / 2 for t in range(3)]
+    assert [row["phase"] for row in straight.history] == ["head"] * 3 + ["fine-tune"] * 3
+    assert [row["lr"] for row in straight.history] == pytest.approx(
+        [0.01 * c for c in cosine] + [0.001 * c for c in cosine], abs=1e-12)
+    _, (resumed, _, result) = interrupted_and_resumed(manifest, tmp_path, stop=4,
+                                                      callbacks=callbacks, **options)
+    assert torch.equal(weights_of(whole), weights_of(resumed))
+    assert result.history == straight.history
+    with pytest.raises(NeopainError, match="OneCycleLR.*cannot be combined with unfreezing"):
+        fit(manifest, epochs=3, scheduler="OneCycleLR", callbacks=[Stall(), Unfreeze(1)])
+
+
+def test_reduce_on_plateau_steps_on_the_monitored_value(manifest):
+    """Halved after each epoch whose val_loss was not below half the best (mode min, from
+    monitor; relative threshold 0.5), as torch's rule says; mode max for val_accuracy;
+    refused without validation data."""
+    _, _, result = fit(manifest, epochs=6, lr=0.01, scheduler="ReduceLROnPlateau",
+                       scheduler_args={"factor": 0.5, "patience": 0, "threshold": 0.5})
+    rate, best, expected = 0.01, math.inf, []
+    for row in result.history:
+        expected.append(rate)
+        if row["val_loss"] < best * (1 - 0.5):
+            best = row["val_loss"]
+        else:
+            rate *= 0.5
+    assert [row["lr"] for row in result.history] == pytest.approx(expected, rel=1e-12)
+    assert 1 < len(set(expected)) < 6  # it reduced after some epochs, not after all
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert SchedulerSpec("ReduceLROnPlateau", monitor="val_accuracy").build(
+        optimizer, lr=0.1, total_steps=1).mode == "max"
+    trainer = Trainer(tiny_model(), scheduler="ReduceLROnPlateau", device="cpu")
+    with pytest.raises(NeopainError, match="ReduceLROnPlateau.*no validation data"):
+        trainer.fit(data(manifest, subjects=["s0", "s1"]))
+
+
+def test_a_checkpoint_of_another_optimizer_or_scheduler_is_refused(manifest, tmp_path):
+    fit(manifest, epochs=1, callbacks=[Checkpoint(tmp_path / "a.pt")])
+    with pytest.raises(NeopainError, match="trained with Adam and no scheduler, this fit asks "
+                                           "for RMSprop and CosineAnnealingLR"):
+        fit(manifest, epochs=2, resume_from=tmp_path / "a.pt", **SEED_RECIPE)
+
+
 def test_onecycle_warms_up_then_anneals_over_all_batches(manifest):
-    _, _, result = fit(manifest, epochs=6, lr=0.01, lr_schedule="onecycle")
+    _, _, result = fit(manifest, epochs=6, lr=0.01, scheduler="OneCycleLR")
     rates = [logs["lr"] for logs in result.history]
     peak = int(np.argmax(rates))
     assert 0 < peak < 5 and max(rates) <= 0.01 + 1e-12
@@ -199,7 +322,8 @@ def test_flip_mirrors_about_that_share_of_images_and_only_left_right():
 
 
 def test_onecycle_with_unfreezing_is_refused_by_the_config(tmp_path):
-    with pytest.raises(ConfigError, match="onecycle.*unfreeze_patience"):
+    # the old key, read as scheduler: OneCycleLR
+    with pytest.raises(ConfigError, match="scheduler='OneCycleLR'.*unfreeze_patience"):
         TrainConfig(model="ncnn", manifest=tmp_path / "m.csv", folds=tmp_path / "f.json",
                     out=tmp_path / "run", lr_schedule="onecycle", unfreeze_patience=3)
 
@@ -232,12 +356,6 @@ def test_soft_labels_follow_the_nfcs_score():
 
 
 def test_unfreeze_opens_the_last_block_after_patience_epochs(manifest):
-    class Stall(Callback):
-        """Reports no validation improvement, so Unfreeze fires after its patience."""
-
-        def on_epoch_end(self, state, logs):
-            logs["val_loss"] = 1.0
-
     class Spy(Callback):
         order = 50
 
@@ -360,11 +478,13 @@ def test_building_a_trainer_stores_its_arguments_and_does_no_work(manifest):
     """The constructor probed CUDA and bf16 and made the embedding cache: a trainer for a GPU
     could not even be built (to clone or log it) on a machine without one."""
     model, callbacks = tiny_model(), [History()]
-    arguments = {"optimizer": "sgd", "lr": 0.02, "weight_decay": 0.1, "epochs": 2,
+    arguments = {"optimizer": "sgd", "optimizer_args": {"nesterov": True}, "lr": 0.02,
+                 "weight_decay": 0.1, "scheduler": "OneCycleLR",
+                 "scheduler_args": {"pct_start": 0.2}, "monitor": "val_accuracy", "epochs": 2,
                  "batch_size": 4, "class_weights": None, "l1_head": 0.5,
-                 "label_smoothing": 0.1, "soft_labels": "linear", "lr_schedule": "onecycle",
-                 "flip": 0.2, "callbacks": callbacks, "cache": False, "cache_dir": "cache",
-                 "workers": 0, "seed": 7, "device": "cuda", "precision": "bf16"}
+                 "label_smoothing": 0.0, "soft_labels": "linear", "flip": 0.2,
+                 "callbacks": callbacks, "cache": False, "cache_dir": "cache", "workers": 0,
+                 "seed": 7, "device": "cuda", "precision": "bf16"}
     trainer = Trainer(model, **arguments)
     assert vars(trainer) == {"model": model, **arguments}
     assert trainer.device_ is None and trainer.embeddings_ is None and trainer.state_ is None

@@ -67,6 +67,10 @@ def train(
 
     Example: neopain train --model ncnn --manifest data/manifest.csv --folds data/folds.json
     --out runs/ncnn
+
+    A published recipe (configs/: vggnb.yaml, ncnn.yaml, ncnn_tuned.yaml) with your data:
+    neopain train --config configs/ncnn_tuned.yaml --manifest data/manifest.csv --folds
+    data/folds.json --out runs/ncnn_tuned
     """
     # imported here, not at the top: torch would otherwise load on every neopain command
     from neopain.cli.train_progress import ProgressBar

@@ -139,7 +139,8 @@ class Unfreeze(_Monitoring):
 
     The backbone is frozen when fitting starts (phase ``head``). After ``patience`` epochs
     without improvement, the last ``blocks`` blocks are unfrozen and training goes on at
-    ``lr_factor`` times the learning rate (phase ``fine-tune``), with a fresh optimizer.
+    ``lr_factor`` times the rate the head phase started at (phase ``fine-tune``), with a fresh
+    optimizer and, when the fit has a per-epoch scheduler, a fresh one starting there.
 
     Raises:
         NeopainError: ``patience`` or ``blocks`` < 1, ``lr_factor`` outside (0, 1].
@@ -167,7 +168,7 @@ class Unfreeze(_Monitoring):
         if self._update(logs) is False and self.wait_ >= self.patience:
             state.model.unfreeze(state.model.blocks()[-self.blocks:])
             state.phase = "fine-tune"
-            state.configure_optimizer(state.lr * self.lr_factor)
+            state.configure_optimizer(state.phase_lr * self.lr_factor)
             self.unfrozen_epoch_ = logs["epoch"]
 
     def state_dict(self) -> dict[str, Any]:

@@ -8,6 +8,9 @@ Example run.yaml::
     out: runs/ncnn
     epochs: 40
     lr: 0.001
+    optimizer: RMSprop
+    scheduler: CosineAnnealingLR
+    scheduler_args: {T_max: 5, eta_min: 1.0e-6}
     augment: false
     calibration: {method: temperature, alpha: 0.1}
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +28,22 @@ from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
 from neopain.models.calibrator import METHODS
 from neopain.runs import fold_model_names, write_config
+from neopain.training.optimizers import (
+    LR_SCHEDULES,
+    OPTIMIZER_ALIASES,
+    PER_BATCH,
+    recipe_problems,
+)
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
-LR_SCHEDULES = ("constant", "onecycle")
 SOFT_LABELS = ("sigmoid", "linear", "step")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
 MONITORS = ("val_loss", "val_accuracy")
 _PATHS = ("manifest", "folds", "out", "weights", "cache_dir")
+SEED_KEYS = {"optimizer_hyp": "optimizer_args (with lr and weight_decay as top-level keys)",
+             "scheduler_hyp": "scheduler_args", "patience": "early_stopping",
+             "soft_label": "soft_labels"}
+"""Keys of the seed repository's train.py configs and what they are called here."""
 
 
 class ConfigError(NeopainError):
@@ -96,12 +107,25 @@ class TrainConfig:
         manifest, folds: the manifest CSV and its folds.json.
         out: the run folder (``runs/NAME``).
         fold: train only this fold index; None: every fold.
-        epochs, batch_size, lr, optimizer, weight_decay: the usual.
+        epochs, batch_size, lr, weight_decay: the usual (``lr`` is OneCycleLR's peak).
+        optimizer: a ``torch.optim`` class name (``training.optimizers.optimizer_names``), or
+            ``adam``, ``rmsprop``, ``sgd`` (SGD with momentum 0.9): these aliases are resolved
+            when the config is built, so the saved config names the class and its arguments.
+        optimizer_args: more keyword arguments of that class (``{momentum: 0.9}``); ``lr`` and
+            ``weight_decay`` are refused here: they are the top-level keys.
+        scheduler: a ``torch.optim.lr_scheduler`` class name, or None (constant ``lr``). It
+            steps after each epoch (``ReduceLROnPlateau`` on the ``monitor`` value, its
+            ``mode`` set from it); OneCycleLR and CyclicLR after each batch, OneCycleLR peaking
+            at ``lr`` over all the batches of ``epochs``. With ``unfreeze_patience``, the
+            fine-tune phase starts a fresh scheduler on its fresh optimizer (per-epoch
+            schedulers only).
+        scheduler_args: its keyword arguments (``{T_max: 5, eta_min: 1.0e-6}``).
+        lr_schedule: the old key, read as ``scheduler``: ``constant`` (None) or ``onecycle``
+            (``OneCycleLR``); resolved when the config is built, never saved.
         class_weights: ``balanced`` (weights n / (2 · count) from the training labels) or None.
         l1_head: L1 penalty factor on the head's weights.
-        label_smoothing: torch's cross-entropy label smoothing (0–1).
-        lr_schedule: ``constant`` or ``onecycle`` (warm up to ``lr`` and anneal over all epochs;
-            not with ``unfreeze_patience``).
+        label_smoothing: torch's cross-entropy label smoothing (0–1): the targets become
+            ``1 - s/2`` and ``s/2`` (not with ``soft_labels``, as in the seed's train.py).
         flip: probability of mirroring a training image left-right (0 = never).
         soft_labels: targets from the NFCS ``score``: ``sigmoid`` (sigmoid(s − 2.5)),
             ``linear`` (s / 7, clipped), ``step`` (s >= 3); None: the hard labels.
@@ -141,12 +165,15 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: str = "adam"
+    optimizer_args: dict[str, Any] = field(default_factory=dict)
     weight_decay: float = 0.0
     class_weights: str | None = "balanced"
     l1_head: float = 0.0
     label_smoothing: float = 0.0
     soft_labels: str | None = None
-    lr_schedule: str = "constant"
+    scheduler: str | None = None
+    scheduler_args: dict[str, Any] = field(default_factory=dict)
+    lr_schedule: str | None = None
     flip: float = 0.0
     augment: bool = False
     crop_to_face: bool = True
@@ -176,9 +203,34 @@ class TrainConfig:
                                                            CalibrationSettings):
             object.__setattr__(self, "calibration",
                                CalibrationSettings.from_value(self.calibration))
-        problems = _problems(self)
+        problems = self._resolve_recipe()
+        problems += _problems(self) if not problems else []
         if problems:
             raise ConfigError("invalid run config:\n  " + "\n  ".join(problems))
+
+    def _resolve_recipe(self) -> list[str]:
+        """The old ``lr_schedule`` read as ``scheduler``, an optimizer alias as its class and
+        arguments, empty args as {}; what prevents it."""
+        for name in ("optimizer_args", "scheduler_args"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, {} if value is None else
+                               dict(value) if isinstance(value, dict) else value)
+        if self.lr_schedule is not None:
+            if not isinstance(self.lr_schedule, str) or self.lr_schedule not in LR_SCHEDULES:
+                return [f"lr_schedule={self.lr_schedule!r} is not valid; valid: "
+                        f"{', '.join(LR_SCHEDULES)} (the old key; now scheduler: "
+                        "OneCycleLR, or any torch scheduler)"]
+            if self.scheduler is not None or self.scheduler_args:
+                return [f"lr_schedule={self.lr_schedule!r} is the old key of scheduler; give "
+                        f"only scheduler (scheduler={self.scheduler!r} is given too)"]
+            object.__setattr__(self, "scheduler", LR_SCHEDULES[self.lr_schedule])
+            object.__setattr__(self, "lr_schedule", None)
+        if isinstance(self.optimizer, str) and self.optimizer in OPTIMIZER_ALIASES \
+                and isinstance(self.optimizer_args, dict):
+            name, defaults = OPTIMIZER_ALIASES[self.optimizer]
+            object.__setattr__(self, "optimizer", name)
+            object.__setattr__(self, "optimizer_args", {**defaults, **self.optimizer_args})
+        return []
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
@@ -188,9 +240,13 @@ class TrainConfig:
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(valid))
         if unknown:
+            renamed = "".join(f" ({key} is {SEED_KEYS[key]} here)" for key in unknown
+                              if key in SEED_KEYS)
             raise ConfigError(f"{source}: unknown key{'s' * (len(unknown) > 1)} "
-                              f"{', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-        required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING]
+                              f"{', '.join(map(repr, unknown))}{renamed}; valid: "
+                              f"{', '.join(valid)}")
+        required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
         missing = [name for name in required if data.get(name) in (None, "")]
         if missing:
             raise ConfigError(f"{source}: missing {', '.join(map(repr, missing))}; give "
@@ -202,8 +258,10 @@ class TrainConfig:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = (str(value) if isinstance(value, Path) else value.to_dict()
-                           if isinstance(value, CalibrationSettings) else value)
+            if f.name != "lr_schedule":  # read as scheduler, never written
+                out[f.name] = (str(value) if isinstance(value, Path) else value.to_dict()
+                               if isinstance(value, CalibrationSettings) else
+                               dict(value) if isinstance(value, dict) else value)
         return out
 
     @property
@@ -230,7 +288,6 @@ def _problems(config: TrainConfig) -> list[str]:
         ("batch_size", _is_int(config.batch_size) and config.batch_size >= 1,
          "a whole number >= 1"),
         ("lr", _is_number(config.lr) and config.lr > 0, "a number > 0"),
-        ("optimizer", config.optimizer in OPTIMIZERS, ", ".join(OPTIMIZERS)),
         ("weight_decay", _is_number(config.weight_decay) and config.weight_decay >= 0,
          "a number >= 0"),
         ("class_weights", config.class_weights in ("balanced", None), "balanced, or null"),
@@ -239,7 +296,6 @@ def _problems(config: TrainConfig) -> list[str]:
          and 0 <= config.label_smoothing < 1, "a number from 0 to below 1"),
         ("soft_labels", config.soft_labels in (*SOFT_LABELS, None),
          f"{', '.join(SOFT_LABELS)}, or null"),
-        ("lr_schedule", config.lr_schedule in LR_SCHEDULES, ", ".join(LR_SCHEDULES)),
         ("flip", _is_number(config.flip) and 0 <= config.flip <= 1, "a probability from 0 to 1"),
         ("unfreeze_patience", _is_int(config.unfreeze_patience)
          and config.unfreeze_patience >= 0, "a whole number >= 0"),
@@ -261,9 +317,23 @@ def _problems(config: TrainConfig) -> list[str]:
                for name in ("augment", "crop_to_face", "freeze_backbone", "cache", "resume")]
     problems = [f"{name}={getattr(config, name)!r} is not valid; valid: {what}"
                 for name, ok, what in checks if not ok]
-    if config.lr_schedule == "onecycle" and config.unfreeze_patience:
-        problems.append("lr_schedule='onecycle' cannot be combined with unfreeze_patience > 0 "
-                        "(unfreezing rebuilds the optimizer); use lr_schedule: constant")
+    if not {"lr", "weight_decay", "monitor"} & {problem.split("=")[0] for problem in problems}:
+        # the optimizer and scheduler are built on a dummy parameter: bad arguments now, not
+        # after the first fold's data is loaded
+        problems += recipe_problems(
+            optimizer=config.optimizer, optimizer_args=config.optimizer_args, lr=config.lr,
+            weight_decay=config.weight_decay, scheduler=config.scheduler,
+            scheduler_args=config.scheduler_args, monitor=config.monitor)
+    if config.scheduler in PER_BATCH and config.unfreeze_patience:
+        problems.append(f"scheduler={config.scheduler!r} steps after every batch of the whole "
+                        "fit and cannot be combined with unfreeze_patience > 0 (unfreezing "
+                        "starts a fresh optimizer); use a per-epoch scheduler (e.g. "
+                        "CosineAnnealingLR), which restarts with it, or none")
+    if config.soft_labels is not None and config.label_smoothing:
+        problems.append(f"label_smoothing={config.label_smoothing!r} cannot be combined with "
+                        f"soft_labels={config.soft_labels!r} (soft targets are already "
+                        "smoothed; the seed refuses it too); set label_smoothing: 0 or "
+                        "soft_labels: null")
     return problems
 
 

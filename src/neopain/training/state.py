@@ -1,12 +1,12 @@
 """``TrainState``: what one ``Trainer.fit`` changes as it runs, handed to every callback hook.
 
 Callbacks read it and change it through its fields (``phase``, ``stop_training``) and its
-``configure_optimizer``, never through the trainer; ``Checkpoint`` saves its ``state_dict``.
+``configure_optimizer``, never through the trainer; ``Checkpoint`` saves its ``state_dict``:
+the optimizer's and the scheduler's state with the rest, so that a resumed fit goes on exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,25 +14,10 @@ import torch
 
 from neopain.errors import NeopainError
 from neopain.models.base import PainModel
+from neopain.training.optimizers import OptimizerSpec, SchedulerSpec
 
 if TYPE_CHECKING:
     from neopain.training.callbacks import Callback
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """How to build the optimizer: ``adam``, ``rmsprop`` or ``sgd`` (momentum 0.9)."""
-
-    name: str
-    weight_decay: float = 0.0
-
-    def build(self, params: Iterable[torch.nn.Parameter], *, lr: float) -> torch.optim.Optimizer:
-        """A fresh optimizer over ``params`` at ``lr``."""
-        if self.name == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
-        if self.name == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=self.weight_decay)
 
 
 @dataclass(eq=False)
@@ -43,45 +28,60 @@ class TrainState:
         model: the model being trained (callbacks may freeze or unfreeze its blocks).
         epochs: the number of epochs asked for.
         optimizer_spec: how ``configure_optimizer`` builds an optimizer.
+        scheduler_spec: how it builds the learning-rate scheduler (None: constant rate).
+        total_steps: the fit's training batches in all (OneCycleLR spans them).
         callbacks: the fit's callbacks, in order (their state goes into ``state_dict``).
         epoch: epochs completed so far (resumed ones included).
         phase: the ``phase`` column of history.csv (``train``; with ``Unfreeze``: ``head``,
             then ``fine-tune``).
-        lr: the learning rate now.
+        lr: the learning rate of the last training step (before any: the one configured).
+        phase_lr: the rate the optimizer was last configured at (its scheduler's base).
         history: one ``logs`` dict per completed epoch.
         stop_training: set to True to end fitting after this epoch.
         optimizer: the optimizer now (set before the first epoch).
-        scheduler: the learning-rate schedule (None: constant).
+        scheduler: its learning-rate scheduler (None: constant).
     """
 
     model: PainModel
     epochs: int
     optimizer_spec: OptimizerSpec
+    scheduler_spec: SchedulerSpec | None = None
+    total_steps: int = 1
     callbacks: list[Callback] = field(default_factory=list)
     epoch: int = 0
     phase: str = "train"
     lr: float = 0.0
+    phase_lr: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     stop_training: bool = False
     optimizer: torch.optim.Optimizer | None = None
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 
     def configure_optimizer(self, lr: float) -> None:
-        """A fresh optimizer over the parameters that train now, at ``lr``.
+        """A fresh optimizer over the parameters that train now, at ``lr``, and a fresh
+        scheduler of it: a per-epoch schedule starts again from ``lr``.
 
         Raises:
-            NeopainError: a learning-rate schedule is running (it anneals one optimizer over
-                the whole fit), or no parameter trains.
+            NeopainError: a per-batch scheduler is running (it spans the whole fit), or no
+                parameter trains.
         """
-        if self.scheduler is not None:
-            raise NeopainError("lr_schedule='onecycle' anneals one optimizer over the whole "
-                               "fit; it cannot be combined with unfreezing "
-                               "(unfreeze_patience > 0)")
+        spec = self.scheduler_spec
+        if self.scheduler is not None and spec is not None and spec.per_batch:
+            raise NeopainError(f"scheduler={spec.name!r} steps after every batch of the whole "
+                               "fit; it cannot be combined with unfreezing (unfreeze_patience "
+                               "> 0), which starts a fresh optimizer")
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise NeopainError("the model has no trainable parameter; unfreeze some blocks")
         self.optimizer = self.optimizer_spec.build(params, lr=lr)
-        self.lr = lr
+        self.scheduler = None if spec is None else spec.build(self.optimizer, lr=lr,
+                                                              total_steps=self.total_steps)
+        self.lr = self.optimizer.param_groups[0]["lr"]  # OneCycleLR starts below lr
+        self.phase_lr = lr
+
+    def _recipe(self) -> dict[str, str | None]:
+        return {"optimizer": self.optimizer_spec.name,
+                "scheduler": None if self.scheduler_spec is None else self.scheduler_spec.name}
 
     def _callback_keys(self) -> list[str]:
         names = [type(callback).__name__ for callback in self.callbacks]
@@ -89,12 +89,15 @@ class TrainState:
                 for i, name in enumerate(names)]
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed ``fit`` needs: weights, optimizer, epoch, callbacks, RNG."""
+        """Everything a resumed ``fit`` needs: weights, optimizer and scheduler, epoch,
+        callbacks, RNG."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "lr": self.lr,
+            "phase_lr": self.phase_lr,
+            "recipe": self._recipe(),
             "phase": self.phase,
             "frozen": self.model.frozen_blocks(),
             "history": list(self.history),
@@ -106,8 +109,19 @@ class TrainState:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore ``state_dict`` output (callbacks are matched by class name); the scheduler
-        is the caller's, who builds it."""
+        """Restore ``state_dict`` output (callbacks are matched by class name), with a fresh
+        optimizer and scheduler given the saved state.
+
+        Raises:
+            NeopainError: the state was saved with another optimizer or scheduler.
+        """
+        saved = state.get("recipe", self._recipe())  # checkpoints before 2026-12 lack it
+        has_schedule = state.get("scheduler") is not None
+        if saved != self._recipe() or has_schedule != (self.scheduler_spec is not None):
+            raise NeopainError(f"the checkpoint was trained with {_named(saved)}, this fit "
+                               f"asks for {_named(self._recipe())}; resume with the same "
+                               "optimizer and scheduler, or delete the checkpoint to train "
+                               "the fold from the start")
         self.model.load_state_dict(state["model"])
         self.model.unfreeze()
         self.model.freeze(state["frozen"])
@@ -116,7 +130,16 @@ class TrainState:
         for key, callback in zip(self._callback_keys(), self.callbacks):
             if key in state["callbacks"]:
                 callback.load_state_dict(state["callbacks"][key])
-        self.configure_optimizer(state["lr"])
+        self.scheduler = None
+        self.configure_optimizer(state.get("phase_lr", state["lr"]))
+        # after the scheduler is built: building it set the optimizer's rates to its start
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.lr = state["lr"]
         self.stop_training = state["stopped"]
         torch.set_rng_state(state["rng"])
+
+
+def _named(recipe: dict[str, str | None]) -> str:
+    return f"{recipe['optimizer']} and {recipe['scheduler'] or 'no scheduler'}"

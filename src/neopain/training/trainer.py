@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +22,11 @@ from neopain.errors import NeopainError
 from neopain.models.base import PainModel
 from neopain.runs import load_checkpoint
 from neopain.training.batches import BatchSource, flipped
-from neopain.training.callbacks import Callback
-from neopain.training.config import LR_SCHEDULES, OPTIMIZERS
+from neopain.training.callbacks import MONITORS, Callback
 from neopain.training.dataset import FaceDataset
 from neopain.training.embeddings import EmbeddingCache
 from neopain.training.fit_loss import FitLoss
+from neopain.training.optimizers import OptimizerSpec, SchedulerSpec, recipe_problems
 from neopain.training.precision import (
     check_device,
     check_precision,
@@ -35,7 +35,7 @@ from neopain.training.precision import (
     resolve_precision,
     train_logits,
 )
-from neopain.training.state import OptimizerSpec, TrainState
+from neopain.training.state import TrainState
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,21 @@ class Trainer:
 
     Args:
         model: the model (its frozen blocks stay frozen unless a callback unfreezes them).
-        optimizer: ``adam``, ``rmsprop`` or ``sgd`` (momentum 0.9).
+        optimizer: a ``torch.optim`` class name (``optimizers.optimizer_names()``), or the
+            aliases ``adam``, ``rmsprop``, ``sgd`` (momentum 0.9).
+        optimizer_args: its other keyword arguments (not ``lr`` nor ``weight_decay``).
         lr, weight_decay, epochs, batch_size: the usual.
+        scheduler: a ``torch.optim.lr_scheduler`` class name or None (constant ``lr``); it
+            steps after each epoch's validation (``ReduceLROnPlateau`` on ``monitor``), and
+            OneCycleLR (peaking at ``lr`` over all the batches of ``epochs``) and CyclicLR
+            after each batch. A callback that rebuilds the optimizer (``Unfreeze``) restarts a
+            per-epoch scheduler with it; a per-batch one is refused then.
+        scheduler_args: its keyword arguments, e.g. ``{"T_max": 5, "eta_min": 1e-6}``.
+        monitor: ``val_loss`` or ``val_accuracy``, what ``ReduceLROnPlateau`` steps on.
         class_weights: ``balanced`` or None (see ``losses.balanced_class_weights``).
         l1_head: factor of the L1 penalty on the head's weights.
-        label_smoothing: 0–1, as torch's cross-entropy.
+        label_smoothing: 0–1, as torch's cross-entropy (not with ``soft_labels``).
         soft_labels: ``sigmoid``, ``linear`` or ``step`` targets from the manifest ``score``.
-        lr_schedule: ``constant``, or ``onecycle`` (warm up to ``lr``, then anneal to near zero
-            over all the batches of ``epochs``; not with a callback that rebuilds the optimizer,
-            such as ``Unfreeze``).
         flip: probability of mirroring each training image left-right (images only, never
             cached embeddings); drawn from the seed, epoch and batch, so resume is exact.
         callbacks: ``Callback``s, run in ``order``.
@@ -102,15 +108,18 @@ class Trainer:
         model: PainModel,
         *,
         optimizer: str = "adam",
+        optimizer_args: Mapping[str, Any] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        scheduler: str | None = None,
+        scheduler_args: Mapping[str, Any] | None = None,
+        monitor: str = "val_loss",
         epochs: int = 30,
         batch_size: int = 32,
         class_weights: str | None = "balanced",
         l1_head: float = 0.0,
         label_smoothing: float = 0.0,
         soft_labels: str | None = None,
-        lr_schedule: str = "constant",
         flip: float = 0.0,
         callbacks: Sequence[Callback] = (),
         cache: bool = True,
@@ -120,19 +129,29 @@ class Trainer:
         device: str = "auto",
         precision: str = "fp32",
     ) -> None:
-        _check_arguments(optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size,
-                         class_weights=class_weights, lr_schedule=lr_schedule, flip=flip)
+        _check_arguments(lr=lr, epochs=epochs, batch_size=batch_size,
+                         class_weights=class_weights, flip=flip,
+                         label_smoothing=label_smoothing, soft_labels=soft_labels,
+                         monitor=monitor)
+        problems = recipe_problems(optimizer=optimizer, optimizer_args=optimizer_args, lr=lr,
+                                   weight_decay=weight_decay, scheduler=scheduler,
+                                   scheduler_args=scheduler_args, monitor=monitor)
+        if problems:
+            raise NeopainError(problems[0])
         self.model = model
         self.optimizer = optimizer
+        self.optimizer_args = optimizer_args
         self.lr = lr
         self.weight_decay = weight_decay
+        self.scheduler = scheduler
+        self.scheduler_args = scheduler_args
+        self.monitor = monitor
         self.epochs = epochs
         self.batch_size = batch_size
         self.class_weights = class_weights
         self.l1_head = l1_head
         self.label_smoothing = label_smoothing
         self.soft_labels = soft_labels
-        self.lr_schedule = lr_schedule
         self.flip = flip
         self.callbacks = callbacks
         self.cache = cache
@@ -168,22 +187,32 @@ class Trainer:
 
         Raises:
             NeopainError: ``device`` or ``precision`` this machine does not have; a training
-                set missing a class with ``class_weights="balanced"``; ``resume_from`` no
-                checkpoint (see ``load_checkpoint``).
+                set missing a class with ``class_weights="balanced"``; ``ReduceLROnPlateau``
+                without validation data; ``resume_from`` no checkpoint (see
+                ``load_checkpoint``) or one saved with another optimizer or scheduler.
         """
+        if self.scheduler == "ReduceLROnPlateau" and (val_data is None or not len(val_data)):
+            raise NeopainError(f"scheduler='ReduceLROnPlateau' steps on {self.monitor}, and "
+                               "this fit has no validation data; use another scheduler, or "
+                               "folds with validation subjects (--val-share above 0)")
         started = time.perf_counter()
         self.model.to(self._resolve(), memory_format=torch.channels_last)
         loss = FitLoss.of(train_data, class_weights=self.class_weights,
                           soft_labels=self.soft_labels, label_smoothing=self.label_smoothing,
                           l1_head=self.l1_head, device=self.device_)
         source = self._source()
-        state = TrainState(self.model, epochs=self.epochs, lr=self.lr,
-                           optimizer_spec=OptimizerSpec(self.optimizer, self.weight_decay),
-                           callbacks=sorted(self.callbacks, key=lambda c: c.order))
+        state = TrainState(
+            self.model, epochs=self.epochs,
+            optimizer_spec=OptimizerSpec.of(self.optimizer, self.optimizer_args,
+                                            weight_decay=self.weight_decay),
+            scheduler_spec=SchedulerSpec.of(self.scheduler, self.scheduler_args,
+                                            monitor=self.monitor),
+            total_steps=self.epochs * math.ceil(len(train_data) / self.batch_size),
+            callbacks=sorted(self.callbacks, key=lambda c: c.order))
         self.state_ = state
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self._start(state, train_data, resume_from=resume_from)
+            self._start(state, resume_from=resume_from)
             while state.epoch < self.epochs and not state.stop_training:
                 self._epoch(state, source, loss, train_data, val_data)
             for callback in state.callbacks:
@@ -191,25 +220,15 @@ class Trainer:
         return FitResult(epochs=state.epoch, stopped_early=state.stop_training,
                          seconds=time.perf_counter() - started, history=list(state.history))
 
-    def _start(self, state: TrainState, data: FaceDataset, *,
+    def _start(self, state: TrainState, *,
                resume_from: str | os.PathLike[str] | None) -> None:
-        """Callbacks' ``on_fit_start``, the optimizer, the checkpoint resumed, the schedule."""
+        """Callbacks' ``on_fit_start``; the optimizer and scheduler, fresh or resumed."""
         for callback in state.callbacks:
             callback.on_fit_start(state)
-        state.configure_optimizer(self.lr)
-        saved = None
-        if resume_from is not None:
-            saved = load_checkpoint(resume_from, map_location=self.device_)
-            state.load_state_dict(saved)
-        if self.lr_schedule == "onecycle":
-            state.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                state.optimizer, max_lr=self.lr,
-                total_steps=self.epochs * math.ceil(len(data) / self.batch_size))
-            if saved is not None and saved.get("scheduler") is not None:
-                state.scheduler.load_state_dict(saved["scheduler"])
-                # building the scheduler reset the optimizer's rate and momentum to the
-                # warm-up start: put back the saved ones
-                state.optimizer.load_state_dict(saved["optimizer"])
+        if resume_from is None:
+            state.configure_optimizer(self.lr)
+        else:
+            state.load_state_dict(load_checkpoint(resume_from, map_location=self.device_))
 
     def _epoch(self, state: TrainState, source: BatchSource, loss: FitLoss,
                train_data: FaceDataset, val_data: FaceDataset | None) -> None:
@@ -220,6 +239,9 @@ class Trainer:
         train_loss = self._train_epoch(state, source, loss, train_data, epoch=epoch)
         logs = {"epoch": epoch, "phase": state.phase, "train_loss": train_loss,
                 **self._validate(source, val_data), "lr": state.lr}
+        if state.scheduler is not None and not state.scheduler_spec.per_batch:
+            # before the callbacks: Checkpoint saves the stepped scheduler with the epoch
+            state.scheduler_spec.step(state.scheduler, logs)
         state.epoch = epoch
         state.history.append(logs)
         for callback in state.callbacks:
@@ -247,13 +269,13 @@ class Trainer:
 
     @staticmethod
     def _step(state: TrainState, loss: torch.Tensor) -> None:
-        """One optimizer step on ``loss`` (and one of the schedule)."""
+        """One optimizer step on ``loss`` (and one of a per-batch scheduler)."""
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        state.lr = state.optimizer.param_groups[0]["lr"]
         state.optimizer.step()
-        if state.scheduler is not None:
+        if state.scheduler is not None and state.scheduler_spec.per_batch:
             state.scheduler.step()
-            state.lr = state.optimizer.param_groups[0]["lr"]
 
     def _validate(self, source: BatchSource, data: FaceDataset | None) -> dict[str, float]:
         if data is None or len(data) == 0:
@@ -303,14 +325,14 @@ class Trainer:
                 torch.cat(logit).numpy().astype(np.float64))
 
 
-def _check_arguments(*, optimizer: str, lr: float, epochs: int, batch_size: int,
-                     class_weights: str | None, lr_schedule: str, flip: float) -> None:
-    if optimizer not in OPTIMIZERS:
-        raise NeopainError(f"optimizer={optimizer!r} is not valid; valid: "
-                           f"{', '.join(OPTIMIZERS)}")
-    if lr_schedule not in LR_SCHEDULES:
-        raise NeopainError(f"lr_schedule={lr_schedule!r} is not valid; valid: "
-                           f"{', '.join(LR_SCHEDULES)}")
+def _check_arguments(*, lr: float, epochs: int, batch_size: int, class_weights: str | None,
+                     flip: float, label_smoothing: float, soft_labels: str | None,
+                     monitor: str) -> None:
+    if monitor not in MONITORS:
+        raise NeopainError(f"monitor={monitor!r} is not valid; valid: {', '.join(MONITORS)}")
+    if soft_labels is not None and label_smoothing:
+        raise NeopainError(f"label_smoothing={label_smoothing} cannot be combined with "
+                           f"soft_labels={soft_labels!r}; give one of them")
     if not 0.0 <= flip <= 1.0:
         raise NeopainError(f"flip={flip} is not valid; valid: a probability from 0 to 1")
     if class_weights not in ("balanced", None):
