@@ -201,11 +201,12 @@ class NetworkFoldModel(FoldModel):
         # built before training: a test row that cannot be used stops the run now, not after it
         self._data(fold, fold.test)
         self.trainer_ = Trainer(
-            self.model_, optimizer=config.optimizer, lr=config.lr,
-            weight_decay=config.weight_decay, epochs=config.epochs,
+            self.model_, optimizer=config.optimizer, optimizer_args=config.optimizer_args,
+            lr=config.lr, weight_decay=config.weight_decay, scheduler=config.scheduler,
+            scheduler_args=config.scheduler_args, monitor=config.monitor, epochs=config.epochs,
             batch_size=config.batch_size, class_weights=config.class_weights,
             l1_head=config.l1_head, label_smoothing=config.label_smoothing,
-            soft_labels=config.soft_labels, lr_schedule=config.lr_schedule, flip=config.flip,
+            soft_labels=config.soft_labels, flip=config.flip,
             callbacks=self._callbacks(fold),
             cache=config.cache, cache_dir=config.embedding_dir if config.cache else None,
             workers=config.workers, seed=config.seed + fold.index + RESTART_SEED_STEP * start,
