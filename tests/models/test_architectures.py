@@ -20,12 +20,14 @@ EXACT_COUNTS = {
     "resnet50_nb": (25_559_034, 53_120),
     "senet50_nb": (28_090_026, 53_120),
     "inception_v3_nb": (23_081_122, 34_432),
+    "vit_b32_nb": (87_456_770, 0),  # torchvision's 88,224,232 - ImageNet head 769,000 + 1,538
 }
 KERAS_COUNTS = {"resnet50_nb": 25_612_154, "senet50_nb": 28_143_146,
                 "inception_v3_nb": 23_115_554}
 BIG = {"vgg16_nb": 64, "vgg16_avg": 64, "resnet50_nb": 64, "senet50_nb": 64,
-       "inception_v3_nb": 75}
-"""The big models, and the side of the small input their backbones take (Inception's least)."""
+       "inception_v3_nb": 75, "vit_b32_nb": 224}
+"""The big models, and the side of the small input their backbones take (Inception's least;
+the ViT's position embedding takes 224 only)."""
 
 
 def build(name: str) -> PainModel:
@@ -176,6 +178,8 @@ def test_unknown_block_names_are_refused_with_the_valid_ones(name):
 
 FINER_CAM_LAYERS = {"ncnn": "centre.conv2"}
 """Models whose last convolution's map is too coarse for Grad-CAM (docs/explain.md)."""
+TOKEN_CAM_LAYERS = {"vit_b32_nb": "encoder.cam_grid"}
+"""Transformers: Grad-CAM reads patch tokens laid out as a map (docs/explain.md)."""
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -183,6 +187,15 @@ def test_cam_layer_is_the_last_convolutional_stage(name):
     model = build(name)
     layer = model.get_submodule(model.cfg.cam_layer)
     convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if name in TOKEN_CAM_LAYERS:
+        assert model.cfg.cam_layer == TOKEN_CAM_LAYERS[name]
+        maps = []
+        handle = layer.register_forward_hook(lambda module, args, out: maps.append(out.shape))
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, *model.cfg.input_size))
+        handle.remove()
+        assert len(maps) == 1 and len(maps[0]) == 4  # (N, C, rows, columns)
+        return
     if name in FINER_CAM_LAYERS:
         assert model.cfg.cam_layer == FINER_CAM_LAYERS[name]
         assert isinstance(layer, nn.Conv2d) and layer is not convolutions[-1]

@@ -136,6 +136,17 @@ def test_seed_state_dict_imports_exactly_and_p_pain_is_sigmoid_of_the_seed_logit
     assert pain.std() > 0.01  # not a constant the test would pass by chance
 
 
+def test_a_run_configs_weights_file_loads_through_the_seed_import(tmp_path):
+    # guards: neopain train's `weights:` calls model.load_pretrained; the generic key-only
+    # loader refuses the seed's one-logit head, so a seed checkpoint could not be fine-tuned
+    source, model = small(0), small(1)
+    w, b = torch.randn(1, 32), torch.randn(1)
+    path = seed_file(source, tmp_path / "seed.pt", head=(w, b))
+    report = model.load_pretrained(path)
+    assert "heads.head.weight" in report.loaded
+    assert torch.equal(model.heads.head.weight, torch.cat([torch.zeros(1, 32), w]))
+
+
 def test_torchvision_state_dict_loads_its_backbone_and_skips_the_imagenet_head(tmp_path):
     source, model = small(0), small(1)
     head_before = model.heads.head.weight.clone()

@@ -80,7 +80,8 @@ def run(
     out: Annotated[Path, typer.Option(help="Folder for heatmaps, overlays and tables.")],
     method: Annotated[list[str], typer.Option(
         help="gradcam, ig, occlusion, rise, lime, guidedgradcam, saliency, inputxgradient, "
-             "deeplift, gradientshap or smoothgrad; repeat for several.")]
+             "deeplift, gradientshap, smoothgrad or rollout (transformers); repeat for "
+             "several.")]
     = ["gradcam"],  # noqa: B006
     target: Annotated[str, typer.Option(
         help="Explain the predicted class, the true class, or both.")] = "predicted",

@@ -15,6 +15,7 @@ Example:
     ...     heatmaps = explainer.explain(images, target="pain")  # (N, H, W)
 """
 
+from neopain.explain.attention_rollout import AttentionRollout
 from neopain.explain.base import CLASSES, ClassScores, Explainer, PainFunction
 from neopain.explain.captum_gradients import CaptumGradients
 from neopain.explain.gradcam import GradCam
@@ -27,7 +28,8 @@ from neopain.explain.rise import Rise
 from neopain.faces.regions import OUTSIDE, REGIONS, region_map, region_shares
 
 __all__ = [
-    "CLASSES", "METHOD_NAMES", "MODEL_AGNOSTIC", "OUTSIDE", "REGIONS", "CaptumGradients",
+    "CLASSES", "METHOD_NAMES", "MODEL_AGNOSTIC", "OUTSIDE", "REGIONS", "AttentionRollout",
+    "CaptumGradients",
     "ClassScores", "Explainer", "GradCam", "GuidedGradCam", "IgResult", "IntegratedGradients",
     "Lime", "Occlusion", "PainFunction", "Rise", "build_explainers", "region_map",
     "region_shares",

@@ -7,13 +7,18 @@ output), and a head that turns the backbone's features into logits. One hook,
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from neopain.errors import NeopainError
 from neopain.models.cfg import ModelCfg
+
+if TYPE_CHECKING:
+    from neopain.models.weights import LoadReport
 
 
 class PainModel(nn.Module, ABC):
@@ -115,6 +120,20 @@ class PainModel(nn.Module, ABC):
     def head_parameters(self) -> Iterator[nn.Parameter]:
         """The head's parameters (what trains while the backbone is frozen)."""
         return self.head.parameters()
+
+    def load_pretrained(self, path: str | os.PathLike[str]) -> LoadReport:
+        """Load a pretrained weights file into this model in place (a run config's
+        ``weights:``), as ``neopain.models.weights.load_weights`` reads it by default.
+
+        A family whose published files need more than a key map overrides this hook (the
+        ViT: the seed's one-logit head becomes two logits).
+
+        Raises:
+            WeightsError: the file cannot be read or does not fit; the model is unchanged.
+        """
+        from neopain.models.weights import load_weights  # the file readers, only when loading
+
+        return load_weights(self, path)
 
     def count_parameters(self) -> tuple[int, int]:
         """(total, trainable) parameter counts, as torch counts them (no buffers)."""

@@ -80,7 +80,7 @@ def _first_line(doc: str | None) -> str:
 
 def _load_families() -> None:
     # imported here so that each family registers itself on first use, not at package import
-    from neopain.models import mobile, ncnn, resnet, vgg  # noqa: F401
+    from neopain.models import inception, mobile, ncnn, resnet, vgg, vit  # noqa: F401
 
 
 def list_models() -> list[str]:

@@ -193,6 +193,10 @@ class VisionTransformer(PainModel):
                 **{name: [layer] for name, layer in self.encoder.layers.named_children()},
                 "ln": [self.encoder.ln]}
 
+    def load_pretrained(self, path: str | os.PathLike[str]) -> LoadReport:
+        """A seed-repository or torchvision ViT state dict (``load_vit_weights``)."""
+        return load_vit_weights(self, path)
+
 
 VIT_CFG = ModelCfg(name="vit_b32_nb", input_size=(224, 224), mean=IMAGENET_MEAN,
                    std=IMAGENET_STD, channel_order="RGB", cam_layer="encoder.cam_grid")

@@ -140,9 +140,7 @@ class NetworkFoldModel(FoldModel):
             torch.manual_seed(config.seed * 1000 + fold_index + RESTART_SEED_STEP * start)
             model = create_model(config.model)
         if config.weights is not None:
-            from neopain.models.weights import load_weights
-
-            report = load_weights(model, config.weights)
+            report = model.load_pretrained(config.weights)
             logger.info("fold %d: weights from %s (%s)", fold_index, config.weights, report)
         if config.freeze_backbone:
             model.freeze()
