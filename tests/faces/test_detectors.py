@@ -364,9 +364,9 @@ def test_onnx_with_free_input_size_pads_to_multiples_of_32(tmp_path: Path):
     onnx.save(model, path)
     with create_detector("onnx", model=path) as detector:
         assert detector.input_size_ == (None, None)
-        blob, scale = detector._input(np.full((70, 150, 3), 7, np.uint8))
-    assert blob.shape == (1, 3, 96, 160) and scale == 1.0
-    assert (blob[0, :, :70, :150] == 7).all() and blob[0, :, 70:].sum() == 0
+        canvas, factors = detector._fit_canvas(np.full((70, 150, 3), 7, np.uint8), divisor=32)
+    assert canvas.shape == (96, 160, 3) and factors.tolist() == [1.0, 1.0]
+    assert (canvas[:70, :150] == 7).all() and canvas[70:].sum() == 0 and canvas[:, 150:].sum() == 0
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def grown_mb(run, *, warmup: int, repeats: int) -> float:
 def measure(kind: str, name: str) -> float:
     """MB grown by one loop: ``calls`` (1,000 detections + meshes), ``mesh`` (``name`` image or
     video: 50 meshes created and closed), ``nfcs`` (20 NFCS predictors created, used and
-    closed) or ``detector`` (``CYCLES`` of detector ``name`` created, finding the face in a
+    closed) or ``detector`` (``DETECTOR_CYCLES`` of detector ``name`` created, finding the face in a
     240×135 frame, and closed)."""
     frames = make_frames()
     if kind == "calls":
@@ -98,13 +98,11 @@ def measure(kind: str, name: str) -> float:
             if not detector.detect(small[i % len(small)]):
                 raise AssertionError(f"{name} must really find the face")
 
-    return grown_mb(detect_once, warmup=3, repeats=CYCLES.get(name, 200))
+    return grown_mb(detect_once, warmup=3, repeats=DETECTOR_CYCLES)
 
 
-CYCLES = {"mediapipe-short": 50, "mediapipe-full": 50, "opencv-haar": 50}
-"""Detectors built fewer than 200 times: 200 cycles of these took 4 to 8 s each on the shared 2-core
-machine, so they keep the 50 they were measured with (a leak of 1 MB a cycle still shows; 200
-cycles show one of 0.25 MB)."""
+DETECTOR_CYCLES = 200
+"""Detectors opened, used and closed per loop: a leak of 0.25 MB a cycle shows."""
 
 
 PROBE = """
@@ -144,8 +142,8 @@ NOT_LOOPED = ("onnx", "retinaface", "yolo-face", "opencv-ssd", "manifest")
 @pytest.mark.parametrize("name", [n for n in list_detectors() if n not in NOT_LOOPED])
 def test_detectors_created_and_closed_in_a_loop_free_their_memory(name):
     grown = grown_in_fresh_process("detector", name)
-    cycles = CYCLES.get(name, 200)
-    assert grown < PROMISE_MB, f"{cycles} {name} detectors created and closed grew {grown:.1f} MB"
+    assert grown < PROMISE_MB, (f"{DETECTOR_CYCLES} {name} detectors created and closed grew "
+                                f"{grown:.1f} MB")
 
 
 def test_nfcs_predictors_created_and_closed_in_a_loop_free_their_mesh():

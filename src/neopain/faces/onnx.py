@@ -20,21 +20,13 @@ No model ships with neopain; pass ``model=PATH``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from neopain.faces.base import (
-    DetectorError,
-    Face,
-    FaceDetector,
-    image_left_first,
-    register_detector,
-)
-from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
+from neopain.faces.base import DetectorError, Face, image_left_first, register_detector
+from neopain.faces.onnx_session import OnnxFileDetector
 
 STRIDES = (8, 16, 32)
 INPUT_NAME = "input"
@@ -46,15 +38,11 @@ _EXPECTED = (f"a YuNet ONNX model (e.g. OpenCV Zoo's face_detection_yunet_2023ma
 
 
 @register_detector("onnx")
-class YuNetOnnx(FaceDetector):
+class YuNetOnnx(OnnxFileDetector):
     """A YuNet ONNX detector file (format in the module docstring), on onnxruntime's CPU.
 
-    Args:
-        model: path of the .onnx file.
-        threshold: lowest score reported (default 0.6).
-        max_side: longer image side used for detection.
-        nms_threshold: IoU above which the lower-scoring of two boxes is dropped.
-        top_k: most boxes kept by non-maximum suppression.
+    Options as ``OnnxFileDetector``'s: ``model`` (the .onnx file), ``threshold`` (default
+    0.6), ``max_side``, ``nms_threshold`` (default 0.3) and ``top_k``.
 
     Raises:
         DetectorError: no model given, a file that is missing, not ONNX, or lacks YuNet's
@@ -62,74 +50,27 @@ class YuNetOnnx(FaceDetector):
     """
 
     default_threshold = 0.6
+    default_nms_threshold = 0.3
     has_keypoints = True
-    needs_model = True
+    expected = _EXPECTED
 
-    def __init__(
-        self,
-        *,
-        model: str | os.PathLike[str] | None = None,
-        threshold: float | None = None,
-        max_side: int = 1280,
-        nms_threshold: float = 0.3,
-        top_k: int = 5000,
-    ) -> None:
-        super().__init__(threshold=threshold, max_side=max_side)
-        self.model = model
-        self.nms_threshold = nms_threshold
-        self.top_k = top_k
-        if model is None:
-            raise DetectorError(f"detector 'onnx' needs model=PATH: {_EXPECTED}")
-        if not 0.0 < nms_threshold <= 1.0:
-            raise DetectorError(f"nms_threshold={nms_threshold} must lie in (0, 1]")
-        if top_k < 1:
-            raise DetectorError(f"top_k={top_k} must be at least 1")
-        self._session: Any = self._load(Path(model))
-        dims = self._session.get_inputs()[0].shape[2:]
-        # fixed H, W when the model says so; None where the dimension is free (symbolic)
-        self.input_size_ = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
-
-    @staticmethod
-    def _load(path: Path) -> Any:
-        session = open_onnx_session(path, expected=_EXPECTED)
-        inputs = session.get_inputs()
-        outputs = {output.name for output in session.get_outputs()}
+    def _check_graph(self, inputs: list[Any], outputs: list[Any], *, path: Path) -> str:
+        names = {output.name for output in outputs}
         problems = []
         if [i.name for i in inputs] != [INPUT_NAME] or len(inputs[0].shape) != 4:
             found = ", ".join(f"{i.name!r} {i.shape}" for i in inputs) or "none"
             problems.append(f"inputs are {found}")
-        missing = [name for name in OUTPUT_NAMES if name not in outputs]
+        missing = [name for name in OUTPUT_NAMES if name not in names]
         if missing:
             problems.append(f"outputs {', '.join(missing)} are missing")
         if problems:
             raise DetectorError(f"{path}: {'; '.join(problems)}; expected {_EXPECTED}")
-        return session
-
-    def _input(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """The padded 1×3×H×W BGR float blob and the factor image pixels were scaled by."""
-        height, width = image.shape[:2]
-        fixed_h, fixed_w = self.input_size_
-        if fixed_h is not None and fixed_w is not None:
-            scale = min(fixed_h / height, fixed_w / width)
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1
-                               else cv2.INTER_LINEAR)
-            pad_h, pad_w = fixed_h, fixed_w
-        else:
-            scale = 1.0
-            pad_h = -(-height // _DIVISOR) * _DIVISOR
-            pad_w = -(-width // _DIVISOR) * _DIVISOR
-        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)
-        blob[0, :, : image.shape[0], : image.shape[1]] = image.transpose(2, 0, 1)
-        return blob, scale
+        return "yunet"
 
     def _detect(self, image: np.ndarray, *, prior: Face | None) -> list[Face]:
-        if self._session is None:
-            raise DetectorError("detector 'onnx' is closed; create a new one")
-        blob, scale = self._input(image)
-        values = run_onnx_session(self._session, OUTPUT_NAMES, {INPUT_NAME: blob},
-                                  name=str(self.model))
-        outputs = dict(zip(OUTPUT_NAMES, values))
+        canvas, factors = self._fit_canvas(image, divisor=_DIVISOR)
+        blob = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], dtype=np.float32)
+        outputs = dict(zip(OUTPUT_NAMES, self._run(blob, OUTPUT_NAMES)))
         boxes, scores, points = [], [], []
         for stride in STRIDES:
             rows, cols = blob.shape[2] // stride, blob.shape[3] // stride
@@ -156,16 +97,11 @@ class YuNetOnnx(FaceDetector):
         point_array = np.concatenate(points)
         if not len(score_array):
             return []
-        kept = cv2.dnn.NMSBoxes(box_array.tolist(), score_array.tolist(), self.threshold_,
-                                self.nms_threshold, top_k=self.top_k)
         faces = []
-        for i in np.ravel(kept):
-            x, y, w, h = (float(v) for v in box_array[i] / scale)
-            keypoints = image_left_first(point_array[i] / scale)
-            faces.append(Face(box=(x, y, x + w, y + h), score=float(score_array[i]),
-                              keypoints=keypoints))
+        for i in self._suppress(box_array, score_array):
+            x, y = box_array[i, :2] / factors
+            w, h = box_array[i, 2:] / factors
+            faces.append(Face(box=(float(x), float(y), float(x + w), float(y + h)),
+                              score=float(score_array[i]),
+                              keypoints=image_left_first(point_array[i] / factors)))
         return faces
-
-    def close(self) -> None:
-        """Release the onnxruntime session. Safe to call twice."""
-        self._session = None

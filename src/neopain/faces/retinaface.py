@@ -38,21 +38,13 @@ re-ordered image-left first (``KEYPOINT_NAMES``). No model ships with neopain; p
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from neopain.faces.base import (
-    DetectorError,
-    Face,
-    FaceDetector,
-    image_left_first,
-    register_detector,
-)
-from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
+from neopain.faces.base import DetectorError, Face, image_left_first, register_detector
+from neopain.faces.onnx_session import OnnxFileDetector
 
 BIUBUG6_MEAN = (104.0, 117.0, 123.0)
 BIUBUG6_STEPS = (8, 16, 32)
@@ -103,58 +95,23 @@ def biubug6_priors(height: int, width: int) -> np.ndarray:
 
 
 @register_detector("retinaface")
-class RetinaFaceOnnx(FaceDetector):
+class RetinaFaceOnnx(OnnxFileDetector):
     """A RetinaFace or SCRFD ONNX file (layouts in the module docstring), on onnxruntime's CPU.
 
-    Args:
-        model: path of the .onnx file.
-        threshold: lowest score reported (default 0.5).
-        max_side: longer image side used for detection.
-        nms_threshold: IoU above which the lower-scoring of two boxes is dropped.
-        top_k: most boxes kept by non-maximum suppression.
+    Options as ``OnnxFileDetector``'s: ``model`` (the .onnx file), ``threshold`` (default
+    0.5), ``max_side``, ``nms_threshold`` (default 0.4) and ``top_k``.
 
     Raises:
         DetectorError: no model given, a file that is missing, not ONNX, or in neither layout.
     """
 
     default_threshold = 0.5
+    default_nms_threshold = 0.4
     has_keypoints = True
-    needs_model = True
+    expected = _EXPECTED
 
-    def __init__(
-        self,
-        *,
-        model: str | os.PathLike[str] | None = None,
-        threshold: float | None = None,
-        max_side: int = 1280,
-        nms_threshold: float = 0.4,
-        top_k: int = 5000,
-    ) -> None:
-        super().__init__(threshold=threshold, max_side=max_side)
-        self.model = model
-        self.nms_threshold = nms_threshold
-        self.top_k = top_k
-        if model is None:
-            raise DetectorError(f"detector 'retinaface' needs model=PATH: {_EXPECTED}")
-        if not 0.0 < nms_threshold <= 1.0:
-            raise DetectorError(f"nms_threshold={nms_threshold} must lie in (0, 1]")
-        if top_k < 1:
-            raise DetectorError(f"top_k={top_k} must be at least 1")
-        self._session: Any = open_onnx_session(Path(model), expected=_EXPECTED)
-        self.layout_ = self._check(self._session, Path(model))
-        self.strides_ = BIUBUG6_STEPS if self.layout_ == "biubug6" else \
-            INSIGHTFACE_STRIDES[len(self._session.get_outputs())][0]
-        dims = self._session.get_inputs()[0].shape[2:]
-        # fixed H, W when the model says so; None where the dimension is free (symbolic)
-        self.input_size_ = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
-
-    @staticmethod
-    def _check(session: Any, path: Path) -> str:
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        problems = []
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            found = ", ".join(f"{i.name!r} {i.shape}" for i in inputs) or "none"
-            problems.append(f"inputs are {found}")
+    def _check_graph(self, inputs: list[Any], outputs: list[Any], *, path: Path) -> str:
+        problems = self._image_input_problems(inputs)
         layout = _layout(outputs)
         if layout is None:
             found = ", ".join(f"{o.name!r} {o.shape}" for o in outputs) or "none"
@@ -166,23 +123,12 @@ class RetinaFaceOnnx(FaceDetector):
             raise DetectorError(f"{path}: {'; '.join(problems)}; expected {_EXPECTED}")
         return layout
 
-    def _canvas(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The image resized and padded to the model's input (H×W×3 BGR), and the (x, y)
-        factors its pixels were scaled by."""
-        height, width = image.shape[:2]
-        fixed_h, fixed_w = self.input_size_
-        if fixed_h is not None and fixed_w is not None:
-            ratio = min(fixed_h / height, fixed_w / width)
-            size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if ratio < 1
-                               else cv2.INTER_LINEAR)
-            pad_h, pad_w = fixed_h, fixed_w
-        else:
-            divisor = max(self.strides_)
-            pad_h, pad_w = -(-height // divisor) * divisor, -(-width // divisor) * divisor
-        canvas = np.zeros((pad_h, pad_w, 3), np.uint8)
-        canvas[: image.shape[0], : image.shape[1]] = image
-        return canvas, np.array([image.shape[1] / width, image.shape[0] / height])
+    @property
+    def strides_(self) -> tuple[int, ...]:
+        """The feature strides of the file's layout."""
+        if self.layout_ == "biubug6":
+            return BIUBUG6_STEPS
+        return INSIGHTFACE_STRIDES[len(self._open_session().get_outputs())][0]
 
     def _blob(self, canvas: np.ndarray) -> np.ndarray:
         pixels = canvas.astype(np.float32)
@@ -193,13 +139,8 @@ class RetinaFaceOnnx(FaceDetector):
         return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])
 
     def _detect(self, image: np.ndarray, *, prior: Face | None) -> list[Face]:
-        if self._session is None:
-            raise DetectorError("detector 'retinaface' is closed; create a new one")
-        canvas, factors = self._canvas(image)
-        session_input = self._session.get_inputs()[0].name
-        values = run_onnx_session(self._session, None, {session_input: self._blob(canvas)},
-                                  name=str(self.model))
-        outputs = [np.asarray(value, dtype=np.float64) for value in values]
+        canvas, factors = self._fit_canvas(image, divisor=max(self.strides_))
+        outputs = [np.asarray(value, dtype=np.float64) for value in self._run(self._blob(canvas))]
         decode = self._decode_biubug6 if self.layout_ == "biubug6" else self._decode_insightface
         boxes, scores, points = decode(outputs, canvas.shape[0], canvas.shape[1])
         keep = np.flatnonzero(scores >= self.threshold_)
@@ -207,12 +148,10 @@ class RetinaFaceOnnx(FaceDetector):
             return []
         boxes, scores, points = boxes[keep], scores[keep], points[keep]
         xywh = np.hstack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
-        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.threshold_,
-                                self.nms_threshold, top_k=self.top_k)
         return [Face(box=tuple(float(v) for v in boxes[i] / np.tile(factors, 2)),
                      score=float(scores[i]),
                      keypoints=image_left_first(points[i] / factors))
-                for i in np.ravel(kept)]
+                for i in self._suppress(xywh, scores)]
 
     def _sized(self, value: np.ndarray, rows: int, width: int, what: str, shape: str) -> np.ndarray:
         if value.size != rows * width:
@@ -257,7 +196,3 @@ class RetinaFaceOnnx(FaceDetector):
             scores.append(score)
             points.append(centre[:, None, :] + offsets.reshape(-1, 5, 2) * stride)
         return np.vstack(boxes), np.concatenate(scores), np.concatenate(points)
-
-    def close(self) -> None:
-        """Release the onnxruntime session. Safe to call twice."""
-        self._session = None

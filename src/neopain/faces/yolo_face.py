@@ -28,21 +28,14 @@ WIDER FACE order (eyes, nose, mouth corners) and are re-ordered image-left first
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from neopain.faces.base import (
-    DetectorError,
-    Face,
-    FaceDetector,
-    image_left_first,
-    register_detector,
-)
-from neopain.faces.onnx_session import open_onnx_session, run_onnx_session
+from neopain.faces.base import DetectorError, Face, image_left_first, register_detector
+from neopain.faces.onnx_session import OnnxFileDetector
 
 PAD_GREY = 114
 FREE_SIZE_DIVISOR = 64
@@ -86,57 +79,24 @@ def letterbox(image: np.ndarray, *, height: int, width: int,
 
 
 @register_detector("yolo-face")
-class YoloFaceOnnx(FaceDetector):
+class YoloFaceOnnx(OnnxFileDetector):
     """A YOLOv5-face or YOLOv8-face ONNX file (layouts in the module docstring), on
     onnxruntime's CPU.
 
-    Args:
-        model: path of the .onnx file.
-        threshold: lowest score reported (default 0.6).
-        max_side: longer image side used for detection.
-        nms_threshold: IoU above which the lower-scoring of two boxes is dropped.
-        top_k: most boxes kept by non-maximum suppression.
+    Options as ``OnnxFileDetector``'s: ``model`` (the .onnx file), ``threshold`` (default
+    0.6), ``max_side``, ``nms_threshold`` (default 0.5) and ``top_k``.
 
     Raises:
         DetectorError: no model given, a file that is missing, not ONNX, or in neither layout.
     """
 
     default_threshold = 0.6
+    default_nms_threshold = 0.5
     has_keypoints = True
-    needs_model = True
+    expected = _EXPECTED
 
-    def __init__(
-        self,
-        *,
-        model: str | os.PathLike[str] | None = None,
-        threshold: float | None = None,
-        max_side: int = 1280,
-        nms_threshold: float = 0.5,
-        top_k: int = 5000,
-    ) -> None:
-        super().__init__(threshold=threshold, max_side=max_side)
-        self.model = model
-        self.nms_threshold = nms_threshold
-        self.top_k = top_k
-        if model is None:
-            raise DetectorError(f"detector 'yolo-face' needs model=PATH: {_EXPECTED}")
-        if not 0.0 < nms_threshold <= 1.0:
-            raise DetectorError(f"nms_threshold={nms_threshold} must lie in (0, 1]")
-        if top_k < 1:
-            raise DetectorError(f"top_k={top_k} must be at least 1")
-        self._session: Any = open_onnx_session(Path(model), expected=_EXPECTED)
-        self.layout_ = self._check(self._session, Path(model))
-        dims = self._session.get_inputs()[0].shape[2:]
-        # fixed H, W when the model says so; None where the dimension is free (symbolic)
-        self.input_size_ = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
-
-    @staticmethod
-    def _check(session: Any, path: Path) -> str:
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        problems = []
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            found = ", ".join(f"{i.name!r} {i.shape}" for i in inputs) or "none"
-            problems.append(f"inputs are {found}")
+    def _check_graph(self, inputs: list[Any], outputs: list[Any], *, path: Path) -> str:
+        problems = self._image_input_problems(inputs)
         layout = _layout(outputs[0].shape) if len(outputs) == 1 else None
         if layout is None:
             found = ", ".join(f"{o.name!r} {o.shape}" for o in outputs) or "none"
@@ -155,8 +115,6 @@ class YoloFaceOnnx(FaceDetector):
                                     dtype=np.float32) / 255.0
 
     def _detect(self, image: np.ndarray, *, prior: Face | None) -> list[Face]:
-        if self._session is None:
-            raise DetectorError("detector 'yolo-face' is closed; create a new one")
         height, width = self.input_size_
         free = height is None or width is None
         if free:
@@ -164,9 +122,7 @@ class YoloFaceOnnx(FaceDetector):
                              for side in image.shape[:2])
         canvas, (left, top), (scale_x, scale_y) = letterbox(image, height=height, width=width,
                                                             enlarge=not free)
-        (output,) = run_onnx_session(self._session, None,
-                                     {self._session.get_inputs()[0].name: self._blob(canvas)},
-                                     name=str(self.model))
+        (output,) = self._run(self._blob(canvas))
         rows = np.asarray(output, dtype=np.float64)
         axis, values = (2, YOLOV5_WIDTH) if self.layout_ == "yolov5-face" else (1, YOLOV8_WIDTH)
         if rows.ndim != 3 or rows.shape[axis] != values:
@@ -185,11 +141,9 @@ class YoloFaceOnnx(FaceDetector):
             return []
         centre, size, scores = rows[keep, 0:2], rows[keep, 2:4], scores[keep]
         xywh = np.hstack([centre - size / 2, size])
-        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.threshold_,
-                                self.nms_threshold, top_k=self.top_k)
         offset, factor = np.array([left, top], np.float64), np.array([scale_x, scale_y])
         faces = []
-        for i in np.ravel(kept):
+        for i in self._suppress(xywh, scores):
             x1, y1 = (xywh[i, :2] - offset) / factor
             x2, y2 = (xywh[i, :2] + xywh[i, 2:] - offset) / factor
             keypoints = (points[keep[i]] - offset) / factor
@@ -197,7 +151,3 @@ class YoloFaceOnnx(FaceDetector):
                               score=float(scores[i]),
                               keypoints=image_left_first(keypoints)))
         return faces
-
-    def close(self) -> None:
-        """Release the onnxruntime session. Safe to call twice."""
-        self._session = None
