@@ -147,6 +147,20 @@ def test_a_run_configs_weights_file_loads_through_the_seed_import(tmp_path):
     assert torch.equal(model.heads.head.weight, torch.cat([torch.zeros(1, 32), w]))
 
 
+def test_a_file_with_half_a_head_accounts_for_every_file_key(tmp_path):
+    # guards: a head weight without its bias fell out of the report (neither loaded, skipped
+    # nor unexpected), so nobody was told the file's head was not used
+    source, model = small(0), small(1)
+    path = seed_file(source, tmp_path / "half.pt", head=(torch.randn(1, 32), torch.randn(1)))
+    state = torch.load(path)
+    del state["ViT.heads.head.bias"]
+    torch.save(state, path)
+    report = load_vit_weights(model, path)
+    accounted = {*report.skipped, *report.unexpected}
+    assert "ViT.heads.head.weight" in accounted | {f"ViT.{key}" for key in report.loaded}
+    assert "heads.head.weight" not in report.loaded
+
+
 def test_torchvision_state_dict_loads_its_backbone_and_skips_the_imagenet_head(tmp_path):
     source, model = small(0), small(1)
     head_before = model.heads.head.weight.clone()

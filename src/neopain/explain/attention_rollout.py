@@ -144,10 +144,13 @@ class AttentionRollout(Explainer):
                                "an .onnx model can use: occlusion, rise, lime")
         self.layers_ = attention_layers(model)
         if not self.layers_:
+            from neopain.explain.methods import ATTENTION_METHODS, METHOD_NAMES  # it imports this
+
             name = getattr(getattr(model, "cfg", None), "name", type(model).__name__)
+            others = [method for method in METHOD_NAMES if method not in ATTENTION_METHODS]
             raise NeopainError(f"rollout needs a transformer: model {name!r} has no attention "
-                               "layers (nn.MultiheadAttention); explain it with gradcam, ig, "
-                               "occlusion, rise or lime")
+                               "layers (nn.MultiheadAttention); explain it with "
+                               f"{', '.join(others)}")
         super().__init__(model, batch_size=batch_size)  # after the checks: it sets eval mode
         self._attentions: list[Tensor] = []
         self._handles: list[RemovableHandle] = [

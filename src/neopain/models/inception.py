@@ -256,7 +256,8 @@ class InceptionV3(PainModel):
     def __init__(self, *, dropout: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
-            raise NeopainError(f"inception_v3: dropout={dropout!r} must be in [0, 1)")
+            raise NeopainError(f"inception_v3_nb: dropout={dropout!r} is not valid; valid: a "
+                               "number from 0 to below 1")
         self.dropout = dropout
         self.features = inception_v3_features()
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())

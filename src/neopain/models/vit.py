@@ -271,9 +271,9 @@ def load_vit_weights(model: VisionTransformer, path: str | os.PathLike[str], *,
     if strict:
         _check_strict(model, path, list(tensors), head_loads=isinstance(convert, tuple))
     report = load_weights(model, path, format="state-dict", key_map=vit_key_map)
-    skipped = {key: why for key, why in report.skipped.items() if key not in head}
     if convert is None:
-        return dataclasses.replace(report, skipped=skipped)
+        return report  # no head in the file, or half of one: reported as load_weights found it
+    skipped = {key: why for key, why in report.skipped.items() if key not in head}
     if isinstance(convert, str):
         skipped.update(dict.fromkeys(head, convert))
         return dataclasses.replace(report, skipped=skipped,

@@ -204,8 +204,8 @@ def _convert(model: nn.Module, tensors: dict[str, FileTensor], *, path: Path, fm
     first = None
     if fmt == "keras-h5" and key_map is None:
         plan.key_map, plan.skipped = _keras_order_key_map(model, tensors, path=path)
-        # the key map starts with the convolutions: its first entry is the first one built
-        first = next((f"{layer}weight" for layer in plan.key_map), None)
+        convolutions = keras_layers_in_build_order(tensors, path=path)["convolution"]
+        first = f"{convolutions[0]}.weight" if convolutions else None
     if file_channel_order is not None:
         plan.notes += _flip_first_conv(model, tensors, key_map=plan.key_map,
                                        file_order=file_channel_order, first=first)
