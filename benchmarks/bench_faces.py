@@ -4,9 +4,10 @@
 The frames are scikit-image's astronaut (head and shoulders) moving smoothly through a 640×360
 frame, growing and shrinking, with changing brightness, as a face drifts in a bedside video.
 Every detector that can run here runs (``neopain.faces.benchmark.runnable_detectors``: not
-``manifest``, which reads boxes; ``onnx`` only when ``NEOPAIN_YUNET_MODEL`` names a YuNet
-model file). The face mesh runs in video (tracking) mode over the frames in order, and in
-image mode (a face search every frame).
+``manifest``, which reads boxes; a detector that runs the user's model file only when its
+variable in ``neopain.faces.benchmark.MODEL_FILE_VARIABLES`` names one, e.g.
+``NEOPAIN_YUNET_MODEL=yunet.onnx``). The face mesh runs in video (tracking) mode over the
+frames in order, and in image mode (a face search every frame).
 
 ``--write-clip PATH`` writes the same frames as a 10 frames/s video instead, for
 ``neopain faces benchmark PATH`` (the table in docs/faces.md).
@@ -27,6 +28,7 @@ import numpy as np
 import skimage.data
 
 from neopain.faces.benchmark import (
+    MODEL_FILE_VARIABLES,
     BenchmarkImage,
     DetectorFigures,
     benchmark_detectors,
@@ -55,8 +57,9 @@ def moving_face_frames(count: int) -> list[BenchmarkImage]:
 
 def detectors_to_run() -> tuple[list[str], dict[str, dict[str, object]], dict[str, str]]:
     """The detectors that run here, their options, and why the others do not."""
-    model = os.environ.get("NEOPAIN_YUNET_MODEL")
-    options: dict[str, dict[str, object]] = {"onnx": {"model": model}} if model else {}
+    options: dict[str, dict[str, object]] = {
+        name: {"model": os.environ[variable]} for name, variable in MODEL_FILE_VARIABLES.items()
+        if os.environ.get(variable)}
     names, left_out = runnable_detectors(detector_options=options)
     return names, options, left_out
 

@@ -23,6 +23,7 @@ from neopain.faces.base import (
     iou,
     list_detectors,
 )
+from neopain.faces.benchmark import MODEL_FILE_VARIABLES
 from neopain.faces.crop import crop_face
 from neopain.data.images import read_image
 from neopain.faces.mediapipe import keypoints_from_blazeface
@@ -35,8 +36,6 @@ ANATOMY = np.array([[202.5, 102.0], [245.5, 103.0], [223.0, 127.5], [203.0, 140.
                     [245.0, 140.0]])
 EYE_DISTANCE = float(np.linalg.norm(ANATOMY[1] - ANATOMY[0]))
 # the detectors that run a model file of the user's: the environment variable naming one here
-MODEL_VARIABLES = {"onnx": "NEOPAIN_YUNET_MODEL", "retinaface": "NEOPAIN_RETINAFACE_MODEL",
-                   "yolo-face": "NEOPAIN_YOLO_FACE_MODEL", "opencv-ssd": "NEOPAIN_OPENCV_SSD_MODEL"}
 YUNET_MODEL = os.environ.get("NEOPAIN_YUNET_MODEL")
 
 
@@ -44,8 +43,8 @@ def options_for(name: str) -> dict | None:
     """Options to build ``name`` on pixels, or None when it cannot look at pixels here."""
     if name == "manifest":
         return None  # looks at no pixels: it returns the manifest's own box (tested below)
-    if name in MODEL_VARIABLES:
-        model = os.environ.get(MODEL_VARIABLES[name])
+    if name in MODEL_FILE_VARIABLES:
+        model = os.environ.get(MODEL_FILE_VARIABLES[name])
         return {"model": model} if model else None
     return {}
 
@@ -56,8 +55,8 @@ PIXEL_DETECTORS = [name for name in list_detectors() if options_for(name) is not
 def needs_pixels(name: str) -> dict:
     options = options_for(name)
     if options is None:
-        reason = f"set {MODEL_VARIABLES[name]} to its model file" if name in MODEL_VARIABLES \
-            else "the manifest detector looks at no pixels"
+        reason = (f"set {MODEL_FILE_VARIABLES[name]} to its model file"
+                  if name in MODEL_FILE_VARIABLES else "the manifest detector looks at no pixels")
         pytest.skip(reason)
     return options
 

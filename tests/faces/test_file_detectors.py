@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neopain.faces.detect_worker import DetectSettings
 from neopain.faces.base import DetectorError, create_detector, detector_class
 from neopain.faces.ssd import faces_from_detections
 from neopain.faces.yolo_face import letterbox
@@ -285,6 +286,25 @@ def test_ssd_detections_leave_out_background_and_empty_rows_and_clip_to_the_imag
                              [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0]]]])  # padding
     (face,) = faces_from_detections(detections, width=200, height=100)
     assert face.box == (0.0, 20.0, 100.0, 100.0) and face.score == pytest.approx(0.9)
+
+
+def test_opencv_ssd_mean_is_an_option_checked_by_name(ssd_files: Path):
+    # the training recipe's green mean, 117, instead of the samples' 177: the score moves
+    with create_detector("opencv-ssd", model=ssd_files, mean=(104, 117, 123)) as detector:
+        assert detector.detect(coloured(106)) != []
+    with pytest.raises(DetectorError, match=r"mean=\(104, 177\) is not valid; valid: three"):
+        create_detector("opencv-ssd", model=ssd_files, mean=(104, 177))
+
+
+def test_a_resumed_run_sees_an_edited_network_file_found_next_to_the_weights(ssd_files: Path):
+    # guards: the resume key hashed only option files, so a deploy.prototxt found next to the
+    # weights could change and the old crops were kept as done
+    settings = DetectSettings("opencv-ssd", {"model": ssd_files}, margin=0.25, size=224,
+                              landmarks=False, align=False)
+    before = settings.key()
+    assert set(before["option_files"]) == {"model", "config"}
+    (ssd_files.parent / "deploy.prototxt").write_text(TINY_SSD + DETECTION_OUTPUT + "\n# edited")
+    assert settings.key() != before
 
 
 def test_opencv_ssd_needs_its_config(ssd_files: Path, tmp_path: Path):

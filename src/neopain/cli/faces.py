@@ -75,6 +75,9 @@ def _benchmark_models(models: list[str], names: list[str]) -> dict[str, dict[str
         if name not in needing:
             fail(f"--model {escape(text)}: {escape(name)!r} does not run a model file; valid: "
                  f"{', '.join(needing)}")
+        if name not in names:
+            fail(f"--model {escape(text)}: {escape(name)!r} is not in --detectors; add it there "
+                 "or leave this --model out")
         if name in options:
             fail(f"--model names {escape(name)!r} twice; give each detector one file")
         options[name] = {"model": Path(path)}
@@ -220,6 +223,9 @@ def benchmark(
     left_out: dict[str, str] = {}
     if names == [ALL_DETECTORS]:
         names, left_out = runnable_detectors(detector_options=options)
+        if broken := {name: why for name, why in left_out.items() if name in options}:
+            fail("; ".join(f"--model {escape(name)}: {escape(why)}"
+                           for name, why in broken.items()))
     try:
         images = images_from_path(source, limit=limit)
         with ExitStack() as stack:

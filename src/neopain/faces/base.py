@@ -11,8 +11,10 @@ and the boxes and keypoints are mapped back. A detector family overrides one hoo
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -148,6 +150,15 @@ class FaceDetector(ABC):
     def _detect(self, image: np.ndarray, *, prior: Face | None) -> list[Face]:
         """Faces in ``image`` (already downscaled), in its pixels, any order, any score."""
 
+    @classmethod
+    def files_read(cls, options: Mapping[str, object]) -> dict[str, Path]:
+        """The files a detector built with ``options`` reads, by name: their content decides
+        its output, so a resumed ``faces detect`` hashes them. By default, the options that
+        name a file; a family that finds files of its own (``opencv-ssd``'s network file next
+        to its weights) adds them."""
+        return {name: Path(value) for name, value in options.items()
+                if isinstance(value, (str, os.PathLike)) and Path(value).is_file()}
+
     def close(self) -> None:  # noqa: B027 - a hook that does nothing by default (STYLE rule 7)
         """Release native resources (graphs, sessions). Safe to call twice."""
 
@@ -238,4 +249,3 @@ def detector_problem(name: str, **options: object) -> str | None:
     except DetectorError as error:
         return str(error)
     return None
-

@@ -231,6 +231,13 @@ def benchmark_detectors(
     return [entry.figures() for entry in timed]
 
 
+MODEL_FILE_VARIABLES = {"onnx": "NEOPAIN_YUNET_MODEL", "retinaface": "NEOPAIN_RETINAFACE_MODEL",
+                        "yolo-face": "NEOPAIN_YOLO_FACE_MODEL",
+                        "opencv-ssd": "NEOPAIN_OPENCV_SSD_MODEL"}
+"""The environment variables that name a model file for the detectors that run one, read by
+``benchmarks/bench_faces.py`` and the detector tests (the CLI takes ``--model NAME=PATH``)."""
+
+
 def runnable_detectors(
     *, detector_options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> tuple[list[str], dict[str, str]]:

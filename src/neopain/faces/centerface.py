@@ -163,7 +163,7 @@ class CenterFace(FaceDetector):
             raise DetectorError(f"detector {self.name!r} is closed; create a new one")
         heatmap, scale, offset, landmarks = (
             np.asarray(value, dtype=np.float64)[0] for value in run_onnx_session(
-                self._session, OUTPUT_NAMES, {INPUT_NAME: self._input(image)},
+                self._session, outputs=OUTPUT_NAMES, feeds={INPUT_NAME: self._input(image)},
                 name=self.model_path_))
         rows, cols = np.nonzero(heatmap[0] >= self.threshold_)
         if not len(rows):

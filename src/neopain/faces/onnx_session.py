@@ -1,10 +1,13 @@
 """Opening and running a detector's ONNX file on onnxruntime's CPU, with errors a user can act on.
 
 Every ONNX face detector (YuNet, CenterFace, RetinaFace, YOLO-face) loads its file here: the
-path is checked first (missing, a folder, empty), a file onnxruntime cannot parse is refused
-with the first line of its reason, and the graph's inputs and outputs are checked against what
-the detector decodes before any image is seen. ``OnnxFileDetector`` is the base of the
-families that run the user's ONNX file.
+path is checked first (missing, not a regular file), a file onnxruntime cannot parse (an empty
+one included) is refused with the first line of its reason, and the graph's inputs and outputs
+are checked against what the detector decodes before any image is seen.
+
+``OnnxFileDetector`` is the base of the families that run the user's own ONNX file: their
+options, the graph check hook, fitting an image on a fixed or free input, non-maximum
+suppression and release.
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ def open_onnx_session(model: str | os.PathLike[str] | bytes, *, expected: str,
                             f"expected {expected}") from None
 
 
-def run_onnx_session(session: Any, outputs: Sequence[str] | None,
-                     feeds: dict[str, np.ndarray], *, name: str) -> list[np.ndarray]:
+def run_onnx_session(session: Any, *, outputs: Sequence[str] | None,
+                     feeds: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
     """``session.run`` with a failure turned into a ``DetectorError`` naming the model and the
     input shape (a graph that only takes some input sizes fails here, not with a traceback)."""
     try:
@@ -79,7 +82,7 @@ class OnnxFileDetector(FaceDetector):
 
     A family sets ``expected`` (what a valid file is, for messages) and
     ``default_nms_threshold``, implements ``_check_graph`` (the layout name, or a
-    ``DetectorError``) and ``_detect`` (which gets the open session from ``_open_session``).
+    ``DetectorError``) and ``_detect`` (which gets the open session from ``_live_session``).
 
     Args:
         model: path of the .onnx file.
@@ -87,7 +90,7 @@ class OnnxFileDetector(FaceDetector):
         max_side: longer image side used for detection.
         nms_threshold: IoU above which the lower-scoring of two boxes is dropped (None: the
             family's default).
-        top_k: most boxes kept by non-maximum suppression.
+        top_k: at most this many of the highest-scoring boxes go into non-maximum suppression.
 
     Raises:
         DetectorError: no model given, bad options, or a file that is missing, not ONNX, or
@@ -164,16 +167,16 @@ class OnnxFileDetector(FaceDetector):
         canvas[: image.shape[0], : image.shape[1]] = image
         return canvas, np.array([image.shape[1] / width, image.shape[0] / height])
 
-    def _open_session(self) -> Any:
+    def _live_session(self) -> Any:
         if self._session is None:
             raise DetectorError(f"detector {self.name!r} is closed; create a new one")
         return self._session
 
     def _run(self, blob: np.ndarray, outputs: Sequence[str] | None = None) -> list[np.ndarray]:
         """The graph's outputs for a 1×3×H×W input blob."""
-        session = self._open_session()
-        return run_onnx_session(session, outputs, {session.get_inputs()[0].name: blob},
-                                name=str(self.model))
+        session = self._live_session()
+        return run_onnx_session(session, outputs=outputs,
+                                feeds={session.get_inputs()[0].name: blob}, name=str(self.model))
 
     def _suppress(self, xywh: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Indices of the boxes (x, y, w, h) kept by non-maximum suppression, best first."""

@@ -81,7 +81,7 @@ def _layout(outputs: list[Any]) -> str | None:
     return None
 
 
-def biubug6_priors(height: int, width: int) -> np.ndarray:
+def biubug6_priors(*, height: int, width: int) -> np.ndarray:
     """biubug6's priors for an H×W input: (N, 3) rows of centre x, centre y, size, in pixels."""
     priors = []
     for step, sizes in zip(BIUBUG6_STEPS, BIUBUG6_MIN_SIZES):
@@ -128,7 +128,7 @@ class RetinaFaceOnnx(OnnxFileDetector):
         """The feature strides of the file's layout."""
         if self.layout_ == "biubug6":
             return BIUBUG6_STEPS
-        return INSIGHTFACE_STRIDES[len(self._open_session().get_outputs())][0]
+        return INSIGHTFACE_STRIDES[len(self._live_session().get_outputs())][0]
 
     def _blob(self, canvas: np.ndarray) -> np.ndarray:
         pixels = canvas.astype(np.float32)
@@ -161,7 +161,7 @@ class RetinaFaceOnnx(OnnxFileDetector):
 
     def _decode_biubug6(self, outputs: list[np.ndarray], height: int,
                         width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        priors = biubug6_priors(height, width)
+        priors = biubug6_priors(height=height, width=width)
         shape, count = f"{width}×{height}", len(priors)
         loc = self._sized(outputs[0], count, 4, "loc", shape)
         conf = self._sized(outputs[1], count, 2, "conf", shape)

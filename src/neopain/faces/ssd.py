@@ -14,18 +14,21 @@ The form is told by the model's suffix (``.caffemodel`` or ``.pb``). Without ``c
 usual file name next to the model is used (``deploy.prototxt``, ``opencv_face_detector.pbtxt``),
 else the model's own name with ``.prototxt`` or ``.pbtxt``.
 
-Both take the whole image resized to 300×300 (aspect not kept), BGR minus the mean
-(104, 177, 123), not scaled, and end in a ``DetectionOutput`` layer (which does the decoding and
-non-maximum suppression): output 1×1×N×7, rows [image, class, score, x1, y1, x2, y2] with the
-corners as shares (0–1) of the image's width and height; class 1 is a face, rows of class 0
-are empty. A net whose last layer is not a ``DetectionOutput`` is refused. There are no
-keypoints. The default threshold, 0.5, is the one OpenCV's samples use.
+Both take the whole image resized to 300×300 (aspect not kept), BGR minus the mean (104, 177,
+123), not scaled (the mean OpenCV's own C++ and Python samples for this net subtract, so the
+thesis's comparison most likely did too; SSD's training recipe subtracts (104, 117, 123): pass
+``mean=(104, 117, 123)`` for that), and end in a ``DetectionOutput`` layer (which does the
+decoding and non-maximum suppression): output 1×1×N×7, rows [image, class, score, x1, y1, x2,
+y2] with the corners as shares (0–1) of the image's width and height; class 1 is a face, rows
+of class 0 are empty. A net whose last layer is not a ``DetectionOutput`` is refused. There are
+no keypoints. The default threshold, 0.5, is the one OpenCV's samples use.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,7 @@ class OpenCvSsd(FaceDetector):
         model: the weights, a ``.caffemodel`` or a ``.pb`` file.
         config: the network description (``.prototxt`` or ``.pbtxt``); None looks for the usual
             name next to the model.
+        mean: the B, G, R values subtracted from each 0–255 pixel.
         threshold: lowest score reported (default 0.5).
         max_side: longer image side used for detection.
 
@@ -96,12 +100,18 @@ class OpenCvSsd(FaceDetector):
         *,
         model: str | os.PathLike[str] | None = None,
         config: str | os.PathLike[str] | None = None,
+        mean: tuple[float, float, float] = MEAN,
         threshold: float | None = None,
         max_side: int = 1280,
     ) -> None:
         super().__init__(threshold=threshold, max_side=max_side)
         self.model = model
         self.config = config
+        self.mean = mean
+        if (not isinstance(mean, (tuple, list)) or len(mean) != 3
+                or not all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in mean)):
+            raise DetectorError(f"mean={mean!r} is not valid; valid: three numbers from 0 to "
+                                "255 (B, G, R), e.g. (104, 177, 123)")
         if model is None:
             raise DetectorError(f"detector 'opencv-ssd' needs model=PATH: {_EXPECTED}")
         path = Path(model)
@@ -110,6 +120,19 @@ class OpenCvSsd(FaceDetector):
                                 f"weights); expected {_EXPECTED}")
         self.config_ = self._config(path) if config is None else Path(config)
         self._net: Any = self._read(path, self.config_)
+
+    @classmethod
+    def files_read(cls, options: Mapping[str, object]) -> dict[str, Path]:
+        """The model and config files, the config found next to the model included."""
+        files = super().files_read(options)
+        model = options.get("model")
+        if "config" not in files and isinstance(model, (str, os.PathLike)) \
+                and Path(model).suffix.lower() in FORMATS:
+            try:
+                files["config"] = cls._config(Path(model))
+            except DetectorError:
+                pass  # no network file: building the detector says so
+        return files
 
     @staticmethod
     def _config(model: Path) -> Path:
@@ -151,7 +174,8 @@ class OpenCvSsd(FaceDetector):
         height, width = image.shape[:2]
         resized = cv2.resize(image, INPUT_SIZE, interpolation=cv2.INTER_AREA
                              if max(height, width) > max(INPUT_SIZE) else cv2.INTER_LINEAR)
-        self._net.setInput(cv2.dnn.blobFromImage(resized, 1.0, INPUT_SIZE, MEAN, swapRB=False))
+        self._net.setInput(cv2.dnn.blobFromImage(resized, 1.0, INPUT_SIZE, tuple(self.mean),
+                                                  swapRB=False))
         try:
             detections = self._net.forward()
         except cv2.error as error:
