@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from unittest import mock
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ import skimage.data
 from typer.testing import CliRunner
 
 from neopain.cli.app import app as neopain_app
+from neopain.cli.console import console, err_console
 from neopain.data.manifest import load_manifest
 from neopain.data.synthetic import CohortSpec, generate_cohort
 from neopain.faces.base import list_detectors
@@ -22,7 +24,10 @@ from neopain.faces.base import list_detectors
 
 def run(*args: str) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of ``neopain faces ARGS``."""
-    result = CliRunner().invoke(neopain_app, ["faces", *args], env={"COLUMNS": "200"})
+    # Rich fixes a console's width when the console is made (another test's COLUMNS), so the
+    # width is set here: a narrow one folds the column headers this file reads
+    with mock.patch.object(console, "_width", 200), mock.patch.object(err_console, "_width", 200):
+        result = CliRunner().invoke(neopain_app, ["faces", *args], env={"COLUMNS": "200"})
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.stdout, result.stderr
