@@ -92,30 +92,95 @@ def test_every_torch_optimizer_and_scheduler_a_yaml_file_can_use_is_valid_by_nam
                                          "parameters: T_max, eta_min$"),
     ({"scheduler": "CosineAnnealingLR", "scheduler_args": {"T_max": 5, "eta": 0}},
      "CosineAnnealingLR takes no 'eta'; its parameters: T_max, eta_min"),
+    # checked against the signature's type before torch sees it ('5' is text, not a number)
     ({"scheduler": "CosineAnnealingLR", "scheduler_args": {"T_max": "5"}},
-     "CosineAnnealingLR failed a step: unsupported operand"),
-    ({"scheduler": "StepLR", "scheduler_args": {"step_size": 0}}, "integer modulo by zero"),
+     "^invalid run config:\n  scheduler_args: T_max='5' is not valid for CosineAnnealingLR; "
+     "valid: a whole number$"),
+    ({"scheduler": "ReduceLROnPlateau", "scheduler_args": {"patience": 2.5}},
+     "patience=2.5 is not valid for ReduceLROnPlateau; valid: a whole number"),
+    ({"optimizer": "SGD", "optimizer_args": {"nesterov": "yes"}},
+     "nesterov='yes' is not valid for SGD; valid: true or false"),
+    ({"optimizer": "RMSprop", "optimizer_args": {"momentum": True}},
+     "momentum=True is not valid for RMSprop; valid: a number"),
+    # torch's own refusals say where the valid values are
+    ({"scheduler": "StepLR", "scheduler_args": {"step_size": 0}},
+     "StepLR failed a step: integer modulo by zero; valid: values torch's StepLR accepts "
+     "\\(see its documentation\\)$"),
+    ({"scheduler": "CosineAnnealingLR", "scheduler_args": {"T_max": 0}},
+     "CosineAnnealingLR failed a step: .*; valid: values torch's CosineAnnealingLR accepts"),
     ({"scheduler": "ExponentialLR", "scheduler_args": {"gamma": -1.0}},
      "ExponentialLR gives a learning rate of -0.001 after 1 step\\(s\\); valid: finite rates"),
     ({"optimizer": "RMSprop", "optimizer_args": {"lr": 0.1}},
      "the run sets RMSprop's lr \\(the run config's top-level lr\\); leave it out"),
     ({"optimizer": "SGD", "optimizer_args": {"momentum": -1}},
-     "SGD refused them: Invalid momentum value: -1"),
+     "SGD refused them: Invalid momentum value: -1; valid: values torch's SGD accepts"),
     ({"optimizer": "Rprop", "weight_decay": 0.1}, "it takes no weight_decay; valid: 0"),
     ({"scheduler": "OneCycleLR", "scheduler_args": {"max_lr": 1}},
      "the run sets OneCycleLR's max_lr \\(the run config's lr\\)"),
     ({"optimizer": "Adagrad", "scheduler": "OneCycleLR"},
-     "OneCycleLR refused them: optimizer must support momentum"),
+     "OneCycleLR refused them: optimizer must support momentum.*; valid: values torch's "
+     "OneCycleLR accepts"),
     ({"scheduler": "OneCycleLR", "unfreeze_patience": 3},
      "scheduler='OneCycleLR' steps after every batch .*unfreeze_patience"),
     ({"soft_labels": "sigmoid", "label_smoothing": 0.3},
      "label_smoothing=0.3 cannot be combined with soft_labels='sigmoid'"),
     ({"lr_schedule": "cosine"}, "lr_schedule='cosine' is not valid; valid: constant, onecycle"),
-    ({"lr_schedule": "onecycle", "scheduler": "StepLR"}, "the old key of scheduler"),
+    ({"lr_schedule": "onecycle", "scheduler": "StepLR"},
+     "the old key of scheduler and cannot be combined with scheduler='StepLR'; valid: "
+     "lr_schedule alone, or scheduler and scheduler_args without lr_schedule"),
+    # it said "give only scheduler (scheduler=None is given too)"
+    ({"lr_schedule": "onecycle", "scheduler_args": {"pct_start": 0.2}},
+     "lr_schedule='onecycle' is the old key of scheduler and cannot be combined with "
+     "scheduler_args=\\{'pct_start': 0.2\\}; valid: .*\\(lr_schedule: onecycle is scheduler: "
+     "OneCycleLR\\)"),
+    # silently ignored: no scheduler used them
+    ({"scheduler_args": {"T_max": 5}}, "scheduler_args=\\{'T_max': 5\\} is given without a "
+                                       "scheduler; valid: a scheduler"),
 ], ids=lambda value: next(iter(value)) if isinstance(value, dict) else "")
 def test_a_wrong_optimizer_or_scheduler_is_refused_when_the_config_is_built(keys, message):
     with pytest.raises(ConfigError, match=message):
         build(**keys)
+
+
+@pytest.mark.parametrize("keys", [
+    {"optimizer": "RMSprop", "optimizer_args": {"momentum": 0.9, "centered": True}},
+    {"optimizer": "SGD", "optimizer_args": {"momentum": 0, "dampening": 0.1}},
+    {"scheduler": "ReduceLROnPlateau", "scheduler_args": {"min_lr": 1.0e-6, "patience": 2}},
+    {"scheduler": "CosineAnnealingLR", "scheduler_args": {"T_max": 5, "eta_min": 0}},
+], ids=lambda keys: keys.get("optimizer", keys.get("scheduler")))
+def test_a_float_is_valid_where_torch_writes_an_int_default_and_an_int_where_a_float(keys):
+    """momentum and min_lr default to 0 in torch's signatures: their type is the annotation's
+    (float), not the default's."""
+    assert build(**keys).optimizer_args == keys.get("optimizer_args", {})
+
+
+def test_the_optimizers_and_the_schedulers_problems_are_told_together():
+    """recipe_problems returned at the first problem: the scheduler's were told only after the
+    optimizer was fixed."""
+    with pytest.raises(ConfigError) as raised:
+        build(optimizer="adamw", optimizer_args={"momentum": "0.9"},
+              scheduler="CosineAnnealingLR", scheduler_args={"Tmax": 5})
+    lines = str(raised.value).splitlines()[1:]
+    assert [line.strip().split(" is not valid")[0].split(";")[0] for line in lines] == [
+        "optimizer='adamw'", "scheduler_args: CosineAnnealingLR takes no 'Tmax'",
+        "scheduler_args: CosineAnnealingLR needs T_max"]
+    with pytest.raises(ConfigError) as raised:
+        build(optimizer="RMSprop", optimizer_args={"momentum": "0.9"}, weight_decay=0.1,
+              scheduler="StepLR", scheduler_args={"step_size": 2.5})
+    assert [line.strip() for line in str(raised.value).splitlines()[1:]] == [
+        "optimizer_args: momentum='0.9' is not valid for RMSprop; valid: a number",
+        "scheduler_args: step_size=2.5 is not valid for StepLR; valid: a whole number"]
+
+
+def test_the_documented_refusal_is_what_the_code_says():
+    """docs/training.md's example config and its error block (it showed lines that no config
+    gives together)."""
+    text = (CONFIGS.parent / "docs" / "training.md").read_text(encoding="utf-8")
+    config, shown = re.search(r"```yaml\n# bad\.yaml\n(.*?)```\n.*?```\nerror: (.*?)```", text,
+                              re.DOTALL).groups()
+    with pytest.raises(ConfigError) as raised:
+        TrainConfig.from_dict({**PLACES, **yaml.safe_load(config)})
+    assert str(raised.value) == shown.rstrip("\n")
 
 
 def test_the_seeds_keys_are_named_with_ours(tmp_path):
@@ -155,11 +220,27 @@ def test_a_recipe_trains_from_the_command_line_with_its_places_as_flags(cohort6,
     assert {key: saved[key] for key in RECIPES["ncnn_tuned.yaml"]} == {
         **RECIPES["ncnn_tuned.yaml"], "epochs": 2}
     checkpoint = torch.load(out / "fold_0" / "checkpoint.pt", weights_only=True)
-    assert checkpoint["recipe"] == {"optimizer": "RMSprop", "scheduler": "CosineAnnealingLR"}
+    recipe = RECIPES["ncnn_tuned.yaml"]
+    assert checkpoint["recipe"] == {"optimizer": "RMSprop", "optimizer_args": {},
+                                    **{key: recipe[key] for key in ("lr", "weight_decay",
+                                                                    "scheduler",
+                                                                    "scheduler_args")}}
     assert checkpoint["scheduler"]["last_epoch"] == 2
     history = (out / "fold_0" / "history.csv").read_text().splitlines()
     assert [float(row.split(",")[-1]) for row in history[1:]] == pytest.approx(
         [1e-3, 1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi / 5)) / 2], rel=1e-9)
+    # resuming with another T_max went on with the checkpoint's 5 (torch restores it) while
+    # config.yaml said 7
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump({**yaml.safe_load((CONFIGS / "ncnn_tuned.yaml").read_text()),
+                                      "scheduler_args": {"T_max": 7, "eta_min": 1e-6}}))
+    code, output = invoke("train", "--config", str(edited), "--manifest",
+                          str(cohort6 / "manifest.csv"), "--folds", str(cohort6 / "folds.json"),
+                          "--out", str(out), "--fold", "0", "--epochs", "3", "--device", "cpu")
+    assert code == 1
+    assert (f"error: {out / 'fold_0' / 'checkpoint.pt'}: the checkpoint was trained with "
+            "another recipe: scheduler_args.T_max: 5 in the checkpoint, 7 in this fit. To "
+            "resume it, give the checkpoint's values again") in output
 
 
 def test_a_wrong_recipe_is_one_error_line_before_any_training(cohort6, tmp_path):

@@ -11,6 +11,7 @@ and are invalidated when preprocessing changes.
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -175,7 +176,9 @@ def test_seed_recipe_resumes_exactly_and_its_rates_follow_the_cosine(manifest, t
     saved, (resumed, _, result) = interrupted_and_resumed(manifest, tmp_path, stop=3, epochs=7,
                                                           callbacks=tuple, **SEED_RECIPE)
     assert saved["scheduler"]["last_epoch"] == 3
-    assert saved["recipe"] == {"optimizer": "RMSprop", "scheduler": "CosineAnnealingLR"}
+    assert saved["recipe"] == {"optimizer": "RMSprop", "optimizer_args": {}, "lr": 1e-3,
+                               "weight_decay": 1e-5, "scheduler": "CosineAnnealingLR",
+                               "scheduler_args": {"T_max": 5, "eta_min": 1e-6}}
     assert torch.equal(weights_of(whole), weights_of(resumed))
     assert result.history == straight.history and len(straight.history) == 7
     # epoch e trains at eta_min + (lr - eta_min)(1 + cos(pi (e-1) / T_max)) / 2, rising again
@@ -259,9 +262,68 @@ def test_reduce_on_plateau_steps_on_the_monitored_value(manifest):
 
 def test_a_checkpoint_of_another_optimizer_or_scheduler_is_refused(manifest, tmp_path):
     fit(manifest, epochs=1, callbacks=[Checkpoint(tmp_path / "a.pt")])
-    with pytest.raises(NeopainError, match="trained with Adam and no scheduler, this fit asks "
-                                           "for RMSprop and CosineAnnealingLR"):
+    with pytest.raises(NeopainError, match="another recipe: optimizer: 'Adam' in the checkpoint, "
+                                           "'RMSprop' in this fit; .*scheduler: None in the "
+                                           "checkpoint, 'CosineAnnealingLR' in this fit"):
         fit(manifest, epochs=2, resume_from=tmp_path / "a.pt", **SEED_RECIPE)
+
+
+def test_a_checkpoint_of_another_recipe_is_refused_naming_each_change(manifest, tmp_path):
+    """The checkpoint recorded only the class names: a resume with T_max 7, another lr or
+    weight_decay went on with the checkpoint's (torch restores them) while config.yaml said
+    the new ones; OneCycleLR's total_steps follow epochs. Older checkpoints still resume."""
+    cosine = {"scheduler": "CosineAnnealingLR", "scheduler_args": {"T_max": 5}}
+    fit(manifest, epochs=1, callbacks=[Checkpoint(tmp_path / "a.pt")], **cosine)
+    with pytest.raises(NeopainError, match=(
+            rf"^{re.escape(str(tmp_path / 'a.pt'))}: the checkpoint was trained with another "
+            r"recipe: scheduler_args\.T_max: 5 in the "
+            r"checkpoint, 7 in this fit\. To resume it, give the checkpoint's values again; to "
+            r"train with the new ones, start a new run folder \(another --out\) or set resume: "
+            r"false$")):
+        fit(manifest, epochs=2, resume_from=tmp_path / "a.pt", **{
+            **cosine, "scheduler_args": {"T_max": 7}})
+    with pytest.raises(NeopainError, match=(
+            r"recipe: optimizer_args\.amsgrad: not given in the checkpoint, True in this fit; "
+            r"lr: 0\.01 in the checkpoint, 0\.02 in this fit; weight_decay: 0\.0 in the "
+            r"checkpoint, 0\.1 in this fit\. ")):
+        fit(manifest, epochs=2, resume_from=tmp_path / "a.pt", optimizer_args={"amsgrad": True},
+            lr=0.02, weight_decay=0.1, **cosine)
+    saved = torch.load(tmp_path / "a.pt", weights_only=True)
+    saved["recipe"] = {"optimizer": "Adam", "scheduler": "CosineAnnealingLR"}  # 6fbb9b7's
+    torch.save(saved, tmp_path / "names.pt")
+    del saved["recipe"]  # before it
+    torch.save(saved, tmp_path / "none.pt")
+    for old in ("names.pt", "none.pt"):
+        _, _, result = fit(manifest, epochs=2, resume_from=tmp_path / old, **{
+            **cosine, "scheduler_args": {"T_max": 7}})
+        assert [row["epoch"] for row in result.history] == [1, 2]
+    with pytest.raises(NeopainError, match="recipe: scheduler: a scheduler's state in the "
+                                           "checkpoint, None in this fit"):
+        fit(manifest, epochs=2, resume_from=tmp_path / "none.pt")
+    # 24 training images in batches of 8: 3 steps an epoch
+    fit(manifest, epochs=2, scheduler="OneCycleLR", callbacks=[Checkpoint(tmp_path / "c.pt")])
+    with pytest.raises(NeopainError, match="recipe: total_steps: 6 in the checkpoint, 9 in "
+                                           "this fit"):
+        fit(manifest, epochs=3, scheduler="OneCycleLR", resume_from=tmp_path / "c.pt")
+
+
+def test_the_config_and_the_trainer_refuse_by_one_rule(manifest, tmp_path):
+    """Soft labels with label smoothing, a per-batch scheduler with unfreezing and the monitor
+    were each written twice (config.py, and trainer.py or state.py) and told differently."""
+    cases = [
+        ({"soft_labels": "sigmoid", "label_smoothing": 0.3},
+         lambda: Trainer(tiny_model(), soft_labels="sigmoid", label_smoothing=0.3)),
+        ({"scheduler": "OneCycleLR", "unfreeze_patience": 1},
+         lambda: fit(manifest, epochs=2, scheduler="OneCycleLR", callbacks=[Stall(), Unfreeze(1)])),
+        ({"monitor": "auc"}, lambda: Trainer(tiny_model(), monitor="auc")),
+    ]
+    for keys, trainer in cases:
+        with pytest.raises(ConfigError) as config_error:
+            TrainConfig(model="ncnn", manifest=tmp_path / "m.csv", folds=tmp_path / "f.json",
+                        out=tmp_path / "run", **keys)
+        with pytest.raises(NeopainError) as trainer_error:
+            trainer()
+        assert str(config_error.value).splitlines()[1:] == [f"  {trainer_error.value}"]
 
 
 def test_onecycle_warms_up_then_anneals_over_all_batches(manifest):

@@ -28,7 +28,12 @@ if TYPE_CHECKING:
 MONITORS = ("val_loss", "val_accuracy")
 
 
-def _check_monitor(monitor: str) -> str:
+def check_monitor(monitor: str) -> str:
+    """``monitor`` when it is one of ``MONITORS``.
+
+    Raises:
+        NeopainError: it is not.
+    """
     if monitor not in MONITORS:
         raise NeopainError(f"monitor={monitor!r} is not valid; valid: {', '.join(MONITORS)}")
     return monitor
@@ -81,7 +86,7 @@ class _Monitoring(Callback):
     """Tracks the best ``monitor`` value and the epochs since it last improved."""
 
     def __init__(self, *, monitor: str = "val_loss") -> None:
-        self.monitor = _check_monitor(monitor)
+        self.monitor = check_monitor(monitor)
         self.best_: float | None = None
         self.wait_ = 0
 

@@ -28,17 +28,17 @@ from neopain.data.yaml_text import read_yaml_mapping
 from neopain.errors import NeopainError
 from neopain.models.calibrator import METHODS
 from neopain.runs import fold_model_names, write_config
+from neopain.training.callbacks import MONITORS
+from neopain.training.losses import SOFT_LABELS, smoothing_problem
 from neopain.training.optimizers import (
     LR_SCHEDULES,
     OPTIMIZER_ALIASES,
-    PER_BATCH,
+    per_batch_unfreeze_problem,
     recipe_problems,
 )
 
-SOFT_LABELS = ("sigmoid", "linear", "step")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
-MONITORS = ("val_loss", "val_accuracy")
 _PATHS = ("manifest", "folds", "out", "weights", "cache_dir")
 SEED_KEYS = {"optimizer_hyp": "optimizer_args (with lr and weight_decay as top-level keys)",
              "scheduler_hyp": "scheduler_args", "patience": "early_stopping",
@@ -119,9 +119,11 @@ class TrainConfig:
             at ``lr`` over all the batches of ``epochs``. With ``unfreeze_patience``, the
             fine-tune phase starts a fresh scheduler on its fresh optimizer (per-epoch
             schedulers only).
-        scheduler_args: its keyword arguments (``{T_max: 5, eta_min: 1.0e-6}``).
+        scheduler_args: its keyword arguments (``{T_max: 5, eta_min: 1.0e-6}``); refused
+            without a scheduler.
         lr_schedule: the old key, read as ``scheduler``: ``constant`` (None) or ``onecycle``
-            (``OneCycleLR``); resolved when the config is built, never saved.
+            (``OneCycleLR``); resolved when the config is built, never saved; refused with
+            ``scheduler`` or ``scheduler_args``.
         class_weights: ``balanced`` (weights n / (2 · count) from the training labels) or None.
         l1_head: L1 penalty factor on the head's weights.
         label_smoothing: torch's cross-entropy label smoothing (0–1): the targets become
@@ -220,10 +222,15 @@ class TrainConfig:
                 return [f"lr_schedule={self.lr_schedule!r} is not valid; valid: "
                         f"{', '.join(LR_SCHEDULES)} (the old key; now scheduler: "
                         "OneCycleLR, or any torch scheduler)"]
-            if self.scheduler is not None or self.scheduler_args:
-                return [f"lr_schedule={self.lr_schedule!r} is the old key of scheduler; give "
-                        f"only scheduler (scheduler={self.scheduler!r} is given too)"]
-            object.__setattr__(self, "scheduler", LR_SCHEDULES[self.lr_schedule])
+            given = [f"{name}={getattr(self, name)!r}" for name in ("scheduler", "scheduler_args")
+                     if getattr(self, name)]
+            meant = LR_SCHEDULES[self.lr_schedule]
+            if given:
+                return [f"lr_schedule={self.lr_schedule!r} is the old key of scheduler and "
+                        f"cannot be combined with {' and '.join(given)}; valid: lr_schedule "
+                        "alone, or scheduler and scheduler_args without lr_schedule "
+                        f"(lr_schedule: {self.lr_schedule} is scheduler: {meant or 'null'})"]
+            object.__setattr__(self, "scheduler", meant)
             object.__setattr__(self, "lr_schedule", None)
         if isinstance(self.optimizer, str) and self.optimizer in OPTIMIZER_ALIASES \
                 and isinstance(self.optimizer_args, dict):
@@ -317,24 +324,18 @@ def _problems(config: TrainConfig) -> list[str]:
                for name in ("augment", "crop_to_face", "freeze_backbone", "cache", "resume")]
     problems = [f"{name}={getattr(config, name)!r} is not valid; valid: {what}"
                 for name, ok, what in checks if not ok]
-    if not {"lr", "weight_decay", "monitor"} & {problem.split("=")[0] for problem in problems}:
+    valid = {name for name, ok, _ in checks if ok}
+    if {"lr", "weight_decay", "monitor"} <= valid:
         # the optimizer and scheduler are built on a dummy parameter: bad arguments now, not
         # after the first fold's data is loaded
         problems += recipe_problems(
             optimizer=config.optimizer, optimizer_args=config.optimizer_args, lr=config.lr,
             weight_decay=config.weight_decay, scheduler=config.scheduler,
             scheduler_args=config.scheduler_args, monitor=config.monitor)
-    if config.scheduler in PER_BATCH and config.unfreeze_patience:
-        problems.append(f"scheduler={config.scheduler!r} steps after every batch of the whole "
-                        "fit and cannot be combined with unfreeze_patience > 0 (unfreezing "
-                        "starts a fresh optimizer); use a per-epoch scheduler (e.g. "
-                        "CosineAnnealingLR), which restarts with it, or none")
-    if config.soft_labels is not None and config.label_smoothing:
-        problems.append(f"label_smoothing={config.label_smoothing!r} cannot be combined with "
-                        f"soft_labels={config.soft_labels!r} (soft targets are already "
-                        "smoothed; the seed refuses it too); set label_smoothing: 0 or "
-                        "soft_labels: null")
-    return problems
+    rules = [per_batch_unfreeze_problem(config.scheduler) if config.unfreeze_patience else None,
+             smoothing_problem(soft_labels=config.soft_labels,
+                               label_smoothing=config.label_smoothing)]
+    return problems + [problem for problem in rules if problem is not None]
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:

@@ -18,6 +18,16 @@ stretched mouth vertical and horizontal, taut tongue): ``linear`` divides by it.
 STEP_THRESHOLD = 3.0
 
 
+def smoothing_problem(*, soft_labels: str | None, label_smoothing: float) -> str | None:
+    """Why ``label_smoothing`` cannot be used with ``soft_labels``; None when it can (the one
+    rule for the run config and the ``Trainer``)."""
+    if soft_labels is None or not label_smoothing:
+        return None
+    return (f"label_smoothing={label_smoothing!r} cannot be combined with soft_labels="
+            f"{soft_labels!r} (soft targets are already smoothed; the seed refuses it too); "
+            "valid: label_smoothing: 0, or soft_labels: null")
+
+
 def balanced_class_weights(labels: np.ndarray, *, n_classes: int = 2) -> np.ndarray:
     """``n / (n_classes · count_c)`` per class, as scikit-learn's ``class_weight="balanced"``.
 

@@ -3,8 +3,10 @@
 A run config names them as the seed repository's configs do (``optimizer: RMSprop`` with
 ``optimizer_args``, ``scheduler: CosineAnnealingLR`` with ``scheduler_args``); the valid names
 are computed from torch's modules. ``recipe_problems`` checks names and arguments against
-each class's signature and builds both on a dummy parameter, so that a wrong argument is told
-before training starts, naming the class and the parameters it accepts.
+each class's signature (their names, and their types where it says int, float or bool) and
+builds both on a dummy parameter, so that a wrong argument is told before training starts,
+naming the class and the parameters it accepts. ``fit_recipe`` is what a checkpoint records of
+them; ``recipe_changes`` names what a resumed fit would change.
 
 The lowercase names of earlier configs are aliases: ``adam``, ``rmsprop``, ``sgd`` (SGD with
 momentum 0.9); ``lr_schedule: constant`` is no scheduler and ``onecycle`` is ``OneCycleLR``.
@@ -136,71 +138,158 @@ class SchedulerSpec:
             scheduler.step()
 
 
+def per_batch_unfreeze_problem(scheduler: Any) -> str | None:
+    """Why ``scheduler`` cannot be combined with unfreezing; None when it can.
+
+    The one rule for the run config (``unfreeze_patience``) and the fit (``Unfreeze``).
+    """
+    if scheduler not in PER_BATCH:
+        return None
+    return (f"scheduler={scheduler!r} steps after every batch of the whole fit and cannot be "
+            "combined with unfreezing (unfreeze_patience > 0), which starts a fresh optimizer; "
+            "valid: a per-epoch scheduler (e.g. CosineAnnealingLR), which restarts with it, or "
+            "none")
+
+
+def fit_recipe(optimizer: OptimizerSpec, scheduler: SchedulerSpec | None, *, lr: float,
+               total_steps: int) -> dict[str, Any]:
+    """How a fit builds its optimizer and scheduler, as its checkpoint records it: a resume
+    that would build them otherwise is refused (``recipe_changes``)."""
+    recipe: dict[str, Any] = {
+        "optimizer": optimizer.name, "optimizer_args": dict(optimizer.args), "lr": lr,
+        "weight_decay": optimizer.weight_decay,
+        "scheduler": None if scheduler is None else scheduler.name,
+        "scheduler_args": {} if scheduler is None else dict(scheduler.args)}
+    if scheduler is not None and "total_steps" in FILLED.get(scheduler.name, {}):
+        recipe["total_steps"] = total_steps  # OneCycleLR's one cycle spans the whole fit
+    return recipe
+
+
+def recipe_changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """``KEY: A in the checkpoint, B in this fit`` for each key of the ``saved`` recipe that
+    ``wanted`` gives otherwise, arguments one by one. Only the saved keys are compared:
+    checkpoints written before the full recipe have the class names only."""
+    changes = []
+    for key, value in saved.items():
+        new = wanted.get(key)
+        if isinstance(value, dict) and isinstance(new, dict):
+            changes += [f"{key}.{name}: {_shown(value, name)} in the checkpoint, "
+                        f"{_shown(new, name)} in this fit"
+                        for name in sorted({*value, *new}, key=str)
+                        if name not in value or name not in new or value[name] != new[name]]
+        elif value != new:
+            changes.append(f"{key}: {value!r} in the checkpoint, {new!r} in this fit")
+    return changes
+
+
+def _shown(values: Mapping[str, Any], name: str) -> str:
+    return repr(values[name]) if name in values else "not given"
+
+
 def _parameters(cls: type) -> list[inspect.Parameter]:
     """The constructor's parameters after the first (``params`` / ``optimizer``)."""
     return list(inspect.signature(cls).parameters.values())[1:]
 
 
-def _args_problem(key: str, cls: type, args: Any, *, filled: dict[str, str]) -> str | None:
-    """What is wrong with ``args`` for ``cls`` by its signature; None when nothing is."""
-    params = _parameters(cls)
-    accepted = [p.name for p in params if p.name not in filled
+_KINDS: dict[type, str] = {int: "a whole number", float: "a number", bool: "true or false"}
+"""The argument types checked against the signature before torch sees a value, and how the
+valid values of each are told."""
+
+
+def _kind(parameter: inspect.Parameter) -> type | None:
+    """int, float or bool when the signature says the parameter is one; None otherwise."""
+    annotation = parameter.annotation
+    if isinstance(annotation, str):  # the schedulers' annotations are strings
+        annotation = {kind.__name__: kind for kind in _KINDS}.get(annotation)
+    if annotation in _KINDS:
+        return annotation
+    if parameter.annotation is parameter.empty and type(parameter.default) in _KINDS:
+        # the default's type, an int read as a number: torch writes momentum=0 for a float
+        return float if type(parameter.default) is int else type(parameter.default)
+    return None
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, int) if kind is int else isinstance(value, (int, float))
+
+
+def _args_problems(key: str, cls: type, args: Any, *, filled: dict[str, str]) -> list[str]:
+    """What is wrong with ``args`` for ``cls`` by its signature; [] when nothing is."""
+    params = {p.name: p for p in _parameters(cls)}
+    accepted = [p.name for p in params.values() if p.name not in filled
                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     listed = f"its parameters: {', '.join(accepted) or 'none'}"
     if not isinstance(args, dict) or not all(isinstance(name, str) for name in args):
-        return (f"{key}={args!r:.60} is not valid; valid: a mapping of {cls.__name__}'s "
-                f"parameters ({', '.join(accepted) or 'none'}) to values")
+        return [f"{key}={args!r:.60} is not valid; valid: a mapping of {cls.__name__}'s "
+                f"parameters ({', '.join(accepted) or 'none'}) to values"]
+    problems = []
     clash = [f"{name} ({filled[name]})" for name in args if name in filled]
     if clash:
-        return (f"{key}: the run sets {cls.__name__}'s {', '.join(clash)}; leave "
-                f"{'it' if len(clash) == 1 else 'them'} out; {listed}")
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        unknown = [name for name in args if name not in accepted]
+        problems.append(f"{key}: the run sets {cls.__name__}'s {', '.join(clash)}; leave "
+                        f"{'it' if len(clash) == 1 else 'them'} out; {listed}")
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = [name for name in args if name not in accepted and name not in filled]
         if unknown:
-            return (f"{key}: {cls.__name__} takes no {', '.join(map(repr, unknown))}; {listed}")
-    missing = [p.name for p in params if p.default is p.empty and p.name not in args
-               and p.name not in filled and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            problems.append(f"{key}: {cls.__name__} takes no {', '.join(map(repr, unknown))}; "
+                            f"{listed}")
+    missing = [name for name in accepted if params[name].default is params[name].empty
+               and name not in args]
     if missing:
-        return f"{key}: {cls.__name__} needs {', '.join(missing)}; {listed}"
-    return None
+        problems.append(f"{key}: {cls.__name__} needs {', '.join(missing)}; {listed}")
+    for name, value in args.items():
+        kind = _kind(params[name]) if name in accepted else None
+        if kind is not None and not _fits(value, kind):
+            problems.append(f"{key}: {name}={value!r} is not valid for {cls.__name__}; "
+                            f"valid: {_KINDS[kind]}")
+    return problems
 
 
 def recipe_problems(*, optimizer: Any, optimizer_args: Any, lr: float, weight_decay: float,
                     scheduler: Any, scheduler_args: Any, monitor: str = "val_loss") -> list[str]:
     """What is wrong with an optimizer and scheduler recipe; [] when it builds.
 
-    Checks the names (valid: ``optimizer_names()`` and the aliases, ``scheduler_names()``),
-    the arguments against each class's signature, then builds both on a dummy parameter, so
-    that a value torch refuses (``momentum: -1``) is told too. None args are {}.
+    Checks the names (valid: ``optimizer_names()`` and the aliases, ``scheduler_names()``)
+    and the arguments against each class's signature (names, and int, float or bool types),
+    the optimizer's and the scheduler's each told; when both pass, builds them on a dummy
+    parameter, so that a value torch refuses (``momentum: -1``) is told too. None args are {}.
     """
     optimizer_args = {} if optimizer_args is None else optimizer_args
     scheduler_args = {} if scheduler_args is None else scheduler_args
-    valid = (*OPTIMIZER_ALIASES, *optimizer_names())
-    if optimizer not in valid:
-        return [f"optimizer={optimizer!r} is not valid; valid: {', '.join(valid)}"
-                + _unusable(optimizer)]
-    spec = OptimizerSpec.of(optimizer, weight_decay=weight_decay)
-    optimizer_class = getattr(torch.optim, spec.name)
-    problem = _args_problem("optimizer_args", optimizer_class, optimizer_args,
-                            filled=FILLED["optimizer"])
-    if (problem is None and weight_decay
-            and "weight_decay" not in [p.name for p in _parameters(optimizer_class)]):
-        problem = (f"weight_decay={weight_decay!r} is not valid with optimizer={spec.name!r}: it "
-                   "takes no weight_decay; valid: 0")
-    if problem is not None:
-        return [problem]
-    if scheduler is not None and scheduler not in scheduler_names():
-        return [f"scheduler={scheduler!r} is not valid; valid: {', '.join(scheduler_names())}, "
-                "or null" + _unusable(scheduler)]
-    scheduler_class = None if scheduler is None else getattr(lr_scheduler, scheduler)
-    if scheduler_class is not None:
-        problem = _args_problem("scheduler_args", scheduler_class, scheduler_args,
-                                filled={**FILLED["scheduler"], **FILLED.get(scheduler, {})})
-        if problem is not None:
-            return [problem]
+    problems = [*_optimizer_problems(optimizer, optimizer_args, weight_decay=weight_decay),
+                *_scheduler_problems(scheduler, scheduler_args)]
+    if problems:
+        return problems
     return _build_problems(OptimizerSpec.of(optimizer, optimizer_args,
                                             weight_decay=weight_decay),
                            SchedulerSpec.of(scheduler, scheduler_args, monitor=monitor), lr=lr)
+
+
+def _optimizer_problems(name: Any, args: Any, *, weight_decay: float) -> list[str]:
+    valid = (*OPTIMIZER_ALIASES, *optimizer_names())
+    if name not in valid:
+        return [f"optimizer={name!r} is not valid; valid: {', '.join(valid)}" + _unusable(name)]
+    spec = OptimizerSpec.of(name, weight_decay=weight_decay)
+    optimizer_class = getattr(torch.optim, spec.name)
+    problems = _args_problems("optimizer_args", optimizer_class, args,
+                              filled=FILLED["optimizer"])
+    if weight_decay and "weight_decay" not in [p.name for p in _parameters(optimizer_class)]:
+        problems.append(f"weight_decay={weight_decay!r} is not valid with optimizer="
+                        f"{spec.name!r}: it takes no weight_decay; valid: 0")
+    return problems
+
+
+def _scheduler_problems(name: Any, args: Any) -> list[str]:
+    if name is None:
+        return [] if not args else [
+            f"scheduler_args={args!r:.60} is given without a scheduler; valid: a scheduler "
+            "(scheduler: NAME) that takes them, or no scheduler_args"]
+    if name not in scheduler_names():
+        return [f"scheduler={name!r} is not valid; valid: {', '.join(scheduler_names())}, "
+                "or null" + _unusable(name)]
+    return _args_problems("scheduler_args", getattr(lr_scheduler, name), args,
+                          filled={**FILLED["scheduler"], **FILLED.get(name, {})})
 
 
 def _unusable(name: Any) -> str:
@@ -212,6 +301,11 @@ _REFUSALS = (TypeError, ValueError, RuntimeError, ZeroDivisionError, KeyError)
 """What torch raises for an argument value it cannot use (a string for a number, a 0 period)."""
 
 
+def _refusal(key: str, name: str, args: Mapping[str, Any], what: str, error: Exception) -> str:
+    return (f"{key}={dict(args)!r}: {name} {what}: {error}; valid: values torch's {name} "
+            "accepts (see its documentation)")
+
+
 def _build_problems(optimizer: OptimizerSpec, scheduler: SchedulerSpec | None, *,
                     lr: float) -> list[str]:
     """Build both on a dummy parameter, as the trainer does, and take two steps; torch's
@@ -221,27 +315,24 @@ def _build_problems(optimizer: OptimizerSpec, scheduler: SchedulerSpec | None, *
     try:
         built = optimizer.build([parameter], lr=lr)
     except _REFUSALS as error:
-        return [f"optimizer_args={dict(optimizer.args)!r}: {optimizer.name} refused them: "
-                f"{error}"]
+        return [_refusal("optimizer_args", optimizer.name, optimizer.args, "refused them", error)]
     try:
         schedule = None if scheduler is None else scheduler.build(built, lr=lr, total_steps=10)
     except _REFUSALS as error:
-        return [f"scheduler_args={dict(scheduler.args)!r}: {scheduler.name} refused them: "
-                f"{error}"]
+        return [_refusal("scheduler_args", scheduler.name, scheduler.args, "refused them", error)]
     for step in (1, 2):
         try:
             built.step()
-            if schedule is not None:
-                scheduler.step(schedule, {scheduler.monitor: 1.0})
         except _REFUSALS as error:
-            given = f"optimizer_args={dict(optimizer.args)!r}"
-            who = optimizer.name
-            if scheduler is not None:
-                given += f", scheduler_args={dict(scheduler.args)!r}"
-                who += f" with {scheduler.name}"
-            return [f"{given}: {who} failed a step: {error}"]
+            return [_refusal("optimizer_args", optimizer.name, optimizer.args, "failed a step",
+                             error)]
         if scheduler is None:
             continue
+        try:
+            scheduler.step(schedule, {scheduler.monitor: 1.0})
+        except _REFUSALS as error:
+            return [_refusal("scheduler_args", scheduler.name, scheduler.args, "failed a step",
+                             error)]
         rate = built.param_groups[0]["lr"]
         if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate >= 0):
             return [f"scheduler_args={dict(scheduler.args)!r}: {scheduler.name} gives a "

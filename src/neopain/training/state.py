@@ -14,7 +14,13 @@ import torch
 
 from neopain.errors import NeopainError
 from neopain.models.base import PainModel
-from neopain.training.optimizers import OptimizerSpec, SchedulerSpec
+from neopain.training.optimizers import (
+    OptimizerSpec,
+    SchedulerSpec,
+    fit_recipe,
+    per_batch_unfreeze_problem,
+    recipe_changes,
+)
 
 if TYPE_CHECKING:
     from neopain.training.callbacks import Callback
@@ -29,6 +35,7 @@ class TrainState:
         epochs: the number of epochs asked for.
         optimizer_spec: how ``configure_optimizer`` builds an optimizer.
         scheduler_spec: how it builds the learning-rate scheduler (None: constant rate).
+        base_lr: the rate the fit was asked for (the trainer's ``lr``), part of its recipe.
         total_steps: the fit's training batches in all (OneCycleLR spans them).
         callbacks: the fit's callbacks, in order (their state goes into ``state_dict``).
         epoch: epochs completed so far (resumed ones included).
@@ -46,6 +53,7 @@ class TrainState:
     epochs: int
     optimizer_spec: OptimizerSpec
     scheduler_spec: SchedulerSpec | None = None
+    base_lr: float = 0.0
     total_steps: int = 1
     callbacks: list[Callback] = field(default_factory=list)
     epoch: int = 0
@@ -66,10 +74,9 @@ class TrainState:
                 parameter trains.
         """
         spec = self.scheduler_spec
-        if self.scheduler is not None and spec is not None and spec.per_batch:
-            raise NeopainError(f"scheduler={spec.name!r} steps after every batch of the whole "
-                               "fit; it cannot be combined with unfreezing (unfreeze_patience "
-                               "> 0), which starts a fresh optimizer")
+        problem = None if spec is None else per_batch_unfreeze_problem(spec.name)
+        if self.scheduler is not None and problem is not None:
+            raise NeopainError(problem)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise NeopainError("the model has no trainable parameter; unfreeze some blocks")
@@ -79,9 +86,10 @@ class TrainState:
         self.lr = self.optimizer.param_groups[0]["lr"]  # OneCycleLR starts below lr
         self.phase_lr = lr
 
-    def _recipe(self) -> dict[str, str | None]:
-        return {"optimizer": self.optimizer_spec.name,
-                "scheduler": None if self.scheduler_spec is None else self.scheduler_spec.name}
+    def recipe(self) -> dict[str, Any]:
+        """How this fit builds its optimizer and scheduler (``optimizers.fit_recipe``)."""
+        return fit_recipe(self.optimizer_spec, self.scheduler_spec, lr=self.base_lr,
+                          total_steps=self.total_steps)
 
     def _callback_keys(self) -> list[str]:
         names = [type(callback).__name__ for callback in self.callbacks]
@@ -97,7 +105,7 @@ class TrainState:
             "epoch": self.epoch,
             "lr": self.lr,
             "phase_lr": self.phase_lr,
-            "recipe": self._recipe(),
+            "recipe": self.recipe(),
             "phase": self.phase,
             "frozen": self.model.frozen_blocks(),
             "history": list(self.history),
@@ -113,15 +121,21 @@ class TrainState:
         optimizer and scheduler given the saved state.
 
         Raises:
-            NeopainError: the state was saved with another optimizer or scheduler.
+            NeopainError: the state was saved with another recipe (``recipe``): another
+                optimizer, scheduler, lr, weight_decay or argument; each change is named.
         """
-        saved = state.get("recipe", self._recipe())  # checkpoints before 2026-12 lack it
-        has_schedule = state.get("scheduler") is not None
-        if saved != self._recipe() or has_schedule != (self.scheduler_spec is not None):
-            raise NeopainError(f"the checkpoint was trained with {_named(saved)}, this fit "
-                               f"asks for {_named(self._recipe())}; resume with the same "
-                               "optimizer and scheduler, or delete the checkpoint to train "
-                               "the fold from the start")
+        # checkpoints written before the recipe key lack it: only their scheduler is checked
+        wanted = self.recipe()
+        changes = recipe_changes(state.get("recipe", {}), wanted)
+        saved = "none" if state.get("scheduler") is None else "a scheduler's state"
+        if "recipe" not in state and (saved == "none") != (wanted["scheduler"] is None):
+            changes.append(f"scheduler: {saved} in the checkpoint, {wanted['scheduler']!r} in "
+                           "this fit")
+        if changes:
+            raise NeopainError("the checkpoint was trained with another recipe: "
+                               + "; ".join(changes) + ". To resume it, give the checkpoint's "
+                               "values again; to train with the new ones, start a new run "
+                               "folder (another --out) or set resume: false")
         self.model.load_state_dict(state["model"])
         self.model.unfreeze()
         self.model.freeze(state["frozen"])
@@ -139,7 +153,3 @@ class TrainState:
         self.lr = state["lr"]
         self.stop_training = state["stopped"]
         torch.set_rng_state(state["rng"])
-
-
-def _named(recipe: dict[str, str | None]) -> str:
-    return f"{recipe['optimizer']} and {recipe['scheduler'] or 'no scheduler'}"

@@ -22,10 +22,11 @@ from neopain.errors import NeopainError
 from neopain.models.base import PainModel
 from neopain.runs import load_checkpoint
 from neopain.training.batches import BatchSource, flipped
-from neopain.training.callbacks import MONITORS, Callback
+from neopain.training.callbacks import Callback, check_monitor
 from neopain.training.dataset import FaceDataset
 from neopain.training.embeddings import EmbeddingCache
 from neopain.training.fit_loss import FitLoss
+from neopain.training.losses import smoothing_problem
 from neopain.training.optimizers import OptimizerSpec, SchedulerSpec, recipe_problems
 from neopain.training.precision import (
     check_device,
@@ -137,7 +138,7 @@ class Trainer:
                                    weight_decay=weight_decay, scheduler=scheduler,
                                    scheduler_args=scheduler_args, monitor=monitor)
         if problems:
-            raise NeopainError(problems[0])
+            raise NeopainError("\n".join(problems))
         self.model = model
         self.optimizer = optimizer
         self.optimizer_args = optimizer_args
@@ -189,7 +190,7 @@ class Trainer:
             NeopainError: ``device`` or ``precision`` this machine does not have; a training
                 set missing a class with ``class_weights="balanced"``; ``ReduceLROnPlateau``
                 without validation data; ``resume_from`` no checkpoint (see
-                ``load_checkpoint``) or one saved with another optimizer or scheduler.
+                ``load_checkpoint``) or one saved with another recipe (``TrainState.recipe``).
         """
         if self.scheduler == "ReduceLROnPlateau" and (val_data is None or not len(val_data)):
             raise NeopainError(f"scheduler='ReduceLROnPlateau' steps on {self.monitor}, and "
@@ -207,6 +208,7 @@ class Trainer:
                                             weight_decay=self.weight_decay),
             scheduler_spec=SchedulerSpec.of(self.scheduler, self.scheduler_args,
                                             monitor=self.monitor),
+            base_lr=self.lr,
             total_steps=self.epochs * math.ceil(len(train_data) / self.batch_size),
             callbacks=sorted(self.callbacks, key=lambda c: c.order))
         self.state_ = state
@@ -228,7 +230,11 @@ class Trainer:
         if resume_from is None:
             state.configure_optimizer(self.lr)
         else:
-            state.load_state_dict(load_checkpoint(resume_from, map_location=self.device_))
+            saved = load_checkpoint(resume_from, map_location=self.device_)
+            try:
+                state.load_state_dict(saved)
+            except NeopainError as error:  # this fit cannot go on from it: name the file
+                raise NeopainError(f"{os.fspath(resume_from)}: {error}") from None
 
     def _epoch(self, state: TrainState, source: BatchSource, loss: FitLoss,
                train_data: FaceDataset, val_data: FaceDataset | None) -> None:
@@ -328,11 +334,10 @@ class Trainer:
 def _check_arguments(*, lr: float, epochs: int, batch_size: int, class_weights: str | None,
                      flip: float, label_smoothing: float, soft_labels: str | None,
                      monitor: str) -> None:
-    if monitor not in MONITORS:
-        raise NeopainError(f"monitor={monitor!r} is not valid; valid: {', '.join(MONITORS)}")
-    if soft_labels is not None and label_smoothing:
-        raise NeopainError(f"label_smoothing={label_smoothing} cannot be combined with "
-                           f"soft_labels={soft_labels!r}; give one of them")
+    check_monitor(monitor)
+    problem = smoothing_problem(soft_labels=soft_labels, label_smoothing=label_smoothing)
+    if problem is not None:
+        raise NeopainError(problem)
     if not 0.0 <= flip <= 1.0:
         raise NeopainError(f"flip={flip} is not valid; valid: a probability from 0 to 1")
     if class_weights not in ("balanced", None):
