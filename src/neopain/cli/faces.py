@@ -280,7 +280,9 @@ def list_command() -> None:
     ready = 0
     for name in list_detectors():
         family = detector_class(name)
-        doc = (family.__doc__ or "").replace("``", "").strip().splitlines()
+        # the docstring's first paragraph: its first sentence may run over several lines
+        what = " ".join((family.__doc__ or "").replace("``", "").strip().split("\n\n")[0]
+                        .split())
         if family.needs_model:
             status = Text("with your file: --model PATH")
         elif (problem := detector_problem(name)) is not None:
@@ -291,6 +293,6 @@ def list_command() -> None:
             status = Text("yes")
             ready += 1
         table.add_row(name, f"{family.default_threshold:g}",
-                      "5" if family.has_keypoints else "no", status, Text(doc[0] if doc else ""))
+                      "5" if family.has_keypoints else "no", status, Text(what))
     console.print(table)
     console.print(f"{ready} detectors look at pixels with no file of yours", highlight=False)
