@@ -86,6 +86,9 @@ def test_every_torch_optimizer_and_scheduler_a_yaml_file_can_use_is_valid_by_nam
     ({"optimizer": "adamw"}, "optimizer='adamw' is not valid; valid: adam, rmsprop, sgd, "
                              "Adadelta, .*AdamW"),
     ({"optimizer": "LBFGS"}, "LBFGS is torch's, but its step needs a closure"),
+    # the seed's spelling differs in case from torch's class: the near name is offered
+    ({"optimizer": "RMSProp"}, r"valid: .* \(did you mean RMSprop\?\)$"),
+    ({"scheduler": "CosineAnealingLR"}, r"\(did you mean CosineAnnealingLR\?\)$"),
     ({"scheduler": "Cosine"}, "scheduler='Cosine' is not valid; valid: ConstantLR, "
                               "CosineAnnealingLR, .*, or null"),
     ({"scheduler": "CosineAnnealingLR"}, "scheduler_args: CosineAnnealingLR needs T_max; its "

@@ -14,9 +14,10 @@ momentum 0.9); ``lr_schedule: constant`` is no scheduler and ``onecycle`` is ``O
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,7 +270,8 @@ def recipe_problems(*, optimizer: Any, optimizer_args: Any, lr: float, weight_de
 def _optimizer_problems(name: Any, args: Any, *, weight_decay: float) -> list[str]:
     valid = (*OPTIMIZER_ALIASES, *optimizer_names())
     if name not in valid:
-        return [f"optimizer={name!r} is not valid; valid: {', '.join(valid)}" + _unusable(name)]
+        return [f"optimizer={name!r} is not valid; valid: {', '.join(valid)}"
+                + _unusable(name) + _close_to(name, valid)]
     spec = OptimizerSpec.of(name, weight_decay=weight_decay)
     optimizer_class = getattr(torch.optim, spec.name)
     problems = _args_problems("optimizer_args", optimizer_class, args,
@@ -287,9 +289,18 @@ def _scheduler_problems(name: Any, args: Any) -> list[str]:
             "(scheduler: NAME) that takes them, or no scheduler_args"]
     if name not in scheduler_names():
         return [f"scheduler={name!r} is not valid; valid: {', '.join(scheduler_names())}, "
-                "or null" + _unusable(name)]
+                "or null" + _unusable(name) + _close_to(name, scheduler_names())]
     return _args_problems("scheduler_args", getattr(lr_scheduler, name), args,
                           filled={**FILLED["scheduler"], **FILLED.get(name, {})})
+
+
+def _close_to(name: Any, valid: Sequence[str]) -> str:
+    """`` (did you mean X?)`` for a name that differs from a valid one in case or a letter."""
+    if not isinstance(name, str):
+        return ""
+    by_lower = {v.lower(): v for v in valid}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.8)
+    return f" (did you mean {by_lower[close[0]]}?)" if close else ""
 
 
 def _unusable(name: Any) -> str:
