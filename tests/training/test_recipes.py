@@ -244,6 +244,8 @@ def test_a_recipe_trains_from_the_command_line_with_its_places_as_flags(cohort6,
     assert (f"error: {out / 'fold_0' / 'checkpoint.pt'}: the checkpoint was trained with "
             "another recipe: scheduler_args.T_max: 5 in the checkpoint, 7 in this fit. To "
             "resume it, give the checkpoint's values again") in output
+    # the refused run leaves config.yaml describing the checkpoints that are there
+    assert yaml.safe_load((out / "config.yaml").read_text()) == saved
 
 
 def test_a_wrong_recipe_is_one_error_line_before_any_training(cohort6, tmp_path):

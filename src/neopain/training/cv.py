@@ -108,7 +108,8 @@ def run_cv(config: TrainConfig, *, progress: RunProgress | None = None) -> CvRes
     ``config.fold``) and write the run folder.
 
     Args:
-        config: the run config (saved resolved as ``out/config.yaml``).
+        config: the run config (saved resolved as ``out/config.yaml``: before the first fold
+            in a new run folder, after the last one when the folder had a run already).
         progress: told when the run starts, of each step inside a fold (epochs and batches,
             images scored) and when each fold is done (e.g. the CLI's progress bars).
 
@@ -125,7 +126,11 @@ def run_cv(config: TrainConfig, *, progress: RunProgress | None = None) -> CvRes
                          f"{len(plan.folds) - 1}")
     folds = plan.folds if config.fold is None else (plan.folds[config.fold],)
     config.out.mkdir(parents=True, exist_ok=True)
-    save_config(config, config.out / CONFIG)
+    # a rerun into a run folder saves its config once it has run: a resume refused (another
+    # recipe) or failing must leave config.yaml describing the checkpoints that are there
+    rerun = (config.out / CONFIG).is_file()
+    if not rerun:
+        save_config(config, config.out / CONFIG)
     model = model_class.from_config(config)
     try:
         progress.on_run_start(model=config.model, folds=len(folds), trains=model.trains)
@@ -138,6 +143,8 @@ def run_cv(config: TrainConfig, *, progress: RunProgress | None = None) -> CvRes
         notes = tuple(model.notes(results))
     finally:
         model.close()
+    if rerun:
+        save_config(config, config.out / CONFIG)
     return CvResult(out=config.out, folds=tuple(results),
                     record=None if record is None else write_record(config.out,
                                                                     name=config.model,
