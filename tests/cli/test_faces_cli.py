@@ -83,9 +83,18 @@ def test_detect_real_faces_reports_no_face_and_the_corrupt_file_and_does_the_res
     assert "nopain/S03/coffee.png │ no_face" in text
     assert "pain/S03/broken.jpg │ unreadable" in text
     assert "1 of 4 images could not be read" in flat(err)
+    assert "no face was found" not in flat(err)
     crops = load_manifest(tmp_path / "faces" / "manifest.csv", check_files=True)
     assert sorted(Path(p).name for p in crops.table["original_image"]) == ["astronaut.jpg",
                                                                           "flipped.jpg"]
+
+
+def test_detect_warns_when_no_image_had_a_face(photos, tmp_path):
+    # a threshold no face reaches: an empty crops manifest must not pass for a finished job
+    code, _, err = run("detect", str(photos), "--detector", "mediapipe-short", "--threshold",
+                       "1", "--out", str(tmp_path / "faces"), "--workers", "1")
+    assert code == 0
+    assert "warning: no face was found in any of the 4 images: check the detector" in flat(err)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -94,8 +103,10 @@ def test_detect_real_faces_reports_no_face_and_the_corrupt_file_and_does_the_res
     (["--detector", "manifest", "--model", "x.onnx"],
      "--model applies to the detectors that run your model file (onnx"),
     (["--detector", "mediapipe-short", "--threshold", "2"], "threshold=2.0 must lie in [0, 1]"),
-    (["--detector", "retinaface", "--config", "deploy.prototxt"],
+    (["--detector", "retinaface", "--model", "r.onnx", "--config", "deploy.prototxt"],
      "--config applies to --detector opencv-ssd only, not 'retinaface'"),
+    (["--detector", "retinaface"], "--detector retinaface runs your own model file: give it "
+                                   "with --model PATH"),
     (["--detector", "opencv-ssd", "--model", "res10.caffemodel", "--config", "no.prototxt"],
      "res10.caffemodel: file not found; expected OpenCV's SSD face detector"),
 ])
@@ -174,7 +185,7 @@ def test_benchmark_by_default_times_every_detector_that_runs_here_and_says_why_n
     assert set(ran) == {"mediapipe-short", "mediapipe-full", "opencv-haar", "centerface",
                         "mtcnn", "dlib-hog"}
     for name in ("onnx", "retinaface", "yolo-face", "opencv-ssd"):
-        assert "needs the model file" in left_out[name]
+        assert f"needs the model file: model=PATH (--model {name}=PATH" in left_out[name]
 
 
 @pytest.mark.parametrize(("args", "message"), [

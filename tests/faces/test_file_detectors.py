@@ -307,6 +307,16 @@ def test_a_resumed_run_sees_an_edited_network_file_found_next_to_the_weights(ssd
     assert settings.key() != before
 
 
+def test_opencv_ssd_names_a_missing_or_empty_weights_file_before_looking_for_its_config(
+        tmp_path: Path):
+    # guards: the missing network file was blamed when the weights themselves were missing
+    with pytest.raises(DetectorError, match="nosuch.caffemodel: file not found"):
+        create_detector("opencv-ssd", model=tmp_path / "nosuch.caffemodel")
+    (tmp_path / "empty.caffemodel").write_bytes(b"")
+    with pytest.raises(DetectorError, match=r"empty.caffemodel: the file is empty \(0 bytes\)"):
+        create_detector("opencv-ssd", model=tmp_path / "empty.caffemodel")
+
+
 def test_opencv_ssd_needs_its_config(ssd_files: Path, tmp_path: Path):
     (tmp_path / "deploy.prototxt").unlink()
     with pytest.raises(DetectorError, match="no config=PATH given and neither deploy.prototxt"):
@@ -353,7 +363,7 @@ def wrong_outputs(path: Path) -> Path:
     ("make", "message"),
     [
         (lambda p: p.write_text("not a model"), "not a usable ONNX model"),
-        (lambda p: p.write_bytes(b""), "not a usable ONNX model"),
+        (lambda p: p.write_bytes(b""), "the file is empty (0 bytes)"),
         (lambda p: p.mkdir(), "is a folder"),
         (lambda p: None, "file not found"),
         (wrong_outputs, "outputs are 'boxes' [1, 10, 15], 'scores' [1, 10, 2]"),

@@ -52,6 +52,9 @@ def _options(detector: str, *, threshold: float | None, model: Path | None) -> d
         family = detector_class(detector)
     except DetectorError as error:
         fail(escape(str(error)))
+    if model is None and family.needs_model:
+        fail(f"--detector {escape(detector)} runs your own model file: give it with --model PATH "
+             "(docs/faces.md, 'Detectors from your own file', says which files work)")
     if model is not None and not family.needs_model:
         fail(f"--model applies to the detectors that run your model file "
              f"({', '.join(_model_detectors())}), not {escape(detector)!r}")
@@ -165,6 +168,11 @@ def detect(
                   checked_files=True)
     console.print(f"wrote [bold]{escape(str(result.root))}[/]: manifest.csv, no_face.csv, crops/"
                   + (", landmarks/" if landmarks else ""), highlight=False)
+    if result.images and not result.faces:
+        err_console.print(f"[bold yellow]warning:[/] no face was found in any of the "
+                          f"{result.images} images: check the detector and its threshold "
+                          "(--detector, --threshold) and that the images show faces",
+                          highlight=False)
     if result.unreadable:
         err_console.print(f"[bold yellow]warning:[/] {result.unreadable} of {result.images} "
                           f"images could not be read (listed in {escape(str(result.report))})",

@@ -91,6 +91,14 @@ def regular_file_problem(path: str | os.PathLike[str], *, what: str = "a file") 
     return None if error is None else error.reason
 
 
+def model_file_problem(path: str | os.PathLike[str], *, what: str = "a model file") -> str | None:
+    """``regular_file_problem``, and an empty file said as such (a model file of 0 bytes is an
+    interrupted copy or download; the library reading it would say only that it cannot)."""
+    if (problem := regular_file_problem(path, what=what)) is not None:
+        return problem
+    return "the file is empty (0 bytes)" if os.stat(path).st_size == 0 else None
+
+
 def open_regular(path: str | os.PathLike[str], *, what: str = "a file") -> BinaryIO:
     """``path`` opened for binary reading, when it is a regular file (or a link to one).
 

@@ -243,7 +243,7 @@ def detector_problem(name: str, **options: object) -> str | None:
     """
     family = detector_class(name)
     if family.needs_model and options.get("model") is None:
-        return "needs the model file: model=PATH (--model on the command line)"
+        return f"needs the model file: model=PATH (--model {name}=PATH on the command line)"
     try:
         create_detector(name, **options).close()
     except DetectorError as error:

@@ -1,8 +1,8 @@
 """Opening and running a detector's ONNX file on onnxruntime's CPU, with errors a user can act on.
 
 Every ONNX face detector (YuNet, CenterFace, RetinaFace, YOLO-face) loads its file here: the
-path is checked first (missing, not a regular file), a file onnxruntime cannot parse (an empty
-one included) is refused with the first line of its reason, and the graph's inputs and outputs
+path is checked first (missing, not a regular file, empty), a file onnxruntime cannot parse is
+refused with the first line of its reason, and the graph's inputs and outputs
 are checked against what the detector decodes before any image is seen.
 
 ``OnnxFileDetector`` is the base of the families that run the user's own ONNX file: their
@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from neopain.data.files import regular_file_problem
+from neopain.data.files import model_file_problem
 from neopain.faces.base import DetectorError, FaceDetector
 
 
@@ -49,7 +49,7 @@ def open_onnx_session(model: str | os.PathLike[str] | bytes, *, expected: str,
     else:
         path = Path(model)
         name = str(path)
-        if (problem := regular_file_problem(path, what="an ONNX model file")) is not None:
+        if (problem := model_file_problem(path, what="an ONNX model file")) is not None:
             raise DetectorError(f"{path}: {problem}; valid: {expected}")
         model = str(path)
     import onnxruntime  # imported here: only the ONNX detectors need it

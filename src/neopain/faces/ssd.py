@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from neopain.data.files import regular_file_problem
+from neopain.data.files import model_file_problem
 from neopain.faces.base import DetectorError, Face, FaceDetector, register_detector
 
 INPUT_SIZE = (300, 300)
@@ -118,6 +118,9 @@ class OpenCvSsd(FaceDetector):
         if path.suffix.lower() not in FORMATS:
             raise DetectorError(f"{path}: model= must be a .caffemodel or .pb file (the "
                                 f"weights); expected {_EXPECTED}")
+        framework = FORMATS[path.suffix.lower()][1]
+        if (problem := model_file_problem(path, what=f"a {framework} weights file")) is not None:
+            raise DetectorError(f"{path}: {problem}; expected {_EXPECTED}")
         self.config_ = self._config(path) if config is None else Path(config)
         self._net: Any = self._read(path, self.config_)
 
@@ -142,17 +145,15 @@ class OpenCvSsd(FaceDetector):
                 return candidate
         raise DetectorError(f"{model}: no config=PATH given and neither {usual} nor "
                             f"{model.with_suffix(suffix).name} is next to it; pass the {suffix} "
-                            f"file as config=; expected {_EXPECTED}")
+                            f"file as config= (--config on the command line); expected "
+                            f"{_EXPECTED}")
 
     @staticmethod
     def _read(model: Path, config: Path) -> Any:
         key, framework, suffix, _usual = FORMATS[model.suffix.lower()]
         for path, what in ((model, f"a {framework} weights file"),
                            (config, f"a {framework} {suffix} network description")):
-            problem = regular_file_problem(path, what=what)
-            if problem is None and path.stat().st_size == 0:
-                problem = "the file is empty (0 bytes)"
-            if problem is not None:
+            if (problem := model_file_problem(path, what=what)) is not None:
                 raise DetectorError(f"{path}: {problem}; expected {_EXPECTED}")
         try:
             net = cv2.dnn.readNet(str(model), str(config), key)
