@@ -135,7 +135,8 @@ def test_meshes_created_and_closed_in_a_loop_free_their_graphs(video):
     assert grown < PROMISE_MB, f"50 meshes created and closed grew memory by {grown:.1f} MB"
 
 
-# these run a model file of the user's (their own tests build one); manifest holds nothing native
+# these run a model file of the user's: tests/faces/test_file_detectors.py loops them on the tiny
+# models it builds; manifest holds nothing native
 NOT_LOOPED = ("onnx", "retinaface", "yolo-face", "opencv-ssd", "manifest")
 
 
