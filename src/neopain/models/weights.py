@@ -203,9 +203,9 @@ def _convert(model: nn.Module, tensors: dict[str, FileTensor], *, path: Path, fm
     plan = _Plan(key_map)
     first = None
     if fmt == "keras-h5" and key_map is None:
-        plan.key_map, plan.skipped = _keras_order_key_map(model, tensors, path=path)
-        convolutions = keras_layers_in_build_order(tensors, path=path)["convolution"]
-        first = f"{convolutions[0]}.weight" if convolutions else None
+        in_file = keras_layers_in_build_order(tensors, path=path)
+        plan.key_map, plan.skipped = _keras_order_key_map(model, tensors, in_file, path=path)
+        first = f"{in_file['convolution'][0]}.weight" if in_file["convolution"] else None
     if file_channel_order is not None:
         plan.notes += _flip_first_conv(model, tensors, key_map=plan.key_map,
                                        file_order=file_channel_order, first=first)
@@ -248,17 +248,17 @@ def _select(tensors: dict[str, FileTensor], state: Mapping[str, torch.Tensor], *
     return selected, unexpected, skipped
 
 
-def _keras_order_key_map(model: nn.Module, tensors: dict[str, FileTensor], *, path: Path
+def _keras_order_key_map(model: nn.Module, tensors: dict[str, FileTensor],
+                         in_file: dict[str, list[str]], *, path: Path
                          ) -> tuple[dict[str, str], dict[str, str]]:
-    """Prefix renames from the file's Keras layers to the model's modules of the same kind, in
-    build order (convolutions first), and the file's Dense layers left out (→ why) when the
-    model has not as many ``Linear`` modules.
+    """Prefix renames from the file's Keras layers (``in_file``: its layers of each kind in
+    build order, as ``keras_layers_in_build_order`` gives them) to the model's modules of the
+    same kind, in that order, and the file's Dense layers left out (→ why) when the model has
+    not as many ``Linear`` modules.
 
     Raises:
-        WeightsError: layers not in a known build order, or convolution or batch-norm layers
-            not as many as the model has.
+        WeightsError: convolution or batch-norm layers not as many as the model has.
     """
-    in_file = keras_layers_in_build_order(tensors, path=path)
     in_model = {kind: [name for name, module in model.named_modules() if isinstance(module, cls)]
                 for kind, cls in _MODULE_KINDS.items()}
     kinds = ("convolution", "batch-norm")
