@@ -175,6 +175,7 @@ def score_corruptions(predictor: Predictor, faces: Sequence[Face], *,
             cut (a face box missing for a model that needs one), no faces.
     """
     wanted = conditions(corruptions, severities=severities)
+    occludes = any(name != CLEAN and CORRUPTIONS[name].region for name, _ in wanted)
     if not faces:
         raise NeopainError("no images to score: the fold's test subjects or the manifest gave "
                            "none")
@@ -192,7 +193,8 @@ def score_corruptions(predictor: Predictor, faces: Sequence[Face], *,
                                f"a {predictor.crop.describe()} crop; detect faces first "
                                "(neopain faces detect)")
         crop = predictor.crop.cut(image, box=face.box)
-        regions = _crop_regions(face, predictor, image, crop)
+        # the mesh read and the map drawn only when a region is to be covered
+        regions = _crop_regions(face, predictor, image, crop) if occludes else None
         shown = set() if regions is None else {REGIONS[i] for i in np.unique(regions) if i >= 0}
         kept = [(name, severity) for name, severity in wanted
                 if name == CLEAN or CORRUPTIONS[name].region in ("", *shown)]
