@@ -22,11 +22,13 @@ import argparse
 import json
 import os
 import platform
+from contextlib import ExitStack
 
 import cv2
 import numpy as np
 import skimage.data
 
+from neopain.faces.base import FaceDetector
 from neopain.faces.benchmark import (
     MODEL_FILE_VARIABLES,
     BenchmarkImage,
@@ -55,13 +57,12 @@ def moving_face_frames(count: int) -> list[BenchmarkImage]:
     return frames
 
 
-def detectors_to_run() -> tuple[list[str], dict[str, dict[str, object]], dict[str, str]]:
-    """The detectors that run here, their options, and why the others do not."""
-    options: dict[str, dict[str, object]] = {
-        name: {"model": os.environ[variable]} for name, variable in MODEL_FILE_VARIABLES.items()
-        if os.environ.get(variable)}
-    names, left_out = runnable_detectors(detector_options=options)
-    return names, options, left_out
+def detectors_to_run(stack: ExitStack) -> tuple[list[FaceDetector], dict[str, str]]:
+    """The detectors that run here, built and entered into ``stack``, and why the others do
+    not."""
+    options = {name: {"model": os.environ[variable]}
+               for name, variable in MODEL_FILE_VARIABLES.items() if os.environ.get(variable)}
+    return runnable_detectors(stack, detector_options=options)
 
 
 def write_clip(frames: list[BenchmarkImage], path: str, *, fps: float = 10.0) -> None:
@@ -107,10 +108,10 @@ def main() -> None:
     if args.write_clip:
         write_clip(frames, args.write_clip)
         return
-    names, options, left_out = detectors_to_run()
-    rows = benchmark_detectors(frames, detectors=names, detector_options=options,
-                               include_mesh=True, mesh_video=True, repeats=args.repeats,
-                               warmup=5)
+    with ExitStack() as stack:
+        detectors, left_out = detectors_to_run(stack)
+        rows = benchmark_detectors(frames, detectors=detectors, include_mesh=True,
+                                   mesh_video=True, repeats=args.repeats, warmup=5)
     rows += benchmark_detectors(frames, detectors=[], include_mesh=True, mesh_video=False,
                                 repeats=args.repeats, warmup=5)
     if args.json:

@@ -19,7 +19,7 @@ from neopain.cli.app import app as neopain_app
 from neopain.cli.console import console, err_console
 from neopain.data.manifest import load_manifest
 from neopain.data.synthetic import CohortSpec, generate_cohort
-from neopain.faces.base import list_detectors
+from neopain.faces.base import FaceDetector, list_detectors
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -186,6 +186,30 @@ def test_benchmark_by_default_times_every_detector_that_runs_here_and_says_why_n
                         "mtcnn", "dlib-hog"}
     for name in ("onnx", "retinaface", "yolo-face", "opencv-ssd"):
         assert f"needs the model file: model=PATH (--model {name}=PATH" in left_out[name]
+
+
+def test_benchmark_all_builds_each_detector_once_and_closes_it(photos, monkeypatch):
+    # guards: checking which detectors run here built every one, closed it, then the timing
+    # built them all again (ONNX sessions, MediaPipe graphs, dlib and MTCNN models: twice the
+    # start-up); the timed detector must also be the one checked
+    built: list[str] = []
+    closed: list[str] = []
+    init, close = FaceDetector.__init__, FaceDetector.__exit__
+
+    def counting_init(self, **options):
+        built.append(type(self).name)
+        init(self, **options)
+
+    def counting_exit(self, *exc_info):
+        closed.append(type(self).name)
+        return close(self, *exc_info)
+
+    monkeypatch.setattr(FaceDetector, "__init__", counting_init)
+    monkeypatch.setattr(FaceDetector, "__exit__", counting_exit)
+    code, out, err = run("benchmark", str(photos), "--json", "--limit", "1")
+    assert code == 0, err
+    ran = [row["detector"] for row in json.loads(out)["detectors"]]
+    assert sorted(built) == sorted(ran) == sorted(closed)
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -229,17 +229,18 @@ def benchmark(
     options = _benchmark_models(model or [], names if names != [ALL_DETECTORS] else
                                 _model_detectors())
     left_out: dict[str, str] = {}
-    if names == [ALL_DETECTORS]:
-        names, left_out = runnable_detectors(detector_options=options)
-        if broken := {name: why for name, why in left_out.items() if name in options}:
-            fail("; ".join(f"--model {escape(name)}: {escape(why)}"
-                           for name, why in broken.items()))
     try:
-        images = images_from_path(source, limit=limit)
         with ExitStack() as stack:
+            chosen: list[Any] = names
+            if names == [ALL_DETECTORS]:  # built once here, timed as built
+                chosen, left_out = runnable_detectors(stack, detector_options=options)
+                if broken := {name: why for name, why in left_out.items() if name in options}:
+                    fail("; ".join(f"--model {escape(name)}: {escape(why)}"
+                                   for name, why in broken.items()))
+            images = images_from_path(source, limit=limit)
             progress = None if as_json else _lazy_bar(
-                stack, f"timing {len(names)} detectors" + (" and the face mesh" if mesh else ""))
-            figures = benchmark_detectors(images, detectors=names, include_mesh=mesh,
+                stack, f"timing {len(chosen)} detectors" + (" and the face mesh" if mesh else ""))
+            figures = benchmark_detectors(images, detectors=chosen, include_mesh=mesh,
                                           mesh_video=not isinstance(images, ManifestImages),
                                           detector_options=options, repeats=repeats,
                                           on_progress=progress)

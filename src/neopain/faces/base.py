@@ -234,18 +234,30 @@ def create_detector(name: str, **options: object) -> FaceDetector:
         raise DetectorError(f"detector {name!r}: {error}") from None
 
 
-def detector_problem(name: str, **options: object) -> str | None:
-    """Why detector ``name`` cannot run here with ``options``, or None when it can.
+def open_detector_or_problem(name: str, **options: object) -> tuple[FaceDetector | None, str]:
+    """Detector ``name`` built with ``options``, or why it cannot run here.
 
-    The detector is built and closed at once, so a package that is not installed, a model file
-    that is missing or unusable, or a bad option is found before any image is read. A family
-    that runs the user's model file (``needs_model``) without ``model=`` cannot run.
+    A package that is not installed, a model file that is missing or unusable, or a bad option
+    is found before any image is read. A family that runs the user's model file
+    (``needs_model``) without ``model=`` cannot run.
+
+    Returns:
+        (the open detector, "") or (None, the reason); the caller closes the detector.
     """
     family = detector_class(name)
     if family.needs_model and options.get("model") is None:
-        return f"needs the model file: model=PATH (--model {name}=PATH on the command line)"
+        return None, f"needs the model file: model=PATH (--model {name}=PATH on the command line)"
     try:
-        create_detector(name, **options).close()
+        return create_detector(name, **options), ""
     except DetectorError as error:
-        return str(error)
+        return None, str(error)
+
+
+def detector_problem(name: str, **options: object) -> str | None:
+    """Why detector ``name`` cannot run here with ``options``, or None when it can (it is built
+    and closed at once; see ``open_detector_or_problem``)."""
+    detector, problem = open_detector_or_problem(name, **options)
+    if detector is None:
+        return problem
+    detector.close()
     return None

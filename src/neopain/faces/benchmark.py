@@ -31,8 +31,8 @@ from neopain.faces.base import (
     FaceDetector,
     create_detector,
     detector_class,
-    detector_problem,
     list_detectors,
+    open_detector_or_problem,
 )
 from neopain.faces.landmarks import FaceMesh
 
@@ -239,9 +239,10 @@ MODEL_FILE_VARIABLES = {"onnx": "NEOPAIN_YUNET_MODEL", "retinaface": "NEOPAIN_RE
 
 
 def runnable_detectors(
-    *, detector_options: Mapping[str, Mapping[str, object]] | None = None,
-) -> tuple[list[str], dict[str, str]]:
-    """The detectors that can run here, and why each other one cannot.
+    stack: ExitStack, *, detector_options: Mapping[str, Mapping[str, object]] | None = None,
+) -> tuple[list[FaceDetector], dict[str, str]]:
+    """The detectors that can run here, built and entered into ``stack`` (closed with it, and
+    ready for ``benchmark_detectors``), and why each other one cannot.
 
     Every registered detector that looks at pixels is tried (``manifest``, which reports the
     manifest's own boxes, is not a detector to compare). One that runs the user's model file
@@ -249,18 +250,24 @@ def runnable_detectors(
     installed, or whose file is unusable, is left out with the reason.
 
     Returns:
-        (names that run, {name: why it cannot}), both in registry order.
+        (the open detectors, {name: why it cannot}), both in registry order.
+
+    Example::
+
+        with ExitStack() as stack:
+            detectors, left_out = runnable_detectors(stack)
+            figures = benchmark_detectors(frames, detectors=detectors)
     """
     options = detector_options or {}
     runnable, left_out = [], {}
     for name in list_detectors():
         if not detector_class(name).reads_pixels:
             continue
-        problem = detector_problem(name, **options.get(name, {}))
-        if problem is None:
-            runnable.append(name)
-        else:
+        detector, problem = open_detector_or_problem(name, **options.get(name, {}))
+        if detector is None:
             left_out[name] = problem
+        else:
+            runnable.append(stack.enter_context(detector))
     return runnable, left_out
 
 
