@@ -60,6 +60,32 @@ def test_inputs_and_points_are_the_whole_pixel_face_crop_resized(manifest):
     assert np.allclose(preprocess_crop(whole, NCNN_CFG), uncropped, atol=1e-6)
 
 
+def test_each_image_is_decoded_once_and_placed_on_its_whole_size(manifest, monkeypatch):
+    # guards the second decode manifest_items did only to learn the image's size
+    import neopain.explain.run
+    import neopain.training.dataset
+    from neopain.data.images import read_image
+
+    decoded = []
+
+    def counting_read(path, **kwargs):
+        decoded.append(str(path))
+        return read_image(path, **kwargs)
+
+    for module in (neopain.training.dataset, neopain.explain.run):
+        monkeypatch.setattr(module, "read_image", counting_read)
+    for crop in (True, False):
+        decoded.clear()
+        items = list(manifest_items(manifest, NCNN_CFG, crop_to_face=crop))
+        assert sorted(decoded) == sorted(str(manifest.image_path(r)) for r in range(len(manifest)))
+        for row, item in enumerate(items):
+            height, width = cv2.imread(str(manifest.image_path(row))).shape[:2]
+            assert item.placement.size == (width, height)
+            x1, y1, x2, y2 = manifest.boxes()[row]
+            whole_pixels = (np.floor(x1), np.floor(y1), np.ceil(x2), np.ceil(y2))
+            assert item.placement.box == (whole_pixels if crop else (0, 0, width, height))
+
+
 def test_the_table_lists_every_file_written(manifest, random_ncnn, tmp_path):
     with GradCam(random_ncnn, layer="centre.conv2") as explainer:
         table = explain_images(manifest_items(manifest, NCNN_CFG), {"gradcam": explainer},

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from neopain.training.dataset import FaceDataset
-from neopain.data.images import ImageReadError, read_image
+from neopain.data.images import ImageReadError, image_size, read_image
 from neopain.data.manifest import Manifest, format_box
 from neopain.errors import NeopainError
 from neopain.explain.alignment import Placement, PlacementError, input_placement
@@ -114,9 +114,10 @@ def manifest_items(manifest: Manifest, cfg: ModelCfg, *, rows: Sequence[int] | N
             item = data[index]
             row = int(item["index"])
             box = data.boxes_[index]
-            shape = read_image(manifest.image_path(row)).shape
+            width, height = image_size(manifest.image_path(row))  # data[index] decoded it
+            shape = (height, width)
             input_box = pixel_box(box, image_shape=shape) if crop_to_face \
-                else (0, 0, shape[1], shape[0])  # the crop FaceDataset cut
+                else (0, 0, width, height)  # the crop FaceDataset cut
             landmarks = _landmarks_in_input(manifest, row, input_box=input_box,
                                             size=cfg.input_size)
         except ImageReadError as error:
