@@ -86,3 +86,30 @@ def test_a_translation_shifts_by_the_same_length_in_every_direction_on_a_non_squ
 def test_bad_requests_are_refused_by_name(crop, name, severity, regions, expected):
     with pytest.raises(NeopainError, match=expected.replace("(", r"\(")):
         corrupt(crop, name, severity=severity, seed=0, regions=regions)
+
+
+def test_a_higher_severity_strengthens_the_same_random_draw():
+    """With one seed, a severity keeps the draw of the one below and only strengthens it: a
+    severity's black squares are those below plus more, a rotation or shift keeps its
+    direction. Guards against drawing the positions or direction anew at each severity, which
+    would mix the luck of the draw into the severity curve."""
+    flat = np.full((120, 160, 3), 200, np.uint8)
+    for seed in range(6):
+        black = [(corrupt(flat, "patches", severity=s, seed=seed) == 0).all(axis=2)
+                 for s in SEVERITIES]
+        for lower, higher in zip(black, black[1:]):
+            assert not (lower & ~higher).any(), f"seed {seed}: a square moved"
+    bar = np.zeros((120, 160, 3), np.uint8)
+    bar[20:100, 90:96] = 255  # upright, right of the centre
+    for seed in range(6):
+        tilts, shifts = [], []
+        for severity in SEVERITIES:
+            ys, xs = np.nonzero(corrupt(bar, "rotation", severity=severity, seed=seed)[..., 0]
+                                > 127)
+            tilts.append(xs[ys < ys.mean()].mean() - xs[ys >= ys.mean()].mean())
+            ys, xs = np.nonzero(corrupt(bar, "translation", severity=severity,
+                                        seed=seed)[..., 0] > 127)
+            shifts.append(np.array([xs.mean() - 92.5, ys.mean() - 59.5]))
+        assert len(set(np.sign(tilts))) == 1, (seed, np.round(tilts, 1))
+        cosines = [a @ b / np.hypot(*a) / np.hypot(*b) for a, b in zip(shifts, shifts[1:])]
+        assert min(cosines) > 0.9, (seed, np.round(shifts, 1))
