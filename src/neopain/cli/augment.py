@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neopain.cli.console import console, err_console, progress_bar
+from neopain.cli.console import console, print_skipped, progress_bar
 from neopain.cli.dataset import print_summary
 from neopain.cli.synth import default_workers
 from neopain.training.augment import FILL_MODES, AugmentSpec, augment_fold
@@ -89,7 +89,7 @@ def augment(
     table.add_row("ms per augmented image", f"{1000 * seconds / max(result.images, 1):.1f}")
     console.print(table)
     for problem in result.unreadable:
-        err_console.print(f"skipped: {escape(problem)}", style="yellow", highlight=False)
+        print_skipped(problem)
     print_summary(load_manifest(result.manifest, check_files=True), path=result.manifest,
                   checked_files=True)
     console.print(f"wrote [bold]{escape(str(result.root))}[/]: manifest.csv, images/",
