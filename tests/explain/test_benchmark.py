@@ -84,3 +84,18 @@ def test_the_model_sees_at_most_a_chunk_of_images_per_pass_after_a_warm_up(colou
         handle.remove()
     assert sizes[0] == 1  # the warm-up
     assert max(sizes) <= SCORE_CHUNK, sizes
+
+
+def test_a_single_image_is_scored(colour_model, blobs):
+    """Bug guarded: captum's sensitivity-max passes one image's target unexpanded to its
+    perturbed copies, and the explainer refused "1 classes for 2 images" (explain benchmark
+    --limit 1, or a fold with one test image)."""
+    image, red, _ = blobs
+    model = colour_model()
+    with GradCam(model) as gradcam:
+        result = benchmark_explainers(model, {"gradcam": gradcam}, image, target="pain",
+                                      masks=red[None], steps=4, perturbations=2)
+    row = result.table.iloc[0]
+    assert row["images"] == 1 and row["localized_images"] == 1
+    assert np.isfinite(row[["infidelity", "sensitivity_max", "deletion", "insertion"]]
+                       .to_numpy(float)).all()

@@ -95,6 +95,8 @@ def _explanation_function(explainer: Explainer):
     def explain(inputs: Tensor | tuple[Tensor], target: Tensor) -> tuple[Tensor]:
         # captum passes and expects tuples of tensors
         images = inputs[0] if isinstance(inputs, tuple) else inputs
+        if target.numel() == 1:  # captum leaves one target unexpanded: it means every copy
+            target = int(target)
         return (torch.from_numpy(explainer.explain(images, target=target)),)
 
     return explain
