@@ -20,6 +20,7 @@ import pytest
 
 from neopain.faces.detect_worker import DetectSettings
 from neopain.faces.base import DetectorError, create_detector, detector_class
+from neopain.faces.retinaface import biubug6_priors, insightface_centres
 from neopain.faces.ssd import faces_from_detections
 from neopain.faces.yolo_face import letterbox
 
@@ -141,6 +142,26 @@ def test_retinaface_decodes_the_insightface_layout(tmp_path: Path):
     np.testing.assert_allclose(faces[0].box, (32, 16, 96, 80), atol=1e-3)  # ×2 back
     np.testing.assert_allclose(faces[0].keypoints, [[56, 24], [72, 24], [64, 32], [58, 44],
                                                     [70, 44]], atol=1e-3)
+
+
+@pytest.mark.parametrize(("make", "shape"), [(biubug6_file, (240, 320, 3)),
+                                            (insightface_file, (64, 128, 3))])
+def test_retinaface_decodes_every_frame_of_a_video_alike(tmp_path: Path, make, shape):
+    # guards: the prior and anchor-centre tables of an input size are computed once (not per
+    # frame, 0.7 ms at 640×640) and shared by every frame; a decode that changed them in place
+    # would move the next frame's faces
+    frame = np.zeros(shape, np.uint8)
+    with create_detector("retinaface", model=make(tmp_path / "m.onnx")) as detector:
+        first, second = detector.detect(frame), detector.detect(frame)
+    assert first and len(first) == len(second)
+    for face, again in zip(first, second):
+        assert face.box == again.box and face.score == again.score
+        np.testing.assert_array_equal(face.keypoints, again.keypoints)
+    for table, again in ((biubug6_priors(height=160, width=160),
+                          biubug6_priors(height=160, width=160)),
+                         (insightface_centres(rows=4, cols=4, stride=16, anchors=2),
+                          insightface_centres(rows=4, cols=4, stride=16, anchors=2))):
+        assert table is again and not table.flags.writeable
 
 
 def test_retinaface_refuses_scrfd_without_keypoints(tmp_path: Path):

@@ -37,6 +37,7 @@ re-ordered image-left first (``KEYPOINT_NAMES``). No model ships with neopain; p
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,12 @@ def _layout(outputs: list[Any]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4)
 def biubug6_priors(*, height: int, width: int) -> np.ndarray:
-    """biubug6's priors for an H×W input: (N, 3) rows of centre x, centre y, size, in pixels."""
+    """biubug6's priors for an H×W input: (N, 3) rows of centre x, centre y, size, in pixels.
+
+    Computed once per input size (every frame of a video has the same one) and read-only.
+    """
     priors = []
     for step, sizes in zip(BIUBUG6_STEPS, BIUBUG6_MIN_SIZES):
         rows, cols = math.ceil(height / step), math.ceil(width / step)
@@ -91,7 +96,20 @@ def biubug6_priors(*, height: int, width: int) -> np.ndarray:
         for_each_size = np.repeat(centres, len(sizes), axis=0)
         size_column = np.tile(np.asarray(sizes, np.float64), rows * cols)[:, None]
         priors.append(np.hstack([for_each_size, size_column]))
-    return np.vstack(priors)
+    table = np.vstack(priors)
+    table.flags.writeable = False
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def insightface_centres(*, rows: int, cols: int, stride: int, anchors: int) -> np.ndarray:
+    """The anchor centres (x, y) in pixels of a rows×cols grid of ``stride``, each repeated
+    ``anchors`` times, row-major: computed once per grid and read-only."""
+    ys, xs = np.mgrid[:rows, :cols]
+    centres = np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1) * stride, anchors,
+                        axis=0).astype(np.float64)
+    centres.flags.writeable = False
+    return centres
 
 
 @register_detector("retinaface")
@@ -189,9 +207,7 @@ class RetinaFaceOnnx(OnnxFileDetector):
                                    f"{index + count} (boxes, stride {stride})", shape) * stride
             offsets = self._sized(outputs[index + 2 * count], cells, 10,
                                   f"{index + 2 * count} (keypoints, stride {stride})", shape)
-            ys, xs = np.mgrid[:rows, :cols]
-            centre = np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1) * stride, anchors,
-                               axis=0).astype(np.float64)
+            centre = insightface_centres(rows=rows, cols=cols, stride=stride, anchors=anchors)
             boxes.append(np.hstack([centre - distance[:, :2], centre + distance[:, 2:]]))
             scores.append(score)
             points.append(centre[:, None, :] + offsets.reshape(-1, 5, 2) * stride)
