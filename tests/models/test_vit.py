@@ -211,3 +211,24 @@ def test_options_that_cannot_make_a_vit_are_refused_by_name():
         VisionTransformer(image_size=100)
     with pytest.raises(NeopainError, match="hidden=30 is not valid for heads=4"):
         VisionTransformer(**{**SMALL, "hidden": 30})
+
+
+def test_a_missing_file_or_a_folder_is_a_weights_error_and_a_file_is_read_once(tmp_path,
+                                                                               monkeypatch):
+    # guards: load_vit_weights read the file before load_weights checked it (a missing file
+    # raised FileNotFoundError, a folder IsADirectoryError), and then read it a second time
+    model = small(1)
+    with pytest.raises(WeightsError, match="missing.pt"):
+        load_vit_weights(model, tmp_path / "missing.pt")
+    with pytest.raises(WeightsError, match=str(tmp_path)):
+        load_vit_weights(model, tmp_path)
+    from neopain.models import weight_files, weights
+
+    reads = []
+    read = weight_files.read_weights
+    for module in (weight_files, weights):
+        monkeypatch.setattr(module, "read_weights",
+                            lambda *a, **k: reads.append(a) or read(*a, **k))
+    path = seed_file(small(0), tmp_path / "seed.pt", head=(torch.randn(1, 32), torch.randn(1)))
+    load_vit_weights(model, path)
+    assert len(reads) == 1

@@ -254,15 +254,14 @@ def load_vit_weights(model: VisionTransformer, path: str | os.PathLike[str], *,
         >>> report = load_vit_weights(model, "seed_vit_fold0.pt")  # the seed's torch.save
     """
     # imported here: building a model by name needs none of the weight-file readers
-    from neopain.models.weight_files import read_weights
-    from neopain.models.weights import load_weights
+    from neopain.models.weights import load_tensors, read_weights_file
 
     if not isinstance(model, VisionTransformer):
         raise WeightsError(f"load_vit_weights loads a ViT (vit_b32_nb); got "
                            f"{type(model).__name__}; use neopain.models.weights.load_weights")
-    path = Path(path)
-    # read here for the head (load_weights maps keys, not values), checked before any change
-    _, tensors = read_weights(path, format="state-dict")
+    # read once, here: the head is converted from its values (load_weights maps keys, not
+    # values), checked before any change
+    path, fmt, tensors = read_weights_file(path, format="state-dict")
     head = {key: tensor.value for key, tensor in tensors.items()
             if key.removeprefix(SEED_PREFIX) in HEAD_KEYS}
     by_name = {key.removeprefix(SEED_PREFIX): value for key, value in head.items()}
@@ -270,7 +269,7 @@ def load_vit_weights(model: VisionTransformer, path: str | os.PathLike[str], *,
                                              if key in by_name])
     if strict:
         _check_strict(model, path, list(tensors), head_loads=isinstance(convert, tuple))
-    report = load_weights(model, path, format="state-dict", key_map=vit_key_map)
+    report = load_tensors(model, tensors, path=path, fmt=fmt, key_map=vit_key_map)
     if convert is None:
         return report  # no head in the file, or half of one: reported as load_weights found it
     skipped = {key: why for key, why in report.skipped.items() if key not in head}

@@ -131,8 +131,37 @@ def load_weights(
         >>> report = load_weights(model, "rcmalli_vggface_tf_notop_vgg16.h5")
         >>> report.missing  # the head: trained from scratch
     """
-    path = _check_arguments(path, format=format, file_channel_order=file_channel_order)
-    fmt, tensors = read_weights(path, format=format)
+    if file_channel_order not in (None, "RGB", "BGR"):
+        raise WeightsError(f"file_channel_order={file_channel_order!r} is not valid; "
+                           "valid: RGB, BGR or None")
+    path, fmt, tensors = read_weights_file(path, format=format)
+    return load_tensors(model, tensors, path=path, fmt=fmt, key_map=key_map, strict=strict,
+                        file_channel_order=file_channel_order)
+
+
+def read_weights_file(path: str | os.PathLike[str], *, format: str = "auto"
+                      ) -> tuple[Path, str, dict[str, FileTensor]]:
+    """Check that ``path`` is a regular file and read it: (path, format with ``auto``
+    resolved, the file's tensors in torch layout), for ``load_tensors``.
+
+    Raises:
+        WeightsError: an invalid format, a path that is not a readable file, or a file not of
+            the format.
+    """
+    path = Path(path)
+    if format not in FORMATS:
+        raise WeightsError(f"format={format!r} is not valid; valid: {', '.join(FORMATS)}")
+    if (problem := regular_file_problem(path, what="a weights file (.h5, .pth, .pt)")) is not None:
+        raise WeightsError(f"{path}: {problem}")
+    return path, *read_weights(path, format=format)
+
+
+def load_tensors(model: nn.Module, tensors: dict[str, FileTensor], *, path: Path, fmt: str,
+                 key_map: KeyMap | None = None, strict: bool = False,
+                 file_channel_order: str | None = None) -> LoadReport:
+    """``load_weights`` on tensors already read from ``path`` (``read_weights_file``), for a
+    caller that reads the file's values itself (``load_vit_weights``); the arguments are
+    ``load_weights``'s. ``tensors`` may be converted in place."""
     plan = _convert(model, tensors, path=path, fmt=fmt, key_map=key_map,
                     file_channel_order=file_channel_order)
     state = model.state_dict()
@@ -170,20 +199,6 @@ class _Plan:
     optional: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def _check_arguments(path: str | os.PathLike[str], *, format: str,
-                     file_channel_order: str | None) -> Path:
-    """``path`` as a Path, after checking it is a regular file and the options are valid."""
-    path = Path(path)
-    if format not in FORMATS:
-        raise WeightsError(f"format={format!r} is not valid; valid: {', '.join(FORMATS)}")
-    if file_channel_order not in (None, "RGB", "BGR"):
-        raise WeightsError(f"file_channel_order={file_channel_order!r} is not valid; "
-                           "valid: RGB, BGR or None")
-    if (problem := regular_file_problem(path, what="a weights file (.h5, .pth, .pt)")) is not None:
-        raise WeightsError(f"{path}: {problem}")
-    return path
 
 
 def _convert(model: nn.Module, tensors: dict[str, FileTensor], *, path: Path, fmt: str,
