@@ -219,7 +219,7 @@ def test_benchmark_all_builds_each_detector_once_and_closes_it(photos, monkeypat
      "'opencv-haar' does not run a model file; valid: onnx"),
     (["--detectors", "onnx", "--model", "onnx=a.onnx", "--model", "onnx=b.onnx"],
      "--model names 'onnx' twice"),
-    (["--detectors", "onnx", "--model", "onnx=missing.onnx"], "missing.onnx"),
+    (["--detectors", "onnx", "--model", "onnx=missing.onnx"], "missing.onnx: file not found"),
     (["--detectors", "opencv-haar", "--model", "retinaface=x.onnx"],
      "--model retinaface=x.onnx: 'retinaface' is not in --detectors"),
     (["--model", "onnx=missing.onnx"], "--model onnx: missing.onnx: file not found"),
