@@ -168,6 +168,27 @@ def test_an_onnx_model_is_explained_by_rise_and_refused_gradient_methods_by_name
     assert "an .onnx model can use: occlusion, rise, lime" in output
 
 
+def test_benchmark_says_why_there_is_no_localization_once_and_truly(trained, tmp_path):
+    """Bug guarded: a crop manifest (mask column of the originals) got its own note and then
+    also "the manifest has no mask column", which it has."""
+    table = pd.read_csv(trained.cohort / "manifest.csv", dtype=str, keep_default_na=False)
+    for column in ("image", "mask"):
+        table[column] = [str(trained.cohort / cell) if cell else "" for cell in table[column]]
+    table["original_image"] = table["image"]
+    crops = tmp_path / "crops.csv"
+    table.to_csv(crops, index=False)
+    without = tmp_path / "without_masks.csv"
+    table.drop(columns=["mask", "original_image"]).to_csv(without, index=False)
+    for manifest, note in ((crops, "do not lie on the crops"), (without, "no mask column")):
+        code, output = run("explain", "benchmark", str(trained.fold), "--out",
+                           str(tmp_path / manifest.stem), "--manifest", str(manifest),
+                           "--method", "gradcam", "--limit", "1", "--perturbations", "2",
+                           "--steps", "2")
+        assert code == 0, output
+        flat = " ".join(output.split())
+        assert flat.count("note: ") == 1 and note in flat, output
+
+
 def test_benchmark_refuses_an_unknown_method_by_name(trained, tmp_path):
     code, output = run("explain", "benchmark", str(trained.fold), "--out", str(tmp_path),
                        "--method", "shap", "--limit", "1")

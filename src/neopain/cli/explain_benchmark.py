@@ -47,7 +47,10 @@ def _test_images(fold, *, manifest: Path | None, limit: int):
     cfg = fold.model.cfg
     rows = select_rows(data, subjects=fold.test_subjects, limit=limit)
     has_masks = "mask" in data.table.columns
-    if masks_off_images(data.table):
+    if not has_masks:
+        err_console.print(Text("note: the manifest has no mask column, so no localization",
+                               style="yellow"))
+    elif masks_off_images(data.table):
         err_console.print(Text(f"note: no localization: {manifest or fold.manifest}: "
                                f"{CROP_MASKS} (--manifest)", style="yellow"))
         has_masks = False
@@ -123,10 +126,10 @@ def benchmark(
     finally:
         for explainer in reversed(explainers.values()):  # each restores the mode it found
             explainer.close()
-    _print_benchmark(result.table, masks is not None, out)
+    _print_benchmark(result.table, out)
 
 
-def _print_benchmark(table, localized: bool, out: Path) -> None:
+def _print_benchmark(table, out: Path) -> None:
     order = "mass_ratio" if table["mass_ratio"].notna().any() else "insertion"
     shown = Table(title=Text(f"explanation methods on {int(table['images'].iat[0])} test "
                              f"images, best {order.replace('_', ' ')} first"))
@@ -140,8 +143,5 @@ def _print_benchmark(table, localized: bool, out: Path) -> None:
     for row in table.sort_values(order, ascending=False).itertuples(index=False):
         shown.add_row(row.method, *(_figure(key, getattr(row, key)) for key, _ in COLUMNS))
     console.print(shown)
-    if not localized:
-        err_console.print(Text("note: the manifest has no mask column, so no localization",
-                               style="yellow"))
     console.print(f"wrote {escape(str(out))}/ (benchmark.csv, curves.csv, benchmark.png)",
                   highlight=False)
