@@ -53,7 +53,7 @@ def test_mtcnn_imports_without_a_deprecation_warning():
         ("mtcnn", {"scale_factor": 1.2}, r"scale_factor=1\.2 must lie in \(0, 1\)"),
         ("dlib-hog", {"upsample": -1}, "upsample=-1 must be 0 to 3"),
         ("dlib-hog", {"threshold": 2.0}, r"threshold=2\.0 must lie in \[0, 1\]"),
-        ("dlib-hog", {"model": "x.onnx"}, "detector 'dlib-hog'"),
+        ("dlib-hog", {"model": "x.onnx"}, "detector 'dlib-hog': .*keyword argument 'model'"),
     ],
 )
 def test_bad_options_name_the_parameter(name: str, options: dict, message: str):
