@@ -33,6 +33,7 @@ from neopain.training.losses import SOFT_LABELS, smoothing_problem
 from neopain.training.optimizers import (
     LR_SCHEDULES,
     OPTIMIZER_ALIASES,
+    OptimizerSpec,
     per_batch_unfreeze_problem,
     recipe_problems,
 )
@@ -234,9 +235,9 @@ class TrainConfig:
             object.__setattr__(self, "lr_schedule", None)
         if isinstance(self.optimizer, str) and self.optimizer in OPTIMIZER_ALIASES \
                 and isinstance(self.optimizer_args, dict):
-            name, defaults = OPTIMIZER_ALIASES[self.optimizer]
-            object.__setattr__(self, "optimizer", name)
-            object.__setattr__(self, "optimizer_args", {**defaults, **self.optimizer_args})
+            spec = OptimizerSpec.of(self.optimizer, self.optimizer_args)
+            object.__setattr__(self, "optimizer", spec.name)
+            object.__setattr__(self, "optimizer_args", dict(spec.args))
         return []
 
     @classmethod
