@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from neopain.faces.base import create_detector, list_detectors
+from neopain.faces.base import create_detector, detector_class, list_detectors
 from neopain.faces.landmarks import FaceMesh
 
 MB = 1 << 20
@@ -135,12 +135,13 @@ def test_meshes_created_and_closed_in_a_loop_free_their_graphs(video):
     assert grown < PROMISE_MB, f"50 meshes created and closed grew memory by {grown:.1f} MB"
 
 
-# these run a model file of the user's: tests/faces/test_file_detectors.py loops them on the tiny
-# models it builds; manifest holds nothing native
-NOT_LOOPED = ("onnx", "retinaface", "yolo-face", "opencv-ssd", "manifest")
+# the ones that run a model file of the user's are left out: tests/faces/test_file_detectors.py
+# loops them on the tiny models it builds; manifest holds nothing native
+LOOPED = [n for n in list_detectors()
+          if not detector_class(n).needs_model and detector_class(n).reads_pixels]
 
 
-@pytest.mark.parametrize("name", [n for n in list_detectors() if n not in NOT_LOOPED])
+@pytest.mark.parametrize("name", LOOPED)
 def test_detectors_created_and_closed_in_a_loop_free_their_memory(name):
     grown = grown_in_fresh_process("detector", name)
     assert grown < PROMISE_MB, (f"{DETECTOR_CYCLES} {name} detectors created and closed grew "
