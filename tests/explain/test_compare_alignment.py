@@ -142,6 +142,30 @@ def test_the_input_is_placed_through_the_crops_own_affine_map(one_crop):
     assert placed.size == (400, 300) and placed.image.name == "original.png"
 
 
+def test_the_crops_settings_are_read_once_per_manifest_not_per_row(one_crop, monkeypatch):
+    """Bug guarded: every row's placement read the faces detect settings file again."""
+    import neopain.explain.alignment
+    from neopain.models.ncnn import NCNN_CFG
+
+    manifest, crop = one_crop
+    (manifest.root / "faces.json").write_text(json.dumps({"align": False}))
+    rows = pd.concat([manifest.table] * 3, ignore_index=True)
+    for i in (1, 2):  # each image appears once in a manifest
+        rows.loc[i, "image"] = f"crop{i}.png"
+        cv2.imwrite(str(manifest.root / f"crop{i}.png"), crop.image)
+    save_manifest(rows, manifest.root / "manifest.csv")
+    manifest = load_manifest(manifest.root / "manifest.csv")
+    reads = []
+    read = neopain.explain.alignment.read_regular_text
+    monkeypatch.setattr(neopain.explain.alignment, "read_regular_text",
+                        lambda path, **kwargs: reads.append(path) or read(path, **kwargs))
+    items = list(manifest_items(manifest, NCNN_CFG))
+    assert len(items) == 3 and len(reads) == 1
+    input_box = pixel_box(manifest.boxes()[0], image_shape=crop.image.shape)
+    expected = input_placement(manifest, 0, input_box=input_box, image_shape=crop.image.shape)
+    assert all(item.placement == expected for item in items)
+
+
 def test_rotated_or_stretched_crops_are_refused(one_crop):
     manifest, crop = one_crop
     input_box = pixel_box(manifest.boxes()[0], image_shape=crop.image.shape)

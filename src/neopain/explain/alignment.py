@@ -51,7 +51,7 @@ class PlacementError(NeopainError):
     """A manifest row whose input cannot be placed on its original image."""
 
 
-def _aligned_crops(root: Path) -> bool:
+def aligned_crops(root: Path) -> bool:
     """Whether the ``faces detect`` run that wrote the crops in ``root`` rotated them."""
     try:
         settings = parse_json(read_regular_text(root / SETTINGS, what="faces detect settings",
@@ -66,7 +66,7 @@ def _cell(manifest: Manifest, row: int, column: str) -> str:
 
 
 def input_placement(manifest: Manifest, row: int, *, input_box: Box,
-                    image_shape: tuple[int, ...]) -> Placement:
+                    image_shape: tuple[int, ...], aligned: bool | None = None) -> Placement:
     """Where the input cut from a row's image lies on the row's original image.
 
     Args:
@@ -74,6 +74,9 @@ def input_placement(manifest: Manifest, row: int, *, input_box: Box,
         row: the row.
         input_box: (left, top, right, bottom) the input was cut from, in the row image's pixels.
         image_shape: the row image's shape (H, W, ...).
+        aligned: whether the manifest's crops were rotated (``aligned_crops(manifest.root)``,
+            which reads the ``faces detect`` settings file: pass it when placing many rows);
+            None: read it here.
 
     Raises:
         PlacementError: a crop manifest without ``CROP_COLUMNS``, a row with an empty or
@@ -105,7 +108,9 @@ def input_placement(manifest: Manifest, row: int, *, input_box: Box,
         column = "face_box" if crop_face is None else "original_face_box"
         raise PlacementError(f"{line}, column {column!r}: is empty, so the crop cannot be "
                              f"placed on its original image; {hint}")
-    if _aligned_crops(manifest.root):
+    if aligned is None:
+        aligned = aligned_crops(manifest.root)
+    if aligned:
         raise PlacementError(f"{line}: the crops were rotated (`faces detect --align`), so "
                              "their inputs are no box on the original image; run `faces "
                              "detect` without --align to compare with maps on the originals")

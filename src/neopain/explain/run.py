@@ -31,7 +31,7 @@ from neopain.training.dataset import FaceDataset
 from neopain.data.images import ImageReadError, image_size, read_image
 from neopain.data.manifest import Manifest, format_box
 from neopain.errors import NeopainError
-from neopain.explain.alignment import Placement, PlacementError, input_placement
+from neopain.explain.alignment import Placement, PlacementError, aligned_crops, input_placement
 from neopain.explain.base import CLASSES, Explainer
 from neopain.faces.regions import OUTSIDE, REGIONS, region_map, region_shares
 from neopain.models.preprocess import preprocess_crop
@@ -109,6 +109,7 @@ def manifest_items(manifest: Manifest, cfg: ModelCfg, *, rows: Sequence[int] | N
     data = FaceDataset(manifest, rows=rows, size=cfg.input_size, mean=cfg.mean, std=cfg.std,
                        channel_order=cfg.channel_order, crop_to_face=crop_to_face,
                        keypoints=True)
+    aligned = aligned_crops(manifest.root)  # one read of the settings, not one per row
     for index in range(len(data)):
         try:
             item = data[index]
@@ -125,7 +126,7 @@ def manifest_items(manifest: Manifest, cfg: ModelCfg, *, rows: Sequence[int] | N
             continue
         try:
             placement, problem = input_placement(manifest, row, input_box=input_box,
-                                                 image_shape=shape), ""
+                                                 image_shape=shape, aligned=aligned), ""
         except PlacementError as error:  # explained all the same; compare refuses it
             placement, problem = None, str(error)
         keypoints = item["keypoints"].numpy().astype(np.float64)
