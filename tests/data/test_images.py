@@ -12,13 +12,15 @@ import pickle
 import subprocess
 import sys
 import threading
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 from skimage import data
 
 from image_files import bmp_header_154, png_bomb, png_header
@@ -448,3 +450,42 @@ def test_fit_within_keeps_the_longest_side_at_most_side(shape, side, expected):
 
     image = np.zeros(shape, np.uint8)
     assert fit_within(image, side=side).shape == expected
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_image_size_reads_the_header_alone(tmp_path: Path, ext: str):
+    """``image_size`` is how explain learns an original's size without decoding it: a file cut
+    after its header still gives its size there, while ``read_image`` refuses it."""
+    whole = encoded(noise((300, 200, 3)), ext)
+    path = tmp_path / f"cut{ext}"
+    path.write_bytes(whole[:len(whole) // 3])
+    with pytest.raises(ImageReadError):
+        read_image(path)
+    assert image_size(path) == (200, 300)
+
+
+def _png_with_exif_after_pixels(pixels: np.ndarray, orientation: int) -> bytes:
+    """A PNG whose eXIf chunk (the orientation) follows its pixel data, as libpng may write."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = exif.tobytes()[6:]  # without the "Exif\0\0" of JPEG's APP1
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data
+    chunk += struct.pack(">I", zlib.crc32(chunk[4:]))
+    png = encoded(pixels, ".png")
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + chunk + png[end:]
+
+
+def test_image_size_finds_a_png_orientation_after_the_pixels_without_decoding_them(
+        tmp_path: Path, monkeypatch):
+    """Bug: Pillow decodes a whole PNG to look for an eXIf chunk after its pixels, so
+    ``image_size`` decoded every PNG original it was meant to spare."""
+    path = tmp_path / "turned.png"
+    path.write_bytes(_png_with_exif_after_pixels(noise((300, 200, 3)), 6))
+    assert read_image(path).shape == (200, 300, 3)  # turned upright
+    decoded = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load",
+                        lambda self: decoded.append(self.format) or load(self))
+    assert image_size(path) == (300, 200)
+    assert decoded == [], "image_size decoded the pixels"

@@ -31,6 +31,7 @@ import io
 import logging
 import os
 import re
+import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -265,6 +266,21 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         return _bgr(file, source=path, max_pixels=max_pixels, max_side=None)
 
 
+def _png_exif_after_pixels(file: BinaryIO) -> bytes:
+    """A PNG's eXIf chunk placed after its pixel data (libpng may write it there), found by
+    skipping from chunk to chunk; b"" when there is none. Pillow's ``getexif`` decodes the
+    whole image to look for it."""
+    file.seek(8)  # past the signature
+    while len(header := file.read(8)) == 8:
+        length, kind = struct.unpack(">I4s", header)
+        if kind == b"eXIf":
+            return file.read(length)
+        if kind == b"IEND":
+            break
+        file.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+    return b""
+
+
 def image_size(path: str | os.PathLike[str], *, max_pixels: int | None = None
                ) -> tuple[int, int]:
     """(width, height) of an image file, upright as ``read_image`` returns it, from its header
@@ -277,6 +293,8 @@ def image_size(path: str | os.PathLike[str], *, max_pixels: int | None = None
     with _open_file(path) as file, _warnings_logged(path), \
             _open(file, source=path, max_pixels=max_pixels, max_side=None, load=False) as image:
         width, height = image.size
+        if image.format == "PNG" and "exif" not in image.info:  # else Pillow decodes it all
+            image.info["exif"] = _png_exif_after_pixels(file)
         orientation = _orientation(image, source=path)
     swap = orientation != 1 and _ORIENTATIONS[orientation][2]
     return (height, width) if swap else (width, height)
