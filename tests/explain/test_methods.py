@@ -95,3 +95,15 @@ def test_a_refused_guided_gradcam_layer_leaves_the_model_mode_alone(colour_model
     with pytest.raises(NeopainError, match="layer='nope' is not a module of the model"):
         GuidedGradCam(model, layer="nope")
     assert model.training
+
+
+def test_importing_the_explainers_leaves_scikit_image_unloaded():
+    """Bug guarded: lime imported SLIC at module level, a third of a second added to every
+    import of neopain.explain (explain run with any method, the ONNX runtime's occlusion)."""
+    import subprocess
+    import sys
+
+    code = "import sys, neopain.explain; print('skimage' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from captum._utils.models.linear_model import SkLearnRidge  # captum's documented LIME models
 from captum.attr import Lime as CaptumLime
-from skimage.segmentation import slic
 from torch import Tensor
 
 from neopain.explain.base import Explainer, Model, baseline_images
@@ -26,6 +25,8 @@ from neopain.models.cfg import ModelCfg
 
 def superpixels(image: Tensor, *, segments: int) -> Tensor:
     """SLIC superpixels (H, W) int64 of one normalized image (3, H, W)."""
+    from skimage.segmentation import slic  # here: it adds a third of a second to importing explain
+
     pixels = image.detach().cpu().permute(1, 2, 0).numpy().astype(np.float64)
     span = pixels.max() - pixels.min()
     scaled = (pixels - pixels.min()) / span if span > 0 else np.zeros_like(pixels)
