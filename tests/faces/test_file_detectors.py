@@ -307,6 +307,9 @@ def test_ssd_detections_leave_out_background_and_empty_rows_and_clip_to_the_imag
     detections = np.array([[[[0, 1, 0.9, -0.1, 0.2, 0.5, 1.2],    # clipped to the image
                              [0, 0, 0.8, 0.1, 0.1, 0.3, 0.3],     # class 0: background
                              [0, 1, 0.7, 0.4, 0.4, 0.4, 0.6],     # no width
+                             [0, np.nan, 0.9, 0.1, 0.1, 0.3, 0.3],  # no class (int() raised)
+                             [0, 1, 0.9, np.nan, 0.1, 0.3, 0.3],  # no corner (was a NaN box)
+                             [0, 1, np.nan, 0.1, 0.1, 0.3, 0.3],  # no score
                              [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0]]]])  # padding
     (face,) = faces_from_detections(detections, width=200, height=100)
     assert face.box == (0.0, 20.0, 100.0, 100.0) and face.score == pytest.approx(0.9)

@@ -61,17 +61,16 @@ def _opencv_reason(error: cv2.error) -> str:
 
 def faces_from_detections(detections: np.ndarray, *, width: int, height: int) -> list[Face]:
     """The faces in a ``DetectionOutput`` result (1×1×N×7, corners in 0–1), in pixels of a
-    ``width``×``height`` image, clipped to it; empty and non-face rows are left out."""
+    ``width``×``height`` image, clipped to it; empty, non-face and NaN rows are left out."""
     rows = np.asarray(detections, dtype=np.float64).reshape(-1, 7)
     scale = np.array([width, height, width, height], np.float64)
-    faces = []
-    for _image, label, score, *corners in rows:
-        box = np.clip(np.asarray(corners) * scale, 0, scale)
-        if int(label) != FACE_CLASS or not np.isfinite(score) or box[2] <= box[0] \
-                or box[3] <= box[1]:
-            continue
-        faces.append(Face(box=tuple(float(v) for v in box), score=float(score)))
-    return faces
+    boxes = np.clip(rows[:, 3:7] * scale, 0, scale)
+    # all rows at once: the net gives up to keep_top_k of them (200, most of them weak, in
+    # OpenCV's deploy.prototxt) every frame; a NaN label, score or corner fails these tests
+    keep = ((np.trunc(rows[:, 1]) == FACE_CLASS) & np.isfinite(rows[:, 2])
+            & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    return [Face(box=(float(x1), float(y1), float(x2), float(y2)), score=float(score))
+            for (x1, y1, x2, y2), score in zip(boxes[keep].tolist(), rows[keep, 2].tolist())]
 
 
 @register_detector("opencv-ssd")
