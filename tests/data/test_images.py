@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 from skimage import data
 
 from image_files import bmp_header_154, png_bomb, png_header
@@ -489,3 +489,17 @@ def test_image_size_finds_a_png_orientation_after_the_pixels_without_decoding_th
                         lambda self: decoded.append(self.format) or load(self))
     assert image_size(path) == (300, 200)
     assert decoded == [], "image_size decoded the pixels"
+
+
+def test_image_size_turns_a_png_by_its_raw_profile_exif_as_read_image_does(tmp_path: Path):
+    """ImageMagick keeps a PNG's EXIF in a "Raw profile type exif" text chunk; the header-only
+    size must turn by it as ``read_image`` does."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    hexed = exif.tobytes()[6:].hex()
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Raw profile type exif", f"\nexif\n{len(hexed) // 2}\n{hexed}")
+    path = tmp_path / "profile.png"
+    Image.fromarray(noise((300, 200, 3))).save(path, pnginfo=text)
+    assert read_image(path).shape == (200, 300, 3)
+    assert image_size(path) == (300, 200)

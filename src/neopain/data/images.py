@@ -293,8 +293,8 @@ def image_size(path: str | os.PathLike[str], *, max_pixels: int | None = None
     with _open_file(path) as file, _warnings_logged(path), \
             _open(file, source=path, max_pixels=max_pixels, max_side=None, load=False) as image:
         width, height = image.size
-        if image.format == "PNG" and "exif" not in image.info:  # else Pillow decodes it all
-            image.info["exif"] = _png_exif_after_pixels(file)
+        if image.format == "PNG" and not {"exif", "Raw profile type exif"} & set(image.info):
+            image.info["exif"] = _png_exif_after_pixels(file)  # else Pillow decodes it all
         orientation = _orientation(image, source=path)
     swap = orientation != 1 and _ORIENTATIONS[orientation][2]
     return (height, width) if swap else (width, height)
