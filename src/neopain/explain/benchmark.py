@@ -141,6 +141,8 @@ def benchmark_explainers(model: Model, explainers: Mapping[str, Explainer],
     if masks is not None and np.shape(masks) != (len(batch), *batch.shape[-2:]):
         raise NeopainError(f"masks have shape {np.shape(masks)}; valid: one (H, W) mask per "
                            f"image, {(len(batch), *batch.shape[-2:])}")
+    truth = None if masks is None else np.asarray(masks, dtype=bool)
+    present = None if truth is None else truth.reshape(len(batch), -1).any(axis=1)
     scores = probability_scores(model)
     baselines = baseline_images(batch, baseline=baseline, cfg=cfg)
     rows, curves, done, total = [], [], 0, 3 * len(explainers)
@@ -180,15 +182,12 @@ def benchmark_explainers(model: Model, explainers: Mapping[str, Explainer],
                "deletion": float(auc(fractions, deletion.mean(axis=0))),
                "insertion": float(auc(fractions, insertion.mean(axis=0))),
                "localized_images": 0, "mass_ratio": np.nan, "pointing": np.nan}
-        if masks is not None:
-            present = np.asarray(masks, dtype=bool).reshape(len(batch), -1).any(axis=1)
-            if present.any():
-                with warnings.catch_warnings():  # all-zero heatmaps: NaN, said in the table
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    found = localization(heat.numpy()[present],
-                                         np.asarray(masks, bool)[present])
-                row.update(localized_images=int(present.sum()), mass_ratio=found.mass_ratio,
-                           pointing=found.pointing)
+        if present is not None and present.any():
+            with warnings.catch_warnings():  # all-zero heatmaps: NaN, said in the table
+                warnings.simplefilter("ignore", RuntimeWarning)
+                found = localization(heat.numpy()[present], truth[present])
+            row.update(localized_images=int(present.sum()), mass_ratio=found.mass_ratio,
+                       pointing=found.pointing)
         rows.append(row)
         for curve, values in (("deletion", deletion), ("insertion", insertion)):
             curves += [{"method": name, "curve": curve, "fraction": f, "score": v}
