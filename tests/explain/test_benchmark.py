@@ -64,6 +64,9 @@ def test_bad_masks_and_counts_are_refused(colour_model, blobs):
                                                "number >= 2"):
             benchmark_explainers(model, {"gradcam": gradcam}, image, target="pain",
                                  perturbations=1)
+    with pytest.raises(NeopainError, match="no explanation method given; valid: gradcam, ig, "
+                                           "occlusion"):
+        benchmark_explainers(model, {}, image, target="pain")
 
 
 def test_the_model_sees_at_most_a_chunk_of_images_per_pass_after_a_warm_up(colour_model,

@@ -39,6 +39,7 @@ from neopain.explain.base import (
 )
 from neopain.explain.captum_gradients import seeded_random
 from neopain.explain.localization import localization
+from neopain.explain.methods import METHOD_NAMES
 from neopain.explain.perturbation import probability_scores
 from neopain.models.cfg import ModelCfg
 
@@ -130,7 +131,7 @@ def benchmark_explainers(model: Model, explainers: Mapping[str, Explainer],
         NeopainError: no explainers, bad images, targets or masks, or a bad count.
     """
     if not explainers:
-        raise NeopainError("no explanation method given; valid: the names of METHOD_NAMES")
+        raise NeopainError(f"no explanation method given; valid: {', '.join(METHOD_NAMES)}")
     # infidelity fits the heatmap's scale to the perturbations: one fits exactly (0 always)
     for key, value, least in (("steps", steps, 1), ("perturbations", perturbations, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
