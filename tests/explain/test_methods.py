@@ -10,8 +10,8 @@ import pytest
 
 from neopain.errors import NeopainError
 from neopain.explain import (
-    METHOD_NAMES, MODEL_AGNOSTIC, CaptumGradients, GuidedGradCam, IntegratedGradients, Lime,
-    Occlusion, Rise, build_explainers,
+    METHOD_NAMES, MODEL_AGNOSTIC, CaptumGradients, GradCam, GuidedGradCam, IntegratedGradients,
+    Lime, Occlusion, Rise, build_explainers,
 )
 from neopain.explain.localization import localization
 from neopain.explain.methods import ATTENTION_METHODS
@@ -89,11 +89,12 @@ def test_a_refused_option_leaves_the_model_mode_alone(colour_model, maker):
     assert model.training
 
 
-def test_a_refused_guided_gradcam_layer_leaves_the_model_mode_alone(colour_model):
+@pytest.mark.parametrize("maker", [GuidedGradCam, GradCam])
+def test_a_refused_gradcam_layer_leaves_the_model_mode_alone(colour_model, maker):
     """Bug guarded: the base set eval mode before the layer was looked up and refused."""
     model = colour_model().train()
     with pytest.raises(NeopainError, match="layer='nope' is not a module of the model"):
-        GuidedGradCam(model, layer="nope")
+        maker(model, layer="nope")
     assert model.training
 
 

@@ -12,6 +12,8 @@ through ``z`` for pain and ``-z`` for no pain (``ClassScores``).
 
 from __future__ import annotations
 
+import functools
+
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Union
@@ -146,6 +148,25 @@ class Explainer(ABC):
     name: ClassVar[str] = "explainer"
     needs_gradients: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # every method's constructor checks its own options after the base has switched the
+        # model to eval mode; one that refuses must not leave a training model in eval mode,
+        # so each constructor is wrapped once, here, instead of each method catching its errors
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def restoring_init(self: Explainer, *args: object, **options: object) -> None:
+            try:
+                init(self, *args, **options)
+            except BaseException:
+                self._restore_mode()
+                raise
+
+        cls.__init__ = restoring_init  # type: ignore[method-assign]
+
     def __init__(self, model: Model, *, batch_size: int = 16) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise NeopainError(f"batch_size={batch_size!r} is not valid; valid: a whole number "
@@ -204,7 +225,12 @@ class Explainer(ABC):
             return
         self._closed = True
         self._release()
-        if isinstance(self.model, nn.Module):
+        self._restore_mode()
+
+    def _restore_mode(self) -> None:
+        """Put back the training mode the model had before this explainer (if the base
+        constructor got as far as changing it)."""
+        if isinstance(getattr(self, "model", None), nn.Module) and hasattr(self, "_was_training"):
             self.model.train(self._was_training)
 
     def __enter__(self) -> Explainer:

@@ -38,11 +38,7 @@ class GuidedGradCam(Explainer):
                  batch_size: int = 16) -> None:
         super().__init__(model, batch_size=batch_size)
         self.layer = layer
-        try:
-            self.layer_ = GradCam._find_layer(model, layer)
-        except NeopainError:
-            self.close()  # puts back the mode the base changed to eval
-            raise
+        self.layer_ = GradCam._find_layer(model, layer)
         self._guided: CaptumGuidedGradCam | None = CaptumGuidedGradCam(ClassScores(model),
                                                                         self.layer_)
 
