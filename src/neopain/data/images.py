@@ -266,6 +266,10 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         return _bgr(file, source=path, max_pixels=max_pixels, max_side=None)
 
 
+_MAX_EXIF_BYTES = 1 << 20
+"""Far above any camera's EXIF block (JPEG caps it at 64 kB)."""
+
+
 def _png_exif_after_pixels(file: BinaryIO) -> bytes:
     """A PNG's eXIf chunk placed after its pixel data (libpng may write it there), found by
     skipping from chunk to chunk; b"" when there is none. Pillow's ``getexif`` decodes the
@@ -273,8 +277,8 @@ def _png_exif_after_pixels(file: BinaryIO) -> bytes:
     file.seek(8)  # past the signature
     while len(header := file.read(8)) == 8:
         length, kind = struct.unpack(">I4s", header)
-        if kind == b"eXIf":
-            return file.read(length)
+        if kind == b"eXIf":  # read at most what an EXIF block can hold: a forged length
+            return file.read(min(length, _MAX_EXIF_BYTES))  # must not read a whole file
         if kind == b"IEND":
             break
         file.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
