@@ -74,6 +74,10 @@ def main() -> None:
                         help="share of subjects from the small, noisy, low-resolution source")
     parser.add_argument("--occluder-share", type=float, default=CohortSpec.occluder_share,
                         help="share of images with a pacifier, blanket edge or hand")
+    parser.add_argument("--rater-noise", type=float, default=CohortSpec.rater_noise,
+                        help="standard deviation of the rater's error in each action's "
+                             "intensity: labels near the NFCS cut-off then differ from the "
+                             "drawn truth, as real raters' do")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "rmsprop"),
                         help="sgd (default): with Adam, N-CNN's 8-unit ReLU head often dies "
@@ -97,7 +101,8 @@ def main() -> None:
             generate_cohort(root, CohortSpec(subjects=args.subjects, seed=args.cohort_seed,
                                              images_per_subject=tuple(args.images_per_subject),
                                              noisy_share=args.noisy_share,
-                                             occluder_share=args.occluder_share),
+                                             occluder_share=args.occluder_share,
+                                             rater_noise=args.rater_noise),
                             workers=2)
         manifest = root / "manifest.csv"
         plan = make_folds(load_manifest(manifest), protocol=args.protocol, k=args.k,
@@ -121,7 +126,8 @@ def main() -> None:
         ece_raw = calibration_errors(y, raw)["ece"]
         ece_cal = calibration_errors(y, calibrated)["ece"]
         print(f"N-CNN, {args.protocol} {args.k} folds, {args.subjects} subjects (noisy share "
-              f"{args.noisy_share}, occluder share {args.occluder_share}), {len(y)} test "
+              f"{args.noisy_share}, occluder share {args.occluder_share}, rater noise "
+              f"{args.rater_noise}), {len(y)} test "
               f"images (validation share {args.val_share}), "
               f"{args.epochs} epochs, {args.optimizer} lr {args.lr}, early stopping "
               f"{args.early_stopping or 'off'}; trained in "

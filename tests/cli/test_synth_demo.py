@@ -27,15 +27,24 @@ def test_synth_writes_a_valid_cohort_with_video(neopain_script, tmp_path):
     assert "valid (files checked)" in done.stdout
     manifest = load_manifest(out / "manifest.csv", check_files=True)
     assert manifest.table["subject"].nunique() == 3
+    assert '"rater_noise": 0.0' in (out / "cohort.json").read_text()
     videos = pd.read_csv(out / "videos" / "videos.csv")
     assert videos["video"].tolist() == ["videos/S001.mp4", "videos/noface.mp4"]
     assert all((out / v).stat().st_size > 0 for v in videos["video"])
+
+
+def test_synth_rater_noise_reaches_the_cohort(neopain_script, tmp_path):
+    done = _run(neopain_script, "synth", "--out", str(tmp_path), "--subjects", "2",
+                "--min-images", "2", "--max-images", "2", "--rater-noise", "0.3")
+    assert done.returncode == 0, done.stderr
+    assert '"rater_noise": 0.3' in (tmp_path / "cohort.json").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
     (["--subjects", "1"], "subjects=1 is too few"),
     (["--min-images", "5", "--max-images", "2"], "images_per_subject=(5, 2)"),
     (["--video", "--fps", "0"], "fps=0.0 must lie in [1, 60]"),
+    (["--rater-noise", "1.5"], "rater_noise=1.5 must lie in [0, 1]"),
 ])
 def test_synth_bad_options_exit_1_with_a_clear_message(neopain_script, tmp_path, args, message):
     done = _run(neopain_script, "synth", "--out", str(tmp_path), *args)

@@ -214,10 +214,34 @@ def test_progress_hook_counts_every_image(tmp_path):
     assert seen == [(i, result.images) for i in range(1, result.images + 1)]
 
 
+def test_a_noisy_rater_changes_labels_near_the_cut_off_and_nothing_drawn(tmp_path):
+    """Same seed with and without rater noise: the same image bytes, masks and drawn actions;
+    only score and label differ, on some images, and a label only changes when the score
+    crosses the cut-off by a step or two (a rater misjudging one or two actions)."""
+    spec = dict(subjects=4, seed=5, images_per_subject=(12, 12))
+    truth = generate_cohort(tmp_path / "truth", CohortSpec(**spec))
+    rated = generate_cohort(tmp_path / "rated", CohortSpec(**spec, rater_noise=0.25))
+    a = pd.read_csv(truth.manifest, dtype=str, keep_default_na=False)
+    b = pd.read_csv(rated.manifest, dtype=str, keep_default_na=False)
+    drawn = [c for c in a.columns if c not in ("score", "label")]
+    pd.testing.assert_frame_equal(a[drawn], b[drawn])
+    for _, row in a.iterrows():
+        for key in ("image", "mask"):
+            assert (truth.root / row[key]).read_bytes() == (rated.root / row[key]).read_bytes()
+    changed = a["label"] != b["label"]
+    assert 0 < changed.sum() < len(a) / 3, changed.sum()
+    step = (a["score"].astype(int) - b["score"].astype(int)).abs()
+    assert (step[changed] <= 2).all()
+    rated_pain = b["score"].astype(int) >= PAIN_THRESHOLD
+    assert (b["label"] == np.where(rated_pain, "pain", "nopain")).all()
+    assert json.loads(rated.info.read_text())["spec"]["rater_noise"] == 0.25
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"subjects": 1}, "subjects=1"),
     ({"images_per_subject": (5, 2)}, "images_per_subject"),
     ({"pain_share": 1.5}, "pain_share=1.5"),
+    ({"rater_noise": -0.1}, "rater_noise=-0.1"),
 ])
 def test_bad_spec_names_the_field_and_what_is_valid(kwargs, field):
     with pytest.raises(NeopainError, match=field):

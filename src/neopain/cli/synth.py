@@ -47,6 +47,10 @@ def synth(
     min_images: Annotated[int, typer.Option(help="Fewest images per subject.")] = 10,
     max_images: Annotated[int, typer.Option(help="Most images per subject.")] = 16,
     occluder_share: Annotated[float, typer.Option(help="Share of images with an occluder.")] = 0.2,
+    rater_noise: Annotated[float, typer.Option(
+        help="How far the rater misjudges each action's intensity (standard deviation, 0-1): "
+             "labels near the NFCS cut-off then differ from the drawn truth, as raters' do. "
+             "0: labels are the drawn truth.")] = 0.0,
     video: Annotated[bool, typer.Option(
         "--video", help="Also render clips with pain episodes.")] = False,
     clips: Annotated[int, typer.Option(
@@ -62,6 +66,6 @@ def synth(
     observer personas, and with --video short clips with a ground-truth timeline.
     """
     spec = CohortSpec(subjects=subjects, seed=seed, images_per_subject=(min_images, max_images),
-                      occluder_share=occluder_share)
+                      occluder_share=occluder_share, rater_noise=rater_noise)
     synthesize(out, spec, video=video, clips=clips, clip=ClipSpec(clip_seconds, fps),
                workers=workers)

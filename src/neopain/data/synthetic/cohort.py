@@ -58,6 +58,12 @@ class CohortSpec:
         pain_share: expected share of ``pain`` images.
         occluder_share: share of images with a pacifier, blanket edge or hand.
         clutter: draw tubes, leads, tape and toys in the background.
+        rater_noise: how far the rater who scores each image misjudges an action: each drawn
+            intensity is seen with a normal error of this standard deviation before it is
+            counted present (at :data:`PRESENT`), so faces near the cut-off get the label a
+            real NFCS rater might give (raters disagree there). 0 (default): ``score`` and
+            ``label`` are the drawn truth. ``actions``, ``intensity`` and the masks always
+            stay the drawn truth.
     """
 
     subjects: int = 30
@@ -67,6 +73,7 @@ class CohortSpec:
     pain_share: float = 0.5
     occluder_share: float = 0.2
     clutter: bool = True
+    rater_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.subjects < 2:
@@ -79,6 +86,9 @@ class CohortSpec:
         for name in ("noisy_share", "pain_share", "occluder_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise NeopainError(f"{name}={getattr(self, name)} must lie in [0, 1]")
+        if not 0.0 <= self.rater_noise <= 1.0:
+            raise NeopainError(f"rater_noise={self.rater_noise} must lie in [0, 1] (a standard "
+                               "deviation of action intensity, which spans 0 to 1)")
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,15 @@ def sample_expression(rng: np.random.Generator, stimulus: str) -> Expression:
             faint(list(ACTIONS), 1)
         return Expression(level, eyes_closed=bool(rng.random() < 0.4))
     raise ValueError(f"stimulus={stimulus!r} is not one of {STIMULI}")
+
+
+def rate_expression(expr: Expression, noise: float, rng: np.random.Generator) -> tuple[str, ...]:
+    """The actions a rater scores present on a face drawn with ``expr``: each intensity is seen
+    with a normal error of standard deviation ``noise`` (the drawn ones when 0)."""
+    if noise == 0.0:
+        return expr.present()
+    seen = np.array([expr.level(a) for a in ACTIONS]) + rng.normal(0.0, noise, len(ACTIONS))
+    return tuple(a for a, level in zip(ACTIONS, seen) if level >= PRESENT)
 
 
 def plan_images(spec: CohortSpec, subjects: list[Subject]) -> list[_Job]:
@@ -219,13 +238,14 @@ def _render(job: _Job, spec: CohortSpec, out: Path) -> tuple[dict[str, str], dic
         _write(out / heatmaps[persona.name], cv2.imencode(".png", heat)[1])
 
     present = expr.present()
+    rated = rate_expression(expr, spec.rater_noise, np.random.default_rng([*job.seed, 200]))
     return {
         "image": rel["image"].as_posix(),
         "subject": subject.id,
-        "label": "pain" if len(present) >= PAIN_THRESHOLD else "nopain",
+        "label": "pain" if len(rated) >= PAIN_THRESHOLD else "nopain",
         "source": source.name,
         "stimulus": job.stimulus,
-        "score": str(len(present)),
+        "score": str(len(rated)),
         "scale": "NFCS",
         "face_box": format_box(face_box_px(canvas.pose, layout, source)),
         "keypoints": format_keypoints(keypoints),
