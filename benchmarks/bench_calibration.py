@@ -86,6 +86,10 @@ def main() -> None:
     parser.add_argument("--early-stopping", type=int, default=0,
                         help="patience in epochs; 0 (default): train every epoch, so that the "
                              "model grows overconfident")
+    parser.add_argument("--keep", default="last", choices=("last", "best"),
+                        help="the weights each fold keeps: last (default: the network trained "
+                             "to the end) or best (the epoch of lowest validation loss, which "
+                             "is chosen for its calibration and so is rarely overconfident)")
     parser.add_argument("--protocol", default="lsso", choices=("lsso", "sgkf"))
     parser.add_argument("--k", type=int, default=10, help="folds")
     parser.add_argument("--val-share", type=float, default=0.2,
@@ -114,7 +118,8 @@ def main() -> None:
                                out=run_dir, epochs=args.epochs, lr=args.lr,
                                optimizer=args.optimizer,
                                batch_size=args.batch_size,
-                               early_stopping=args.early_stopping, device="cpu"))
+                               early_stopping=args.early_stopping, keep=args.keep,
+                               device="cpu"))
         trained = time.perf_counter() - started
         leaks = oof_leaks(run_dir)
         fold_metrics = [json.loads(FoldFolder(fold.path).metrics.read_text())
@@ -130,7 +135,7 @@ def main() -> None:
               f"{args.rater_noise}), {len(y)} test "
               f"images (validation share {args.val_share}), "
               f"{args.epochs} epochs, {args.optimizer} lr {args.lr}, early stopping "
-              f"{args.early_stopping or 'off'}; trained in "
+              f"{args.early_stopping or 'off'}, {args.keep} epoch's weights kept; trained in "
               f"{trained / 60:.1f} min; "
               f"out-of-fold leaks: {len(leaks)}")
         print(f"  fresh starts (dead ReLU units on validation): "

@@ -20,7 +20,6 @@ when the trained network gives every face the same P(pain) (training collapsed).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -41,20 +40,7 @@ from neopain.data.synthetic.scene import (
     occlude,
 )
 from neopain.export.torch_runtime import RunPredictor
-from neopain.models.ncnn import NCNN, NCNN_CFG
-from neopain.models.registry import register_model
 from neopain.training import TrainConfig, run_cv
-
-
-def ncnn_with_dropout(rate: float) -> str:
-    """The name of an N-CNN with dropout ``rate``, registered in this process only (the
-    registry's ``ncnn`` has 0.1, and a run's model.pt records no constructor arguments)."""
-    if rate == 0.1:
-        return "ncnn"
-    name = f"ncnn_dropout{rate:g}"
-    register_model(name, cfg=dataclasses.replace(NCNN_CFG, name=name))(
-        lambda: NCNN(dropout=rate))
-    return name
 
 
 def draw_pair(job, spec: CohortSpec, occluder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,8 +76,11 @@ def main() -> None:
                         help="occluder kinds drawn in turn over the test images")
     parser.add_argument("--train-occluders", type=float, default=0.2,
                         help="share of cohort images with an occluder (training included)")
-    parser.add_argument("--dropout", type=float, default=0.1,
-                        help="N-CNN dropout rate (trained and sampled); 0.1: the registry's")
+    parser.add_argument("--model", default="ncnn",
+                        help="a registered network with dropout: ncnn (dropout 0.1 after its "
+                             "centre and right branches), mobilenet_nb (0.2 before its FC) ...")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="dropout rate (trained and sampled); default: the registry's")
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="keep the cohort and run here")
@@ -109,7 +98,9 @@ def main() -> None:
         save_folds(make_folds(load_manifest(manifest), protocol="lsso", k=args.k,
                               val_share=0.0, manifest_sha256=sha256_file(manifest)),
                    root / "folds.json")
-        run_cv(TrainConfig(model=ncnn_with_dropout(args.dropout), manifest=manifest,
+        run_cv(TrainConfig(model=args.model,
+                           model_args={} if args.dropout is None else {"dropout": args.dropout},
+                           manifest=manifest,
                            folds=root / "folds.json", out=root / "run", fold=0,
                            epochs=args.epochs, batch_size=16, lr=args.lr, early_stopping=0,
                            device="cpu", seed=args.seed))
@@ -128,7 +119,8 @@ def main() -> None:
     mi_bare, mi_hidden = bare.mutual_information, hidden.mutual_information
     test_result = wilcoxon(mi_hidden, mi_bare, alternative="greater")
     kind_of = np.array([kinds[i % len(kinds)] for i in range(len(jobs))])
-    print(f"ncnn (dropout {args.dropout:g}) fold 0 of lsso k={args.k}, {args.subjects} "
+    rate = "the registry's" if args.dropout is None else f"{args.dropout:g}"
+    print(f"{args.model} (dropout {rate}) fold 0 of lsso k={args.k}, {args.subjects} "
           f"subjects, {args.epochs} epochs; {args.passes} MC-dropout passes; occluders "
           f"{', '.join(kinds)}; {args.train_occluders:.0%} of cohort images occluded")
     print(f"n = {len(jobs)} test images ({len(test)} subjects); accuracy unoccluded "

@@ -76,6 +76,7 @@ def show(
         console.print(f"[bold]{escape(name)}[/]: {escape(kind.summary)}")
         return
     from neopain.models import create_model, model_info  # torch loads only here
+    from neopain.models.registry import model_options
     try:
         info = model_info(name)
         model = create_model(name)
@@ -95,6 +96,8 @@ def show(
     table.add_row("labels", ", ".join(f"{index} {label}" for index, label in enumerate(cfg.labels)))
     table.add_row("threshold", f"{cfg.threshold:g} (P(pain) at or above it is pain)")
     table.add_row("CAM layer", cfg.cam_layer or "-")
+    options = ", ".join(f"{key}={value!r}" for key, value in model_options(name).items())
+    table.add_row("model_args", f"{options} (defaults)" if options else "none")
     table.add_row("parameters", f"{total:,}")
     table.add_row("trainable", f"{trainable:,}")
     if statistics:

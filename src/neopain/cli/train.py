@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+import yaml
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -39,10 +40,34 @@ def _summary(result: CvResult) -> None:
     console.print(table)
 
 
+def _model_args(given: list[str] | None) -> dict[str, object] | None:
+    """``--model-arg KEY=VALUE`` flags as a mapping, each value read as YAML (0.5 a number,
+    true a boolean); None when none is given."""
+    from neopain.training import ConfigError
+
+    if not given:
+        return None
+    args: dict[str, object] = {}
+    for item in given:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-arg {item!r:.60} is not valid; valid: KEY=VALUE, e.g. "
+                              "--model-arg dropout=0.5")
+        try:
+            args[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--model-arg {item!r:.60}: the value is not a number, word or "
+                              "list; e.g. --model-arg dropout=0.5") from None
+    return args
+
+
 def train(
     config: Annotated[Optional[Path], typer.Option(
         help="YAML run config; flags given as well override its keys.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name (neopain models list).")] = None,
+    model_arg: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE for the network's constructor, e.g. dropout=0.5 (repeat it for more; "
+             "replaces the config's model_args).")] = None,
     manifest: Annotated[Optional[Path], typer.Option(help="The manifest CSV.")] = None,
     folds: Annotated[Optional[Path], typer.Option(help="folds.json for that manifest.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder, e.g. runs/ncnn.")] = None,
@@ -77,7 +102,8 @@ def train(
     from neopain.runs import CONFIG, FoldFolder
     from neopain.training import fold_model_class, load_config, oof_leaks, run_cv
 
-    resolved = load_config(config, model=model, manifest=manifest, folds=folds, out=out,
+    resolved = load_config(config, model=model, model_args=_model_args(model_arg),
+                           manifest=manifest, folds=folds, out=out,
                            fold=fold, epochs=epochs, batch_size=batch_size, lr=lr,
                            augment=augment, weights=weights, device=device, workers=workers,
                            seed=seed)

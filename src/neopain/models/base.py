@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -26,7 +26,8 @@ class PainModel(nn.Module, ABC):
 
     Subclasses build their layers, assign ``self.head`` (the module whose parameters are the
     head's) and implement ``forward_features``, ``forward_head`` and ``block_modules``. The
-    factory that builds a model sets ``cfg``.
+    factory that builds a model sets ``cfg`` and ``build_args`` (the keyword arguments it was
+    built with, which model.pt records so that a load builds the same network).
 
     Frozen blocks have ``requires_grad=False`` and stay in eval mode even after ``train()``
     (batch-norm statistics and dropout fixed, as Keras does with ``trainable=False``), so a
@@ -40,6 +41,7 @@ class PainModel(nn.Module, ABC):
     def __init__(self) -> None:
         super().__init__()
         self._frozen: set[str] = set()
+        self.build_args: dict[str, Any] = {}
 
     @abstractmethod
     def forward_features(self, x: Tensor) -> Tensor:

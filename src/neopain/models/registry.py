@@ -150,4 +150,42 @@ def create_model(name: str, **kwargs: object) -> PainModel:
                            f"valid: {', '.join(options) or 'none'}") from None
     model = factory(**kwargs)
     model.cfg = _INFO[name].cfg
+    model.build_args = dict(kwargs)
     return model
+
+
+def model_options(name: str) -> dict[str, object]:
+    """The keyword arguments network ``name`` is built with (a run config's ``model_args``),
+    each with its default.
+
+    Raises:
+        NeopainError: unknown name (the valid ones are listed).
+    """
+    _check_name(name)
+    return {option: parameter.default for option, parameter
+            in inspect.signature(_FACTORIES[name]).parameters.items()}
+
+
+def model_args_problem(name: str, args: object) -> str | None:
+    """What is wrong with building network ``name`` with keyword arguments ``args`` (a run
+    config's ``model_args``), or None. The model is built on torch's meta device, so its own
+    value checks run without allocating its weights.
+
+    Raises:
+        NeopainError: unknown name (the valid ones are listed).
+    """
+    import torch
+
+    if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
+        return (f"model_args={args!r:.80} is not valid; valid: a mapping of {name}'s options "
+                "to values, e.g. {dropout: 0.5}")
+    try:
+        with torch.device("meta"):
+            create_model(name, **args)
+    except NeopainError as error:
+        return f"model_args: {error}"
+    except (TypeError, ValueError) as error:  # a value of the wrong type deep in a constructor
+        options = ", ".join(f"{key}={value!r}" for key, value in model_options(name).items())
+        return (f"model_args={args!r:.80} cannot build {name} ({error}); its options and "
+                f"defaults: {options or 'none'}")
+    return None

@@ -77,7 +77,7 @@ def save_network(folder: FoldFolder, *, model: PainModel, name: str, fold: int, 
     model.cpu()
     # through a file object: torch names the archive inside after a path, here a temporary one
     with atomic_output(folder.model) as partial, open(partial, "wb") as handle:
-        torch.save({"model": name, "cfg": model.cfg.to_dict(), "kwargs": {},
+        torch.save({"model": name, "cfg": model.cfg.to_dict(), "kwargs": dict(model.build_args),
                     "state_dict": model.state_dict(), "fold": fold, "epoch": epoch,
                     "train_subjects": list(train_subjects), "val_subjects": list(val_subjects),
                     "test_subjects": list(test_subjects)}, handle)

@@ -39,6 +39,7 @@ from neopain.training.optimizers import (
 )
 
 DEVICES = ("auto", "cpu", "cuda")
+KEEP = ("best", "last")
 PRECISIONS = ("fp32", "bf16", "auto")
 _PATHS = ("manifest", "folds", "out", "weights", "cache_dir")
 SEED_KEYS = {"optimizer_hyp": "optimizer_args (with lr and weight_decay as top-level keys)",
@@ -105,6 +106,9 @@ class TrainConfig:
     Attributes:
         model: a fold model's name: a network (``neopain models list``) or another registered
             fold model such as ``nfcs`` (``neopain.runs.fold_model_names``).
+        model_args: keyword arguments of the network's constructor, e.g. ``{dropout: 0.5}``
+            (``neopain models show NAME`` lists them); model.pt records them, so every later
+            load (assess, MC dropout, export) builds the same network. Networks only.
         manifest, folds: the manifest CSV and its folds.json.
         out: the run folder (``runs/NAME``).
         fold: train only this fold index; None: every fold.
@@ -146,6 +150,9 @@ class TrainConfig:
             without validation subjects) one and the same output: its ReLU units died
             (``training.networks``); 0: never.
         monitor: ``val_loss`` or ``val_accuracy``: what "improvement" and "best" mean.
+        keep: which weights model.pt keeps: ``best`` (the epoch with the best ``monitor``
+            value) or ``last`` (the last epoch trained: with ``early_stopping`` 0, a network
+            trained to the end, as overconfident as that makes it).
         cache: train a frozen-backbone head on cached embeddings (only without ``augment``).
         cache_dir: where embeddings are stored; None: ``out / "cache"``.
         resume: continue a fold from its checkpoint.pt when one is there.
@@ -163,6 +170,7 @@ class TrainConfig:
     manifest: Path
     folds: Path
     out: Path
+    model_args: dict[str, Any] = field(default_factory=dict)
     fold: int | None = None
     epochs: int = 30
     batch_size: int = 32
@@ -188,6 +196,7 @@ class TrainConfig:
     early_stopping: int = 10
     restarts: int = 2
     monitor: str = "val_loss"
+    keep: str = "best"
     cache: bool = True
     cache_dir: Path | None = None
     resume: bool = True
@@ -214,7 +223,7 @@ class TrainConfig:
     def _resolve_recipe(self) -> list[str]:
         """The old ``lr_schedule`` read as ``scheduler``, an optimizer alias as its class and
         arguments, empty args as {}; what prevents it."""
-        for name in ("optimizer_args", "scheduler_args"):
+        for name in ("model_args", "optimizer_args", "scheduler_args"):
             value = getattr(self, name)
             object.__setattr__(self, name, {} if value is None else
                                dict(value) if isinstance(value, dict) else value)
@@ -316,6 +325,7 @@ def _problems(config: TrainConfig) -> list[str]:
         ("restarts", _is_int(config.restarts) and 0 <= config.restarts <= 10,
          "a whole number from 0 to 10"),
         ("monitor", config.monitor in MONITORS, ", ".join(MONITORS)),
+        ("keep", config.keep in KEEP, ", ".join(KEEP)),
         ("device", config.device in DEVICES, ", ".join(DEVICES)),
         ("precision", config.precision in PRECISIONS, ", ".join(PRECISIONS)),
         ("workers", _is_int(config.workers) and config.workers >= 0, "a whole number >= 0"),
@@ -333,10 +343,23 @@ def _problems(config: TrainConfig) -> list[str]:
             optimizer=config.optimizer, optimizer_args=config.optimizer_args, lr=config.lr,
             weight_decay=config.weight_decay, scheduler=config.scheduler,
             scheduler_args=config.scheduler_args, monitor=config.monitor)
-    rules = [per_batch_unfreeze_problem(config.scheduler) if config.unfreeze_patience else None,
+    rules = [model_args_problem(config.model, config.model_args)
+             if "model" in valid and config.model_args else None,
+             per_batch_unfreeze_problem(config.scheduler) if config.unfreeze_patience else None,
              smoothing_problem(soft_labels=config.soft_labels,
                                label_smoothing=config.label_smoothing)]
     return problems + [problem for problem in rules if problem is not None]
+
+
+def model_args_problem(model: str, args: object) -> str | None:
+    """What is wrong with ``model_args`` for ``model``: a rule-based fold model takes none; a
+    network is built with them on torch's meta device (``models.registry``)."""
+    from neopain.models import list_models, registry  # imports torch: only when args are given
+
+    if model not in list_models():
+        return (f"model_args={args!r:.80} is not valid for {model}: only a network is built "
+                "with arguments; valid: none (leave model_args out)")
+    return registry.model_args_problem(model, args)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:

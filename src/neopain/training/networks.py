@@ -138,7 +138,7 @@ class NetworkFoldModel(FoldModel):
         config = self.config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed * 1000 + fold_index + RESTART_SEED_STEP * start)
-            model = create_model(config.model)
+            model = create_model(config.model, **config.model_args)
         if config.weights is not None:
             report = model.load_pretrained(config.weights)
             logger.info("fold %d: weights from %s (%s)", fold_index, config.weights, report)
@@ -155,7 +155,8 @@ class NetworkFoldModel(FoldModel):
                                       monitor=config.monitor))
         if config.early_stopping:
             callbacks.append(EarlyStopping(config.early_stopping, monitor=config.monitor))
-        callbacks.append(Checkpoint(fold.folder.checkpoint, monitor=config.monitor))
+        callbacks.append(Checkpoint(fold.folder.checkpoint, monitor=config.monitor,
+                                    restore_best=config.keep == "best"))
         return [*callbacks, StepReport(fold)]
 
     def fit(self, fold: FoldContext) -> NetworkFoldModel:

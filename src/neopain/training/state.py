@@ -87,9 +87,12 @@ class TrainState:
         self.phase_lr = lr
 
     def recipe(self) -> dict[str, Any]:
-        """How this fit builds its optimizer and scheduler (``optimizers.fit_recipe``)."""
-        return fit_recipe(self.optimizer_spec, self.scheduler_spec, lr=self.base_lr,
-                          total_steps=self.total_steps)
+        """How this fit builds its optimizer and scheduler (``optimizers.fit_recipe``), and
+        the network's constructor arguments (dropout changes no weight's shape, so a resume
+        with another rate would load silently)."""
+        return {**fit_recipe(self.optimizer_spec, self.scheduler_spec, lr=self.base_lr,
+                             total_steps=self.total_steps),
+                "model_args": dict(getattr(self.model, "build_args", {}))}
 
     def _callback_keys(self) -> list[str]:
         names = [type(callback).__name__ for callback in self.callbacks]
