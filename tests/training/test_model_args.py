@@ -37,6 +37,14 @@ def test_model_args_reach_the_network_model_pt_and_every_later_load(cohort6, tmp
     with pytest.raises(NeopainError, match=r"another recipe: model_args\.dropout: 0\.5 in the "
                                            r"checkpoint, 0\.3 in this fit"):
         run_cv(config(cohort6, out, model_args={"dropout": 0.3}, epochs=3))
+    # a checkpoint written before model_args was recorded: its network had none
+    checkpoint = out / "fold_0" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    del state["recipe"]["model_args"]
+    torch.save(state, checkpoint)
+    with pytest.raises(NeopainError, match=r"model_args\.dropout: not given in the checkpoint, "
+                                           r"0\.3 in this fit"):
+        run_cv(config(cohort6, out, model_args={"dropout": 0.3}, epochs=3))
 
 
 @pytest.mark.parametrize("args, says", [
@@ -45,6 +53,9 @@ def test_model_args_reach_the_network_model_pt_and_every_later_load(cohort6, tmp
     ({"dropout": 1.5}, "model_args: ncnn: dropout=1.5 must be in [0, 1)"),
     ({"dropout": "high"}, "model_args={'dropout': 'high'} cannot build ncnn"),
     ("dropout=0.5", "model_args='dropout=0.5' is not valid; valid: a mapping of ncnn's options"),
+    ([], "model_args=[] is not valid; valid: a mapping of ncnn's options"),
+    ({"single_output": True}, "model_args={'single_output': True} gives ncnn outputs of shape "
+                              "(1,); neopain trains and runs networks with two logits"),
 ])
 def test_bad_model_args_name_the_option_and_the_valid_ones(args, says):
     with pytest.raises(ConfigError) as raised:

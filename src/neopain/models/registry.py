@@ -179,13 +179,19 @@ def model_args_problem(name: str, args: object) -> str | None:
     if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
         return (f"model_args={args!r:.80} is not valid; valid: a mapping of {name}'s options "
                 "to values, e.g. {dropout: 0.5}")
+    options = ", ".join(f"{key}={value!r}" for key, value in model_options(name).items())
     try:
         with torch.device("meta"):
-            create_model(name, **args)
+            model = create_model(name, **args)
+            height, width = model.cfg.input_size
+            outputs = model.eval()(torch.empty(1, 3, height, width)).shape
     except NeopainError as error:
         return f"model_args: {error}"
-    except (TypeError, ValueError) as error:  # a value of the wrong type deep in a constructor
-        options = ", ".join(f"{key}={value!r}" for key, value in model_options(name).items())
-        return (f"model_args={args!r:.80} cannot build {name} ({error}); its options and "
-                f"defaults: {options or 'none'}")
+    except Exception as error:  # noqa: BLE001 - any constructor's failure, told not raised
+        return (f"model_args={args!r:.80} cannot build {name} ({type(error).__name__}: "
+                f"{str(error)[:200]}); its options and defaults: {options or 'none'}")
+    if tuple(outputs) != (1, 2):
+        return (f"model_args={args!r:.80} gives {name} outputs of shape {tuple(outputs)[1:]}; "
+                "neopain trains and runs networks with two logits (nopain, pain); its options "
+                f"and defaults: {options or 'none'}")
     return None

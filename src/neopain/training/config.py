@@ -344,7 +344,7 @@ def _problems(config: TrainConfig) -> list[str]:
             weight_decay=config.weight_decay, scheduler=config.scheduler,
             scheduler_args=config.scheduler_args, monitor=config.monitor)
     rules = [model_args_problem(config.model, config.model_args)
-             if "model" in valid and config.model_args else None,
+             if "model" in valid and config.model_args != {} else None,
              per_batch_unfreeze_problem(config.scheduler) if config.unfreeze_patience else None,
              smoothing_problem(soft_labels=config.soft_labels,
                                label_smoothing=config.label_smoothing)]

@@ -129,7 +129,10 @@ class TrainState:
         """
         # checkpoints written before the recipe key lack it: only their scheduler is checked
         wanted = self.recipe()
-        changes = recipe_changes(state.get("recipe", {}), wanted)
+        saved_recipe = state.get("recipe", {})
+        if saved_recipe:  # a recipe without model_args: its network was built without any
+            saved_recipe = {"model_args": {}, **saved_recipe}
+        changes = recipe_changes(saved_recipe, wanted)
         saved = "none" if state.get("scheduler") is None else "a scheduler's state"
         if "recipe" not in state and (saved == "none") != (wanted["scheduler"] is None):
             changes.append(f"scheduler: {saved} in the checkpoint, {wanted['scheduler']!r} in "
