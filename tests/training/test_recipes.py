@@ -227,7 +227,8 @@ def test_a_recipe_trains_from_the_command_line_with_its_places_as_flags(cohort6,
     assert checkpoint["recipe"] == {"optimizer": "RMSprop", "optimizer_args": {},
                                     **{key: recipe[key] for key in ("lr", "weight_decay",
                                                                     "scheduler",
-                                                                    "scheduler_args")}}
+                                                                    "scheduler_args")},
+                                    "model_args": {}}
     assert checkpoint["scheduler"]["last_epoch"] == 2
     history = (out / "fold_0" / "history.csv").read_text().splitlines()
     assert [float(row.split(",")[-1]) for row in history[1:]] == pytest.approx(

@@ -178,7 +178,7 @@ def test_seed_recipe_resumes_exactly_and_its_rates_follow_the_cosine(manifest, t
     assert saved["scheduler"]["last_epoch"] == 3
     assert saved["recipe"] == {"optimizer": "RMSprop", "optimizer_args": {}, "lr": 1e-3,
                                "weight_decay": 1e-5, "scheduler": "CosineAnnealingLR",
-                               "scheduler_args": {"T_max": 5, "eta_min": 1e-6}}
+                               "scheduler_args": {"T_max": 5, "eta_min": 1e-6}, "model_args": {}}
     assert torch.equal(weights_of(whole), weights_of(resumed))
     assert result.history == straight.history and len(straight.history) == 7
     # epoch e trains at eta_min + (lr - eta_min)(1 + cos(pi (e-1) / T_max)) / 2, rising again
