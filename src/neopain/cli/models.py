@@ -96,8 +96,8 @@ def show(
     table.add_row("labels", ", ".join(f"{index} {label}" for index, label in enumerate(cfg.labels)))
     table.add_row("threshold", f"{cfg.threshold:g} (P(pain) at or above it is pain)")
     table.add_row("CAM layer", cfg.cam_layer or "-")
-    options = ", ".join(f"{key}={value!r}" for key, value in model_options(name).items())
-    table.add_row("model_args", f"{options} (defaults)" if options else "none")
+    options = model_options(name)
+    table.add_row("model_args", options if options == "none" else f"{options} (defaults)")
     table.add_row("parameters", f"{total:,}")
     table.add_row("trainable", f"{trainable:,}")
     if statistics:

@@ -154,16 +154,17 @@ def create_model(name: str, **kwargs: object) -> PainModel:
     return model
 
 
-def model_options(name: str) -> dict[str, object]:
+def model_options(name: str) -> str:
     """The keyword arguments network ``name`` is built with (a run config's ``model_args``),
-    each with its default.
+    each with its default: ``dropout=0.1, single_output=False``, or ``none``.
 
     Raises:
         NeopainError: unknown name (the valid ones are listed).
     """
     _check_name(name)
-    return {option: parameter.default for option, parameter
-            in inspect.signature(_FACTORIES[name]).parameters.items()}
+    parameters = inspect.signature(_FACTORIES[name]).parameters.items()
+    return ", ".join(f"{option}={parameter.default!r}" for option, parameter in parameters) \
+        or "none"
 
 
 def model_args_problem(name: str, args: object) -> str | None:
@@ -179,7 +180,6 @@ def model_args_problem(name: str, args: object) -> str | None:
     if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
         return (f"model_args={args!r:.80} is not valid; valid: a mapping of {name}'s options "
                 "to values, e.g. {dropout: 0.5}")
-    options = ", ".join(f"{key}={value!r}" for key, value in model_options(name).items())
     try:
         with torch.device("meta"):
             model = create_model(name, **args)
@@ -189,9 +189,9 @@ def model_args_problem(name: str, args: object) -> str | None:
         return f"model_args: {error}"
     except Exception as error:  # noqa: BLE001 - any constructor's failure, told not raised
         return (f"model_args={args!r:.80} cannot build {name} ({type(error).__name__}: "
-                f"{str(error)[:200]}); its options and defaults: {options or 'none'}")
+                f"{str(error)[:200]}); its options and defaults: {model_options(name)}")
     if tuple(outputs) != (1, 2):
         return (f"model_args={args!r:.80} gives {name} outputs of shape {tuple(outputs)[1:]}; "
                 "neopain trains and runs networks with two logits (nopain, pain); its options "
-                f"and defaults: {options or 'none'}")
+                f"and defaults: {model_options(name)}")
     return None
