@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from neopain.cli.backend import AddressOption, BackendOption, backend_of
 from neopain.cli.console import console, print_skipped, progress_bar
 from neopain.cli.dataset import print_summary
 from neopain.cli.synth import default_workers
@@ -46,7 +47,11 @@ def augment(
     ] = _DEFAULT.fill_mode,
     max_attempts: Annotated[int, typer.Option(
         help="Draws tried per copy until all 5 keypoints stay inside.")] = _DEFAULT.max_attempts,
-    workers: Annotated[int, typer.Option(help="Processes augmenting images.")] = default_workers(),
+    workers: Annotated[Optional[int], typer.Option(
+        help="Processes augmenting images (default: this machine's CPUs, at most 4); with "
+             "--backend ray, Ray actors (default: one per CPU of the cluster).")] = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Write into a non-empty --out, replacing files of the same name.")
     ] = False,
@@ -59,6 +64,7 @@ def augment(
     """
     spec = AugmentSpec(rotate=rotate, shear=shear, shift=shift, zoom=zoom, brightness=brightness,
                        flip=flip, size=size, fill_mode=fill_mode, max_attempts=max_attempts)
+    runs_on = backend_of(backend, address=address, workers=workers)
     loaded = load_manifest(manifest, check_files=True)
     plan = load_folds(folds, manifest=manifest)
     start = time.perf_counter()
@@ -71,7 +77,8 @@ def augment(
             bars[0](done, total)
 
         result = augment_fold(loaded, plan, fold=fold, out=out, n=n, spec=spec, seed=seed,
-                              workers=workers, overwrite=overwrite, on_progress=update)
+                              workers=workers or default_workers(), overwrite=overwrite,
+                              on_progress=update, backend=runs_on)
     seconds = time.perf_counter() - start
     table = Table(title=f"fold {fold}: {result.images} augmented images")
     table.add_column("what")

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from neopain.cli.backend import AddressOption, BackendOption, backend_of
 from neopain.cli.console import console, err_console, fail, progress_bar
 from neopain.cli.dataset import count_problems, print_problems, print_summary
 from neopain.cli.synth import default_workers
@@ -104,7 +105,11 @@ def detect(
         "--keep-missing", help="Keep images without a face, with an empty box.")] = False,
     align: Annotated[bool, typer.Option(
         "--align", help="Rotate crops so that the eyes lie level.")] = False,
-    workers: Annotated[int, typer.Option(help="Processes detecting faces.")] = default_workers(),
+    workers: Annotated[Optional[int], typer.Option(
+        help="Processes detecting faces (default: this machine's CPUs, at most 4); with "
+             "--backend ray, Ray actors (default: one per CPU of the cluster).")] = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
     threshold: Annotated[Optional[float], typer.Option(
         help="Lowest face score kept (default: the detector's own).")] = None,
     model: Annotated[Optional[Path], typer.Option(
@@ -124,6 +129,7 @@ def detect(
     from neopain.faces.detect import detect_faces  # imports the detector families
 
     options = _options(detector, threshold=threshold, model=model)
+    runs_on = backend_of(backend, address=address, workers=workers)
     if config is not None:
         if detector != SSD_DETECTOR:
             fail(f"--config applies to --detector {SSD_DETECTOR} only, not {escape(detector)!r}")
@@ -133,7 +139,8 @@ def detect(
         with ExitStack() as stack:
             result = detect_faces(
                 loaded, detector=detector, out=out, margin=margin, size=size or None,
-                landmarks=landmarks, keep_missing=keep_missing, align=align, workers=workers,
+                landmarks=landmarks, keep_missing=keep_missing, align=align,
+                workers=workers or default_workers(), backend=runs_on,
                 detector_options=options, on_progress=_lazy_bar(stack, "detecting faces"))
     except ManifestError as error:
         print_problems(error)

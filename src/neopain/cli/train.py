@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from neopain.cli.backend import AddressOption, BackendOption, backend_of
 from neopain.cli.console import console
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Train a model over the folds of folds.json; writes runs/NAME/fold_K/ and config.yaml.
 
@@ -96,7 +99,11 @@ def train(
     A published recipe (configs/: vggnb.yaml, ncnn.yaml, ncnn_tuned.yaml) with your data:
     neopain train --config configs/ncnn_tuned.yaml --manifest data/manifest.csv --folds
     data/folds.json --out runs/ncnn_tuned
+
+    With --backend ray each fold is a Ray task (a GPU each when --device wants CUDA); the run
+    folder must be on storage every node sees.
     """
+    runs_on = backend_of(backend, address=address)
     # imported here, not at the top: torch would otherwise load on every neopain command
     from neopain.cli.train_progress import ProgressBar
     from neopain.runs import CONFIG, FoldFolder
@@ -117,7 +124,7 @@ def train(
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        result = run_cv(resolved, progress=ProgressBar(progress))
+        result = run_cv(resolved, progress=ProgressBar(progress), backend=runs_on)
     _summary(result)
     for note in result.notes:
         console.print(note, highlight=False)

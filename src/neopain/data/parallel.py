@@ -1,5 +1,7 @@
 """One ordered parallel map over worker processes, for the batch commands that write files per
-item (``synth``, ``faces detect``, ``augment``): ``ordered_map``."""
+item (``synth``, ``faces detect``, ``augment``): ``ordered_map``; and the ``Backend`` it runs
+on: this machine's processes (``local``, the default) or the actors of a Ray cluster (``ray``,
+``data.ray_backend``, which loads Ray only when it is chosen)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from neopain.errors import NeopainError
@@ -22,6 +25,49 @@ IN_FLIGHT_PER_WORKER = 2
 """Items submitted but not yet handed back, per worker: enough to keep every worker busy."""
 
 START_METHODS = ("fork", "spawn", "forkserver")
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where the batch commands run their items and folds.
+
+    Attributes:
+        kind: ``local`` (this machine's processes) or ``ray`` (a Ray cluster's actors and tasks).
+        address: ``ray`` only: None starts a Ray on this machine for the command (or joins the
+            one this process already started); ``auto`` joins the cluster this machine belongs
+            to; ``ray://host:port`` a remote cluster's client server.
+        actors: ``ray`` only: the actors ``ordered_map`` starts; None: one per CPU of the
+            cluster.
+
+    Raises:
+        NeopainError: a ``kind`` that is not one of ``BACKENDS``, an address or actor count
+            given to the local backend, or actors below 1.
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    actors: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKENDS:
+            raise NeopainError(f"backend={self.kind!r} is not valid; valid: "
+                               f"{', '.join(BACKENDS)}")
+        if self.kind == "local" and (self.address is not None or self.actors is not None):
+            raise NeopainError(f"address={self.address!r} and actors={self.actors!r} apply to "
+                               "backend='ray' only; valid with 'local': None")
+        if self.actors is not None and not (isinstance(self.actors, int) and self.actors >= 1):
+            raise NeopainError(f"actors={self.actors!r} is not valid; valid: a whole number "
+                               ">= 1, or None for one per CPU of the cluster")
+
+    @property
+    def is_ray(self) -> bool:
+        """Whether items and folds run on Ray."""
+        return self.kind == "ray"
+
+
+LOCAL = Backend()
+"""The default backend: this machine's processes; needs no Ray."""
 
 
 class WorkerDiedError(NeopainError):
@@ -61,6 +107,7 @@ def ordered_map(
     initializer: Callable[..., object] | None = None,
     initargs: tuple[Any, ...] = (),
     start_method: str | None = None,
+    backend: Backend = LOCAL,
 ) -> Generator[Result, None, None]:
     """``fn(item)`` for each item, handed back in the order of ``items``.
 
@@ -87,6 +134,9 @@ def ordered_map(
         initializer, initargs: called once in each worker process as it starts (e.g. to build
             one face detector per process).
         start_method: ``fork``, ``spawn`` or ``forkserver``; None: the platform's default.
+        backend: ``ray``: ``backend.actors`` Ray actors (``workers`` is not used) each call
+            ``initializer`` once and then ``fn`` on their items, with the same order, bound on
+            items in flight and errors (``data.ray_backend.ray_ordered_map``).
 
     Raises:
         WorkerDiedError: a worker process died.
@@ -95,6 +145,11 @@ def ordered_map(
     if start_method is not None and start_method not in START_METHODS:
         raise NeopainError(f"start_method={start_method!r} is not valid; valid: "
                            f"{', '.join(START_METHODS)} or None")
+    if backend.is_ray:
+        from neopain.data.ray_backend import ray_ordered_map  # loads Ray
+
+        return ray_ordered_map(fn, iter(items), backend=backend, initializer=initializer,
+                               initargs=initargs)
     if workers <= 1:
         return _inline(fn, items)
     context = None if start_method is None else multiprocessing.get_context(start_method)

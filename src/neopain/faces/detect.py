@@ -34,6 +34,7 @@ from typing import Any
 
 from neopain.data.manifest import Manifest, save_manifest
 from neopain.data.outputs import write_text_atomic
+from neopain.data.parallel import LOCAL, Backend
 from neopain.data.tables import write_table
 from neopain.errors import NeopainError
 from neopain.faces.base import FaceDetector, create_detector
@@ -121,13 +122,13 @@ def _resume(jobs: list[DetectJob], *, root: Path,
 
 
 def _detect_todo(todo: list[DetectJob], *, settings: DetectSettings, root: Path,
-                 detector: FaceDetector, workers: int, skipped: int, total: int,
-                 on_progress: ProgressHook | None) -> dict[str, dict[str, Any]]:
+                 detector: FaceDetector, workers: int, backend: Backend, skipped: int,
+                 total: int, on_progress: ProgressHook | None) -> dict[str, dict[str, Any]]:
     """Records of the jobs still to do, by image, each appended to ``faces.jsonl`` as it
     finishes (``skipped`` of ``total`` rows were done before)."""
     new: dict[str, dict[str, Any]] = {}
     records = detect_records(todo, settings=settings, root=root, detector=detector,
-                             workers=min(workers, max(len(todo), 1)))
+                             workers=min(workers, max(len(todo), 1)), backend=backend)
     with (root / RECORDS).open("a", encoding="utf-8") as log, closing(records):
         for done, record in enumerate(records, start=skipped + 1):
             log.write(json.dumps(record) + "\n")
@@ -160,7 +161,8 @@ def detect_faces(manifest: Manifest, *, detector: str, out: str | os.PathLike[st
                  margin: float = 0.25, size: int | None = 224, landmarks: bool = False,
                  keep_missing: bool = False, align: bool = False, workers: int = 1,
                  on_progress: ProgressHook | None = None,
-                 detector_options: Mapping[str, Any] | None = None) -> DetectResult:
+                 detector_options: Mapping[str, Any] | None = None,
+                 backend: Backend = LOCAL) -> DetectResult:
     """Detect, choose and crop the subject's face in every image of a manifest (see module doc).
 
     >>> detect_faces(load_manifest("cohort/manifest.csv"), detector="mediapipe-short",
@@ -182,6 +184,8 @@ def detect_faces(manifest: Manifest, *, detector: str, out: str | os.PathLike[st
         workers: processes, each building its own detector; the output does not depend on it.
         on_progress: called as ``on_progress(done, total)`` over the manifest rows.
         detector_options: passed to ``create_detector`` (e.g. ``threshold``, ``model``).
+        backend: where the images are detected: this machine's ``workers`` processes, or a Ray
+            cluster's actors (``parallel.Backend``); the files written are the same.
 
     Raises:
         NeopainError: bad arguments, a detector that cannot be built (``DetectorError``), or
@@ -202,7 +206,8 @@ def detect_faces(manifest: Manifest, *, detector: str, out: str | os.PathLike[st
         if on_progress:
             on_progress(skipped, len(jobs))
         new = _detect_todo(todo, settings=settings, root=root, detector=built, workers=workers,
-                           skipped=skipped, total=len(jobs), on_progress=on_progress)
+                           backend=backend, skipped=skipped, total=len(jobs),
+                           on_progress=on_progress)
     records = [record or new[job.source] for job, record in zip(jobs, records)]
     return _result(manifest, jobs, records, root=root, keep_missing=keep_missing,
                    landmarks=landmarks, skipped=skipped,

@@ -24,7 +24,7 @@ from neopain.data.manifest import (
     sha256_file,
 )
 from neopain.data.outputs import atomic_output, output_stems
-from neopain.data.parallel import WorkerDiedError, ordered_map
+from neopain.data.parallel import LOCAL, Backend, WorkerDiedError, ordered_map
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector, detector_class
 from neopain.faces.crop import crop_face
@@ -201,14 +201,20 @@ def _run_in_process_worker(job: DetectJob) -> dict[str, Any]:
 
 
 def detect_records(jobs: list[DetectJob], *, settings: DetectSettings, root: Path, workers: int,
-                   detector: FaceDetector) -> Iterator[dict[str, Any]]:
+                   detector: FaceDetector, backend: Backend = LOCAL) -> Iterator[dict[str, Any]]:
     """Records of ``jobs`` in order: here with ``detector`` (``workers=1``), or in ``workers``
-    processes that each build their own (``detector`` is closed first). Close the iterator
-    when you stop before its end.
+    processes (or the Ray actors of ``backend``) that each build their own (``detector`` is
+    closed first). Close the iterator when you stop before its end.
 
     Raises:
         NeopainError: a detector failing on an image; a worker process that died.
     """
+    if backend.is_ray:
+        detector.close()
+        yield from ordered_map(_run_in_process_worker, jobs, workers=workers,
+                               initializer=_start_process_worker,
+                               initargs=(settings, root.absolute()), backend=backend)
+        return
     if workers == 1:
         with closing(DetectWorker.open(settings, out=root, detector=detector)) as worker:
             yield from ordered_map(worker, jobs, workers=1)

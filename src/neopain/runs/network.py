@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,9 @@ def save_network(folder: FoldFolder, *, model: PainModel, name: str, fold: int, 
     import torch
 
     model.cpu()
+    # interned, as the cfg's name is: pickle writes one object twice as a back-reference, so
+    # an equal name from another object (a Ray task's unpickled config) changed the bytes
+    name = sys.intern(name)
     # through a file object: torch names the archive inside after a path, here a temporary one
     with atomic_output(folder.model) as partial, open(partial, "wb") as handle:
         torch.save({"model": name, "cfg": model.cfg.to_dict(), "kwargs": dict(model.build_args),

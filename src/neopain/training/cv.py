@@ -6,7 +6,8 @@ For each fold K, ``run_cv`` fits the fold model on the fold's ``train`` rows (va
 validation.csv and metrics.json for every fold model, and what the model saves itself
 (a network: model.pt, history.csv, checkpoint.pt). ``out/config.yaml`` holds the resolved
 config, ``out/<model>.json`` the fold model's run record when it keeps one (NFCS: nfcs.json).
-The fold model's ``close`` runs once the run ends, whether it finished or failed.
+The fold model's ``close`` runs once the run ends, whether it finished or failed. With the Ray
+backend the folds run at once as Ray tasks (``cv_ray``), writing the same files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from neopain.data.folds import Fold, FoldsError, load_folds, rows_of
 from neopain.data.manifest import Manifest, load_manifest
+from neopain.data.parallel import LOCAL, Backend
 from neopain.runs import (
     CONFIG,
     CvResult,
@@ -103,7 +105,8 @@ def run_fold(model: FoldModel, *, manifest: Manifest, fold: Fold, out: Path,
                       epochs=model.epochs_, seconds=seconds, summary=predicted.summary)
 
 
-def run_cv(config: TrainConfig, *, progress: RunProgress | None = None) -> CvResult:
+def run_cv(config: TrainConfig, *, progress: RunProgress | None = None,
+           backend: Backend = LOCAL) -> CvResult:
     """Run the fold model ``config.model`` over every fold of ``config.folds`` (or only
     ``config.fold``) and write the run folder.
 
@@ -112,12 +115,18 @@ def run_cv(config: TrainConfig, *, progress: RunProgress | None = None) -> CvRes
             in a new run folder, after the last one when the folder had a run already).
         progress: told when the run starts, of each step inside a fold (epochs and batches,
             images scored) and when each fold is done (e.g. the CLI's progress bars).
+        backend: ``local``: the folds one after the other in this process; ``ray``: one Ray
+            task per fold (``cv_ray.ray_folds``), all steps reported to ``progress`` here.
 
     Raises:
         NeopainError: bad manifest, folds made for another manifest, a fold index out of
             range, a model name that is not registered, ...
     """
     progress = progress if progress is not None else RunProgress()
+    if backend.is_ray:
+        from neopain.data.ray_backend import import_ray
+
+        import_ray()  # Ray missing: said before any file is written
     model_class = fold_model_class(config.model)
     manifest = load_manifest(config.manifest)
     plan = load_folds(config.folds, manifest=config.manifest)
@@ -134,11 +143,16 @@ def run_cv(config: TrainConfig, *, progress: RunProgress | None = None) -> CvRes
     model = model_class.from_config(config)
     try:
         progress.on_run_start(model=config.model, folds=len(folds), trains=model.trains)
-        results = []
-        for fold in folds:
-            results.append(run_fold(model, manifest=manifest, fold=fold, out=config.out,
-                                    progress=progress))
-            progress.on_fold_end(fold.index)
+        if backend.is_ray:
+            from neopain.training.cv_ray import ray_folds
+
+            results = ray_folds(config, folds, backend=backend, progress=progress)
+        else:
+            results = []
+            for fold in folds:
+                results.append(run_fold(model, manifest=manifest, fold=fold, out=config.out,
+                                        progress=progress))
+                progress.on_fold_end(fold.index)
         record = model.record(results)
         notes = tuple(model.notes(results))
     finally:

@@ -27,7 +27,7 @@ from neopain.data.files import os_error_reason
 from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest, format_box, format_keypoints, save_manifest
 from neopain.data.outputs import output_stems
-from neopain.data.parallel import ordered_map
+from neopain.data.parallel import LOCAL, Backend, ordered_map
 from neopain.errors import NeopainError
 
 if TYPE_CHECKING:
@@ -183,8 +183,8 @@ class _Copies:
 
 def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os.PathLike[str],
                  n: int = 20, spec: AugmentSpec = AugmentSpec(), seed: int = 0, workers: int = 1,
-                 overwrite: bool = False,
-                 on_progress: ProgressHook | None = None) -> AugmentResult:
+                 overwrite: bool = False, on_progress: ProgressHook | None = None,
+                 backend: Backend = LOCAL) -> AugmentResult:
     """Write ``n`` augmented copies of every training image of one fold, and their manifest.
 
     Only rows of the fold's training subjects are augmented, never validation or test ones.
@@ -205,6 +205,8 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
         workers: processes augmenting images (the output does not depend on it).
         overwrite: allow a non-empty ``out``; files of the same name are replaced.
         on_progress: called as ``on_progress(done, total)`` in augmented images.
+        backend: where the images are augmented: this machine's ``workers`` processes, or a Ray
+            cluster's actors (``parallel.Backend``); the bytes written are the same.
 
     Raises:
         NeopainError: bad ``fold``, ``n``, ``workers`` or ``out``; a fold without training
@@ -224,8 +226,8 @@ def augment_fold(manifest: Manifest, plan: FoldPlan, *, fold: int, out: str | os
     if on_progress:
         on_progress(0, n * len(jobs))
     copies = _Copies(root, fold)
-    augment = partial(_augment_job, spec=spec, seed=seed, out=root)
-    with closing(ordered_map(augment, jobs, workers=workers)) as results:
+    augment = partial(_augment_job, spec=spec, seed=seed, out=root.absolute())
+    with closing(ordered_map(augment, jobs, workers=workers, backend=backend)) as results:
         for i, job, samples in zip(picked, jobs, results):
             copies.add(manifest.table.iloc[i], job, samples)
             if on_progress:

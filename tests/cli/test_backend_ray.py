@@ -1,0 +1,210 @@
+"""``--backend ray`` (issue 23): ``faces detect`` and ``train`` (2 folds, N-CNN) on a local Ray
+with 2 CPUs write the local backend's files byte for byte, except what records time
+(faces.jsonl's ``detect_ms``, metrics.json's ``seconds``) and config.yaml's ``out``; a rerun
+into a partial Ray run completes it to the same files; the folds' progress reaches the driver's
+one progress hook; and without Ray the option is one line naming the extra.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_invoke import invoke
+from ray_cluster import local_ray
+
+from neopain.data.folds import make_folds, save_folds
+from neopain.data.manifest import load_manifest, sha256_file
+from neopain.data.parallel import Backend
+from neopain.runs import RunProgress
+from neopain.training import TrainConfig, run_cv
+
+RAY = ("--backend", "ray")
+
+
+@pytest.fixture(scope="module")
+def ray():
+    with local_ray() as ray:
+        yield ray
+
+
+@pytest.fixture(scope="module")
+def cohort(cohort6, tmp_path_factory) -> Path:
+    """cohort6's manifest with 2 lsso folds."""
+    root = tmp_path_factory.mktemp("two_folds")
+    manifest = cohort6 / "manifest.csv"
+    save_folds(make_folds(load_manifest(manifest), protocol="lsso", k=2,
+                          manifest_sha256=sha256_file(manifest)), root / "folds.json")
+    return root
+
+
+def detect(cohort6, out, *options):
+    return invoke("faces", "detect", str(cohort6 / "manifest.csv"), "--detector", "manifest",
+                  "--out", str(out), *options)
+
+
+def train(cohort6, cohort, out, *options):
+    return invoke("train", "--model", "ncnn", "--manifest", str(cohort6 / "manifest.csv"),
+                  "--folds", str(cohort / "folds.json"), "--out", str(out), "--epochs", "2",
+                  "--batch-size", "8", "--device", "cpu", "--workers", "0", *options,
+                  seconds=300)
+
+
+def skipped(text: str) -> int:
+    """The images ``faces detect`` says an earlier run did."""
+    found = re.search(r"skipped as done \(earlier run\) │ (\d+)", text)
+    assert found, text
+    return int(found.group(1))
+
+
+def timeless(path: Path, root: Path) -> bytes:
+    """A file's bytes without what records time or the run folder's own name."""
+    data = path.read_bytes()
+    if path.name == "faces.jsonl":
+        return re.sub(rb'"detect_ms": [0-9.e-]+, ', b"", data)
+    if path.name == "metrics.json":
+        return re.sub(rb'"seconds": [0-9.]+', b"", data)
+    if path.name == "config.yaml":
+        return data.replace(str(root).encode(), b"OUT")
+    return data
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): timeless(path, root)
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def local_faces(cohort6, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "faces"
+    code, _ = detect(cohort6, out)
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_run(cohort6, cohort, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "run"
+    code, text = train(cohort6, cohort, out)
+    assert code == 0, text
+    return out
+
+
+@pytest.mark.slow
+def test_faces_detect_on_ray_writes_the_local_backends_files(ray, cohort6, local_faces,
+                                                             tmp_path):
+    code, text = detect(cohort6, tmp_path / "faces", *RAY)
+    assert code == 0, text
+    assert skipped(text) == 0
+    local = files(local_faces)
+    assert {"manifest.csv", "no_face.csv", "faces.json", "faces.jsonl"} <= set(local)
+    assert sum(name.startswith("crops/") for name in local) == 20
+    assert files(tmp_path / "faces") == local
+
+
+@pytest.mark.slow
+def test_faces_detect_on_ray_resumes_a_partial_run(ray, cohort6, local_faces, tmp_path):
+    out = tmp_path / "faces"
+    shutil.copytree(local_faces, out)
+    records = (out / "faces.jsonl").read_text().splitlines(keepends=True)
+    (out / "faces.jsonl").write_text("".join(records[:8]))  # stopped after 8 images
+    for crop in list((out / "crops").rglob("*.jpg"))[::2]:
+        crop.unlink()
+    (out / "manifest.csv").unlink()
+    code, text = detect(cohort6, out, *RAY)
+    assert code == 0, text
+    assert 0 < skipped(text) < 8
+    assert files(out) == files(local_faces)
+
+
+@pytest.mark.slow
+def test_train_on_ray_writes_the_local_backends_files(ray, cohort6, cohort, local_run,
+                                                      tmp_path):
+    # guards: Ray's workers run torch on one thread, which changes the weights' last bits
+    code, text = train(cohort6, cohort, tmp_path / "run", *RAY)
+    assert code == 0, text
+    local = files(local_run)
+    assert {f"fold_{k}/{name}" for k in (0, 1)
+            for name in ("model.pt", "checkpoint.pt", "predictions.csv", "metrics.json")} \
+        <= set(local)
+    assert files(tmp_path / "run") == local
+
+
+@pytest.mark.slow
+def test_train_on_ray_resumes_a_partial_run(ray, cohort6, cohort, local_run, tmp_path):
+    out = tmp_path / "run"
+    code, text = train(cohort6, cohort, out, *RAY, "--fold", "0")  # then stopped
+    assert code == 0, text
+    assert not (out / "fold_1").exists()
+    code, text = train(cohort6, cohort, out, *RAY)
+    assert code == 0, text
+    assert files(out) == files(local_run)
+    assert yaml.safe_load((out / "config.yaml").read_text())["fold"] is None
+
+
+class Recording(RunProgress):
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def on_run_start(self, *, model: str, folds: int, trains: bool) -> None:
+        self.calls.append(("start", model, folds, trains))
+
+    def on_step(self, fold: int, *, stage: str, done: int, total: int | None) -> None:
+        self.calls.append(("step", fold, stage, done, total))
+
+    def on_fold_end(self, fold: int) -> None:
+        self.calls.append(("end", fold))
+
+
+@pytest.mark.slow
+def test_the_folds_progress_on_ray_reaches_the_one_progress_hook(ray, cohort6, cohort,
+                                                                 tmp_path):
+    # guards: progress lost in the Ray workers (a bar that stands still until the end)
+    seen = {}
+    for name, backend in (("local", Backend()), ("ray", Backend("ray"))):
+        progress = Recording()
+        run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
+                           folds=cohort / "folds.json", out=tmp_path / name, epochs=1,
+                           batch_size=8, device="cpu"), progress=progress, backend=backend)
+        seen[name] = progress.calls
+    assert seen["ray"][0] == seen["local"][0] == ("start", "ncnn", 2, True)
+    assert sorted(seen["ray"][1:], key=repr) == sorted(seen["local"][1:], key=repr)
+    assert {call[1] for call in seen["ray"] if call[0] == "step"} == {0, 1}
+    for fold in (0, 1):  # each fold's steps in order, and its end after them
+        mine = [call for call in seen["ray"] if call[0] != "start" and call[1] == fold]
+        assert mine == [call for call in seen["local"] if call[0] != "start" and call[1] == fold]
+
+
+@pytest.mark.parametrize("command", ["detect", "train"])
+def test_without_ray_the_option_is_one_line_naming_the_extra(monkeypatch, cohort6, cohort,
+                                                             tmp_path, command):
+    # guards: an ImportError traceback, or a run folder written before Ray was found missing
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    out = tmp_path / "out"
+    if command == "detect":
+        code, text = detect(cohort6, out, *RAY)
+    else:
+        code, text = train(cohort6, cohort, out, *RAY)
+    assert not out.exists()
+    assert code == 1
+    assert text == ('error: --backend ray needs Ray, which is not installed here: pip install '
+                    '"neopain[ray]" (or choose --backend local)')
+
+
+def test_address_without_the_ray_backend_is_refused(cohort6, tmp_path):
+    code, text = detect(cohort6, tmp_path / "faces", "--address", "auto")
+    assert (code, text) == (1, "error: --address 'auto' applies to --backend ray only")
+    assert not (tmp_path / "faces").exists()
