@@ -49,7 +49,7 @@ def test_an_items_error_is_raised_as_itself_after_the_results_before_it(ray, tmp
                                   workers=1, backend=RAY):
             got.append(result)
     assert got == [0, 1, 2]
-    assert type(raised.value) is NeopainError
+    assert type(raised.value) is NeopainError and str(raised.value) == "item 3 is bad"
     # at most IN_FLIGHT_PER_WORKER (2) per actor were ever submitted past the last one taken
     assert len(list(tmp_path.iterdir())) <= 3 + 1 + 2 * 2
 

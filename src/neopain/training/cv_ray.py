@@ -2,11 +2,12 @@
 
 Each task builds the fold model from the run config, runs ``cv.run_fold`` and closes the model;
 its progress steps go to a ``ProgressLog`` actor that the driver drains while it waits, into
-the run's one ``RunProgress``. A task asks for as many CPUs as torch uses threads in the
-driver and runs torch with that many (Ray starts workers with one thread, and the thread count
-changes a network's float results: with the same count the files are those of the local
-backend), and for one GPU when the config's device wants CUDA. The run folder must be on
-storage every node sees at the same path.
+the run's one ``RunProgress`` (a fold's steps all before its ``on_fold_end``). A task asks for
+as many CPUs as torch uses threads in the driver and runs torch with that many: Ray gives a
+worker as many threads as its task's CPUs (one by default), and the thread count changes a
+network's float results; with the same count the files are the local backend's. A task asks
+for one GPU when the config's device wants CUDA. The run folder must be on storage every node
+sees at the same path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from neopain.data.folds import Fold
 from neopain.data.manifest import load_manifest
 from neopain.data.parallel import Backend
-from neopain.data.ray_backend import ray_result, ray_session
+from neopain.data.ray_backend import import_ray, ray_result, ray_session
 from neopain.runs import FoldResult, RunProgress
 
 if TYPE_CHECKING:
@@ -46,13 +47,21 @@ class ProgressLog:
 
 
 class RelayProgress(RunProgress):
-    """A fold task's progress: each step sent to the ``ProgressLog`` actor ``log``, unawaited."""
+    """A fold task's progress: each step sent to the ``ProgressLog`` actor ``log``, unawaited
+    until ``flush``."""
 
     def __init__(self, log: Any) -> None:
         self.log = log
+        self.sent_: Any = None
 
     def on_step(self, fold: int, *, stage: str, done: int, total: int | None) -> None:
-        self.log.add.remote((fold, stage, done, total))
+        self.sent_ = self.log.add.remote((fold, stage, done, total))
+
+    def flush(self) -> None:
+        """Wait until the log holds every step sent (one caller's calls run in order), so the
+        driver has them all when it sees the fold's result."""
+        if self.sent_ is not None:
+            import_ray().get(self.sent_)
 
 
 def fold_task(config: TrainConfig, fold: Fold, *, log: Any, threads: int) -> FoldResult:
@@ -63,12 +72,14 @@ def fold_task(config: TrainConfig, fold: Fold, *, log: Any, threads: int) -> Fol
     from neopain.training.cv import fold_model_class, run_fold
 
     torch.set_num_threads(threads)
+    relay = RelayProgress(log)
     model = fold_model_class(config.model).from_config(config)
     try:
         return run_fold(model, manifest=load_manifest(config.manifest), fold=fold,
-                        out=config.out, progress=RelayProgress(log))
+                        out=config.out, progress=relay)
     finally:
         model.close()
+        relay.flush()
 
 
 def wants_gpu(device: str, *, ray: ModuleType) -> bool:
