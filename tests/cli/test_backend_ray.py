@@ -1,5 +1,5 @@
-"""``--backend ray`` (issue 23): ``faces detect`` and ``train`` (2 folds, N-CNN) on a local Ray
-with 2 CPUs write the local backend's files byte for byte, except what records time
+"""``--backend ray`` (issue 23): ``faces detect``, ``train`` (2 folds, N-CNN) and ``assess`` on a
+local Ray with 2 CPUs write the local backend's files byte for byte, except what records time
 (faces.jsonl's ``detect_ms``, metrics.json's ``seconds``) and config.yaml's ``out``; a rerun
 into a partial Ray run completes it to the same files; the folds' progress reaches the driver's
 one progress hook; and without Ray the option is one line naming the extra.
@@ -145,6 +145,29 @@ def test_train_on_ray_resumes_a_partial_run(ray, cohort6, cohort, local_run, tmp
     assert code == 0, text
     assert files(out) == files(local_run)
     assert yaml.safe_load((out / "config.yaml").read_text())["fold"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["manifest.csv", "images"])
+def test_assess_on_ray_writes_the_local_backends_results(ray, cohort6, tmp_path, source):
+    # guards: results out of order across the actors' chunks, or a chunk's rows lost
+    written = {}
+    for name, options in (("local", ()), ("ray", RAY)):
+        written[name] = tmp_path / f"{name}.csv"
+        code, text = invoke("assess", str(cohort6 / source), "--model", "nfcs", "--out",
+                            str(written[name]), "--batch-size", "2", *options)
+        assert code == 0, text
+    table = written["local"].read_text().splitlines()
+    assert len(table) == 1 + 20
+    assert written["ray"].read_bytes() == written["local"].read_bytes()
+
+
+def test_assess_on_ray_refuses_a_video(tmp_path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    code, text = invoke("assess", str(video), *RAY)
+    assert code == 1
+    assert "--backend ray assesses images, folders and manifests" in text
 
 
 class Recording(RunProgress):

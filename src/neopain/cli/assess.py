@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from neopain.cli.backend import AddressOption, BackendOption, backend_of
 from neopain.cli.console import console, err_console, fail, progress_bar
+from neopain.data.parallel import Backend
 from neopain.errors import NeopainError
 from neopain.models.calibrator import refers
 
@@ -138,6 +142,8 @@ def assess(
     mc_passes: Annotated[int, typer.Option(
         help="Stochastic passes with dropout on (MC dropout) per face, for models that can "
              "(uncertainty); 0: one deterministic pass.")] = 0,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Detect the face, crop it as the model was trained, predict pain; images or a video.
 
@@ -160,9 +166,14 @@ def assess(
     kind = _kind(source)
     if mc_passes < 0:
         fail(f"--mc-passes {mc_passes} must be 0 (one deterministic pass) or more, e.g. 20")
+    runs_on = backend_of(backend, address=address)
+    if runs_on.is_ray and kind == "video":
+        fail("--backend ray assesses images, folders and manifests; a video runs here "
+             "(--backend local)")
+    opener = partial(_predictor, model, threads=threads, batch_size=batch_size,
+                     calibrator=calibrator, mc_passes=mc_passes)
     try:
-        with _predictor(model, threads=threads, batch_size=batch_size, calibrator=calibrator,
-                        mc_passes=mc_passes) as predictor:
+        with opener() as predictor:
             if kind == "video":
                 if output_format != "table" or overlays is not None:
                     fail("--format and --overlays are for images; a video writes its files "
@@ -176,13 +187,15 @@ def assess(
                     fail(f"{'--report' if report is not None else '--dan-window'} is for "
                          "videos; for images use --out results.csv or .json")
                 _images(source, kind, predictor, detector=detector, output_format=output_format,
-                        out=out, batch_size=batch_size, overlays=overlays)
+                        out=out, batch_size=batch_size, overlays=overlays,
+                        backend=runs_on, opener=opener)
     except NeopainError as error:
         fail(escape(str(error)))
 
 
 def _images(source: Path, kind: str, predictor, *, detector: str | None, output_format: str,
-            out: Path | None, batch_size: int, overlays: Path | None) -> None:
+            out: Path | None, batch_size: int, overlays: Path | None, backend: Backend,
+            opener: Callable[[], Any]) -> None:
     from neopain.data.manifest import load_manifest
     from neopain.monitor.images import (
         assess_images, assess_manifest, image_files, results_table,
@@ -196,7 +209,8 @@ def _images(source: Path, kind: str, predictor, *, detector: str | None, output_
 
         def run(update=None):
             return assess_manifest(manifest, predictor, detector=detector,
-                                   batch_size=batch_size, on_progress=update)
+                                   batch_size=batch_size, on_progress=update, backend=backend,
+                                   open_predictor=opener)
     else:
         if kind == "image":  # one image that cannot be read is an error, not a result row
             from neopain.data.images import read_image
@@ -209,7 +223,8 @@ def _images(source: Path, kind: str, predictor, *, detector: str | None, output_
 
         def run(update=None):
             return assess_images(paths, predictor, detector=detector or "mediapipe-short",
-                                 batch_size=batch_size, on_progress=update)
+                                 batch_size=batch_size, on_progress=update, backend=backend,
+                                 open_predictor=opener)
     if quiet:
         results = run()
     else:

@@ -9,13 +9,19 @@ gets a row saying so; nothing is dropped silently and the other images go on.
 
 For a manifest, each row's ``face_box`` is taken as it is, so assessing a run's
 manifest with its exported model reproduces the run's ``predictions.csv``.
+
+On the Ray backend the images go to Ray actors in chunks of ``RAY_CHUNK_BATCHES`` batches;
+each actor opens its own predictor (``open_predictor``) and detector once, and the results come
+back in order.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,7 @@ import pandas as pd
 
 from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
+from neopain.data.parallel import LOCAL, Backend, ordered_map
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
 from neopain.facial_actions import ACTION_NAMES
@@ -30,6 +37,9 @@ from neopain.prediction import Prediction, Predictor
 from neopain.scoring.explanation import result_of
 
 ProgressHook = Callable[[int, int], None]
+Item = tuple[str, "int | None", Path, "Face | None"]
+RAY_CHUNK_BATCHES = 4
+"""Batches of images per Ray task: enough to outweigh a task's round trip."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PREDICTION_COLUMNS = ("prob_kind", "prob_raw", "prediction_set", "entropy",
                       "mutual_information")
@@ -132,10 +142,13 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
                   if p.suffix.lower() in IMAGE_SUFFIXES and not os.path.isdir(p))
 
 
-def _assess(items: Sequence[tuple[str, int | None, Path, Face | None]], predictor: Predictor,
-            detector: str | FaceDetector | None, *, batch_size: int,
-            on_progress: ProgressHook | None) -> list[ImageAssessment]:
+def _assess(items: Sequence[Item], predictor: Predictor, detector: str | FaceDetector | None,
+            *, batch_size: int, on_progress: ProgressHook | None, backend: Backend,
+            open_predictor: Callable[[], Predictor] | None) -> list[ImageAssessment]:
     """``_assess_with`` a detector; one built here from its name is closed here."""
+    if backend.is_ray:
+        return _assess_on_ray(items, detector, batch_size=batch_size, on_progress=on_progress,
+                              backend=backend, open_predictor=open_predictor)
     if detector is None or isinstance(detector, FaceDetector):
         return _assess_with(items, predictor, detector, batch_size=batch_size,
                             on_progress=on_progress)
@@ -144,9 +157,8 @@ def _assess(items: Sequence[tuple[str, int | None, Path, Face | None]], predicto
                             on_progress=on_progress)
 
 
-def _assess_with(items: Sequence[tuple[str, int | None, Path, Face | None]],
-                 predictor: Predictor, detector: FaceDetector | None, *, batch_size: int,
-                 on_progress: ProgressHook | None) -> list[ImageAssessment]:
+def _assess_with(items: Sequence[Item], predictor: Predictor, detector: FaceDetector | None, *,
+                 batch_size: int, on_progress: ProgressHook | None) -> list[ImageAssessment]:
     results: list[ImageAssessment | None] = [None] * len(items)
     pending: list[tuple[int, Face, np.ndarray]] = []
 
@@ -188,25 +200,73 @@ def _assess_with(items: Sequence[tuple[str, int | None, Path, Face | None]],
     return [result for result in results if result is not None]
 
 
+_RAY_WORKER: tuple[Predictor, FaceDetector | None] | None = None
+
+
+def _start_ray_worker(open_predictor: Callable[[], Predictor], detector: str | None) -> None:
+    """A Ray actor's initializer: its predictor and detector, for as long as it lives."""
+    global _RAY_WORKER
+    _RAY_WORKER = (open_predictor(), None if detector is None else create_detector(detector))
+
+
+def _assess_chunk(chunk: Sequence[Item], *, batch_size: int) -> list[ImageAssessment]:
+    if _RAY_WORKER is None:
+        raise RuntimeError("a Ray actor started without its initializer")
+    predictor, detector = _RAY_WORKER
+    return _assess_with(chunk, predictor, detector, batch_size=batch_size, on_progress=None)
+
+
+def _assess_on_ray(items: Sequence[Item], detector: str | FaceDetector | None, *,
+                   batch_size: int, on_progress: ProgressHook | None, backend: Backend,
+                   open_predictor: Callable[[], Predictor] | None) -> list[ImageAssessment]:
+    """``_assess`` on Ray actors, in chunks of ``RAY_CHUNK_BATCHES`` batches."""
+    if open_predictor is None or isinstance(detector, FaceDetector):
+        raise NeopainError("the Ray backend needs open_predictor (a picklable function that "
+                           "opens the predictor) and the detector by name, not an instance")
+    size = RAY_CHUNK_BATCHES * batch_size
+    chunks = [[(name, row, path.absolute(), prior) for name, row, path, prior
+               in items[start:start + size]] for start in range(0, len(items), size)]
+    results: list[ImageAssessment] = []
+    assessed = ordered_map(partial(_assess_chunk, batch_size=batch_size), chunks, workers=1,
+                           initializer=_start_ray_worker, initargs=(open_predictor, detector),
+                           backend=backend)
+    with closing(assessed):
+        for chunk in assessed:
+            results.extend(chunk)
+            if on_progress is not None:
+                on_progress(len(results), len(items))
+    return results
+
+
 def assess_images(paths: Sequence[str | os.PathLike[str]], predictor: Predictor, *,
                   detector: str | FaceDetector = "mediapipe-short", batch_size: int = 16,
-                  on_progress: ProgressHook | None = None) -> list[ImageAssessment]:
+                  on_progress: ProgressHook | None = None, backend: Backend = LOCAL,
+                  open_predictor: Callable[[], Predictor] | None = None,
+                  ) -> list[ImageAssessment]:
     """Assess image files, one result each, in order.
+
+    Args:
+        backend: ``ray``: on Ray actors, each opening ``open_predictor()`` (a picklable
+            function; ``predictor`` is not used) and ``detector`` (a name) once.
 
     Raises:
         NeopainError: a detector that cannot be built.
     """
     items = [(str(path), None, Path(path), None) for path in paths]
-    return _assess(items, predictor, detector, batch_size=batch_size, on_progress=on_progress)
+    return _assess(items, predictor, detector, batch_size=batch_size, on_progress=on_progress,
+                   backend=backend, open_predictor=open_predictor)
 
 
 def assess_manifest(manifest: Manifest, predictor: Predictor, *, rows: Sequence[int] | None = None,
                     detector: str | FaceDetector | None = None, batch_size: int = 16,
-                    on_progress: ProgressHook | None = None) -> list[ImageAssessment]:
+                    on_progress: ProgressHook | None = None, backend: Backend = LOCAL,
+                    open_predictor: Callable[[], Predictor] | None = None,
+                    ) -> list[ImageAssessment]:
     """Assess manifest rows (all by default).
 
     ``detector=None`` takes each row's ``face_box`` as it is (rows without one get "no face
-    found"); a detector name or instance looks for faces in the images instead.
+    found"); a detector name or instance looks for faces in the images instead. ``backend``
+    and ``open_predictor`` as for ``assess_images``.
 
     Raises:
         NeopainError: a row index outside the manifest, a detector that cannot be built.
@@ -224,7 +284,8 @@ def assess_manifest(manifest: Manifest, predictor: Predictor, *, rows: Sequence[
             prior = Face(tuple(float(v) for v in boxes[row]), 1.0, keypoints)
         items.append((str(manifest.table["image"].iat[row]), row, manifest.image_path(row),
                       prior))
-    return _assess(items, predictor, detector, batch_size=batch_size, on_progress=on_progress)
+    return _assess(items, predictor, detector, batch_size=batch_size, on_progress=on_progress,
+                   backend=backend, open_predictor=open_predictor)
 
 
 def results_table(results: Sequence[ImageAssessment]) -> pd.DataFrame:
