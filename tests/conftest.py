@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import postgres_server
 import pytest
 
 from neopain.data.folds import make_folds, save_folds
@@ -36,3 +38,51 @@ def cohort6(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def neopain_script() -> Path:
     """The installed console script, for end-to-end runs (exit codes, no tracebacks)."""
     return Path(sys.executable).parent / "neopain"
+
+
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database's URL (``postgres_server``), dropped afterwards; the
+    test skips, saying why, where no server can be had — and fails instead in CI."""
+    try:
+        databases = postgres_server.databases()
+    except postgres_server.Unavailable as why:
+        if postgres_server.required():
+            pytest.fail(f"{why} ({postgres_server.REQUIRED_ENV}=required)")
+        pytest.skip(str(why))
+    url = databases.create()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def backend_database(backend: str, folder: Path) -> Iterator[str]:
+    """A fresh records database on ``backend``: a SQLite file in ``folder``, or a new
+    PostgreSQL database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'records.sqlite3'}"
+    else:
+        yield from postgres_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The records database of a store, server or end-to-end test, once on each backend: a
+    SQLite file in ``tmp_path`` and a fresh PostgreSQL database."""
+    yield from backend_database(request.param, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(request: pytest.FixtureRequest,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``database_url`` shared by a whole test module (module-scoped servers)."""
+    yield from backend_database(request.param, tmp_path_factory.mktemp("records"))
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database only (tests of what SQLite cannot show: several processes)."""
+    yield from postgres_database()

@@ -94,13 +94,14 @@ def start_uvicorn(app) -> tuple[object, threading.Thread, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app as ``neopain serve`` runs it (real model), on uvicorn in a thread."""
+def server(tmp_path_factory, module_database_url):
+    """The app as ``neopain serve`` runs it (real model), on uvicorn in a thread, on each
+    records backend in turn."""
     from neopain.config import Settings
     from neopain.server.app import create_app
 
     data_dir = tmp_path_factory.mktemp("data")
-    app = create_app(Settings(data_dir=data_dir))
+    app = create_app(Settings(data_dir=data_dir, database_url=module_database_url))
     runner, thread, base = start_uvicorn(app)
     yield app, base
     runner.should_exit = True

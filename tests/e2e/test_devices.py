@@ -71,7 +71,8 @@ def look(page, name: str, shots, found: list) -> None:  # noqa: F811
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
-def test_register_bind_and_see_the_device_on_the_ward(tmp_path, shots):  # noqa: F811
+def test_register_bind_and_see_the_device_on_the_ward(tmp_path, shots,  # noqa: F811
+                                                      database_url):
     from playwright.sync_api import sync_playwright
 
     from neopain.store import crud
@@ -79,7 +80,7 @@ def test_register_bind_and_see_the_device_on_the_ward(tmp_path, shots):  # noqa:
     from neopain.server import security
     from e2e.test_bedside import PASSWORD
 
-    app, admin = make_app(tmp_path / "data")
+    app, admin = make_app(tmp_path / "data", database_url=database_url)
     with app.state.neopain.store() as db:
         patient_id = crud.create_patient(db, actor=admin, name="Baby Device",
                                          record_number="D-7").id

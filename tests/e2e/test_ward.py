@@ -73,14 +73,15 @@ def bed_clips(tmp_path_factory) -> dict[str, Path]:
                               fps=CLIP_FPS)}
 
 
-def test_station_alarms_end_to_end(tmp_path_factory, bed_clips, shots):  # noqa: F811
+def test_station_alarms_end_to_end(tmp_path_factory, bed_clips, shots,  # noqa: F811
+                                   database_url):
     from playwright.sync_api import sync_playwright
 
     from neopain.store import crud
 
     pain_s, stale_s = 5.0, 5.0
     app, admin = make_app(tmp_path_factory.mktemp("ward-e2e"), alarm_pain_s=pain_s,
-                          alarm_stale_s=stale_s)
+                          alarm_stale_s=stale_s, database_url=database_url)
     with app.state.neopain.store() as db:
         in_pain = crud.create_patient(db, actor=admin, name="Baby Pain", record_number="E-1").id
         at_rest = crud.create_patient(db, actor=admin, name="Baby Rest", record_number="E-2").id

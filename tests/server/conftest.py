@@ -3,6 +3,7 @@ every role, and logged-in clients."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -94,7 +95,8 @@ class Server:
 
 
 def make_server(tmp_path, predictor: Predictor | None = None, **overrides) -> Server:
-    """An app on ``tmp_path`` with ``predictor`` (default: a new ``MarkPredictor``)."""
+    """An app on ``tmp_path`` with ``predictor`` (default: a new ``MarkPredictor``); its
+    records in ``database_url`` when given, else SQLite in ``tmp_path``."""
     settings = Settings(data_dir=tmp_path, **overrides)
     predictor = MarkPredictor() if predictor is None else predictor
     return Server(create_app(settings, predictor=predictor), settings, predictor)
@@ -125,14 +127,16 @@ def detectors(monkeypatch):
 
 
 @pytest.fixture()
-def make():
-    """``make_server(tmp_path, **settings)`` for tests that need other settings."""
-    return make_server
+def make(database_url):
+    """``make_server(tmp_path, **settings)`` for tests that need other settings, on the test's
+    records database (each backend in turn) unless ``database_url=`` is given."""
+    return functools.partial(make_server, database_url=database_url)
 
 
 @pytest.fixture()
-def server(tmp_path) -> Server:
-    return make_server(tmp_path, timeline_interval_s=0.0)
+def server(tmp_path, database_url) -> Server:
+    """An app on each records backend in turn (``database_url``)."""
+    return make_server(tmp_path, timeline_interval_s=0.0, database_url=database_url)
 
 
 @pytest.fixture()
@@ -168,9 +172,11 @@ def records(server) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def module_server(tmp_path_factory) -> Server:
-    """One server for a whole test module (tests that only read, or only check access)."""
-    return make_server(tmp_path_factory.mktemp("server"), timeline_interval_s=0.0)
+def module_server(tmp_path_factory, module_database_url) -> Server:
+    """One server for a whole test module (tests that only read, or only check access), on
+    each records backend in turn."""
+    return make_server(tmp_path_factory.mktemp("server"), timeline_interval_s=0.0,
+                       database_url=module_database_url)
 
 
 @pytest.fixture(scope="module")

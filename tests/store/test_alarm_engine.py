@@ -23,8 +23,8 @@ LIMITS = AlarmLimits(pain_s=30, stale_s=10, noface_s=120, escalate_s=120)
 
 
 @pytest.fixture()
-def url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'records.sqlite3'}"
+def url(database_url) -> str:
+    return database_url
 
 
 @pytest.fixture()

@@ -16,8 +16,8 @@ from neopain.store.tables import Assessment, AuditEntry
 
 
 @pytest.fixture()
-def db(tmp_path):
-    factory = open_store(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+def db(database_url):
+    factory = open_store(database_url)
     with factory() as session:
         yield session
 

@@ -20,8 +20,8 @@ IDLE_S = 300.0
 
 
 @pytest.fixture()
-def db(tmp_path):
-    with open_store(f"sqlite:///{tmp_path / 'records.sqlite3'}")() as session:
+def db(database_url):
+    with open_store(database_url)() as session:
         yield session
 
 
