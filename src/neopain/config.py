@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Key of the CSRF tokens; None: a random one per start (set it when "
-                    "several server processes share the load).",
+        description="Key of the CSRF tokens and signed links; None: a random key made once "
+                    "and kept in the records database, shared by every server process on it.",
     )
     session_hours: float = Field(default=12.0, gt=0, description="Login lifetime in hours.")
     login_attempts: int = Field(default=5, ge=1,

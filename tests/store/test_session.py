@@ -1,6 +1,6 @@
-"""The engine factory and migrations: SQLite runs in WAL with foreign keys and full sync, the
-shipped migrations build exactly the tables the code declares, and a committed assessment
-survives its writer being SIGKILLed."""
+"""The engine factory on SQLite: WAL with foreign keys and full sync, writers that wait for
+each other, and a committed assessment that survives its writer being SIGKILLed (the
+migrations, on SQLite and PostgreSQL: ``test_migrations``)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ import textwrap
 import threading
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
 from neopain.store.session import StoreError, create_store_engine, open_store
-from neopain.store.tables import Base
 
 
 def test_sqlite_file_runs_in_wal_with_foreign_keys_full_sync_and_busy_timeout(tmp_path):
@@ -31,56 +28,12 @@ def test_sqlite_file_runs_in_wal_with_foreign_keys_full_sync_and_busy_timeout(tm
                       "busy_timeout": 30000}
 
 
-def test_migrations_build_exactly_the_declared_tables(tmp_path):
-    """A table or column added to tables.py without a migration fails here."""
-    factory = open_store(f"sqlite:///{tmp_path / 'r.sqlite3'}")
-    with factory.kw["bind"].connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        diff = compare_metadata(context, Base.metadata)
-        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert diff == []
-    assert version == "0009"
-
-
-def test_the_login_throttle_migration_downgrades_and_upgrades_again(tmp_path):
-    """0002 (the login rate limit in the database) on a database that already has records."""
-    from alembic import command
-    from alembic.config import Config
-
-    from neopain.store.session import MIGRATIONS
-
-    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
-    factory = open_store(url)
-    with factory() as db:
-        crud.create_user(db, username="ada", password_hash="x", role="admin")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    engine = factory.kw["bind"]
-    for target in ("0001", "head"):
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            (command.downgrade if target == "0001" else command.upgrade)(config, target)
-        with engine.connect() as connection:
-            tables = set(inspect(connection).get_table_names())
-        assert ("login_throttle" in tables) is (target == "head")
-    with open_store(url)() as db:
-        assert [u.username for u in crud.list_users(db)] == ["ada"]
-
-
 def test_opening_twice_keeps_the_records(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
     with open_store(url)() as db:
         crud.create_user(db, username="ada", password_hash="x", role="admin")
     with open_store(url)() as db:
         assert [u.username for u in crud.list_users(db)] == ["ada"]
-
-
-def test_foreign_keys_are_enforced(tmp_path):
-    factory = open_store(f"sqlite:///{tmp_path / 'r.sqlite3'}")
-    with factory() as db, pytest.raises(Exception, match="FOREIGN KEY"):
-        db.execute(text("INSERT INTO assessments (session_id, patient_id, time, offset_s, "
-                        "face_found, changed, model, latency_ms, has_snapshot) VALUES "
-                        "(99, 99, '2026-01-01', 0, 1, 0, 'm', 1, 0)"))
 
 
 def test_a_bad_url_is_a_clear_error():

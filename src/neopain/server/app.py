@@ -10,7 +10,6 @@ that get no frame for ``settings.session_idle_s``, first when it starts, and
 
 from __future__ import annotations
 
-import secrets
 from datetime import timezone
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
@@ -75,7 +75,7 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
                   docs_url=None, redoc_url=None,  # their pages load scripts from a CDN
                   openapi_url="/api/openapi.json")
     app.state.neopain = ServerState(
-        settings=settings, store=store, secret=_secret(settings),
+        settings=settings, store=store, secret=_secret(settings, store),
         limiter=security.LoginLimiter(attempts=settings.login_attempts,
                                       window_s=settings.login_window_s))
     app.state.templates = make_templates(settings)
@@ -104,9 +104,14 @@ async def _crash_page(scope: Scope) -> tuple[bytes, str]:
     return bytes(response.body), "text/html; charset=utf-8"
 
 
-def _secret(settings: Settings) -> bytes:
+def _secret(settings: Settings, store: sessionmaker[Session]) -> bytes:
+    """``NEOPAIN_SECRET_KEY``, else the random key kept in the records database: every server
+    process on one database signs and accepts the same CSRF tokens and links."""
     value = settings.secret_key
-    return value.get_secret_value().encode() if value else secrets.token_bytes(32)
+    if value:
+        return value.get_secret_value().encode()
+    with store() as db:
+        return crud.shared_key(db, name="csrf")
 
 
 def _wants_json(request: Request) -> bool:

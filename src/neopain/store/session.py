@@ -10,10 +10,14 @@ cut; readers never block the writer.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -85,8 +89,36 @@ def _private_file(path: Path) -> None:
         raise StoreError(f"records database {path}: cannot create it ({error.strerror})") from None
 
 
+MIGRATION_LOCK = 0x6E656F70  # "neop": the PostgreSQL advisory lock every migrator takes
+
+
+@contextmanager
+def _one_migrator(engine: Engine) -> Iterator[Connection]:
+    """A transaction in which this process alone migrates the database: server processes that
+    start together on a new database would otherwise each see it empty and create the same
+    tables. PostgreSQL: a transaction-scoped advisory lock. A SQLite file: an exclusive lock on
+    ``<file>.lock`` (SQLite's own lock cannot be taken before Alembic reads the revision:
+    Python's driver runs its DDL outside transactions). An in-memory database has one user."""
+    database = engine.url.database
+    lock_file = None
+    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        path = Path(f"{Path(database).expanduser()}.lock")
+        lock_file = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+    try:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
+            yield connection
+    finally:
+        if lock_file is not None:
+            os.close(lock_file)  # releases the lock
+
+
 def upgrade_schema(engine: Engine) -> None:
-    """Apply every Alembic migration the database lacks (a new database gets them all).
+    """Apply every Alembic migration the database lacks (a new database gets them all), one
+    process at a time (``_one_migrator``).
 
     Raises:
         StoreError: the database cannot be reached or migrated.
@@ -97,12 +129,15 @@ def upgrade_schema(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     try:
-        with engine.begin() as connection:
+        with _one_migrator(engine) as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except OperationalError as error:
         raise StoreError(f"records database {_safe(engine.url)}: cannot open or migrate it: "
                          f"{error.orig}") from None
+    except OSError as error:
+        raise StoreError(f"records database {_safe(engine.url)}: cannot lock it to migrate it "
+                         f"({error.strerror})") from None
 
 
 def open_store(url: str) -> sessionmaker[Session]:

@@ -1,4 +1,5 @@
-"""The records tables (SQLAlchemy 2): users, their login sessions and login rate limit,
+"""The records tables (SQLAlchemy 2): users, their login sessions and login rate limit, the
+server processes' shared keys,
 patients, monitoring sessions, assessments, sessions' rest calibrations, the ward's live status,
 alarms, alarm pauses and patients' alarm limits, bed devices and their bindings to sessions, and
 the audit log.
@@ -97,6 +98,16 @@ class LoginThrottle(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class ServerKey(Base):
+    """A key the server processes sharing this database must agree on (``csrf``: the key of
+    the CSRF tokens and signed links), made once at random by the first process that needs it."""
+
+    __tablename__ = "server_keys"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Patient(Base):

@@ -5,16 +5,17 @@ knows it is on disk; changes of patient data add their audit row in the same tra
 Functions take the SQLAlchemy ``Session`` first and everything else by keyword.
 
 The functions live in ``base`` (commit, audit), ``accounts`` (users, logins, the login rate
-limit), ``records`` (patients, sessions, assessments), ``liveness`` (live streams' connections
-and frames, ending idle sessions), ``calibrations`` (a session's rest calibrations), ``alarms``
-(streams' status, alarm transitions, pauses, patients' limits), ``ward`` (reading the open
-beds and their alarms) and ``devices`` (bed devices, their bindings and records); callers use
-them as ``crud.NAME``.
+limit, the server processes' shared keys), ``records`` (patients, sessions, assessments),
+``liveness`` (live streams' connections and frames, ending idle sessions), ``calibrations``
+(a session's rest calibrations), ``alarms`` (streams' status, alarm transitions, pauses,
+patients' limits), ``ward`` (reading the open beds and their alarms) and ``devices`` (bed
+devices, their bindings and records); callers use them as ``crud.NAME``.
 """
 
 from neopain.store.crud.accounts import (
     count_users, create_login_session, create_user, end_login_session, find_login_session,
-    find_user, get_user, list_users, release_login_attempt, reserve_login_attempt, update_user,
+    find_user, get_user, list_users, release_login_attempt, reserve_login_attempt, shared_key,
+    update_user,
 )
 from neopain.store.crud.alarms import (
     MAX_PAUSE_MINUTES, StreamStatus, acknowledge_alarm, alarm_limits, escalate_alarm, get_alarm,
@@ -52,7 +53,7 @@ __all__ = [
     "get_assessment", "get_patient", "get_session", "get_user", "last_snapshot_state",
     "list_assessments", "list_audit", "list_sessions", "list_users", "NewAssessment",
     "note_frame", "record_image", "release_login_attempt", "reserve_login_attempt",
-    "search_patients", "start_session", "SYSTEM", "update_patient", "update_user",
+    "search_patients", "shared_key", "start_session", "SYSTEM", "update_patient", "update_user",
     "SessionSummary", "audit_choices", "newest_audit_id", "session_summaries",
     "add_calibration", "calibration_reference", "latest_calibration",
     "MAX_PAUSE_MINUTES", "StreamStatus", "acknowledge_alarm", "alarm_limits", "escalate_alarm",

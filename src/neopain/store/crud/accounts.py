@@ -1,10 +1,13 @@
-"""Accounts: users, their logins and the login rate limit."""
+"""Accounts: users, their logins, the login rate limit and the keys the server processes
+share."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import secrets
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,7 +16,7 @@ from sqlalchemy.orm import Session
 from neopain.store.crud.base import stage_audit, commit
 from neopain.store.session import StoreError
 from neopain.store.tables import (
-    ROLES, LoginSession, LoginThrottle, User, UtcDateTime, utc_now,
+    ROLES, LoginSession, LoginThrottle, ServerKey, User, UtcDateTime, utc_now,
 )
 
 
@@ -114,6 +117,31 @@ def end_login_session(db: Session, token_hash: str, *, actor: User | None) -> No
     commit(db, "logout")
 
 
+def _upsert_insert(db: Session, *, what: str) -> Callable[..., Any]:
+    """The ``insert`` of the database's dialect, which has ``on_conflict_do_…`` (an atomic
+    upsert; SQLAlchemy's generic insert has none).
+
+    Raises:
+        StoreError: a database other than SQLite or PostgreSQL (naming ``what`` needs it).
+    """
+    dialect = db.get_bind().dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise StoreError(f"{what} needs SQLite or PostgreSQL, not {dialect}")
+    return sqlite.insert if dialect == "sqlite" else postgresql.insert
+
+
+# keys shared by the server processes ----------------------------------------------------------
+
+def shared_key(db: Session, *, name: str, size: int = 32) -> bytes:
+    """The key ``name`` every server process on this database uses: ``size`` random bytes,
+    made by whichever process asks first (an insert that a concurrent one's makes a no-op)."""
+    insert = _upsert_insert(db, what="a shared key")
+    db.execute(insert(ServerKey).values(name=name, value=secrets.token_bytes(size))
+               .on_conflict_do_nothing(index_elements=[ServerKey.name]))
+    commit(db, f"make the shared key {name}")
+    return db.scalar(select(ServerKey.value).where(ServerKey.name == name))
+
+
 # login rate limit -------------------------------------------------------------------------------
 
 def _key_hashes(keys: Sequence[str]) -> list[str]:
@@ -126,10 +154,7 @@ def _count_attempt(db: Session, key_hash: str, *, limit: int, cutoff: datetime,
     """One atomic upsert: a new key, or one whose window started at or before ``cutoff``,
     starts a window with this attempt; a key under ``limit`` counts one more; a key at the
     limit is left as it is (False)."""
-    dialect = db.get_bind().dialect.name
-    if dialect not in ("sqlite", "postgresql"):
-        raise StoreError(f"the login limit needs SQLite or PostgreSQL, not {dialect}")
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    insert = _upsert_insert(db, what="the login limit")
     table = LoginThrottle.__table__
     expired = table.c.window_start <= cutoff
     statement = insert(table).values(key_hash=key_hash, attempts=1, window_start=now)
