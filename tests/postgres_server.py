@@ -62,7 +62,9 @@ class LocalServer:
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
-        self.folder = Path(tempfile.mkdtemp(prefix="neopain-pg-"))
+        # under /tmp when root: the server's own user must reach its folder (TMPDIR may not let it)
+        self.folder = Path(tempfile.mkdtemp(prefix="neopain-pg-",
+                                            dir="/tmp" if os.geteuid() == 0 else None))
         self.data = self.folder / "data"
         self.password = secrets.token_urlsafe(16)
         self.port = 0
