@@ -86,3 +86,17 @@ def module_database_url(request: pytest.FixtureRequest,
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database only (tests of what SQLite cannot show: several processes)."""
     yield from postgres_database()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line for the log: how the tests on PostgreSQL ended (CI shows they ran)."""
+    outcomes: dict[str, set[str]] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if "postgres" in nodeid.lower():
+                outcomes.setdefault(outcome, set()).add(nodeid)
+    if outcomes:
+        counts = ", ".join(f"{len(outcomes.get(name, ()))} {name}"
+                           for name in ("passed", "failed", "error", "skipped"))
+        terminalreporter.write_line(f"tests on PostgreSQL: {counts}")
