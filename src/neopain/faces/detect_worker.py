@@ -211,6 +211,8 @@ def detect_records(jobs: list[DetectJob], *, settings: DetectSettings, root: Pat
     """
     if backend.is_ray:
         detector.close()
+        if not jobs:  # all done before: no cluster to start
+            return
         yield from ordered_map(_run_in_process_worker, jobs, workers=workers,
                                initializer=_start_process_worker,
                                initargs=(settings, root.absolute()), backend=backend)

@@ -3,11 +3,11 @@
 Each task builds the fold model from the run config, runs ``cv.run_fold`` and closes the model;
 its progress steps go to a ``ProgressLog`` actor that the driver drains while it waits, into
 the run's one ``RunProgress`` (a fold's steps all before its ``on_fold_end``). A task asks for
-as many CPUs as torch uses threads in the driver and runs torch with that many: Ray gives a
-worker as many threads as its task's CPUs (one by default), and the thread count changes a
-network's float results; with the same count the files are the local backend's. A task asks
-for one GPU when the config's device wants CUDA. The run folder must be on storage every node
-sees at the same path.
+as many CPUs as torch uses threads in the driver (at most a node's) and runs torch with that
+many: Ray gives a worker as many threads as its task's CPUs (one by default), and the thread
+count changes a network's float results; with the same count the files are the local
+backend's. A task asks for one GPU when the config's device wants CUDA. The run folder must
+be on storage every node sees at the same path.
 """
 
 from __future__ import annotations
@@ -90,6 +90,13 @@ def wants_gpu(device: str, *, ray: ModuleType) -> bool:
     return device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1
 
 
+def largest_node_cpus(ray: ModuleType) -> int:
+    """The CPUs of the cluster's largest live node (at least 1): a fold asking for more would
+    wait for ever."""
+    return max([1, *(int(node["Resources"].get("CPU", 0)) for node in ray.nodes()
+                     if node.get("Alive"))])
+
+
 def _pass_on(steps: Sequence[Step], progress: RunProgress) -> None:
     for fold, stage, done, total in steps:
         progress.on_step(fold, stage=stage, done=done, total=total)
@@ -106,12 +113,12 @@ def ray_folds(config: TrainConfig, folds: Sequence[Fold], *, backend: Backend,
     """
     import torch
 
-    threads = torch.get_num_threads()
     with ray_session(backend) as ray:
+        threads = min(torch.get_num_threads(), largest_node_cpus(ray))
         log = ray.remote(num_cpus=0)(ProgressLog).remote()
         task = ray.remote(fold_task).options(
-            num_cpus=min(threads, max(1, int(ray.cluster_resources().get("CPU", 1)))),
-            num_gpus=1 if wants_gpu(config.device, ray=ray) else 0, max_retries=0)
+            num_cpus=threads, num_gpus=1 if wants_gpu(config.device, ray=ray) else 0,
+            max_retries=0)
         running = {task.remote(config, fold, log=log, threads=threads): fold.index
                    for fold in folds}
         done: dict[int, FoldResult] = {}
