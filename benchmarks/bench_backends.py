@@ -166,15 +166,17 @@ def main() -> None:
 
         slots = max(1, cpus // threads)
         print("\nestimate for N nodes of this machine's size (c CPUs each), per docs/scale.md:")
-        print("  detect(N) = S + A + n * max(t_image / (N c), o)")
+        print("  detect(N) = S + A + n * max(t_actor / (N c), o)")
         print("  train(N)  = S + ceil(K / (N floor(c / threads))) * t_fold")
+        actor_ms = ray_image_ms * cpus  # an image's cost on one actor, round trip included
         print(f"  S={startup:.1f} s (0 when joining a running cluster), A={actors_up:.2f} s, "
-              f"t_image={image_ms:.2f} ms, o={1000 * per_item:.2f} ms, t_fold={fold_s:.1f} s, "
-              f"c={cpus}, threads={threads}")
+              f"t_actor={actor_ms:.2f} ms (Ray wall per image x c), o={1000 * per_item:.2f} ms "
+              f"(no-op round trip: a lower bound), t_fold={fold_s:.1f} s, c={cpus}, "
+              f"threads={threads}")
         print("  joining a running cluster (S = 0):")
         print(f"{'N':>4}{f'detect {rows} s':>16}{'detect 100k s':>15}{'train 10 folds s':>18}")
         for nodes in args.nodes:
-            detect_s = [actors_up + n * max(image_ms / 1000 / (nodes * cpus), per_item)
+            detect_s = [actors_up + n * max(actor_ms / 1000 / (nodes * cpus), per_item)
                         for n in (rows, 100_000)]
             train_s = math.ceil(10 / (nodes * slots)) * fold_s
             print(f"{nodes:>4}{detect_s[0]:>16.1f}{detect_s[1]:>15.1f}{train_s:>18.1f}")

@@ -1,8 +1,9 @@
-"""``--backend ray`` (issue 23): ``faces detect``, ``train`` (2 folds, N-CNN) and ``assess`` on a
-local Ray with 2 CPUs write the local backend's files byte for byte, except what records time
-(faces.jsonl's ``detect_ms``, metrics.json's ``seconds``) and config.yaml's ``out``; a rerun
-into a partial Ray run completes it to the same files; the folds' progress reaches the driver's
-one progress hook; and without Ray the option is one line naming the extra.
+"""``--backend ray`` (issue 23): ``faces detect``, ``train`` (2 folds, N-CNN), ``augment`` and
+``assess`` on a local Ray with 2 CPUs write the local backend's files byte for byte, except
+what records time (faces.jsonl's ``detect_ms``, metrics.json's ``seconds``) and config.yaml's
+``out``; a rerun into a partial Ray run completes it to the same files; the folds' progress
+reaches the driver's one progress hook; and without Ray the option is one line naming the
+extra.
 """
 
 from __future__ import annotations
@@ -145,6 +146,18 @@ def test_train_on_ray_resumes_a_partial_run(ray, cohort6, cohort, local_run, tmp
     assert code == 0, text
     assert files(out) == files(local_run)
     assert yaml.safe_load((out / "config.yaml").read_text())["fold"] is None
+
+
+@pytest.mark.slow
+def test_augment_on_ray_writes_the_local_backends_files(ray, cohort6, cohort, tmp_path):
+    for name, options in (("local", ()), ("ray", RAY)):
+        code, text = invoke("augment", str(cohort6 / "manifest.csv"), "--folds",
+                            str(cohort / "folds.json"), "--fold", "0", "--n", "3", "--out",
+                            str(tmp_path / name), *options)
+        assert code == 0, text
+    local = files(tmp_path / "local")
+    assert sum(name.startswith("images/") for name in local) >= 3 * 6
+    assert files(tmp_path / "ray") == local
 
 
 @pytest.mark.slow
