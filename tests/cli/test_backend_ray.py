@@ -1,9 +1,9 @@
-"""``--backend ray`` (issue 23): ``faces detect``, ``train`` (2 folds, N-CNN), ``augment`` and
-``assess`` on a local Ray with 2 CPUs write the local backend's files byte for byte, except
-what records time (faces.jsonl's ``detect_ms``, metrics.json's ``seconds``) and config.yaml's
-``out``; a rerun into a partial Ray run completes it to the same files; the folds' progress
-reaches the driver's one progress hook; and without Ray the option is one line naming the
-extra.
+"""``--backend ray`` (issue 23): ``faces detect``, ``train`` (2 folds, N-CNN), ``augment``,
+``assess`` and ``explain run`` on a local Ray with 2 CPUs write the local backend's files byte
+for byte, except what records time (faces.jsonl's ``detect_ms``, metrics.json's ``seconds``)
+and config.yaml's ``out``; a rerun into a partial Ray run completes it to the same files; the
+folds' progress reaches the driver's one progress hook; and without Ray the option is one line
+naming the extra.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import builtins
 import re
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from ray_cluster import local_ray
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.data.parallel import Backend
-from neopain.runs import RunProgress
+from neopain.runs import RunProgress, load_fold
 from neopain.training import TrainConfig, run_cv
 
 RAY = ("--backend", "ray")
@@ -173,6 +174,40 @@ def test_assess_on_ray_writes_the_local_backends_results(ray, cohort6, tmp_path,
     table = written["local"].read_text().splitlines()
     assert len(table) == 1 + 20
     assert written["ray"].read_bytes() == written["local"].read_bytes()
+
+
+@pytest.mark.slow
+def test_explain_run_on_ray_writes_the_local_backends_files(ray, local_run, tmp_path):
+    for name, options in (("local", ()), ("ray", RAY)):
+        code, text = invoke("explain", "run", str(local_run / "fold_0"), "--out",
+                            str(tmp_path / name), "--method", "gradcam", *options)
+        assert code == 0, text
+    local = files(tmp_path / "local")
+    assert sum(name.startswith("heatmaps/") for name in local) >= 5
+    assert files(tmp_path / "ray") == local
+
+
+@pytest.mark.slow
+def test_explain_batches_on_ray_come_back_in_order(ray, cohort6, local_run, tmp_path):
+    # guards: batches spread over the actors written or listed out of order; heatmaps whose
+    # last bits change with the actors' torch threads
+    from neopain.cli.explain import open_explainers
+    from neopain.explain.run import explain_images, manifest_items
+
+    model = local_run / "fold_0"
+    cfg = load_fold(model).model.cfg
+    explainers = open_explainers(model, ["gradcam"])
+    tables = {}
+    for name, backend in (("local", Backend()), ("ray", Backend("ray", actors=2))):
+        items = manifest_items(load_manifest(cohort6 / "manifest.csv"), cfg, rows=range(8))
+        tables[name] = explain_images(items, explainers, cfg=cfg, out=tmp_path / name,
+                                      batch_size=3, backend=backend,
+                                      open_explainers=partial(open_explainers, model,
+                                                              ["gradcam"]))
+    explainers["gradcam"].close()
+    assert len(tables["local"]) == 8
+    assert tables["ray"].equals(tables["local"])
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
 
 
 def test_assess_on_ray_refuses_a_video(tmp_path):

@@ -9,14 +9,16 @@ The library is imported inside the commands: ``neopain --help`` must not pay for
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from neopain.cli.backend import AddressOption, BackendOption, backend_of
 from neopain.cli.console import (
     console, err_console, fail, number_text, print_skipped, progress_bar,
 )
@@ -43,6 +45,15 @@ def _open_model(model: Path):
 
     fold = load_fold(model)
     return fold.model, fold.model.cfg, fold, fold.crop_to_face, lambda: None
+
+
+def open_explainers(model: Path, methods: list[str], **options: Any) -> dict[str, Any]:
+    """The explainers of ``methods`` on ``model``, as ``run`` builds them (a Ray actor's,
+    which lives as long as the actor)."""
+    from neopain.explain.methods import build_explainers
+
+    network, cfg, _, _, _ = _open_model(model)
+    return build_explainers(methods, network, cfg, **options)
 
 
 def _items(cfg, fold, crop: bool, *, images: Path | None, manifest: Path | None,
@@ -106,6 +117,8 @@ def run(
         help="Seeds the random methods (rise, lime, gradientshap, smoothgrad).")] = 0,
     overlays: Annotated[bool, typer.Option(
         "--overlays/--no-overlays", help="Also write overlay PNGs.")] = True,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Heatmaps (.npy), overlays (.png) and facial-region shares for a model's decisions.
 
@@ -119,17 +132,22 @@ def run(
 
     if limit is not None and limit < 1:
         fail(f"--limit {limit} is not valid; valid: a whole number >= 1")
+    runs_on = backend_of(backend, address=address)
     closers = []
     try:
         network, cfg, fold, crop, close = _open_model(model)
         closers.append(close)
         items, count = _items(cfg, fold, crop, images=images, manifest=manifest, limit=limit)
-        explainers = build_explainers(method, network, cfg, layer=layer, baseline=baseline,
-                                      steps=steps, gate=gate, rise_masks=rise_masks, seed=seed)
+        options = {"layer": layer, "baseline": baseline, "steps": steps, "gate": gate,
+                   "rise_masks": rise_masks, "seed": seed}
+        explainers = build_explainers(method, network, cfg, **options)
         closers += [e.close for e in explainers.values()]
         with progress_bar("explaining") as update:
             table = explain_images(items, explainers, cfg=cfg, out=out, target=target,
-                                   total=count, overlays=overlays, on_progress=update)
+                                   total=count, overlays=overlays, on_progress=update,
+                                   backend=runs_on,
+                                   open_explainers=partial(open_explainers, model.absolute(),
+                                                           method, **options))
         regions = None
         if table["forehead"].notna().any():
             regions = regions_by_class(table.dropna(subset=["forehead"]))

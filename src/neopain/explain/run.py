@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -30,6 +32,7 @@ import pandas as pd
 from neopain.training.dataset import FaceDataset
 from neopain.data.images import ImageReadError, image_size, read_image
 from neopain.data.manifest import Manifest, format_box
+from neopain.data.parallel import LOCAL, Backend, ordered_map
 from neopain.errors import NeopainError
 from neopain.explain.alignment import Placement, PlacementError, aligned_crops, input_placement
 from neopain.explain.base import CLASSES, Explainer
@@ -202,7 +205,9 @@ def _file_stem(item: ExplainItem, index: int) -> str:
 def explain_images(items: Iterable[ExplainItem], explainers: Mapping[str, Explainer], *,
                    cfg: ModelCfg, out: str | os.PathLike[str], target: str = "predicted",
                    total: int | None = None, batch_size: int = 16, overlays: bool = True,
-                   on_progress: ProgressHook | None = None) -> pd.DataFrame:
+                   on_progress: ProgressHook | None = None, backend: Backend = LOCAL,
+                   open_explainers: Callable[[], Mapping[str, Explainer]] | None = None,
+                   ) -> pd.DataFrame:
     """Explain every item with every explainer; write files into ``out`` (module docstring).
 
     Args:
@@ -215,6 +220,10 @@ def explain_images(items: Iterable[ExplainItem], explainers: Mapping[str, Explai
         batch_size: images explained together.
         overlays: also write the overlay PNGs.
         on_progress: called ``(done, total)`` after each batch.
+        backend: ``ray``: the batches are explained on Ray actors, each building its own
+            explainers with ``open_explainers()`` (a picklable function; ``explainers`` then
+            names the methods only through it) and torch on this process's thread count; the
+            files are the same.
 
     Returns:
         The explanations table (``EXPLANATION_COLUMNS``), also written as explanations.csv.
@@ -234,40 +243,97 @@ def explain_images(items: Iterable[ExplainItem], explainers: Mapping[str, Explai
         (out / folder).mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     done = 0
-    first = next(iter(explainers.values()))
-    for batch in _batches(items, batch_size):
-        images = np.stack([item.image for item in batch])
-        prob = first.predict(images)
-        pred = [CLASSES[int(p >= cfg.threshold)] for p in prob]
-        wanted = []
-        for item, predicted in zip(batch, pred):
-            if target != "predicted" and item.label is None:
-                raise NeopainError(f"{item.name}: target={target!r} needs the true class, but "
-                                   "the image has no label; use target='predicted'")
-            classes = {"predicted": [predicted], "true": [item.label],
-                       "both": [predicted, item.label]}[target]
-            wanted.append(list(dict.fromkeys(classes)))
-        labels = [_regions_file(item, done + i, out) for i, item in enumerate(batch)]
-        for method, explainer in explainers.items():
-            for round_ in range(max(len(w) for w in wanted)):
-                chosen = [i for i, w in enumerate(wanted) if round_ < len(w)]
-                heat = explainer.explain(images[chosen], target=[wanted[i][round_]
-                                                                 for i in chosen])
-                for h, i in zip(heat, chosen):
-                    item, stem = batch[i], _file_stem(batch[i], done + i)
-                    records.append(_write(item, h, out=out, stem=stem, method=method,
-                                          target=wanted[i][round_], pred=pred[i],
-                                          prob=float(prob[i]), labels=labels[i], cfg=cfg,
-                                          overlays=overlays))
-        done += len(batch)
-        if on_progress is not None:
-            on_progress(done, total if total is not None else done)
+    explain = partial(_explain_batch, cfg=cfg, out=out.absolute(), target=target,
+                      overlays=overlays)
+    if backend.is_ray:
+        if open_explainers is None:
+            raise NeopainError("the Ray backend needs open_explainers (a picklable function "
+                               "that builds the explainers)")
+        import torch
+
+        explained = ordered_map(partial(_with_actor_explainers, explain=explain),
+                                _numbered(items, batch_size),
+                                workers=1, initializer=_start_actor,
+                                initargs=(open_explainers, torch.get_num_threads()),
+                                backend=backend)
+    else:
+        explained = (explain(numbered, explainers=explainers)
+                     for numbered in _numbered(items, batch_size))
+    with closing(explained):
+        for count, batch_records in explained:
+            records += batch_records
+            done += count
+            if on_progress is not None:
+                on_progress(done, total if total is not None else done)
     if not records:
         raise NeopainError("no images to explain: the folder or the fold's test subjects "
                            "gave none")
     table = pd.DataFrame(records, columns=list(EXPLANATION_COLUMNS))
     table.to_csv(out / "explanations.csv", index=False, lineterminator="\n")
     return table
+
+
+def _numbered(items: Iterable[ExplainItem],
+              size: int) -> Iterator[tuple[int, list[ExplainItem]]]:
+    """Batches of ``size`` items, each with the index of its first item."""
+    done = 0
+    for batch in _batches(items, size):
+        yield done, batch
+        done += len(batch)
+
+
+def _explain_batch(numbered: tuple[int, list[ExplainItem]], *,
+                   explainers: Mapping[str, Explainer], cfg: ModelCfg, out: Path, target: str,
+                   overlays: bool) -> tuple[int, list[dict]]:
+    """Explain one batch (its first item's index, its items); write its files; (its size,
+    its records)."""
+    done, batch = numbered
+    records = []
+    images = np.stack([item.image for item in batch])
+    prob = next(iter(explainers.values())).predict(images)
+    pred = [CLASSES[int(p >= cfg.threshold)] for p in prob]
+    wanted = []
+    for item, predicted in zip(batch, pred):
+        if target != "predicted" and item.label is None:
+            raise NeopainError(f"{item.name}: target={target!r} needs the true class, but "
+                               "the image has no label; use target='predicted'")
+        classes = {"predicted": [predicted], "true": [item.label],
+                   "both": [predicted, item.label]}[target]
+        wanted.append(list(dict.fromkeys(classes)))
+    labels = [_regions_file(item, done + i, out) for i, item in enumerate(batch)]
+    for method, explainer in explainers.items():
+        for round_ in range(max(len(w) for w in wanted)):
+            chosen = [i for i, w in enumerate(wanted) if round_ < len(w)]
+            heat = explainer.explain(images[chosen], target=[wanted[i][round_]
+                                                             for i in chosen])
+            for h, i in zip(heat, chosen):
+                item, stem = batch[i], _file_stem(batch[i], done + i)
+                records.append(_write(item, h, out=out, stem=stem, method=method,
+                                      target=wanted[i][round_], pred=pred[i],
+                                      prob=float(prob[i]), labels=labels[i], cfg=cfg,
+                                      overlays=overlays))
+    return len(batch), records
+
+
+_ACTOR_EXPLAINERS: Mapping[str, Explainer] | None = None
+
+
+def _start_actor(open_explainers: Callable[[], Mapping[str, Explainer]], threads: int) -> None:
+    """A Ray actor's initializer: torch on the driver's thread count (the heatmaps' last bits
+    depend on it) and the explainers, for as long as the actor lives."""
+    import torch
+
+    global _ACTOR_EXPLAINERS
+    torch.set_num_threads(threads)
+    _ACTOR_EXPLAINERS = open_explainers()
+
+
+def _with_actor_explainers(numbered: tuple[int, list[ExplainItem]], *,
+                           explain: Callable[..., tuple[int, list[dict]]]
+                           ) -> tuple[int, list[dict]]:
+    if _ACTOR_EXPLAINERS is None:
+        raise RuntimeError("a Ray actor started without its initializer")
+    return explain(numbered, explainers=_ACTOR_EXPLAINERS)
 
 
 def _regions_file(item: ExplainItem, index: int,
