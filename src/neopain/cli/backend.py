@@ -12,7 +12,7 @@ from neopain.errors import NeopainError
 
 BackendOption = Annotated[str, typer.Option(
     "--backend", help=f"Where the work runs: {' or '.join(BACKENDS)} (a Ray cluster; "
-                      'pip install "neopain[ray]"; docs/scale.md).')]
+                      'pip install "neopain\\[ray]"; docs/scale.md).')]
 AddressOption = Annotated[Optional[str], typer.Option(
     "--address", help="--backend ray only: unset starts a Ray on this machine for the command; "
                       "auto joins the cluster this machine belongs to; ray://HOST:PORT a "
