@@ -23,13 +23,13 @@ from neopain.data.parallel import Backend
 from neopain.errors import NeopainError
 from neopain.models.calibrator import refers
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FORMATS = ("table", "csv", "json")
 NO_FACE_EXIT = 3
 
 
 def _kind(path: Path) -> str:
     from neopain.monitor.images import IMAGE_SUFFIXES
+    from neopain.monitor.video_batch import VIDEO_SUFFIXES
 
     if os.path.isdir(path):
         return "folder"
@@ -40,11 +40,13 @@ def _kind(path: Path) -> str:
         return "manifest"
     if suffix in VIDEO_SUFFIXES:
         return "video"
+    if suffix == ".txt":
+        return "videos"
     if suffix in IMAGE_SUFFIXES:
         return "image"
     fail(f"{escape(str(path))}: cannot tell what it is from {suffix or 'no suffix'!r}; valid: an "
-         f"image ({', '.join(IMAGE_SUFFIXES)}), a folder of images, a manifest .csv or a video "
-         f"({', '.join(VIDEO_SUFFIXES)})")
+         f"image ({', '.join(IMAGE_SUFFIXES)}), a folder of images, a manifest .csv, a video "
+         f"({', '.join(VIDEO_SUFFIXES)}) or a .txt list of videos")
 
 
 PROB_WORDS = {
@@ -98,7 +100,8 @@ def _kind_line(kinds) -> str:
 def assess(
     source: Annotated[Path, typer.Argument(
         help="An image, a folder of images (searched at any depth), a manifest .csv (faces "
-             "from its face_box column) or a video.")],
+             "from its face_box column), a video, or a .txt list of videos (one path per "
+             "line).")],
     model: Annotated[Optional[str], typer.Option(
         help="A rule-based model's name (default: nfcs, the facial-action score; neopain "
              "models list) or an .onnx file from neopain export.")] = None,
@@ -111,7 +114,9 @@ def assess(
     out: Annotated[Optional[Path], typer.Option(
         help="Images: write the results to this .csv or .json file. Video: the folder for "
              "timeline.csv, episodes.csv, summary.json, timeline.png and report.html "
-             "(default: NAME-assessment next to the video).")] = None,
+             "(default: NAME-assessment next to the video). A list of videos: the folder "
+             "for one such folder per video and videos.csv (default: NAME-assessment next "
+             "to the list).")] = None,
     report: Annotated[Optional[Path], typer.Option(
         help="Video: also write the HTML report here.")] = None,
     overlays: Annotated[Optional[Path], typer.Option(
@@ -168,16 +173,25 @@ def assess(
         fail(f"--mc-passes {mc_passes} must be 0 (one deterministic pass) or more, e.g. 20")
     runs_on = backend_of(backend, address=address)
     if runs_on.is_ray and kind == "video":
-        fail("--backend ray assesses images, folders and manifests; a video runs here "
-             "(--backend local)")
+        fail("--backend ray assesses images, folders, manifests and lists of videos (one "
+             "video per task); a single video runs here (--backend local)")
     opener = partial(_predictor, model, threads=threads, batch_size=batch_size,
                      calibrator=calibrator, mc_passes=mc_passes)
     try:
         with opener() as predictor:
-            if kind == "video":
+            if kind in ("video", "videos"):
                 if output_format != "table" or overlays is not None:
                     fail("--format and --overlays are for images; a video writes its files "
                          "into --out")
+            if kind == "videos":
+                if report is not None:
+                    fail("--report is for one video; each video of a list gets its "
+                         "report.html in its folder under --out")
+                _videos(source, predictor, out=out, backend=runs_on, opener=opener,
+                        options=_video_options(detector, window=window, hysteresis=hysteresis,
+                                               max_gap=max_gap, step=step,
+                                               min_episode=min_episode, dan_window=dan_window))
+            elif kind == "video":
                 _video(source, predictor, detector=detector or "mediapipe-short", out=out,
                        report=report, window=window, hysteresis=hysteresis, max_gap=max_gap,
                        step=step, min_episode=min_episode,
@@ -315,6 +329,46 @@ def _print_images(table, *, source: Path, model: str, out: Path | None,
                   + f"; {len(table) - assessed - unassessable} without a face or image"
                   + (f"; wrote {escape(str(out))}" if out is not None else "")
                   + (f"; overlays in {escape(str(overlays))}/" if overlays is not None else ""))
+
+
+def _video_options(detector: str | None, *, window: int, hysteresis: float, max_gap: float,
+                   step: int, min_episode: float, dan_window: str | None):
+    from neopain.monitor.video_batch import VideoOptions
+
+    return VideoOptions(detector=detector or "mediapipe-short", window=window,
+                        hysteresis=hysteresis, max_gap_s=max_gap, step=step,
+                        min_episode_s=min_episode,
+                        dan_window_s=_seconds(dan_window, option="--dan-window"))
+
+
+def _videos(source: Path, predictor, *, out: Path | None, backend: Backend,
+            opener: Callable[[], Any], options) -> None:
+    """A list of videos: one folder per video under ``out`` and ``out/videos.csv``."""
+    from neopain.monitor.video_batch import TABLE, assess_videos, read_video_list
+
+    out = out if out is not None else source.with_name(f"{source.stem}-assessment")
+    jobs = read_video_list(source, out=out)
+    with progress_bar("assessing videos") as update:
+        rows = assess_videos(jobs, predictor, out=out, options=options, backend=backend,
+                             open_predictor=opener, on_progress=update)
+    view = Table(title=f"{escape(source.name)}: {len(rows)} videos")
+    for name in ("video", "status", "length s", "in pain", "episodes"):
+        view.add_column(name, justify="left" if name in ("video", "status") else "right")
+    for row in rows:
+        share = row["pain_share"]
+        view.add_row(escape(Path(row["video"]).name), escape(str(row["status"])),
+                     str(row["duration_s"]),
+                     "–" if share in ("", None) else f"{100 * float(share):.1f}%",
+                     str(row["episodes"]))
+    console.print(view)
+    console.print(f"wrote {escape(str(out / TABLE))} and one folder per video in "
+                  f"{escape(str(out))}/")
+    failed = [row for row in rows if row["status"] == "error"]
+    for row in failed:
+        err_console.print(f"error: {escape(str(row['error']))}", style="red")
+    if failed:
+        fail(f"{len(failed)} of {len(rows)} videos could not be assessed (see above); run the "
+             "same command again to retry them")
 
 
 def _video(source: Path, predictor, *, detector: str, out: Path | None, report: Path | None,
