@@ -3,7 +3,9 @@ shut down after it; its workers import the tests' helper modules (``parallel_job
 
 from __future__ import annotations
 
+import builtins
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,3 +27,16 @@ def local_ray() -> Iterator[object]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def without_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``import ray`` fail for the rest of the test, as where Ray is not installed."""
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    monkeypatch.delitem(sys.modules, "ray", raising=False)

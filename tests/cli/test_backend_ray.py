@@ -8,22 +8,21 @@ naming the extra.
 
 from __future__ import annotations
 
-import builtins
 import re
 import shutil
-import sys
 from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
 from cli_invoke import invoke
-from ray_cluster import local_ray
+from ray_cluster import local_ray, without_ray
+from run_progress import Recorder
 
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
 from neopain.data.parallel import Backend
-from neopain.runs import RunProgress, load_fold
+from neopain.runs import load_fold
 from neopain.training import TrainConfig, run_cv
 
 RAY = ("--backend", "ray")
@@ -215,21 +214,7 @@ def test_assess_on_ray_refuses_a_video(tmp_path):
     video.write_bytes(b"")
     code, text = invoke("assess", str(video), *RAY)
     assert code == 1
-    assert "--backend ray assesses images, folders and manifests" in text
-
-
-class Recording(RunProgress):
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def on_run_start(self, *, model: str, folds: int, trains: bool) -> None:
-        self.calls.append(("start", model, folds, trains))
-
-    def on_step(self, fold: int, *, stage: str, done: int, total: int | None) -> None:
-        self.calls.append(("step", fold, stage, done, total))
-
-    def on_fold_end(self, fold: int) -> None:
-        self.calls.append(("end", fold))
+    assert "a single video runs here (--backend local)" in " ".join(text.split())
 
 
 @pytest.mark.slow
@@ -238,7 +223,7 @@ def test_the_folds_progress_on_ray_reaches_the_one_progress_hook(ray, cohort6, c
     # guards: progress lost in the Ray workers (a bar that stands still until the end)
     seen = {}
     for name, backend in (("local", Backend()), ("ray", Backend("ray"))):
-        progress = Recording()
+        progress = Recorder()
         run_cv(TrainConfig(model="ncnn", manifest=cohort6 / "manifest.csv",
                            folds=cohort / "folds.json", out=tmp_path / name, epochs=1,
                            batch_size=8, device="cpu"), progress=progress, backend=backend)
@@ -255,15 +240,7 @@ def test_the_folds_progress_on_ray_reaches_the_one_progress_hook(ray, cohort6, c
 def test_without_ray_the_option_is_one_line_naming_the_extra(monkeypatch, cohort6, cohort,
                                                              tmp_path, command):
     # guards: an ImportError traceback, or a run folder written before Ray was found missing
-    real_import = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("No module named 'ray'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
-    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    without_ray(monkeypatch)
     out = tmp_path / "out"
     if command == "detect":
         code, text = detect(cohort6, out, *RAY)

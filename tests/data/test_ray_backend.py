@@ -5,13 +5,11 @@ traceback (the local backend needs no Ray)."""
 
 from __future__ import annotations
 
-import builtins
-import sys
 from contextlib import closing
 
 import parallel_jobs
 import pytest
-from ray_cluster import local_ray
+from ray_cluster import local_ray, without_ray
 
 from neopain.data.parallel import LOCAL, Backend, ordered_map
 from neopain.errors import NeopainError
@@ -70,15 +68,7 @@ def test_items_are_read_as_they_are_submitted(ray):
 
 def test_without_ray_the_ray_backend_names_the_extra(monkeypatch):
     # guards: an ImportError traceback where a user must read what to install
-    real_import = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("No module named 'ray'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
-    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    without_ray(monkeypatch)
     from neopain.data.ray_backend import import_ray
 
     with pytest.raises(NeopainError, match=r'pip install "neopain\[ray\]"'):

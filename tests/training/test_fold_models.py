@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from run_progress import Recorder
+
 from neopain.cli.app import app as neopain_app
 from neopain.errors import NeopainError
 from neopain.runs import (
@@ -20,7 +22,6 @@ from neopain.runs import (
     FoldContext,
     FoldModel,
     FoldPredictions,
-    RunProgress,
     fold_model,
     load_run,
     oof_leaks,
@@ -55,20 +56,6 @@ class ConstantFoldModel(FoldModel):
 
     def notes(self, folds):
         return [f"guessed {sum(fold.summary['rows'] for fold in folds)} row(s)"]
-
-
-class Recorder(RunProgress):
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def on_run_start(self, *, model: str, folds: int, trains: bool) -> None:
-        self.calls.append(("start", model, folds, trains))
-
-    def on_step(self, fold: int, *, stage: str, done: int, total: int | None) -> None:
-        self.calls.append(("step", fold, stage, done, total))
-
-    def on_fold_end(self, fold: int) -> None:
-        self.calls.append(("end", fold))
 
 
 @pytest.fixture()
