@@ -48,9 +48,9 @@ def start_serve(script, *, url: str, port: int, folder) -> subprocess.Popen:
     env = {**os.environ, "NEOPAIN_DATA_DIR": str(folder), "NEOPAIN_TIMELINE_INTERVAL_S": "0",
            "NEOPAIN_ALARM_PAIN_S": str(PAIN_S), "NEOPAIN_LOG_LEVEL": "WARNING"}
     env.pop("NEOPAIN_DATABASE_URL", None)
-    return subprocess.Popen([str(script), "serve", "--db", url, "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+    with (folder.parent / f"serve-{port}.log").open("wb") as log:  # read when it failed
+        return subprocess.Popen([str(script), "serve", "--db", url, "--port", str(port)],
+                                env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
 
 
 def answering(base: str) -> None:
@@ -128,7 +128,7 @@ def test_two_serve_processes_on_one_postgresql(postgres_url, neopain_script, tmp
             thread.join(timeout=300)
         time.sleep(2.0)  # four more ticks of each alarm engine
         for server in servers:
-            assert server.poll() is None, server.stderr.read().decode(errors="replace")
+            assert server.poll() is None, (tmp_path / f"serve-{server.args[-1]}.log").read_text()
     finally:
         for server in servers:
             server.terminate()

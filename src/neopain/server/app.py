@@ -40,7 +40,7 @@ from neopain.server.sweeper import idle_sweeper
 from neopain.server.alarm_engine import alarm_engine
 from neopain.server.ward import WardHub
 from neopain.store import crud
-from neopain.store.session import open_store
+from neopain.store.session import StoreError, open_store
 
 STATIC = Path(__file__).parent / "static"
 
@@ -57,6 +57,11 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
         StoreError: the database cannot be opened or migrated.
     """
     store = open_store(settings.records_url())
+    try:
+        secret = _secret(settings, store)
+    except StoreError:
+        store.kw["bind"].dispose()
+        raise
     live_service = LiveService(settings, predictor=predictor)
     ward_hub = WardHub()
 
@@ -75,7 +80,7 @@ def create_app(settings: Settings, *, predictor: Predictor | None = None) -> Fas
                   docs_url=None, redoc_url=None,  # their pages load scripts from a CDN
                   openapi_url="/api/openapi.json")
     app.state.neopain = ServerState(
-        settings=settings, store=store, secret=_secret(settings, store),
+        settings=settings, store=store, secret=secret,
         limiter=security.LoginLimiter(attempts=settings.login_attempts,
                                       window_s=settings.login_window_s))
     app.state.templates = make_templates(settings)

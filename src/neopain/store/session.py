@@ -98,14 +98,20 @@ def _one_migrator(engine: Engine) -> Iterator[Connection]:
     start together on a new database would otherwise each see it empty and create the same
     tables. PostgreSQL: a transaction-scoped advisory lock. A SQLite file: an exclusive lock on
     ``<file>.lock`` (SQLite's own lock cannot be taken before Alembic reads the revision:
-    Python's driver runs its DDL outside transactions). An in-memory database has one user."""
+    Python's driver runs its DDL outside transactions); where that file cannot be made (a
+    read-only folder: nobody can migrate there) none is taken. An in-memory database has one
+    user."""
     database = engine.url.database
     lock_file = None
     if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
-        path = Path(f"{Path(database).expanduser()}.lock")
-        lock_file = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            lock_file = os.open(f"{Path(database).expanduser()}.lock", os.O_RDWR | os.O_CREAT,
+                                0o600)
+        except OSError:
+            log.debug("no migration lock beside %s (cannot create it)", database)
     try:
+        if lock_file is not None:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
         with engine.begin() as connection:
             if engine.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
@@ -135,9 +141,6 @@ def upgrade_schema(engine: Engine) -> None:
     except OperationalError as error:
         raise StoreError(f"records database {_safe(engine.url)}: cannot open or migrate it: "
                          f"{error.orig}") from None
-    except OSError as error:
-        raise StoreError(f"records database {_safe(engine.url)}: cannot lock it to migrate it "
-                         f"({error.strerror})") from None
 
 
 def open_store(url: str) -> sessionmaker[Session]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from neopain.store.crud.base import stage_audit, commit
@@ -134,12 +135,21 @@ def _upsert_insert(db: Session, *, what: str) -> Callable[..., Any]:
 
 def shared_key(db: Session, *, name: str, size: int = 32) -> bytes:
     """The key ``name`` every server process on this database uses: ``size`` random bytes,
-    made by whichever process asks first (an insert that a concurrent one's makes a no-op)."""
+    made by whichever process asks first (an insert that a concurrent one's makes a no-op).
+
+    Raises:
+        StoreError: the database cannot be read or written (named by the error's type only).
+    """
     insert = _upsert_insert(db, what="a shared key")
-    db.execute(insert(ServerKey).values(name=name, value=secrets.token_bytes(size))
-               .on_conflict_do_nothing(index_elements=[ServerKey.name]))
-    commit(db, f"make the shared key {name}")
-    return db.scalar(select(ServerKey.value).where(ServerKey.name == name))
+    try:
+        db.execute(insert(ServerKey).values(name=name, value=secrets.token_bytes(size))
+                   .on_conflict_do_nothing(index_elements=[ServerKey.name]))
+        commit(db, f"make the shared key {name}")
+        return db.scalar(select(ServerKey.value).where(ServerKey.name == name))
+    except SQLAlchemyError as error:  # e.g. a database locked or gone: a message, no traceback
+        db.rollback()
+        raise StoreError(f"cannot read or make the server's shared key {name!r}: "
+                         f"{type(error).__name__}") from None
 
 
 # login rate limit -------------------------------------------------------------------------------
