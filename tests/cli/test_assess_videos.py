@@ -83,6 +83,10 @@ def test_a_rerun_assesses_only_the_videos_not_finished(videos, tmp_path):
     assert (out / "baby" / "timeline.csv").stat().st_mtime_ns == done  # not assessed again
     again = pd.read_csv(out / "videos.csv", keep_default_na=False)
     assert list(again["status"]) == ["done", "no_face", "error"]  # the failed ones retried
+    code, output = invoke("assess", str(videos / "list.txt"), "--out", str(out), "--window", "7",
+                          seconds=300)  # another smoothing: not mixed into the same table
+    assert code == 1 and "window: 5 then, 7 now" in " ".join(output.split()), output
+    assert (out / "baby" / "timeline.csv").stat().st_mtime_ns == done
 
 
 @pytest.mark.parametrize("lines, problem", [

@@ -175,6 +175,9 @@ def assess(
     if runs_on.is_ray and kind == "video":
         fail("--backend ray assesses images, folders, manifests and lists of videos (one "
              "video per task); a single video runs here (--backend local)")
+    if runs_on.is_ray:  # Ray's workers open these where they run: not from this folder
+        model = str(Path(model).absolute()) if model and Path(model).is_file() else model
+        calibrator = None if calibrator is None else calibrator.absolute()
     opener = partial(_predictor, model, threads=threads, batch_size=batch_size,
                      calibrator=calibrator, mc_passes=mc_passes)
     try:

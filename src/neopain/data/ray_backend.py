@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 from neopain.data.parallel import IN_FLIGHT_PER_WORKER, Backend, WorkerDiedError
 from neopain.errors import NeopainError
 
+log = logging.getLogger(__name__)
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -80,9 +82,12 @@ def ray_result(ray: ModuleType, ref: Any) -> Any:
         cause = getattr(error, "cause", None)
         if isinstance(cause, BaseException):
             raise cause from None
-        raise NeopainError(f"a Ray task failed: {error}") from None
+        raise NeopainError(f"a Ray task failed: {type(error).__name__}") from None
     except ray.exceptions.RayActorError:
         raise WorkerDiedError("a Ray actor died (its node lost, or out of memory); run again "
+                              "to resume") from None
+    except ray.exceptions.RayError as error:  # out of memory, a worker or node lost, ...
+        raise WorkerDiedError(f"a Ray task did not finish ({type(error).__name__}); run again "
                               "to resume") from None
 
 
@@ -121,7 +126,11 @@ def _actor_map(fn: Callable[[Item], Result], items: Iterator[Item], *, backend: 
                initializer: Callable[..., object] | None,
                initargs: tuple[Any, ...]) -> Generator[Result, None, None]:
     with ray_session(backend) as ray:
-        count = backend.actors or cluster_cpus(ray)
+        cpus = cluster_cpus(ray)
+        if backend.actors is not None and backend.actors > cpus:  # they would wait for ever
+            raise NeopainError(f"--workers {backend.actors}: the Ray cluster has {cpus} CPUs "
+                               f"and each actor takes one; valid: 1 to {cpus}")
+        count = backend.actors or cpus
         remote = ray.remote(num_cpus=1)(_Worker)
         actors = [remote.remote(fn) for _ in range(count)]
         pending: deque[Any] = deque()
@@ -145,4 +154,7 @@ def _actor_map(fn: Callable[[Item], Result], items: Iterator[Item], *, backend: 
                 yield result
         finally:  # done, an error, Ctrl-C or closed early: items not yet run are dropped
             for actor in actors:
-                ray.kill(actor)
+                try:
+                    ray.kill(actor)
+                except Exception:  # noqa: BLE001 - a lost connection: kill the others still
+                    log.debug("a Ray actor could not be killed")

@@ -5,11 +5,13 @@ actor opening the model once).
 
 A video that fails (unreadable, cut short) is recorded with its error and the others go on.
 ``videos.csv`` is rewritten after every video, so a run that stops resumes: videos with a row
-saying ``done`` or ``no_face`` are not assessed again.
+saying ``done`` or ``no_face`` are not assessed again (``videos.json`` keeps the model and
+options: a rerun with others is refused).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
@@ -20,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from neopain.data.files import read_regular_text
-from neopain.data.outputs import atomic_output, safe_name
+from neopain.data.outputs import atomic_output, safe_name, write_text_atomic
 from neopain.data.parallel import LOCAL, Backend, ordered_map
 from neopain.errors import NeopainError
 from neopain.monitor.video import DAN_WINDOW_S, NoFaceError, assess_video
@@ -30,6 +32,8 @@ from neopain.prediction import Predictor
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MAX_LIST_BYTES = 10_000_000
 TABLE = "videos.csv"
+SETTINGS = "videos.json"
+"""The model and options a list was assessed with: a rerun with others is refused."""
 COLUMNS = ("video", "folder", "status", "error", "model", "frames", "face_frames",
            "duration_s", "observed_s", "pain_s", "pain_share", "episodes")
 FINISHED = ("done", "no_face")
@@ -133,6 +137,9 @@ def assess_one_video(job: VideoJob, predictor: Predictor, *, options: VideoOptio
             return _row(job, status="no_face", summary=summary)
     except NeopainError as error:
         return _row(job, status="error", error=str(error))
+    except Exception as error:  # noqa: BLE001 - one video's failure must not end the list
+        first = (str(error).splitlines() or [""])[0][:200]
+        return _row(job, status="error", error=f"{job.video}: {type(error).__name__}: {first}")
     return _row(job, status="done", summary=summary)
 
 
@@ -171,6 +178,7 @@ def assess_videos(jobs: Sequence[VideoJob], predictor: Predictor, *, out: Path,
         raise NeopainError("the Ray backend needs open_predictor (a picklable function that "
                            "opens the model)")
     out.mkdir(parents=True, exist_ok=True)
+    _same_settings(out, {"model": predictor.name, **asdict(options)})
     earlier = finished_videos(out)
     rows: dict[str, dict] = {str(job.video): earlier[str(job.video)]
                              for job in jobs if str(job.video) in earlier}
@@ -201,6 +209,27 @@ def _run(todo: Sequence[VideoJob], predictor: Predictor, *, options: VideoOption
                        backend=backend)
     with closing(rows):
         yield from rows
+
+
+def _same_settings(out: Path, settings: dict) -> None:
+    """Record ``settings`` in ``out/videos.json``, or check that an earlier run's are the same
+    (a resumed run must not mix two models' results in one table).
+
+    Raises:
+        NeopainError: ``out`` holds a run with another model or other options.
+    """
+    path = out / SETTINGS
+    if path.is_file():
+        earlier = json.loads(read_regular_text(path, what="a videos.json", max_bytes=100_000))
+        differ = sorted(key for key in settings.keys() | earlier.keys()
+                        if earlier.get(key) != settings.get(key))
+        if differ:
+            raise NeopainError(f"{out} holds videos assessed with other settings ("
+                               + ", ".join(f"{key}: {earlier.get(key)!r} then, "
+                                           f"{settings.get(key)!r} now" for key in differ)
+                               + "); give another --out, or delete that folder to start again")
+        return
+    write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
 
 
 def _write_table(out: Path, rows: Sequence[dict]) -> None:

@@ -20,6 +20,7 @@ from neopain.data.folds import Fold
 from neopain.data.manifest import load_manifest
 from neopain.data.parallel import Backend
 from neopain.data.ray_backend import import_ray, ray_result, ray_session
+from neopain.errors import NeopainError
 from neopain.runs import FoldResult, RunProgress
 
 if TYPE_CHECKING:
@@ -84,10 +85,18 @@ def fold_task(config: TrainConfig, fold: Fold, *, log: Any, threads: int) -> Fol
 
 def wants_gpu(device: str, *, ray: ModuleType) -> bool:
     """Whether a fold task asks for a GPU: the device is ``cuda``/``cuda:N``, or ``auto`` on a
-    cluster that has one."""
+    cluster that has one.
+
+    Raises:
+        NeopainError: ``cuda`` on a cluster without a GPU (its folds would wait for ever).
+    """
+    has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     if device.startswith("cuda"):
+        if not has_gpu:
+            raise NeopainError(f"device={device!r}: the Ray cluster has no GPU; valid here: "
+                               "cpu or auto")
         return True
-    return device == "auto" and ray.cluster_resources().get("GPU", 0) >= 1
+    return device == "auto" and has_gpu
 
 
 def largest_node_cpus(ray: ModuleType) -> int:
