@@ -166,7 +166,8 @@ def test_a_video_without_a_face_says_so_and_exits_3(study, clips, tmp_path):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["notes.txt"], "cannot tell what it is from '.txt'"),
+    (["notes.doc"], "cannot tell what it is from '.doc'"),
+    (["notes.txt"], "notes.txt line 1: 'hello' is not a video"),  # .txt: a list of videos
     (["missing.jpg"], "no such file or folder"),
     (["clip.mp4", "--format", "csv"], "--format and --overlays are for images"),
     (["clip.mp4", "--overlays", "o"], "--format and --overlays are for images"),
@@ -178,6 +179,7 @@ def test_a_video_without_a_face_says_so_and_exits_3(study, clips, tmp_path):
 ])
 def test_bad_input_exits_1_naming_it(study, tmp_path, args, says):
     (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "notes.doc").write_text("hello")
     cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((50, 50, 3), np.uint8))
     shutil.copyfile(next(study["root"].rglob("*.jpg")), tmp_path / "clip.mp4")
     args = [str(tmp_path / args[0]), *args[1:]]
