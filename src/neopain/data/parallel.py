@@ -69,6 +69,27 @@ class Backend:
 LOCAL = Backend()
 """The default backend: this machine's processes; needs no Ray."""
 
+_WORKER_STATE: Any = None
+
+
+def keep_worker_state(open_state: Callable[..., object], *args: Any) -> None:
+    """An initializer for ``ordered_map`` (``initializer=keep_worker_state,
+    initargs=(open_state, *args)``): ``open_state(*args)`` — a detector, a model — is built
+    once in each worker process or Ray actor and kept for its items (``worker_state``)."""
+    global _WORKER_STATE
+    _WORKER_STATE = open_state(*args)
+
+
+def worker_state() -> Any:
+    """What ``keep_worker_state`` built in this worker.
+
+    Raises:
+        RuntimeError: the worker started without ``keep_worker_state`` (a bug, not bad input).
+    """
+    if _WORKER_STATE is None:
+        raise RuntimeError("a worker started without its initializer (keep_worker_state)")
+    return _WORKER_STATE
+
 
 class WorkerDiedError(NeopainError):
     """A worker process ended without an answer (killed, out of memory, a crash in native

@@ -32,7 +32,7 @@ import pandas as pd
 from neopain.training.dataset import FaceDataset
 from neopain.data.images import ImageReadError, image_size, read_image
 from neopain.data.manifest import Manifest, format_box
-from neopain.data.parallel import LOCAL, Backend, ordered_map
+from neopain.data.parallel import LOCAL, Backend, keep_worker_state, ordered_map, worker_state
 from neopain.errors import NeopainError
 from neopain.explain.alignment import Placement, PlacementError, aligned_crops, input_placement
 from neopain.explain.base import CLASSES, Explainer
@@ -253,8 +253,9 @@ def explain_images(items: Iterable[ExplainItem], explainers: Mapping[str, Explai
 
         explained = ordered_map(partial(_with_actor_explainers, explain=explain),
                                 _numbered(items, batch_size),
-                                workers=1, initializer=_start_actor,
-                                initargs=(open_explainers, torch.get_num_threads()),
+                                workers=1, initializer=keep_worker_state,
+                                initargs=(_open_actor, open_explainers,
+                                          torch.get_num_threads()),
                                 backend=backend)
     else:
         explained = (explain(numbered, explainers=explainers)
@@ -315,25 +316,20 @@ def _explain_batch(numbered: tuple[int, list[ExplainItem]], *,
     return len(batch), records
 
 
-_ACTOR_EXPLAINERS: Mapping[str, Explainer] | None = None
-
-
-def _start_actor(open_explainers: Callable[[], Mapping[str, Explainer]], threads: int) -> None:
-    """A Ray actor's initializer: torch on the driver's thread count (the heatmaps' last bits
-    depend on it) and the explainers, for as long as the actor lives."""
+def _open_actor(open_explainers: Callable[[], Mapping[str, Explainer]],
+                threads: int) -> Mapping[str, Explainer]:
+    """A Ray actor's explainers, kept as long as it lives, with torch on the driver's thread
+    count (the heatmaps' last bits depend on it)."""
     import torch
 
-    global _ACTOR_EXPLAINERS
     torch.set_num_threads(threads)
-    _ACTOR_EXPLAINERS = open_explainers()
+    return open_explainers()
 
 
 def _with_actor_explainers(numbered: tuple[int, list[ExplainItem]], *,
                            explain: Callable[..., tuple[int, list[dict]]]
                            ) -> tuple[int, list[dict]]:
-    if _ACTOR_EXPLAINERS is None:
-        raise RuntimeError("a Ray actor started without its initializer")
-    return explain(numbered, explainers=_ACTOR_EXPLAINERS)
+    return explain(numbered, explainers=worker_state())
 
 
 def _regions_file(item: ExplainItem, index: int,

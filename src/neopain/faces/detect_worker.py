@@ -24,7 +24,9 @@ from neopain.data.manifest import (
     sha256_file,
 )
 from neopain.data.outputs import atomic_output, output_stems
-from neopain.data.parallel import LOCAL, Backend, WorkerDiedError, ordered_map
+from neopain.data.parallel import (
+    LOCAL, Backend, WorkerDiedError, keep_worker_state, ordered_map, worker_state,
+)
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector, detector_class
 from neopain.faces.crop import crop_face
@@ -184,20 +186,14 @@ class DetectWorker:
                 "keypoints": format_keypoints(keypoints), "landmarks": landmarks}
 
 
-_PROCESS_WORKER: DetectWorker | None = None
-
-
-def _start_process_worker(settings: DetectSettings, out: Path) -> None:
-    """Pool initializer: one detector per worker process (detectors hold native graphs); it
-    lives as long as the process."""
-    global _PROCESS_WORKER
-    _PROCESS_WORKER = DetectWorker.open(settings, out=out)
+def _open_process_worker(settings: DetectSettings, out: Path) -> DetectWorker:
+    """One detector per worker process or actor (detectors hold native graphs), kept as long
+    as it lives (``parallel.keep_worker_state``)."""
+    return DetectWorker.open(settings, out=out)
 
 
 def _run_in_process_worker(job: DetectJob) -> dict[str, Any]:
-    if _PROCESS_WORKER is None:
-        raise RuntimeError("a worker process started without its initializer")
-    return _PROCESS_WORKER(job)
+    return worker_state()(job)
 
 
 def detect_records(jobs: list[DetectJob], *, settings: DetectSettings, root: Path, workers: int,
@@ -214,8 +210,9 @@ def detect_records(jobs: list[DetectJob], *, settings: DetectSettings, root: Pat
         if not jobs:  # all done before: no cluster to start
             return
         yield from ordered_map(_run_in_process_worker, jobs, workers=workers,
-                               initializer=_start_process_worker,
-                               initargs=(settings, root.absolute()), backend=backend)
+                               initializer=keep_worker_state,
+                               initargs=(_open_process_worker, settings, root.absolute()),
+                               backend=backend)
         return
     if workers == 1:
         with closing(DetectWorker.open(settings, out=root, detector=detector)) as worker:
@@ -225,7 +222,8 @@ def detect_records(jobs: list[DetectJob], *, settings: DetectSettings, root: Pat
     try:
         # spawn, not fork: MediaPipe and ONNX Runtime start native threads that fork does not copy
         yield from ordered_map(_run_in_process_worker, jobs, workers=workers,
-                               initializer=_start_process_worker, initargs=(settings, root),
+                               initializer=keep_worker_state,
+                               initargs=(_open_process_worker, settings, root),
                                start_method="spawn")
     except WorkerDiedError:
         raise NeopainError("a worker process died (out of memory?); run again to resume, with "

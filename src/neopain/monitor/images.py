@@ -29,7 +29,7 @@ import pandas as pd
 
 from neopain.data.images import ImageReadError, read_image
 from neopain.data.manifest import Manifest
-from neopain.data.parallel import LOCAL, Backend, ordered_map
+from neopain.data.parallel import LOCAL, Backend, keep_worker_state, ordered_map, worker_state
 from neopain.errors import NeopainError
 from neopain.faces.base import Face, FaceDetector, choose_face, create_detector
 from neopain.facial_actions import ACTION_NAMES
@@ -200,19 +200,14 @@ def _assess_with(items: Sequence[Item], predictor: Predictor, detector: FaceDete
     return [result for result in results if result is not None]
 
 
-_RAY_WORKER: tuple[Predictor, FaceDetector | None] | None = None
-
-
-def _start_ray_worker(open_predictor: Callable[[], Predictor], detector: str | None) -> None:
-    """A Ray actor's initializer: its predictor and detector, for as long as it lives."""
-    global _RAY_WORKER
-    _RAY_WORKER = (open_predictor(), None if detector is None else create_detector(detector))
+def _open_actor(open_predictor: Callable[[], Predictor], detector: str | None
+                ) -> tuple[Predictor, FaceDetector | None]:
+    """A Ray actor's predictor and detector, kept as long as it lives."""
+    return open_predictor(), None if detector is None else create_detector(detector)
 
 
 def _assess_chunk(chunk: Sequence[Item], *, batch_size: int) -> list[ImageAssessment]:
-    if _RAY_WORKER is None:
-        raise RuntimeError("a Ray actor started without its initializer")
-    predictor, detector = _RAY_WORKER
+    predictor, detector = worker_state()
     return _assess_with(chunk, predictor, detector, batch_size=batch_size, on_progress=None)
 
 
@@ -228,7 +223,8 @@ def _assess_on_ray(items: Sequence[Item], detector: str | FaceDetector | None, *
                in items[start:start + size]] for start in range(0, len(items), size)]
     results: list[ImageAssessment] = []
     assessed = ordered_map(partial(_assess_chunk, batch_size=batch_size), chunks, workers=1,
-                           initializer=_start_ray_worker, initargs=(open_predictor, detector),
+                           initializer=keep_worker_state,
+                           initargs=(_open_actor, open_predictor, detector),
                            backend=backend)
     with closing(assessed):
         for chunk in assessed:
