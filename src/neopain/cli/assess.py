@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import asdict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -186,19 +187,17 @@ def assess(
                 if output_format != "table" or overlays is not None:
                     fail("--format and --overlays are for images; a video writes its files "
                          "into --out")
+                options = _video_options(detector, window=window, hysteresis=hysteresis,
+                                         max_gap=max_gap, step=step, min_episode=min_episode,
+                                         dan_window=dan_window)
             if kind == "videos":
                 if report is not None:
                     fail("--report is for one video; each video of a list gets its "
                          "report.html in its folder under --out")
                 _videos(source, predictor, out=out, backend=runs_on, opener=opener,
-                        options=_video_options(detector, window=window, hysteresis=hysteresis,
-                                               max_gap=max_gap, step=step,
-                                               min_episode=min_episode, dan_window=dan_window))
+                        options=options)
             elif kind == "video":
-                _video(source, predictor, detector=detector or "mediapipe-short", out=out,
-                       report=report, window=window, hysteresis=hysteresis, max_gap=max_gap,
-                       step=step, min_episode=min_episode,
-                       dan_window_s=_seconds(dan_window, option="--dan-window"))
+                _video(source, predictor, out=out, report=report, options=options)
             else:
                 if report is not None or dan_window is not None:
                     fail(f"{'--report' if report is not None else '--dan-window'} is for "
@@ -374,18 +373,14 @@ def _videos(source: Path, predictor, *, out: Path | None, backend: Backend,
              "same command again to retry them")
 
 
-def _video(source: Path, predictor, *, detector: str, out: Path | None, report: Path | None,
-           window: int, hysteresis: float, max_gap: float, step: int, min_episode: float,
-           dan_window_s: float) -> None:
+def _video(source: Path, predictor, *, out: Path | None, report: Path | None,
+           options) -> None:
     from neopain.monitor.video import NoFaceError, assess_video
     from neopain.monitor.video_report import reason_counts, write_video_report
 
     out = out if out is not None else source.with_name(f"{source.stem}-assessment")
     with progress_bar("assessing frames") as update:
-        result = assess_video(source, predictor, detector=detector, window=window,
-                              hysteresis=hysteresis, max_gap_s=max_gap, step=step,
-                              min_episode_s=min_episode, dan_window_s=dan_window_s,
-                              on_progress=update)
+        result = assess_video(source, predictor, **asdict(options), on_progress=update)
     try:
         written = write_video_report(result, out)
     except NoFaceError as error:

@@ -23,9 +23,9 @@ import pandas as pd
 
 from neopain.data.files import read_regular_text
 from neopain.data.outputs import atomic_output, safe_name, write_text_atomic
-from neopain.data.parallel import LOCAL, Backend, ordered_map
+from neopain.data.parallel import LOCAL, Backend, keep_worker_state, ordered_map, worker_state
 from neopain.errors import NeopainError
-from neopain.monitor.video import DAN_WINDOW_S, NoFaceError, assess_video
+from neopain.monitor.video import NoFaceError, assess_video
 from neopain.monitor.video_report import write_video_report
 from neopain.prediction import Predictor
 
@@ -42,15 +42,16 @@ FINISHED = ("done", "no_face")
 
 @dataclass(frozen=True)
 class VideoOptions:
-    """How each video is assessed: ``monitor.video.assess_video``'s options."""
+    """How each video is assessed: ``monitor.video.assess_video``'s options, all given (its
+    defaults stay in one place: its signature, and the CLI's)."""
 
-    detector: str = "mediapipe-short"
-    window: int = 5
-    hysteresis: float = 0.1
-    max_gap_s: float = 2.0
-    step: int = 1
-    min_episode_s: float = 0.0
-    dan_window_s: float = DAN_WINDOW_S
+    detector: str
+    window: int
+    hysteresis: float
+    max_gap_s: float
+    step: int
+    min_episode_s: float
+    dan_window_s: float
 
 
 @dataclass(frozen=True)
@@ -143,19 +144,9 @@ def assess_one_video(job: VideoJob, predictor: Predictor, *, options: VideoOptio
     return _row(job, status="done", summary=summary)
 
 
-_RAY_PREDICTOR: Predictor | None = None
-
-
-def _start_ray_worker(open_predictor: Callable[[], Predictor]) -> None:
-    """A Ray actor's initializer: its model, for as long as it lives."""
-    global _RAY_PREDICTOR
-    _RAY_PREDICTOR = open_predictor()
-
-
 def _assess_on_actor(job: VideoJob, *, options: VideoOptions) -> dict:
-    if _RAY_PREDICTOR is None:
-        raise RuntimeError("a Ray actor started without its initializer")
-    return assess_one_video(job, _RAY_PREDICTOR, options=options)
+    """One video on a Ray actor, with the model it opened once (``keep_worker_state``)."""
+    return assess_one_video(job, worker_state(), options=options)
 
 
 def assess_videos(jobs: Sequence[VideoJob], predictor: Predictor, *, out: Path,
@@ -185,15 +176,15 @@ def assess_videos(jobs: Sequence[VideoJob], predictor: Predictor, *, out: Path,
     todo = [job for job in jobs if str(job.video) not in rows]
     if on_progress is not None:
         on_progress(len(rows), len(jobs))
+    if not todo:  # the table as this list orders it, though nothing was left to assess
+        _write_table(out, [rows[str(job.video)] for job in jobs])
     for row in _run(todo, predictor, options=options, open_predictor=open_predictor,
                     backend=backend):
         rows[row["video"]] = row
         _write_table(out, [rows[str(job.video)] for job in jobs if str(job.video) in rows])
         if on_progress is not None:
             on_progress(len(rows), len(jobs))
-    ordered = [rows[str(job.video)] for job in jobs]
-    _write_table(out, ordered)
-    return ordered
+    return [rows[str(job.video)] for job in jobs]
 
 
 def _run(todo: Sequence[VideoJob], predictor: Predictor, *, options: VideoOptions,
@@ -205,7 +196,7 @@ def _run(todo: Sequence[VideoJob], predictor: Predictor, *, options: VideoOption
     if not todo:  # starts no cluster
         return
     rows = ordered_map(partial(_assess_on_actor, options=options), todo, workers=1,
-                       initializer=_start_ray_worker, initargs=(open_predictor,),
+                       initializer=keep_worker_state, initargs=(open_predictor,),
                        backend=backend)
     with closing(rows):
         yield from rows
