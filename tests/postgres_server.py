@@ -17,12 +17,12 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from ports import free_port
 from sqlalchemy.engine import make_url
 
 URL_ENV = "NEOPAIN_TEST_DATABASE_URL"
@@ -49,12 +49,6 @@ def find_bindir() -> Path | None:
         return versions[-1]
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class LocalServer:
@@ -93,7 +87,7 @@ class LocalServer:
         password_file.unlink()
         if initdb.returncode != 0:
             raise Unavailable(f"initdb failed ({initdb.returncode}): {initdb.stderr.strip()}")
-        self.port = _free_port()
+        self.port = free_port()
         log = (self.folder / "server.log").open("ab")
         self.process = subprocess.Popen(
             self._as_server_user([str(self.bindir / "postgres"), "-D", str(self.data),

@@ -3,11 +3,11 @@ offset comes from the fastest reading, and the token file is refused unless priv
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
+from ports import free_port
 from neopain.agent.client import (
     DeviceClient, InvalidRequest, Revoked, Unreachable, UnknownToken, read_token,
 )
@@ -37,10 +37,7 @@ def test_busy_down_and_absent_servers_are_unreachable_not_fatal(ward):
         assert raised.value.status is None
         ward.down = False  # the same client reconnects after a dropped connection
         assert client.heartbeat({})["session_id"] == 7
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    with DeviceClient(f"http://127.0.0.1:{port}", token=ward.token) as client, \
+    with DeviceClient(f"http://127.0.0.1:{free_port()}", token=ward.token) as client, \
             pytest.raises(Unreachable, match="no answer"):
         client.clock()
     assert not issubclass(Unreachable, (Revoked, UnknownToken, InvalidRequest))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from ports import free_port
 from neopain.store import crud
 from neopain.store.session import open_store
 from neopain.store.tables import Assessment
@@ -40,12 +40,6 @@ from neopain.server.app import create_app
 settings = Settings(database_url=sys.argv[1], data_dir=sys.argv[2], timeline_interval_s=%s)
 uvicorn.run(create_app(settings), host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
 """ % INTERVAL_S
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Ward:

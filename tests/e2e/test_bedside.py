@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -80,9 +80,7 @@ def start_uvicorn(app) -> tuple[object, threading.Thread, str]:
     """``app`` on uvicorn in a thread on a free port: (server, thread, base URL)."""
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            ws="websockets-sansio"))
     thread = threading.Thread(target=runner.run, daemon=True)

@@ -12,7 +12,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,15 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from ports import free_port
 
 USERNAME = "fuzz"
 PASSWORD = "fuzz-password-long-enough"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:

@@ -22,7 +22,8 @@ from websockets.sync.client import connect
 from neopain.store import crud
 from neopain.store.session import open_store
 from neopain.store.tables import Alarm, Assessment
-from server.test_server_process import PASSWORD, add_user, free_port
+from ports import free_port
+from server.test_server_process import PASSWORD, add_user
 
 PAIN_S = 5.0  # NEOPAIN_ALARM_PAIN_S: the shortest the settings allow
 FRAMES = 60  # per bed, about 5 a second: the pain bed holds pain well past PAIN_S

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import uvicorn
 from typer.testing import CliRunner
 from websockets.sync.client import connect
 
+from ports import free_port
 from neopain.config import Settings
 from neopain.server import security
 from neopain.server.app import create_app
@@ -27,12 +27,6 @@ from neopain.store import crud
 from neopain.store.session import open_store
 
 PASSWORD = "correct horse battery"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def add_user(url: str) -> None:
