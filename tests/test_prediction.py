@@ -3,6 +3,8 @@ a run's calibrator shows any predictor's output calibrated (``CalibratedPredicto
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -83,6 +85,19 @@ def test_a_kind_registered_as_an_entry_point_runs_without_any_other_change(with_
     assert load_predictor(None).kind == prediction.default_kind() == "nfcs"
 
 
+def test_a_kind_asked_for_by_name_imports_no_other_kind():
+    # the bug guarded: `--model nfcs` imported every kind, and with the run kind the training
+    # stack; a bed agent then took 0.4 s more to exit, and missed "stops within a second of
+    # its revocation" under load
+    heavy = ("sklearn", "pandas", "matplotlib", "torch", "neopain.export.torch_runtime")
+    code = ("import sys; from neopain.prediction import load_predictor; "
+            "load_predictor('nfcs', threads=1).close(); "
+            f"print([name for name in {heavy!r} if name in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 def test_installed_kinds_must_name_exactly_one_default(monkeypatch):
     class Second(EchoKind):
         default = True
@@ -92,8 +107,11 @@ def test_installed_kinds_must_name_exactly_one_default(monkeypatch):
     monkeypatch.setattr(prediction, "entry_points", lambda group: [*installed, second])
     prediction._entry_points.cache_clear()
     try:
+        # the default is asked for when no model is named (a named kind needs no default)
         with pytest.raises(NeopainError, match="2 defaults; exactly one"):
-            load_predictor("second")
+            load_predictor(None)
+        with pytest.raises(NeopainError, match="2 defaults; exactly one"):
+            prediction.model_choices()
     finally:
         prediction._entry_points.cache_clear()
 
