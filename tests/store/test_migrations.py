@@ -1,10 +1,16 @@
 """The shipped Alembic migrations, on SQLite and on PostgreSQL: they build exactly the tables
 the code declares, every one of them downgrades and upgrades again on a database holding
-records, foreign keys hold, and the key the server processes share is made once."""
+records, foreign keys hold, the key the server processes share is made once, and a process
+waiting for another's migration says so."""
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 from alembic import command
@@ -12,10 +18,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, make_url, text
 
 from neopain.store import crud
-from neopain.store.session import MIGRATIONS, open_store
+from neopain.store.session import MIGRATION_LOCK, MIGRATIONS, create_store_engine, open_store
 from neopain.store.tables import Base
 
 
@@ -102,3 +108,48 @@ def test_server_processes_on_one_database_share_one_key(database_url):
     with open_store(database_url)() as db:
         assert crud.shared_key(db, name="csrf") == keys[0]
         assert crud.shared_key(db, name="other") != keys[0]
+
+
+@contextmanager
+def migrating_elsewhere(database_url: str):
+    """Hold the lock a migrating process holds, as another process would."""
+    if database_url.startswith("sqlite"):
+        lock = os.open(f"{make_url(database_url).database}.lock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            os.close(lock)
+        return
+    engine = create_store_engine(database_url)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+    engine.dispose()
+
+
+def test_a_process_waiting_for_another_migrator_says_so_and_goes_on_after_it(database_url,
+                                                                            caplog):
+    open_store(database_url)().close()
+    opened = threading.Event()
+
+    def open_it() -> None:
+        open_store(database_url)().close()
+        opened.set()
+
+    caplog.set_level(logging.WARNING, logger="neopain.store.session")
+    with migrating_elsewhere(database_url):
+        opener = threading.Thread(target=open_it, daemon=True)
+        opener.start()
+        deadline = time.monotonic() + 20
+        while "another process is migrating it" not in caplog.text \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "another process is migrating it; waiting for it to finish" in caplog.text
+        assert not opened.wait(0.5)  # it waits
+    assert opened.wait(20)  # and opens once the other is done
+    password = make_url(database_url).password
+    assert not password or password not in caplog.text

@@ -100,7 +100,7 @@ def _one_migrator(engine: Engine) -> Iterator[Connection]:
     ``<file>.lock`` (SQLite's own lock cannot be taken before Alembic reads the revision:
     Python's driver runs its DDL outside transactions); where that file cannot be made (a
     read-only folder: nobody can migrate there) none is taken. An in-memory database has one
-    user."""
+    user. A process that has to wait says so in the log (a migration can take a while)."""
     database = engine.url.database
     lock_file = None
     if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
@@ -109,11 +109,19 @@ def _one_migrator(engine: Engine) -> Iterator[Connection]:
                                 0o600)
         except OSError:
             log.debug("no migration lock beside %s (cannot create it)", database)
+    waiting = ("records database %s: another process is migrating it; waiting for it to "
+               "finish")
     try:
         if lock_file is not None:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning(waiting, _safe(engine.url))
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
         with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
+            if engine.dialect.name == "postgresql" and not connection.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}):
+                log.warning(waiting, _safe(engine.url))
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                    {"key": MIGRATION_LOCK})
             yield connection
