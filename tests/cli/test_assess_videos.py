@@ -102,6 +102,17 @@ def test_a_bad_list_names_its_line(videos, tmp_path, lines, problem):
     assert "Traceback" not in output
 
 
+@pytest.mark.parametrize("settings", ["{not json", "[1, 2]"])
+def test_a_videos_json_that_is_not_the_settings_is_named_not_a_traceback(videos, tmp_path,
+                                                                       settings):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "videos.json").write_text(settings)
+    code, output = invoke("assess", str(videos / "list.txt"), "--out", str(tmp_path / "o"))
+    said = " ".join(output.split())
+    assert code == 1 and "videos.json: not the settings" in said, output
+    assert "delete that folder to start again" in said and "Traceback" not in output
+
+
 @pytest.mark.slow
 def test_ray_assesses_one_video_per_task_as_the_local_backend_does(videos, tmp_path):
     code, output = invoke("assess", str(videos / "list.txt"), "--out", str(tmp_path / "local"),

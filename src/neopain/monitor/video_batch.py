@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from neopain.data.files import read_regular_text
+from neopain.data.json_text import parse_json
 from neopain.data.outputs import atomic_output, safe_name, write_text_atomic
 from neopain.data.parallel import LOCAL, Backend, keep_worker_state, ordered_map, worker_state
 from neopain.errors import NeopainError
@@ -210,15 +211,23 @@ def _same_settings(out: Path, settings: dict) -> None:
         NeopainError: ``out`` holds a run with another model or other options.
     """
     path = out / SETTINGS
+    start_again = "give another --out, or delete that folder to start again"
     if path.is_file():
-        earlier = json.loads(read_regular_text(path, what="a videos.json", max_bytes=100_000))
+        try:
+            earlier = parse_json(read_regular_text(path, what="a videos.json",
+                                                   max_bytes=100_000))
+        except ValueError:  # not JSON, or nested too deep
+            earlier = None
+        if not isinstance(earlier, dict):
+            raise NeopainError(f"{path}: not the settings neopain assess writes (a JSON object "
+                               f"of the model and options); {start_again}")
         differ = sorted(key for key in settings.keys() | earlier.keys()
                         if earlier.get(key) != settings.get(key))
         if differ:
             raise NeopainError(f"{out} holds videos assessed with other settings ("
                                + ", ".join(f"{key}: {earlier.get(key)!r} then, "
                                            f"{settings.get(key)!r} now" for key in differ)
-                               + "); give another --out, or delete that folder to start again")
+                               + f"); {start_again}")
         return
     write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
 
