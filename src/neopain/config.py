@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     # the bedside monitor (neopain serve)
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL of the records database; None: SQLite file "
+        description="URL of the records database, SQLite or PostgreSQL; None: SQLite file "
                     "records.sqlite3 in data_dir.",
     )
     model: str | None = Field(

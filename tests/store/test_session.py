@@ -1,6 +1,7 @@
 """The engine factory on SQLite: WAL with foreign keys and full sync, writers that wait for
-each other, and a committed assessment that survives its writer being SIGKILLed (the
-migrations, on SQLite and PostgreSQL: ``test_migrations``)."""
+each other, and a committed assessment that survives its writer being SIGKILLed; databases
+neopain cannot store in refused with a message (the migrations, on SQLite and PostgreSQL:
+``test_migrations``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 import textwrap
 import threading
 
+import secrets
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from neopain.store import crud
 from neopain.store.crud import NewAssessment
@@ -41,6 +44,37 @@ def test_a_bad_url_is_a_clear_error():
         create_store_engine("records.sqlite3")
     with pytest.raises(StoreError, match="--db postgresql"):
         create_store_engine("postgresql+nosuchdriver://u:secret@h/db")
+
+
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_naming_the_valid_ones():
+    # the bug guarded: the docs said "any SQLAlchemy URL", and the server failed at its first
+    # upsert (the shared key, a login) on anything else
+    for url in ("mysql+pymysql://u:secret@h/db", "oracle://u:secret@h/db"):
+        with pytest.raises(StoreError,
+                           match=r"valid: sqlite:///.* or postgresql\+psycopg://") as error:
+            create_store_engine(url)
+        assert "secret" not in str(error.value)
+
+
+def test_a_postgres_role_that_cannot_create_tables_is_told_so_not_shown_a_traceback(
+        postgres_url):
+    # the bug guarded: only OperationalError was caught; PostgreSQL refuses a role without
+    # CREATE on the schema (the default for a non-owner since PostgreSQL 15) with a
+    # ProgrammingError, which `neopain serve` printed as a traceback
+    admin = create_store_engine(postgres_url)
+    role, password = f"reader_{secrets.token_hex(4)}", secrets.token_urlsafe(12)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+    try:
+        url = make_url(postgres_url).set(username=role, password=password)
+        with pytest.raises(StoreError, match="cannot open or migrate it: .*permission denied"
+                           ) as error:
+            open_store(url.render_as_string(hide_password=False))
+        assert password not in str(error.value) and "\n" not in str(error.value)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
 
 
 def test_concurrent_writers_wait_for_each_other_instead_of_failing(tmp_path):

@@ -1,4 +1,5 @@
-"""The engine factory: any SQLAlchemy URL; SQLite gets WAL, foreign keys and a busy timeout.
+"""The engine factory: a SQLite or PostgreSQL URL; SQLite gets WAL, foreign keys and a busy
+timeout.
 
 ``open_store(url)`` is what the server and the CLI call: it builds the engine, brings the schema
 to the newest Alembic migration (shipped in ``store/migrations``) and returns a session factory.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -40,18 +41,26 @@ def _safe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+BACKENDS = ("sqlite", "postgresql")
+"""The databases neopain stores in (``crud.accounts._upsert_insert`` uses their upserts)."""
+VALID_URLS = "sqlite:///path/records.sqlite3 or postgresql+psycopg://user@host/dbname"
+
+
 def create_store_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get WAL, foreign keys, ``synchronous=FULL`` and a
     30 s busy timeout, and are created 0600 in folders created 0700.
 
     Raises:
-        StoreError: a URL SQLAlchemy cannot parse or whose driver is not installed.
+        StoreError: a URL SQLAlchemy cannot parse, of a database other than SQLite or
+            PostgreSQL, or whose driver is not installed.
     """
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(f"--db {url!r}: not a database URL; valid: sqlite:///path/records.sqlite3"
-                         " or postgresql+psycopg://user@host/dbname") from None
+        raise StoreError(f"--db {url!r}: not a database URL; valid: {VALID_URLS}") from None
+    if parsed.get_backend_name() not in BACKENDS:
+        raise StoreError(f"--db {_safe(parsed)}: neopain stores its records in SQLite or "
+                         f"PostgreSQL; valid: {VALID_URLS}")
     if parsed.get_backend_name() != "sqlite":
         try:
             return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
@@ -146,16 +155,22 @@ def upgrade_schema(engine: Engine) -> None:
         with _one_migrator(engine) as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-    except OperationalError as error:
+    except DBAPIError as error:  # unreachable, refused (no rights to create tables), ...
+        # the first line: PostgreSQL's DETAIL lines could echo values
+        reason = (str(error.orig).splitlines() or [""])[0]
         raise StoreError(f"records database {_safe(engine.url)}: cannot open or migrate it: "
-                         f"{error.orig}") from None
+                         f"{reason}") from None
 
 
 def open_store(url: str) -> sessionmaker[Session]:
     """Engine for ``url`` with the newest schema, as a session factory (``expire_on_commit``
     off, so rows stay readable after ``crud`` commits)."""
     engine = create_store_engine(url)
-    upgrade_schema(engine)
+    try:
+        upgrade_schema(engine)
+    except StoreError:
+        engine.dispose()
+        raise
     log.info("records database ready: %s (%s)", _safe(engine.url),
              ", ".join(sorted(inspect(engine).get_table_names())))
     return sessionmaker(engine, expire_on_commit=False)

@@ -118,17 +118,11 @@ def end_login_session(db: Session, token_hash: str, *, actor: User | None) -> No
     commit(db, "logout")
 
 
-def _upsert_insert(db: Session, *, what: str) -> Callable[..., Any]:
+def _upsert_insert(db: Session) -> Callable[..., Any]:
     """The ``insert`` of the database's dialect, which has ``on_conflict_do_…`` (an atomic
-    upsert; SQLAlchemy's generic insert has none).
-
-    Raises:
-        StoreError: a database other than SQLite or PostgreSQL (naming ``what`` needs it).
-    """
-    dialect = db.get_bind().dialect.name
-    if dialect not in ("sqlite", "postgresql"):
-        raise StoreError(f"{what} needs SQLite or PostgreSQL, not {dialect}")
-    return sqlite.insert if dialect == "sqlite" else postgresql.insert
+    upsert; SQLAlchemy's generic insert has none). The engine is SQLite's or PostgreSQL's
+    (``store.session.BACKENDS``)."""
+    return sqlite.insert if db.get_bind().dialect.name == "sqlite" else postgresql.insert
 
 
 # keys shared by the server processes ----------------------------------------------------------
@@ -140,7 +134,7 @@ def shared_key(db: Session, *, name: str, size: int = 32) -> bytes:
     Raises:
         StoreError: the database cannot be read or written (named by the error's type only).
     """
-    insert = _upsert_insert(db, what="a shared key")
+    insert = _upsert_insert(db)
     try:
         db.execute(insert(ServerKey).values(name=name, value=secrets.token_bytes(size))
                    .on_conflict_do_nothing(index_elements=[ServerKey.name]))
@@ -164,7 +158,7 @@ def _count_attempt(db: Session, key_hash: str, *, limit: int, cutoff: datetime,
     """One atomic upsert: a new key, or one whose window started at or before ``cutoff``,
     starts a window with this attempt; a key under ``limit`` counts one more; a key at the
     limit is left as it is (False)."""
-    insert = _upsert_insert(db, what="the login limit")
+    insert = _upsert_insert(db)
     table = LoginThrottle.__table__
     expired = table.c.window_start <= cutoff
     statement = insert(table).values(key_hash=key_hash, attempts=1, window_start=now)
