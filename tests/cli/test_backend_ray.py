@@ -256,3 +256,17 @@ def test_address_without_the_ray_backend_is_refused(cohort6, tmp_path):
     code, text = detect(cohort6, tmp_path / "faces", "--address", "auto")
     assert (code, text) == (1, "error: --address 'auto' applies to --backend ray only")
     assert not (tmp_path / "faces").exists()
+
+
+@pytest.mark.parametrize("command", ["detect", "augment"])
+def test_zero_workers_is_refused_not_taken_as_the_default(cohort6, cohort, tmp_path, command):
+    # the bug guarded: --workers became optional for Ray, and `workers or default` read 0 as unset
+    out = tmp_path / "out"
+    if command == "detect":
+        code, text = detect(cohort6, out, "--workers", "0")
+    else:
+        code, text = invoke("augment", str(cohort6 / "manifest.csv"), "--folds",
+                            str(cohort / "folds.json"), "--fold", "0", "--n", "1", "--out",
+                            str(out), "--workers", "0")
+    assert code == 1 and "workers=0" in text and "a whole number >= 1" in text, text
+    assert not out.exists() or not any(out.iterdir())

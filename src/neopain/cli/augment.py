@@ -77,8 +77,8 @@ def augment(
             bars[0](done, total)
 
         result = augment_fold(loaded, plan, fold=fold, out=out, n=n, spec=spec, seed=seed,
-                              workers=workers or default_workers(), overwrite=overwrite,
-                              on_progress=update, backend=runs_on)
+                              workers=default_workers() if workers is None else workers,
+                              overwrite=overwrite, on_progress=update, backend=runs_on)
     seconds = time.perf_counter() - start
     table = Table(title=f"fold {fold}: {result.images} augmented images")
     table.add_column("what")

@@ -140,7 +140,7 @@ def detect(
             result = detect_faces(
                 loaded, detector=detector, out=out, margin=margin, size=size or None,
                 landmarks=landmarks, keep_missing=keep_missing, align=align,
-                workers=workers or default_workers(), backend=runs_on,
+                workers=default_workers() if workers is None else workers, backend=runs_on,
                 detector_options=options, on_progress=_lazy_bar(stack, "detecting faces"))
     except ManifestError as error:
         print_problems(error)
