@@ -98,7 +98,7 @@ def test_concurrent_wrong_logins_check_exactly_the_limit_across_server_processes
     wrong passwords for one username were all checked. Two apps on one database stand for two
     server processes; every password check is slowed so that all requests overlap."""
     first = make(tmp_path)
-    second = make(tmp_path)  # same data_dir: same SQLite file, its own limiter
+    second = make(tmp_path)  # same data_dir: same records database, its own limiter
     with first.db() as db:
         crud.create_user(db, username="nurse", role="clinician",
                          password_hash=security.hash_password("correct horse battery"))
