@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 import pytest
 from cli_invoke import invoke
@@ -123,9 +122,7 @@ def test_ray_assesses_one_video_per_task_as_the_local_backend_does(videos, tmp_p
                               str(tmp_path / "ray"), "--backend", "ray", seconds=300)
     assert code == 1, output
     local, ray = files_of(tmp_path / "local"), files_of(tmp_path / "ray")
-    for name in ("videos.csv",):  # the folders differ: local/ vs ray/
-        for table in (local, ray):
-            table[name]["folder"] = {k: Path(v).name for k, v in table[name]["folder"].items()}
+    for table in (local, ray):  # the folders differ: local/ vs ray/
+        table["videos.csv"]["folder"] = {k: Path(v).name
+                                         for k, v in table["videos.csv"]["folder"].items()}
     assert local == ray
-    assert np.isclose(float(pd.read_csv(tmp_path / "ray" / "videos.csv")["pain_share"][0]),
-                      float(pd.read_csv(tmp_path / "local" / "videos.csv")["pain_share"][0]))
