@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import httpx
@@ -23,7 +23,7 @@ from neopain.store import crud
 from neopain.store.session import open_store
 from neopain.store.tables import Alarm, Assessment
 from ports import free_port
-from server.test_server_process import PASSWORD, add_user
+from server.test_server_process import add_user, log_in
 
 PAIN_S = 5.0  # NEOPAIN_ALARM_PAIN_S: the shortest the settings allow
 FRAMES = 60  # per bed, about 5 a second: the pain bed holds pain well past PAIN_S
@@ -67,15 +67,6 @@ def answering(base: str) -> None:
             time.sleep(0.2)
 
 
-def logged_in(base: str) -> tuple[httpx.Client, str]:
-    """A client of ``base`` logged in as the nurse, and the Cookie header for its WebSocket."""
-    client = httpx.Client(base_url=base, timeout=30)
-    response = client.post("/api/login", json={"username": "nurse", "password": PASSWORD})
-    response.raise_for_status()
-    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-    return client, f"neopain_session={client.cookies['neopain_session']}"
-
-
 def stream(port: int, cookie: str, session_id: int, frame: bytes, saved: list[int],
            states: list[str]) -> None:
     """Send ``FRAMES`` frames, one at a time, noting each saved assessment's id and state."""
@@ -107,7 +98,7 @@ def test_two_serve_processes_on_one_postgresql(postgres_url, neopain_script, tmp
             answering(base)
         add_user(postgres_url)
         # one login, used at both processes: its cookie and CSRF token hold at either
-        first, cookie = logged_in(bases[0])
+        first, cookie = log_in(bases[0])
         second = httpx.Client(base_url=bases[1], timeout=30, cookies=first.cookies,
                               headers={"X-CSRF-Token": first.headers["X-CSRF-Token"]})
         beds = {}
@@ -119,14 +110,12 @@ def test_two_serve_processes_on_one_postgresql(postgres_url, neopain_script, tmp
             beds[name] = session.json()["id"]
         saved = {"pain": [], "rest": []}
         states = {"pain": [], "rest": []}
-        threads = [threading.Thread(target=stream, args=(port, cookie, beds[name],
-                                                          bed_frames[name], saved[name],
-                                                          states[name]))
-                   for name, port in (("pain", ports[0]), ("rest", ports[1]))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
+        with ThreadPoolExecutor(2) as pool:  # result(): a stream's error is raised here
+            streams = [pool.submit(stream, port, cookie, beds[name], bed_frames[name],
+                                   saved[name], states[name])
+                       for name, port in (("pain", ports[0]), ("rest", ports[1]))]
+            for future in streams:
+                future.result(timeout=300)
         time.sleep(2.0)  # four more ticks of each alarm engine
         for server in servers:
             assert server.poll() is None, (tmp_path / f"serve-{server.args[-1]}.log").read_text()
