@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+from neopain.data.manifest import ManifestError
+from neopain.data.tables import Problem
 from neopain.errors import NeopainError
 
 _STARTED_WITH: str | None = None
@@ -72,3 +74,11 @@ def interrupt_parent(item: int) -> str:
         os.kill(parent, signal.SIGINT)
         time.sleep(0.3)
     return "ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "handled"
+
+
+BAD_LABEL = Problem(line=2, column="label", value="maybe", message="not a label")
+
+
+def bad_manifest(item: int) -> None:
+    """Raise the error a worker reading a broken manifest raises."""
+    raise ManifestError(f"manifest{item}.csv", [BAD_LABEL])

@@ -19,6 +19,7 @@ from pathlib import Path
 import parallel_jobs
 import pytest
 
+from neopain.data.manifest import ManifestError
 from neopain.data.parallel import IN_FLIGHT_PER_WORKER, WorkerDiedError, ordered_map
 from neopain.errors import NeopainError
 
@@ -78,6 +79,17 @@ def test_a_workers_error_is_raised_at_its_place_and_the_rest_is_dropped(tmp_path
         next(results)
     assert multiprocessing.active_children() == []
     assert len(list(tmp_path.iterdir())) <= 3 + 1 + 2 * IN_FLIGHT_PER_WORKER + 2
+
+
+def test_a_table_error_in_a_worker_reaches_the_caller_with_its_problems():
+    # the bug guarded: TableError could not be rebuilt from its pickle (its constructor takes
+    # the path and problems), so a worker's ManifestError ended the command as a broken pool
+    # (on Ray: "UnserializableException") instead of naming the file and row
+    with pytest.raises(ManifestError) as error:
+        list(ordered_map(parallel_jobs.bad_manifest, range(4), workers=2))
+    assert error.value.problems == [parallel_jobs.BAD_LABEL]
+    assert str(error.value).startswith("manifest0.csv: 1 problem")
+    assert multiprocessing.active_children() == []
 
 
 def test_a_dead_worker_is_a_clear_error():

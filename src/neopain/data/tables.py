@@ -74,6 +74,11 @@ class TableError(NeopainError):
             lines.append(f"  ... and {n - _MAX_LISTED} more")
         super().__init__("\n".join(lines))
 
+    def __reduce__(self) -> tuple[type[TableError], tuple[Path, list[Problem]]]:
+        # rebuilt from (path, problems) when it crosses a process boundary (a worker process,
+        # a Ray task): the default rebuild passes the message alone
+        return (type(self), (self.path, self.problems))
+
 
 def _read_text(path: Path, *, what: str) -> str:
     """The file's text (UTF-8, a BOM dropped); unreadable files raise TableError."""
