@@ -21,7 +21,7 @@ from run_progress import Recorder
 
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
-from neopain.data.parallel import Backend
+from neopain.data.parallel import Backend, ordered_map
 from neopain.runs import load_fold
 from neopain.training import TrainConfig, run_cv
 
@@ -234,6 +234,35 @@ def test_the_folds_progress_on_ray_reaches_the_one_progress_hook(ray, cohort6, c
     for fold in (0, 1):  # each fold's steps in order, and its end after them
         mine = [call for call in seen["ray"] if call[0] != "start" and call[1] == fold]
         assert mine == [call for call in seen["local"] if call[0] != "start" and call[1] == fold]
+
+
+@pytest.mark.slow
+def test_train_on_ray_takes_paths_from_the_folder_it_was_started_in(ray, cohort6, cohort,
+                                                                    tmp_path, monkeypatch):
+    # the bug guarded: the fold tasks got the config's relative paths and opened them in the
+    # Ray worker's folder, not the one the command was started in
+    (tmp_path / "data").symlink_to(cohort6)
+    (tmp_path / "plan").symlink_to(cohort)
+    monkeypatch.chdir(tmp_path)
+    result = run_cv(TrainConfig(model="ncnn", manifest=Path("data/manifest.csv"),
+                                folds=Path("plan/folds.json"), out=Path("run"), fold=0,
+                                epochs=1, batch_size=8, device="cpu"),
+                    backend=Backend("ray"))
+    assert [fold.index for fold in result.folds] == [0]
+    assert (tmp_path / "run" / "fold_0" / "model.pt").is_file()
+    assert (tmp_path / "run" / "fold_0" / "predictions.csv").is_file()
+
+
+def test_nothing_to_do_on_ray_joins_or_starts_no_cluster(ray, monkeypatch):
+    # guards: a rerun with everything done (or an empty list) starting a Ray for nothing; the
+    # check is ordered_map's, for every command
+    from neopain.data import ray_backend
+
+    def no_session(backend):
+        raise AssertionError("a Ray session was opened for no items")
+
+    monkeypatch.setattr(ray_backend, "ray_session", no_session)
+    assert list(ordered_map(str, [], workers=1, backend=Backend("ray"))) == []
 
 
 @pytest.mark.parametrize("command", ["detect", "train"])

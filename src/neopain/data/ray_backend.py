@@ -8,6 +8,7 @@ Ray. Every path an item or fold names must be the same file on every node of the
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
+_NO_ITEM = object()
 RAY_MISSING = ('--backend ray needs Ray, which is not installed here: pip install '
                '"neopain[ray]" (or choose --backend local)')
 
@@ -113,7 +115,7 @@ def ray_ordered_map(fn: Callable[[Item], Result], items: Iterator[Item], *, back
     given to them in turn. Results come back in the order of ``items``, with at most
     ``IN_FLIGHT_PER_WORKER`` items per actor submitted and not yet handed back; an exception
     ``fn`` or ``initializer`` raises is raised here as itself. However the iteration ends, the
-    actors are killed.
+    actors are killed. No items: no Ray is started or joined.
 
     Raises:
         NeopainError: Ray is not installed (at once, not at the first item).
@@ -125,6 +127,10 @@ def ray_ordered_map(fn: Callable[[Item], Result], items: Iterator[Item], *, back
 def _actor_map(fn: Callable[[Item], Result], items: Iterator[Item], *, backend: Backend,
                initializer: Callable[..., object] | None,
                initargs: tuple[Any, ...]) -> Generator[Result, None, None]:
+    first = next(items, _NO_ITEM)
+    if first is _NO_ITEM:  # nothing to do (all done by an earlier run): no cluster to start
+        return
+    items = itertools.chain([first], items)
     with ray_session(backend) as ray:
         cpus = cluster_cpus(ray)
         if backend.actors is not None and backend.actors > cpus:  # they would wait for ever

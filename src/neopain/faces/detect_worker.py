@@ -205,26 +205,20 @@ def detect_records(jobs: list[DetectJob], *, settings: DetectSettings, root: Pat
     Raises:
         NeopainError: a detector failing on an image; a worker process that died.
     """
-    if backend.is_ray:
-        detector.close()
-        if not jobs:  # all done before: no cluster to start
-            return
-        yield from ordered_map(_run_in_process_worker, jobs, workers=workers,
-                               initializer=keep_worker_state,
-                               initargs=(_open_process_worker, settings, root.absolute()),
-                               backend=backend)
-        return
-    if workers == 1:
+    if workers == 1 and not backend.is_ray:
         with closing(DetectWorker.open(settings, out=root, detector=detector)) as worker:
             yield from ordered_map(worker, jobs, workers=1)
         return
     detector.close()
     try:
-        # spawn, not fork: MediaPipe and ONNX Runtime start native threads that fork does not copy
+        # spawn, not fork: MediaPipe and ONNX Runtime start native threads that fork does not
+        # copy; absolute: a Ray actor does not run in this folder
         yield from ordered_map(_run_in_process_worker, jobs, workers=workers,
                                initializer=keep_worker_state,
-                               initargs=(_open_process_worker, settings, root),
-                               start_method="spawn")
+                               initargs=(_open_process_worker, settings, root.absolute()),
+                               start_method="spawn", backend=backend)
     except WorkerDiedError:
+        if backend.is_ray:
+            raise  # it says what was lost: an actor or a node
         raise NeopainError("a worker process died (out of memory?); run again to resume, with "
                            "fewer workers") from None

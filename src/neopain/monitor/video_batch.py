@@ -194,8 +194,6 @@ def _run(todo: Sequence[VideoJob], predictor: Predictor, *, options: VideoOption
         for job in todo:
             yield assess_one_video(job, predictor, options=options)
         return
-    if not todo:  # starts no cluster
-        return
     rows = ordered_map(partial(_assess_on_actor, options=options), todo, workers=1,
                        initializer=keep_worker_state, initargs=(open_predictor,),
                        backend=backend)

@@ -206,6 +206,13 @@ class TrainConfig:
     seed: int = 0
     calibration: CalibrationSettings | None = None
 
+    def absolute(self) -> TrainConfig:
+        """The same config with every path absolute: for a process that does not run in this
+        folder (a Ray task)."""
+        return dataclasses.replace(self, **{name: getattr(self, name).absolute()
+                                            for name in _PATHS
+                                            if getattr(self, name) is not None})
+
     def __post_init__(self) -> None:
         for name in _PATHS:
             value = getattr(self, name)

@@ -128,7 +128,8 @@ def ray_folds(config: TrainConfig, folds: Sequence[Fold], *, backend: Backend,
         task = ray.remote(fold_task).options(
             num_cpus=threads, num_gpus=1 if wants_gpu(config.device, ray=ray) else 0,
             max_retries=0)
-        running = {task.remote(config, fold, log=log, threads=threads): fold.index
+        sent = config.absolute()  # a task does not run in this folder
+        running = {task.remote(sent, fold, log=log, threads=threads): fold.index
                    for fold in folds}
         done: dict[int, FoldResult] = {}
         waiting = list(running)
