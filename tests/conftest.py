@@ -8,6 +8,7 @@ from pathlib import Path
 
 import postgres_server
 import pytest
+from ray_cluster import local_ray
 
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
@@ -38,6 +39,13 @@ def cohort6(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def neopain_script() -> Path:
     """The installed console script, for end-to-end runs (exit codes, no tracebacks)."""
     return Path(sys.executable).parent / "neopain"
+
+
+@pytest.fixture(scope="module")
+def ray() -> Iterator[object]:
+    """``ray`` on a Ray of this machine (``local_ray``), shared by a test module."""
+    with local_ray() as ray:
+        yield ray
 
 
 def postgres_database() -> Iterator[str]:

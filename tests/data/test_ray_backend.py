@@ -9,18 +9,12 @@ from contextlib import closing
 
 import parallel_jobs
 import pytest
-from ray_cluster import local_ray, without_ray
+from ray_cluster import without_ray
 
 from neopain.data.parallel import LOCAL, Backend, ordered_map
 from neopain.errors import NeopainError
 
 RAY = Backend("ray", actors=2)
-
-
-@pytest.fixture(scope="module")
-def ray():
-    with local_ray() as ray:
-        yield ray
 
 
 @pytest.mark.slow
