@@ -24,7 +24,8 @@ def local_ray() -> Iterator[object]:
     else:
         ray = pytest.importorskip("ray")
     path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False,
+    # address="local": a Ray of its own, never one of RAY_ADDRESS or `ray start`
+    ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
         yield ray
