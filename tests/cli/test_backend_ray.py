@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_invoke import invoke
-from ray_cluster import local_ray, without_ray
+from ray_cluster import without_ray
 from run_progress import Recorder
 
 from neopain.data.folds import make_folds, save_folds
@@ -26,12 +26,6 @@ from neopain.runs import load_fold
 from neopain.training import TrainConfig, run_cv
 
 RAY = ("--backend", "ray")
-
-
-@pytest.fixture(scope="module")
-def ray():
-    with local_ray() as ray:
-        yield ray
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +167,20 @@ def test_assess_on_ray_writes_the_local_backends_results(ray, cohort6, tmp_path,
     table = written["local"].read_text().splitlines()
     assert len(table) == 1 + 20
     assert written["ray"].read_bytes() == written["local"].read_bytes()
+
+
+@pytest.mark.slow
+def test_assess_on_ray_opens_a_relative_run_folder_from_where_it_was_started(
+        ray, cohort6, local_run, tmp_path, monkeypatch):
+    # the bug guarded: a run folder given relative to this folder was sent to the actors as
+    # it was, and opened in the Ray worker's folder
+    monkeypatch.chdir(local_run.parent)
+    for name, options in (("local", ()), ("ray", RAY)):
+        code, text = invoke("assess", str(cohort6 / "manifest.csv"), "--model",
+                            f"{local_run.name}/fold_0", "--out", str(tmp_path / f"{name}.csv"),
+                            *options)
+        assert code == 0, text
+    assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
-"""Two server processes on one records database (each backend): a login, a page's CSRF token
-and a signed link made by one are honoured by the other, as behind a load balancer that sends
-each request to either. (The login limit counted at both: test_hardening.py.)"""
+"""Two server processes on one records database (each backend): a login and a page's CSRF
+token made by one are honoured by the other, as behind a load balancer that sends each request
+to either. (The login limit counted at both: test_hardening.py.)"""
 
 from __future__ import annotations
 

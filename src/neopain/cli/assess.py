@@ -177,7 +177,10 @@ def assess(
         fail("--backend ray assesses images, folders, manifests and lists of videos (one "
              "video per task); a single video runs here (--backend local)")
     if runs_on.is_ray:  # Ray's workers open these where they run: not from this folder
-        model = str(Path(model).absolute()) if model and Path(model).is_file() else model
+        from neopain.prediction import predictor_kinds
+
+        if model and model not in predictor_kinds() and Path(model).exists():  # a file, a run
+            model = str(Path(model).absolute())
         calibrator = None if calibrator is None else calibrator.absolute()
     opener = partial(_predictor, model, threads=threads, batch_size=batch_size,
                      calibrator=calibrator, mc_passes=mc_passes)
