@@ -182,11 +182,23 @@ def test_an_agent_releases_its_source_model_and_outbox_however_often_it_runs(war
             agent.run()
         assert agent.predictor.closed == 1 and agent.source.closed == 1
 
+    def left_behind() -> str:
+        # The fake ward's handler thread may still hold the last request's socket for a
+        # moment after the agent has gone (seen once in CI: 40 files for 39); what an agent
+        # leaks stays, ten runs of it, so wait for the counts to settle before judging.
+        extra_files, extra_threads = open_files() - files, threading.active_count() - threads
+        if extra_files <= 0 and extra_threads <= 0:
+            return ""
+        return f"{extra_files} more open files, {extra_threads} more threads"
+
     run_once()
     files, threads = open_files(), threading.active_count()
     for _ in range(10):
         run_once()
-    assert open_files() <= files and threading.active_count() <= threads
+    deadline = time.monotonic() + 3.0
+    while left_behind() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left_behind(), left_behind()
 
 
 # --- the clock ----------------------------------------------------------------------------
