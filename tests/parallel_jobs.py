@@ -34,6 +34,13 @@ def pid(_item: object) -> int:
     return os.getpid()
 
 
+def reserved_cpus(_item: object) -> tuple[int, float]:
+    """A Ray actor's process and the CPUs Ray reserved for it."""
+    import ray
+
+    return os.getpid(), ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+
+
 def mark(item: tuple[Path, int, int | None]) -> int:
     """Write ``folder/<number>``; raise NeopainError at ``fail``; slow after it."""
     folder, number, fail = item

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +27,18 @@ from neopain.runs import load_fold
 from neopain.training import TrainConfig, run_cv
 
 RAY = ("--backend", "ray")
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread in this process for the test: explain's Ray actors each take as
+    many CPUs as it has threads, so two actors fit the test's 2-CPU Ray."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +197,20 @@ def test_assess_on_ray_opens_a_relative_run_folder_from_where_it_was_started(
 
 
 @pytest.mark.slow
+def test_assess_threads_are_each_ray_actors_and_the_cpus_it_takes(ray, cohort6, tmp_path):
+    # guards: --threads not reaching the actors (each reserving one CPU and running ONNX
+    # Runtime's one thread per core) and --threads 0 read as unset
+    code, text = invoke("assess", str(cohort6 / "images"), "--model", "nfcs", "--out",
+                        str(tmp_path / "ray.csv"), "--threads", "3", *RAY)
+    assert code == 1 and "runs on 3 threads" in text and "valid: 1 to 2" in text, text
+    code, text = invoke("assess", str(cohort6 / "images"), "--model", "nfcs", "--out",
+                        str(tmp_path / "ray.csv"), "--threads", "0", *RAY)
+    assert (code, text) == (1, "error: --threads 0 is not valid; valid: a whole number >= 1, "
+                               "or leave it out")
+    assert not (tmp_path / "ray.csv").exists()
+
+
+@pytest.mark.slow
 def test_explain_run_on_ray_writes_the_local_backends_files(ray, local_run, tmp_path):
     for name, options in (("local", ()), ("ray", RAY)):
         code, text = invoke("explain", "run", str(local_run / "fold_0"), "--out",
@@ -195,7 +222,8 @@ def test_explain_run_on_ray_writes_the_local_backends_files(ray, local_run, tmp_
 
 
 @pytest.mark.slow
-def test_explain_batches_on_ray_come_back_in_order(ray, cohort6, local_run, tmp_path):
+def test_explain_batches_on_ray_come_back_in_order(ray, cohort6, local_run, tmp_path,
+                                                  one_torch_thread):
     # guards: batches spread over the actors written or listed out of order; heatmaps whose
     # last bits change with the actors' torch threads
     from neopain.cli.explain import open_explainers

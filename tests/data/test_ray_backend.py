@@ -60,6 +60,34 @@ def test_items_are_read_as_they_are_submitted(ray):
     assert len(drawn) <= 1 + 2 * 2
 
 
+@pytest.mark.slow
+def test_each_actor_reserves_as_many_cpus_as_it_runs_threads(ray):
+    # guards: actors reserving one CPU each while running N threads, so that a node of c CPUs
+    # ran c actors of N threads each
+    def reserved(backend: Backend) -> dict[int, float]:
+        return dict(ordered_map(parallel_jobs.reserved_cpus, range(8), workers=1,
+                                backend=backend))
+
+    assert sorted(reserved(Backend("ray")).values()) == [1.0, 1.0]  # 2 CPUs: 2 actors
+    assert list(reserved(Backend("ray", actor_threads=2)).values()) == [2.0]  # room for one
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("actors", "threads", "refusal"), [
+    (None, 3, "each Ray actor runs on 3 threads and so takes 3 CPUs, but the cluster's "
+              "largest node has 2; valid: 1 to 2 threads per actor"),
+    (2, 2, "--workers 2: the Ray cluster has room for 1 actor of 2 CPUs on one node; valid: "
+           "1 to 1"),
+    (3, 1, "--workers 3: the Ray cluster has room for 2 actors of one CPU; valid: 1 to 2"),
+])
+def test_actors_the_cluster_cannot_hold_are_refused_not_left_waiting(ray, actors, threads,
+                                                                      refusal):
+    backend = Backend("ray", actors=actors, actor_threads=threads)
+    with pytest.raises(NeopainError) as raised:
+        list(ordered_map(abs, [1], workers=1, backend=backend))
+    assert str(raised.value) == refusal
+
+
 def test_without_ray_the_ray_backend_names_the_extra(monkeypatch):
     # guards: an ImportError traceback where a user must read what to install
     without_ray(monkeypatch)
@@ -79,3 +107,8 @@ def test_a_backend_is_checked_by_name():
         Backend("local", address="auto")
     with pytest.raises(NeopainError, match="actors=0 is not valid"):
         Backend("ray", actors=0)
+    with pytest.raises(NeopainError, match="actor_threads=2 apply to backend='ray' only"):
+        Backend("local", actor_threads=2)
+    for threads in (0, True, 1.5):
+        with pytest.raises(NeopainError, match=f"actor_threads={threads!r} is not valid"):
+            Backend("ray", actor_threads=threads)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -139,7 +139,8 @@ def assess(
         help="Video, nfcs: seconds per window of the DAN facial score (0-4), e.g. 10s or 5 "
              "[default: 10s].")] = None,
     threads: Annotated[Optional[int], typer.Option(
-        help="ONNX Runtime threads (default: one per core).")] = None,
+        help="ONNX Runtime threads (default: one per core); --backend ray: each actor's "
+             "threads and the CPUs it takes (default: 1, one actor per CPU).")] = None,
     batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = 16,
     calibrator: Annotated[Optional[Path], typer.Option(
         help="A run's calibrator (runs/NAME/fold_K/calibrator.json, neopain calibrate) to "
@@ -172,6 +173,8 @@ def assess(
     kind = _kind(source)
     if mc_passes < 0:
         fail(f"--mc-passes {mc_passes} must be 0 (one deterministic pass) or more, e.g. 20")
+    if threads is not None and threads < 1:
+        fail(f"--threads {threads} is not valid; valid: a whole number >= 1, or leave it out")
     runs_on = backend_of(backend, address=address)
     if runs_on.is_ray and kind == "video":
         fail("--backend ray assesses images, folders, manifests and lists of videos (one "
@@ -184,6 +187,11 @@ def assess(
         calibrator = None if calibrator is None else calibrator.absolute()
     opener = partial(_predictor, model, threads=threads, batch_size=batch_size,
                      calibrator=calibrator, mc_passes=mc_passes)
+    if runs_on.is_ray:  # each actor on --threads (1 unless given), taking as many CPUs
+        runs_on = replace(runs_on, actor_threads=threads or 1)
+        actor_opener = partial(opener, threads=runs_on.actor_threads)
+    else:
+        actor_opener = opener
     try:
         with opener() as predictor:
             if kind in ("video", "videos"):
@@ -197,7 +205,7 @@ def assess(
                 if report is not None:
                     fail("--report is for one video; each video of a list gets its "
                          "report.html in its folder under --out")
-                _videos(source, predictor, out=out, backend=runs_on, opener=opener,
+                _videos(source, predictor, out=out, backend=runs_on, opener=actor_opener,
                         options=options)
             elif kind == "video":
                 _video(source, predictor, out=out, report=report, options=options)
@@ -207,7 +215,7 @@ def assess(
                          "videos; for images use --out results.csv or .json")
                 _images(source, kind, predictor, detector=detector, output_format=output_format,
                         out=out, batch_size=batch_size, overlays=overlays,
-                        backend=runs_on, opener=opener)
+                        backend=runs_on, opener=actor_opener)
     except NeopainError as error:
         fail(escape(str(error)))
 

@@ -37,33 +37,47 @@ class Backend:
         address: ``ray`` only: None starts a Ray on this machine for the command (or joins the
             one this process already started); ``auto`` joins the cluster this machine belongs
             to; ``ray://host:port`` a remote cluster's client server.
-        actors: ``ray`` only: the actors ``ordered_map`` starts; None: one per CPU of the
-            cluster.
+        actors: ``ray`` only: the actors ``ordered_map`` starts; None: as many as the
+            cluster's nodes have room for.
+        actor_threads: ``ray`` only: the threads each actor's work runs on, and so the CPUs
+            it reserves (Ray places an actor where that many are free): a command whose
+            actors run ONNX Runtime or torch on N threads says N, so that actors sharing a
+            node do not run more threads than it has cores.
 
     Raises:
-        NeopainError: a ``kind`` that is not one of ``BACKENDS``, an address or actor count
-            given to the local backend, or actors below 1.
+        NeopainError: a ``kind`` that is not one of ``BACKENDS``, an address, actor count or
+            actor threads given to the local backend, or actors or actor threads below 1.
     """
 
     kind: str = "local"
     address: str | None = None
     actors: int | None = None
+    actor_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in BACKENDS:
             raise NeopainError(f"backend={self.kind!r} is not valid; valid: "
                                f"{', '.join(BACKENDS)}")
-        if self.kind == "local" and (self.address is not None or self.actors is not None):
-            raise NeopainError(f"address={self.address!r} and actors={self.actors!r} apply to "
-                               "backend='ray' only; valid with 'local': None")
-        if self.actors is not None and not (isinstance(self.actors, int) and self.actors >= 1):
+        if self.kind == "local" and (self.address is not None or self.actors is not None
+                                     or self.actor_threads != 1):
+            raise NeopainError(f"address={self.address!r}, actors={self.actors!r} and "
+                               f"actor_threads={self.actor_threads!r} apply to backend='ray' "
+                               "only; valid with 'local': None, None and 1")
+        if self.actors is not None and not _whole_at_least_one(self.actors):
             raise NeopainError(f"actors={self.actors!r} is not valid; valid: a whole number "
-                               ">= 1, or None for one per CPU of the cluster")
+                               ">= 1, or None for as many as the cluster has room for")
+        if not _whole_at_least_one(self.actor_threads):
+            raise NeopainError(f"actor_threads={self.actor_threads!r} is not valid; valid: a "
+                               "whole number >= 1")
 
     @property
     def is_ray(self) -> bool:
         """Whether items and folds run on Ray."""
         return self.kind == "ray"
+
+
+def _whole_at_least_one(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 LOCAL = Backend()

@@ -70,9 +70,21 @@ def ray_session(backend: Backend) -> Iterator[ModuleType]:
         ray.shutdown()
 
 
-def cluster_cpus(ray: ModuleType) -> int:
-    """The CPUs of the connected cluster (at least 1)."""
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+def node_cpus(ray: ModuleType) -> list[int]:
+    """The CPUs of each live node of the connected cluster."""
+    return [int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node.get("Alive")]
+
+
+def largest_node_cpus(ray: ModuleType) -> int:
+    """The CPUs of the cluster's largest live node (at least 1): a task or actor asking for
+    more would wait for ever."""
+    return max([1, *node_cpus(ray)])
+
+
+def actor_room(ray: ModuleType, threads: int) -> int:
+    """How many actors of ``threads`` CPUs the cluster's nodes can hold at once: an actor
+    takes its CPUs on one node, so a node of 3 CPUs holds one actor of 2."""
+    return sum(cpus // threads for cpus in node_cpus(ray))
 
 
 def ray_result(ray: ModuleType, ref: Any) -> Any:
@@ -110,15 +122,18 @@ class _Worker:
 def ray_ordered_map(fn: Callable[[Item], Result], items: Iterator[Item], *, backend: Backend,
                     initializer: Callable[..., object] | None = None,
                     initargs: tuple[Any, ...] = ()) -> Generator[Result, None, None]:
-    """``parallel.ordered_map`` on Ray: ``backend.actors`` actors (one CPU each; None: one per
-    CPU of the cluster) each call ``initializer(*initargs)`` once, then ``fn`` on the items
-    given to them in turn. Results come back in the order of ``items``, with at most
-    ``IN_FLIGHT_PER_WORKER`` items per actor submitted and not yet handed back; an exception
-    ``fn`` or ``initializer`` raises is raised here as itself. However the iteration ends, the
-    actors are killed. No items: no Ray is started or joined.
+    """``parallel.ordered_map`` on Ray: ``backend.actors`` actors (None: as many as the
+    cluster's nodes have room for), each reserving ``backend.actor_threads`` CPUs, each call
+    ``initializer(*initargs)`` once, then ``fn`` on the items given to them in turn. Results
+    come back in the order of ``items``, with at most ``IN_FLIGHT_PER_WORKER`` items per actor
+    submitted and not yet handed back; an exception ``fn`` or ``initializer`` raises is raised
+    here as itself. However the iteration ends, the actors are killed. No items: no Ray is
+    started or joined.
 
     Raises:
-        NeopainError: Ray is not installed (at once, not at the first item).
+        NeopainError: Ray is not installed (at once, not at the first item); at the first
+            item: actors that no node of the cluster can hold (more threads than its largest
+            node has CPUs, or more actors than there is room for), which would wait for ever.
     """
     import_ray()
     return _actor_map(fn, items, backend=backend, initializer=initializer, initargs=initargs)
@@ -132,12 +147,8 @@ def _actor_map(fn: Callable[[Item], Result], items: Iterator[Item], *, backend: 
         return
     items = itertools.chain([first], items)
     with ray_session(backend) as ray:
-        cpus = cluster_cpus(ray)
-        if backend.actors is not None and backend.actors > cpus:  # they would wait for ever
-            raise NeopainError(f"--workers {backend.actors}: the Ray cluster has {cpus} CPUs "
-                               f"and each actor takes one; valid: 1 to {cpus}")
-        count = backend.actors or cpus
-        remote = ray.remote(num_cpus=1)(_Worker)
+        count = _actor_count(ray, backend)
+        remote = ray.remote(num_cpus=backend.actor_threads)(_Worker)
         actors = [remote.remote(fn) for _ in range(count)]
         pending: deque[Any] = deque()
         submitted = 0
@@ -164,3 +175,19 @@ def _actor_map(fn: Callable[[Item], Result], items: Iterator[Item], *, backend: 
                     ray.kill(actor)
                 except Exception:  # noqa: BLE001 - a lost connection: kill the others still
                     log.debug("a Ray actor could not be killed")
+
+
+def _actor_count(ray: ModuleType, backend: Backend) -> int:
+    """``backend.actors``, or as many as the cluster has room for; refused where an actor
+    could never be placed (it and the items given to it would wait for ever)."""
+    threads, largest = backend.actor_threads, largest_node_cpus(ray)
+    if threads > largest:
+        raise NeopainError(f"each Ray actor runs on {threads} threads and so takes {threads} "
+                           f"CPUs, but the cluster's largest node has {largest}; valid: 1 to "
+                           f"{largest} threads per actor")
+    room = actor_room(ray, threads)
+    if backend.actors is not None and backend.actors > room:
+        each = "one CPU" if threads == 1 else f"{threads} CPUs on one node"
+        raise NeopainError(f"--workers {backend.actors}: the Ray cluster has room for {room} "
+                           f"actor{'' if room == 1 else 's'} of {each}; valid: 1 to {room}")
+    return backend.actors or room

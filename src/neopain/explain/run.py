@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -222,8 +222,8 @@ def explain_images(items: Iterable[ExplainItem], explainers: Mapping[str, Explai
         on_progress: called ``(done, total)`` after each batch.
         backend: ``ray``: the batches are explained on Ray actors, each building its own
             explainers with ``open_explainers()`` (a picklable function; ``explainers`` then
-            names the methods only through it) and torch on this process's thread count; the
-            files are the same.
+            names the methods only through it) and torch on this process's thread count, taking
+            as many CPUs; the files are the same.
 
     Returns:
         The explanations table (``EXPLANATION_COLUMNS``), also written as explanations.csv.
@@ -251,12 +251,12 @@ def explain_images(items: Iterable[ExplainItem], explainers: Mapping[str, Explai
                                "that builds the explainers)")
         import torch
 
+        threads = torch.get_num_threads()  # each actor's, and the CPUs it takes
         explained = ordered_map(partial(_with_actor_explainers, explain=explain),
                                 _numbered(items, batch_size),
                                 workers=1, initializer=keep_worker_state,
-                                initargs=(_open_actor, open_explainers,
-                                          torch.get_num_threads()),
-                                backend=backend)
+                                initargs=(_open_actor, open_explainers, threads),
+                                backend=replace(backend, actor_threads=threads))
     else:
         explained = (explain(numbered, explainers=explainers)
                      for numbered in _numbered(items, batch_size))

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from neopain.data.folds import Fold
 from neopain.data.manifest import load_manifest
 from neopain.data.parallel import Backend
-from neopain.data.ray_backend import import_ray, ray_result, ray_session
+from neopain.data.ray_backend import (
+    import_ray, largest_node_cpus, ray_result, ray_session,
+)
 from neopain.errors import NeopainError
 from neopain.runs import FoldResult, RunProgress
 
@@ -97,13 +99,6 @@ def wants_gpu(device: str, *, ray: ModuleType) -> bool:
                                "cpu or auto")
         return True
     return device == "auto" and has_gpu
-
-
-def largest_node_cpus(ray: ModuleType) -> int:
-    """The CPUs of the cluster's largest live node (at least 1): a fold asking for more would
-    wait for ever."""
-    return max([1, *(int(node["Resources"].get("CPU", 0)) for node in ray.nodes()
-                     if node.get("Alive"))])
 
 
 def _pass_on(steps: Sequence[Step], progress: RunProgress) -> None:
