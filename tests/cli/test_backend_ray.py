@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -30,14 +30,13 @@ RAY = ("--backend", "ray")
 
 
 @pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """torch on one thread in this process for the test: explain's Ray actors each take as
-    many CPUs as it has threads, so two actors fit the test's 2-CPU Ray."""
+def torch_threads() -> Iterator[Callable[[int], None]]:
+    """Sets torch's threads in this process for the test (restored after it). explain's Ray
+    actors run on the driver's count and take as many CPUs, and the test Ray has 2."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
+    yield torch.set_num_threads
     torch.set_num_threads(threads)
 
 
@@ -211,7 +210,9 @@ def test_assess_threads_are_each_ray_actors_and_the_cpus_it_takes(ray, cohort6, 
 
 
 @pytest.mark.slow
-def test_explain_run_on_ray_writes_the_local_backends_files(ray, local_run, tmp_path):
+def test_explain_run_on_ray_writes_the_local_backends_files(ray, local_run, tmp_path,
+                                                            torch_threads):
+    torch_threads(2)  # not Ray's default of one: the actors must be given the driver's count
     for name, options in (("local", ()), ("ray", RAY)):
         code, text = invoke("explain", "run", str(local_run / "fold_0"), "--out",
                             str(tmp_path / name), "--method", "gradcam", *options)
@@ -223,7 +224,7 @@ def test_explain_run_on_ray_writes_the_local_backends_files(ray, local_run, tmp_
 
 @pytest.mark.slow
 def test_explain_batches_on_ray_come_back_in_order(ray, cohort6, local_run, tmp_path,
-                                                  one_torch_thread):
+                                                  torch_threads):
     # guards: batches spread over the actors written or listed out of order; heatmaps whose
     # last bits change with the actors' torch threads
     from neopain.cli.explain import open_explainers
@@ -233,6 +234,7 @@ def test_explain_batches_on_ray_come_back_in_order(ray, cohort6, local_run, tmp_
     cfg = load_fold(model).model.cfg
     explainers = open_explainers(model, ["gradcam"])
     tables = {}
+    torch_threads(1)  # two actors of one thread each fit the 2-CPU test Ray
     for name, backend in (("local", Backend()), ("ray", Backend("ray", actors=2))):
         items = manifest_items(load_manifest(cohort6 / "manifest.csv"), cfg, rows=range(8))
         tables[name] = explain_images(items, explainers, cfg=cfg, out=tmp_path / name,

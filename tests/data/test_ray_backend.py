@@ -75,7 +75,8 @@ def test_each_actor_reserves_as_many_cpus_as_it_runs_threads(ray):
 @pytest.mark.slow
 @pytest.mark.parametrize(("actors", "threads", "refusal"), [
     (None, 3, "each Ray actor runs on 3 threads and so takes 3 CPUs, but the cluster's "
-              "largest node has 2; valid: 1 to 2 threads per actor"),
+              "largest node has 2; valid: 1 to 2 threads per actor (assess: --threads; "
+              "explain: OMP_NUM_THREADS, torch's threads)"),
     (2, 2, "--workers 2: the Ray cluster has room for 1 actor of 2 CPUs on one node; valid: "
            "1 to 1"),
     (3, 1, "--workers 3: the Ray cluster has room for 2 actors of one CPU; valid: 1 to 2"),
@@ -86,6 +87,31 @@ def test_actors_the_cluster_cannot_hold_are_refused_not_left_waiting(ray, actors
     with pytest.raises(NeopainError) as raised:
         list(ordered_map(abs, [1], workers=1, backend=backend))
     assert str(raised.value) == refusal
+
+
+class Nodes:
+    """What ``ray.nodes()`` says of a cluster of nodes with these CPUs (one dead node too)."""
+
+    def __init__(self, *cpus: int) -> None:
+        self.cpus = cpus
+
+    def nodes(self) -> list[dict]:
+        return [*({"Alive": True, "Resources": {"CPU": float(c)} if c else {}}
+                  for c in self.cpus), {"Alive": False, "Resources": {"CPU": 64.0}}]
+
+
+def test_an_actor_takes_its_cpus_on_one_node_of_the_live_ones():
+    # guards: room counted from the cluster's CPU total (two nodes of 3 CPUs "hold" three
+    # actors of 2, and the third waits for ever), or a dead node counted
+    from neopain.data.ray_backend import _actor_count
+
+    assert _actor_count(Nodes(3, 3), Backend("ray", actor_threads=2)) == 2
+    assert _actor_count(Nodes(3, 3), Backend("ray")) == 6
+    with pytest.raises(NeopainError, match="room for 2 actors of 2 CPUs on one node; valid: "
+                                           "1 to 2"):
+        _actor_count(Nodes(3, 3), Backend("ray", actors=3, actor_threads=2))
+    with pytest.raises(NeopainError, match="no live node with CPUs"):  # not a ZeroDivision
+        _actor_count(Nodes(0), Backend("ray"))
 
 
 def test_without_ray_the_ray_backend_names_the_extra(monkeypatch):

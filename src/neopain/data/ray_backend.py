@@ -180,11 +180,15 @@ def _actor_map(fn: Callable[[Item], Result], items: Iterator[Item], *, backend: 
 def _actor_count(ray: ModuleType, backend: Backend) -> int:
     """``backend.actors``, or as many as the cluster has room for; refused where an actor
     could never be placed (it and the items given to it would wait for ever)."""
-    threads, largest = backend.actor_threads, largest_node_cpus(ray)
+    threads, largest = backend.actor_threads, max(node_cpus(ray), default=0)
+    if largest == 0:
+        raise NeopainError("the Ray cluster has no live node with CPUs (a head started with "
+                           "--num-cpus=0 and no workers yet?); start or add a node with CPUs")
     if threads > largest:
         raise NeopainError(f"each Ray actor runs on {threads} threads and so takes {threads} "
                            f"CPUs, but the cluster's largest node has {largest}; valid: 1 to "
-                           f"{largest} threads per actor")
+                           f"{largest} threads per actor (assess: --threads; explain: "
+                           "OMP_NUM_THREADS, torch's threads)")
     room = actor_room(ray, threads)
     if backend.actors is not None and backend.actors > room:
         each = "one CPU" if threads == 1 else f"{threads} CPUs on one node"
