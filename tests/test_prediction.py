@@ -85,16 +85,26 @@ def test_a_kind_registered_as_an_entry_point_runs_without_any_other_change(with_
     assert load_predictor(None).kind == prediction.default_kind() == "nfcs"
 
 
-def test_a_kind_asked_for_by_name_imports_no_other_kind():
+TRAINING_STACK = ("sklearn", "pandas", "matplotlib", "torch", "neopain.export.torch_runtime")
+
+
+@pytest.mark.parametrize(("model", "heavy"), [
+    ("nfcs", (*TRAINING_STACK, "neopain.export.runtime")),
+    ("model.onnx", TRAINING_STACK),
+])
+def test_a_kind_asked_for_by_name_imports_no_other_kind(tmp_path, model, heavy):
     # the bug guarded: `--model nfcs` imported every kind, and with the run kind the training
     # stack; a bed agent then took 0.4 s more to exit, and missed "stops within a second of
-    # its revocation" under load
-    heavy = ("sklearn", "pandas", "matplotlib", "torch", "neopain.export.torch_runtime")
-    code = ("import sys; from neopain.prediction import load_predictor; "
-            "load_predictor('nfcs', threads=1).close(); "
+    # its revocation" under load. An .onnx file (not a model here: refused by its kind)
+    # must not import the run kind either.
+    code = ("import sys; from neopain.errors import NeopainError; "
+            "from neopain.prediction import load_predictor\n"
+            f"try: load_predictor({model!r}, threads=1).close()\n"
+            "except NeopainError: pass\n"
             f"print([name for name in {heavy!r} if name in sys.modules])")
+    (tmp_path / "model.onnx").write_bytes(b"not a model")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+                          timeout=120, check=True, cwd=tmp_path)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
@@ -112,6 +122,7 @@ def test_installed_kinds_must_name_exactly_one_default(monkeypatch):
             load_predictor(None)
         with pytest.raises(NeopainError, match="2 defaults; exactly one"):
             prediction.model_choices()
+        assert isinstance(load_predictor("second"), Second)  # named: no default needed
     finally:
         prediction._entry_points.cache_clear()
 

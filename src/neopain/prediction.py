@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import ClassVar
 
@@ -351,17 +351,31 @@ def _entry_points() -> tuple[dict[str, type[Predictor]], dict[str, str]]:
     return kinds, missing
 
 
+def _load(point: EntryPoint) -> type[Predictor] | None:
+    """The kind ``point`` registers, importing its module; None where this installation
+    cannot (said by ``load_predictor`` with the other kinds)."""
+    try:
+        return point.load()
+    except ImportError:
+        return None
+
+
 def _kind_named(name: str) -> type[Predictor] | None:
     """The kind registered under ``name``, importing that kind's module alone (None when no
     kind has that name or its module cannot be imported here): ``--model nfcs`` on a bed agent
     imports no training stack, which would cost it memory and 0.4 s at every exit."""
+    point = next((p for p in entry_points(group=ENTRY_POINT_GROUP) if p.name == name), None)
+    return None if point is None else _load(point)
+
+
+def _kinds_in_turn() -> Iterator[type[Predictor]]:
+    """The kinds that load here, in the order they are registered, each imported only when
+    the one before it has been passed over: an ``.onnx`` file is opened before the ``run``
+    kind (and with it torch) is imported."""
     for point in entry_points(group=ENTRY_POINT_GROUP):
-        if point.name == name:
-            try:
-                return point.load()
-            except ImportError:  # said by load_predictor with the other kinds
-                return None
-    return None
+        kind = _load(point)
+        if kind is not None:
+            yield kind
 
 
 def predictor_kinds() -> dict[str, type[Predictor]]:
@@ -408,15 +422,12 @@ def load_predictor(model: str | os.PathLike[str] | None = None, *,
                            "positive number of passes, e.g. 20")
     options = RuntimeOptions(threads=threads, batch_size=batch_size,
                              evidence_grid=evidence_grid, mc_passes=mc_passes)
-    named = None if model is None else _kind_named(str(model))
-    if named is not None and not named.file_suffixes:
-        return named.open(str(model), options=options)
-    kinds = predictor_kinds()
     spec = default_kind() if model is None else str(model)
-    if spec in kinds and not kinds[spec].file_suffixes:
-        return kinds[spec].open(spec, options=options)
+    named = _kind_named(spec)
+    if named is not None and not named.file_suffixes:
+        return named.open(spec, options=options)
     suffix = Path(spec).suffix.lower()
-    for kind in kinds.values():
+    for kind in _kinds_in_turn():
         if (suffix and suffix in kind.file_suffixes) or (kind.loads_folders
                                                           and os.path.isdir(spec)):
             return kind.open(spec, options=options)
