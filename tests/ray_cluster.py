@@ -16,13 +16,20 @@ CPUS = 2
 TESTS = Path(__file__).parent
 
 
+def ray_or_skip() -> object:
+    """The ``ray`` module; the test skips where Ray is not installed, except in CI
+    (``NEOPAIN_TEST_RAY=required``), where Ray's tests must run."""
+    if os.environ.get("NEOPAIN_TEST_RAY") == "required":
+        import ray
+
+        return ray
+    return pytest.importorskip("ray")
+
+
 @contextmanager
 def local_ray() -> Iterator[object]:
     """``ray``, initialized with ``CPUS`` CPUs and no dashboard, until the block ends."""
-    if os.environ.get("NEOPAIN_TEST_RAY") == "required":  # CI: Ray's tests must run there
-        import ray
-    else:
-        ray = pytest.importorskip("ray")
+    ray = ray_or_skip()
     path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
     # address="local": a Ray of its own, never one of RAY_ADDRESS or `ray start`
     ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False,

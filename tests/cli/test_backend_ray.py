@@ -22,7 +22,7 @@ from run_progress import Recorder
 
 from neopain.data.folds import make_folds, save_folds
 from neopain.data.manifest import load_manifest, sha256_file
-from neopain.data.parallel import Backend, ordered_map
+from neopain.data.parallel import Backend
 from neopain.runs import load_fold
 from neopain.training import TrainConfig, run_cv
 
@@ -223,6 +223,18 @@ def test_explain_run_on_ray_writes_the_local_backends_files(ray, local_run, tmp_
 
 
 @pytest.mark.slow
+def test_explain_actors_take_as_many_cpus_as_the_drivers_torch_threads(ray, local_run,
+                                                                       tmp_path, torch_threads):
+    # guards: explain's actors reserving one CPU each while running torch on the driver's
+    # threads (each sets its own count, so the files alone cannot show it)
+    torch_threads(3)
+    code, text = invoke("explain", "run", str(local_run / "fold_0"), "--out",
+                        str(tmp_path / "ray"), "--method", "gradcam", *RAY)
+    assert code == 1 and "each Ray actor runs on 3 threads" in text, text
+    assert not (tmp_path / "ray" / "explanations.csv").exists()
+
+
+@pytest.mark.slow
 def test_explain_batches_on_ray_come_back_in_order(ray, cohort6, local_run, tmp_path,
                                                   torch_threads):
     # guards: batches spread over the actors written or listed out of order; heatmaps whose
@@ -289,18 +301,6 @@ def test_train_on_ray_takes_paths_from_the_folder_it_was_started_in(ray, cohort6
     assert [fold.index for fold in result.folds] == [0]
     assert (tmp_path / "run" / "fold_0" / "model.pt").is_file()
     assert (tmp_path / "run" / "fold_0" / "predictions.csv").is_file()
-
-
-def test_nothing_to_do_on_ray_joins_or_starts_no_cluster(ray, monkeypatch):
-    # guards: a rerun with everything done (or an empty list) starting a Ray for nothing; the
-    # check is ordered_map's, for every command
-    from neopain.data import ray_backend
-
-    def no_session(backend):
-        raise AssertionError("a Ray session was opened for no items")
-
-    monkeypatch.setattr(ray_backend, "ray_session", no_session)
-    assert list(ordered_map(str, [], workers=1, backend=Backend("ray"))) == []
 
 
 @pytest.mark.parametrize("command", ["detect", "train"])

@@ -9,7 +9,7 @@ from contextlib import closing
 
 import parallel_jobs
 import pytest
-from ray_cluster import without_ray
+from ray_cluster import ray_or_skip, without_ray
 
 from neopain.data.parallel import LOCAL, Backend, ordered_map
 from neopain.errors import NeopainError
@@ -112,6 +112,19 @@ def test_an_actor_takes_its_cpus_on_one_node_of_the_live_ones():
         _actor_count(Nodes(3, 3), Backend("ray", actors=3, actor_threads=2))
     with pytest.raises(NeopainError, match="no live node with CPUs"):  # not a ZeroDivision
         _actor_count(Nodes(0), Backend("ray"))
+
+
+def test_nothing_to_do_on_ray_joins_or_starts_no_cluster(monkeypatch):
+    # guards: a rerun with everything done (or an empty list) starting a Ray for nothing; the
+    # check is ordered_map's, for every command
+    ray_or_skip()  # ordered_map refuses the Ray backend where Ray is not installed
+    from neopain.data import ray_backend
+
+    def no_session(backend):
+        raise AssertionError("a Ray session was opened for no items")
+
+    monkeypatch.setattr(ray_backend, "ray_session", no_session)
+    assert list(ordered_map(str, [], workers=1, backend=Backend("ray"))) == []
 
 
 def test_without_ray_the_ray_backend_names_the_extra(monkeypatch):

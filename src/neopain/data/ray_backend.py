@@ -81,12 +81,6 @@ def largest_node_cpus(ray: ModuleType) -> int:
     return max([1, *node_cpus(ray)])
 
 
-def actor_room(ray: ModuleType, threads: int) -> int:
-    """How many actors of ``threads`` CPUs the cluster's nodes can hold at once: an actor
-    takes its CPUs on one node, so a node of 3 CPUs holds one actor of 2."""
-    return sum(cpus // threads for cpus in node_cpus(ray))
-
-
 def ray_result(ray: ModuleType, ref: Any) -> Any:
     """``ray.get(ref)``, with the exception a task raised raised here as itself, and a dead
     actor or node as ``WorkerDiedError``."""
@@ -180,7 +174,8 @@ def _actor_map(fn: Callable[[Item], Result], items: Iterator[Item], *, backend: 
 def _actor_count(ray: ModuleType, backend: Backend) -> int:
     """``backend.actors``, or as many as the cluster has room for; refused where an actor
     could never be placed (it and the items given to it would wait for ever)."""
-    threads, largest = backend.actor_threads, max(node_cpus(ray), default=0)
+    threads, cpus = backend.actor_threads, node_cpus(ray)  # one answer: nodes come and go
+    largest = max(cpus, default=0)
     if largest == 0:
         raise NeopainError("the Ray cluster has no live node with CPUs (a head started with "
                            "--num-cpus=0 and no workers yet?); start or add a node with CPUs")
@@ -189,7 +184,7 @@ def _actor_count(ray: ModuleType, backend: Backend) -> int:
                            f"CPUs, but the cluster's largest node has {largest}; valid: 1 to "
                            f"{largest} threads per actor (assess: --threads; explain: "
                            "OMP_NUM_THREADS, torch's threads)")
-    room = actor_room(ray, threads)
+    room = sum(node // threads for node in cpus)  # an actor takes its CPUs on one node
     if backend.actors is not None and backend.actors > room:
         each = "one CPU" if threads == 1 else f"{threads} CPUs on one node"
         raise NeopainError(f"--workers {backend.actors}: the Ray cluster has room for {room} "
