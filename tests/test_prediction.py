@@ -108,6 +108,13 @@ def test_a_kind_asked_for_by_name_imports_no_other_kind(tmp_path, model, heavy):
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("threads", [0, -1, True, 1.5])
+def test_bad_threads_are_refused_by_kinds_that_do_not_use_them_too(threads):
+    # the bug guarded: `neopain agent --model nfcs --threads 0` ran as if it were unset
+    with pytest.raises(NeopainError, match=rf"threads={threads!r} must be a whole number"):
+        load_predictor("nfcs", threads=threads)
+
+
 def test_installed_kinds_must_name_exactly_one_default(monkeypatch):
     class Second(EchoKind):
         default = True

@@ -144,6 +144,21 @@ class RuntimeOptions:
     evidence_grid: int | None = None
     mc_passes: int = 0
 
+    def __post_init__(self) -> None:
+        check_threads(self.threads)  # here too for the kinds that ignore it: never silent
+        mc = self.mc_passes
+        if isinstance(mc, bool) or not isinstance(mc, int) or mc < 0:
+            raise NeopainError(f"mc_passes={mc!r} must be 0 (one deterministic pass) or a "
+                               "positive number of passes, e.g. 20")
+
+
+def check_threads(threads: object) -> None:
+    """Raises NeopainError unless ``threads`` is a whole number >= 1 or None (one per core)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise NeopainError(f"threads={threads!r} must be a whole number >= 1, or None for one "
+                           "per CPU core")
+
 
 class Predictor(ABC):
     """Face crops in, predictions out; a context manager that releases its resources.
@@ -415,11 +430,9 @@ def load_predictor(model: str | os.PathLike[str] | None = None, *,
     kind; the keywords are its ``RuntimeOptions``.
 
     Raises:
-        NeopainError: a spec no registered kind accepts, or the kind's own error for it.
+        NeopainError: a spec no registered kind accepts, or the kind's own error for it; bad
+            threads or mc_passes, whether or not the kind uses them.
     """
-    if isinstance(mc_passes, bool) or not isinstance(mc_passes, int) or mc_passes < 0:
-        raise NeopainError(f"mc_passes={mc_passes!r} must be 0 (one deterministic pass) or a "
-                           "positive number of passes, e.g. 20")
     options = RuntimeOptions(threads=threads, batch_size=batch_size,
                              evidence_grid=evidence_grid, mc_passes=mc_passes)
     spec = default_kind() if model is None else str(model)

@@ -45,7 +45,9 @@ from neopain.export.metadata import (
 )
 from neopain.models.calibrator import Calibrator, logit_of
 from neopain.models.preprocess import preprocess_crop
-from neopain.prediction import Prediction, Predictor, RuntimeOptions, model_choices
+from neopain.prediction import (
+    Prediction, Predictor, RuntimeOptions, check_threads, model_choices,
+)
 
 ProgressHook = Callable[[int, int], None]
 OPTIMIZATIONS = ("disable", "basic", "extended", "all")
@@ -77,9 +79,7 @@ def session_options(*, threads: int | None = None, optimization: str = "all"):
     """
     import onnxruntime as ort
 
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise NeopainError(f"threads={threads!r} must be a whole number >= 1, or None for one "
-                           "per CPU core")
+    check_threads(threads)
     levels = dict(zip(OPTIMIZATIONS, (ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                                       ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                                       ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
