@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -175,23 +175,20 @@ def assess(
         fail(f"--mc-passes {mc_passes} must be 0 (one deterministic pass) or more, e.g. 20")
     if threads is not None and threads < 1:
         fail(f"--threads {threads} is not valid; valid: a whole number >= 1, or leave it out")
-    runs_on = backend_of(backend, address=address)
+    # on Ray each actor runs on --threads (1 unless given) and takes as many CPUs
+    runs_on = backend_of(backend, address=address, actor_threads=threads or 1)
     if runs_on.is_ray and kind == "video":
         fail("--backend ray assesses images, folders, manifests and lists of videos (one "
              "video per task); a single video runs here (--backend local)")
     if runs_on.is_ray:  # Ray's workers open these where they run: not from this folder
         from neopain.prediction import predictor_kinds
 
-        if model and model not in predictor_kinds() and Path(model).exists():  # a file, a run
+        if model and Path(model).exists() and model not in predictor_kinds():  # a file, a run
             model = str(Path(model).absolute())
         calibrator = None if calibrator is None else calibrator.absolute()
     opener = partial(_predictor, model, threads=threads, batch_size=batch_size,
                      calibrator=calibrator, mc_passes=mc_passes)
-    if runs_on.is_ray:  # each actor on --threads (1 unless given), taking as many CPUs
-        runs_on = replace(runs_on, actor_threads=threads or 1)
-        actor_opener = partial(opener, threads=runs_on.actor_threads)
-    else:
-        actor_opener = opener
+    actor_opener = partial(opener, threads=runs_on.actor_threads) if runs_on.is_ray else opener
     try:
         with opener() as predictor:
             if kind in ("video", "videos"):

@@ -19,8 +19,10 @@ AddressOption = Annotated[Optional[str], typer.Option(
                       "remote one.")]
 
 
-def backend_of(kind: str, *, address: str | None, workers: int | None = None) -> Backend:
-    """The ``Backend`` the options ask for; with Ray, ``--workers`` counts its actors.
+def backend_of(kind: str, *, address: str | None, workers: int | None = None,
+               actor_threads: int = 1) -> Backend:
+    """The ``Backend`` the options ask for; with Ray, ``--workers`` counts its actors and
+    ``actor_threads`` is each one's threads (and CPUs).
 
     Raises:
         NeopainError: an unknown backend, ``--address`` without ``--backend ray``, or
@@ -33,4 +35,4 @@ def backend_of(kind: str, *, address: str | None, workers: int | None = None) ->
             raise NeopainError(f"--address {address!r} applies to --backend ray only")
         return Backend()
     import_ray()
-    return Backend("ray", address=address, actors=workers)
+    return Backend("ray", address=address, actors=workers, actor_threads=actor_threads)
