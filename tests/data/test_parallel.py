@@ -92,6 +92,18 @@ def test_a_table_error_in_a_worker_reaches_the_caller_with_its_problems():
     assert multiprocessing.active_children() == []
 
 
+def test_a_table_error_keeps_its_notes_across_a_process_boundary():
+    # the bug guarded: rebuilt from (path, problems) alone, a note or attribute added after
+    # it was made was lost on its way back from a worker (FileReadError keeps its own)
+    import pickle
+
+    error = ManifestError("manifest0.csv", [parallel_jobs.BAD_LABEL])
+    error.add_note("the second list of videos")
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.problems == error.problems and str(copy) == str(error)
+    assert copy.__notes__ == ["the second list of videos"]
+
+
 def test_a_dead_worker_is_a_clear_error():
     with pytest.raises(WorkerDiedError, match="a worker process died .*fewer workers than 2"):
         list(ordered_map(parallel_jobs.die, range(6), workers=2))

@@ -74,10 +74,11 @@ class TableError(NeopainError):
             lines.append(f"  ... and {n - _MAX_LISTED} more")
         super().__init__("\n".join(lines))
 
-    def __reduce__(self) -> tuple[type[TableError], tuple[Path, list[Problem]]]:
-        # rebuilt from (path, problems) when it crosses a process boundary (a worker process,
-        # a Ray task): the default rebuild passes the message alone
-        return (type(self), (self.path, self.problems))
+    def __reduce__(self) -> tuple[type[TableError], tuple[Path, list[Problem]],
+                                  dict[str, object]]:
+        # rebuilt from (path, problems) and its attributes when it crosses a process boundary
+        # (a worker process, a Ray task): the default rebuild passes the message alone
+        return (type(self), (self.path, self.problems), self.__dict__)
 
 
 def _read_text(path: Path, *, what: str) -> str:
