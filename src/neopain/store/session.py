@@ -41,7 +41,7 @@ def _safe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-BACKENDS = ("sqlite", "postgresql")
+DATABASES = ("sqlite", "postgresql")
 """The databases neopain stores in (``crud.accounts._upsert_insert`` uses their upserts)."""
 VALID_URLS = "sqlite:///path/records.sqlite3 or postgresql+psycopg://user@host/dbname"
 
@@ -58,7 +58,7 @@ def create_store_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise StoreError(f"--db {url!r}: not a database URL; valid: {VALID_URLS}") from None
-    if parsed.get_backend_name() not in BACKENDS:
+    if parsed.get_backend_name() not in DATABASES:
         raise StoreError(f"--db {_safe(parsed)}: neopain stores its records in SQLite or "
                          f"PostgreSQL; valid: {VALID_URLS}")
     if parsed.get_backend_name() != "sqlite":

@@ -121,7 +121,7 @@ def end_login_session(db: Session, token_hash: str, *, actor: User | None) -> No
 def _upsert_insert(db: Session) -> Callable[..., Any]:
     """The ``insert`` of the database's dialect, which has ``on_conflict_do_…`` (an atomic
     upsert; SQLAlchemy's generic insert has none). The engine is SQLite's or PostgreSQL's
-    (``store.session.BACKENDS``)."""
+    (``store.session.DATABASES``)."""
     return sqlite.insert if db.get_bind().dialect.name == "sqlite" else postgresql.insert
 
 
