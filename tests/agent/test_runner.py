@@ -72,10 +72,11 @@ def start(agent) -> threading.Thread:
     return thread
 
 
-def wait_until(condition, *, seconds: float) -> None:
+def wait_until(condition, *, seconds: float, why=lambda: "timed out") -> None:
+    """Until ``condition()`` holds; past ``seconds``, fail with ``why()``."""
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, why()
         time.sleep(0.02)
 
 
@@ -195,10 +196,7 @@ def test_an_agent_releases_its_source_model_and_outbox_however_often_it_runs(war
     files, threads = open_files(), threading.active_count()
     for _ in range(10):
         run_once()
-    deadline = time.monotonic() + 3.0
-    while left_behind() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left_behind(), left_behind()
+    wait_until(lambda: not left_behind(), seconds=3.0, why=left_behind)
 
 
 # --- the clock ----------------------------------------------------------------------------

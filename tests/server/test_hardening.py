@@ -97,8 +97,9 @@ def test_concurrent_wrong_logins_check_exactly_the_limit_across_server_processes
     """The audit: the attempt was counted after the slow password check, so 30 simultaneous
     wrong passwords for one username were all checked. Two apps on one database stand for two
     server processes; every password check is slowed so that all requests overlap."""
-    first = make(tmp_path)
-    second = make(tmp_path)  # same data_dir: same records database, its own limiter
+    # two data folders, one records database (database_url): the limit is shared through it
+    first = make(tmp_path / "a")
+    second = make(tmp_path / "b")
     with first.db() as db:
         crud.create_user(db, username="nurse", role="clinician",
                          password_hash=security.hash_password("correct horse battery"))

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -134,22 +135,17 @@ def migrating_elsewhere(database_url: str):
 def test_a_process_waiting_for_another_migrator_says_so_and_goes_on_after_it(database_url,
                                                                             caplog):
     open_store(database_url)().close()
-    opened = threading.Event()
-
-    def open_it() -> None:
-        open_store(database_url)().close()
-        opened.set()
-
     caplog.set_level(logging.WARNING, logger="neopain.store.session")
-    with migrating_elsewhere(database_url):
-        opener = threading.Thread(target=open_it, daemon=True)
-        opener.start()
-        deadline = time.monotonic() + 20
-        while "another process is migrating it" not in caplog.text \
-                and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert "another process is migrating it; waiting for it to finish" in caplog.text
-        assert not opened.wait(0.5)  # it waits
-    assert opened.wait(20)  # and opens once the other is done
+    with ThreadPoolExecutor(1) as pool:  # an error in the opener is raised by result()
+        with migrating_elsewhere(database_url):
+            opened = pool.submit(lambda: open_store(database_url)().close())
+            deadline = time.monotonic() + 20
+            while "another process is migrating it" not in caplog.text \
+                    and time.monotonic() < deadline and not opened.done():
+                time.sleep(0.02)
+            assert "another process is migrating it; waiting for it to finish" in caplog.text
+            with pytest.raises(TimeoutError):  # it waits
+                opened.result(0.5)
+        opened.result(20)  # and opens once the other is done
     password = make_url(database_url).password
     assert not password or password not in caplog.text
