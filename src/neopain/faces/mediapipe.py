@@ -17,7 +17,10 @@ corners (a smile or a cry lifts and widens the real ones); use the face mesh
 from __future__ import annotations
 
 import importlib
-
+import sys
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -62,9 +65,39 @@ def import_mediapipe(solution: str, *, what: str) -> Any:
         NeopainError: mediapipe is not installed (naming ``what`` needed it and the ways out).
     """
     try:
-        return importlib.import_module(f"mediapipe.python.solutions.{solution}")
+        with _pyplot_on_first_use():
+            return importlib.import_module(f"mediapipe.python.solutions.{solution}")
     except ImportError as error:
         raise NeopainError(MEDIAPIPE_MISSING.format(what=what, error=error)) from None
+
+
+class _PyplotOnFirstUse(types.ModuleType):
+    """Stands in for ``matplotlib.pyplot`` in mediapipe's drawing helpers, importing the real
+    one on first use (neopain never draws with them)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module("matplotlib.pyplot"), name)
+
+
+@contextmanager
+def _pyplot_on_first_use() -> Iterator[None]:
+    """While mediapipe is first imported, ``import matplotlib.pyplot`` (drawing_utils does it at
+    import) gets a stand-in: pyplot's import builds matplotlib's font list, about half a second
+    of CPU and more on a bed device's first start, before its first assessment.
+
+    Written here because ``importlib.util.LazyLoader`` does not help: on Python 3.11 an
+    ``import`` statement reads the lazy module's ``__spec__``, which loads it at once.
+    """
+    name = "matplotlib.pyplot"
+    if "mediapipe" in sys.modules or name in sys.modules:
+        yield
+        return
+    stand_in = sys.modules[name] = _PyplotOnFirstUse(name)
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
 
 class _BlazeFace(FaceDetector):
     """A BlazeFace graph; subclasses pick the model (``model_selection``)."""
