@@ -18,7 +18,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	@# the slowest tests in the log: CI must stay under 30 minutes
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # Stale: pyproject.toml or this Makefile changed since the last install, or the venv's
 # interpreter no longer runs (a moved or deleted base Python).
