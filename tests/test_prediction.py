@@ -62,9 +62,9 @@ class EchoKind(Predictor):
 @pytest.fixture
 def with_echo(monkeypatch):
     """The installed kinds plus ``echo``, as if a package declared its entry point."""
-    installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
+    installed = prediction._registered()
     echo = SimpleNamespace(name="echo", load=lambda: EchoKind)
-    monkeypatch.setattr(prediction, "entry_points", lambda group: [*installed, echo])
+    monkeypatch.setattr(prediction, "_registered", lambda: [*installed, echo])
     prediction._entry_points.cache_clear()
     yield
     prediction._entry_points.cache_clear()
@@ -108,6 +108,31 @@ def test_a_kind_asked_for_by_name_imports_no_other_kind(tmp_path, model, heavy):
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+def test_the_installed_kinds_are_read_once_however_many_models_are_opened(monkeypatch,
+                                                                          tmp_path):
+    # the bug guarded: every load_predictor scanned all installed packages' metadata once or
+    # twice (10 to 30 ms each), on the agent's start and on each Ray actor's
+    scans, read = [], prediction.entry_points
+
+    def counted(group):
+        scans.append(group)
+        return read(group=group)
+
+    monkeypatch.setattr(prediction, "entry_points", counted)
+    (tmp_path / "model.onnx").write_bytes(b"not a model")
+    prediction._registered.cache_clear()
+    try:
+        for model in ("nfcs", tmp_path / "model.onnx", "nfcs"):
+            try:
+                load_predictor(model, threads=1).close()
+            except NeopainError:  # the .onnx is refused by its kind, after the lookup
+                pass
+    finally:
+        monkeypatch.undo()
+        prediction._registered.cache_clear()
+    assert scans == [prediction.ENTRY_POINT_GROUP]
+
+
 @pytest.mark.parametrize("threads", [0, -1, True, 1.5])
 def test_bad_threads_are_refused_by_kinds_that_do_not_use_them_too(threads):
     # the bug guarded: `neopain agent --model nfcs --threads 0` ran as if it were unset
@@ -119,9 +144,9 @@ def test_installed_kinds_must_name_exactly_one_default(monkeypatch):
     class Second(EchoKind):
         default = True
 
-    installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
+    installed = prediction._registered()
     second = SimpleNamespace(name="second", load=lambda: Second)
-    monkeypatch.setattr(prediction, "entry_points", lambda group: [*installed, second])
+    monkeypatch.setattr(prediction, "_registered", lambda: [*installed, second])
     prediction._entry_points.cache_clear()
     try:
         # the default is asked for when no model is named (a named kind needs no default)
@@ -232,10 +257,10 @@ def test_a_kind_this_installation_cannot_import_is_left_out_and_named(monkeypatc
     def missing():
         raise ModuleNotFoundError("No module named 'pandas'")
 
-    installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
+    installed = prediction._registered()
     kept = [point for point in installed if point.name != "run"]
-    monkeypatch.setattr(prediction, "entry_points",
-                        lambda group: [*kept, SimpleNamespace(name="run", load=missing)])
+    monkeypatch.setattr(prediction, "_registered",
+                        lambda: [*kept, SimpleNamespace(name="run", load=missing)])
     prediction._entry_points.cache_clear()
     try:
         assert "run" not in prediction.predictor_kinds() and "nfcs" in prediction.predictor_kinds()

@@ -186,9 +186,9 @@ def test_a_kind_run_by_name_is_listed_and_shown_though_it_trains_nothing(monkeyp
         def predict_crops(self, crops):
             raise AssertionError("never run here")
 
-    installed = list(prediction.entry_points(group=prediction.ENTRY_POINT_GROUP))
+    installed = prediction._registered()
     remote = SimpleNamespace(name="remote", load=lambda: Remote)
-    monkeypatch.setattr(prediction, "entry_points", lambda group: [*installed, remote])
+    monkeypatch.setattr(prediction, "_registered", lambda: [*installed, remote])
     prediction._entry_points.cache_clear()
     try:
         code, output = run("show", "remote")
