@@ -99,6 +99,7 @@ def _pyplot_on_first_use() -> Iterator[None]:
         if sys.modules.get(name) is stand_in:
             del sys.modules[name]
 
+
 class _BlazeFace(FaceDetector):
     """A BlazeFace graph; subclasses pick the model (``model_selection``)."""
 
